@@ -1,0 +1,134 @@
+//! Protocol constants of RXON 1.0b3: version, headers, endpoint paths and status names.
+//!
+//! Values are identical to the Python reference `rxon==1.0b3`. Statuses, error codes
+//! and commands also exist as open enums in [`crate::codes`]; the string constants here
+//! are for code that works with raw wire values.
+
+/// The protocol version this crate implements.
+pub const PROTOCOL_VERSION: &str = "1.0b3";
+
+/// Header carrying the protocol version, sent on every request and every response.
+pub const PROTOCOL_VERSION_HEADER: &str = "X-RXON-Version";
+/// Header carrying the worker's credential on every worker request.
+pub const AUTH_HEADER_WORKER: &str = "X-Worker-Token";
+/// Header carrying a client-API credential (the orchestrator's own API, not workers).
+pub const AUTH_HEADER_CLIENT: &str = "X-Client-Token";
+
+/// Prefix of every worker endpoint.
+pub const WORKER_API_PREFIX: &str = "/_worker";
+/// `POST`: register a worker.
+pub const ENDPOINT_WORKER_REGISTER: &str = "/_worker/workers/register";
+/// `GET`: long-poll for the next task; `{worker_id}` is replaced by the worker id.
+pub const ENDPOINT_TASK_NEXT: &str = "/_worker/workers/{worker_id}/tasks/next";
+/// `POST`: submit a task result.
+pub const ENDPOINT_TASK_RESULT: &str = "/_worker/tasks/result";
+/// `PATCH`: heartbeat; `{worker_id}` is replaced by the worker id.
+pub const ENDPOINT_WORKER_HEARTBEAT: &str = "/_worker/workers/{worker_id}";
+/// `POST`: exchange the current credential for a short-lived token (STS).
+pub const STS_TOKEN_ENDPOINT: &str = "/_worker/auth/token";
+/// WebSocket endpoint for commands and progress (also served with `/{worker_id}`).
+pub const WS_ENDPOINT: &str = "/_worker/ws";
+
+/// Builds the long-poll path for `worker_id` (which must already be validated).
+pub fn task_next_path(worker_id: &str) -> String {
+    format!("{WORKER_API_PREFIX}/workers/{worker_id}/tasks/next")
+}
+
+/// Builds the heartbeat path for `worker_id` (which must already be validated).
+pub fn heartbeat_path(worker_id: &str) -> String {
+    format!("{WORKER_API_PREFIX}/workers/{worker_id}")
+}
+
+/// Task status `success`.
+pub const TASK_STATUS_SUCCESS: &str = "success";
+/// Task status `failure`.
+pub const TASK_STATUS_FAILURE: &str = "failure";
+/// Task status `cancelled`.
+pub const TASK_STATUS_CANCELLED: &str = "cancelled";
+
+/// Command `cancel_task`.
+pub const COMMAND_CANCEL_TASK: &str = "cancel_task";
+/// Conventional `event` of a progress update.
+pub const MSG_TYPE_PROGRESS: &str = "progress_update";
+
+/// Result error code: transient failure.
+pub const ERROR_CODE_TRANSIENT: &str = "TRANSIENT_ERROR";
+/// Result error code: permanent failure.
+pub const ERROR_CODE_PERMANENT: &str = "PERMANENT_ERROR";
+/// Result error code: invalid input.
+pub const ERROR_CODE_INVALID_INPUT: &str = "INVALID_INPUT_ERROR";
+/// Result error code: integrity check failed.
+pub const ERROR_CODE_INTEGRITY_MISMATCH: &str = "INTEGRITY_MISMATCH_ERROR";
+/// Result error code: timed out.
+pub const ERROR_CODE_TIMEOUT: &str = "TIMEOUT_ERROR";
+/// Result error code: refused as late.
+pub const ERROR_CODE_LATE_RESULT: &str = "LATE_RESULT";
+/// Result error code: local resources exhausted.
+pub const ERROR_CODE_RESOURCE_EXHAUSTED: &str = "RESOURCE_EXHAUSTED_ERROR";
+/// Result error code: a dependency failed.
+pub const ERROR_CODE_DEPENDENCY: &str = "DEPENDENCY_ERROR";
+/// Result error code: refused for security reasons.
+pub const ERROR_CODE_SECURITY: &str = "SECURITY_ERROR";
+/// Result error code: internal worker error.
+pub const ERROR_CODE_INTERNAL: &str = "INTERNAL_ERROR";
+
+/// Ignored reason: deadline passed.
+pub const IGNORED_REASON_LATE: &str = "deadline_exceeded";
+/// Ignored reason: job cancelled.
+pub const IGNORED_REASON_CANCELLED: &str = "job_cancelled";
+/// Ignored reason: job not found.
+pub const IGNORED_REASON_NOT_FOUND: &str = "job_not_found";
+/// Ignored reason: task held by another worker.
+pub const IGNORED_REASON_MISMATCH: &str = "worker_mismatch";
+/// Ignored reason: task reassigned or job moved on.
+pub const IGNORED_REASON_STALE: &str = "stale_task";
+
+/// Job status `pending`.
+pub const JOB_STATUS_PENDING: &str = "pending";
+/// Job status `waiting_for_worker`.
+pub const JOB_STATUS_WAITING_FOR_WORKER: &str = "waiting_for_worker";
+/// Job status `running`.
+pub const JOB_STATUS_RUNNING: &str = "running";
+/// Job status `finished`.
+pub const JOB_STATUS_FINISHED: &str = "finished";
+/// Job status `failed`.
+pub const JOB_STATUS_FAILED: &str = "failed";
+/// Job status `error`.
+pub const JOB_STATUS_ERROR: &str = "error";
+/// Job status `quarantined`.
+pub const JOB_STATUS_QUARANTINED: &str = "quarantined";
+/// Job status `cancelled`.
+pub const JOB_STATUS_CANCELLED: &str = "cancelled";
+/// Job status `waiting_for_human`.
+pub const JOB_STATUS_WAITING_FOR_HUMAN: &str = "waiting_for_human";
+/// Job status `waiting_for_parallel_tasks`.
+pub const JOB_STATUS_WAITING_FOR_PARALLEL: &str = "waiting_for_parallel_tasks";
+
+/// Default long-poll wait a worker asks for, in seconds (reference default).
+pub const DEFAULT_POLL_TIMEOUT_SECS: u64 = 30;
+/// Extra time a worker gives a long-poll request beyond its wait, in seconds.
+pub const POLL_REQUEST_MARGIN_SECS: u64 = 5;
+/// Default number of attempts for sending a result (reference default).
+pub const DEFAULT_RESULT_RETRIES: u32 = 3;
+/// Default base delay between result attempts, in milliseconds (reference: 0.1 s).
+pub const DEFAULT_RESULT_RETRY_DELAY_MS: u64 = 100;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_builders_match_the_templates() {
+        assert_eq!(
+            task_next_path("w-1"),
+            ENDPOINT_TASK_NEXT.replace("{worker_id}", "w-1")
+        );
+        assert_eq!(
+            heartbeat_path("w-1"),
+            ENDPOINT_WORKER_HEARTBEAT.replace("{worker_id}", "w-1")
+        );
+        for p in [ENDPOINT_WORKER_REGISTER, ENDPOINT_TASK_RESULT, STS_TOKEN_ENDPOINT, WS_ENDPOINT] {
+            assert!(p.starts_with(WORKER_API_PREFIX), "{p}");
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The orchestrator side: [`Handler`] (what the orchestrator does with each message),
+//! [`Listener`] (a server that accepts worker connections and calls the handler), and the
+//! [`RequestContext`] a listener passes along.
+
+use crate::error::{HandlerError, HandlerResult, Result};
+use crate::future::BoxFuture;
+use crate::messages::{
+    Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, ResultOutcome, TaskPayload,
+    TaskResult, TokenResponse, WorkerCommand, WorkerRegistration,
+};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a listener knows about the request it hands to the [`Handler`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestContext {
+    /// Name of the transport that received the request (`"http"`, `"ws"`, `"grpc"`…).
+    pub transport: &'static str,
+    /// The worker credential (`X-Worker-Token`), if sent.
+    pub token: Option<String>,
+    /// The peer's protocol version (`X-RXON-Version`), if sent.
+    pub protocol_version: Option<String>,
+    /// The worker id named by the request path (or stream), already validated.
+    pub worker_id: Option<String>,
+    /// Subject common name of the client certificate on an mTLS connection.
+    pub cert_identity: Option<String>,
+    /// The peer's address, when the transport has one.
+    pub remote_addr: Option<SocketAddr>,
+}
+
+impl RequestContext {
+    /// An empty context for `transport`.
+    pub fn new(transport: &'static str) -> Self {
+        RequestContext {
+            transport,
+            token: None,
+            protocol_version: None,
+            worker_id: None,
+            cert_identity: None,
+            remote_addr: None,
+        }
+    }
+
+    /// Sets the token.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+    /// Sets the protocol version.
+    pub fn with_protocol_version(mut self, version: impl Into<String>) -> Self {
+        self.protocol_version = Some(version.into());
+        self
+    }
+    /// Sets the worker id.
+    pub fn with_worker_id(mut self, worker_id: impl Into<String>) -> Self {
+        self.worker_id = Some(worker_id.into());
+        self
+    }
+    /// Sets the certificate identity.
+    pub fn with_cert_identity(mut self, cn: impl Into<String>) -> Self {
+        self.cert_identity = Some(cn.into());
+        self
+    }
+    /// Sets the remote address.
+    pub fn with_remote_addr(mut self, addr: SocketAddr) -> Self {
+        self.remote_addr = Some(addr);
+        self
+    }
+}
+
+/// The per-worker stream of commands a handler opens for a listener.
+///
+/// The listener pulls commands with [`recv`](Self::recv) and writes each to the worker's
+/// channel. `None` means the orchestrator has closed the channel.
+pub trait CommandReceiver: Send {
+    /// Waits for the next command for this worker.
+    fn recv(&mut self) -> BoxFuture<'_, Option<WorkerCommand>>;
+}
+
+impl<R: CommandReceiver + ?Sized> CommandReceiver for Box<R> {
+    fn recv(&mut self) -> BoxFuture<'_, Option<WorkerCommand>> {
+        (**self).recv()
+    }
+}
+
+/// The orchestrator's logic, one method per worker message; every listener calls it.
+///
+/// One handler can be served by several listeners at once (HTTP, WebSocket, gRPC); the
+/// [`RequestContext::transport`] says which one a request came through.
+///
+/// # Contract
+///
+/// - **Authentication is the handler's job**: check [`RequestContext::token`] (or the
+///   certificate identity) and refuse with [`HandlerError::unauthorized`]; the worker
+///   then refreshes its token once and retries.
+/// - **Errors are typed**: each [`HandlerErrorKind`](crate::HandlerErrorKind) maps to a
+///   status on every transport (HTTP 400/401/403/404/409/413/429/501/503/500).
+/// - **Polls are cancellable**: a listener drops the future returned by
+///   [`poll`](Self::poll) when the worker goes away or the listener stops. A handler
+///   that hands a task out must not lose it if the future is dropped before it
+///   completes (hand the task over only on the future's last step, or requeue it on
+///   drop).
+/// - Methods with a default answer [`HandlerError::not_implemented`].
+pub trait Handler: Send + Sync {
+    /// A worker registers (`register`).
+    fn register(
+        &self,
+        ctx: RequestContext,
+        registration: WorkerRegistration,
+    ) -> BoxFuture<'_, HandlerResult<RegisterReply>>;
+
+    /// A worker long-polls (`poll`): return a task as soon as one is available for
+    /// `worker_id`, or `None` once `wait` has passed.
+    fn poll(
+        &self,
+        ctx: RequestContext,
+        worker_id: String,
+        wait: Duration,
+    ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>>;
+
+    /// A worker reports a result (`result`).
+    fn result(
+        &self,
+        ctx: RequestContext,
+        result: TaskResult,
+    ) -> BoxFuture<'_, HandlerResult<ResultOutcome>>;
+
+    /// A worker sends a heartbeat (`heartbeat`); `None` when the request had no body.
+    fn heartbeat(
+        &self,
+        ctx: RequestContext,
+        worker_id: String,
+        heartbeat: Option<Heartbeat>,
+    ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>>;
+
+    /// A worker reports progress.
+    fn progress(
+        &self,
+        ctx: RequestContext,
+        progress: ProgressUpdatePayload,
+    ) -> BoxFuture<'_, HandlerResult<()>> {
+        let _ = (ctx, progress);
+        Box::pin(async { Err(HandlerError::not_implemented("progress updates are not handled")) })
+    }
+
+    /// A worker asks for a short-lived token (`sts_token`).
+    fn token(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
+        let _ = ctx;
+        Box::pin(async { Err(HandlerError::not_implemented("token issuing is not supported")) })
+    }
+
+    /// A worker opens its command channel; the listener forwards what the returned
+    /// receiver yields. The worker id is in [`RequestContext::worker_id`] when the
+    /// channel URL named it.
+    fn commands(
+        &self,
+        ctx: RequestContext,
+    ) -> BoxFuture<'_, HandlerResult<Box<dyn CommandReceiver>>> {
+        let _ = ctx;
+        Box::pin(async { Err(HandlerError::not_implemented("command channels are not supported")) })
+    }
+}
+
+macro_rules! forward_handler {
+    ($($ptr:ty),*) => {$(
+        impl<H: Handler + ?Sized> Handler for $ptr {
+            fn register(&self, ctx: RequestContext, r: WorkerRegistration) -> BoxFuture<'_, HandlerResult<RegisterReply>> {
+                (**self).register(ctx, r)
+            }
+            fn poll(&self, ctx: RequestContext, w: String, wait: Duration) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
+                (**self).poll(ctx, w, wait)
+            }
+            fn result(&self, ctx: RequestContext, r: TaskResult) -> BoxFuture<'_, HandlerResult<ResultOutcome>> {
+                (**self).result(ctx, r)
+            }
+            fn heartbeat(&self, ctx: RequestContext, w: String, h: Option<Heartbeat>) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
+                (**self).heartbeat(ctx, w, h)
+            }
+            fn progress(&self, ctx: RequestContext, p: ProgressUpdatePayload) -> BoxFuture<'_, HandlerResult<()>> {
+                (**self).progress(ctx, p)
+            }
+            fn token(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
+                (**self).token(ctx)
+            }
+            fn commands(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<Box<dyn CommandReceiver>>> {
+                (**self).commands(ctx)
+            }
+        }
+    )*};
+}
+forward_handler!(Box<H>, Arc<H>, &H);
+
+/// A server that accepts worker connections and routes their messages to a [`Handler`].
+///
+/// # Contract
+///
+/// - [`start`](Self::start) returns once the listener accepts connections (so a worker
+///   may dial [`endpoint`](Self::endpoint) right after); starting twice is an error.
+/// - [`stop`](Self::stop) stops accepting, lets in-flight requests finish for at most
+///   `drain`, then ends the rest (pending polls answer "no task", command channels
+///   close) and returns. It never waits longer than `drain` plus a small constant.
+pub trait Listener: Send + Sync {
+    /// Starts serving `handler`.
+    fn start(&self, handler: Arc<dyn Handler>) -> BoxFuture<'_, Result<()>>;
+
+    /// Stops serving, draining in-flight requests for at most `drain`.
+    fn stop(&self, drain: Duration) -> BoxFuture<'_, Result<()>>;
+
+    /// The URL workers dial to reach this listener (e.g. `http://127.0.0.1:8080`),
+    /// once started.
+    fn endpoint(&self) -> Option<String>;
+}
+
+impl<L: Listener + ?Sized> Listener for Arc<L> {
+    fn start(&self, handler: Arc<dyn Handler>) -> BoxFuture<'_, Result<()>> {
+        (**self).start(handler)
+    }
+    fn stop(&self, drain: Duration) -> BoxFuture<'_, Result<()>> {
+        (**self).stop(drain)
+    }
+    fn endpoint(&self) -> Option<String> {
+        (**self).endpoint()
+    }
+}
+
+impl<L: Listener + ?Sized> Listener for Box<L> {
+    fn start(&self, handler: Arc<dyn Handler>) -> BoxFuture<'_, Result<()>> {
+        (**self).start(handler)
+    }
+    fn stop(&self, drain: Duration) -> BoxFuture<'_, Result<()>> {
+        (**self).stop(drain)
+    }
+    fn endpoint(&self) -> Option<String> {
+        (**self).endpoint()
+    }
+}

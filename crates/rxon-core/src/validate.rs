@@ -1,0 +1,75 @@
+//! The identifier rule of RXON: worker ids, job ids, task ids and task types.
+//!
+//! An identifier is non-empty and made of ASCII letters, digits, `_` and `-`
+//! (`^[a-zA-Z0-9_-]+$`, as in the reference). Identifiers end up in URL paths and
+//! storage keys, so transports check them *before* building either: a bad id is an
+//! [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) error, never a request.
+
+use crate::error::{Result, RxonError};
+
+/// Longest identifier accepted. The reference sets no bound; one is needed so that an
+/// id cannot be used to make paths or keys of unbounded length.
+pub const MAX_IDENTIFIER_LEN: usize = 256;
+
+/// `true` if `value` follows the identifier rule.
+///
+/// ```
+/// use rxon_core::validate::is_valid_identifier;
+/// assert!(is_valid_identifier("gpu-worker_01"));
+/// assert!(!is_valid_identifier("../etc"));
+/// assert!(!is_valid_identifier(""));
+/// ```
+pub fn is_valid_identifier(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_IDENTIFIER_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Checks `value` and names it (`what`, e.g. `"worker_id"`) in the error.
+///
+/// ```
+/// use rxon_core::validate::validate_identifier;
+/// let err = validate_identifier("a/b", "worker_id").unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid input: invalid worker_id \"a/b\": use 1-256 ASCII letters, digits, '_' or '-'"
+/// );
+/// ```
+pub fn validate_identifier(value: &str, what: &str) -> Result<()> {
+    if is_valid_identifier(value) {
+        return Ok(());
+    }
+    // Quote at most a bounded prefix of the offending value.
+    let shown: String = value.chars().take(64).collect();
+    Err(RxonError::invalid_input(format!(
+        "invalid {what} {shown:?}: use 1-{MAX_IDENTIFIER_LEN} ASCII letters, digits, '_' or '-'"
+    ))
+    .with_detail("field", what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_reference_alphabet() {
+        for ok in ["a", "A-Z_0-9", "worker-1", "_", "-", &"x".repeat(MAX_IDENTIFIER_LEN)] {
+            assert!(is_valid_identifier(ok), "{ok}");
+        }
+    }
+
+    #[test]
+    fn rejects_everything_else() {
+        let long = "x".repeat(MAX_IDENTIFIER_LEN + 1);
+        for bad in [
+            "", " ", "a b", "a/b", "..", "a.b", "a\n", "é", "a%2F", "a?b", "a#", &long,
+        ] {
+            assert!(!is_valid_identifier(bad), "{bad:?}");
+            let err = validate_identifier(bad, "task_id").unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
+            assert!(err.message().contains("task_id"));
+        }
+    }
+}
