@@ -1,1 +1,25 @@
-//! placeholder
+//! RXON gRPC transport and listener (tonic + prost).
+//!
+//! This crate is the home of `GrpcTransport` (`grpc://`, `grpcs://`) and `GrpcListener`, generated from `proto/rxon/v1/rxon.proto`.
+//!
+//! **Status:** this release ships the crate's URL schemes only; it provides no transport
+//! yet. `rxon::create_transport` answers these schemes with an
+//! [`ErrorKind::Unsupported`](rxon_core::ErrorKind::Unsupported) error that says so,
+//! rather than a transport that pretends to work.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+/// URL schemes this crate serves.
+pub const SCHEMES: &[&str] = &["grpc", "grpcs"];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn schemes_are_lowercase_and_valid() {
+        for s in super::SCHEMES {
+            let url = format!("{s}://host");
+            assert_eq!(rxon_core::config::url_scheme(&url).unwrap(), *s);
+        }
+    }
+}

@@ -1,1 +1,25 @@
-//! placeholder
+//! RXON HTTP transport and listener (hyper).
+//!
+//! This crate is the home of `HttpTransport` (worker side, `http://` and `https://`) and `HttpListener` (orchestrator side), wire-compatible with the Python reference.
+//!
+//! **Status:** this release ships the crate's URL schemes only; it provides no transport
+//! yet. `rxon::create_transport` answers these schemes with an
+//! [`ErrorKind::Unsupported`](rxon_core::ErrorKind::Unsupported) error that says so,
+//! rather than a transport that pretends to work.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+/// URL schemes this crate serves.
+pub const SCHEMES: &[&str] = &["http", "https"];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn schemes_are_lowercase_and_valid() {
+        for s in super::SCHEMES {
+            let url = format!("{s}://host");
+            assert_eq!(rxon_core::config::url_scheme(&url).unwrap(), *s);
+        }
+    }
+}

@@ -1,1 +1,31 @@
-//! placeholder
+//! Test tools for RXON workers and transports.
+//!
+//! This crate provides [`MockTransport`], an in-memory [`Transport`](rxon_core::Transport)
+//! that needs no orchestrator, with its [`MockHandle`] to push tasks and commands and to
+//! inspect what the worker sent; and [`MockTransportFactory`], which serves `mock://`
+//! URLs so that a worker built from configuration runs against the mock by changing
+//! only its URL.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! use rxon_core::{Transport, TransportConfig, TransportFactory, WorkerCommand};
+//! use rxon_testing::{MockHandle, MockTransportFactory};
+//!
+//! let mock = MockHandle::new();
+//! let config = TransportConfig::new(mock.url(), "worker-1", "token");
+//! let transport = MockTransportFactory.create(&config)?;
+//! transport.connect().await?;
+//!
+//! mock.push_command(WorkerCommand::cancel_task("t-9", None));
+//! let cmd = transport.next_command().await?.expect("a command");
+//! assert_eq!(cmd.task_id.as_deref(), Some("t-9"));
+//! # Ok::<(), rxon_core::RxonError>(())
+//! # }).unwrap();
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod mock;
+
+pub use mock::{MockHandle, MockTransport, MockTransportFactory, Operation, SCHEMES};
