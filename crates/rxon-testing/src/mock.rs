@@ -230,6 +230,19 @@ impl MockHandle {
         .await
     }
 
+    /// Waits until at least `n` progress updates have arrived and returns them; an
+    /// error after `timeout`.
+    pub async fn wait_for_progress(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<ProgressUpdatePayload>> {
+        self.wait_until(timeout, &format!("{n} progress update(s)"), |i| {
+            (i.progress.len() >= n).then(|| i.progress.clone())
+        })
+        .await
+    }
+
     /// Waits until at least `n` polls are waiting for a task; an error after `timeout`.
     pub async fn wait_for_pollers(&self, n: usize, timeout: Duration) -> Result<()> {
         self.wait_until(timeout, &format!("{n} waiting poll(s)"), |i| {

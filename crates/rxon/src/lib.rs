@@ -1,1 +1,103 @@
-//! placeholder
+//! RXON ("Reverse Axon"): a reverse-connection protocol between workers and
+//! orchestrators.
+//!
+//! Workers always dial out, so they work behind NAT and firewalls: they register,
+//! long-poll for tasks, post results, send heartbeats, stream progress, and receive
+//! commands (such as cancel) over a channel they opened. This crate is wire-compatible
+//! with the Python reference `rxon==1.0b3`.
+//!
+//! This crate provides the protocol core (re-exported at the root from
+//! [`rxon-core`](rxon_core)), a URL-driven [`create_transport`] and
+//! [`TransportRegistry`], and each transport under its own module behind a feature.
+//!
+//! # Usage
+//!
+//! Applications depend on `rxon` with the features they need. Transport and handler
+//! authors may depend on `rxon-core` alone.
+//!
+//! A worker written against [`Transport`] runs over any scheme; only the URL changes:
+//!
+//! ```
+//! # #[cfg(feature = "testing")]
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! use rxon::{Map, TaskPayload, TaskResult, Transport, TransportConfig, Value};
+//! use std::time::Duration;
+//!
+//! async fn work(transport: &dyn Transport, polls: usize) -> rxon::Result<usize> {
+//!     let mut done = 0;
+//!     for _ in 0..polls {
+//!         let Some(task) = transport.poll_task(Duration::from_millis(100)).await? else { continue };
+//!         let mut data = Map::new();
+//!         data.insert("echo".into(), task.params.get("text").cloned().unwrap_or(Value::Null));
+//!         transport.send_result(&TaskResult::success(&task, transport.worker_id(), data)).await?;
+//!         done += 1;
+//!     }
+//!     Ok(done)
+//! }
+//!
+//! let mock = rxon::testing::MockHandle::new();          // stands in for an orchestrator
+//! mock.push_task(TaskPayload { task_id: "t1".into(), ..Default::default() });
+//! let config = TransportConfig::new(mock.url(), "worker-1", "secret"); // or "https://…"
+//! let transport = rxon::create_transport_from_config(&config)?;
+//! transport.connect().await?;
+//! assert_eq!(work(transport.as_ref(), 1).await?, 1);
+//! # Ok::<(), rxon::RxonError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | provides |
+//! | --- | --- | --- |
+//! | `http` | yes | [`http`] module, `http://` and `https://` |
+//! | `serde` | yes | `Serialize`/`Deserialize` for messages and [`TransportConfig`] |
+//! | `ws` | | [`ws`] module, `ws://` and `wss://` |
+//! | `grpc` | | [`grpc`] module, `grpc://` and `grpcs://` |
+//! | `blob` | | [`blob`] module: S3-compatible blob storage |
+//! | `testing` | | [`testing`] module: `MockTransport`, `mock://` |
+//! | `full` | | all of the above |
+//!
+//! A built-in scheme whose feature is off fails with an error naming the feature.
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.85 (edition 2024).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[doc(inline)]
+pub use rxon_core::*;
+
+pub mod registry;
+
+#[doc(inline)]
+pub use registry::{
+    Scheme, TransportRegistry, create_transport, create_transport_from_config,
+};
+
+/// HTTP transport and listener.
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use rxon_http as http;
+
+/// WebSocket command channel and transport.
+#[cfg(feature = "ws")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
+pub use rxon_ws as ws;
+
+/// gRPC transport and listener.
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub use rxon_grpc as grpc;
+
+/// Blob storage for large inputs and outputs.
+#[cfg(feature = "blob")]
+#[cfg_attr(docsrs, doc(cfg(feature = "blob")))]
+pub use rxon_blob as blob;
+
+/// Mock transport and test tools.
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub use rxon_testing as testing;
