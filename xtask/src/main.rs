@@ -1,1 +1,134 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <command>`.
+//!
+//! - `ci`: every check `.ci/run` runs, in the same order; stops at the first failure.
+//! - `deps-check`: only the zero-dependency check of `rxon-core`.
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// Features of the `rxon` crate that must each build alone.
+const FEATURES: &[&str] = &["http", "ws", "grpc", "blob", "testing", "serde"];
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1);
+    let result = match task.as_deref() {
+        Some("ci") => ci(),
+        Some("deps-check") => deps_check(),
+        _ => {
+            eprintln!("usage: cargo xtask <ci|deps-check>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ci() -> Result<(), String> {
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    cargo(&["test", "--workspace", "--all-features"])?;
+    // The umbrella with every optional transport off: checks the feature-off errors.
+    cargo(&[
+        "test",
+        "-p",
+        "rxon",
+        "--no-default-features",
+        "--features",
+        "testing serde",
+    ])?;
+    cargo(&["check", "-p", "rxon", "--no-default-features"])?;
+    for feature in FEATURES {
+        cargo(&[
+            "check",
+            "-p",
+            "rxon",
+            "--no-default-features",
+            "--features",
+            feature,
+        ])?;
+    }
+    run(Command::new(cargo_bin())
+        .args(["doc", "--workspace", "--all-features", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    deps_check()
+}
+
+/// `rxon-core` must have no normal dependencies with its default features.
+fn deps_check() -> Result<(), String> {
+    let out = Command::new(cargo_bin())
+        .args([
+            "tree",
+            "-p",
+            "rxon-core",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .map_err(|e| format!("cannot run cargo tree: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = tree.lines().filter(|l| !l.trim().is_empty()).collect();
+    match lines.as_slice() {
+        [only] if only.starts_with("rxon-core ") => {
+            println!("xtask: rxon-core has no dependencies ({only})");
+            Ok(())
+        }
+        _ => Err(format!(
+            "rxon-core must have no dependencies, cargo tree says:\n{tree}"
+        )),
+    }
+}
+
+fn cargo(args: &[&str]) -> Result<(), String> {
+    run(Command::new(cargo_bin()).args(args))
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    cmd.current_dir(workspace_root());
+    let shown = format!("{cmd:?}").replace('"', "");
+    println!("xtask: running {shown}");
+    let start = Instant::now();
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {shown}: {e}"))?;
+    println!("xtask: {:.1}s for {shown}", start.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed with {status}"))
+    }
+}
+
+fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}

@@ -223,7 +223,12 @@ mod tests {
             assert!(code.is_known());
         }
         for s in TaskStatus::KNOWN {
-            assert_eq!(&s.as_str().parse::<TaskStatus>().unwrap_or(TaskStatus::Success), s);
+            assert_eq!(
+                &s.as_str()
+                    .parse::<TaskStatus>()
+                    .unwrap_or(TaskStatus::Success),
+                s
+            );
         }
         assert_eq!(ErrorCode::KNOWN.len(), 10);
         assert_eq!(JobStatus::KNOWN.len(), 10);

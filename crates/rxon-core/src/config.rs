@@ -175,7 +175,8 @@ impl TransportConfig {
                 RxonError::config(format!("environment variable {prefix}_{name} is not set"))
             })
         };
-        let mut cfg = TransportConfig::new(required("URL")?, required("WORKER_ID")?, required("TOKEN")?);
+        let mut cfg =
+            TransportConfig::new(required("URL")?, required("WORKER_ID")?, required("TOKEN")?);
         let o = &mut cfg.options;
         let dur = |name: &str, slot: &mut Duration| -> Result<()> {
             if let Some(v) = get(name) {
@@ -332,7 +333,7 @@ fn bad_duration(text: &str) -> RxonError {
 
 #[cfg(feature = "serde")]
 mod duration_serde {
-    use super::{parse_duration, secs_to_duration, DisplayDuration};
+    use super::{DisplayDuration, parse_duration, secs_to_duration};
     use serde::de::{self, Visitor};
     use serde::{Deserializer, Serializer};
     use std::fmt;
@@ -451,7 +452,10 @@ mod tests {
         ok.validate().unwrap();
         let mut c = ok.clone();
         c.worker_id = "w/1".into();
-        assert_eq!(c.validate().unwrap_err().kind(), crate::ErrorKind::InvalidInput);
+        assert_eq!(
+            c.validate().unwrap_err().kind(),
+            crate::ErrorKind::InvalidInput
+        );
         let mut c = ok.clone();
         c.url = "127.0.0.1:1".into();
         assert!(c.validate().unwrap_err().message().contains("no scheme"));
@@ -492,9 +496,23 @@ mod tests {
         assert_eq!(c.options.max_message_bytes, 1024);
         assert_eq!(c.options.tls.ca_file, Some(PathBuf::from("/ca.pem")));
         let err = TransportConfig::from_lookup("Y", look).unwrap_err();
-        assert_eq!(err.to_string(), "configuration error: environment variable Y_URL is not set");
-        let bad = |k: &str| if k == "X_RESULT_RETRIES" { Some("many".into()) } else { look(k) };
-        assert!(TransportConfig::from_lookup("X", bad).unwrap_err().message().contains("X_RESULT_RETRIES"));
+        assert_eq!(
+            err.to_string(),
+            "configuration error: environment variable Y_URL is not set"
+        );
+        let bad = |k: &str| {
+            if k == "X_RESULT_RETRIES" {
+                Some("many".into())
+            } else {
+                look(k)
+            }
+        };
+        assert!(
+            TransportConfig::from_lookup("X", bad)
+                .unwrap_err()
+                .message()
+                .contains("X_RESULT_RETRIES")
+        );
     }
 
     #[test]

@@ -127,7 +127,12 @@ mod tests {
             heartbeat_path("w-1"),
             ENDPOINT_WORKER_HEARTBEAT.replace("{worker_id}", "w-1")
         );
-        for p in [ENDPOINT_WORKER_REGISTER, ENDPOINT_TASK_RESULT, STS_TOKEN_ENDPOINT, WS_ENDPOINT] {
+        for p in [
+            ENDPOINT_WORKER_REGISTER,
+            ENDPOINT_TASK_RESULT,
+            STS_TOKEN_ENDPOINT,
+            WS_ENDPOINT,
+        ] {
             assert!(p.starts_with(WORKER_API_PREFIX), "{p}");
         }
     }

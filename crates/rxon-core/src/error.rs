@@ -258,7 +258,9 @@ impl fmt::Display for RxonError {
 
 impl StdError for RxonError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
     }
 }
 
@@ -473,7 +475,10 @@ mod tests {
         assert_eq!(e.details().get("attempt"), Some(&Value::from(2u32)));
         assert!(format!("{e:?}").contains("source: Io"));
         let ms = RxonError::rate_limited("slow down", Some(Duration::from_millis(1500)));
-        assert_eq!(ms.to_string(), "rate limited: slow down (retry after 1500ms)");
+        assert_eq!(
+            ms.to_string(),
+            "rate limited: slow down (retry after 1500ms)"
+        );
     }
 
     #[test]

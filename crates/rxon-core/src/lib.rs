@@ -4,9 +4,9 @@
 //!
 //! This crate provides what every RXON implementation shares, with **no dependencies**:
 //!
-//! - the [messages](messages) of RXON 1.0b3, wire-compatible with the Python reference,
-//!   and the open enums of [codes](codes) (statuses, error codes, commands);
-//! - [constants](constants): protocol version, headers, endpoint paths;
+//! - the [messages] of RXON 1.0b3, wire-compatible with the Python reference,
+//!   and the open enums of [codes] (statuses, error codes, commands);
+//! - [constants]: protocol version, headers, endpoint paths;
 //! - [`RxonError`] (worker side) and [`HandlerError`] (orchestrator side);
 //! - the traits: [`Transport`] for workers, [`Handler`] + [`Listener`] for orchestrators,
 //!   [`TransportFactory`] for building transports from a [`TransportConfig`];

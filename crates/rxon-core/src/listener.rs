@@ -142,13 +142,21 @@ pub trait Handler: Send + Sync {
         progress: ProgressUpdatePayload,
     ) -> BoxFuture<'_, HandlerResult<()>> {
         let _ = (ctx, progress);
-        Box::pin(async { Err(HandlerError::not_implemented("progress updates are not handled")) })
+        Box::pin(async {
+            Err(HandlerError::not_implemented(
+                "progress updates are not handled",
+            ))
+        })
     }
 
     /// A worker asks for a short-lived token (`sts_token`).
     fn token(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
         let _ = ctx;
-        Box::pin(async { Err(HandlerError::not_implemented("token issuing is not supported")) })
+        Box::pin(async {
+            Err(HandlerError::not_implemented(
+                "token issuing is not supported",
+            ))
+        })
     }
 
     /// A worker opens its command channel; the listener forwards what the returned
@@ -159,7 +167,11 @@ pub trait Handler: Send + Sync {
         ctx: RequestContext,
     ) -> BoxFuture<'_, HandlerResult<Box<dyn CommandReceiver>>> {
         let _ = ctx;
-        Box::pin(async { Err(HandlerError::not_implemented("command channels are not supported")) })
+        Box::pin(async {
+            Err(HandlerError::not_implemented(
+                "command channels are not supported",
+            ))
+        })
     }
 }
 

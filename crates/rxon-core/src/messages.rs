@@ -154,13 +154,22 @@ pub struct WorkerCommand {
     /// What to do.
     pub command: CommandName,
     /// The task it concerns.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub task_id: Option<String>,
     /// The job it concerns.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub job_id: Option<String>,
     /// Command arguments.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub params: Option<Map>,
 }
 
@@ -205,7 +214,10 @@ pub struct TaskError {
     /// Human-readable description.
     pub message: String,
     /// Structured details.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub details: Option<Map>,
 }
 
@@ -233,13 +245,22 @@ pub struct TaskResult {
     /// Success, failure or cancelled.
     pub status: TaskStatus,
     /// Output of a successful task.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub data: Option<Map>,
     /// Why the task failed.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub error: Option<TaskError>,
     /// Large outputs held in blob storage, by name.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub data_metadata: Option<BTreeMap<String, FileMetadata>>,
 }
 
@@ -312,10 +333,16 @@ pub struct RegisterReply {
     #[cfg_attr(feature = "serde", serde(default = "registered"))]
     pub status: String,
     /// Protocol or orchestrator version, when sent.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub version: Option<String>,
     /// A warning for the operator (e.g. an outdated worker), when sent.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub warning: Option<String>,
     /// Every other key of the reply.
     #[cfg_attr(feature = "serde", serde(flatten))]
@@ -349,13 +376,21 @@ pub struct HeartbeatReply {
     /// Tasks the worker must cancel.
     #[cfg_attr(
         feature = "serde",
-        serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "crate::serde_support::null_as_default")
+        serde(
+            default,
+            skip_serializing_if = "Vec::is_empty",
+            deserialize_with = "crate::serde_support::null_as_default"
+        )
     )]
     pub cancel_task_ids: Vec<String>,
     /// The orchestrator lost track of this worker: re-send full state (re-register).
     #[cfg_attr(
         feature = "serde",
-        serde(default, skip_serializing_if = "std::ops::Not::not", deserialize_with = "crate::serde_support::null_as_default")
+        serde(
+            default,
+            skip_serializing_if = "std::ops::Not::not",
+            deserialize_with = "crate::serde_support::null_as_default"
+        )
     )]
     pub require_full_sync: bool,
     /// Every other key of the reply.

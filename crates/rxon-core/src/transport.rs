@@ -66,12 +66,16 @@ pub trait Transport: Send + Sync {
     fn send_result<'a>(&'a self, result: &'a TaskResult) -> BoxFuture<'a, Result<ResultOutcome>>;
 
     /// Sends a heartbeat; the reply may list tasks to cancel.
-    fn send_heartbeat<'a>(&'a self, heartbeat: &'a Heartbeat)
-    -> BoxFuture<'a, Result<HeartbeatReply>>;
+    fn send_heartbeat<'a>(
+        &'a self,
+        heartbeat: &'a Heartbeat,
+    ) -> BoxFuture<'a, Result<HeartbeatReply>>;
 
     /// Reports progress of a running task.
-    fn send_progress<'a>(&'a self, progress: &'a ProgressUpdatePayload)
-    -> BoxFuture<'a, Result<()>>;
+    fn send_progress<'a>(
+        &'a self,
+        progress: &'a ProgressUpdatePayload,
+    ) -> BoxFuture<'a, Result<()>>;
 
     /// Waits for the next command from the orchestrator; `Ok(None)` once the channel has
     /// ended (the transport was closed). Commands are delivered to one caller each.

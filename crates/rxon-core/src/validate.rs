@@ -55,7 +55,14 @@ mod tests {
 
     #[test]
     fn accepts_the_reference_alphabet() {
-        for ok in ["a", "A-Z_0-9", "worker-1", "_", "-", &"x".repeat(MAX_IDENTIFIER_LEN)] {
+        for ok in [
+            "a",
+            "A-Z_0-9",
+            "worker-1",
+            "_",
+            "-",
+            &"x".repeat(MAX_IDENTIFIER_LEN),
+        ] {
             assert!(is_valid_identifier(ok), "{ok}");
         }
     }

@@ -299,7 +299,11 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 
 impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Value {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Value::Object(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Value::Object(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 
@@ -414,7 +418,10 @@ mod tests {
         let v: Value = [
             ("a", Value::from(1u8)),
             ("b", Value::from("x\"y\n")),
-            ("c", Value::from(vec![Value::Null, Value::from(-2i32), Value::from(1.5)])),
+            (
+                "c",
+                Value::from(vec![Value::Null, Value::from(-2i32), Value::from(1.5)]),
+            ),
         ]
         .into_iter()
         .collect();

@@ -1,4 +1,5 @@
 //! `TransportConfig` from TOML and JSON: flat keys, durations, strict on unknown keys.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rxon_core::{TransportConfig, Value};
 use std::path::PathBuf;
@@ -30,10 +31,17 @@ fn toml_with_every_section() {
     assert_eq!(cfg.scheme().unwrap(), "https");
     assert_eq!(cfg.options.poll_timeout, Duration::from_secs(45));
     assert_eq!(cfg.options.request_timeout, Duration::from_secs(12));
-    assert_eq!(cfg.options.connect_timeout, Duration::from_secs(10), "default kept");
+    assert_eq!(
+        cfg.options.connect_timeout,
+        Duration::from_secs(10),
+        "default kept"
+    );
     assert_eq!(cfg.options.result_retries, 5);
     assert_eq!(cfg.options.result_retry_delay, Duration::from_millis(250));
-    assert_eq!(cfg.options.tls.ca_file, Some(PathBuf::from("/etc/rxon/ca.pem")));
+    assert_eq!(
+        cfg.options.tls.ca_file,
+        Some(PathBuf::from("/etc/rxon/ca.pem"))
+    );
     assert_eq!(
         cfg.options.param("circuit").and_then(Value::as_str),
         Some("fast")
@@ -68,7 +76,10 @@ fn typos_and_bad_values_are_errors_not_defaults() {
         r#"{"url":"http://h","worker_id":"w","token":"t","poll_timeout":"forever"}"#,
     )
     .unwrap_err();
-    assert!(bad_duration.to_string().contains("forever"), "{bad_duration}");
+    assert!(
+        bad_duration.to_string().contains("forever"),
+        "{bad_duration}"
+    );
     let negative = serde_json::from_str::<TransportConfig>(
         r#"{"url":"http://h","worker_id":"w","token":"t","poll_timeout":-1}"#,
     )

@@ -1,5 +1,6 @@
 //! Every message against JSON written the way the Python reference writes it
 //! (`orjson.dumps(to_dict(namedtuple))`: every field present, unset ones as `null`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rxon_core::*;
 use serde::Serialize;
@@ -16,7 +17,11 @@ where
     let decoded: T = serde_json::from_value(python.clone()).expect("decode python json");
     assert_eq!(&decoded, expected);
     let encoded = serde_json::to_value(&decoded).unwrap();
-    assert_eq!(encoded, strip_nulls(python), "encoding omits unset optionals");
+    assert_eq!(
+        encoded,
+        strip_nulls(python),
+        "encoding omits unset optionals"
+    );
     let again: T = serde_json::from_value(encoded).unwrap();
     assert_eq!(&again, expected);
 }
@@ -127,8 +132,10 @@ fn task_payload() {
         job_id: "job-1".into(),
         task_id: "task-1".into(),
         task_type: "resize".into(),
-        params: map(json!({"width": 640, "ratio": 1.5, "name": "a.png", "tags": ["x", null],
-                           "nested": {"deep": {"deeper": -3}}})),
+        params: map(
+            json!({"width": 640, "ratio": 1.5, "name": "a.png", "tags": ["x", null],
+                           "nested": {"deep": {"deeper": -3}}}),
+        ),
         tracing_context: [(
             "traceparent".to_string(),
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_string(),
@@ -160,10 +167,12 @@ fn task_payload_missing_required_field_is_an_error() {
     .unwrap_err();
     assert!(err.to_string().contains("missing field `type`"), "{err}");
     // A wrong type is an error too, not a silent default.
-    assert!(serde_json::from_value::<TaskPayload>(json!({
-        "job_id": "j", "task_id": "t", "type": "x", "params": [], "tracing_context": {}
-    }))
-    .is_err());
+    assert!(
+        serde_json::from_value::<TaskPayload>(json!({
+            "job_id": "j", "task_id": "t", "type": "x", "params": [], "tracing_context": {}
+        }))
+        .is_err()
+    );
 }
 
 #[test]
@@ -302,7 +311,10 @@ fn file_metadata_and_capabilities() {
         "hostname": "h", "ip_address": "::1", "cost_per_skill": {"a": 1}
     }))
     .unwrap();
-    assert_eq!(caps.cost_per_skill["a"], 1.0, "an integer price decodes as a float");
+    assert_eq!(
+        caps.cost_per_skill["a"], 1.0,
+        "an integer price decodes as a float"
+    );
 }
 
 #[test]
@@ -337,8 +349,8 @@ fn replies_as_orchestrators_send_them() {
         unknown.ignored_reason(),
         Some(&IgnoredReason::Other("job_already_terminated".into()))
     );
-    let encoded = serde_json::to_value(ResultOutcome::ignored(IgnoredReason::StaleTask, "moved"))
-        .unwrap();
+    let encoded =
+        serde_json::to_value(ResultOutcome::ignored(IgnoredReason::StaleTask, "moved")).unwrap();
     assert_eq!(
         encoded,
         json!({"status": "ignored", "reason": "stale_task", "message": "moved"})

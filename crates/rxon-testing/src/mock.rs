@@ -107,7 +107,9 @@ pub struct MockHandle {
 
 impl std::fmt::Debug for MockHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MockHandle").field("name", &self.shared.name).finish()
+        f.debug_struct("MockHandle")
+            .field("name", &self.shared.name)
+            .finish()
     }
 }
 
@@ -466,7 +468,10 @@ impl Transport for MockTransport {
             let closed = self.closed.clone();
             Ok(self
                 .shared
-                .wait(|i| i.commands.pop_front(), || closed.load(Ordering::Acquire))
+                .wait(
+                    |i| i.commands.pop_front(),
+                    || closed.load(Ordering::Acquire),
+                )
                 .await)
         })
     }
@@ -516,6 +521,8 @@ impl TransportFactory for MockTransportFactory {
                 .map_err(|e| RxonError::config(format!("{}: {}", config.url, e.message())))?;
             MockHandle::named(rest)
         };
-        Ok(Box::new(handle.transport(&config.worker_id, &config.token)?))
+        Ok(Box::new(
+            handle.transport(&config.worker_id, &config.token)?,
+        ))
     }
 }

@@ -1,7 +1,8 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use rxon_core::{
-    ErrorKind, Heartbeat, HeartbeatReply, IgnoredReason, Map, ProgressUpdatePayload,
-    ResultOutcome, TaskPayload, TaskResult, Transport, TransportConfig, TransportFactory,
-    WorkerCommand, WorkerRegistration,
+    ErrorKind, Heartbeat, HeartbeatReply, IgnoredReason, Map, ProgressUpdatePayload, ResultOutcome,
+    TaskPayload, TaskResult, Transport, TransportConfig, TransportFactory, WorkerCommand,
+    WorkerRegistration,
 };
 use rxon_testing::{MockHandle, MockTransport, MockTransportFactory, Operation};
 use std::sync::Arc;
@@ -34,7 +35,10 @@ async fn operations_require_connect_and_fail_after_close() {
     t.connect().await.unwrap(); // idempotent
     t.register(&WorkerRegistration::default()).await.unwrap();
     t.close().await.unwrap();
-    let err = t.register(&WorkerRegistration::default()).await.unwrap_err();
+    let err = t
+        .register(&WorkerRegistration::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Closed);
     assert_eq!(t.next_command().await.unwrap(), None);
     assert_eq!(mock.registrations().len(), 1);
@@ -49,7 +53,10 @@ async fn poll_returns_queued_tasks_in_fifo_order_then_times_out_empty() {
     assert_eq!(mock.queued_tasks(), 2);
     let first = t.poll_task(WAIT).await.unwrap().unwrap();
     let second = t.poll_task(WAIT).await.unwrap().unwrap();
-    assert_eq!((first.task_id.as_str(), second.task_id.as_str()), ("a", "b"));
+    assert_eq!(
+        (first.task_id.as_str(), second.task_id.as_str()),
+        ("a", "b")
+    );
     assert_eq!(t.poll_task(Duration::from_millis(20)).await.unwrap(), None);
     assert_eq!(mock.pending_polls(), 0);
 }
@@ -113,13 +120,22 @@ async fn records_everything_and_replays_scripted_replies() {
     let mock = MockHandle::new();
     let t = connected(&mock).await;
     let tk = task("t");
-    mock.push_result_outcome(ResultOutcome::ignored(IgnoredReason::DeadlineExceeded, "late"));
+    mock.push_result_outcome(ResultOutcome::ignored(
+        IgnoredReason::DeadlineExceeded,
+        "late",
+    ));
     let outcome = t
         .send_result(&TaskResult::success(&tk, "w-1", Map::new()))
         .await
         .unwrap();
-    assert_eq!(outcome.ignored_reason(), Some(&IgnoredReason::DeadlineExceeded));
-    let outcome = t.send_result(&TaskResult::cancelled(&tk, "w-1")).await.unwrap();
+    assert_eq!(
+        outcome.ignored_reason(),
+        Some(&IgnoredReason::DeadlineExceeded)
+    );
+    let outcome = t
+        .send_result(&TaskResult::cancelled(&tk, "w-1"))
+        .await
+        .unwrap();
     assert!(outcome.is_accepted(), "scripted replies are used once");
 
     mock.push_heartbeat_reply(HeartbeatReply {
@@ -132,7 +148,10 @@ async fn records_everything_and_replays_scripted_replies() {
         ..Default::default()
     };
     assert_eq!(t.send_heartbeat(&hb).await.unwrap().cancel_task_ids, ["t"]);
-    assert_eq!(t.send_heartbeat(&hb).await.unwrap(), HeartbeatReply::default());
+    assert_eq!(
+        t.send_heartbeat(&hb).await.unwrap(),
+        HeartbeatReply::default()
+    );
     t.send_progress(&ProgressUpdatePayload::new("t", "job-t", 0.5))
         .await
         .unwrap();
@@ -156,9 +175,15 @@ async fn injected_failures_hit_once_in_order() {
     mock.fail_next(Operation::Result, ErrorKind::Network, "blink");
     mock.fail_next(Operation::Result, ErrorKind::Auth, "bad token");
     let r = TaskResult::cancelled(&task("x"), "w-1");
-    assert_eq!(t.send_result(&r).await.unwrap_err().kind(), ErrorKind::Network);
+    assert_eq!(
+        t.send_result(&r).await.unwrap_err().kind(),
+        ErrorKind::Network
+    );
     let second = t.send_result(&r).await.unwrap_err();
-    assert_eq!((second.kind(), second.message()), (ErrorKind::Auth, "bad token"));
+    assert_eq!(
+        (second.kind(), second.message()),
+        (ErrorKind::Auth, "bad token")
+    );
     assert!(t.send_result(&r).await.unwrap().is_accepted());
     assert_eq!(mock.results().len(), 1, "failed sends are not recorded");
 }
@@ -203,5 +228,8 @@ async fn factory_attaches_named_urls_and_validates() {
         .create(&TransportConfig::new("mock://", "w", "t"))
         .unwrap();
     private.connect().await.unwrap();
-    assert_eq!(private.poll_task(Duration::from_millis(10)).await.unwrap(), None);
+    assert_eq!(
+        private.poll_task(Duration::from_millis(10)).await.unwrap(),
+        None
+    );
 }

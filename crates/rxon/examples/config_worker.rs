@@ -62,7 +62,11 @@ async fn work(transport: &dyn Transport, poll_timeout: std::time::Duration) -> r
         let Some(task) = transport.poll_task(poll_timeout).await? else {
             break;
         };
-        let text = task.params.get("text").and_then(Value::as_str).unwrap_or_default();
+        let text = task
+            .params
+            .get("text")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let mut data = Map::new();
         data.insert("upper".into(), Value::from(text.to_uppercase()));
         let outcome = transport

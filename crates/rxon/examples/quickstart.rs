@@ -81,7 +81,9 @@ async fn run() -> rxon::Result<bool> {
     let results = orchestrator
         .wait_for_results(expected, Duration::from_secs(30))
         .await?;
-    worker.await.map_err(|e| rxon::RxonError::network(e.to_string()))??;
+    worker
+        .await
+        .map_err(|e| rxon::RxonError::network(e.to_string()))??;
     transport
         .send_heartbeat(&Heartbeat {
             worker_id: WORKER_ID.into(),
@@ -94,7 +96,12 @@ async fn run() -> rxon::Result<bool> {
     commands.await.ok();
 
     let count = |s: TaskStatus| results.iter().filter(|r| r.status == s).count();
-    let status_of = |id: &str| results.iter().find(|r| r.task_id == id).map(|r| r.status.clone());
+    let status_of = |id: &str| {
+        results
+            .iter()
+            .find(|r| r.task_id == id)
+            .map(|r| r.status.clone())
+    };
     let progress_reports = orchestrator.progress().len();
     println!("rxon quickstart: worker over {}", orchestrator.url());
     println!("  tasks          {}", results.len());
@@ -110,7 +117,14 @@ async fn run() -> rxon::Result<bool> {
         && status_of("doomed") == Some(TaskStatus::Cancelled)
         && status_of("render") == Some(TaskStatus::Success)
         && doomed_started;
-    println!("  result         {}", if ok { "every task ended as expected" } else { "UNEXPECTED" });
+    println!(
+        "  result         {}",
+        if ok {
+            "every task ended as expected"
+        } else {
+            "UNEXPECTED"
+        }
+    );
     Ok(ok)
 }
 
@@ -123,7 +137,9 @@ async fn poll_and_run(
     let mut running = Vec::new();
     while running.len() < expected {
         let Some(task) = transport.poll_task(Duration::from_secs(5)).await? else {
-            return Err(rxon::RxonError::timeout("orchestrator ran out of tasks early"));
+            return Err(rxon::RxonError::timeout(
+                "orchestrator ran out of tasks early",
+            ));
         };
         let (cancel_tx, cancel_rx) = watch::channel(false);
         cancels
@@ -168,7 +184,8 @@ async fn execute(
     }
     if task.task_type == "slow" {
         for step in 1..=n {
-            let update = ProgressUpdatePayload::new(&task.task_id, &task.job_id, step as f64 / n as f64);
+            let update =
+                ProgressUpdatePayload::new(&task.task_id, &task.job_id, step as f64 / n as f64);
             if transport.send_progress(&update).await.is_err() {
                 break;
             }

@@ -73,9 +73,7 @@ pub use rxon_core::*;
 pub mod registry;
 
 #[doc(inline)]
-pub use registry::{
-    Scheme, TransportRegistry, create_transport, create_transport_from_config,
-};
+pub use registry::{Scheme, TransportRegistry, create_transport, create_transport_from_config};
 
 /// HTTP transport and listener.
 #[cfg(feature = "http")]
@@ -101,3 +99,8 @@ pub use rxon_blob as blob;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub use rxon_testing as testing;
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

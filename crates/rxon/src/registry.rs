@@ -2,7 +2,9 @@
 //! [`create_transport`].
 
 use rxon_core::config::url_scheme;
-use rxon_core::{Result, RxonError, Transport, TransportConfig, TransportFactory, TransportOptions};
+use rxon_core::{
+    Result, RxonError, Transport, TransportConfig, TransportFactory, TransportOptions,
+};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -194,7 +196,9 @@ impl TransportRegistry {
             names.push(name);
         }
         if names.is_empty() {
-            return Err(RxonError::config("a transport factory must serve at least one scheme"));
+            return Err(RxonError::config(
+                "a transport factory must serve at least one scheme",
+            ));
         }
         for name in names {
             self.custom.insert(name, factory.clone());

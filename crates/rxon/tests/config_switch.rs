@@ -1,4 +1,5 @@
 //! One worker, written against `rxon::Transport`, driven by configuration text only.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rxon::testing::{MockHandle, MockTransportFactory};
 use rxon::{
@@ -8,9 +9,13 @@ use rxon::{
 use std::time::Duration;
 
 /// The worker under test: knows nothing about which transport it runs on.
-async fn run_worker(config_text: &str, registry: &TransportRegistry, tasks: usize) -> Result<usize> {
-    let config: TransportConfig = toml::from_str(config_text)
-        .map_err(|e| rxon::RxonError::config(e.to_string()))?;
+async fn run_worker(
+    config_text: &str,
+    registry: &TransportRegistry,
+    tasks: usize,
+) -> Result<usize> {
+    let config: TransportConfig =
+        toml::from_str(config_text).map_err(|e| rxon::RxonError::config(e.to_string()))?;
     let transport = registry.create(&config)?;
     transport.connect().await?;
     let mut done = 0;
@@ -75,7 +80,12 @@ async fn the_same_worker_runs_over_mock_and_a_registered_scheme() {
 
     let mock = MockHandle::new();
     seed(&mock, 3);
-    assert_eq!(run_worker(&config_text(&mock.url()), &registry, 3).await.unwrap(), 3);
+    assert_eq!(
+        run_worker(&config_text(&mock.url()), &registry, 3)
+            .await
+            .unwrap(),
+        3
+    );
     let squares: Vec<i64> = mock
         .results()
         .iter()
@@ -86,7 +96,10 @@ async fn the_same_worker_runs_over_mock_and_a_registered_scheme() {
     let other = MockHandle::new();
     seed(&other, 2);
     let url = format!("loopback://{}", other.name());
-    assert_eq!(run_worker(&config_text(&url), &registry, 2).await.unwrap(), 2);
+    assert_eq!(
+        run_worker(&config_text(&url), &registry, 2).await.unwrap(),
+        2
+    );
     assert_eq!(other.results().len(), 2);
     assert!(mock.results().len() == 3, "the first mock saw nothing more");
 }
@@ -142,12 +155,27 @@ fn registration_rules() {
         }
     }
     let mut r = TransportRegistry::new();
-    assert_eq!(r.register(Named(&["https"])).unwrap_err().kind(), ErrorKind::Config);
-    assert_eq!(r.register(Named(&["Tor"])).unwrap_err().kind(), ErrorKind::Config);
-    assert_eq!(r.register(Named(&["bad scheme"])).unwrap_err().kind(), ErrorKind::Config);
-    assert_eq!(r.register(Named(&[])).unwrap_err().kind(), ErrorKind::Config);
+    assert_eq!(
+        r.register(Named(&["https"])).unwrap_err().kind(),
+        ErrorKind::Config
+    );
+    assert_eq!(
+        r.register(Named(&["Tor"])).unwrap_err().kind(),
+        ErrorKind::Config
+    );
+    assert_eq!(
+        r.register(Named(&["bad scheme"])).unwrap_err().kind(),
+        ErrorKind::Config
+    );
+    assert_eq!(
+        r.register(Named(&[])).unwrap_err().kind(),
+        ErrorKind::Config
+    );
     r.register(Named(&["tor", "tor+tls"])).unwrap();
-    assert_eq!(r.register(Named(&["tor"])).unwrap_err().kind(), ErrorKind::Config);
+    assert_eq!(
+        r.register(Named(&["tor"])).unwrap_err().kind(),
+        ErrorKind::Config
+    );
     let schemes = r.schemes();
     assert!(schemes.contains(&"tor".to_string()) && schemes.contains(&"tor+tls".to_string()));
     assert!(schemes.contains(&"mock".to_string()));
@@ -161,7 +189,10 @@ fn scheme_table_is_consistent() {
     }
     assert_eq!(Scheme::Wss.feature(), "ws");
     assert_eq!(Scheme::Grpcs.feature(), "grpc");
-    assert!(Scheme::Mock.is_enabled(), "tests build with the testing feature");
+    assert!(
+        Scheme::Mock.is_enabled(),
+        "tests build with the testing feature"
+    );
     assert!("ftp".parse::<Scheme>().is_err());
 }
 
@@ -173,5 +204,8 @@ async fn a_boxed_transport_is_driven_through_arc_and_references() {
     shared.connect().await.unwrap();
     let by_ref: &dyn Transport = &shared;
     assert_eq!(by_ref.worker_id(), "w-9");
-    assert_eq!(by_ref.poll_task(Duration::from_millis(5)).await.unwrap(), None);
+    assert_eq!(
+        by_ref.poll_task(Duration::from_millis(5)).await.unwrap(),
+        None
+    );
 }
