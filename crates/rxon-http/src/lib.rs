@@ -12,14 +12,3 @@
 
 /// URL schemes this crate serves.
 pub const SCHEMES: &[&str] = &["http", "https"];
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn schemes_are_lowercase_and_valid() {
-        for s in super::SCHEMES {
-            let url = format!("{s}://host");
-            assert_eq!(rxon_core::config::url_scheme(&url).unwrap(), *s);
-        }
-    }
-}

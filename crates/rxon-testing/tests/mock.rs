@@ -19,6 +19,13 @@ fn task(id: &str) -> TaskPayload {
     }
 }
 
+fn spawn_poll(
+    t: &Arc<MockTransport>,
+) -> tokio::task::JoinHandle<rxon_core::Result<Option<TaskPayload>>> {
+    let t = t.clone();
+    tokio::spawn(async move { t.poll_task(Duration::from_secs(30)).await })
+}
+
 async fn connected(mock: &MockHandle) -> MockTransport {
     let t = mock.transport("w-1", "tok").unwrap();
     t.connect().await.unwrap();
@@ -65,10 +72,7 @@ async fn poll_returns_queued_tasks_in_fifo_order_then_times_out_empty() {
 async fn a_waiting_poll_wakes_when_a_task_is_pushed() {
     let mock = MockHandle::new();
     let t = Arc::new(connected(&mock).await);
-    let poller = {
-        let t = t.clone();
-        tokio::spawn(async move { t.poll_task(Duration::from_secs(30)).await })
-    };
+    let poller = spawn_poll(&t);
     mock.wait_for_pollers(1, WAIT).await.unwrap();
     mock.push_task(task("late"));
     let got = tokio::time::timeout(WAIT, poller)
@@ -84,10 +88,7 @@ async fn a_waiting_poll_wakes_when_a_task_is_pushed() {
 async fn dropping_a_poll_uncounts_it_and_loses_no_task() {
     let mock = MockHandle::new();
     let t = Arc::new(connected(&mock).await);
-    let poller = {
-        let t = t.clone();
-        tokio::spawn(async move { t.poll_task(Duration::from_secs(30)).await })
-    };
+    let poller = spawn_poll(&t);
     mock.wait_for_pollers(1, WAIT).await.unwrap();
     poller.abort();
     assert!(poller.await.unwrap_err().is_cancelled());

@@ -209,3 +209,28 @@ async fn a_boxed_transport_is_driven_through_arc_and_references() {
         None
     );
 }
+
+#[test]
+fn builtin_schemes_match_what_the_transport_crates_declare() {
+    let of = |feature: &str| -> Vec<&'static str> {
+        Scheme::ALL
+            .iter()
+            .filter(|s| s.feature() == feature)
+            .map(|s| s.as_str())
+            .collect()
+    };
+    #[cfg(feature = "http")]
+    assert_eq!(rxon::http::SCHEMES, of("http"));
+    #[cfg(feature = "ws")]
+    assert_eq!(rxon::ws::SCHEMES, of("ws"));
+    #[cfg(feature = "grpc")]
+    assert_eq!(rxon::grpc::SCHEMES, of("grpc"));
+    #[cfg(feature = "testing")]
+    assert_eq!(rxon::testing::SCHEMES, of("testing"));
+    for s in Scheme::ALL {
+        assert_eq!(
+            rxon::config::url_scheme(&format!("{s}://h")).unwrap(),
+            s.as_str()
+        );
+    }
+}
