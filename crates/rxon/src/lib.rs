@@ -104,3 +104,13 @@ pub use rxon_testing as testing;
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The code of `docs/contributing-a-transport.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/contributing-a-transport.md")]
+pub struct ContributingDoctests;
+
+/// The code of `docs/architecture.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/architecture.md")]
+pub struct ArchitectureDoctests;
