@@ -1,14 +1,34 @@
-//! RXON HTTP transport and listener (hyper).
+//! RXON over HTTP/1.1: [`HttpTransport`] for workers and [`HttpListener`] /
+//! [`HttpService`] for orchestrators, wire-compatible with the Python reference
+//! `rxon==1.0b3` in both directions.
 //!
-//! This crate is the home of `HttpTransport` (worker side, `http://` and `https://`) and `HttpListener` (orchestrator side), wire-compatible with the Python reference.
+//! | operation | request | success |
+//! | --- | --- | --- |
+//! | register | `POST /_worker/workers/register` | 200 JSON |
+//! | poll | `GET /_worker/workers/{id}/tasks/next` | 200 TaskPayload, 204 no task |
+//! | result | `POST /_worker/tasks/result` | 200 `{"status":"accepted"}` or `"ignored"` |
+//! | heartbeat | `PATCH /_worker/workers/{id}` | 200 JSON |
+//! | token | `POST /_worker/auth/token` | 200 TokenResponse |
 //!
-//! **Status:** this release ships the crate's URL schemes only; it provides no transport
-//! yet. `rxon::create_transport` answers these schemes with an
-//! [`ErrorKind::Unsupported`](rxon_core::ErrorKind::Unsupported) error that says so,
-//! rather than a transport that pretends to work.
+//! Every request carries `X-Worker-Token` and `X-RXON-Version`; every response carries
+//! `X-RXON-Version`. Errors are `{"error": "..."}` with the status of
+//! [`status_for`] on the listener side, and map back to [`rxon_core::ErrorKind`] on the
+//! worker side (401 → refresh once, then `Auth`; 403 → `Auth`; 429 → `RateLimited`
+//! with `Retry-After`; 502–504 → `Network`; any other ≥ 400 → `Protocol`).
+//!
+//! **Not in this release:** TLS (`https://`) and the WebSocket channel for commands and
+//! progress; both answer [`ErrorKind::Unsupported`](rxon_core::ErrorKind::Unsupported)
+//! (or 501 on the listener) instead of pretending.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-/// URL schemes this crate serves.
-pub const SCHEMES: &[&str] = &["http", "https"];
+mod listener;
+mod service;
+mod transport;
+mod wire;
+
+pub use listener::{HttpListener, HttpListenerConfig};
+pub use service::{ConnectionInfo, HttpService, ServiceConfig, TRANSPORT_NAME};
+pub use transport::{HttpTransport, HttpTransportFactory, SCHEMES};
+pub use wire::status_for;

@@ -92,6 +92,8 @@ impl Scheme {
         match self {
             #[cfg(feature = "testing")]
             Scheme::Mock => rxon_testing::MockTransportFactory.create(config),
+            #[cfg(feature = "http")]
+            Scheme::Http | Scheme::Https => rxon_http::HttpTransportFactory.create(config),
             _ => {
                 config.validate()?;
                 Err(RxonError::unsupported(format!(

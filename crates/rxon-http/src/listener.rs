@@ -1,0 +1,232 @@
+//! The orchestrator side, standalone: [`HttpListener`].
+
+use crate::service::{ConnectionInfo, HttpService, ServiceConfig};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rxon_core::{BoxFuture, Handler, Listener, Result, RxonError};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// Settings of a standalone [`HttpListener`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HttpListenerConfig {
+    /// Address to bind (default `127.0.0.1:0`: loopback, a free port).
+    pub bind: SocketAddr,
+    /// Limits of the routes.
+    pub service: ServiceConfig,
+    /// Deadline for receiving a request's headers; slower or idle clients are cut
+    /// (default 30 s).
+    pub header_read_timeout: Duration,
+    /// Most connections served at once; further ones wait in the accept queue
+    /// (default 10,000).
+    pub max_connections: usize,
+}
+
+impl Default for HttpListenerConfig {
+    fn default() -> Self {
+        HttpListenerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            service: ServiceConfig::default(),
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Serves the RXON worker routes on its own TCP port.
+///
+/// ```no_run
+/// # async fn demo(handler: std::sync::Arc<dyn rxon_core::Handler>) -> rxon_core::Result<()> {
+/// use rxon_core::Listener;
+/// use rxon_http::HttpListener;
+/// use std::time::Duration;
+///
+/// let listener = HttpListener::bind("0.0.0.0:8080".parse().unwrap());
+/// listener.start(handler).await?;
+/// println!("workers dial {}", listener.endpoint().unwrap());
+/// // ...
+/// listener.stop(Duration::from_secs(5)).await?;
+/// # Ok(()) }
+/// ```
+///
+/// To serve the routes from an existing server instead, use [`HttpService`].
+#[derive(Debug)]
+pub struct HttpListener {
+    config: HttpListenerConfig,
+    running: Mutex<Option<Running>>,
+}
+
+#[derive(Debug)]
+struct Running {
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    accept: JoinHandle<JoinSet<()>>,
+}
+
+impl HttpListener {
+    /// A listener for `addr` with default settings.
+    pub fn bind(addr: SocketAddr) -> Self {
+        Self::with_config(HttpListenerConfig {
+            bind: addr,
+            ..HttpListenerConfig::default()
+        })
+    }
+
+    /// A listener with `config`.
+    pub fn with_config(config: HttpListenerConfig) -> Self {
+        HttpListener {
+            config,
+            running: Mutex::new(None),
+        }
+    }
+
+    /// The bound address, once started.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.lock().as_ref().map(|r| r.local_addr)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Listener for HttpListener {
+    fn start(&self, handler: Arc<dyn Handler>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if self.lock().is_some() {
+                return Err(RxonError::config("HTTP listener is already running"));
+            }
+            let tcp = TcpListener::bind(self.config.bind).await.map_err(|e| {
+                RxonError::network(format!("cannot bind {}: {e}", self.config.bind)).with_source(e)
+            })?;
+            let local_addr = tcp
+                .local_addr()
+                .map_err(|e| RxonError::network(format!("no local address: {e}")))?;
+            let (shutdown, stop_rx) = watch::channel(false);
+            let service = HttpService::with_config(handler, self.config.service.clone())
+                .with_shutdown(stop_rx.clone());
+            let accept = tokio::spawn(accept_loop(tcp, service, stop_rx, self.config.clone()));
+            let mut running = self.lock();
+            if running.is_some() {
+                accept.abort();
+                return Err(RxonError::config("HTTP listener is already running"));
+            }
+            *running = Some(Running {
+                local_addr,
+                shutdown,
+                accept,
+            });
+            tracing::info!(%local_addr, "RXON HTTP listener started");
+            Ok(())
+        })
+    }
+
+    fn stop(&self, drain: Duration) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let Some(running) = self.lock().take() else {
+                return Ok(());
+            };
+            // Stop accepting, end pending polls (204), ask connections to close.
+            let _ = running.shutdown.send(true);
+            let mut connections = match running.accept.await {
+                Ok(set) => set,
+                Err(e) => {
+                    return Err(RxonError::new(
+                        rxon_core::ErrorKind::Internal,
+                        format!("HTTP accept loop failed: {e}"),
+                    ));
+                }
+            };
+            let drained = tokio::time::timeout(drain, async {
+                while connections.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(
+                    remaining = connections.len(),
+                    "drain deadline passed; closing the remaining connections"
+                );
+                connections.shutdown().await;
+            }
+            tracing::info!(local_addr = %running.local_addr, "RXON HTTP listener stopped");
+            Ok(())
+        })
+    }
+
+    fn endpoint(&self) -> Option<String> {
+        self.local_addr().map(|a| format!("http://{a}"))
+    }
+}
+
+async fn accept_loop(
+    tcp: TcpListener,
+    service: HttpService,
+    mut stop: watch::Receiver<bool>,
+    config: HttpListenerConfig,
+) -> JoinSet<()> {
+    let mut connections = JoinSet::new();
+    loop {
+        // Reap finished connections so the set stays bounded by live ones.
+        while connections.try_join_next().is_some() {}
+        if connections.len() >= config.max_connections {
+            tokio::select! {
+                _ = connections.join_next() => continue,
+                () = stopped(&mut stop) => break,
+            }
+        }
+        let accepted = tokio::select! {
+            a = tcp.accept() => a,
+            () = stopped(&mut stop) => break,
+        };
+        let (stream, remote) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and similar: back off briefly, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                    () = stopped(&mut stop) => break,
+                }
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let info = ConnectionInfo::new(Some(remote));
+        let service = service.clone();
+        let mut stop = stop.clone();
+        let header_timeout = config.header_read_timeout;
+        connections.spawn(async move {
+            let svc = hyper::service::service_fn(move |mut request| {
+                request.extensions_mut().insert(info.clone());
+                let service = service.clone();
+                async move { Ok::<_, std::convert::Infallible>(service.handle(request).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), svc);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, %remote, "connection ended with an error");
+                    }
+                }
+                () = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    connections
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

@@ -1,0 +1,419 @@
+//! [`HttpService`]: the RXON worker routes as a service, for the standalone
+//! [`HttpListener`](crate::HttpListener) or for an existing hyper / tower / axum server.
+
+use crate::wire::{error_body, handler_error_status};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+use rxon_core::constants::{
+    AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, WORKER_API_PREFIX,
+};
+use rxon_core::validate::is_valid_identifier;
+use rxon_core::{Handler, HandlerError, HandlerResult, Heartbeat, RequestContext};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Transport name put in every [`RequestContext`].
+pub const TRANSPORT_NAME: &str = "http";
+
+/// Limits and timings of the worker routes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServiceConfig {
+    /// How long a poll waits for a task before answering 204 (default 30 s).
+    pub poll_wait: Duration,
+    /// Largest request body accepted; larger ones get 413 (default 4 MiB).
+    pub max_body_bytes: usize,
+    /// Deadline for receiving a whole request body; slower clients get 408 (default 30 s).
+    pub body_read_timeout: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            poll_wait: Duration::from_secs(30),
+            max_body_bytes: 4 * 1024 * 1024,
+            body_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the connection knows about the peer. The standalone listener inserts it into
+/// each request's extensions; a host server may insert its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// The peer's address.
+    pub remote_addr: Option<SocketAddr>,
+    /// Subject common name of the client certificate (mTLS).
+    pub cert_identity: Option<String>,
+}
+
+impl ConnectionInfo {
+    /// Info for a peer at `remote_addr`.
+    pub fn new(remote_addr: Option<SocketAddr>) -> Self {
+        ConnectionInfo {
+            remote_addr,
+            cert_identity: None,
+        }
+    }
+
+    /// Sets the certificate identity.
+    pub fn with_cert_identity(mut self, cn: Option<String>) -> Self {
+        self.cert_identity = cn;
+        self
+    }
+}
+
+/// The RXON worker routes (`/_worker/...`) over a [`Handler`].
+///
+/// Cheap to clone. Implements hyper's `Service` and tower's `Service` for any request
+/// body, so it can be served by [`HttpListener`](crate::HttpListener) or mounted in an
+/// existing server (e.g. as an axum fallback service, or for a `/_worker` prefix).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use http_body_util::{BodyExt, Empty};
+/// use rxon_http::HttpService;
+/// # use rxon_core::*; use std::time::Duration;
+/// # struct H;
+/// # impl Handler for H {
+/// #   fn register(&self, _: RequestContext, _: WorkerRegistration) -> BoxFuture<'_, HandlerResult<RegisterReply>> { Box::pin(async { Ok(RegisterReply::default()) }) }
+/// #   fn poll(&self, _: RequestContext, _: String, _: Duration) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> { Box::pin(async { Ok(None) }) }
+/// #   fn result(&self, _: RequestContext, _: TaskResult) -> BoxFuture<'_, HandlerResult<ResultOutcome>> { Box::pin(async { Ok(ResultOutcome::Accepted) }) }
+/// #   fn heartbeat(&self, _: RequestContext, _: String, _: Option<Heartbeat>) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> { Box::pin(async { Ok(HeartbeatReply::default()) }) }
+/// # }
+/// # let my_handler = std::sync::Arc::new(H);
+/// let service = HttpService::new(my_handler);
+/// let request = http::Request::get("/_worker/workers/w-1/tasks/next")
+///     .header("X-Worker-Token", "secret")
+///     .body(Empty::<bytes::Bytes>::new())
+///     .unwrap();
+/// let response = service.handle(request).await;
+/// assert_eq!(response.status(), 204);
+/// assert_eq!(response.headers()["X-RXON-Version"], "1.0b3");
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct HttpService {
+    handler: Arc<dyn Handler>,
+    config: Arc<ServiceConfig>,
+    shutdown: Option<watch::Receiver<bool>>,
+}
+
+impl std::fmt::Debug for HttpService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpService")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+impl HttpService {
+    /// The routes over `handler`, with default limits.
+    pub fn new(handler: Arc<dyn Handler>) -> Self {
+        Self::with_config(handler, ServiceConfig::default())
+    }
+
+    /// The routes over `handler` with `config`.
+    pub fn with_config(handler: Arc<dyn Handler>, config: ServiceConfig) -> Self {
+        HttpService {
+            handler,
+            config: Arc::new(config),
+            shutdown: None,
+        }
+    }
+
+    /// Ends pending polls (with 204) when `shutdown` turns `true`.
+    pub(crate) fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Self {
+        self.shutdown = Some(shutdown);
+        self
+    }
+
+    /// Answers one request. Never fails: every problem is an HTTP status with a
+    /// `{"error": ...}` body.
+    pub async fn handle<B>(&self, request: Request<B>) -> HttpResponse
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let mut response = self.route(request).await;
+        response.headers_mut().insert(
+            PROTOCOL_VERSION_HEADER,
+            HeaderValue::from_static(PROTOCOL_VERSION),
+        );
+        response
+    }
+
+    async fn route<B>(&self, request: Request<B>) -> HttpResponse
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = request.into_parts();
+        let Some(rest) = parts.uri.path().strip_prefix(WORKER_API_PREFIX) else {
+            return error(StatusCode::NOT_FOUND, "no such route");
+        };
+        let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+        let ctx = context(&parts);
+        let method = &parts.method;
+        match (method, segments.as_slice()) {
+            (&Method::POST, ["workers", "register"]) => match self.read(body, &parts).await {
+                Ok(registration) => reply(self.handler.register(ctx, registration).await),
+                Err(r) => r,
+            },
+            (&Method::GET, ["workers", id, "tasks", "next"]) => {
+                let Some(id) = worker_id(id) else {
+                    return invalid_worker_id();
+                };
+                self.poll(ctx.with_worker_id(id), id).await
+            }
+            (&Method::PATCH, ["workers", id]) => {
+                let Some(id) = worker_id(id) else {
+                    return invalid_worker_id();
+                };
+                let heartbeat = match self.read_optional::<Heartbeat, B>(body, &parts).await {
+                    Ok(h) => h,
+                    Err(r) => return r,
+                };
+                let ctx = ctx.with_worker_id(id);
+                reply(self.handler.heartbeat(ctx, id.to_owned(), heartbeat).await)
+            }
+            (&Method::POST, ["tasks", "result"]) => match self.read(body, &parts).await {
+                Ok(result) => reply(self.handler.result(ctx, result).await),
+                Err(r) => r,
+            },
+            (&Method::POST, ["auth", "token"]) => reply(self.handler.token(ctx).await),
+            (_, ["ws"] | ["ws", _]) => error(
+                StatusCode::NOT_IMPLEMENTED,
+                "the WebSocket command channel is not available in this release",
+            ),
+            (_, ["workers", "register"] | ["workers", _, "tasks", "next"] | ["workers", _])
+            | (_, ["tasks", "result"] | ["auth", "token"]) => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
+            _ => error(StatusCode::NOT_FOUND, "no such route"),
+        }
+    }
+
+    async fn poll(&self, ctx: RequestContext, worker_id: &str) -> HttpResponse {
+        let wait = self.config.poll_wait;
+        let shutdown = self.shutdown.clone();
+        let stopped = async move {
+            match shutdown {
+                // Also ends when the listener (the sender) is gone.
+                Some(mut rx) => drop(rx.wait_for(|stop| *stop).await),
+                None => std::future::pending::<()>().await,
+            }
+        };
+        // A handler must answer by `wait`; the margin bounds one that does not.
+        let bounded = tokio::time::timeout(
+            wait + Duration::from_secs(5),
+            self.handler.poll(ctx, worker_id.to_owned(), wait),
+        );
+        let outcome = tokio::select! {
+            r = bounded => r.unwrap_or(Ok(None)),
+            () = stopped => Ok(None),
+        };
+        match outcome {
+            Ok(Some(task)) => json(StatusCode::OK, &task),
+            Ok(None) => {
+                let mut r = Response::new(Full::new(Bytes::new()));
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                r
+            }
+            Err(e) => handler_error(&e),
+        }
+    }
+
+    /// Reads a bounded body within the read timeout.
+    async fn body<B>(&self, body: B, parts: &http::request::Parts) -> Result<Bytes, HttpResponse>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let limit = self.config.max_body_bytes;
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large(limit));
+        }
+        let read = Limited::new(body, limit).collect();
+        match tokio::time::timeout(self.config.body_read_timeout, read).await {
+            Err(_) => Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+            )),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
+            Ok(Err(e)) => Err(error(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read request body: {e}"),
+            )),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        }
+    }
+
+    async fn read<T, B>(&self, body: B, parts: &http::request::Parts) -> Result<T, HttpResponse>
+    where
+        T: DeserializeOwned,
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let bytes = self.body(body, parts).await?;
+        serde_json::from_slice(&bytes).map_err(|e| bad_json::<T>(&e))
+    }
+
+    /// An empty body or `null` is `None`.
+    async fn read_optional<T, B>(
+        &self,
+        body: B,
+        parts: &http::request::Parts,
+    ) -> Result<Option<T>, HttpResponse>
+    where
+        T: DeserializeOwned,
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let bytes = self.body(body, parts).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| bad_json::<T>(&e))
+    }
+}
+
+fn context(parts: &http::request::Parts) -> RequestContext {
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let mut ctx = RequestContext::new(TRANSPORT_NAME);
+    ctx.token = header(AUTH_HEADER_WORKER);
+    ctx.protocol_version = header(PROTOCOL_VERSION_HEADER);
+    if let Some(info) = parts.extensions.get::<ConnectionInfo>() {
+        ctx.remote_addr = info.remote_addr;
+        ctx.cert_identity = info.cert_identity.clone();
+    }
+    ctx
+}
+
+fn worker_id<'a>(segment: &&'a str) -> Option<&'a str> {
+    is_valid_identifier(segment).then_some(*segment)
+}
+
+fn invalid_worker_id() -> HttpResponse {
+    error(
+        StatusCode::BAD_REQUEST,
+        "invalid worker_id: use 1-256 ASCII letters, digits, '_' or '-'",
+    )
+}
+
+fn bad_json<T>(e: &serde_json::Error) -> HttpResponse {
+    let name = std::any::type_name::<T>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("body");
+    let name = name.trim_end_matches('>');
+    error(StatusCode::BAD_REQUEST, &format!("invalid {name}: {e}"))
+}
+
+fn too_large(limit: usize) -> HttpResponse {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("request body exceeds {limit} bytes"),
+    )
+}
+
+fn reply<T: Serialize>(result: HandlerResult<T>) -> HttpResponse {
+    match result {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => handler_error(&e),
+    }
+}
+
+fn handler_error(e: &HandlerError) -> HttpResponse {
+    let mut r = error(handler_error_status(e), e.message());
+    if let Some(after) = e.retry_after() {
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    r
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
+    match serde_json::to_vec(value) {
+        Ok(body) => with_body(status, Bytes::from(body)),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot encode reply: {e}"),
+        ),
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> HttpResponse {
+    with_body(status, error_body(message))
+}
+
+fn with_body(status: StatusCode, body: Bytes) -> HttpResponse {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+impl<B> hyper::service::Service<Request<B>> for HttpService
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(request).await) })
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for HttpService
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        hyper::service::Service::call(&*self, request)
+    }
+}

@@ -1,0 +1,550 @@
+//! The worker side: [`HttpTransport`].
+
+use crate::wire::{error_for_status, parse_retry_after};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rxon_core::constants::{
+    AUTH_HEADER_WORKER, ENDPOINT_TASK_RESULT, ENDPOINT_WORKER_REGISTER, POLL_REQUEST_MARGIN_SECS,
+    PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, STS_TOKEN_ENDPOINT, heartbeat_path, task_next_path,
+};
+use rxon_core::validate::validate_identifier;
+use rxon_core::{
+    BoxFuture, Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, Result,
+    ResultOutcome, RxonError, TaskPayload, TaskResult, TokenResponse, Transport, TransportConfig,
+    TransportFactory, TransportOptions, WorkerCommand, WorkerRegistration,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+/// URL schemes served by [`HttpTransportFactory`].
+pub const SCHEMES: &[&str] = &["http", "https"];
+
+/// Longest pause between two result attempts, whatever the configured base delay.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+const NEW: u8 = 0;
+const CONNECTED: u8 = 1;
+const CLOSED: u8 = 2;
+
+/// A worker's connection to an orchestrator over HTTP/1.1, wire-compatible with the
+/// reference `HttpTransport`.
+///
+/// - One pooled keep-alive client: polls, results and heartbeats reuse connections.
+/// - Every request carries `X-Worker-Token` and `X-RXON-Version`; a different version
+///   in a response is logged once as a warning.
+/// - A 401 triggers one token refresh through the STS endpoint and one retry;
+///   concurrent 401s share a single refresh.
+/// - [`send_result`](Transport::send_result) retries network failures with
+///   exponential backoff (`result_retries`, `result_retry_delay`); never auth or
+///   protocol errors, never an "ignored" answer.
+/// - A 429 is [`ErrorKind::RateLimited`](rxon_core::ErrorKind::RateLimited) with the
+///   `Retry-After` delay (seconds or HTTP date).
+/// - Response bodies are bounded by `max_message_bytes`.
+///
+/// Commands and progress travel over the WebSocket channel, which this release does
+/// not provide: [`next_command`](Transport::next_command) and
+/// [`send_progress`](Transport::send_progress) fail with
+/// [`ErrorKind::Unsupported`](rxon_core::ErrorKind::Unsupported).
+///
+/// ```no_run
+/// # async fn demo() -> rxon_core::Result<()> {
+/// use rxon_core::Transport;
+/// use rxon_http::HttpTransport;
+/// use std::time::Duration;
+///
+/// let transport = HttpTransport::new("http://127.0.0.1:8080", "worker-1", "secret")?;
+/// transport.connect().await?;
+/// if let Some(task) = transport.poll_task(Duration::from_secs(30)).await? {
+///     println!("got {}", task.task_id);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct HttpTransport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    base_url: String,
+    worker_id: String,
+    /// The current credential and a generation number bumped on every refresh.
+    token: RwLock<(HeaderValue, u64)>,
+    /// Serialises refreshes so that concurrent 401s refresh once.
+    refresh: tokio::sync::Mutex<()>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    options: TransportOptions,
+    state: AtomicU8,
+    version_warned: AtomicBool,
+}
+
+impl std::fmt::Debug for HttpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTransport")
+            .field("base_url", &self.inner.base_url)
+            .field("worker_id", &self.inner.worker_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpTransport {
+    /// A transport with default options for `base_url` (e.g. `http://host:8080`).
+    pub fn new(base_url: &str, worker_id: &str, token: &str) -> Result<Self> {
+        Self::from_config(&TransportConfig::new(base_url, worker_id, token))
+    }
+
+    /// A transport from a full configuration.
+    pub fn from_config(config: &TransportConfig) -> Result<Self> {
+        config.validate()?;
+        let scheme = config.scheme()?;
+        if scheme == "https" {
+            return Err(RxonError::unsupported(
+                "https:// needs TLS, which this release of rxon-http does not provide yet",
+            ));
+        }
+        if scheme != "http" {
+            return Err(RxonError::config(format!(
+                "rxon-http serves http:// URLs, not {scheme}://"
+            )));
+        }
+        let base_url = config.url.trim_end_matches('/').to_owned();
+        base_url.parse::<http::Uri>().map_err(|e| {
+            RxonError::config(format!("invalid orchestrator URL {:?}: {e}", config.url))
+        })?;
+        let token = HeaderValue::from_str(&config.token).map_err(|_| {
+            RxonError::config("the token contains characters not allowed in a header")
+        })?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.options.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(32)
+            .build(connector);
+        Ok(HttpTransport {
+            inner: Arc::new(Inner {
+                base_url,
+                worker_id: config.worker_id.clone(),
+                token: RwLock::new((token, 0)),
+                refresh: tokio::sync::Mutex::new(()),
+                client,
+                options: config.options.clone(),
+                state: AtomicU8::new(NEW),
+                version_warned: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The orchestrator's base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    /// The credential currently sent.
+    pub fn token(&self) -> String {
+        let guard = self.inner.token.read().unwrap_or_else(|p| p.into_inner());
+        guard.0.to_str().unwrap_or_default().to_owned()
+    }
+
+    fn ready(&self) -> Result<()> {
+        match self.inner.state.load(Ordering::Acquire) {
+            CONNECTED => Ok(()),
+            CLOSED => Err(RxonError::closed("HTTP transport was closed")),
+            _ => Err(RxonError::closed(
+                "HTTP transport is not connected: call connect() first",
+            )),
+        }
+    }
+
+    fn current_token(&self) -> (HeaderValue, u64) {
+        self.inner
+            .token
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// One request/response, with the 401 → refresh → retry-once rule. `Ok(None)` for
+    /// 204.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        timeout: Duration,
+    ) -> Result<Option<Bytes>> {
+        self.ready()?;
+        let what = format!("{method} {path}");
+        for attempt in 0..2 {
+            let (token, generation) = self.current_token();
+            let (status, retry_after, bytes) = self
+                .exchange(&method, path, body.clone(), token, timeout, &what)
+                .await?;
+            match status {
+                StatusCode::NO_CONTENT => return Ok(None),
+                s if s.is_success() => return Ok(Some(bytes)),
+                StatusCode::UNAUTHORIZED if attempt == 0 => {
+                    tracing::warn!(request = %what, "401 from orchestrator; refreshing the token");
+                    self.refresh_after_401(generation).await?;
+                }
+                StatusCode::UNAUTHORIZED => {
+                    return Err(
+                        RxonError::auth(format!("{what}: HTTP 401 after a token refresh"))
+                            .with_detail("status", 401u16),
+                    );
+                }
+                s if s.is_client_error() || s.is_server_error() => {
+                    return Err(error_for_status(s, &bytes, retry_after, &what));
+                }
+                s => {
+                    return Err(RxonError::protocol(format!(
+                        "{what}: unexpected HTTP {}",
+                        s.as_u16()
+                    ))
+                    .with_detail("status", s.as_u16()));
+                }
+            }
+        }
+        Err(RxonError::auth(format!("{what}: unauthorized")))
+    }
+
+    /// Sends one request and reads the whole (bounded) response within `timeout`.
+    async fn exchange(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<Bytes>,
+        token: HeaderValue,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<(StatusCode, Option<Duration>, Bytes)> {
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(format!("{}{path}", self.inner.base_url))
+            .header(AUTH_HEADER_WORKER, token)
+            .header(PROTOCOL_VERSION_HEADER, PROTOCOL_VERSION);
+        if body.is_some() {
+            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let request = builder
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| RxonError::config(format!("{what}: cannot build request: {e}")))?;
+        let limit = self.inner.options.max_message_bytes;
+        let exchange = async {
+            let response = self
+                .inner
+                .client
+                .request(request)
+                .await
+                .map_err(|e| RxonError::network(format!("{what}: {e}")).with_source(e))?;
+            let (parts, incoming) = response.into_parts();
+            self.check_version(&parts.headers);
+            let retry_after = parts
+                .headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let bytes = Limited::new(incoming, limit)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        RxonError::protocol(format!(
+                            "{what}: response body exceeds max_message_bytes ({limit})"
+                        ))
+                    } else {
+                        RxonError::network(format!("{what}: reading the response: {e}"))
+                    }
+                })?
+                .to_bytes();
+            Ok::<_, RxonError>((parts.status, retry_after, bytes))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(RxonError::timeout(format!(
+                "{what}: no complete response within {timeout:?}"
+            ))),
+        }
+    }
+
+    fn check_version(&self, headers: &http::HeaderMap) {
+        let Some(theirs) = headers.get(PROTOCOL_VERSION_HEADER) else {
+            return;
+        };
+        if theirs != PROTOCOL_VERSION && !self.inner.version_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                orchestrator = ?theirs,
+                worker = PROTOCOL_VERSION,
+                "RXON protocol version mismatch"
+            );
+        }
+    }
+
+    /// Refreshes the token unless another task already did since `seen_generation`.
+    async fn refresh_after_401(&self, seen_generation: u64) -> Result<()> {
+        let _single = self.inner.refresh.lock().await;
+        if self.current_token().1 != seen_generation {
+            return Ok(());
+        }
+        self.fetch_token().await.map(|_| ()).map_err(|e| {
+            if e.is_auth() {
+                e
+            } else {
+                RxonError::auth(format!("token refresh after a 401 failed: {e}")).with_source(e)
+            }
+        })
+    }
+
+    /// `POST /_worker/auth/token` with the current credential; installs the new token.
+    async fn fetch_token(&self) -> Result<TokenResponse> {
+        let (token, _) = self.current_token();
+        let what = format!("POST {STS_TOKEN_ENDPOINT}");
+        let (status, retry_after, bytes) = self
+            .exchange(
+                &Method::POST,
+                STS_TOKEN_ENDPOINT,
+                None,
+                token,
+                self.inner.options.request_timeout,
+                &what,
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(error_for_status(status, &bytes, retry_after, &what));
+        }
+        let response: TokenResponse = decode(&bytes, "TokenResponse")?;
+        let value = HeaderValue::from_str(&response.access_token).map_err(|_| {
+            RxonError::protocol("the STS token contains characters not allowed in a header")
+        })?;
+        let mut guard = self.inner.token.write().unwrap_or_else(|p| p.into_inner());
+        guard.0 = value;
+        guard.1 += 1;
+        tracing::info!(expires_in = response.expires_in, "worker token refreshed");
+        Ok(response)
+    }
+
+    async fn json_call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &impl Serialize,
+        what: &'static str,
+    ) -> Result<Option<T>> {
+        let bytes = encode(body)?;
+        match self
+            .call(
+                method,
+                path,
+                Some(bytes),
+                self.inner.options.request_timeout,
+            )
+            .await?
+        {
+            Some(b) if !b.is_empty() => decode(&b, what),
+            _ => Ok(None),
+        }
+    }
+}
+
+fn encode(value: &impl Serialize) -> Result<Bytes> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| RxonError::invalid_input(format!("cannot encode request: {e}")))
+}
+
+/// Decodes a JSON body; `null` is `None`.
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        RxonError::protocol(format!("invalid {what} from orchestrator: {e}"))
+            .with_detail("body", crate::wire::error_text(bytes))
+    })
+}
+
+impl Transport for HttpTransport {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn worker_id(&self) -> &str {
+        &self.inner.worker_id
+    }
+
+    fn connect(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            match self.inner.state.compare_exchange(
+                NEW,
+                CONNECTED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => Ok(()),
+                Err(CONNECTED) => Ok(()),
+                Err(_) => Err(RxonError::closed("HTTP transport was closed")),
+            }
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.inner.state.store(CLOSED, Ordering::Release);
+            Ok(())
+        })
+    }
+
+    fn register<'a>(
+        &'a self,
+        registration: &'a WorkerRegistration,
+    ) -> BoxFuture<'a, Result<RegisterReply>> {
+        Box::pin(async move {
+            validate_identifier(&registration.worker_id, "worker_id")?;
+            let reply = self
+                .json_call::<Option<RegisterReply>>(
+                    Method::POST,
+                    ENDPOINT_WORKER_REGISTER,
+                    registration,
+                    "registration reply",
+                )
+                .await?;
+            Ok(reply.flatten().unwrap_or_default())
+        })
+    }
+
+    fn poll_task(&self, timeout: Duration) -> BoxFuture<'_, Result<Option<TaskPayload>>> {
+        Box::pin(async move {
+            let path = task_next_path(&self.inner.worker_id);
+            let deadline = timeout + Duration::from_secs(POLL_REQUEST_MARGIN_SECS);
+            match self.call(Method::GET, &path, None, deadline).await? {
+                Some(bytes) if !bytes.is_empty() => {
+                    decode::<Option<TaskPayload>>(&bytes, "TaskPayload")
+                }
+                _ => Ok(None),
+            }
+        })
+    }
+
+    fn send_result<'a>(&'a self, result: &'a TaskResult) -> BoxFuture<'a, Result<ResultOutcome>> {
+        Box::pin(async move {
+            let attempts = self.inner.options.result_retries.max(1);
+            let base = self.inner.options.result_retry_delay;
+            let mut attempt = 0;
+            loop {
+                let sent = self
+                    .json_call::<Option<ResultOutcome>>(
+                        Method::POST,
+                        ENDPOINT_TASK_RESULT,
+                        result,
+                        "result reply",
+                    )
+                    .await;
+                match sent {
+                    Ok(reply) => {
+                        let outcome = reply.flatten().unwrap_or(ResultOutcome::Accepted);
+                        if let ResultOutcome::Ignored { reason, message } = &outcome {
+                            tracing::warn!(
+                                task_id = %result.task_id,
+                                %reason,
+                                message = message.as_deref().unwrap_or(""),
+                                "result ignored by the orchestrator"
+                            );
+                        }
+                        return Ok(outcome);
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            rxon_core::ErrorKind::Network | rxon_core::ErrorKind::Timeout
+                        ) && attempt + 1 < attempts =>
+                    {
+                        let delay = base
+                            .saturating_mul(1u32 << attempt.min(20))
+                            .min(MAX_RETRY_DELAY);
+                        tracing::warn!(
+                            task_id = %result.task_id,
+                            attempt = attempt + 1,
+                            attempts,
+                            error = %e,
+                            "sending the result failed; retrying"
+                        );
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+    }
+
+    fn send_heartbeat<'a>(
+        &'a self,
+        heartbeat: &'a Heartbeat,
+    ) -> BoxFuture<'a, Result<HeartbeatReply>> {
+        Box::pin(async move {
+            let path = heartbeat_path(&self.inner.worker_id);
+            let reply = self
+                .json_call::<Option<HeartbeatReply>>(
+                    Method::PATCH,
+                    &path,
+                    heartbeat,
+                    "heartbeat reply",
+                )
+                .await?;
+            Ok(reply.flatten().unwrap_or_default())
+        })
+    }
+
+    fn send_progress<'a>(
+        &'a self,
+        _progress: &'a ProgressUpdatePayload,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.ready()?;
+            Err(no_channel())
+        })
+    }
+
+    fn next_command(&self) -> BoxFuture<'_, Result<Option<WorkerCommand>>> {
+        Box::pin(async move {
+            if self.inner.state.load(Ordering::Acquire) == CLOSED {
+                return Ok(None);
+            }
+            self.ready()?;
+            Err(no_channel())
+        })
+    }
+
+    fn refresh_token(&self) -> BoxFuture<'_, Result<TokenResponse>> {
+        Box::pin(async move {
+            self.ready()?;
+            let _single = self.inner.refresh.lock().await;
+            self.fetch_token().await
+        })
+    }
+}
+
+fn no_channel() -> RxonError {
+    RxonError::unsupported(
+        "commands and progress travel over the WebSocket channel, \
+         which this release of rxon-http does not provide",
+    )
+}
+
+/// Builds [`HttpTransport`]s for `http://` URLs (`https://` answers
+/// [`ErrorKind::Unsupported`](rxon_core::ErrorKind::Unsupported) until TLS lands).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpTransportFactory;
+
+impl TransportFactory for HttpTransportFactory {
+    fn schemes(&self) -> &[&'static str] {
+        SCHEMES
+    }
+
+    fn create(&self, config: &TransportConfig) -> Result<Box<dyn Transport>> {
+        Ok(Box::new(HttpTransport::from_config(config)?))
+    }
+}
