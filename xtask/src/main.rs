@@ -1,8 +1,13 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
-//! - `ci`: every check `.ci/run` runs, in the same order; stops at the first failure.
+//! - `ci`: every check `.ci/run` runs, in the same order; stops at the first failure
+//!   (fmt, clippy, tests, each feature alone, docs, zero-dependency check, interop).
 //! - `deps-check`: only the zero-dependency check of `rxon-core`.
+//! - `interop`: the Python reference `rxon==1.0b3` (installed into a venv under
+//!   `target/`) against our HTTP listener and transport, both directions, on loopback.
 #![allow(clippy::print_stdout)]
+
+mod interop;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -16,8 +21,9 @@ fn main() -> ExitCode {
     let result = match task.as_deref() {
         Some("ci") => ci(),
         Some("deps-check") => deps_check(),
+        Some("interop") => interop::run(&workspace_root()),
         _ => {
-            eprintln!("usage: cargo xtask <ci|deps-check>");
+            eprintln!("usage: cargo xtask <ci|deps-check|interop>");
             return ExitCode::from(2);
         }
     };
@@ -65,7 +71,8 @@ fn ci() -> Result<(), String> {
     run(Command::new(cargo_bin())
         .args(["doc", "--workspace", "--all-features", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
-    deps_check()
+    deps_check()?;
+    interop::run(&workspace_root())
 }
 
 /// `rxon-core` must have no normal dependencies with its default features.
@@ -102,7 +109,7 @@ fn deps_check() -> Result<(), String> {
     }
 }
 
-fn cargo(args: &[&str]) -> Result<(), String> {
+pub(crate) fn cargo(args: &[&str]) -> Result<(), String> {
     run(Command::new(cargo_bin()).args(args))
 }
 

@@ -1,10 +1,16 @@
 //! Test tools for RXON workers and transports.
 //!
-//! This crate provides [`MockTransport`], an in-memory [`Transport`](rxon_core::Transport)
-//! that needs no orchestrator, with its [`MockHandle`] to push tasks and commands and to
-//! inspect what the worker sent; and [`MockTransportFactory`], which serves `mock://`
-//! URLs so that a worker built from configuration runs against the mock by changing
-//! only its URL.
+//! This crate provides:
+//!
+//! - [`MockTransport`], an in-memory [`Transport`](rxon_core::Transport) that needs no
+//!   orchestrator, with its [`MockHandle`] to push tasks and commands and to inspect
+//!   what the worker sent; and [`MockTransportFactory`], which serves `mock://` URLs so
+//!   that a worker built from configuration runs against the mock by changing only its
+//!   URL;
+//! - [`Orchestrator`], a small embedded orchestrator implementing
+//!   [`Handler`](rxon_core::Handler) with real task queues, long-poll hand-off, worker
+//!   tracking, results, cancellation, progress and tokens: the orchestrator a listener
+//!   serves in demos and transport tests (see the [`orchestrator`] module).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
@@ -26,6 +32,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod conformance;
 mod mock;
+pub mod orchestrator;
 
 pub use mock::{MockHandle, MockTransport, MockTransportFactory, Operation, SCHEMES};
+pub use orchestrator::{
+    CancelOutcome, Orchestrator, OrchestratorBuilder, TaskState, WorkerInfo, WorkerStatus,
+};

@@ -1,0 +1,581 @@
+//! The conformance suite every transport runs: the [`Transport`] and [`Listener`]
+//! contracts, exercised end to end through the embedded [`Orchestrator`].
+//!
+//! A transport crate implements [`Harness`] (how to build its listener and its client)
+//! and stamps out one test per case with [`conformance_tests!`](crate::conformance_tests):
+//!
+//! ```ignore
+//! // tests/conformance.rs of a transport crate
+//! struct MyHarness;
+//! impl rxon_testing::conformance::Harness for MyHarness { /* … */ }
+//! rxon_testing::conformance_tests!(MyHarness);
+//! ```
+//!
+//! Each case is also a public `async fn` taking `&dyn Harness`, for running a subset.
+//! Cases panic (like `assert!`) on a contract violation. Every wait is bounded.
+//!
+//! This module is not covered by semver: cases are added as the contract grows.
+
+use crate::orchestrator::{CancelOutcome, Orchestrator};
+use rxon_core::{
+    ErrorKind, Heartbeat, IgnoredReason, Listener, Map, ProgressUpdatePayload, ResultOutcome,
+    TaskPayload, TaskResult, TaskStatus, Transport, TransportConfig, Value, WorkerRegistration,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bound on every wait in the suite.
+const BOUND: Duration = Duration::from_secs(15);
+/// The token the suite's orchestrators accept.
+pub const TOKEN: &str = "conformance-token";
+/// The credential the suite's orchestrators accept only for STS.
+pub const BOOTSTRAP: &str = "conformance-bootstrap";
+
+/// Optional behaviour a transport may lack; the cases that need it are skipped.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// [`Transport::next_command`] delivers commands pushed by the orchestrator.
+    pub commands: bool,
+    /// [`Transport::send_progress`] reaches the orchestrator.
+    pub progress: bool,
+}
+
+impl Capabilities {
+    /// Neither commands nor progress.
+    pub fn none() -> Self {
+        Self::default()
+    }
+    /// Sets [`commands`](Self::commands).
+    pub fn with_commands(mut self, yes: bool) -> Self {
+        self.commands = yes;
+        self
+    }
+    /// Sets [`progress`](Self::progress).
+    pub fn with_progress(mut self, yes: bool) -> Self {
+        self.progress = yes;
+        self
+    }
+}
+
+/// How the suite builds a transport's two sides.
+pub trait Harness: Send + Sync {
+    /// An unstarted listener on loopback whose polls wait `poll_wait` for a task.
+    fn listener(&self, poll_wait: Duration) -> Box<dyn Listener>;
+
+    /// An unconnected client for `config` (whose `url` is the listener's endpoint).
+    fn transport(&self, config: &TransportConfig) -> rxon_core::Result<Box<dyn Transport>>;
+
+    /// What this transport supports beyond the required operations.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none()
+    }
+}
+
+/// An orchestrator served by a started listener.
+struct Env {
+    orch: Orchestrator,
+    listener: Box<dyn Listener>,
+    endpoint: String,
+}
+
+impl Env {
+    async fn start(h: &dyn Harness, orch: Orchestrator, poll_wait: Duration) -> Env {
+        let listener = h.listener(poll_wait);
+        within(listener.start(Arc::new(orch.clone())))
+            .await
+            .expect("listener starts");
+        let endpoint = listener
+            .endpoint()
+            .expect("a started listener has an endpoint");
+        Env {
+            orch,
+            listener,
+            endpoint,
+        }
+    }
+
+    async fn default(h: &dyn Harness) -> Env {
+        let orch = Orchestrator::builder()
+            .token(TOKEN)
+            .sts_credential(BOOTSTRAP)
+            .build();
+        Env::start(h, orch, Duration::from_millis(300)).await
+    }
+
+    fn config(&self, worker_id: &str, token: &str) -> TransportConfig {
+        let mut c = TransportConfig::new(&self.endpoint, worker_id, token);
+        c.options.result_retry_delay = Duration::from_millis(10);
+        c.options.request_timeout = Duration::from_secs(10);
+        c
+    }
+
+    /// A connected, registered worker for the skill `echo`.
+    async fn worker(&self, h: &dyn Harness, worker_id: &str) -> Arc<dyn Transport> {
+        let t: Arc<dyn Transport> = h
+            .transport(&self.config(worker_id, TOKEN))
+            .expect("transport builds")
+            .into();
+        within(t.connect()).await.expect("connect");
+        within(t.register(&registration(worker_id, &["echo"])))
+            .await
+            .expect("register");
+        t
+    }
+
+    async fn stop(self) {
+        within(self.listener.stop(Duration::from_secs(5)))
+            .await
+            .expect("listener stops");
+    }
+}
+
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .unwrap_or_else(|_| panic!("conformance: an operation took longer than {BOUND:?}"))
+}
+
+fn registration(worker_id: &str, skills: &[&str]) -> WorkerRegistration {
+    WorkerRegistration {
+        worker_id: worker_id.into(),
+        worker_type: "conformance".into(),
+        supported_skills: skills.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn task(id: &str, task_type: &str) -> TaskPayload {
+    let mut params = Map::new();
+    params.insert("text".into(), Value::from(format!("payload of {id}")));
+    params.insert(
+        "nested".into(),
+        Value::from(vec![Value::from(1u8), Value::Null]),
+    );
+    TaskPayload {
+        job_id: format!("job-{id}"),
+        task_id: id.into(),
+        task_type: task_type.into(),
+        params,
+        ..Default::default()
+    }
+}
+
+fn echo(task: &TaskPayload, worker_id: &str) -> TaskResult {
+    let mut data = Map::new();
+    data.insert(
+        "echo".into(),
+        task.params.get("text").cloned().unwrap_or_default(),
+    );
+    TaskResult::success(task, worker_id, data)
+}
+
+/// Register, poll, result, heartbeat: every required operation, checked on both sides.
+pub async fn every_operation(h: &dyn Harness) {
+    let env = Env::default(h).await;
+    let t = env.worker(h, "w-1").await;
+    assert!(
+        env.orch.workers().iter().any(|w| w.worker_id == "w-1"),
+        "the orchestrator knows the registered worker"
+    );
+    env.orch.enqueue(task("t-1", "echo")).expect("enqueue");
+    let got = within(t.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll")
+        .expect("a task");
+    assert_eq!(got, task("t-1", "echo"), "the task arrives unchanged");
+    let outcome = within(t.send_result(&echo(&got, "w-1")))
+        .await
+        .expect("result");
+    assert!(outcome.is_accepted(), "{outcome:?}");
+    let stored = env.orch.task_result("t-1").expect("the result was applied");
+    assert_eq!(stored, echo(&got, "w-1"), "the result arrives unchanged");
+    let hb = Heartbeat {
+        worker_id: "w-1".into(),
+        status: "idle".into(),
+        load: 0.25,
+        ..Default::default()
+    };
+    let reply = within(t.send_heartbeat(&hb)).await.expect("heartbeat");
+    assert!(
+        reply.cancel_task_ids.is_empty() && !reply.require_full_sync,
+        "{reply:?}"
+    );
+    env.stop().await;
+}
+
+/// A poll with nothing queued ends with `Ok(None)` after the wait.
+pub async fn poll_without_task_is_none(h: &dyn Harness) {
+    let env = Env::default(h).await;
+    let t = env.worker(h, "w-1").await;
+    let got = within(t.poll_task(Duration::from_millis(300)))
+        .await
+        .expect("poll");
+    assert_eq!(got, None);
+    env.stop().await;
+}
+
+/// A parked poll gets a task enqueued while it waits, without waiting out its timeout.
+pub async fn parked_poll_wakes_for_new_task(h: &dyn Harness) {
+    let orch = Orchestrator::builder().token(TOKEN).build();
+    let env = Env::start(h, orch, Duration::from_secs(60)).await;
+    let t = env.worker(h, "w-1").await;
+    let poller = {
+        let t = t.clone();
+        tokio::spawn(async move { t.poll_task(Duration::from_secs(60)).await })
+    };
+    env.orch
+        .wait_for_pollers(1, BOUND)
+        .await
+        .expect("the poll reaches the orchestrator");
+    env.orch.enqueue(task("t-late", "echo")).expect("enqueue");
+    // Far less than the 60 s wait: the hand-off is immediate.
+    let got = tokio::time::timeout(Duration::from_secs(10), poller)
+        .await
+        .expect("the parked poll woke up")
+        .expect("poll task")
+        .expect("poll");
+    assert_eq!(got.map(|t| t.task_id).as_deref(), Some("t-late"));
+    env.stop().await;
+}
+
+/// Tasks come in FIFO order, and only of the types the worker registered.
+pub async fn skills_and_fifo(h: &dyn Harness) {
+    let env = Env::default(h).await;
+    for (id, ty) in [("a", "echo"), ("b", "other"), ("c", "echo")] {
+        env.orch.enqueue(task(id, ty)).expect("enqueue");
+    }
+    let t = env.worker(h, "w-1").await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        match within(t.poll_task(Duration::from_millis(300)))
+            .await
+            .expect("poll")
+        {
+            Some(task) => seen.push(task.task_id),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["a", "c"], "FIFO within the worker's skills only");
+    assert_eq!(env.orch.queued(), 1, "the other type stays queued");
+    env.stop().await;
+}
+
+/// A duplicate of an applied result is accepted once; a different one is stale.
+pub async fn duplicate_results_apply_once(h: &dyn Harness) {
+    let env = Env::default(h).await;
+    env.orch.enqueue(task("t-d", "echo")).expect("enqueue");
+    let t = env.worker(h, "w-1").await;
+    let got = within(t.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll")
+        .expect("a task");
+    let result = echo(&got, "w-1");
+    for _ in 0..2 {
+        let outcome = within(t.send_result(&result)).await.expect("result");
+        assert!(
+            outcome.is_accepted(),
+            "a duplicate is acknowledged: {outcome:?}"
+        );
+    }
+    assert_eq!(env.orch.applied_results(), 1, "applied once");
+    let different = TaskResult::cancelled(&got, "w-1");
+    let outcome = within(t.send_result(&different)).await.expect("result");
+    assert_eq!(outcome.ignored_reason(), Some(&IgnoredReason::StaleTask));
+    env.stop().await;
+}
+
+/// Each ignored reason reaches the worker as `ResultOutcome::Ignored` with that reason.
+pub async fn ignored_results_carry_their_reason(h: &dyn Harness) {
+    let env = Env::default(h).await;
+    let t1 = env.worker(h, "w-1").await;
+    let t2 = env.worker(h, "w-2").await;
+
+    // Unknown task.
+    let ghost = echo(&task("t-ghost", "echo"), "w-1");
+    let outcome = within(t1.send_result(&ghost)).await.expect("result");
+    assert_eq!(outcome.ignored_reason(), Some(&IgnoredReason::JobNotFound));
+
+    // Held by another worker.
+    env.orch.enqueue(task("t-held", "echo")).expect("enqueue");
+    let held = within(t1.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll")
+        .expect("a task");
+    let outcome = within(t2.send_result(&echo(&held, "w-2")))
+        .await
+        .expect("result");
+    assert_eq!(
+        outcome.ignored_reason(),
+        Some(&IgnoredReason::WorkerMismatch)
+    );
+
+    // Cancelled job.
+    let outcome_cancel = env.orch.cancel("t-held").expect("cancel");
+    assert!(
+        matches!(outcome_cancel, CancelOutcome::Signalled { .. }),
+        "{outcome_cancel:?}"
+    );
+    let outcome = within(t1.send_result(&echo(&held, "w-1")))
+        .await
+        .expect("result");
+    assert_eq!(outcome.ignored_reason(), Some(&IgnoredReason::JobCancelled));
+
+    // Past the deadline.
+    env.orch
+        .enqueue_with_deadline(task("t-late", "echo"), Duration::from_millis(1))
+        .expect("enqueue");
+    let late = within(t1.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll")
+        .expect("a task");
+    tokio::time::sleep(Duration::from_millis(5)).await; // let the 1 ms deadline pass
+    let outcome = within(t1.send_result(&echo(&late, "w-1")))
+        .await
+        .expect("result");
+    assert_eq!(
+        outcome.ignored_reason(),
+        Some(&IgnoredReason::DeadlineExceeded)
+    );
+    assert!(
+        matches!(
+            outcome,
+            ResultOutcome::Ignored {
+                message: Some(_),
+                ..
+            }
+        ),
+        "the orchestrator's message reaches the worker"
+    );
+    assert_eq!(env.orch.applied_results(), 0);
+    env.stop().await;
+}
+
+/// A credential only the STS operation accepts: the first call is refused, the
+/// transport refreshes once and retries; a credential nobody accepts is an auth error.
+pub async fn token_refresh_and_auth_failure(h: &dyn Harness) {
+    let env = Env::default(h).await;
+    let t = h
+        .transport(&env.config("w-1", BOOTSTRAP))
+        .expect("transport builds");
+    within(t.connect()).await.expect("connect");
+    within(t.register(&registration("w-1", &["echo"])))
+        .await
+        .expect("register succeeds after one refresh");
+    env.orch.enqueue(task("t-a", "echo")).expect("enqueue");
+    let got = within(t.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll");
+    assert!(got.is_some(), "the refreshed token keeps working");
+
+    let bad = h
+        .transport(&env.config("w-2", "stolen"))
+        .expect("transport builds");
+    within(bad.connect()).await.expect("connect");
+    let err = within(bad.register(&registration("w-2", &["echo"])))
+        .await
+        .expect_err("a bad credential is refused");
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    env.stop().await;
+}
+
+/// Over the rate limit: `RateLimited` with the orchestrator's retry-after.
+pub async fn rate_limited(h: &dyn Harness) {
+    let orch = Orchestrator::builder()
+        .token(TOKEN)
+        .rate_limit(3, Duration::from_secs(60))
+        .build();
+    let env = Env::start(h, orch, Duration::from_millis(300)).await;
+    let t = env.worker(h, "w-1").await; // one request
+    let hb = Heartbeat {
+        worker_id: "w-1".into(),
+        ..Default::default()
+    };
+    let mut limited = None;
+    for _ in 0..5 {
+        if let Err(e) = within(t.send_heartbeat(&hb)).await {
+            limited = Some(e);
+            break;
+        }
+    }
+    let err = limited.expect("the limit is enforced");
+    assert_eq!(err.kind(), ErrorKind::RateLimited, "{err}");
+    assert!(
+        err.retry_after().is_some(),
+        "retry-after reaches the worker"
+    );
+    assert!(err.is_retryable());
+    env.stop().await;
+}
+
+/// Invalid identifiers are refused before anything is sent.
+pub async fn invalid_identifiers(h: &dyn Harness) {
+    let env = Env::default(h).await;
+    for bad in ["", "../etc", "a/b", "a b", "w%2F"] {
+        let err = h
+            .transport(&env.config(bad, TOKEN))
+            .err()
+            .unwrap_or_else(|| panic!("worker id {bad:?} must be refused"));
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}: {err}");
+    }
+    env.stop().await;
+}
+
+/// Stopping the listener ends pending polls with "no task", within its deadline.
+pub async fn stop_ends_pending_polls(h: &dyn Harness) {
+    let orch = Orchestrator::builder().token(TOKEN).build();
+    let env = Env::start(h, orch, Duration::from_secs(60)).await;
+    let t = env.worker(h, "w-1").await;
+    let poller = {
+        let t = t.clone();
+        tokio::spawn(async move { t.poll_task(Duration::from_secs(60)).await })
+    };
+    env.orch
+        .wait_for_pollers(1, BOUND)
+        .await
+        .expect("poll parked");
+    let orch = env.orch.clone();
+    env.stop().await;
+    let polled = within(poller).await.expect("poll task");
+    assert_eq!(polled.expect("a stopping listener answers no task"), None);
+    assert_eq!(orch.pending_polls(), 0);
+    assert_eq!(orch.queued(), 0);
+}
+
+/// A cancelled task is listed in the holder's next heartbeat reply, and pushed over its
+/// command channel when the transport has one.
+pub async fn cancel_reaches_the_worker(h: &dyn Harness) {
+    let env = Env::default(h).await;
+    let t = env.worker(h, "w-1").await;
+    env.orch.enqueue(task("t-c", "echo")).expect("enqueue");
+    let got = within(t.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll")
+        .expect("a task");
+    let commands = h.capabilities().commands.then(|| {
+        let t = t.clone();
+        tokio::spawn(async move { t.next_command().await })
+    });
+    let outcome = env.orch.cancel(&got.task_id).expect("cancel");
+    assert!(
+        matches!(outcome, CancelOutcome::Signalled { .. }),
+        "{outcome:?}"
+    );
+    if let Some(reader) = commands {
+        let cmd = within(reader)
+            .await
+            .expect("reader")
+            .expect("next_command")
+            .expect("a command");
+        assert_eq!(cmd.task_id.as_deref(), Some("t-c"));
+    }
+    let hb = Heartbeat {
+        worker_id: "w-1".into(),
+        current_tasks: vec!["t-c".into()],
+        ..Default::default()
+    };
+    let reply = within(t.send_heartbeat(&hb)).await.expect("heartbeat");
+    assert_eq!(reply.cancel_task_ids, ["t-c"]);
+    let confirm = TaskResult::cancelled(&got, "w-1");
+    let outcome = within(t.send_result(&confirm)).await.expect("result");
+    assert!(
+        outcome.is_accepted(),
+        "confirming a cancel is accepted: {outcome:?}"
+    );
+    assert_eq!(
+        env.orch.task_result("t-c").map(|r| r.status),
+        Some(TaskStatus::Cancelled)
+    );
+    env.stop().await;
+}
+
+/// Progress reaches the orchestrator (transports with progress), or fails with
+/// `Unsupported` (transports without): never silently dropped.
+pub async fn progress_is_delivered_or_refused(h: &dyn Harness) {
+    let env = Env::default(h).await;
+    let t = env.worker(h, "w-1").await;
+    env.orch.enqueue(task("t-p", "echo")).expect("enqueue");
+    let got = within(t.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll")
+        .expect("a task");
+    let update = ProgressUpdatePayload::new(&got.task_id, &got.job_id, 0.5);
+    let sent = within(t.send_progress(&update)).await;
+    if h.capabilities().progress {
+        sent.expect("progress is sent");
+        let mut progress = env.orch.subscribe_progress();
+        if env.orch.task_progress("t-p").is_empty() {
+            within(progress.recv()).await.expect("progress arrives");
+        }
+        assert_eq!(env.orch.task_progress("t-p")[0].progress, 0.5);
+    } else {
+        let err = sent.expect_err("without a channel, progress is refused");
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    }
+    env.stop().await;
+}
+
+/// Before `connect` and after `close` operations fail with `Closed`; a stopped
+/// listener is a network error.
+pub async fn lifecycle_and_unreachable_peer(h: &dyn Harness) {
+    let env = Env::default(h).await;
+    let t = h.transport(&env.config("w-1", TOKEN)).expect("transport");
+    let err = within(t.poll_task(Duration::from_millis(10)))
+        .await
+        .expect_err("not connected");
+    assert_eq!(err.kind(), ErrorKind::Closed);
+    within(t.connect()).await.expect("connect");
+    within(t.close()).await.expect("close");
+    let err = within(t.register(&registration("w-1", &["echo"])))
+        .await
+        .expect_err("closed");
+    assert_eq!(err.kind(), ErrorKind::Closed);
+    assert_eq!(within(t.next_command()).await.expect("ends"), None);
+
+    let live = env.worker(h, "w-2").await;
+    let config = env.config("w-2", TOKEN);
+    env.stop().await;
+    let err = within(live.poll_task(Duration::from_millis(10)))
+        .await
+        .expect_err("the listener is gone");
+    assert!(err.is_network(), "{err}");
+    let fresh = h.transport(&config).expect("transport");
+    within(fresh.connect()).await.ok();
+    let err = within(fresh.register(&registration("w-2", &["echo"])))
+        .await
+        .expect_err("nothing listens");
+    assert!(err.is_network(), "{err}");
+}
+
+/// Stamps out one `#[tokio::test]` per conformance case for a [`Harness`](crate::conformance::Harness) value.
+///
+/// The calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as a
+/// dev-dependency.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests!(@cases $harness;
+            every_operation,
+            poll_without_task_is_none,
+            parked_poll_wakes_for_new_task,
+            skills_and_fifo,
+            duplicate_results_apply_once,
+            ignored_results_carry_their_reason,
+            token_refresh_and_auth_failure,
+            rate_limited,
+            invalid_identifiers,
+            stop_ends_pending_polls,
+            cancel_reaches_the_worker,
+            progress_is_delivered_or_refused,
+            lifecycle_and_unreachable_peer
+        );
+    };
+    (@cases $harness:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::conformance::$case(&$harness).await
+            }
+        )*
+    };
+}

@@ -1,0 +1,178 @@
+//! [`OrchestratorBuilder`] and the configuration it collects.
+
+use super::state::State;
+use super::{
+    DEFAULT_COMMAND_CAPACITY, DEFAULT_MAX_FINISHED_TASKS, DEFAULT_MAX_QUEUE_LEN,
+    DEFAULT_MAX_WORKERS, DEFAULT_PROGRESS_HISTORY, DEFAULT_TOKEN_TTL, DEFAULT_WORKER_TTL, Inner,
+    MAX_ISSUED_TOKENS, Orchestrator, PROGRESS_BROADCAST_CAPACITY,
+};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast};
+
+/// The configuration an [`OrchestratorBuilder`] collects.
+#[derive(Clone)]
+pub(super) struct Config {
+    pub(super) tokens: HashSet<String>,
+    pub(super) sts_credentials: HashSet<String>,
+    pub(super) token_ttl: Duration,
+    pub(super) worker_ttl: Duration,
+    pub(super) rate_limit: Option<(u32, Duration)>,
+    pub(super) default_task_deadline: Option<Duration>,
+    pub(super) max_queue_len: usize,
+    pub(super) max_workers: usize,
+    pub(super) max_finished_tasks: usize,
+    pub(super) max_issued_tokens: usize,
+    pub(super) progress_history: usize,
+    pub(super) command_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tokens: HashSet::new(),
+            sts_credentials: HashSet::new(),
+            token_ttl: DEFAULT_TOKEN_TTL,
+            worker_ttl: DEFAULT_WORKER_TTL,
+            rate_limit: None,
+            default_task_deadline: None,
+            max_queue_len: DEFAULT_MAX_QUEUE_LEN,
+            max_workers: DEFAULT_MAX_WORKERS,
+            max_finished_tasks: DEFAULT_MAX_FINISHED_TASKS,
+            max_issued_tokens: MAX_ISSUED_TOKENS,
+            progress_history: DEFAULT_PROGRESS_HISTORY,
+            command_capacity: DEFAULT_COMMAND_CAPACITY,
+        }
+    }
+}
+
+/// Builds an [`Orchestrator`]; start with [`Orchestrator::builder`].
+///
+/// ```
+/// use rxon_testing::Orchestrator;
+/// use std::time::Duration;
+///
+/// let orch = Orchestrator::builder()
+///     .token("secret")
+///     .sts_credential("bootstrap")
+///     .worker_ttl(Duration::from_secs(10))
+///     .rate_limit(100, Duration::from_secs(1))
+///     .build();
+/// assert_eq!(orch.queued(), 0);
+/// ```
+#[derive(Clone, Default)]
+pub struct OrchestratorBuilder {
+    config: Config,
+}
+
+impl std::fmt::Debug for OrchestratorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Credentials are secrets: show how many there are, not what they are.
+        f.debug_struct("OrchestratorBuilder")
+            .field("tokens", &self.config.tokens.len())
+            .field("sts_credentials", &self.config.sts_credentials.len())
+            .field("token_ttl", &self.config.token_ttl)
+            .field("worker_ttl", &self.config.worker_ttl)
+            .field("rate_limit", &self.config.rate_limit)
+            .field("default_task_deadline", &self.config.default_task_deadline)
+            .field("max_queue_len", &self.config.max_queue_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OrchestratorBuilder {
+    /// Accepts `token` as a static worker token on every operation. When no token is
+    /// configured, any non-empty token is accepted.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.config.tokens.insert(token.into());
+        self
+    }
+
+    /// Accepts `credential` as a bootstrap credential: only the STS (`token`)
+    /// operation accepts it, and trades it for a short-lived token.
+    pub fn sts_credential(mut self, credential: impl Into<String>) -> Self {
+        self.config.sts_credentials.insert(credential.into());
+        self
+    }
+
+    /// Lifetime of issued STS tokens (default [`DEFAULT_TOKEN_TTL`]).
+    pub fn token_ttl(mut self, ttl: Duration) -> Self {
+        self.config.token_ttl = ttl;
+        self
+    }
+
+    /// How long a worker may stay silent before it is considered gone (default
+    /// [`DEFAULT_WORKER_TTL`]). A worker with a poll in progress is never silent.
+    pub fn worker_ttl(mut self, ttl: Duration) -> Self {
+        self.config.worker_ttl = ttl;
+        self
+    }
+
+    /// Allows each worker at most `max_requests` requests in each fixed window of
+    /// `per`; more are refused with a rate-limited error whose retry-after is the time
+    /// left in the window. Requests are counted per worker id (the operation's, else
+    /// the request context's), else per token.
+    pub fn rate_limit(mut self, max_requests: u32, per: Duration) -> Self {
+        self.config.rate_limit = Some((max_requests, per));
+        self
+    }
+
+    /// The deadline of tasks enqueued with [`Orchestrator::enqueue`], counted from the
+    /// enqueue; none by default.
+    pub fn default_task_deadline(mut self, deadline: Duration) -> Self {
+        self.config.default_task_deadline = Some(deadline);
+        self
+    }
+
+    /// Most unfinished (queued or running) tasks; an enqueue beyond it fails (default
+    /// [`DEFAULT_MAX_QUEUE_LEN`]).
+    pub fn max_queue_len(mut self, max: usize) -> Self {
+        self.config.max_queue_len = max;
+        self
+    }
+
+    /// Most known workers; gone workers are forgotten to make room, and a registration
+    /// beyond it is refused as unavailable (default [`DEFAULT_MAX_WORKERS`]).
+    pub fn max_workers(mut self, max: usize) -> Self {
+        self.config.max_workers = max;
+        self
+    }
+
+    /// How many ended tasks keep their state, result and progress; the oldest are
+    /// forgotten first (default [`DEFAULT_MAX_FINISHED_TASKS`]).
+    pub fn max_finished_tasks(mut self, max: usize) -> Self {
+        self.config.max_finished_tasks = max;
+        self
+    }
+
+    /// How many progress updates are kept per task; older ones are dropped (default
+    /// [`DEFAULT_PROGRESS_HISTORY`]).
+    pub fn progress_history(mut self, max: usize) -> Self {
+        self.config.progress_history = max;
+        self
+    }
+
+    /// Capacity of each worker's command channel, at least 1 (default
+    /// [`DEFAULT_COMMAND_CAPACITY`]). A cancel that does not fit still reaches the
+    /// worker through its heartbeat reply.
+    pub fn command_capacity(mut self, capacity: usize) -> Self {
+        self.config.command_capacity = capacity;
+        self
+    }
+
+    /// Builds the orchestrator.
+    pub fn build(self) -> Orchestrator {
+        let (progress_tx, _) = broadcast::channel(PROGRESS_BROADCAST_CAPACITY);
+        Orchestrator {
+            inner: Arc::new(Inner {
+                config: self.config,
+                state: Mutex::new(State::default()),
+                work: Notify::new(),
+                events: Notify::new(),
+                progress_tx,
+                reaper: Mutex::new(None),
+            }),
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The worker-facing side: `impl Handler for Orchestrator`.
+
+use super::auth::{self, Credential};
+use super::state::State;
+use super::{Inner, MAX_SKILLS, Orchestrator};
+use rxon_core::validate::validate_identifier;
+use rxon_core::{
+    BoxFuture, CommandReceiver, Handler, HandlerError, HandlerResult, Heartbeat, HeartbeatReply,
+    PROTOCOL_VERSION, ProgressUpdatePayload, RegisterReply, RequestContext, ResultOutcome,
+    TaskPayload, TaskResult, TokenResponse, WorkerCommand, WorkerRegistration,
+};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// A worker's command channel, as handed to a listener.
+struct ChannelReceiver {
+    rx: mpsc::Receiver<WorkerCommand>,
+}
+
+impl CommandReceiver for ChannelReceiver {
+    fn recv(&mut self) -> BoxFuture<'_, Option<WorkerCommand>> {
+        Box::pin(self.rx.recv())
+    }
+}
+
+/// Counts a poll as waiting while it exists, and uncounts it even when the poll future
+/// is dropped; the end of a poll is contact from its worker.
+struct PollGuard<'a> {
+    inner: &'a Inner,
+    worker_id: &'a str,
+}
+
+impl Drop for PollGuard<'_> {
+    fn drop(&mut self) {
+        {
+            let mut st = self.inner.lock();
+            st.pending_polls = st.pending_polls.saturating_sub(1);
+            if let Some(w) = st.workers.get_mut(self.worker_id) {
+                w.pending_polls = w.pending_polls.saturating_sub(1);
+                if w.is_active() {
+                    w.last_seen = Instant::now();
+                }
+            }
+        }
+        self.inner.events.notify_waiters();
+    }
+}
+
+fn bad_request(e: rxon_core::RxonError) -> HandlerError {
+    HandlerError::bad_request(e.message())
+}
+
+fn not_registered(worker_id: &str) -> HandlerError {
+    let shown: String = worker_id.chars().take(64).collect();
+    HandlerError::not_found(format!("worker {shown:?} is not registered"))
+}
+
+impl Inner {
+    /// Authenticates the request and counts it against the rate limit of the key
+    /// `key` picks (falling back to the context's worker id, then the token).
+    fn admit(
+        &self,
+        st: &mut State,
+        ctx: &RequestContext,
+        for_sts: bool,
+        key: impl FnOnce(&Credential, &State) -> Option<String>,
+    ) -> HandlerResult<Credential> {
+        let now = Instant::now();
+        let cred = auth::authenticate(&self.config, st, ctx.token.as_deref(), for_sts, now)?;
+        if self.config.rate_limit.is_some() {
+            let key = key(&cred, st)
+                .or_else(|| ctx.worker_id.clone())
+                // '~' is not an identifier character: no clash with worker ids.
+                .unwrap_or_else(|| format!("~{}", ctx.token.as_deref().unwrap_or_default()));
+            auth::rate_limit(&self.config, st, &key, now)?;
+        }
+        Ok(cred)
+    }
+}
+
+impl Handler for Orchestrator {
+    fn register(
+        &self,
+        ctx: RequestContext,
+        registration: WorkerRegistration,
+    ) -> BoxFuture<'_, HandlerResult<RegisterReply>> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            {
+                let mut st = inner.lock();
+                inner.admit(&mut st, &ctx, false, |_, _| {
+                    Some(registration.worker_id.clone())
+                })?;
+                validate_identifier(&registration.worker_id, "worker_id").map_err(bad_request)?;
+                if registration.supported_skills.len() > MAX_SKILLS {
+                    return Err(HandlerError::bad_request(format!(
+                        "too many supported_skills (at most {MAX_SKILLS})"
+                    )));
+                }
+                let mut skills: Vec<String> = Vec::new();
+                for skill in registration.supported_skills {
+                    validate_identifier(&skill, "skill").map_err(bad_request)?;
+                    if !skills.contains(&skill) {
+                        skills.push(skill);
+                    }
+                }
+                st.register(
+                    &inner.config,
+                    &registration.worker_id,
+                    skills,
+                    Instant::now(),
+                )
+                .map_err(|()| {
+                    HandlerError::unavailable(format!(
+                        "too many workers (at most {})",
+                        inner.config.max_workers
+                    ))
+                })?;
+            }
+            // New skills may match queued tasks for polls already waiting.
+            inner.work.notify_waiters();
+            inner.events.notify_waiters();
+            Ok(RegisterReply {
+                version: Some(PROTOCOL_VERSION.to_owned()),
+                ..RegisterReply::default()
+            })
+        })
+    }
+
+    fn poll(
+        &self,
+        ctx: RequestContext,
+        worker_id: String,
+        wait: Duration,
+    ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            {
+                let mut st = inner.lock();
+                inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
+                let now = Instant::now();
+                match st.workers.get_mut(&worker_id) {
+                    Some(w) if w.is_active() => {
+                        w.last_seen = now;
+                        w.pending_polls += 1;
+                    }
+                    _ => return Err(not_registered(&worker_id)),
+                }
+                st.pending_polls += 1;
+            }
+            let _guard = PollGuard {
+                inner,
+                worker_id: &worker_id,
+            };
+            inner.events.notify_waiters();
+            let deadline = Instant::now().checked_add(wait);
+            loop {
+                let notified = inner.work.notified();
+                let mut notified = std::pin::pin!(notified);
+                // Register interest before looking at the queues, so an enqueue in
+                // between wakes this poll.
+                notified.as_mut().enable();
+                // The claim and the return happen in the same step of this future: a
+                // future dropped while waiting has claimed nothing.
+                match inner.lock().claim(&worker_id) {
+                    Ok(Some(task)) => return Ok(Some(task)),
+                    Ok(None) => {}
+                    Err(()) => return Err(not_registered(&worker_id)),
+                }
+                match deadline {
+                    Some(d) => {
+                        if tokio::time::timeout_at(d, notified).await.is_err() {
+                            return Ok(None);
+                        }
+                    }
+                    None => notified.await,
+                }
+            }
+        })
+    }
+
+    fn result(
+        &self,
+        ctx: RequestContext,
+        result: TaskResult,
+    ) -> BoxFuture<'_, HandlerResult<ResultOutcome>> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            let outcome = {
+                let mut st = inner.lock();
+                inner.admit(&mut st, &ctx, false, |_, _| Some(result.worker_id.clone()))?;
+                st.apply_result(&inner.config, result, Instant::now())
+            };
+            inner.events.notify_waiters();
+            Ok(outcome)
+        })
+    }
+
+    fn heartbeat(
+        &self,
+        ctx: RequestContext,
+        worker_id: String,
+        heartbeat: Option<Heartbeat>,
+    ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
+        let _ = heartbeat;
+        Box::pin(async move {
+            let inner = &*self.inner;
+            let mut st = inner.lock();
+            inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
+            let reply = match st.workers.get_mut(&worker_id) {
+                Some(w) if w.is_active() => {
+                    w.last_seen = Instant::now();
+                    HeartbeatReply {
+                        cancel_task_ids: std::mem::take(&mut w.pending_cancels),
+                        ..HeartbeatReply::default()
+                    }
+                }
+                _ => HeartbeatReply {
+                    require_full_sync: true,
+                    ..HeartbeatReply::default()
+                },
+            };
+            Ok(reply)
+        })
+    }
+
+    fn progress(
+        &self,
+        ctx: RequestContext,
+        progress: ProgressUpdatePayload,
+    ) -> BoxFuture<'_, HandlerResult<()>> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            {
+                let mut st = inner.lock();
+                inner.admit(&mut st, &ctx, false, |_, st| {
+                    st.tasks
+                        .get(&progress.task_id)
+                        .and_then(|r| r.holder().map(str::to_owned))
+                })?;
+                let now = Instant::now();
+                let Some(rec) = st.tasks.get_mut(&progress.task_id) else {
+                    let shown: String = progress.task_id.chars().take(64).collect();
+                    return Err(HandlerError::not_found(format!("no task {shown:?}")));
+                };
+                let holder = rec.holder().map(str::to_owned);
+                let max = inner.config.progress_history;
+                if max > 0 {
+                    while rec.progress.len() >= max {
+                        rec.progress.pop_front();
+                    }
+                    rec.progress.push_back(progress.clone());
+                }
+                if let Some(holder) = holder {
+                    if let Some(w) = st.workers.get_mut(&holder) {
+                        if w.is_active() {
+                            w.last_seen = now;
+                        }
+                    }
+                }
+            }
+            // No subscriber is not an error.
+            let _ = inner.progress_tx.send(progress);
+            Ok(())
+        })
+    }
+
+    fn token(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            let mut st = inner.lock();
+            let cred = inner.admit(&mut st, &ctx, true, |cred, _| match cred {
+                Credential::Issued { worker_id } => Some(worker_id.clone()),
+                _ => None,
+            })?;
+            let worker_id = match (&ctx.worker_id, cred) {
+                (Some(id), _) => id.clone(),
+                (None, Credential::Issued { worker_id }) => worker_id,
+                (None, _) => "unknown".to_owned(),
+            };
+            Ok(auth::mint(
+                &inner.config,
+                &mut st,
+                worker_id,
+                Instant::now(),
+            ))
+        })
+    }
+
+    fn commands(
+        &self,
+        ctx: RequestContext,
+    ) -> BoxFuture<'_, HandlerResult<Box<dyn CommandReceiver>>> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            let mut st = inner.lock();
+            inner.admit(&mut st, &ctx, false, |_, _| None)?;
+            let Some(worker_id) = ctx.worker_id.clone() else {
+                return Err(HandlerError::bad_request(
+                    "a command channel needs the worker id",
+                ));
+            };
+            validate_identifier(&worker_id, "worker_id").map_err(bad_request)?;
+            let cap = inner.config.max_workers.max(1);
+            if !st.channels.contains_key(&worker_id) && st.channels.len() >= cap {
+                st.channels.retain(|_, tx| !tx.is_closed());
+                if st.channels.len() >= cap {
+                    return Err(HandlerError::unavailable(format!(
+                        "too many command channels (at most {cap})"
+                    )));
+                }
+            }
+            let (tx, rx) = mpsc::channel(inner.config.command_capacity.max(1));
+            // Replacing the sender closes the worker's previous channel.
+            st.channels.insert(worker_id, tx);
+            Ok(Box::new(ChannelReceiver { rx }) as Box<dyn CommandReceiver>)
+        })
+    }
+}

@@ -1,0 +1,454 @@
+//! [`Orchestrator`]: a small embedded orchestrator that implements
+//! [`Handler`](rxon_core::Handler) with real queues, long-poll hand-off and state.
+//!
+//! Serve it through any listener, or call its [`Handler`](rxon_core::Handler) methods
+//! directly in-process. The host side enqueues tasks, cancels them, inspects workers
+//! and waits for results.
+//!
+//! - **Queues** per task type. A poll gets the oldest queued task among the types its
+//!   worker registered for (FIFO within a type, globally oldest across types), waiting
+//!   up to its `wait`; an enqueue wakes parked polls at once. A task is claimed only on
+//!   the poll future's last step, so a dropped poll never loses one.
+//! - **Workers** register their skills; a worker silent for longer than the worker TTL
+//!   is marked gone by [`reap_expired`](Orchestrator::reap_expired) (or the periodic
+//!   [`spawn_reaper`](Orchestrator::spawn_reaper)) and its tasks go back to the queue.
+//! - **Results** are applied once; duplicates are accepted without effect, and results
+//!   for unknown, reassigned, cancelled, late or already finished tasks are ignored with
+//!   the matching [`IgnoredReason`](rxon_core::IgnoredReason).
+//! - **Heartbeats** refresh a worker's last contact and carry its pending cancellations;
+//!   an unknown or gone worker is told to re-sync (register again). Skills change only
+//!   by registering again.
+//! - **Cancellation** reaches the worker over its command channel and in its next
+//!   heartbeat reply.
+//! - **Auth**: static tokens, bootstrap credentials for the STS operation, short-lived
+//!   issued tokens; an optional per-worker rate limit.
+//! - **Bounded**: queue length, workers, retained finished tasks, issued tokens,
+//!   progress history and command buffers all have limits.
+//!
+//! The host reads state with [`task_result`](Orchestrator::task_result) and
+//! [`task_progress`](Orchestrator::task_progress); `result` and `progress` are the
+//! [`Handler`](rxon_core::Handler) methods a listener calls.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! use rxon_core::{Handler, Map, RequestContext, TaskPayload, TaskResult, TaskStatus, WorkerRegistration};
+//! use rxon_testing::{Orchestrator, TaskState};
+//! use std::time::Duration;
+//!
+//! let orch = Orchestrator::builder().token("secret").build();
+//! orch.enqueue(TaskPayload {
+//!     job_id: "j1".into(),
+//!     task_id: "t1".into(),
+//!     task_type: "echo".into(),
+//!     ..Default::default()
+//! })?;
+//!
+//! // What a listener does for a worker:
+//! let ctx = || RequestContext::new("in-process").with_token("secret");
+//! let registration = WorkerRegistration {
+//!     worker_id: "w1".into(),
+//!     supported_skills: vec!["echo".into()],
+//!     ..Default::default()
+//! };
+//! orch.register(ctx(), registration).await?;
+//! let task = orch.poll(ctx(), "w1".into(), Duration::from_secs(5)).await?.expect("a task");
+//! assert_eq!(orch.task_state("t1"), Some(TaskState::Running { worker_id: "w1".into() }));
+//! let outcome = orch.result(ctx(), TaskResult::success(&task, "w1", Map::new())).await?;
+//! assert!(outcome.is_accepted());
+//!
+//! let result = orch.wait_result("t1", Duration::from_secs(5)).await?;
+//! assert_eq!(result.status, TaskStatus::Success);
+//! assert_eq!(orch.task_state("t1"), Some(TaskState::Finished(TaskStatus::Success)));
+//! # Ok::<(), rxon_core::RxonError>(())
+//! # }).unwrap();
+//! ```
+
+mod auth;
+mod builder;
+mod handler;
+mod state;
+
+use builder::Config;
+pub use builder::OrchestratorBuilder;
+
+use rxon_core::{ProgressUpdatePayload, Result, RxonError, TaskPayload, TaskResult, TaskStatus};
+use state::{Phase, State};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast};
+use tokio::time::Instant;
+
+/// Default lifetime of an issued STS token.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// Default time after which a silent worker is considered gone.
+pub const DEFAULT_WORKER_TTL: Duration = Duration::from_secs(30);
+/// Default bound on unfinished (queued or running) tasks.
+pub const DEFAULT_MAX_QUEUE_LEN: usize = 100_000;
+/// Default bound on known workers.
+pub const DEFAULT_MAX_WORKERS: usize = 10_000;
+/// Default number of finished tasks whose state and result are kept.
+pub const DEFAULT_MAX_FINISHED_TASKS: usize = 100_000;
+/// Default number of progress updates kept per task.
+pub const DEFAULT_PROGRESS_HISTORY: usize = 1_000;
+/// Default capacity of a worker's command channel.
+pub const DEFAULT_COMMAND_CAPACITY: usize = 64;
+
+pub(crate) const MAX_ISSUED_TOKENS: usize = 100_000;
+pub(crate) const MAX_SKILLS: usize = 1_024;
+pub(crate) const PROGRESS_BROADCAST_CAPACITY: usize = 1_024;
+
+/// The state of a task as the host sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskState {
+    /// Waiting for a worker.
+    Queued,
+    /// Claimed by `worker_id`.
+    Running {
+        /// The worker running it.
+        worker_id: String,
+    },
+    /// Ended with this status. A result that came after the task's deadline ends it as
+    /// [`TaskStatus::Failure`] with error code `LATE_RESULT`.
+    Finished(TaskStatus),
+    /// Cancelled by the host.
+    Cancelled,
+}
+
+/// What [`Orchestrator::cancel`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CancelOutcome {
+    /// The task was still queued: removed, recorded as cancelled.
+    Dequeued,
+    /// A worker holds the task: it was sent a `cancel_task` command (if its command
+    /// channel is open) and the task is listed in its next heartbeat reply.
+    Signalled {
+        /// The worker holding the task.
+        worker_id: String,
+    },
+    /// The task had already ended (finished or cancelled); nothing changed.
+    AlreadyFinished,
+}
+
+/// Whether a worker is still considered present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WorkerStatus {
+    /// Registered and heard from within the worker TTL.
+    Active,
+    /// Silent for longer than the worker TTL; must register again.
+    Gone,
+}
+
+/// A snapshot of one worker, from [`Orchestrator::workers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerInfo {
+    /// The worker's id.
+    pub worker_id: String,
+    /// Task types it registered for.
+    pub skills: Vec<String>,
+    /// Active or gone.
+    pub status: WorkerStatus,
+    /// Tasks it holds, in claim order (including cancelled ones it has not reported).
+    pub current_tasks: Vec<String>,
+    /// Its last contact: registration, poll, heartbeat or result.
+    pub last_seen: Instant,
+}
+
+struct Inner {
+    config: Config,
+    state: Mutex<State>,
+    /// Woken when a poll may now find a task: enqueue, requeue, registration.
+    work: Notify,
+    /// Woken on every other change the host may wait for: results, cancellations,
+    /// polls starting or ending, workers going away.
+    events: Notify,
+    progress_tx: broadcast::Sender<ProgressUpdatePayload>,
+    reaper: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn reap(&self) -> Vec<String> {
+        let gone = self.lock().reap(&self.config, Instant::now());
+        if !gone.is_empty() {
+            self.work.notify_waiters();
+            self.events.notify_waiters();
+        }
+        gone
+    }
+
+    /// Waits until `check` yields a value, re-checking on every event; `None` once
+    /// `timeout` has passed.
+    async fn wait_event<T>(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut(&State) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let notified = self.events.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Register interest before checking, so a change in between is not missed.
+            notified.as_mut().enable();
+            if let Some(v) = check(&self.lock()) {
+                return Some(v);
+            }
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, notified).await.is_err() {
+                        return None;
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let reaper = self.reaper.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(handle) = reaper.take() {
+            handle.abort();
+        }
+    }
+}
+
+/// A small, real orchestrator: task queues, long-poll hand-off, worker tracking,
+/// results, cancellation, progress and tokens. See the [module docs](crate::orchestrator).
+///
+/// Cheap to clone: clones share one state.
+#[derive(Clone)]
+pub struct Orchestrator {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Orchestrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.inner.lock();
+        f.debug_struct("Orchestrator")
+            .field("queued", &st.queued)
+            .field("tasks", &st.tasks.len())
+            .field("workers", &st.workers.len())
+            .field("pending_polls", &st.pending_polls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Orchestrator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Orchestrator {
+    /// An orchestrator with the default configuration: any non-empty token accepted,
+    /// no rate limit, no deadlines.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder to configure tokens, TTLs, limits and deadlines.
+    pub fn builder() -> OrchestratorBuilder {
+        OrchestratorBuilder::default()
+    }
+
+    /// Queues `task` (with the default deadline, if one is configured). A waiting poll
+    /// of a worker with the task's type gets it at once.
+    ///
+    /// Fails with [`ErrorKind::InvalidInput`](rxon_core::ErrorKind::InvalidInput) for
+    /// an invalid job id, task id or task type or a task id already known, and with
+    /// [`ErrorKind::RateLimited`](rxon_core::ErrorKind::RateLimited) when the
+    /// orchestrator already holds its maximum of unfinished tasks.
+    pub fn enqueue(&self, task: TaskPayload) -> Result<()> {
+        self.enqueue_inner(task, self.inner.config.default_task_deadline)
+    }
+
+    /// Queues `task` with a deadline `deadline` from now: a result arriving later is
+    /// ignored as `deadline_exceeded`, and the task ends as a `LATE_RESULT` failure.
+    pub fn enqueue_with_deadline(&self, task: TaskPayload, deadline: Duration) -> Result<()> {
+        self.enqueue_inner(task, Some(deadline))
+    }
+
+    fn enqueue_inner(&self, task: TaskPayload, deadline: Option<Duration>) -> Result<()> {
+        self.inner
+            .lock()
+            .enqueue(&self.inner.config, task, deadline, Instant::now())?;
+        self.inner.work.notify_waiters();
+        self.inner.events.notify_waiters();
+        Ok(())
+    }
+
+    /// Cancels a task: removes it from its queue, or asks its worker to stop (see
+    /// [`CancelOutcome`]). Fails with
+    /// [`ErrorKind::InvalidInput`](rxon_core::ErrorKind::InvalidInput) for an unknown
+    /// task id.
+    pub fn cancel(&self, task_id: &str) -> Result<CancelOutcome> {
+        let out = self.inner.lock().cancel(&self.inner.config, task_id)?;
+        self.inner.events.notify_waiters();
+        Ok(out)
+    }
+
+    /// Cancels every known task of `job_id`; returns each task id with its outcome, in
+    /// enqueue order. Fails with
+    /// [`ErrorKind::InvalidInput`](rxon_core::ErrorKind::InvalidInput) when no task of
+    /// the job is known.
+    pub fn cancel_job(&self, job_id: &str) -> Result<Vec<(String, CancelOutcome)>> {
+        let out = {
+            let mut st = self.inner.lock();
+            let ids = st.job_tasks(job_id);
+            if ids.is_empty() {
+                return Err(RxonError::invalid_input(format!("no job {job_id:?}")));
+            }
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let outcome = st.cancel(&self.inner.config, &id)?;
+                out.push((id, outcome));
+            }
+            out
+        };
+        self.inner.events.notify_waiters();
+        Ok(out)
+    }
+
+    /// Waits for the result of `task_id` and returns it.
+    ///
+    /// Fails with [`ErrorKind::Timeout`](rxon_core::ErrorKind::Timeout) once `timeout`
+    /// has passed, and at once with
+    /// [`ErrorKind::InvalidInput`](rxon_core::ErrorKind::InvalidInput) when the task is
+    /// unknown or can no longer get a result (cancelled with no worker left to confirm).
+    pub async fn wait_result(&self, task_id: &str, timeout: Duration) -> Result<TaskResult> {
+        let waited = self
+            .inner
+            .wait_event(timeout, |st| match st.tasks.get(task_id) {
+                None => Some(Err(RxonError::invalid_input(format!(
+                    "no task {task_id:?}"
+                )))),
+                Some(rec) => match (&rec.result, &rec.phase) {
+                    (Some(r), _) => Some(Ok(r.clone())),
+                    (None, Phase::Cancelled { holder: None }) => {
+                        Some(Err(RxonError::invalid_input(format!(
+                            "task {task_id:?} was cancelled and will get no result"
+                        ))))
+                    }
+                    _ => None,
+                },
+            })
+            .await;
+        waited.unwrap_or_else(|| {
+            Err(RxonError::timeout(format!(
+                "no result for task {task_id:?} within {timeout:?}"
+            )))
+        })
+    }
+
+    /// The recorded result of `task_id`, if it has one. (The handler operation of the
+    /// same name is `Handler::result(&orch, ctx, result)`.)
+    pub fn task_result(&self, task_id: &str) -> Option<TaskResult> {
+        self.inner
+            .lock()
+            .tasks
+            .get(task_id)
+            .and_then(|r| r.result.clone())
+    }
+
+    /// The state of `task_id`; `None` for a task never enqueued or no longer retained.
+    pub fn task_state(&self, task_id: &str) -> Option<TaskState> {
+        self.inner.lock().tasks.get(task_id).map(|r| r.state())
+    }
+
+    /// Every known worker, sorted by id.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.inner.lock().worker_info()
+    }
+
+    /// A receiver of every progress update accepted from now on.
+    pub fn subscribe_progress(&self) -> broadcast::Receiver<ProgressUpdatePayload> {
+        self.inner.progress_tx.subscribe()
+    }
+
+    /// The progress updates kept for `task_id`, oldest first. (The handler operation of
+    /// the same name is `Handler::progress(&orch, ctx, update)`.)
+    pub fn task_progress(&self, task_id: &str) -> Vec<ProgressUpdatePayload> {
+        self.inner
+            .lock()
+            .tasks
+            .get(task_id)
+            .map(|r| r.progress.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Tasks waiting in queues.
+    pub fn queued(&self) -> usize {
+        self.inner.lock().queued
+    }
+
+    /// Results applied so far; duplicates of an applied result are not counted.
+    pub fn applied_results(&self) -> u64 {
+        self.inner.lock().applied_results
+    }
+
+    /// Polls currently waiting for a task.
+    pub fn pending_polls(&self) -> usize {
+        self.inner.lock().pending_polls
+    }
+
+    /// Waits until at least `n` polls are waiting for a task; fails with
+    /// [`ErrorKind::Timeout`](rxon_core::ErrorKind::Timeout) after `timeout`.
+    pub async fn wait_for_pollers(&self, n: usize, timeout: Duration) -> Result<()> {
+        self.inner
+            .wait_event(timeout, |st| (st.pending_polls >= n).then_some(()))
+            .await
+            .ok_or_else(|| RxonError::timeout(format!("no {n} waiting poll(s) within {timeout:?}")))
+    }
+
+    /// Marks every active worker silent for longer than the worker TTL as gone, and
+    /// puts the tasks it held back in their queues ahead of every task enqueued after
+    /// them. A worker with a poll in progress is not silent. Returns the ids of the
+    /// workers marked gone, sorted; their command channels are closed.
+    pub fn reap_expired(&self) -> Vec<String> {
+        self.inner.reap()
+    }
+
+    /// Runs [`reap_expired`](Self::reap_expired) every `interval` (at least 1 ms) on a
+    /// Tokio task, which ends when the last clone of this orchestrator is dropped. A
+    /// later call replaces the earlier reaper.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a Tokio runtime, as [`tokio::spawn`] does.
+    pub fn spawn_reaper(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let period = interval.max(Duration::from_millis(1));
+        let handle = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match weak.upgrade() {
+                    Some(inner) => {
+                        inner.reap();
+                    }
+                    None => return,
+                }
+            }
+        });
+        let previous = self
+            .inner
+            .reaper
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(handle.abort_handle());
+        if let Some(previous) = previous {
+            previous.abort();
+        }
+        handle
+    }
+}

@@ -1,0 +1,854 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use rxon_core::{
+    ErrorCode, ErrorKind, Handler, HandlerErrorKind, Heartbeat, IgnoredReason, Map,
+    ProgressUpdatePayload, RequestContext, ResultOutcome, TaskError, TaskPayload, TaskResult,
+    TaskStatus, Value, WorkerCommand, WorkerRegistration,
+};
+use rxon_testing::{CancelOutcome, Orchestrator, TaskState, WorkerStatus};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(5);
+const NOW: Duration = Duration::ZERO;
+
+fn ctx() -> RequestContext {
+    RequestContext::new("test").with_token("secret")
+}
+
+fn orch() -> Orchestrator {
+    Orchestrator::builder().token("secret").build()
+}
+
+fn task(id: &str, task_type: &str) -> TaskPayload {
+    TaskPayload {
+        job_id: format!("job-{id}"),
+        task_id: id.into(),
+        task_type: task_type.into(),
+        ..Default::default()
+    }
+}
+
+fn registration(worker_id: &str, skills: &[&str]) -> WorkerRegistration {
+    WorkerRegistration {
+        worker_id: worker_id.into(),
+        supported_skills: skills.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+async fn register(h: &dyn Handler, worker_id: &str, skills: &[&str]) {
+    h.register(ctx(), registration(worker_id, skills))
+        .await
+        .unwrap();
+}
+
+async fn poll(h: &dyn Handler, worker_id: &str, wait: Duration) -> Option<TaskPayload> {
+    h.poll(ctx(), worker_id.into(), wait).await.unwrap()
+}
+
+fn success(task: &TaskPayload, worker_id: &str, n: i64) -> TaskResult {
+    let mut data = Map::new();
+    data.insert("n".into(), Value::from(n));
+    TaskResult::success(task, worker_id, data)
+}
+
+async fn send(h: &dyn Handler, r: TaskResult) -> ResultOutcome {
+    h.result(ctx(), r).await.unwrap()
+}
+
+fn ignored(outcome: &ResultOutcome) -> Option<&IgnoredReason> {
+    outcome.ignored_reason()
+}
+
+#[tokio::test]
+async fn fifo_within_a_type_and_globally_oldest_across_types() {
+    let o = orch();
+    for (id, ty) in [
+        ("a1", "a"),
+        ("b1", "b"),
+        ("a2", "a"),
+        ("b2", "b"),
+        ("c1", "c"),
+    ] {
+        o.enqueue(task(id, ty)).unwrap();
+    }
+    assert_eq!(o.queued(), 5);
+    register(&o, "w", &["b", "a"]).await;
+    let mut got = Vec::new();
+    while let Some(t) = poll(&o, "w", NOW).await {
+        got.push(t.task_id);
+    }
+    assert_eq!(got, ["a1", "b1", "a2", "b2"]);
+    assert_eq!(o.queued(), 1, "type c is nobody's skill");
+    assert_eq!(o.task_state("c1"), Some(TaskState::Queued));
+    let info = &o.workers()[0];
+    assert_eq!(info.current_tasks, ["a1", "b1", "a2", "b2"]);
+    assert_eq!(info.skills, ["b", "a"]);
+    assert_eq!(info.status, WorkerStatus::Active);
+}
+
+#[tokio::test]
+async fn a_worker_only_gets_the_types_it_registered_for() {
+    let o = orch();
+    register(&o, "wa", &["a"]).await;
+    register(&o, "wb", &["b"]).await;
+    o.enqueue(task("t-b", "b")).unwrap();
+    assert_eq!(poll(&o, "wa", NOW).await, None);
+    assert_eq!(poll(&o, "wb", NOW).await.unwrap().task_id, "t-b");
+    assert_eq!(
+        o.task_state("t-b"),
+        Some(TaskState::Running {
+            worker_id: "wb".into()
+        })
+    );
+    // Re-registering changes the skills.
+    o.enqueue(task("t-b2", "b")).unwrap();
+    register(&o, "wa", &["a", "b"]).await;
+    assert_eq!(poll(&o, "wa", NOW).await.unwrap().task_id, "t-b2");
+}
+
+#[tokio::test]
+async fn polling_before_registering_is_not_found() {
+    let o = orch();
+    o.enqueue(task("t", "a")).unwrap();
+    let err = o.poll(ctx(), "ghost".into(), NOW).await.unwrap_err();
+    assert_eq!(err.kind(), HandlerErrorKind::NotFound);
+    assert!(err.message().contains("not registered"), "{err}");
+    assert_eq!(o.queued(), 1);
+    assert_eq!(o.pending_polls(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_poll_is_woken_by_enqueue_through_dyn_handler() {
+    let o = orch();
+    let h: Arc<dyn Handler> = Arc::new(o.clone());
+    register(&*h, "w", &["a"]).await;
+    let poller = {
+        let h = h.clone();
+        tokio::spawn(async move { h.poll(ctx(), "w".into(), Duration::from_secs(60)).await })
+    };
+    o.wait_for_pollers(1, WAIT).await.unwrap();
+    assert_eq!(o.pending_polls(), 1);
+    o.enqueue(task("late", "a")).unwrap();
+    let got = tokio::time::timeout(WAIT, poller)
+        .await
+        .expect("the poll woke up")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.unwrap().task_id, "late");
+    assert_eq!(o.pending_polls(), 0);
+    assert_eq!(o.queued(), 0);
+}
+
+#[tokio::test]
+async fn a_parked_poll_ignores_other_types_and_takes_its_own() {
+    let o = orch();
+    register(&o, "w", &["a"]).await;
+    let poller = {
+        let o = o.clone();
+        tokio::spawn(async move { o.poll(ctx(), "w".into(), Duration::from_secs(60)).await })
+    };
+    o.wait_for_pollers(1, WAIT).await.unwrap();
+    o.enqueue(task("other", "b")).unwrap();
+    // The poll was woken, found nothing of its type and parked again.
+    tokio::task::yield_now().await;
+    o.wait_for_pollers(1, WAIT).await.unwrap();
+    assert!(!poller.is_finished());
+    o.enqueue(task("mine", "a")).unwrap();
+    let got = tokio::time::timeout(WAIT, poller).await.unwrap().unwrap();
+    assert_eq!(got.unwrap().unwrap().task_id, "mine");
+    assert_eq!(o.task_state("other"), Some(TaskState::Queued));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_with_no_task_times_out_with_none() {
+    let o = orch();
+    register(&o, "w", &["a"]).await;
+    let start = tokio::time::Instant::now();
+    assert_eq!(poll(&o, "w", Duration::from_secs(30)).await, None);
+    assert!(start.elapsed() >= Duration::from_secs(30));
+    assert_eq!(o.pending_polls(), 0);
+    // A zero wait answers at once.
+    assert_eq!(poll(&o, "w", NOW).await, None);
+}
+
+#[tokio::test]
+async fn a_dropped_poll_loses_no_task() {
+    let o = orch();
+    register(&o, "w", &["a"]).await;
+
+    // Poll once so that it parks, let the enqueue wake it, then drop it unpolled.
+    let mut fut = o.poll(ctx(), "w".into(), Duration::from_secs(60));
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_pending())).await;
+    assert!(first, "no task yet: the poll parks");
+    assert_eq!(o.pending_polls(), 1);
+    o.enqueue(task("kept", "a")).unwrap();
+    drop(fut);
+    assert_eq!(o.pending_polls(), 0);
+    assert_eq!(o.queued(), 1);
+    assert_eq!(o.task_state("kept"), Some(TaskState::Queued));
+
+    // A spawned poll aborted while parked loses nothing either.
+    register(&o, "w2", &["b"]).await;
+    let poller = {
+        let o = o.clone();
+        tokio::spawn(async move { o.poll(ctx(), "w2".into(), Duration::from_secs(60)).await })
+    };
+    o.wait_for_pollers(1, WAIT).await.unwrap();
+    poller.abort();
+    assert!(poller.await.unwrap_err().is_cancelled());
+    assert_eq!(o.pending_polls(), 0);
+    o.enqueue(task("kept-b", "b")).unwrap();
+    assert_eq!(o.task_state("kept-b"), Some(TaskState::Queued));
+    assert_eq!(poll(&o, "w2", NOW).await.unwrap().task_id, "kept-b");
+
+    assert_eq!(poll(&o, "w", NOW).await.unwrap().task_id, "kept");
+}
+
+#[tokio::test]
+async fn results_are_applied_once_and_duplicates_accepted() {
+    let o = orch();
+    register(&o, "w", &["a"]).await;
+    o.enqueue(task("t", "a")).unwrap();
+    let t = poll(&o, "w", NOW).await.unwrap();
+    let r = success(&t, "w", 7);
+    assert_eq!(send(&o, r.clone()).await, ResultOutcome::Accepted);
+    assert_eq!(o.applied_results(), 1);
+    assert_eq!(send(&o, r.clone()).await, ResultOutcome::Accepted);
+    assert_eq!(o.applied_results(), 1, "a duplicate is not applied twice");
+    assert_eq!(o.task_result("t"), Some(r.clone()));
+    assert_eq!(
+        o.task_state("t"),
+        Some(TaskState::Finished(TaskStatus::Success))
+    );
+    assert_eq!(o.wait_result("t", WAIT).await.unwrap(), r);
+    assert!(o.workers()[0].current_tasks.is_empty());
+
+    // A different result for the finished task is stale.
+    let other = success(&t, "w", 8);
+    assert_eq!(
+        ignored(&send(&o, other).await),
+        Some(&IgnoredReason::StaleTask)
+    );
+    assert_eq!(o.task_result("t"), Some(r));
+    assert_eq!(o.applied_results(), 1);
+}
+
+#[tokio::test]
+async fn every_ignored_reason() {
+    let o = orch();
+    register(&o, "w1", &["a"]).await;
+    register(&o, "w2", &["a"]).await;
+
+    // Unknown task.
+    let unknown = success(&task("nope", "a"), "w1", 1);
+    assert_eq!(
+        ignored(&send(&o, unknown).await),
+        Some(&IgnoredReason::JobNotFound)
+    );
+
+    // Queued, not assigned to anyone.
+    o.enqueue(task("queued", "a")).unwrap();
+    let early = success(&task("queued", "a"), "w1", 1);
+    assert_eq!(
+        ignored(&send(&o, early).await),
+        Some(&IgnoredReason::StaleTask)
+    );
+    assert_eq!(o.task_state("queued"), Some(TaskState::Queued));
+
+    // Held by another worker.
+    let t = poll(&o, "w1", NOW).await.unwrap();
+    assert_eq!(t.task_id, "queued");
+    assert_eq!(
+        ignored(&send(&o, success(&t, "w2", 1)).await),
+        Some(&IgnoredReason::WorkerMismatch)
+    );
+    assert_eq!(
+        o.task_state("queued"),
+        Some(TaskState::Running {
+            worker_id: "w1".into()
+        })
+    );
+
+    // Cancelled.
+    o.enqueue(task("doomed", "a")).unwrap();
+    let d = poll(&o, "w2", NOW).await.unwrap();
+    o.cancel("doomed").unwrap();
+    assert_eq!(
+        ignored(&send(&o, success(&d, "w2", 1)).await),
+        Some(&IgnoredReason::JobCancelled)
+    );
+
+    // Stale: already finished with another result.
+    assert!(send(&o, success(&t, "w1", 1)).await.is_accepted());
+    assert_eq!(
+        ignored(&send(&o, success(&t, "w1", 2)).await),
+        Some(&IgnoredReason::StaleTask)
+    );
+    assert_eq!(o.applied_results(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_result_after_the_deadline_is_ignored_and_the_task_fails_late() {
+    let o = Orchestrator::builder()
+        .token("secret")
+        .default_task_deadline(Duration::from_secs(10))
+        .build();
+    register(&o, "w", &["a"]).await;
+    o.enqueue(task("slow", "a")).unwrap();
+    o.enqueue_with_deadline(task("quick", "a"), Duration::from_secs(100))
+        .unwrap();
+    let slow = poll(&o, "w", NOW).await.unwrap();
+    let quick = poll(&o, "w", NOW).await.unwrap();
+    tokio::time::advance(Duration::from_secs(11)).await;
+
+    let late = success(&slow, "w", 1);
+    assert_eq!(
+        ignored(&send(&o, late.clone()).await),
+        Some(&IgnoredReason::DeadlineExceeded)
+    );
+    assert_eq!(
+        ignored(&send(&o, late).await),
+        Some(&IgnoredReason::DeadlineExceeded),
+        "a retry is refused the same way"
+    );
+    assert_eq!(
+        o.task_state("slow"),
+        Some(TaskState::Finished(TaskStatus::Failure))
+    );
+    let recorded = o.wait_result("slow", WAIT).await.unwrap();
+    assert_eq!(recorded.error.unwrap().code, ErrorCode::LateResult);
+    assert_eq!(o.applied_results(), 0);
+
+    // The explicit deadline has not passed.
+    assert!(send(&o, success(&quick, "w", 1)).await.is_accepted());
+    assert_eq!(o.applied_results(), 1);
+}
+
+#[tokio::test]
+async fn cancelling_a_queued_task_dequeues_it() {
+    let o = orch();
+    o.enqueue(task("t1", "a")).unwrap();
+    o.enqueue(task("t2", "a")).unwrap();
+    assert_eq!(o.cancel("t1").unwrap(), CancelOutcome::Dequeued);
+    assert_eq!(o.queued(), 1);
+    assert_eq!(o.task_state("t1"), Some(TaskState::Cancelled));
+    assert_eq!(o.cancel("t1").unwrap(), CancelOutcome::AlreadyFinished);
+    let err = o.wait_result("t1", WAIT).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "no result will come");
+    register(&o, "w", &["a"]).await;
+    assert_eq!(poll(&o, "w", NOW).await.unwrap().task_id, "t2");
+    assert_eq!(poll(&o, "w", NOW).await, None);
+    assert_eq!(
+        o.cancel("missing").unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_held_task_signals_the_channel_and_the_heartbeat() {
+    let o = orch();
+    let h: Arc<dyn Handler> = Arc::new(o.clone());
+    register(&*h, "w", &["a"]).await;
+    let mut rx = h.commands(ctx().with_worker_id("w")).await.unwrap();
+    o.enqueue(task("t", "a")).unwrap();
+    let t = poll(&*h, "w", NOW).await.unwrap();
+
+    assert_eq!(
+        o.cancel("t").unwrap(),
+        CancelOutcome::Signalled {
+            worker_id: "w".into()
+        }
+    );
+    assert_eq!(o.task_state("t"), Some(TaskState::Cancelled));
+    let cmd = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cmd, WorkerCommand::cancel_task("t", Some("job-t".into())));
+    let reply = h.heartbeat(ctx(), "w".into(), None).await.unwrap();
+    assert_eq!(reply.cancel_task_ids, ["t"]);
+    assert!(!reply.require_full_sync);
+    let reply = h.heartbeat(ctx(), "w".into(), None).await.unwrap();
+    assert!(reply.cancel_task_ids.is_empty(), "the list is drained");
+
+    // The worker confirms: accepted and recorded, once.
+    let confirm = TaskResult::cancelled(&t, "w");
+    assert!(send(&*h, confirm.clone()).await.is_accepted());
+    assert!(send(&*h, confirm.clone()).await.is_accepted());
+    assert_eq!(o.applied_results(), 1);
+    assert_eq!(o.wait_result("t", WAIT).await.unwrap(), confirm);
+    assert!(o.workers()[0].current_tasks.is_empty());
+    assert_eq!(o.cancel("t").unwrap(), CancelOutcome::AlreadyFinished);
+}
+
+#[tokio::test]
+async fn a_cancel_with_no_channel_open_waits_in_the_heartbeat_list() {
+    let o = orch();
+    register(&o, "w", &["a"]).await;
+    o.enqueue(task("t1", "a")).unwrap();
+    o.enqueue(task("t2", "a")).unwrap();
+    let t1 = poll(&o, "w", NOW).await.unwrap();
+    poll(&o, "w", NOW).await.unwrap();
+    o.cancel("t1").unwrap();
+    o.cancel("t2").unwrap();
+    let hb = Heartbeat {
+        worker_id: "w".into(),
+        status: "busy".into(),
+        ..Default::default()
+    };
+    let reply = o.heartbeat(ctx(), "w".into(), Some(hb)).await.unwrap();
+    assert_eq!(reply.cancel_task_ids, ["t1", "t2"]);
+
+    // A success after the cancel is refused, and the worker no longer holds the task.
+    assert_eq!(
+        ignored(&send(&o, success(&t1, "w", 1)).await),
+        Some(&IgnoredReason::JobCancelled)
+    );
+    assert_eq!(o.workers()[0].current_tasks, ["t2"]);
+    assert_eq!(
+        o.wait_result("t1", WAIT).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(o.applied_results(), 0);
+}
+
+#[tokio::test]
+async fn cancel_job_cancels_each_of_its_tasks() {
+    let o = orch();
+    register(&o, "w", &["a"]).await;
+    for id in ["x1", "x2"] {
+        o.enqueue(TaskPayload {
+            job_id: "job-x".into(),
+            ..task(id, "a")
+        })
+        .unwrap();
+    }
+    o.enqueue(task("other", "a")).unwrap();
+    poll(&o, "w", NOW).await.unwrap();
+    let out = o.cancel_job("job-x").unwrap();
+    assert_eq!(
+        out,
+        [
+            (
+                "x1".to_string(),
+                CancelOutcome::Signalled {
+                    worker_id: "w".into()
+                }
+            ),
+            ("x2".to_string(), CancelOutcome::Dequeued),
+        ]
+    );
+    assert_eq!(o.queued(), 1);
+    assert_eq!(
+        o.cancel_job("job-none").unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
+#[tokio::test]
+async fn a_newer_command_channel_replaces_the_older() {
+    let o = orch();
+    let err = match o.commands(ctx()).await {
+        Err(e) => e,
+        Ok(_) => panic!("a channel without worker id"),
+    };
+    assert_eq!(err.kind(), HandlerErrorKind::BadRequest);
+    register(&o, "w", &["a"]).await;
+    let mut old = o.commands(ctx().with_worker_id("w")).await.unwrap();
+    let mut new = o.commands(ctx().with_worker_id("w")).await.unwrap();
+    assert_eq!(tokio::time::timeout(WAIT, old.recv()).await.unwrap(), None);
+    o.enqueue(task("t", "a")).unwrap();
+    poll(&o, "w", NOW).await.unwrap();
+    o.cancel("t").unwrap();
+    let cmd = tokio::time::timeout(WAIT, new.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cmd.task_id.as_deref(), Some("t"));
+}
+
+#[tokio::test]
+async fn a_heartbeat_from_an_unknown_worker_asks_for_a_full_sync() {
+    let o = orch();
+    let reply = o.heartbeat(ctx(), "stranger".into(), None).await.unwrap();
+    assert!(reply.require_full_sync);
+    assert!(reply.cancel_task_ids.is_empty());
+    register(&o, "w", &["a"]).await;
+    assert!(
+        !o.heartbeat(ctx(), "w".into(), None)
+            .await
+            .unwrap()
+            .require_full_sync
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn reaping_requeues_the_tasks_of_silent_workers_in_order() {
+    let o = orch(); // worker TTL 30 s
+    register(&o, "w1", &["a"]).await;
+    let mut rx = o.commands(ctx().with_worker_id("w1")).await.unwrap();
+    for id in ["t1", "t2", "t3"] {
+        o.enqueue(task(id, "a")).unwrap();
+    }
+    let t1 = poll(&o, "w1", NOW).await.unwrap();
+    poll(&o, "w1", NOW).await.unwrap(); // t2
+    tokio::time::advance(Duration::from_secs(20)).await;
+    assert!(o.reap_expired().is_empty(), "20 s is within the TTL");
+    o.enqueue(task("t4", "a")).unwrap();
+    tokio::time::advance(Duration::from_secs(11)).await;
+    register(&o, "w2", &["a"]).await;
+    assert_eq!(o.queued(), 2);
+    assert_eq!(o.reap_expired(), ["w1"]);
+    assert_eq!(o.queued(), 4);
+    assert_eq!(o.task_state("t1"), Some(TaskState::Queued));
+    let w1 = o
+        .workers()
+        .into_iter()
+        .find(|w| w.worker_id == "w1")
+        .unwrap();
+    assert_eq!(w1.status, WorkerStatus::Gone);
+    assert!(w1.current_tasks.is_empty());
+    assert_eq!(tokio::time::timeout(WAIT, rx.recv()).await.unwrap(), None);
+
+    let mut order = Vec::new();
+    while let Some(t) = poll(&o, "w2", NOW).await {
+        order.push(t.task_id);
+    }
+    assert_eq!(order, ["t1", "t2", "t3", "t4"]);
+
+    // The gone worker must register again; its late result is not applied.
+    let err = o.poll(ctx(), "w1".into(), NOW).await.unwrap_err();
+    assert_eq!(err.kind(), HandlerErrorKind::NotFound);
+    assert!(
+        o.heartbeat(ctx(), "w1".into(), None)
+            .await
+            .unwrap()
+            .require_full_sync
+    );
+    assert_eq!(
+        ignored(&send(&o, success(&t1, "w1", 1)).await),
+        Some(&IgnoredReason::WorkerMismatch)
+    );
+    register(&o, "w1", &["a"]).await;
+    assert_eq!(o.workers()[0].status, WorkerStatus::Active);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_with_a_poll_in_progress_is_not_reaped() {
+    let o = orch();
+    register(&o, "w", &["a"]).await;
+    let poller = {
+        let o = o.clone();
+        tokio::spawn(async move { o.poll(ctx(), "w".into(), Duration::from_secs(120)).await })
+    };
+    o.wait_for_pollers(1, WAIT).await.unwrap();
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert!(o.reap_expired().is_empty());
+    assert_eq!(poller.await.unwrap().unwrap(), None);
+    // The poll's end counts as contact.
+    assert!(o.reap_expired().is_empty());
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(o.reap_expired(), ["w"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_reaper_runs_periodically_and_stops_with_the_orchestrator() {
+    let o = Orchestrator::builder()
+        .token("secret")
+        .worker_ttl(Duration::from_secs(5))
+        .build();
+    register(&o, "w", &["a"]).await;
+    o.enqueue(task("t", "a")).unwrap();
+    poll(&o, "w", NOW).await.unwrap();
+    let reaper = o.spawn_reaper(Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(o.workers()[0].status, WorkerStatus::Gone);
+    assert_eq!(o.task_state("t"), Some(TaskState::Queued));
+    drop(o);
+    let ended = tokio::time::timeout(WAIT, reaper)
+        .await
+        .expect("reaper stopped");
+    assert!(ended.is_ok() || ended.unwrap_err().is_cancelled());
+}
+
+#[tokio::test(start_paused = true)]
+async fn sts_bootstrap_flow_and_expiry() {
+    let o = Orchestrator::builder()
+        .token("secret")
+        .sts_credential("bootstrap")
+        .token_ttl(Duration::from_secs(60))
+        .build();
+    let boot = || RequestContext::new("test").with_token("bootstrap");
+
+    // The bootstrap credential is good for the STS operation only.
+    let err = o
+        .register(boot(), registration("w", &["a"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HandlerErrorKind::Unauthorized);
+    let issued = o.token(boot().with_worker_id("w")).await.unwrap();
+    assert!(issued.access_token.starts_with("sts-"), "{issued:?}");
+    assert_eq!((issued.expires_in, issued.worker_id.as_str()), (60, "w"));
+    let no_id = o.token(boot()).await.unwrap();
+    assert_eq!(no_id.worker_id, "unknown");
+    assert_ne!(no_id.access_token, issued.access_token);
+
+    // The issued token works everywhere, and can be refreshed.
+    let with = |t: &str| RequestContext::new("test").with_token(t);
+    o.register(with(&issued.access_token), registration("w", &["a"]))
+        .await
+        .unwrap();
+    // A static token also gets a token.
+    assert_eq!(o.token(ctx()).await.unwrap().worker_id, "unknown");
+
+    tokio::time::advance(Duration::from_secs(59)).await;
+    o.heartbeat(with(&issued.access_token), "w".into(), None)
+        .await
+        .unwrap();
+    let refreshed = o.token(with(&issued.access_token)).await.unwrap();
+    assert_eq!(refreshed.worker_id, "w", "taken from the token");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let err = o
+        .heartbeat(with(&issued.access_token), "w".into(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HandlerErrorKind::Unauthorized);
+    let err = o.token(with(&issued.access_token)).await.unwrap_err();
+    assert_eq!(err.kind(), HandlerErrorKind::Unauthorized);
+    // The refreshed one is still valid.
+    o.heartbeat(with(&refreshed.access_token), "w".into(), None)
+        .await
+        .unwrap();
+
+    for bad in ["wrong", ""] {
+        let err = o.token(with(bad)).await.unwrap_err();
+        assert_eq!(err.kind(), HandlerErrorKind::Unauthorized, "{bad:?}");
+    }
+    let err = o.token(RequestContext::new("test")).await.unwrap_err();
+    assert_eq!(err.kind(), HandlerErrorKind::Unauthorized);
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_on_every_operation() {
+    let o = orch();
+    register(&o, "w", &["a"]).await;
+    o.enqueue(task("t", "a")).unwrap();
+    let t = poll(&o, "w", NOW).await.unwrap();
+    let h: Arc<dyn Handler> = Arc::new(o.clone());
+    for bad in [
+        RequestContext::new("test"),
+        RequestContext::new("test").with_token(""),
+        RequestContext::new("test").with_token("wrong"),
+    ] {
+        let c = || bad.clone().with_worker_id("w");
+        let kinds = [
+            h.register(c(), registration("w", &["a"])).await.err(),
+            h.poll(c(), "w".into(), NOW).await.err(),
+            h.result(c(), success(&t, "w", 1)).await.err(),
+            h.heartbeat(c(), "w".into(), None).await.err(),
+            h.progress(c(), ProgressUpdatePayload::new("t", "job-t", 0.1))
+                .await
+                .err(),
+            h.token(c()).await.err(),
+            h.commands(c()).await.err(),
+        ]
+        .map(|e| e.map(|e| e.kind()));
+        assert!(
+            kinds
+                .iter()
+                .all(|k| *k == Some(HandlerErrorKind::Unauthorized)),
+            "{bad:?}: {kinds:?}"
+        );
+    }
+    assert_eq!(o.applied_results(), 0);
+    assert!(o.task_progress("t").is_empty());
+
+    // With no token configured, any non-empty token is accepted.
+    let open = Orchestrator::new();
+    open.register(
+        RequestContext::new("test").with_token("anything"),
+        registration("w", &["a"]),
+    )
+    .await
+    .unwrap();
+    let err = open
+        .register(RequestContext::new("test"), registration("w", &["a"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HandlerErrorKind::Unauthorized);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limiting_answers_with_retry_after() {
+    let o = Orchestrator::builder()
+        .token("secret")
+        .rate_limit(2, Duration::from_secs(10))
+        .build();
+    register(&o, "w", &["a"]).await; // 1
+    o.heartbeat(ctx(), "w".into(), None).await.unwrap(); // 2
+    let err = o.heartbeat(ctx(), "w".into(), None).await.unwrap_err();
+    assert_eq!(err.kind(), HandlerErrorKind::RateLimited);
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(10)));
+    // Another worker has its own budget.
+    register(&o, "v", &["a"]).await;
+
+    tokio::time::advance(Duration::from_secs(4)).await;
+    let err = o.poll(ctx(), "w".into(), NOW).await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(6)));
+    tokio::time::advance(Duration::from_secs(6)).await;
+    o.heartbeat(ctx(), "w".into(), None).await.unwrap();
+}
+
+#[tokio::test]
+async fn enqueue_validates_identifiers_duplicates_and_the_bound() {
+    let o = Orchestrator::builder().max_queue_len(2).build();
+    for bad in [
+        TaskPayload {
+            job_id: "a/b".into(),
+            ..task("t", "a")
+        },
+        task("", "a"),
+        task("t t", "a"),
+        task("t", "../x"),
+        task(&"x".repeat(257), "a"),
+    ] {
+        let err = o.enqueue(bad.clone()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}");
+    }
+    o.enqueue(task("t", "a")).unwrap();
+    let err = o.enqueue(task("t", "b")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.message().contains("duplicate"));
+    o.enqueue(task("u", "a")).unwrap();
+    let err = o.enqueue(task("v", "a")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RateLimited, "{err}");
+    assert_eq!(o.queued(), 2);
+    // A finished task frees a place.
+    o.cancel("t").unwrap();
+    o.enqueue(task("v", "a")).unwrap();
+}
+
+#[tokio::test]
+async fn registration_validates_the_worker_and_its_skills() {
+    let o = orch();
+    for r in [registration("a b", &["x"]), registration("w", &["x/y"])] {
+        let err = o.register(ctx(), r).await.unwrap_err();
+        assert_eq!(err.kind(), HandlerErrorKind::BadRequest);
+    }
+    assert!(o.workers().is_empty());
+    let reply = o
+        .register(ctx(), registration("w", &["x", "x"]))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, "registered");
+    assert_eq!(o.workers()[0].skills, ["x"]);
+}
+
+#[tokio::test]
+async fn progress_is_recorded_broadcast_and_bounded() {
+    let o = Orchestrator::builder()
+        .token("secret")
+        .progress_history(3)
+        .build();
+    let mut sub = o.subscribe_progress();
+    o.enqueue(task("t", "a")).unwrap();
+    for i in 0..5 {
+        let p = ProgressUpdatePayload::new("t", "job-t", f64::from(i) / 4.0);
+        Handler::progress(&o, ctx(), p).await.unwrap();
+    }
+    let kept: Vec<f64> = o.task_progress("t").iter().map(|p| p.progress).collect();
+    assert_eq!(kept, [0.5, 0.75, 1.0]);
+    for i in 0..5 {
+        let p = tokio::time::timeout(WAIT, sub.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.progress, f64::from(i) / 4.0);
+    }
+    let err = Handler::progress(&o, ctx(), ProgressUpdatePayload::new("nope", "j", 0.0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HandlerErrorKind::NotFound);
+    assert!(sub.try_recv().is_err(), "refused updates are not broadcast");
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_result_times_out_or_refuses_unknown_tasks() {
+    let o = orch();
+    o.enqueue(task("t", "a")).unwrap();
+    let err = o
+        .wait_result("t", Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    let err = o.wait_result("nope", WAIT).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let err = o.wait_for_pollers(1, WAIT).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_result_is_woken_by_the_result() {
+    let o = orch();
+    register(&o, "w", &["a"]).await;
+    o.enqueue(task("t", "a")).unwrap();
+    let waiter = {
+        let o = o.clone();
+        tokio::spawn(async move { o.wait_result("t", Duration::from_secs(60)).await })
+    };
+    let t = poll(&o, "w", WAIT).await.unwrap();
+    let failure = TaskResult::failure(&t, "w", TaskError::new(ErrorCode::Permanent, "no"));
+    assert!(send(&o, failure.clone()).await.is_accepted());
+    let got = tokio::time::timeout(WAIT, waiter).await.unwrap().unwrap();
+    assert_eq!(got.unwrap(), failure);
+    assert_eq!(
+        o.task_state("t"),
+        Some(TaskState::Finished(TaskStatus::Failure))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_parked_polls_each_get_one_task() {
+    let o = orch();
+    let n = 8;
+    let mut pollers = Vec::new();
+    for i in 0..n {
+        let w = format!("w{i}");
+        register(&o, &w, &["a"]).await;
+        let o = o.clone();
+        pollers.push(tokio::spawn(async move {
+            o.poll(ctx(), w, Duration::from_secs(60)).await
+        }));
+    }
+    o.wait_for_pollers(n, WAIT).await.unwrap();
+    for i in 0..n {
+        o.enqueue(task(&format!("t{i}"), "a")).unwrap();
+    }
+    let mut got = Vec::new();
+    for p in pollers {
+        let t = tokio::time::timeout(WAIT, p).await.unwrap().unwrap();
+        got.push(t.unwrap().unwrap().task_id);
+    }
+    got.sort();
+    let mut want: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+    want.sort();
+    assert_eq!(got, want, "no task handed out twice, none lost");
+    assert_eq!(o.queued(), 0);
+}
+
+#[tokio::test]
+async fn finished_tasks_are_retained_up_to_the_bound() {
+    let o = Orchestrator::builder().max_finished_tasks(2).build();
+    for id in ["t1", "t2", "t3"] {
+        o.enqueue(task(id, "a")).unwrap();
+        o.cancel(id).unwrap();
+    }
+    assert_eq!(
+        o.task_state("t1"),
+        None,
+        "the oldest ended task is forgotten"
+    );
+    assert_eq!(o.task_state("t3"), Some(TaskState::Cancelled));
+}

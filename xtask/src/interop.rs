@@ -1,0 +1,181 @@
+//! `cargo xtask interop`: our HTTP side against the Python reference, both directions.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The reference release the wire facts were read from.
+const REFERENCE: &str = "rxon==1.0b3";
+/// How long a peer may take to print its `LISTENING <url>` line.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a peer may take to exit once asked to.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) fn run(root: &Path) -> Result<(), String> {
+    let python = venv(root)?;
+    crate::cargo(&["build", "-p", "rxon-http", "--examples"])?;
+    let examples = root.join("target/debug/examples");
+    let scripts = root.join("xtask/interop");
+
+    println!("interop 1/2: Python HttpTransport -> Rust HttpListener");
+    let listener = Peer::start(Command::new(examples.join("interop_listener")))?;
+    let worker = Command::new(&python)
+        .arg(scripts.join("py_worker.py"))
+        .arg(&listener.url)
+        .status()
+        .map_err(|e| format!("cannot run the Python worker: {e}"))?;
+    let listener_ok = listener.finish()?;
+
+    println!("interop 2/2: Rust HttpTransport -> Python HttpListener");
+    let mut py = Command::new(&python);
+    py.arg(scripts.join("py_listener.py"));
+    let py_listener = Peer::start(py)?;
+    let rust_worker = Command::new(examples.join("interop_worker"))
+        .arg(&py_listener.url)
+        .status()
+        .map_err(|e| format!("cannot run the Rust worker: {e}"))?;
+    let py_listener_ok = py_listener.finish()?;
+
+    let all = [
+        (
+            "Python worker vs Rust listener (worker side)",
+            worker.success(),
+        ),
+        (
+            "Python worker vs Rust listener (listener side)",
+            listener_ok,
+        ),
+        (
+            "Rust worker vs Python listener (worker side)",
+            rust_worker.success(),
+        ),
+        ("Python listener exited cleanly", py_listener_ok),
+    ];
+    for (name, ok) in all {
+        println!("interop: {} {name}", if ok { "PASS" } else { "FAIL" });
+    }
+    let failed = all.iter().filter(|(_, ok)| !ok).count();
+    println!("interop: {} passed, {failed} failed", all.len() - failed);
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(format!("{failed} interop check(s) failed"))
+    }
+}
+
+/// A venv under target/ with the reference installed; returns its python.
+fn venv(root: &Path) -> Result<PathBuf, String> {
+    let dir = root.join("target/interop-venv");
+    let python = dir.join("bin/python");
+    if !python.exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .map_err(|e| format!("cannot run python3: {e}"))?
+            .success();
+        if !ok {
+            return Err("python3 -m venv failed".into());
+        }
+    }
+    let installed = Command::new(&python)
+        .args([
+            "-c",
+            "import importlib.metadata as m; assert m.version('rxon') == '1.0b3'",
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        let ok = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                REFERENCE,
+            ])
+            .status()
+            .map_err(|e| format!("cannot run pip: {e}"))?
+            .success();
+        if !ok {
+            return Err(format!("pip install {REFERENCE} failed"));
+        }
+    }
+    Ok(python)
+}
+
+/// A listener process that announces `LISTENING <url>` and stops when its stdin closes.
+struct Peer {
+    child: Child,
+    url: String,
+    rest: mpsc::Receiver<String>,
+}
+
+impl Peer {
+    fn start(mut cmd: Command) -> Result<Peer, String> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        forward_lines(stdout, tx);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    println!("  | {line}");
+                    if let Some(url) = line.strip_prefix("LISTENING ") {
+                        return Ok(Peer {
+                            child,
+                            url: url.trim().to_owned(),
+                            rest: rx,
+                        });
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    return Err(format!("{cmd:?} did not announce its URL"));
+                }
+            }
+        }
+    }
+
+    /// Closes stdin, waits (bounded) for exit, echoes the rest of the output.
+    fn finish(mut self) -> Result<bool, String> {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + EXIT_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        while let Ok(line) = self.rest.recv_timeout(Duration::from_secs(1)) {
+            println!("  | {line}");
+        }
+        Ok(status.is_some_and(|s| s.success()))
+    }
+}
+
+fn forward_lines(stdout: ChildStdout, tx: mpsc::Sender<String>) {
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+}
