@@ -29,7 +29,9 @@ pub const TRANSPORT_NAME: &str = "http";
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServiceConfig {
-    /// How long a poll waits for a task before answering 204 (default 30 s).
+    /// Longest a poll waits for a task before answering 204 (default 30 s). A worker's
+    /// `?timeout=<seconds>` query (sent by [`HttpTransport`](crate::HttpTransport))
+    /// shortens it; the reference worker sends none.
     pub poll_wait: Duration,
     /// Largest request body accepted; larger ones get 413 (default 4 MiB).
     pub max_body_bytes: usize,
@@ -177,7 +179,13 @@ impl HttpService {
                 let Some(id) = worker_id(id) else {
                     return invalid_worker_id();
                 };
-                self.poll(ctx.with_worker_id(id), id).await
+                let wait = match requested_wait(parts.uri.query()) {
+                    Ok(asked) => {
+                        asked.map_or(self.config.poll_wait, |w| w.min(self.config.poll_wait))
+                    }
+                    Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
+                };
+                self.poll(ctx.with_worker_id(id), id, wait).await
             }
             (&Method::PATCH, ["workers", id]) => {
                 let Some(id) = worker_id(id) else {
@@ -207,8 +215,7 @@ impl HttpService {
         }
     }
 
-    async fn poll(&self, ctx: RequestContext, worker_id: &str) -> HttpResponse {
-        let wait = self.config.poll_wait;
+    async fn poll(&self, ctx: RequestContext, worker_id: &str, wait: Duration) -> HttpResponse {
         let shutdown = self.shutdown.clone();
         let stopped = async move {
             match shutdown {
@@ -314,6 +321,23 @@ fn context(parts: &http::request::Parts) -> RequestContext {
     ctx
 }
 
+/// The `timeout` query parameter of a poll (seconds), if any.
+fn requested_wait(query: Option<&str>) -> Result<Option<Duration>, String> {
+    let Some(value) = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("timeout="))
+    else {
+        return Ok(None);
+    };
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Some(Duration::from_secs_f64(s.min(86_400.0))))
+        .ok_or_else(|| format!("invalid timeout {value:?}: expected seconds, e.g. 30 or 0.5"))
+}
+
 fn worker_id<'a>(segment: &&'a str) -> Option<&'a str> {
     is_valid_identifier(segment).then_some(*segment)
 }
@@ -415,5 +439,38 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         hyper::service::Service::call(&*self, request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::requested_wait;
+    use std::time::Duration;
+
+    #[test]
+    fn the_poll_timeout_query_is_parsed_strictly() {
+        assert_eq!(requested_wait(None), Ok(None));
+        assert_eq!(requested_wait(Some("x=1")), Ok(None));
+        assert_eq!(
+            requested_wait(Some("timeout=2.5")),
+            Ok(Some(Duration::from_millis(2500)))
+        );
+        assert_eq!(
+            requested_wait(Some("a=b&timeout=0")),
+            Ok(Some(Duration::ZERO))
+        );
+        assert_eq!(
+            requested_wait(Some("timeout=1e9")),
+            Ok(Some(Duration::from_secs(86_400)))
+        );
+        for bad in [
+            "timeout=",
+            "timeout=-1",
+            "timeout=NaN",
+            "timeout=inf",
+            "timeout=soon",
+        ] {
+            assert!(requested_wait(Some(bad)).is_err(), "{bad}");
+        }
     }
 }

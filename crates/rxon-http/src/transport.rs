@@ -417,7 +417,13 @@ impl Transport for HttpTransport {
 
     fn poll_task(&self, timeout: Duration) -> BoxFuture<'_, Result<Option<TaskPayload>>> {
         Box::pin(async move {
-            let path = task_next_path(&self.inner.worker_id);
+            // The reference sends no timeout: its listener waits as long as it likes.
+            // Ours honours `timeout` (capped by its own wait); others ignore the query.
+            let path = format!(
+                "{}?timeout={}",
+                task_next_path(&self.inner.worker_id),
+                timeout.as_secs_f64()
+            );
             let deadline = timeout + Duration::from_secs(POLL_REQUEST_MARGIN_SECS);
             match self.call(Method::GET, &path, None, deadline).await? {
                 Some(bytes) if !bytes.is_empty() => {

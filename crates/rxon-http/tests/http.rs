@@ -593,6 +593,13 @@ async fn hostile_requests_get_clear_statuses() {
     .await;
     assert_eq!(status, 400);
     assert!(body.contains("invalid worker_id"), "{body}");
+    let (status, _, body) = raw(
+        u,
+        &request("GET", "/_worker/workers/w-1/tasks/next?timeout=-3", ""),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("invalid timeout"), "{body}");
     let (status, _, _) = raw(u, &request("PATCH", "/_worker/workers/a.b", "")).await;
     assert_eq!(status, 400);
     let (status, _, _) = raw(u, &request("GET", "/_worker/nope", "")).await;

@@ -215,6 +215,23 @@ pub async fn poll_without_task_is_none(h: &dyn Harness) {
     env.stop().await;
 }
 
+/// A poll ends with `Ok(None)` close to its own timeout, even when the listener would
+/// wait far longer.
+pub async fn poll_honours_its_timeout(h: &dyn Harness) {
+    let orch = Orchestrator::builder().token(TOKEN).build();
+    let env = Env::start(h, orch, Duration::from_secs(60)).await;
+    let t = env.worker(h, "w-1").await;
+    let got = tokio::time::timeout(
+        Duration::from_secs(4),
+        t.poll_task(Duration::from_millis(200)),
+    )
+    .await
+    .expect("a 200 ms poll must not wait for the listener's 60 s")
+    .expect("poll");
+    assert_eq!(got, None);
+    env.stop().await;
+}
+
 /// A parked poll gets a task enqueued while it waits, without waiting out its timeout.
 pub async fn parked_poll_wakes_for_new_task(h: &dyn Harness) {
     let orch = Orchestrator::builder().token(TOKEN).build();
@@ -557,6 +574,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $harness;
             every_operation,
             poll_without_task_is_none,
+            poll_honours_its_timeout,
             parked_poll_wakes_for_new_task,
             skills_and_fifo,
             duplicate_results_apply_once,
