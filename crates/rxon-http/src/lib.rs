@@ -16,19 +16,26 @@
 //! worker side (401 → refresh once, then `Auth`; 403 → `Auth`; 429 → `RateLimited`
 //! with `Retry-After`; 502–504 → `Network`; any other ≥ 400 → `Protocol`).
 //!
-//! **Not in this release:** TLS (`https://`) and the WebSocket channel for commands and
-//! progress; both answer [`ErrorKind::Unsupported`](rxon_core::ErrorKind::Unsupported)
-//! (or 501 on the listener) instead of pretending.
+//! TLS uses rustls: `https://` clients verify against the system roots or a CA file and
+//! may present a client certificate; [`HttpListener`] serves HTTPS with optional or
+//! required client certificates ([`ServerTls`]), and the client certificate's subject
+//! CN reaches the handler as [`RequestContext::cert_identity`](rxon_core::RequestContext::cert_identity).
+//!
+//! **Not in this release:** the WebSocket channel for commands and progress; it answers
+//! [`ErrorKind::Unsupported`](rxon_core::ErrorKind::Unsupported) (501 on the listener)
+//! instead of pretending.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod listener;
 mod service;
+mod tls;
 mod transport;
 mod wire;
 
 pub use listener::{HttpListener, HttpListenerConfig};
 pub use service::{ConnectionInfo, HttpService, ServiceConfig, TRANSPORT_NAME};
+pub use tls::ServerTls;
 pub use transport::{HttpTransport, HttpTransportFactory, SCHEMES};
 pub use wire::status_for;

@@ -1,15 +1,18 @@
 //! The orchestrator side, standalone: [`HttpListener`].
 
 use crate::service::{ConnectionInfo, HttpService, ServiceConfig};
+use crate::tls::{ServerTls, peer_common_name};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rxon_core::{BoxFuture, Handler, Listener, Result, RxonError};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
 /// Settings of a standalone [`HttpListener`].
 #[derive(Debug, Clone)]
@@ -25,6 +28,8 @@ pub struct HttpListenerConfig {
     /// Most connections served at once; further ones wait in the accept queue
     /// (default 10,000).
     pub max_connections: usize,
+    /// Serve HTTPS (and optionally mTLS) instead of plain HTTP.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for HttpListenerConfig {
@@ -34,6 +39,7 @@ impl Default for HttpListenerConfig {
             service: ServiceConfig::default(),
             header_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            tls: None,
         }
     }
 }
@@ -101,6 +107,10 @@ impl Listener for HttpListener {
             if self.lock().is_some() {
                 return Err(RxonError::config("HTTP listener is already running"));
             }
+            let acceptor = match &self.config.tls {
+                Some(tls) => Some(TlsAcceptor::from(tls.server_config()?)),
+                None => None,
+            };
             let tcp = TcpListener::bind(self.config.bind).await.map_err(|e| {
                 RxonError::network(format!("cannot bind {}: {e}", self.config.bind)).with_source(e)
             })?;
@@ -110,7 +120,13 @@ impl Listener for HttpListener {
             let (shutdown, stop_rx) = watch::channel(false);
             let service = HttpService::with_config(handler, self.config.service.clone())
                 .with_shutdown(stop_rx.clone());
-            let accept = tokio::spawn(accept_loop(tcp, service, stop_rx, self.config.clone()));
+            let accept = tokio::spawn(accept_loop(
+                tcp,
+                service,
+                stop_rx,
+                self.config.clone(),
+                acceptor,
+            ));
             let mut running = self.lock();
             if running.is_some() {
                 accept.abort();
@@ -159,7 +175,12 @@ impl Listener for HttpListener {
     }
 
     fn endpoint(&self) -> Option<String> {
-        self.local_addr().map(|a| format!("http://{a}"))
+        let scheme = if self.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        self.local_addr().map(|a| format!("{scheme}://{a}"))
     }
 }
 
@@ -168,6 +189,7 @@ async fn accept_loop(
     service: HttpService,
     mut stop: watch::Receiver<bool>,
     config: HttpListenerConfig,
+    acceptor: Option<TlsAcceptor>,
 ) -> JoinSet<()> {
     let mut connections = JoinSet::new();
     loop {
@@ -197,33 +219,60 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let info = ConnectionInfo::new(Some(remote));
         let service = service.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
         let header_timeout = config.header_read_timeout;
+        let acceptor = acceptor.clone();
         connections.spawn(async move {
-            let svc = hyper::service::service_fn(move |mut request| {
-                request.extensions_mut().insert(info.clone());
-                let service = service.clone();
-                async move { Ok::<_, std::convert::Infallible>(service.handle(request).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), svc);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, %remote, "connection ended with an error");
-                    }
+            let Some(acceptor) = acceptor else {
+                return serve(stream, info, service, stop, header_timeout).await;
+            };
+            // The handshake gets the same deadline as request headers.
+            match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    let cn = peer_common_name(tls.get_ref().1);
+                    let info = info.with_cert_identity(cn);
+                    serve(tls, info, service, stop, header_timeout).await;
                 }
-                () = stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
+                Ok(Err(e)) => tracing::debug!(error = %e, %remote, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
             }
         });
     }
     connections
+}
+
+/// Serves one connection until it ends, or closes it gracefully when `stop` turns true.
+async fn serve<S>(
+    io: S,
+    info: ConnectionInfo,
+    service: HttpService,
+    mut stop: watch::Receiver<bool>,
+    header_timeout: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let remote = info.remote_addr;
+    let svc = hyper::service::service_fn(move |mut request| {
+        request.extensions_mut().insert(info.clone());
+        let service = service.clone();
+        async move { Ok::<_, std::convert::Infallible>(service.handle(request).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), svc);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, ?remote, "connection ended with an error");
+            }
+        }
+        () = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).

@@ -4,6 +4,7 @@ use crate::wire::{error_for_status, parse_retry_after};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -47,6 +48,9 @@ const CLOSED: u8 = 2;
 /// - A 429 is [`ErrorKind::RateLimited`](rxon_core::ErrorKind::RateLimited) with the
 ///   `Retry-After` delay (seconds or HTTP date).
 /// - Response bodies are bounded by `max_message_bytes`.
+/// - `https://` verifies the orchestrator against the system roots, or against
+///   `tls.ca_file` when set; `tls.client_cert` + `tls.client_key` add a client
+///   certificate (mTLS); `tls.server_name` overrides the name verified.
 ///
 /// Commands and progress travel over the WebSocket channel, which this release does
 /// not provide: [`next_command`](Transport::next_command) and
@@ -78,7 +82,7 @@ struct Inner {
     token: RwLock<(HeaderValue, u64)>,
     /// Serialises refreshes so that concurrent 401s refresh once.
     refresh: tokio::sync::Mutex<()>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     options: TransportOptions,
     state: AtomicU8,
     version_warned: AtomicBool,
@@ -103,14 +107,9 @@ impl HttpTransport {
     pub fn from_config(config: &TransportConfig) -> Result<Self> {
         config.validate()?;
         let scheme = config.scheme()?;
-        if scheme == "https" {
-            return Err(RxonError::unsupported(
-                "https:// needs TLS, which this release of rxon-http does not provide yet",
-            ));
-        }
-        if scheme != "http" {
+        if scheme != "http" && scheme != "https" {
             return Err(RxonError::config(format!(
-                "rxon-http serves http:// URLs, not {scheme}://"
+                "rxon-http serves http:// and https:// URLs, not {scheme}://"
             )));
         }
         let base_url = config.url.trim_end_matches('/').to_owned();
@@ -120,9 +119,29 @@ impl HttpTransport {
         let token = HeaderValue::from_str(&config.token).map_err(|_| {
             RxonError::config("the token contains characters not allowed in a header")
         })?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.options.connect_timeout));
-        connector.set_nodelay(true);
+        let tls = if scheme == "https" {
+            crate::tls::client_config(&config.options.tls)?
+        } else {
+            crate::tls::plain_client_config()?
+        };
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(config.options.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let connector = match &config.options.tls.server_name {
+            Some(name) => {
+                let name = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| {
+                    RxonError::config(format!("TLS: invalid tls.server_name {name:?}: {e}"))
+                })?;
+                connector
+                    .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+            }
+            None => connector,
+        };
+        let connector = connector.enable_http1().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(32)
@@ -237,12 +256,9 @@ impl HttpTransport {
             .map_err(|e| RxonError::config(format!("{what}: cannot build request: {e}")))?;
         let limit = self.inner.options.max_message_bytes;
         let exchange = async {
-            let response = self
-                .inner
-                .client
-                .request(request)
-                .await
-                .map_err(|e| RxonError::network(format!("{what}: {e}")).with_source(e))?;
+            let response = self.inner.client.request(request).await.map_err(|e| {
+                RxonError::network(format!("{what}: {}", error_chain(&e))).with_source(e)
+            })?;
             let (parts, incoming) = response.into_parts();
             self.check_version(&parts.headers);
             let retry_after = parts
@@ -350,6 +366,24 @@ impl HttpTransport {
             _ => Ok(None),
         }
     }
+}
+
+/// `e` and its sources, "outer: inner: root", so that a TLS or DNS failure deep in the
+/// connector shows in the message.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    // Bounded: connector errors nest a handful of levels.
+    for _ in 0..8 {
+        let Some(s) = source else { break };
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }
 
 fn encode(value: &impl Serialize) -> Result<Bytes> {
@@ -540,8 +574,7 @@ fn no_channel() -> RxonError {
     )
 }
 
-/// Builds [`HttpTransport`]s for `http://` URLs (`https://` answers
-/// [`ErrorKind::Unsupported`](rxon_core::ErrorKind::Unsupported) until TLS lands).
+/// Builds [`HttpTransport`]s for `http://` and `https://` URLs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HttpTransportFactory;
 

@@ -476,10 +476,8 @@ async fn network_failures_timeouts_limits_and_lifecycle() {
         ErrorKind::InvalidInput
     );
     assert_eq!(
-        HttpTransport::new("https://h", "w", "t")
-            .unwrap_err()
-            .kind(),
-        ErrorKind::Unsupported
+        HttpTransport::new("ftp://h", "w", "t").unwrap_err().kind(),
+        ErrorKind::Config
     );
     assert_eq!(
         HttpTransport::new("http://h", "w", "bad\ntoken")

@@ -1,0 +1,170 @@
+//! TLS for both sides, with rustls (ring provider, no process-wide state).
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rxon_core::{Result, RxonError, TlsOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_error(what: &str, e: impl std::fmt::Display) -> RxonError {
+    RxonError::config(format!("TLS: {what}: {e}"))
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| tls_error(&format!("cannot read {}", path.display()), e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| tls_error(&format!("invalid PEM in {}", path.display()), e))?;
+    if certs.is_empty() {
+        return Err(tls_error(
+            &path.display().to_string(),
+            "no CERTIFICATE block found",
+        ));
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| tls_error(&format!("no usable private key in {}", path.display()), e))
+}
+
+fn roots_from(path: &Path) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(path)? {
+        roots
+            .add(cert)
+            .map_err(|e| tls_error(&format!("bad CA certificate in {}", path.display()), e))?;
+    }
+    Ok(roots)
+}
+
+/// The client configuration for `tls`: the system roots unless `ca_file` is set, and a
+/// client certificate when `client_cert` and `client_key` are.
+pub(crate) fn client_config(tls: &TlsOptions) -> Result<ClientConfig> {
+    let roots = match &tls.ca_file {
+        Some(ca) => roots_from(ca)?,
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = RootCertStore::empty();
+            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(tls_error(
+                    "system root certificates",
+                    "none found; set tls.ca_file",
+                ));
+            }
+            roots
+        }
+    };
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error("protocol versions", e))?
+        .with_root_certificates(roots);
+    match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => builder
+            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+            .map_err(|e| tls_error("client certificate and key do not match", e)),
+        (None, None) => Ok(builder.with_no_client_auth()),
+        _ => Err(RxonError::config(
+            "tls.client_cert and tls.client_key must be given together",
+        )),
+    }
+}
+
+/// A client configuration that trusts nothing, for `http://` URLs (never used for a
+/// handshake there, but the connector type is the same).
+pub(crate) fn plain_client_config() -> Result<ClientConfig> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error("protocol versions", e))?
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth())
+}
+
+/// TLS settings of an [`HttpListener`](crate::HttpListener).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerTls {
+    /// PEM certificate chain of the listener.
+    pub cert_file: PathBuf,
+    /// PEM private key of the listener.
+    pub key_file: PathBuf,
+    /// PEM CA(s) that sign client certificates; enables mTLS.
+    pub client_ca_file: Option<PathBuf>,
+    /// With a client CA: refuse clients without a certificate (strict mTLS). Without
+    /// it, a certificate is optional and, when sent, its CN reaches the handler.
+    pub require_client_cert: bool,
+}
+
+impl ServerTls {
+    /// TLS with `cert_file` and `key_file`, no client certificates.
+    pub fn new(cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
+        ServerTls {
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+            client_ca_file: None,
+            require_client_cert: false,
+        }
+    }
+
+    /// Verifies client certificates against `ca_file` (optional for clients unless
+    /// [`require_client_cert`](Self::require_client_cert) is set).
+    pub fn with_client_ca(mut self, ca_file: impl Into<PathBuf>) -> Self {
+        self.client_ca_file = Some(ca_file.into());
+        self
+    }
+
+    /// Refuses clients without a valid certificate.
+    pub fn with_required_client_cert(mut self, required: bool) -> Self {
+        self.require_client_cert = required;
+        self
+    }
+
+    pub(crate) fn server_config(&self) -> Result<Arc<ServerConfig>> {
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_error("protocol versions", e))?;
+        let builder = match &self.client_ca_file {
+            Some(ca) => {
+                let verifier = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots_from(ca)?),
+                    provider(),
+                );
+                let verifier = if self.require_client_cert {
+                    verifier
+                } else {
+                    verifier.allow_unauthenticated()
+                };
+                let verifier = verifier
+                    .build()
+                    .map_err(|e| tls_error("client certificate verifier", e))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None if self.require_client_cert => {
+                return Err(RxonError::config(
+                    "require_client_cert needs a client_ca_file to verify clients against",
+                ));
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let config = builder
+            .with_single_cert(load_certs(&self.cert_file)?, load_key(&self.key_file)?)
+            .map_err(|e| tls_error("certificate and key do not match", e))?;
+        Ok(Arc::new(config))
+    }
+}
+
+/// Subject common name of the peer's leaf certificate, if it sent one.
+pub(crate) fn peer_common_name(conn: &rustls::ServerConnection) -> Option<String> {
+    let leaf = conn.peer_certificates()?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
+}

@@ -1,0 +1,41 @@
+//! The shared conformance suite over HTTPS with client certificates (mTLS required).
+
+mod common;
+
+use common::Pki;
+use rxon_core::{Listener, Transport, TransportConfig, TransportFactory};
+use rxon_http::{HttpListener, HttpListenerConfig, HttpTransportFactory};
+use rxon_testing::conformance::Harness;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| Pki::new(&["127.0.0.1"], "conformance-worker"))
+}
+
+struct Https;
+
+impl Harness for Https {
+    fn listener(&self, poll_wait: Duration) -> Box<dyn Listener> {
+        let mut config = HttpListenerConfig::default();
+        config.service.poll_wait = poll_wait;
+        config.tls = Some(
+            pki()
+                .server()
+                .with_client_ca(pki().path("ca.pem"))
+                .with_required_client_cert(true),
+        );
+        Box::new(HttpListener::with_config(config))
+    }
+
+    fn transport(&self, config: &TransportConfig) -> rxon_core::Result<Box<dyn Transport>> {
+        let mut config = config.clone();
+        config.options.tls.ca_file = Some(pki().path("ca.pem"));
+        config.options.tls.client_cert = Some(pki().path("client.pem"));
+        config.options.tls.client_key = Some(pki().path("client.key"));
+        HttpTransportFactory.create(&config)
+    }
+}
+
+rxon_testing::conformance_tests!(Https);

@@ -1,0 +1,214 @@
+//! HTTPS and mTLS on 127.0.0.1 with throwaway certificates made by rcgen.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::Pki;
+use rxon_core::*;
+use rxon_http::{HttpListener, HttpListenerConfig, HttpTransport, ServerTls};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Answers registration with the certificate identity it saw.
+struct Echo;
+
+impl Handler for Echo {
+    fn register(
+        &self,
+        ctx: RequestContext,
+        _: WorkerRegistration,
+    ) -> BoxFuture<'_, HandlerResult<RegisterReply>> {
+        Box::pin(async move {
+            let mut reply = RegisterReply::default();
+            reply
+                .extra
+                .insert("cn".into(), Value::from(ctx.cert_identity));
+            reply
+                .extra
+                .insert("transport".into(), Value::from(ctx.transport));
+            Ok(reply)
+        })
+    }
+    fn poll(
+        &self,
+        _: RequestContext,
+        _: String,
+        _: Duration,
+    ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn result(
+        &self,
+        _: RequestContext,
+        _: TaskResult,
+    ) -> BoxFuture<'_, HandlerResult<ResultOutcome>> {
+        Box::pin(async { Ok(ResultOutcome::Accepted) })
+    }
+    fn heartbeat(
+        &self,
+        _: RequestContext,
+        _: String,
+        _: Option<Heartbeat>,
+    ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
+        Box::pin(async { Ok(HeartbeatReply::default()) })
+    }
+}
+
+async fn listener(tls: ServerTls) -> HttpListener {
+    let mut config = HttpListenerConfig::default();
+    config.tls = Some(tls);
+    config.header_read_timeout = Duration::from_secs(5);
+    let l = HttpListener::with_config(config);
+    l.start(Arc::new(Echo)).await.unwrap();
+    l
+}
+
+fn client(url: &str, ca: &Path, cert: Option<(&Path, &Path)>) -> HttpTransport {
+    let mut config = TransportConfig::new(url, "w-1", "t");
+    config.options.tls.ca_file = Some(ca.to_owned());
+    if let Some((c, k)) = cert {
+        config.options.tls.client_cert = Some(c.to_owned());
+        config.options.tls.client_key = Some(k.to_owned());
+    }
+    config.options.request_timeout = Duration::from_secs(10);
+    HttpTransport::from_config(&config).unwrap()
+}
+
+async fn register(t: &HttpTransport) -> Result<RegisterReply> {
+    t.connect().await?;
+    t.register(&WorkerRegistration {
+        worker_id: "w-1".into(),
+        ..Default::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn https_with_optional_client_certificates_passes_the_cn() {
+    let pki = Pki::new(&["localhost", "127.0.0.1"], "worker-7");
+    let l = listener(pki.server().with_client_ca(pki.path("ca.pem"))).await;
+    let url = l.endpoint().unwrap();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    let anonymous = register(&client(&url, &pki.path("ca.pem"), None))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.extra["cn"], Value::Null);
+    assert_eq!(anonymous.extra["transport"].as_str(), Some("http"));
+
+    let cert = (pki.path("client.pem"), pki.path("client.key"));
+    let named = client(&url, &pki.path("ca.pem"), Some((&cert.0, &cert.1)));
+    let reply = register(&named).await.unwrap();
+    assert_eq!(reply.extra["cn"].as_str(), Some("worker-7"));
+    // The pooled TLS connection keeps working.
+    assert_eq!(
+        named.poll_task(Duration::from_millis(50)).await.unwrap(),
+        None
+    );
+    l.stop(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn strict_mtls_refuses_clients_without_a_certificate() {
+    let pki = Pki::new(&["127.0.0.1"], "worker-9");
+    let tls = pki
+        .server()
+        .with_client_ca(pki.path("ca.pem"))
+        .with_required_client_cert(true);
+    let l = listener(tls).await;
+    let url = l.endpoint().unwrap();
+
+    let err = register(&client(&url, &pki.path("ca.pem"), None))
+        .await
+        .unwrap_err();
+    assert!(err.is_network(), "{err}");
+
+    // A certificate from another CA is refused too.
+    let other = Pki::new(&["127.0.0.1"], "intruder");
+    let (c, k) = (other.path("client.pem"), other.path("client.key"));
+    let err = register(&client(&url, &pki.path("ca.pem"), Some((&c, &k))))
+        .await
+        .unwrap_err();
+    assert!(err.is_network(), "{err}");
+
+    // The listener keeps serving clients that do have one.
+    let (c, k) = (pki.path("client.pem"), pki.path("client.key"));
+    let reply = register(&client(&url, &pki.path("ca.pem"), Some((&c, &k))))
+        .await
+        .unwrap();
+    assert_eq!(reply.extra["cn"].as_str(), Some("worker-9"));
+    l.stop(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn servers_are_verified_by_ca_and_name() {
+    let pki = Pki::new(&["localhost"], "w");
+    let l = listener(pki.server()).await;
+    let url = l.endpoint().unwrap(); // https://127.0.0.1:…, not in the certificate
+
+    let err = register(&client(&url, &pki.path("ca.pem"), None))
+        .await
+        .unwrap_err();
+    assert!(err.is_network(), "{err}");
+    assert!(
+        err.message().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+
+    let mut config = TransportConfig::new(&url, "w-1", "t");
+    config.options.tls.ca_file = Some(pki.path("ca.pem"));
+    config.options.tls.server_name = Some("localhost".into());
+    let named = HttpTransport::from_config(&config).unwrap();
+    register(&named).await.unwrap();
+
+    let stranger = Pki::new(&["localhost"], "w");
+    config.options.tls.ca_file = Some(stranger.path("ca.pem"));
+    let wrong_ca = HttpTransport::from_config(&config).unwrap();
+    let err = register(&wrong_ca).await.unwrap_err();
+    // Same issuer name, different key: the signature check refuses it.
+    assert!(err.message().contains("invalid peer certificate"), "{err}");
+
+    // Plain HTTP to a TLS port fails cleanly, it does not hang.
+    let plain = HttpTransport::new(&url.replace("https", "http"), "w-1", "t").unwrap();
+    plain.connect().await.unwrap();
+    assert!(plain.poll_task(Duration::from_millis(50)).await.is_err());
+    l.stop(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_tls_configuration_is_a_config_error() {
+    let pki = Pki::new(&["localhost"], "w");
+    let missing = TransportConfig::new("https://localhost:1", "w-1", "t").with_options({
+        let mut o = TransportOptions::default();
+        o.tls.ca_file = Some(pki.path("nope.pem"));
+        o
+    });
+    let err = HttpTransport::from_config(&missing).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.message().contains("nope.pem"), "{err}");
+
+    let mut cfg = TransportConfig::new("https://localhost:1", "w-1", "t");
+    cfg.options.tls.ca_file = Some(pki.path("ca.pem"));
+    cfg.options.tls.client_cert = Some(pki.path("client.pem"));
+    cfg.options.tls.client_key = Some(pki.path("server.key"));
+    let err = HttpTransport::from_config(&cfg).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+
+    let mismatched = ServerTls::new(pki.path("server.pem"), pki.path("client.key"));
+    let mut config = HttpListenerConfig::default();
+    config.tls = Some(mismatched);
+    let err = HttpListener::with_config(config)
+        .start(Arc::new(Echo))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+
+    let mut config = HttpListenerConfig::default();
+    config.tls = Some(pki.server().with_required_client_cert(true));
+    let err = HttpListener::with_config(config)
+        .start(Arc::new(Echo))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("client_ca_file"), "{err}");
+}
