@@ -274,6 +274,12 @@ async fn every_operation_round_trips_with_its_context() {
         "poll path id"
     );
     assert_eq!(contexts[0].worker_id, None, "register has no path id");
+    // Sequential operations share one pooled keep-alive connection.
+    let first = contexts[0].remote_addr;
+    assert!(
+        contexts.iter().all(|c| c.remote_addr == first),
+        "{contexts:?}"
+    );
     s.listener.stop(BOUND).await.unwrap();
 }
 
@@ -629,4 +635,75 @@ async fn hostile_requests_get_clear_statuses() {
     assert_eq!(status, 400);
     let (status, _, _) = raw(u, &request("GET", "/_worker/workers/w-1/tasks/next", "")).await;
     assert_eq!(status, 204);
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_by_the_header_timeout() {
+    let handler = Arc::new(Scripted::default());
+    let mut config = HttpListenerConfig::default();
+    config.header_read_timeout = Duration::from_millis(200);
+    let listener = HttpListener::with_config(config);
+    listener.start(handler).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Half a request line, then silence: the listener must hang up, not wait forever.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /_worker/workers/w-1/tas")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(BOUND, stream.read_to_end(&mut out))
+        .await
+        .expect("the listener closed the idle connection")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(out.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    listener.stop(BOUND).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_service_mounts_in_a_host_server_beside_its_own_routes() {
+    use http_body_util::Full;
+    use hyper::server::conn::http1;
+    use hyper_util::rt::TokioIo;
+
+    let handler = Arc::new(Scripted::default());
+    handler.push(task("mounted"));
+    let rxon = rxon_http::HttpService::new(handler.clone());
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", tcp.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        while let Ok((stream, _)) = tcp.accept().await {
+            let rxon = rxon.clone();
+            tokio::spawn(async move {
+                // The host's own router: /health is its own, /_worker/* is RXON's.
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let rxon = rxon.clone();
+                        async move {
+                            if req.uri().path() == "/health" {
+                                let body = Full::new(bytes::Bytes::from_static(b"ok"));
+                                return Ok::<_, std::convert::Infallible>(http::Response::new(
+                                    body,
+                                ));
+                            }
+                            Ok(rxon.handle(req).await)
+                        }
+                    });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let t = worker(&url, "good").await;
+    let got = t.poll_task(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!(got.task_id, "mounted");
+    let health = raw(
+        &url,
+        b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((health.0, health.2.as_str()), (200, "ok"));
+    server.abort();
 }
