@@ -10,7 +10,7 @@
 //! - [`RxonError`] (worker side) and [`HandlerError`] (orchestrator side);
 //! - the traits: [`Transport`] for workers, [`Handler`] + [`Listener`] for orchestrators,
 //!   [`TransportFactory`] for building transports from a [`TransportConfig`];
-//! - the identifier rule in [`validate`].
+//! - the identifier rule in [`validate`], the result retry policy in [`retry`].
 //!
 //! # Usage
 //!
@@ -58,6 +58,7 @@ pub mod error;
 pub mod future;
 pub mod listener;
 pub mod messages;
+pub mod retry;
 pub mod transport;
 pub mod validate;
 pub mod value;

@@ -27,9 +27,6 @@ use std::time::{Duration, SystemTime};
 /// URL schemes served by [`HttpTransportFactory`].
 pub const SCHEMES: &[&str] = &["http", "https"];
 
-/// Longest pause between two result attempts, whatever the configured base delay.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
-
 const NEW: u8 = 0;
 const CONNECTED: u8 = 1;
 const CLOSED: u8 = 2;
@@ -470,53 +467,34 @@ impl Transport for HttpTransport {
 
     fn send_result<'a>(&'a self, result: &'a TaskResult) -> BoxFuture<'a, Result<ResultOutcome>> {
         Box::pin(async move {
-            let attempts = self.inner.options.result_retries.max(1);
-            let base = self.inner.options.result_retry_delay;
-            let mut attempt = 0;
-            loop {
-                let sent = self
-                    .json_call::<Option<ResultOutcome>>(
+            let outcome = rxon_core::retry::retry_network(
+                &self.inner.options,
+                |attempt| async move {
+                    if attempt > 0 {
+                        tracing::warn!(task_id = %result.task_id, attempt, "retrying the result");
+                    }
+                    self.json_call::<Option<ResultOutcome>>(
                         Method::POST,
                         ENDPOINT_TASK_RESULT,
                         result,
                         "result reply",
                     )
-                    .await;
-                match sent {
-                    Ok(reply) => {
-                        let outcome = reply.flatten().unwrap_or(ResultOutcome::Accepted);
-                        if let ResultOutcome::Ignored { reason, message } = &outcome {
-                            tracing::warn!(
-                                task_id = %result.task_id,
-                                %reason,
-                                message = message.as_deref().unwrap_or(""),
-                                "result ignored by the orchestrator"
-                            );
-                        }
-                        return Ok(outcome);
-                    }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            rxon_core::ErrorKind::Network | rxon_core::ErrorKind::Timeout
-                        ) && attempt + 1 < attempts =>
-                    {
-                        let delay = base
-                            .saturating_mul(1u32 << attempt.min(20))
-                            .min(MAX_RETRY_DELAY);
-                        tracing::warn!(
-                            task_id = %result.task_id,
-                            attempt = attempt + 1,
-                            attempts,
-                            error = %e,
-                            "sending the result failed; retrying"
-                        );
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
-                    }
-                    Err(e) => return Err(e),
-                }
+                    .await
+                },
+                tokio::time::sleep,
+            )
+            .await?
+            .flatten()
+            .unwrap_or(ResultOutcome::Accepted);
+            if let ResultOutcome::Ignored { reason, message } = &outcome {
+                tracing::warn!(
+                    task_id = %result.task_id,
+                    %reason,
+                    message = message.as_deref().unwrap_or(""),
+                    "result ignored by the orchestrator"
+                );
             }
+            Ok(outcome)
         })
     }
 
