@@ -473,6 +473,12 @@ pub async fn cancel_reaches_the_worker(h: &dyn Harness) {
         let t = t.clone();
         tokio::spawn(async move { t.next_command().await })
     });
+    if commands.is_some() {
+        env.orch
+            .wait_for_command_channel("w-1", BOUND)
+            .await
+            .expect("the worker opens its command channel");
+    }
     let outcome = env.orch.cancel(&got.task_id).expect("cancel");
     assert!(
         matches!(outcome, CancelOutcome::Signalled { .. }),

@@ -33,9 +33,13 @@
 #![deny(missing_docs)]
 
 pub mod conformance;
+mod local;
 mod mock;
 pub mod orchestrator;
 
+pub use local::{
+    LOCAL_SCHEMES, LOCAL_TRANSPORT_NAME, LocalListener, LocalTransport, LocalTransportFactory,
+};
 pub use mock::{MockHandle, MockTransport, MockTransportFactory, Operation, SCHEMES};
 pub use orchestrator::{
     CancelOutcome, Orchestrator, OrchestratorBuilder, TaskState, WorkerInfo, WorkerStatus,

@@ -54,7 +54,7 @@
 //! | `ws` | | [`ws`] module, `ws://` and `wss://` |
 //! | `grpc` | | [`grpc`] module, `grpc://` and `grpcs://` |
 //! | `blob` | | [`blob`] module: S3-compatible blob storage |
-//! | `testing` | | [`testing`] module: `MockTransport`, `mock://` |
+//! | `testing` | | [`testing`] module: `MockTransport` (`mock://`), `LocalTransport` (`local://`), the embedded `Orchestrator`, the conformance suite |
 //! | `full` | | all of the above |
 //!
 //! A built-in scheme whose feature is off fails with an error naming the feature.

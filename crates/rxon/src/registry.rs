@@ -29,6 +29,8 @@ pub enum Scheme {
     Grpcs,
     /// `mock://`: in-memory mock (feature `testing`).
     Mock,
+    /// `local://`: in-process transport to a `LocalListener` (feature `testing`).
+    Local,
 }
 
 impl Scheme {
@@ -41,6 +43,7 @@ impl Scheme {
         Scheme::Grpc,
         Scheme::Grpcs,
         Scheme::Mock,
+        Scheme::Local,
     ];
 
     /// The scheme as written in URLs.
@@ -53,6 +56,7 @@ impl Scheme {
             Scheme::Grpc => "grpc",
             Scheme::Grpcs => "grpcs",
             Scheme::Mock => "mock",
+            Scheme::Local => "local",
         }
     }
 
@@ -62,7 +66,7 @@ impl Scheme {
             Scheme::Http | Scheme::Https => "http",
             Scheme::Ws | Scheme::Wss => "ws",
             Scheme::Grpc | Scheme::Grpcs => "grpc",
-            Scheme::Mock => "testing",
+            Scheme::Mock | Scheme::Local => "testing",
         }
     }
 
@@ -72,7 +76,7 @@ impl Scheme {
             Scheme::Http | Scheme::Https => cfg!(feature = "http"),
             Scheme::Ws | Scheme::Wss => cfg!(feature = "ws"),
             Scheme::Grpc | Scheme::Grpcs => cfg!(feature = "grpc"),
-            Scheme::Mock => cfg!(feature = "testing"),
+            Scheme::Mock | Scheme::Local => cfg!(feature = "testing"),
         }
     }
 
@@ -92,6 +96,8 @@ impl Scheme {
         match self {
             #[cfg(feature = "testing")]
             Scheme::Mock => rxon_testing::MockTransportFactory.create(config),
+            #[cfg(feature = "testing")]
+            Scheme::Local => rxon_testing::LocalTransportFactory.create(config),
             #[cfg(feature = "http")]
             Scheme::Http | Scheme::Https => rxon_http::HttpTransportFactory.create(config),
             _ => {

@@ -227,7 +227,10 @@ fn builtin_schemes_match_what_the_transport_crates_declare() {
     #[cfg(feature = "grpc")]
     assert_eq!(rxon::grpc::SCHEMES, of("grpc"));
     #[cfg(feature = "testing")]
-    assert_eq!(rxon::testing::SCHEMES, of("testing"));
+    assert_eq!(
+        [rxon::testing::SCHEMES, rxon::testing::LOCAL_SCHEMES].concat(),
+        of("testing")
+    );
     for s in Scheme::ALL {
         assert_eq!(
             rxon::config::url_scheme(&format!("{s}://h")).unwrap(),

@@ -314,6 +314,8 @@ impl Handler for Orchestrator {
             let (tx, rx) = mpsc::channel(inner.config.command_capacity.max(1));
             // Replacing the sender closes the worker's previous channel.
             st.channels.insert(worker_id, tx);
+            drop(st);
+            inner.events.notify_waiters();
             Ok(Box::new(ChannelReceiver { rx }) as Box<dyn CommandReceiver>)
         })
     }

@@ -155,6 +155,8 @@ pub struct WorkerInfo {
     pub current_tasks: Vec<String>,
     /// Its last contact: registration, poll, heartbeat or result.
     pub last_seen: Instant,
+    /// Whether it has an open command channel.
+    pub command_channel: bool,
 }
 
 struct Inner {
@@ -407,6 +409,23 @@ impl Orchestrator {
             .wait_event(timeout, |st| (st.pending_polls >= n).then_some(()))
             .await
             .ok_or_else(|| RxonError::timeout(format!("no {n} waiting poll(s) within {timeout:?}")))
+    }
+
+    /// Waits until `worker_id` has an open command channel; an error after `timeout`.
+    pub async fn wait_for_command_channel(&self, worker_id: &str, timeout: Duration) -> Result<()> {
+        self.inner
+            .wait_event(timeout, |st| {
+                st.channels
+                    .get(worker_id)
+                    .is_some_and(|tx| !tx.is_closed())
+                    .then_some(())
+            })
+            .await
+            .ok_or_else(|| {
+                RxonError::timeout(format!(
+                    "no command channel for {worker_id:?} within {timeout:?}"
+                ))
+            })
     }
 
     /// Marks every active worker silent for longer than the worker TTL as gone, and

@@ -486,6 +486,7 @@ impl State {
                 status: w.status,
                 current_tasks: w.current.clone(),
                 last_seen: w.last_seen,
+                command_channel: self.channels.get(id).is_some_and(|tx| !tx.is_closed()),
             })
             .collect();
         out.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));

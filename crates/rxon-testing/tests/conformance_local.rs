@@ -1,0 +1,25 @@
+//! The conformance suite over the in-process `local://` transport, with commands and
+//! progress (which exercises the suite's capability branches too).
+
+use rxon_core::{Listener, Transport, TransportConfig, TransportFactory};
+use rxon_testing::conformance::{Capabilities, Harness};
+use rxon_testing::{LocalListener, LocalTransportFactory};
+use std::time::Duration;
+
+struct Local;
+
+impl Harness for Local {
+    fn listener(&self, poll_wait: Duration) -> Box<dyn Listener> {
+        Box::new(LocalListener::new().with_poll_wait(poll_wait))
+    }
+
+    fn transport(&self, config: &TransportConfig) -> rxon_core::Result<Box<dyn Transport>> {
+        LocalTransportFactory.create(config)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none().with_commands(true).with_progress(true)
+    }
+}
+
+rxon_testing::conformance_tests!(Local);
