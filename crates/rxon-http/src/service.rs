@@ -122,6 +122,9 @@ impl std::fmt::Debug for HttpService {
 
 type HttpResponse = Response<Full<Bytes>>;
 
+/// The future of [`HttpService`]'s `Service` impls.
+type ServiceFuture = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
+
 impl HttpService {
     /// The routes over `handler`, with default limits.
     pub fn new(handler: Arc<dyn Handler>) -> Self {
@@ -415,7 +418,7 @@ where
 {
     type Response = HttpResponse;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
+    type Future = ServiceFuture;
 
     fn call(&self, request: Request<B>) -> Self::Future {
         let this = self.clone();
@@ -431,7 +434,7 @@ where
 {
     type Response = HttpResponse;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
+    type Future = ServiceFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))

@@ -123,6 +123,20 @@ impl Env {
         t
     }
 
+    /// Starts a 60 s poll for `t` and returns once the orchestrator holds it.
+    async fn parked_poll(
+        &self,
+        t: &Arc<dyn Transport>,
+    ) -> tokio::task::JoinHandle<rxon_core::Result<Option<TaskPayload>>> {
+        let t = t.clone();
+        let poller = tokio::spawn(async move { t.poll_task(Duration::from_secs(60)).await });
+        self.orch
+            .wait_for_pollers(1, BOUND)
+            .await
+            .expect("the poll reaches the orchestrator");
+        poller
+    }
+
     async fn stop(self) {
         within(self.listener.stop(Duration::from_secs(5)))
             .await
@@ -237,14 +251,7 @@ pub async fn parked_poll_wakes_for_new_task(h: &dyn Harness) {
     let orch = Orchestrator::builder().token(TOKEN).build();
     let env = Env::start(h, orch, Duration::from_secs(60)).await;
     let t = env.worker(h, "w-1").await;
-    let poller = {
-        let t = t.clone();
-        tokio::spawn(async move { t.poll_task(Duration::from_secs(60)).await })
-    };
-    env.orch
-        .wait_for_pollers(1, BOUND)
-        .await
-        .expect("the poll reaches the orchestrator");
+    let poller = env.parked_poll(&t).await;
     env.orch.enqueue(task("t-late", "echo")).expect("enqueue");
     // Far less than the 60 s wait: the hand-off is immediate.
     let got = tokio::time::timeout(Duration::from_secs(10), poller)
@@ -443,14 +450,7 @@ pub async fn stop_ends_pending_polls(h: &dyn Harness) {
     let orch = Orchestrator::builder().token(TOKEN).build();
     let env = Env::start(h, orch, Duration::from_secs(60)).await;
     let t = env.worker(h, "w-1").await;
-    let poller = {
-        let t = t.clone();
-        tokio::spawn(async move { t.poll_task(Duration::from_secs(60)).await })
-    };
-    env.orch
-        .wait_for_pollers(1, BOUND)
-        .await
-        .expect("poll parked");
+    let poller = env.parked_poll(&t).await;
     let orch = env.orch.clone();
     env.stop().await;
     let polled = within(poller).await.expect("poll task");
