@@ -77,11 +77,22 @@ impl RequestContext {
 pub trait CommandReceiver: Send {
     /// Waits for the next command for this worker.
     fn recv(&mut self) -> BoxFuture<'_, Option<WorkerCommand>>;
+
+    /// Called by the listener with a command it took but could not write to the worker
+    /// (the connection broke), so the orchestrator can deliver it another way or
+    /// report it. The default drops it: override it unless commands are also
+    /// delivered by other means (e.g. heartbeat replies).
+    fn undelivered(&mut self, command: WorkerCommand) {
+        let _ = command;
+    }
 }
 
 impl<R: CommandReceiver + ?Sized> CommandReceiver for Box<R> {
     fn recv(&mut self) -> BoxFuture<'_, Option<WorkerCommand>> {
         (**self).recv()
+    }
+    fn undelivered(&mut self, command: WorkerCommand) {
+        (**self).undelivered(command)
     }
 }
 

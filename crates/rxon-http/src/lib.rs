@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod channel;
 mod listener;
 mod service;
 mod tls;

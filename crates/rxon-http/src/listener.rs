@@ -260,7 +260,8 @@ async fn serve<S>(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .serve_connection(TokioIo::new(io), svc);
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {

@@ -7,7 +7,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
 use rxon_core::constants::{
-    AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, WORKER_API_PREFIX,
+    AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, WORKER_API_PREFIX, WS_ENDPOINT,
 };
 use rxon_core::validate::is_valid_identifier;
 use rxon_core::{Handler, HandlerError, HandlerResult, Heartbeat, RequestContext};
@@ -166,6 +166,16 @@ impl HttpService {
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if let Some(rest) = request.uri().path().strip_prefix(WS_ENDPOINT) {
+            let worker = match rest.trim_end_matches('/') {
+                "" => None,
+                r => match r.strip_prefix('/') {
+                    Some(id) if !id.contains('/') => Some(id.to_owned()),
+                    _ => return error(StatusCode::NOT_FOUND, "no such route"),
+                },
+            };
+            return self.websocket(request, worker).await;
+        }
         let (parts, body) = request.into_parts();
         let Some(rest) = parts.uri.path().strip_prefix(WORKER_API_PREFIX) else {
             return error(StatusCode::NOT_FOUND, "no such route");
@@ -206,16 +216,84 @@ impl HttpService {
                 Err(r) => r,
             },
             (&Method::POST, ["auth", "token"]) => reply(self.handler.token(ctx).await),
-            (_, ["ws"] | ["ws", _]) => error(
-                StatusCode::NOT_IMPLEMENTED,
-                "the WebSocket command channel is not available in this release",
-            ),
             (_, ["workers", "register"] | ["workers", _, "tasks", "next"] | ["workers", _])
             | (_, ["tasks", "result"] | ["auth", "token"]) => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
             _ => error(StatusCode::NOT_FOUND, "no such route"),
         }
+    }
+
+    /// The command channel: authorises through `Handler::commands`, then upgrades.
+    async fn websocket<B>(&self, mut request: Request<B>, worker: Option<String>) -> HttpResponse {
+        if request.method() != Method::GET {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        }
+        if let Some(id) = &worker {
+            if !is_valid_identifier(id) {
+                return invalid_worker_id();
+            }
+        }
+        let headers = request.headers();
+        let has = |name: header::HeaderName, token: &str| {
+            headers.get_all(name).iter().any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case(token)))
+            })
+        };
+        if !has(header::UPGRADE, "websocket") || !has(header::CONNECTION, "upgrade") {
+            return error(
+                StatusCode::UPGRADE_REQUIRED,
+                "the command channel is a WebSocket: send Upgrade: websocket",
+            );
+        }
+        if headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_none_or(|v| v != "13")
+        {
+            return error(StatusCode::BAD_REQUEST, "Sec-WebSocket-Version must be 13");
+        }
+        let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
+            return error(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+        };
+        let (parts, body) = request.into_parts();
+        let mut ctx = context(&parts);
+        ctx.worker_id = worker;
+        // Authorise before upgrading, so a refusal is a plain HTTP status.
+        let receiver = match self.handler.commands(ctx.clone()).await {
+            Ok(r) => r,
+            Err(e) => return handler_error(&e),
+        };
+        request = Request::from_parts(parts, body);
+        let on_upgrade = hyper::upgrade::on(&mut request);
+        let handler = self.handler.clone();
+        let shutdown = self.shutdown.clone();
+        let config = crate::channel::ws_config(self.config.max_body_bytes);
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let io = hyper_util::rt::TokioIo::new(upgraded);
+                    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                        io,
+                        tokio_tungstenite::tungstenite::protocol::Role::Server,
+                        Some(config),
+                    )
+                    .await;
+                    crate::channel::serve(ws, receiver, handler, ctx, shutdown).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+            }
+        });
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = response.headers_mut();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(v) = HeaderValue::from_str(&accept) {
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+        }
+        response
     }
 
     async fn poll(&self, ctx: RequestContext, worker_id: &str, wait: Duration) -> HttpResponse {

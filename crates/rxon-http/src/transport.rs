@@ -1,5 +1,6 @@
 //! The worker side: [`HttpTransport`].
 
+use crate::channel::Channel;
 use crate::wire::{error_for_status, parse_retry_after};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
@@ -21,7 +22,7 @@ use rxon_core::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
 /// URL schemes served by [`HttpTransportFactory`].
@@ -72,7 +73,7 @@ pub struct HttpTransport {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     base_url: String,
     worker_id: String,
     /// The current credential and a generation number bumped on every refresh.
@@ -83,6 +84,10 @@ struct Inner {
     options: TransportOptions,
     state: AtomicU8,
     version_warned: AtomicBool,
+    /// TLS for the WebSocket command channel (`wss://`), when the URL is `https://`.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// The command channel, started on first use.
+    channel: OnceLock<Channel>,
 }
 
 impl std::fmt::Debug for HttpTransport {
@@ -121,6 +126,7 @@ impl HttpTransport {
         } else {
             crate::tls::plain_client_config()?
         };
+        let channel_tls = (scheme == "https").then(|| Arc::new(tls.clone()));
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(config.options.connect_timeout));
         http.set_nodelay(true);
@@ -153,6 +159,8 @@ impl HttpTransport {
                 options: config.options.clone(),
                 state: AtomicU8::new(NEW),
                 version_warned: AtomicBool::new(false),
+                tls: channel_tls,
+                channel: OnceLock::new(),
             }),
         })
     }
@@ -166,6 +174,70 @@ impl HttpTransport {
     pub fn token(&self) -> String {
         let guard = self.inner.token.read().unwrap_or_else(|p| p.into_inner());
         guard.0.to_str().unwrap_or_default().to_owned()
+    }
+
+    pub(crate) fn downgrade(&self) -> Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    pub(crate) fn upgrade(weak: &Weak<Inner>) -> Option<HttpTransport> {
+        weak.upgrade().map(|inner| HttpTransport { inner })
+    }
+
+    pub(crate) fn worker_id_str(&self) -> &str {
+        &self.inner.worker_id
+    }
+
+    pub(crate) fn options(&self) -> &TransportOptions {
+        &self.inner.options
+    }
+
+    pub(crate) fn token_and_generation(&self) -> (HeaderValue, u64) {
+        self.current_token()
+    }
+
+    pub(crate) async fn refresh_after_401_public(&self, generation: u64) -> Result<()> {
+        self.refresh_after_401(generation).await
+    }
+
+    fn channel(&self) -> &Channel {
+        self.inner.channel.get_or_init(|| Channel::start(self))
+    }
+
+    /// A TCP (or TLS, for `https://`) stream to the orchestrator, for the channel.
+    pub(crate) async fn open_stream(&self) -> Result<MaybeTls> {
+        let uri: http::Uri = self
+            .inner
+            .base_url
+            .parse()
+            .map_err(|e| RxonError::config(format!("invalid orchestrator URL: {e}")))?;
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if self.inner.tls.is_some() { 443 } else { 80 });
+        let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+        let tcp = tokio::time::timeout(self.inner.options.connect_timeout, connect)
+            .await
+            .map_err(|_| RxonError::timeout(format!("connecting to {host}:{port} timed out")))?
+            .map_err(|e| {
+                RxonError::network(format!("connecting to {host}:{port}: {e}")).with_source(e)
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = &self.inner.tls else {
+            return Ok(MaybeTls::Plain(tcp));
+        };
+        let name = self.inner.options.tls.server_name.clone().unwrap_or(host);
+        let name = rustls::pki_types::ServerName::try_from(name)
+            .map_err(|e| RxonError::config(format!("TLS: invalid server name: {e}")))?;
+        let stream = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| RxonError::network(format!("TLS handshake: {e}")).with_source(e))?;
+        Ok(MaybeTls::Tls(Box::new(stream)))
     }
 
     fn ready(&self) -> Result<()> {
@@ -424,6 +496,9 @@ impl Transport for HttpTransport {
     fn close(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             self.inner.state.store(CLOSED, Ordering::Release);
+            if let Some(channel) = self.inner.channel.get() {
+                channel.stop();
+            }
             Ok(())
         })
     }
@@ -518,11 +593,13 @@ impl Transport for HttpTransport {
 
     fn send_progress<'a>(
         &'a self,
-        _progress: &'a ProgressUpdatePayload,
+        progress: &'a ProgressUpdatePayload,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.ready()?;
-            Err(no_channel())
+            self.channel()
+                .send_progress(progress, self.inner.options.request_timeout)
+                .await
         })
     }
 
@@ -532,7 +609,7 @@ impl Transport for HttpTransport {
                 return Ok(None);
             }
             self.ready()?;
-            Err(no_channel())
+            self.channel().next().await
         })
     }
 
@@ -545,11 +622,54 @@ impl Transport for HttpTransport {
     }
 }
 
-fn no_channel() -> RxonError {
-    RxonError::unsupported(
-        "commands and progress travel over the WebSocket channel, \
-         which this release of rxon-http does not provide",
-    )
+/// A plain or TLS stream, for the command channel.
+pub(crate) enum MaybeTls {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for MaybeTls {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for MaybeTls {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            MaybeTls::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// Builds [`HttpTransport`]s for `http://` and `https://` URLs.

@@ -3,7 +3,7 @@
 
 use rxon_core::{Listener, Transport, TransportConfig, TransportFactory};
 use rxon_http::{HttpListener, HttpListenerConfig, HttpTransportFactory};
-use rxon_testing::conformance::Harness;
+use rxon_testing::conformance::{Capabilities, Harness};
 use std::time::Duration;
 
 struct Http;
@@ -17,6 +17,10 @@ impl Harness for Http {
 
     fn transport(&self, config: &TransportConfig) -> rxon_core::Result<Box<dyn Transport>> {
         HttpTransportFactory.create(config)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none().with_commands(true).with_progress(true)
     }
 }
 

@@ -5,7 +5,7 @@ mod common;
 use common::Pki;
 use rxon_core::{Listener, Transport, TransportConfig, TransportFactory};
 use rxon_http::{HttpListener, HttpListenerConfig, HttpTransportFactory};
-use rxon_testing::conformance::Harness;
+use rxon_testing::conformance::{Capabilities, Harness};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -35,6 +35,10 @@ impl Harness for Https {
         config.options.tls.client_cert = Some(pki().path("client.pem"));
         config.options.tls.client_key = Some(pki().path("client.key"));
         HttpTransportFactory.create(&config)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none().with_commands(true).with_progress(true)
     }
 }
 

@@ -462,17 +462,15 @@ async fn network_failures_timeouts_limits_and_lifecycle() {
     assert_eq!(fresh.next_command().await.unwrap(), None);
     assert_eq!(fresh.connect().await.unwrap_err().kind(), ErrorKind::Closed);
 
-    // Commands and progress are not available over plain HTTP in this release.
+    // A handler without command channels: the channel's refusal (501) surfaces as
+    // Unsupported; progress cannot be sent while the channel is down.
     let t = worker(&s.url, "good").await;
     assert_eq!(
         t.next_command().await.unwrap_err().kind(),
         ErrorKind::Unsupported
     );
     let p = ProgressUpdatePayload::new("t", "j", 0.1);
-    assert_eq!(
-        t.send_progress(&p).await.unwrap_err().kind(),
-        ErrorKind::Unsupported
-    );
+    assert!(t.send_progress(&p).await.is_err());
 
     // Bad configuration.
     assert_eq!(
@@ -613,7 +611,12 @@ async fn hostile_requests_get_clear_statuses() {
     let (status, _, _) = raw(u, &request("DELETE", "/_worker/tasks/result", "")).await;
     assert_eq!(status, 405);
     let (status, _, body) = raw(u, &request("GET", "/_worker/ws", "")).await;
-    assert_eq!(status, 501, "{body}");
+    assert_eq!(
+        status, 426,
+        "a plain GET on the channel asks for an upgrade: {body}"
+    );
+    let (status, _, _) = raw(u, &request("GET", "/_worker/ws/a.b", "")).await;
+    assert_eq!(status, 400);
 
     // Empty heartbeat body: the handler gets None.
     let (status, _, body) = raw(u, &request("PATCH", "/_worker/workers/w-1", "")).await;

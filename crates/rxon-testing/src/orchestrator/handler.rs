@@ -9,6 +9,7 @@ use rxon_core::{
     PROTOCOL_VERSION, ProgressUpdatePayload, RegisterReply, RequestContext, ResultOutcome,
     TaskPayload, TaskResult, TokenResponse, WorkerCommand, WorkerRegistration,
 };
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -16,11 +17,31 @@ use tokio::time::Instant;
 /// A worker's command channel, as handed to a listener.
 struct ChannelReceiver {
     rx: mpsc::Receiver<WorkerCommand>,
+    inner: Weak<Inner>,
+    worker_id: String,
 }
 
 impl CommandReceiver for ChannelReceiver {
     fn recv(&mut self) -> BoxFuture<'_, Option<WorkerCommand>> {
         Box::pin(self.rx.recv())
+    }
+
+    /// A cancel the listener could not write goes back into the worker's heartbeat
+    /// list (and so into its next channel), unless the task has moved on.
+    fn undelivered(&mut self, command: WorkerCommand) {
+        let (Some(inner), Some(task_id)) = (self.inner.upgrade(), command.task_id) else {
+            return;
+        };
+        let mut st = inner.lock();
+        let still_held = st
+            .workers
+            .get(&self.worker_id)
+            .is_some_and(|w| w.current.contains(&task_id));
+        if let Some(w) = st.workers.get_mut(&self.worker_id) {
+            if still_held && !w.pending_cancels.contains(&task_id) {
+                w.pending_cancels.push(task_id);
+            }
+        }
     }
 }
 
@@ -117,6 +138,15 @@ impl Handler for Orchestrator {
                         inner.config.max_workers
                     ))
                 })?;
+                if let Some(token) = &ctx.token {
+                    // Bounded like the workers: one entry per token.
+                    if st.token_owner.len() < inner.config.max_workers
+                        || st.token_owner.contains_key(token)
+                    {
+                        st.token_owner
+                            .insert(token.clone(), registration.worker_id.clone());
+                    }
+                }
             }
             // New skills may match queued tasks for polls already waiting.
             inner.work.notify_waiters();
@@ -296,9 +326,16 @@ impl Handler for Orchestrator {
             let inner = &*self.inner;
             let mut st = inner.lock();
             inner.admit(&mut st, &ctx, false, |_, _| None)?;
-            let Some(worker_id) = ctx.worker_id.clone() else {
+            // The reference worker opens `/_worker/ws` without its id: fall back to the
+            // worker that registered with this token.
+            let owner = ctx
+                .token
+                .as_ref()
+                .and_then(|t| st.token_owner.get(t).cloned());
+            let Some(worker_id) = ctx.worker_id.clone().or(owner) else {
                 return Err(HandlerError::bad_request(
-                    "a command channel needs the worker id",
+                    "a command channel needs the worker id (use /_worker/ws/{worker_id}, \
+                     or register with this token first)",
                 ));
             };
             validate_identifier(&worker_id, "worker_id").map_err(bad_request)?;
@@ -312,11 +349,22 @@ impl Handler for Orchestrator {
                 }
             }
             let (tx, rx) = mpsc::channel(inner.config.command_capacity.max(1));
+            // A worker that reconnects gets the cancels it has not acknowledged yet.
+            if let Some(w) = st.workers.get(&worker_id) {
+                for task_id in &w.pending_cancels {
+                    let job_id = st.tasks.get(task_id).map(|t| t.payload.job_id.clone());
+                    let _ = tx.try_send(WorkerCommand::cancel_task(task_id.clone(), job_id));
+                }
+            }
             // Replacing the sender closes the worker's previous channel.
-            st.channels.insert(worker_id, tx);
+            st.channels.insert(worker_id.clone(), tx);
             drop(st);
             inner.events.notify_waiters();
-            Ok(Box::new(ChannelReceiver { rx }) as Box<dyn CommandReceiver>)
+            Ok(Box::new(ChannelReceiver {
+                rx,
+                inner: Arc::downgrade(&self.inner),
+                worker_id,
+            }) as Box<dyn CommandReceiver>)
         })
     }
 }

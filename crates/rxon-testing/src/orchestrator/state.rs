@@ -102,6 +102,9 @@ pub(super) struct State {
     ended: VecDeque<String>,
     next_seq: u64,
     pub(super) channels: HashMap<String, mpsc::Sender<WorkerCommand>>,
+    /// The worker that last registered with each token, so that a command channel
+    /// opened without a worker id in its URL (the reference worker's) finds its worker.
+    pub(super) token_owner: HashMap<String, String>,
     pub(super) tokens: HashMap<String, IssuedToken>,
     pub(super) next_token: u64,
     pub(super) limiter: HashMap<String, Window>,

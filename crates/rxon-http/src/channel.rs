@@ -1,0 +1,371 @@
+//! The reference's WebSocket command channel (`/_worker/ws`), both sides.
+//!
+//! Orchestrator → worker: one text frame per `WorkerCommand` JSON. Worker →
+//! orchestrator: one text frame per `ProgressUpdatePayload` JSON. Invalid frames are
+//! logged and skipped; frames over the size limit close the connection (code 1009).
+
+use crate::transport::HttpTransport;
+use futures_util::{SinkExt, StreamExt};
+use rxon_core::constants::{
+    AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, WS_ENDPOINT,
+};
+use rxon_core::{
+    CommandReceiver, ErrorKind, Handler, ProgressUpdatePayload, RequestContext, Result, RxonError,
+    WorkerCommand,
+};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+/// First pause before reconnecting; doubles up to [`MAX_RECONNECT_DELAY`].
+pub(crate) const FIRST_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// Longest pause between reconnection attempts.
+pub(crate) const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(60);
+/// Keepalive: a ping this often; no pong before the next one means the peer is gone.
+pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// Commands buffered between the socket and `next_command`.
+const COMMAND_BUFFER: usize = 64;
+
+pub(crate) fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes))
+}
+
+// ---------------------------------------------------------------- orchestrator side
+
+/// Serves one upgraded connection: pushes `commands`, hands progress to `handler`.
+pub(crate) async fn serve<S>(
+    mut ws: WebSocketStream<S>,
+    mut commands: Box<dyn CommandReceiver>,
+    handler: Arc<dyn Handler>,
+    ctx: RequestContext,
+    mut shutdown: Option<watch::Receiver<bool>>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let stopping = async {
+        match shutdown.as_mut() {
+            Some(rx) => drop(rx.wait_for(|s| *s).await),
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let mut stopping = std::pin::pin!(stopping);
+    loop {
+        tokio::select! {
+            command = commands.recv() => {
+                let Some(command) = command else {
+                    let _ = ws.close(Some(close(CloseCode::Normal, "command channel closed"))).await;
+                    return;
+                };
+                let Ok(text) = serde_json::to_string(&command) else { continue };
+                if let Err(e) = ws.send(Message::Text(text.into())).await {
+                    tracing::debug!(error = %e, "command not delivered; the channel is gone");
+                    commands.undelivered(command);
+                    return;
+                }
+            }
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    match serde_json::from_str::<ProgressUpdatePayload>(&text) {
+                        Ok(progress) => {
+                            if let Err(e) = handler.progress(ctx.clone(), progress).await {
+                                tracing::debug!(error = %e, "progress refused by the handler");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "invalid progress frame skipped"),
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => tracing::warn!("binary frame skipped: text expected"),
+                Some(Ok(Message::Close(_))) | None => return,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    report_and_close(&mut ws, e).await;
+                    return;
+                }
+            },
+            () = &mut stopping => {
+                let _ = ws.close(Some(close(CloseCode::Away, "listener stopping"))).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Resolves once `stop` turns true or its sender is gone.
+async fn until_stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn close(code: CloseCode, reason: &'static str) -> CloseFrame {
+    CloseFrame {
+        code,
+        reason: reason.into(),
+    }
+}
+
+/// Closes with 1009 on an oversized frame; logs everything else.
+async fn report_and_close<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    e: WsError,
+) {
+    if let WsError::Capacity(c) = &e {
+        tracing::warn!(error = %c, "frame over the size limit; closing");
+        let _ = ws
+            .close(Some(close(CloseCode::Size, "frame exceeds the size limit")))
+            .await;
+    } else {
+        tracing::debug!(error = %e, "command channel ended");
+    }
+}
+
+// ---------------------------------------------------------------------- worker side
+
+type ProgressRequest = (ProgressUpdatePayload, oneshot::Sender<Result<()>>);
+
+/// The worker's end: a background task keeps a socket open (reconnecting with
+/// backoff); commands and progress cross over channels.
+pub(crate) struct Channel {
+    commands: Mutex<mpsc::Receiver<Result<WorkerCommand>>>,
+    progress: mpsc::Sender<ProgressRequest>,
+    stop: watch::Sender<bool>,
+}
+
+impl Channel {
+    /// Starts the background task for `transport`, which it holds only weakly.
+    pub(crate) fn start(transport: &HttpTransport) -> Channel {
+        let (command_tx, command_rx) = mpsc::channel(COMMAND_BUFFER);
+        let (progress_tx, progress_rx) = mpsc::channel(COMMAND_BUFFER);
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(keep_open(
+            transport.downgrade(),
+            command_tx,
+            progress_rx,
+            stop_rx,
+        ));
+        Channel {
+            commands: Mutex::new(command_rx),
+            progress: progress_tx,
+            stop,
+        }
+    }
+
+    /// The next command; `Ok(None)` once the channel is stopped.
+    pub(crate) async fn next(&self) -> Result<Option<WorkerCommand>> {
+        let mut stop = self.stop.subscribe();
+        let mut rx = self.commands.lock().await;
+        tokio::select! {
+            item = rx.recv() => item.transpose(),
+            () = until_stopped(&mut stop) => Ok(None),
+        }
+    }
+
+    /// Sends `progress` over the socket; an error if it cannot within `timeout`.
+    pub(crate) async fn send_progress(
+        &self,
+        progress: &ProgressUpdatePayload,
+        timeout: Duration,
+    ) -> Result<()> {
+        let (ack, done) = oneshot::channel();
+        let sent = async {
+            self.progress
+                .send((progress.clone(), ack))
+                .await
+                .map_err(|_| RxonError::closed("the command channel has stopped"))?;
+            done.await.map_err(|_| {
+                RxonError::network("the command channel dropped the progress update")
+            })?
+        };
+        tokio::time::timeout(timeout, sent)
+            .await
+            .unwrap_or_else(|_| {
+                Err(RxonError::timeout(format!(
+                    "progress not sent within {timeout:?}"
+                )))
+            })
+    }
+
+    /// Ends the background task (it closes the socket) and any pending `next`.
+    pub(crate) fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// Connects, serves, reconnects with backoff, until stopped or the transport is gone.
+async fn keep_open(
+    transport: Weak<crate::transport::Inner>,
+    commands: mpsc::Sender<Result<WorkerCommand>>,
+    mut progress: mpsc::Receiver<ProgressRequest>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut delay = FIRST_RECONNECT_DELAY;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let Some(t) = HttpTransport::upgrade(&transport) else {
+            return;
+        };
+        match connect(&t).await {
+            Ok(ws) => {
+                drop(t);
+                delay = FIRST_RECONNECT_DELAY;
+                if serve_worker(ws, &commands, &mut progress, &mut stop).await {
+                    return;
+                }
+            }
+            Err(e) => {
+                drop(t);
+                tracing::warn!(error = %e, retry_in = ?delay, "command channel: cannot connect");
+                // Network trouble is retried quietly; anything else is worth telling the
+                // reader of next_command, once per attempt.
+                if !e.is_network() && commands.send(Err(e)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        // Wait out the backoff; progress sent meanwhile fails at once instead of waiting.
+        let pause = tokio::time::sleep(delay);
+        let mut pause = std::pin::pin!(pause);
+        loop {
+            tokio::select! {
+                () = &mut pause => break,
+                () = until_stopped(&mut stop) => return,
+                request = progress.recv() => match request {
+                    Some((_, ack)) => {
+                        let _ = ack.send(Err(RxonError::network("command channel is reconnecting")));
+                    }
+                    None => return,
+                },
+            }
+        }
+        delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+    }
+}
+
+/// Opens the socket with the worker headers; a 401 refreshes the token once.
+async fn connect(t: &HttpTransport) -> Result<WebSocketStream<crate::transport::MaybeTls>> {
+    let url = format!(
+        "{}{WS_ENDPOINT}/{}",
+        t.base_url().replacen("http", "ws", 1),
+        t.worker_id_str()
+    );
+    let mut refreshed = false;
+    loop {
+        let (token, generation) = t.token_and_generation();
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                url.as_str(),
+            )
+            .map_err(|e| RxonError::config(format!("invalid command channel URL {url}: {e}")))?;
+        request.headers_mut().insert(AUTH_HEADER_WORKER, token);
+        request.headers_mut().insert(
+            PROTOCOL_VERSION_HEADER,
+            http::HeaderValue::from_static(PROTOCOL_VERSION),
+        );
+        let stream = t.open_stream().await?;
+        let config = ws_config(t.options().max_message_bytes);
+        let handshake = tokio_tungstenite::client_async_with_config(request, stream, Some(config));
+        match tokio::time::timeout(t.options().request_timeout, handshake).await {
+            Err(_) => {
+                return Err(RxonError::timeout(format!(
+                    "{url}: no WebSocket handshake in time"
+                )));
+            }
+            Ok(Ok((ws, _))) => return Ok(ws),
+            Ok(Err(WsError::Http(response))) => {
+                let status = response.status();
+                if status == http::StatusCode::UNAUTHORIZED && !refreshed {
+                    refreshed = true;
+                    t.refresh_after_401_public(generation).await?;
+                    continue;
+                }
+                let body = response.body().as_deref().unwrap_or_default().to_vec();
+                let mut e = crate::wire::error_for_status(
+                    status,
+                    &body,
+                    None,
+                    &format!("GET {WS_ENDPOINT}"),
+                );
+                if status == http::StatusCode::NOT_IMPLEMENTED {
+                    e = RxonError::new(ErrorKind::Unsupported, e.message().to_owned());
+                }
+                return Err(e);
+            }
+            Ok(Err(e)) => return Err(RxonError::network(format!("{url}: {e}")).with_source(e)),
+        }
+    }
+}
+
+/// Serves one socket; `true` when the channel was stopped (do not reconnect).
+async fn serve_worker<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
+    commands: &mpsc::Sender<Result<WorkerCommand>>,
+    progress: &mut mpsc::Receiver<ProgressRequest>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut awaiting_pong = false;
+    loop {
+        tokio::select! {
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(text))) => match serde_json::from_str::<WorkerCommand>(&text) {
+                    Ok(command) => {
+                        if commands.send(Ok(command)).await.is_err() {
+                            return true;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "invalid command frame skipped"),
+                },
+                Some(Ok(Message::Binary(_))) => tracing::warn!("binary frame skipped: text expected"),
+                Some(Ok(Message::Pong(_))) => awaiting_pong = false,
+                Some(Ok(Message::Close(frame))) => {
+                    tracing::info!(?frame, "orchestrator closed the command channel");
+                    return false;
+                }
+                None => return false,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    report_and_close(&mut ws, e).await;
+                    return false;
+                }
+            },
+            request = progress.recv() => {
+                let Some((update, ack)) = request else { return true };
+                let sent = match serde_json::to_string(&update) {
+                    Ok(text) => ws
+                        .send(Message::Text(text.into()))
+                        .await
+                        .map_err(|e| RxonError::network(format!("progress not sent: {e}"))),
+                    Err(e) => Err(RxonError::invalid_input(format!("cannot encode progress: {e}"))),
+                };
+                let broken = sent.as_ref().is_err_and(RxonError::is_network);
+                let _ = ack.send(sent);
+                if broken {
+                    return false;
+                }
+            }
+            _ = ping.tick() => {
+                if awaiting_pong {
+                    tracing::warn!("no pong from the orchestrator; reconnecting");
+                    return false;
+                }
+                awaiting_pong = true;
+                if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return false;
+                }
+            }
+            () = until_stopped(stop) => {
+                let _ = ws.close(None).await;
+                return true;
+            }
+        }
+    }
+}
