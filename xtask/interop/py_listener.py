@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import sys
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from rxon.transports.http_server import HttpListener
 
 VALID = {"good"}
@@ -16,6 +16,7 @@ STS_ONLY = {"bootstrap"}
 issued = itertools.count(1)
 tasks: "asyncio.Queue[dict]" = asyncio.Queue()
 results: list = []
+progress: list = []
 
 
 def check(context):
@@ -47,6 +48,18 @@ async def handler(message_type, payload, context):
             return {"status": "ignored", "reason": "job_already_terminated", "message": "done"}
         results.append(payload)
         return {"status": "accepted", "task_id": payload["task_id"]}
+    if message_type == "websocket":
+        ws = payload
+        await ws.send_json({"command": "cancel_task", "task_id": "t-9", "job_id": "job-1", "params": None})
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                update = msg.json()
+                progress.append(update)
+                # Echo an acknowledgement as a command the worker can see.
+                await ws.send_json({"command": "cancel_task", "task_id": "ack-" + update["task_id"]})
+            elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                break
+        return None
     if message_type == "heartbeat":
         if payload and payload.get("status") == "flood":
             raise web.HTTPTooManyRequests(text="Too Many Requests")
@@ -81,7 +94,7 @@ async def main():
     try:
         await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.read), timeout=600)
     finally:
-        print(f"RESULTS {len(results)}", flush=True)
+        print(f"RESULTS {len(results)} PROGRESS {len(progress)}", flush=True)
         await runner.cleanup()
 
 

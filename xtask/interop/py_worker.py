@@ -3,7 +3,8 @@
 Usage: python py_worker.py <base_url>. Prints PASS/FAIL per step; exits 1 on any failure.
 The Rust side (`rxon-http/examples/interop_listener.rs`) accepts the token "good",
 issues STS tokens for the credential "bootstrap", and has queued, for skill "echo":
-t-ok, t-fail, t-late (whose deadline has passed).
+t-ok, t-fail, t-late (whose deadline has passed), t-cmd (cancelled through the command
+channel once this worker opens it).
 """
 
 import asyncio
@@ -13,6 +14,7 @@ from rxon.exceptions import RxonAuthError
 from rxon.models import (
     Heartbeat,
     InstalledModel,
+    ProgressUpdatePayload,
     Resources,
     TaskError,
     TaskResult,
@@ -82,6 +84,33 @@ async def main(url):
 
         ok = await t.send_result(TaskResult(job_id="job-x", task_id="t-ghost", worker_id="py-worker", status="success", data={}))
         step("unknown task ignored (job_not_found)", ok is False, ok)
+
+        task = await t.poll_task(timeout=5)
+        step("poll the task to be cancelled", task is not None and task.task_id == "t-cmd", task)
+
+        first = asyncio.get_running_loop().create_future()
+
+        async def listen():
+            # Keep the socket open after the first command: progress goes over it.
+            async for command in t.listen_for_commands():
+                if not first.done():
+                    first.set_result(command)
+
+        listener = asyncio.create_task(listen())
+        # send_progress needs the open socket: wait for it (bounded).
+        for _ in range(200):
+            if t._ws_connection is not None and not t._ws_connection.closed:
+                break
+            await asyncio.sleep(0.05)
+        ok = await t.send_progress(ProgressUpdatePayload(event="progress_update", task_id="t-cmd", job_id="job-1", progress=0.5, message="half"))
+        step("progress sent over the Rust listener's channel", ok is True, ok)
+        command = await asyncio.wait_for(first, timeout=30)
+        listener.cancel()
+        step(
+            "cancel_task pushed by the Rust listener arrives",
+            command is not None and command.command == "cancel_task" and command.task_id == "t-cmd",
+            command,
+        )
 
         task = await t.poll_task(timeout=1)
         step("poll without a task gives None (204)", task is None, task)

@@ -45,6 +45,17 @@ async fn run() -> rxon_core::Result<usize> {
     orchestrator.enqueue(task("t-ok"))?;
     orchestrator.enqueue(task("t-fail"))?;
     orchestrator.enqueue_with_deadline(task("t-late"), Duration::from_millis(1))?;
+    orchestrator.enqueue(task("t-cmd"))?;
+    // Cancel t-cmd through the command channel once the Python worker opens it.
+    let canceller = {
+        let orchestrator = orchestrator.clone();
+        tokio::spawn(async move {
+            orchestrator
+                .wait_for_command_channel("py-worker", Duration::from_secs(120))
+                .await?;
+            orchestrator.cancel("t-cmd")
+        })
+    };
 
     let mut service = ServiceConfig::default();
     service.poll_wait = Duration::from_secs(1);
@@ -91,6 +102,17 @@ async fn run() -> rxon_core::Result<usize> {
     check(
         "exactly two applied results",
         orchestrator.applied_results() == 2,
+    );
+    check(
+        "the cancel pushed over the command channel",
+        canceller.await.is_ok_and(|r| r.is_ok()),
+    );
+    check(
+        "progress over the command channel",
+        orchestrator
+            .task_progress("t-cmd")
+            .iter()
+            .any(|p| p.progress == 0.5 && p.message.as_deref() == Some("half")),
     );
     check(
         "the registered Python worker",

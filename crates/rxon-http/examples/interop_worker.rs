@@ -6,8 +6,8 @@
 #![allow(clippy::print_stdout)]
 
 use rxon_core::{
-    ErrorCode, ErrorKind, Heartbeat, IgnoredReason, Map, ResultOutcome, TaskError, TaskResult,
-    Transport, TransportConfig, Value, WorkerRegistration,
+    ErrorCode, ErrorKind, Heartbeat, IgnoredReason, Map, ProgressUpdatePayload, ResultOutcome,
+    TaskError, TaskResult, Transport, TransportConfig, Value, WorkerRegistration,
 };
 use rxon_http::HttpTransport;
 use std::process::ExitCode;
@@ -144,6 +144,24 @@ async fn run(url: &str, steps: &mut Steps) -> rxon_core::Result<()> {
         err.as_ref()
             .is_err_and(|e| e.kind() == ErrorKind::RateLimited),
         &err,
+    );
+
+    // The command channel: the Python listener pushes a cancel as soon as we connect,
+    // and acknowledges each progress update with another command.
+    let cmd = tokio::time::timeout(Duration::from_secs(10), t.next_command()).await;
+    steps.check(
+        "a command pushed by the Python listener arrives",
+        matches!(&cmd, Ok(Ok(Some(c))) if c.task_id.as_deref() == Some("t-9")),
+        &cmd,
+    );
+    let progress = ProgressUpdatePayload::new("t-p", "job-1", 0.5);
+    let sent = t.send_progress(&progress).await;
+    steps.check("progress sent over the channel", sent.is_ok(), &sent);
+    let ack = tokio::time::timeout(Duration::from_secs(10), t.next_command()).await;
+    steps.check(
+        "the Python listener received the progress",
+        matches!(&ack, Ok(Ok(Some(c))) if c.task_id.as_deref() == Some("ack-t-p")),
+        &ack,
     );
 
     let empty = t.poll_task(Duration::from_secs(1)).await?;

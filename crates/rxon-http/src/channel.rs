@@ -213,10 +213,24 @@ async fn keep_open(
         };
         match connect(&t).await {
             Ok(ws) => {
-                drop(t);
                 delay = FIRST_RECONNECT_DELAY;
-                if serve_worker(ws, &commands, &mut progress, &mut stop).await {
-                    return;
+                let generation = t.token_and_generation().1;
+                drop(t);
+                match serve_worker(ws, &commands, &mut progress, &mut stop).await {
+                    Ended::Stopped => return,
+                    Ended::Lost(None) => {}
+                    Ended::Lost(Some(e)) => {
+                        tracing::warn!(error = %e, "command channel refused after the upgrade");
+                        if e.is_auth() {
+                            // Try a fresh token on the next attempt.
+                            if let Some(t) = HttpTransport::upgrade(&transport) {
+                                let _ = t.refresh_after_401_public(generation).await;
+                            }
+                        }
+                        if commands.send(Err(e)).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -249,7 +263,7 @@ async fn keep_open(
 }
 
 /// Opens the socket with the worker headers; a 401 refreshes the token once.
-async fn connect(t: &HttpTransport) -> Result<WebSocketStream<crate::transport::MaybeTls>> {
+async fn connect(t: &HttpTransport) -> Result<WebSocketStream<Sniff<crate::transport::MaybeTls>>> {
     let url = format!(
         "{}{WS_ENDPOINT}/{}",
         t.base_url().replacen("http", "ws", 1),
@@ -268,7 +282,7 @@ async fn connect(t: &HttpTransport) -> Result<WebSocketStream<crate::transport::
             PROTOCOL_VERSION_HEADER,
             http::HeaderValue::from_static(PROTOCOL_VERSION),
         );
-        let stream = t.open_stream().await?;
+        let stream = Sniff::new(t.open_stream().await?);
         let config = ws_config(t.options().max_message_bytes);
         let handshake = tokio_tungstenite::client_async_with_config(request, stream, Some(config));
         match tokio::time::timeout(t.options().request_timeout, handshake).await {
@@ -302,43 +316,65 @@ async fn connect(t: &HttpTransport) -> Result<WebSocketStream<crate::transport::
     }
 }
 
-/// Serves one socket; `true` when the channel was stopped (do not reconnect).
+/// How a served socket ended.
+enum Ended {
+    /// The channel was stopped: do not reconnect.
+    Stopped,
+    /// The connection was lost: reconnect, after telling `next_command` about `why`
+    /// when it is more than a network failure.
+    Lost(Option<RxonError>),
+}
+
+/// Serves one socket.
 async fn serve_worker<S: AsyncRead + AsyncWrite + Unpin>(
-    mut ws: WebSocketStream<S>,
+    mut ws: WebSocketStream<Sniff<S>>,
     commands: &mpsc::Sender<Result<WorkerCommand>>,
     progress: &mut mpsc::Receiver<ProgressRequest>,
     stop: &mut watch::Receiver<bool>,
-) -> bool {
+) -> Ended {
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     let mut awaiting_pong = false;
+    let mut got_frame = false;
     loop {
         tokio::select! {
             frame = ws.next() => match frame {
-                Some(Ok(Message::Text(text))) => match serde_json::from_str::<WorkerCommand>(&text) {
-                    Ok(command) => {
-                        if commands.send(Ok(command)).await.is_err() {
-                            return true;
+                Some(Ok(Message::Text(text))) => {
+                    got_frame = true;
+                    match serde_json::from_str::<WorkerCommand>(&text) {
+                        Ok(command) if !command.command.is_known() => {
+                            tracing::warn!(command = %command.command, "unknown command skipped");
                         }
+                        Ok(command) => {
+                            if commands.send(Ok(command)).await.is_err() {
+                                return Ended::Stopped;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "invalid command frame skipped"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "invalid command frame skipped"),
-                },
+                }
                 Some(Ok(Message::Binary(_))) => tracing::warn!("binary frame skipped: text expected"),
-                Some(Ok(Message::Pong(_))) => awaiting_pong = false,
+                Some(Ok(Message::Pong(_))) => {
+                    got_frame = true;
+                    awaiting_pong = false;
+                }
                 Some(Ok(Message::Close(frame))) => {
                     tracing::info!(?frame, "orchestrator closed the command channel");
-                    return false;
+                    return Ended::Lost(None);
                 }
-                None => return false,
-                Some(Ok(_)) => {}
+                None => return Ended::Lost(None),
+                Some(Ok(_)) => got_frame = true,
                 Some(Err(e)) => {
+                    // An orchestrator that refuses the worker after the upgrade may write
+                    // a plain HTTP response instead of frames: surface it, do not spin.
+                    let refused = (!got_frame).then(|| ws.get_ref().http_after_upgrade()).flatten();
                     report_and_close(&mut ws, e).await;
-                    return false;
+                    return Ended::Lost(refused);
                 }
             },
             request = progress.recv() => {
-                let Some((update, ack)) = request else { return true };
+                let Some((update, ack)) = request else { return Ended::Stopped };
                 let sent = match serde_json::to_string(&update) {
                     Ok(text) => ws
                         .send(Message::Text(text.into()))
@@ -349,23 +385,102 @@ async fn serve_worker<S: AsyncRead + AsyncWrite + Unpin>(
                 let broken = sent.as_ref().is_err_and(RxonError::is_network);
                 let _ = ack.send(sent);
                 if broken {
-                    return false;
+                    return Ended::Lost(None);
                 }
             }
             _ = ping.tick() => {
                 if awaiting_pong {
                     tracing::warn!("no pong from the orchestrator; reconnecting");
-                    return false;
+                    return Ended::Lost(None);
                 }
                 awaiting_pong = true;
                 if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
-                    return false;
+                    return Ended::Lost(None);
                 }
             }
             () = until_stopped(stop) => {
                 let _ = ws.close(None).await;
-                return true;
+                return Ended::Stopped;
             }
         }
+    }
+}
+
+/// Keeps a copy of the first bytes read from a stream, so that a peer answering the
+/// upgrade with an HTTP response instead of frames can be recognised.
+pub(crate) struct Sniff<S> {
+    inner: S,
+    seen: Vec<u8>,
+}
+
+/// How many leading bytes [`Sniff`] keeps.
+const SNIFF_LIMIT: usize = 2048;
+
+impl<S> Sniff<S> {
+    fn new(inner: S) -> Self {
+        Sniff {
+            inner,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The status of an HTTP response that followed the `101 Switching Protocols`
+    /// response, if the peer sent one.
+    fn http_after_upgrade(&self) -> Option<RxonError> {
+        let end = self.seen.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let rest = self.seen.get(end..)?;
+        let status = rest.strip_prefix(b"HTTP/1.")?.get(2..5)?;
+        let status: u16 = std::str::from_utf8(status).ok()?.parse().ok()?;
+        let status = http::StatusCode::from_u16(status).ok()?;
+        let body = rest
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(&[][..], |i| &rest[i + 4..]);
+        Some(crate::wire::error_for_status(
+            status,
+            body,
+            None,
+            "command channel (HTTP response after the upgrade)",
+        ))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Sniff<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.seen.len() < SNIFF_LIMIT {
+            let new = &buf.filled()[before..];
+            let room = SNIFF_LIMIT - this.seen.len();
+            this.seen.extend_from_slice(&new[..new.len().min(room)]);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Sniff<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

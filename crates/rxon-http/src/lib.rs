@@ -21,9 +21,10 @@
 //! required client certificates ([`ServerTls`]), and the client certificate's subject
 //! CN reaches the handler as [`RequestContext::cert_identity`](rxon_core::RequestContext::cert_identity).
 //!
-//! **Not in this release:** the WebSocket channel for commands and progress; it answers
-//! [`ErrorKind::Unsupported`](rxon_core::ErrorKind::Unsupported) (501 on the listener)
-//! instead of pretending.
+//! Commands and progress travel over the reference's WebSocket channel on the same port
+//! (`/_worker/ws/{worker_id}`): the listener upgrades after authorising through
+//! [`Handler::commands`](rxon_core::Handler::commands); the worker keeps the channel open
+//! in the background (ping keepalive, reconnect with backoff from 1 s to 60 s).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -50,10 +50,11 @@ const CLOSED: u8 = 2;
 ///   `tls.ca_file` when set; `tls.client_cert` + `tls.client_key` add a client
 ///   certificate (mTLS); `tls.server_name` overrides the name verified.
 ///
-/// Commands and progress travel over the WebSocket channel, which this release does
-/// not provide: [`next_command`](Transport::next_command) and
-/// [`send_progress`](Transport::send_progress) fail with
-/// [`ErrorKind::Unsupported`](rxon_core::ErrorKind::Unsupported).
+/// [`next_command`](Transport::next_command) and
+/// [`send_progress`](Transport::send_progress) use the WebSocket command channel
+/// (`ws(s)://…/_worker/ws/{worker_id}`), opened on first use and kept open in the
+/// background: ping keepalive, reconnection with backoff (1 s doubling to 60 s),
+/// bad frames skipped, oversized frames refused.
 ///
 /// ```no_run
 /// # async fn demo() -> rxon_core::Result<()> {
