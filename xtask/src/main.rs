@@ -14,7 +14,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 /// Features of the `rxon` crate that must each build alone.
-const FEATURES: &[&str] = &["http", "ws", "grpc", "blob", "testing", "serde"];
+const FEATURES: &[&str] = &["http", "ws", "grpc", "blob", "testing", "serde", "worker"];
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);

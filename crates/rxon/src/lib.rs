@@ -51,6 +51,7 @@
 //! | --- | --- | --- |
 //! | `http` | yes | [`http`] module, `http://` and `https://` |
 //! | `serde` | yes | `Serialize`/`Deserialize` for messages and [`TransportConfig`] |
+//! | `worker` | yes | [`worker`]: the worker runtime (polling, concurrency, heartbeats, cancellation, shutdown) |
 //! | `ws` | | [`ws`] module, `ws://` and `wss://` |
 //! | `grpc` | | [`grpc`] module, `grpc://` and `grpcs://` |
 //! | `blob` | | [`blob`] module: S3-compatible blob storage |
@@ -71,6 +72,10 @@
 pub use rxon_core::*;
 
 pub mod registry;
+
+#[cfg(feature = "worker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "worker")))]
+pub mod worker;
 
 #[doc(inline)]
 pub use registry::{Scheme, TransportRegistry, create_transport, create_transport_from_config};

@@ -1,0 +1,389 @@
+//! The worker runtime against the embedded orchestrator (in-process transport) and the
+//! scriptable mock.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use rxon::testing::{LocalListener, MockHandle, Operation, Orchestrator};
+use rxon::worker::{TaskFailure, Worker};
+use rxon::{
+    ErrorCode, ErrorKind, HeartbeatReply, Listener, Map, TaskPayload, TaskResult, TaskStatus,
+    Transport, TransportConfig, Value,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+const BOUND: Duration = Duration::from_secs(15);
+
+fn task(id: &str, task_type: &str, params: Map) -> TaskPayload {
+    TaskPayload {
+        job_id: format!("job-{id}"),
+        task_id: id.into(),
+        task_type: task_type.into(),
+        params,
+        ..Default::default()
+    }
+}
+
+fn params(pairs: &[(&str, Value)]) -> Map {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+struct Local {
+    orch: Orchestrator,
+    listener: LocalListener,
+}
+
+async fn local() -> Local {
+    let orch = Orchestrator::builder().token("t").build();
+    let listener = LocalListener::new().with_poll_wait(Duration::from_millis(200));
+    listener.start(Arc::new(orch.clone())).await.unwrap();
+    Local { orch, listener }
+}
+
+impl Local {
+    fn transport(&self, worker_id: &str) -> Arc<dyn Transport> {
+        let url = self.listener.endpoint().unwrap();
+        Arc::from(rxon::create_transport(&url, worker_id, "t", Default::default()).unwrap())
+    }
+}
+
+async fn result(orch: &Orchestrator, id: &str) -> TaskResult {
+    orch.wait_result(id, BOUND).await.unwrap()
+}
+
+#[tokio::test]
+async fn runs_at_most_max_concurrent_tasks_at_once() {
+    let env = local().await;
+    let active = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(Notify::new());
+    let (gate, gate_rx) = watch::channel(false);
+    let worker = {
+        let (active, peak, started) = (active.clone(), peak.clone(), started.clone());
+        Worker::builder(env.transport("w-1"))
+            .max_concurrent_tasks(3)
+            .poll_timeout(Duration::from_millis(200))
+            .handler("slow", move |_task, _ctx| {
+                let (active, peak, started, mut gate) = (
+                    active.clone(),
+                    peak.clone(),
+                    started.clone(),
+                    gate_rx.clone(),
+                );
+                async move {
+                    let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    started.notify_waiters();
+                    let _ = gate.wait_for(|open| *open).await;
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    Ok(Map::new())
+                }
+            })
+            .build()
+            .unwrap()
+    };
+    let stop = worker.shutdown_handle();
+    let run = tokio::spawn({
+        let w = worker.clone();
+        async move { w.run().await }
+    });
+    for i in 0..9 {
+        env.orch
+            .enqueue(task(&format!("s-{i}"), "slow", Map::new()))
+            .unwrap();
+    }
+    tokio::time::timeout(BOUND, async {
+        while active.load(Ordering::SeqCst) < 3 {
+            let notified = started.notified();
+            if active.load(Ordering::SeqCst) >= 3 {
+                break;
+            }
+            notified.await;
+        }
+    })
+    .await
+    .expect("three tasks start");
+    assert_eq!(worker.running_tasks().len(), 3);
+    gate.send_replace(true);
+    for i in 0..9 {
+        assert_eq!(
+            result(&env.orch, &format!("s-{i}")).await.status,
+            TaskStatus::Success
+        );
+    }
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        3,
+        "never more than max_concurrent_tasks"
+    );
+    stop.shutdown();
+    tokio::time::timeout(BOUND, run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(worker.stats().succeeded, 9);
+}
+
+#[tokio::test]
+async fn errors_panics_and_timeouts_become_failure_results() {
+    let env = local().await;
+    let worker = Worker::builder(env.transport("w-1"))
+        .max_concurrent_tasks(2)
+        .poll_timeout(Duration::from_millis(200))
+        .task_timeout(Duration::from_millis(300))
+        .handler("job", |task, _ctx| async move {
+            match task.params.get("do").and_then(Value::as_str) {
+                Some("fail") => Err(TaskFailure::invalid_input("bad n").with_detail("n", -1)),
+                Some("panic") => panic!("handler bug"),
+                Some("hang") => std::future::pending().await,
+                _ => Ok(params(&[("ok", Value::from(true))])),
+            }
+        })
+        .build()
+        .unwrap();
+    let stop = worker.shutdown_handle();
+    let run = tokio::spawn({
+        let w = worker.clone();
+        async move { w.run().await }
+    });
+    for what in ["fail", "panic", "hang", "fine"] {
+        env.orch
+            .enqueue(task(what, "job", params(&[("do", Value::from(what))])))
+            .unwrap();
+    }
+    let fail = result(&env.orch, "fail").await;
+    let error = fail.error.unwrap();
+    assert_eq!(error.code, ErrorCode::InvalidInput);
+    assert_eq!(error.details.unwrap()["n"].as_i64(), Some(-1));
+    let panicked = result(&env.orch, "panic").await.error.unwrap();
+    assert_eq!(panicked.code, ErrorCode::Internal);
+    assert!(
+        panicked.message.contains("handler bug"),
+        "{}",
+        panicked.message
+    );
+    let hung = result(&env.orch, "hang").await.error.unwrap();
+    assert_eq!(hung.code, ErrorCode::Timeout);
+    // The worker survived all of it.
+    let fine = result(&env.orch, "fine").await;
+    assert_eq!(fine.data.unwrap()["ok"], Value::from(true));
+    stop.shutdown();
+    tokio::time::timeout(BOUND, run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(worker.stats().failed, 3);
+}
+
+/// A handler that reports progress and then waits to be cancelled.
+fn cancellable(
+    started: Arc<Notify>,
+) -> impl Fn(
+    TaskPayload,
+    rxon::worker::TaskContext,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Map, TaskFailure>> + Send>>
++ Send
++ Sync
++ 'static {
+    move |_task, ctx| {
+        let started = started.clone();
+        Box::pin(async move {
+            ctx.progress(0.1, Some("started")).await;
+            started.notify_waiters();
+            ctx.cancelled().await;
+            Err(TaskFailure::transient("stopped"))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_command_stops_the_task_and_reports_cancelled() {
+    let env = local().await;
+    let started = Arc::new(Notify::new());
+    let worker = Worker::builder(env.transport("w-1"))
+        .poll_timeout(Duration::from_millis(200))
+        .handler("long", cancellable(started.clone()))
+        .build()
+        .unwrap();
+    let stop = worker.shutdown_handle();
+    let run = tokio::spawn({
+        let w = worker.clone();
+        async move { w.run().await }
+    });
+    let began = started.notified();
+    env.orch.enqueue(task("c-1", "long", Map::new())).unwrap();
+    tokio::time::timeout(BOUND, began)
+        .await
+        .expect("task started");
+    env.orch
+        .wait_for_command_channel("w-1", BOUND)
+        .await
+        .unwrap();
+    env.orch.cancel("c-1").unwrap();
+    assert_eq!(result(&env.orch, "c-1").await.status, TaskStatus::Cancelled);
+    assert_eq!(
+        env.orch.task_progress("c-1")[0].message.as_deref(),
+        Some("started")
+    );
+    stop.shutdown();
+    tokio::time::timeout(BOUND, run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_cancel_in_a_heartbeat_reply_stops_the_task_too() {
+    // The mock has no command channel pushes here: only heartbeats carry the cancel.
+    let mock = MockHandle::new();
+    let transport: Arc<dyn Transport> = Arc::new(mock.transport("w-1", "t").unwrap());
+    let started = Arc::new(Notify::new());
+    let worker = Worker::builder(transport)
+        .poll_timeout(Duration::from_millis(100))
+        .heartbeat_interval(Duration::from_millis(50))
+        .handler("long", cancellable(started.clone()))
+        .build()
+        .unwrap();
+    let stop = worker.shutdown_handle();
+    let run = tokio::spawn({
+        let w = worker.clone();
+        async move { w.run().await }
+    });
+    let began = started.notified();
+    mock.push_task(task("h-1", "long", Map::new()));
+    tokio::time::timeout(BOUND, began)
+        .await
+        .expect("task started");
+    mock.push_heartbeat_reply(HeartbeatReply {
+        cancel_task_ids: vec!["h-1".into()],
+        ..Default::default()
+    });
+    let results = mock.wait_for_results(1, BOUND).await.unwrap();
+    assert_eq!(results[0].status, TaskStatus::Cancelled);
+    assert!(
+        mock.heartbeats()
+            .iter()
+            .any(|h| h.current_tasks == ["h-1"] && h.status == "busy"),
+        "heartbeats report the running task"
+    );
+    stop.shutdown();
+    tokio::time::timeout(BOUND, run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn results_are_kept_through_network_blips() {
+    let mock = MockHandle::new();
+    let transport: Arc<dyn Transport> = Arc::new(mock.transport("w-1", "t").unwrap());
+    let worker = Worker::builder(transport)
+        .poll_timeout(Duration::from_millis(100))
+        .handler("echo", |task, _| async move { Ok(task.params) })
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        mock.fail_next(Operation::Result, ErrorKind::Network, "connection reset");
+    }
+    mock.fail_next(Operation::Poll, ErrorKind::Network, "connection refused");
+    let stop = worker.shutdown_handle();
+    let run = tokio::spawn({
+        let w = worker.clone();
+        async move { w.run().await }
+    });
+    mock.push_task(task("e-1", "echo", params(&[("x", Value::from(1u8))])));
+    mock.push_task(task("e-2", "other", Map::new()));
+    let results = mock.wait_for_results(2, BOUND).await.unwrap();
+    let echo = results.iter().find(|r| r.task_id == "e-1").unwrap();
+    assert_eq!(echo.data.as_ref().unwrap()["x"].as_u64(), Some(1));
+    // A task type without a handler fails permanently instead of vanishing.
+    let other = results.iter().find(|r| r.task_id == "e-2").unwrap();
+    assert_eq!(other.error.as_ref().unwrap().code, ErrorCode::Permanent);
+    assert_eq!(results.len(), 2, "each result delivered once");
+    stop.shutdown();
+    tokio::time::timeout(BOUND, run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_lets_running_tasks_finish_then_cancels_stragglers() {
+    let env = local().await;
+    let started = Arc::new(Notify::new());
+    let (gate, gate_rx) = watch::channel(false);
+    let worker = {
+        let gated_started = started.clone();
+        Worker::builder(env.transport("w-1"))
+            .max_concurrent_tasks(2)
+            .poll_timeout(Duration::from_millis(200))
+            .shutdown_grace(Duration::from_millis(500))
+            .handler("gated", move |_task, _ctx| {
+                let (started, mut gate) = (gated_started.clone(), gate_rx.clone());
+                async move {
+                    started.notify_waiters();
+                    let _ = gate.wait_for(|open| *open).await;
+                    Ok(Map::new())
+                }
+            })
+            .handler("stubborn", cancellable(started.clone()))
+            .build()
+            .unwrap()
+    };
+    let stop = worker.shutdown_handle();
+    let run = tokio::spawn({
+        let w = worker.clone();
+        async move { w.run().await }
+    });
+    env.orch.enqueue(task("g-1", "gated", Map::new())).unwrap();
+    env.orch
+        .enqueue(task("s-1", "stubborn", Map::new()))
+        .unwrap();
+    tokio::time::timeout(BOUND, async {
+        loop {
+            // Created before the check: a notify_waiters in between still wakes it.
+            let notified = started.notified();
+            if worker.running_tasks().len() >= 2 {
+                break;
+            }
+            notified.await;
+        }
+    })
+    .await
+    .expect("both tasks running");
+    stop.shutdown();
+    gate.send_replace(true);
+    tokio::time::timeout(BOUND, run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(result(&env.orch, "g-1").await.status, TaskStatus::Success);
+    let straggler = result(&env.orch, "s-1").await;
+    assert_eq!(straggler.error.unwrap().code, ErrorCode::Transient);
+}
+
+#[tokio::test]
+async fn building_needs_handlers_with_valid_types() {
+    let t: Arc<dyn Transport> = Arc::from(
+        rxon::create_transport_from_config(&TransportConfig::new("mock://", "w", "t")).unwrap(),
+    );
+    assert_eq!(
+        Worker::builder(t.clone()).build().unwrap_err().kind(),
+        ErrorKind::Config
+    );
+    let err = Worker::builder(t)
+        .handler("bad type", |_, _| async { Ok(Map::new()) })
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
