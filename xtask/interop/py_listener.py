@@ -67,8 +67,42 @@ async def handler(message_type, payload, context):
     raise web.HTTPNotFound(text=f"unsupported message {message_type}")
 
 
+async def echo_handler(message_type, payload, context):
+    """Mode "echo": three tasks for the `worker` example; exit once all results are in."""
+    if message_type == "register":
+        assert "echo" in payload["supported_skills"], payload
+        return {"status": "registered"}
+    if message_type == "poll":
+        try:
+            return await asyncio.wait_for(tasks.get(), timeout=1.0)
+        except asyncio.TimeoutError:
+            return None
+    if message_type == "result":
+        results.append(payload)
+        print(f"RESULT {payload['task_id']} {payload['status']} {payload.get('error') or payload.get('data')}", flush=True)
+        if len(results) == 3:
+            done.set()
+        return {"status": "ok"}
+    if message_type == "heartbeat":
+        return {"status": "ok"}
+    if message_type == "sts_token":
+        raise web.HTTPForbidden(text="no STS here")
+    if message_type == "websocket":
+        async for _ in payload:
+            pass
+        return None
+    raise web.HTTPNotFound(text=message_type)
+
+
+done = asyncio.Event()
+
+
 async def main():
-    for task_id, kind in [("t-ok", "echo"), ("t-fail", "echo"), ("t-late", "echo")]:
+    echo_mode = len(sys.argv) > 1 and sys.argv[1] == "echo"
+    if echo_mode:
+        for task_id, params in [("e-ok", {"x": 1}), ("e-fail", {"fail": True}), ("e-sleep", {"sleep": 1})]:
+            await tasks.put({"job_id": "job-e", "task_id": task_id, "type": "echo", "params": params, "tracing_context": {}})
+    for task_id, kind in [] if echo_mode else [("t-ok", "echo"), ("t-fail", "echo"), ("t-late", "echo")]:
         await tasks.put(
             {
                 "job_id": "job-1",
@@ -82,7 +116,7 @@ async def main():
         )
     app = web.Application()
     listener = HttpListener(app)
-    await listener.start(handler)
+    await listener.start(echo_handler if echo_mode else handler)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -92,7 +126,10 @@ async def main():
     # Serve until the parent closes our stdin (or kills us), at most 10 minutes.
     loop = asyncio.get_running_loop()
     try:
-        await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.read), timeout=600)
+        if echo_mode:
+            await asyncio.wait_for(done.wait(), timeout=120)
+        else:
+            await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.read), timeout=600)
     finally:
         print(f"RESULTS {len(results)} PROGRESS {len(progress)}", flush=True)
         await runner.cleanup()

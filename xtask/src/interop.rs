@@ -20,16 +20,16 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let examples = root.join("target/debug/examples");
     let scripts = root.join("xtask/interop");
 
-    println!("interop 1/2: Python HttpTransport -> Rust HttpListener");
+    println!("interop 1/3: Python HttpTransport -> Rust HttpListener");
     let listener = Peer::start(Command::new(examples.join("interop_listener")))?;
     let worker = Command::new(&python)
         .arg(scripts.join("py_worker.py"))
         .arg(&listener.url)
         .status()
         .map_err(|e| format!("cannot run the Python worker: {e}"))?;
-    let listener_ok = listener.finish()?;
+    let (listener_ok, _) = listener.finish()?;
 
-    println!("interop 2/2: Rust HttpTransport -> Python HttpListener");
+    println!("interop 2/3: Rust HttpTransport -> Python HttpListener");
     let mut py = Command::new(&python);
     py.arg(scripts.join("py_listener.py"));
     let py_listener = Peer::start(py)?;
@@ -37,7 +37,32 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .arg(&py_listener.url)
         .status()
         .map_err(|e| format!("cannot run the Rust worker: {e}"))?;
-    let py_listener_ok = py_listener.finish()?;
+    let (py_listener_ok, _) = py_listener.finish()?;
+
+    println!("interop 3/3: the `worker` example -> Python HttpListener");
+    crate::cargo(&["build", "-p", "rxon", "--example", "worker"])?;
+    let mut py = Command::new(&python);
+    py.arg(scripts.join("py_listener.py")).arg("echo");
+    let echo_listener = Peer::start(py)?;
+    let mut example = Command::new(examples.join("worker"))
+        .env("RXON_URL", &echo_listener.url)
+        .env("RXON_WORKER_ID", "example-worker")
+        .env("RXON_WORKER_TOKEN", "any")
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the worker example: {e}"))?;
+    // The Python side exits once it has the three results (bounded by its own timeout).
+    let (echo_ok, lines) = echo_listener.finish_when_done()?;
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(example.id().to_string())
+        .status();
+    let example_ok = wait_bounded(&mut example)?;
+    let saw = |needle: &str| lines.iter().any(|l| l.starts_with(needle));
+    let example_results = echo_ok
+        && saw("RESULT e-ok success")
+        && saw("RESULT e-fail failure {'code': 'INVALID_INPUT_ERROR'")
+        && saw("RESULT e-sleep success");
 
     let all = [
         (
@@ -53,6 +78,11 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             rust_worker.success(),
         ),
         ("Python listener exited cleanly", py_listener_ok),
+        (
+            "`worker` example: echo, fail and sleep against the Python listener",
+            example_results,
+        ),
+        ("`worker` example shut down cleanly on SIGTERM", example_ok),
     ];
     for (name, ok) in all {
         println!("interop: {} {name}", if ok { "PASS" } else { "FAIL" });
@@ -148,25 +178,38 @@ impl Peer {
         }
     }
 
-    /// Closes stdin, waits (bounded) for exit, echoes the rest of the output.
-    fn finish(mut self) -> Result<bool, String> {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
-                break Some(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break None;
-            }
-            thread::sleep(Duration::from_millis(50));
-        };
+    /// Waits (bounded) for the peer to exit on its own, keeping stdin open.
+    fn finish_when_done(mut self) -> Result<(bool, Vec<String>), String> {
+        let ok = wait_bounded(&mut self.child)?;
+        let mut lines = Vec::new();
         while let Ok(line) = self.rest.recv_timeout(Duration::from_secs(1)) {
             println!("  | {line}");
+            lines.push(line);
         }
-        Ok(status.is_some_and(|s| s.success()))
+        Ok((ok, lines))
+    }
+
+    /// Closes stdin, waits (bounded) for exit, echoes the rest of the output; returns
+    /// whether it exited successfully and the lines it printed after its URL.
+    fn finish(mut self) -> Result<(bool, Vec<String>), String> {
+        drop(self.child.stdin.take());
+        self.finish_when_done()
+    }
+}
+
+/// Waits for `child` up to [`EXIT_TIMEOUT`] (then kills it); `true` on a clean exit.
+fn wait_bounded(child: &mut Child) -> Result<bool, String> {
+    let deadline = Instant::now() + EXIT_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(status.success());
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(false);
+        }
+        thread::sleep(Duration::from_millis(50));
     }
 }
 

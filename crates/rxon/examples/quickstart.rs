@@ -1,227 +1,305 @@
-//! Quickstart: a worker written against `rxon::Transport`, run end to end.
+//! Quickstart: an orchestrator and a few workers in one process, over real HTTP on
+//! 127.0.0.1, running a batch of tasks end to end.
 //!
 //! ```text
-//! cargo run --example quickstart
+//! cargo run --example quickstart                      # 3 workers, 60 tasks, HTTP
+//! cargo run --example quickstart -- --workers 8 --tasks 500
+//! cargo run --example quickstart -- --transport local # in-process, no sockets
 //! ```
 //!
-//! The orchestrator side is the in-memory mock (`mock://quickstart`): it queues a batch
-//! of tasks, one of which reports progress and one of which is cancelled mid-flight by
-//! a `cancel_task` command. The worker registers, heartbeats, polls, runs tasks
-//! concurrently, obeys the cancel command and reports every result. The program prints
-//! a summary and exits non-zero unless every task ended as expected.
+//! The embedded orchestrator listens on a free port; the workers (the `rxon::worker`
+//! runtime over `HttpTransport`) register, poll and report. The batch includes a task
+//! that reports progress, one that fails on invalid input, and one that is cancelled
+//! mid-flight over the command channel. The program prints a summary and exits 0 only
+//! if every task ended as expected.
 #![allow(clippy::print_stdout)]
 
-use rxon::testing::MockHandle;
-use rxon::{
-    ErrorCode, Heartbeat, Map, ProgressUpdatePayload, TaskError, TaskPayload, TaskResult,
-    TaskStatus, Transport, TransportOptions, Value, WorkerCommand, WorkerRegistration,
-};
-use std::collections::HashMap;
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rxon::http::{HttpListener, HttpListenerConfig};
+use rxon::testing::{LocalListener, Orchestrator};
+use rxon::worker::{TaskFailure, Worker};
+use rxon::{ErrorCode, Listener, Map, TaskPayload, TaskStatus, Transport, Value};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 
-const SQUARES: i64 = 8;
-const WORKER_ID: &str = "quickstart-worker";
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TransportKind {
+    /// HTTP on 127.0.0.1 (commands over the WebSocket channel).
+    Http,
+    /// In-process, no sockets.
+    Local,
+    /// A WebSocket-only transport (not in this release).
+    Ws,
+    /// gRPC (not in this release).
+    Grpc,
+}
 
-type Cancels = Arc<Mutex<HashMap<String, watch::Sender<bool>>>>;
+/// Runs an RXON orchestrator and workers in one process.
+#[derive(Parser, Debug)]
+struct Args {
+    /// How workers reach the orchestrator.
+    #[arg(long, value_enum, default_value = "http")]
+    transport: TransportKind,
+    /// Number of workers.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
+    /// Number of tasks (at least 4: one progress, one failure, one cancelled).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(4..=100_000))]
+    tasks: u32,
+    /// Tasks each worker runs at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: u16,
+}
+
+const TOKEN: &str = "quickstart-token";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
+    let args = Args::parse();
+    match run(args).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("quickstart failed: {e}");
-            ExitCode::FAILURE
+            eprintln!("quickstart: {e}");
+            ExitCode::from(2)
         }
     }
 }
 
-async fn run() -> rxon::Result<bool> {
-    let started = Instant::now();
-    let orchestrator = MockHandle::named("quickstart");
-    for n in 0..SQUARES {
-        orchestrator.push_task(task(&format!("square-{n}"), "square", n));
-    }
-    orchestrator.push_task(task("render", "slow", 5));
-    orchestrator.push_task(task("doomed", "slow", 1000));
-    orchestrator.push_task(task("bad-input", "square", -1));
-    let expected = SQUARES as usize + 3;
-
-    // Only this line knows the transport: "https://…" would run the same worker.
-    let transport: Arc<dyn Transport> = Arc::from(rxon::create_transport(
-        &orchestrator.url(),
-        WORKER_ID,
-        "demo-token",
-        TransportOptions::default(),
-    )?);
-    transport.connect().await?;
-    transport.register(&registration()).await?;
-
-    let cancels: Cancels = Arc::default();
-    let commands = tokio::spawn(obey_commands(transport.clone(), cancels.clone()));
-    let worker = tokio::spawn(poll_and_run(transport.clone(), cancels, expected));
-
-    // The orchestrator's part: cancel "doomed" once it has visibly started
-    // (bounded: at most 100 progress reports are inspected).
-    let mut doomed_started = false;
-    for seen in 1..=100 {
-        let progress = orchestrator
-            .wait_for_progress(seen, Duration::from_secs(10))
-            .await?;
-        if progress.iter().any(|p| p.task_id == "doomed") {
-            doomed_started = true;
-            break;
+async fn run(args: Args) -> rxon::Result<bool> {
+    let orchestrator = Orchestrator::builder().token(TOKEN).build();
+    let listener: Box<dyn Listener> = match args.transport {
+        TransportKind::Http => {
+            let mut config = HttpListenerConfig::default();
+            config.service.poll_wait = Duration::from_secs(2);
+            Box::new(HttpListener::with_config(config))
         }
-    }
-    orchestrator.push_command(WorkerCommand::cancel_task("doomed", None));
-
-    let results = orchestrator
-        .wait_for_results(expected, Duration::from_secs(30))
-        .await?;
-    worker
-        .await
-        .map_err(|e| rxon::RxonError::network(e.to_string()))??;
-    transport
-        .send_heartbeat(&Heartbeat {
-            worker_id: WORKER_ID.into(),
-            status: "idle".into(),
-            supported_skills: vec!["square".into(), "slow".into()],
-            ..Default::default()
-        })
-        .await?;
-    transport.close().await?;
-    commands.await.ok();
-
-    let count = |s: TaskStatus| results.iter().filter(|r| r.status == s).count();
-    let status_of = |id: &str| {
-        results
-            .iter()
-            .find(|r| r.task_id == id)
-            .map(|r| r.status.clone())
+        TransportKind::Local => {
+            Box::new(LocalListener::new().with_poll_wait(Duration::from_secs(2)))
+        }
+        TransportKind::Ws | TransportKind::Grpc => {
+            return Err(rxon::RxonError::unsupported(format!(
+                "the {:?} transport is not available in this release; use --transport http or local",
+                args.transport
+            )));
+        }
     };
-    let progress_reports = orchestrator.progress().len();
-    println!("rxon quickstart: worker over {}", orchestrator.url());
-    println!("  tasks          {}", results.len());
-    println!("  succeeded      {}", count(TaskStatus::Success));
-    println!("  failed         {}", count(TaskStatus::Failure));
-    println!("  cancelled      {}", count(TaskStatus::Cancelled));
-    println!("  progress sent  {progress_reports}");
-    println!("  elapsed        {:.2?}", started.elapsed());
-
-    let ok = results.len() == expected
-        && count(TaskStatus::Success) == SQUARES as usize + 1
-        && status_of("bad-input") == Some(TaskStatus::Failure)
-        && status_of("doomed") == Some(TaskStatus::Cancelled)
-        && status_of("render") == Some(TaskStatus::Success)
-        && doomed_started;
+    listener.start(Arc::new(orchestrator.clone())).await?;
+    let url = listener.endpoint().unwrap_or_default();
     println!(
-        "  result         {}",
-        if ok {
-            "every task ended as expected"
-        } else {
-            "UNEXPECTED"
-        }
+        "rxon quickstart: orchestrator at {url}, {} workers",
+        args.workers
     );
-    Ok(ok)
-}
 
-/// Polls until `expected` tasks have been taken, running each in its own task.
-async fn poll_and_run(
-    transport: Arc<dyn Transport>,
-    cancels: Cancels,
-    expected: usize,
-) -> rxon::Result<()> {
-    let mut running = Vec::new();
-    while running.len() < expected {
-        let Some(task) = transport.poll_task(Duration::from_secs(5)).await? else {
-            return Err(rxon::RxonError::timeout(
-                "orchestrator ran out of tasks early",
-            ));
+    // Workers: the same code whatever the URL.
+    let mut workers = Vec::new();
+    let mut runs = Vec::new();
+    for i in 0..args.workers {
+        let transport: Arc<dyn Transport> = Arc::from(rxon::create_transport(
+            &url,
+            &format!("worker-{i}"),
+            TOKEN,
+            Default::default(),
+        )?);
+        let worker = Worker::builder(transport)
+            .max_concurrent_tasks(usize::from(args.concurrency))
+            .poll_timeout(Duration::from_secs(2))
+            .heartbeat_interval(Duration::from_secs(2))
+            .shutdown_grace(Duration::from_secs(5))
+            .handler("echo", echo)
+            .handler("render", render)
+            .build()?;
+        let w = worker.clone();
+        runs.push(tokio::spawn(async move { w.run().await }));
+        workers.push(worker);
+    }
+
+    // The batch: echoes, one failure, one task with progress, one to cancel.
+    let started = Instant::now();
+    let total = args.tasks as usize;
+    let mut expected = Vec::with_capacity(total);
+    let mut enqueued_at = Vec::with_capacity(total);
+    let mut progress = orchestrator.subscribe_progress();
+    for n in 0..total {
+        let (id, task_type, params, want) = match n {
+            0 => (
+                "render".to_string(),
+                "render",
+                params(&[("steps", Value::from(5u8))]),
+                TaskStatus::Success,
+            ),
+            1 => (
+                "doomed".to_string(),
+                "render",
+                params(&[("steps", Value::from(10_000u32))]),
+                TaskStatus::Cancelled,
+            ),
+            2 => (
+                "bad-input".to_string(),
+                "echo",
+                params(&[("fail", Value::from(true))]),
+                TaskStatus::Failure,
+            ),
+            _ => (
+                format!("echo-{n}"),
+                "echo",
+                params(&[("n", Value::from(n as u64))]),
+                TaskStatus::Success,
+            ),
         };
-        let (cancel_tx, cancel_rx) = watch::channel(false);
-        cancels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(task.task_id.clone(), cancel_tx);
-        let transport = transport.clone();
-        running.push(tokio::spawn(async move {
-            let result = execute(transport.as_ref(), &task, cancel_rx).await;
-            transport.send_result(&result).await
-        }));
+        enqueued_at.push(Instant::now());
+        orchestrator.enqueue(TaskPayload {
+            job_id: format!("job-{}", n / 10),
+            task_id: id.clone(),
+            task_type: task_type.into(),
+            params,
+            ..Default::default()
+        })?;
+        expected.push((id, want));
     }
-    for handle in running {
-        handle
-            .await
-            .map_err(|e| rxon::RxonError::network(e.to_string()))??;
-    }
-    Ok(())
-}
 
-/// Reads commands until the transport closes; cancels the named tasks.
-async fn obey_commands(transport: Arc<dyn Transport>, cancels: Cancels) {
-    while let Ok(Some(cmd)) = transport.next_command().await {
-        if cmd.command == rxon::CommandName::CancelTask {
-            let map = cancels.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(tx) = cmd.task_id.as_ref().and_then(|id| map.get(id)) {
-                let _ = tx.send(true);
+    // Cancel "doomed" as soon as it reports progress.
+    let canceller = {
+        let orchestrator = orchestrator.clone();
+        tokio::spawn(async move {
+            while let Ok(update) = progress.recv().await {
+                if update.task_id == "doomed" {
+                    return orchestrator.cancel("doomed").is_ok();
+                }
             }
+            false
+        })
+    };
+
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} tasks  {per_sec}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut waits = tokio::task::JoinSet::new();
+    for ((id, want), at) in expected.iter().cloned().zip(enqueued_at) {
+        let orchestrator = orchestrator.clone();
+        waits.spawn(async move {
+            let result = orchestrator
+                .wait_result(&id, Duration::from_secs(120))
+                .await;
+            (id, want, result, at.elapsed())
+        });
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut unexpected = Vec::new();
+    let (mut ok, mut failed, mut cancelled) = (0, 0, 0);
+    while let Some(joined) = waits.join_next().await {
+        let Ok((id, want, result, latency)) = joined else {
+            continue;
+        };
+        bar.inc(1);
+        latencies.push(latency);
+        match result {
+            Ok(r) => {
+                match r.status {
+                    TaskStatus::Success => ok += 1,
+                    TaskStatus::Failure => failed += 1,
+                    TaskStatus::Cancelled => cancelled += 1,
+                    _ => {}
+                }
+                if r.status != want {
+                    unexpected.push(format!("{id}: expected {want}, got {}", r.status));
+                }
+            }
+            Err(e) => unexpected.push(format!("{id}: {e}")),
         }
     }
-}
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+    let cancel_sent = canceller.await.unwrap_or(false);
 
-async fn execute(
-    transport: &dyn Transport,
-    task: &TaskPayload,
-    mut cancel: watch::Receiver<bool>,
-) -> TaskResult {
-    let n = task.params.get("n").and_then(Value::as_i64).unwrap_or(0);
-    if n < 0 {
-        let error = TaskError::new(ErrorCode::InvalidInput, format!("n must be >= 0, got {n}"));
-        return TaskResult::failure(task, WORKER_ID, error);
+    for worker in &workers {
+        worker.shutdown_handle().shutdown();
     }
-    if task.task_type == "slow" {
-        for step in 1..=n {
-            let update =
-                ProgressUpdatePayload::new(&task.task_id, &task.job_id, step as f64 / n as f64);
-            if transport.send_progress(&update).await.is_err() {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                _ = cancel.wait_for(|c| *c) => return TaskResult::cancelled(task, WORKER_ID),
-            }
+    for run in runs {
+        if let Ok(Err(e)) = run.await {
+            unexpected.push(format!("a worker ended with an error: {e}"));
         }
     }
-    let mut data = Map::new();
-    data.insert("value".into(), Value::from(n * n));
-    TaskResult::success(task, WORKER_ID, data)
-}
+    listener.stop(Duration::from_secs(5)).await?;
 
-fn task(id: &str, task_type: &str, n: i64) -> TaskPayload {
-    let mut params = Map::new();
-    params.insert("n".into(), Value::from(n));
-    TaskPayload {
-        job_id: format!("job-{id}"),
-        task_id: id.into(),
-        task_type: task_type.into(),
-        params,
-        ..Default::default()
+    latencies.sort();
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies.get(i).copied().unwrap_or_default()
+    };
+    let progress_reports = orchestrator.task_progress("render").len();
+    println!(
+        "  tasks          {total} in {elapsed:.2?} ({:.0} tasks/s)",
+        total as f64 / elapsed.as_secs_f64()
+    );
+    println!("  succeeded      {ok}");
+    println!("  failed         {failed} (expected: bad-input, INVALID_INPUT_ERROR)");
+    println!("  cancelled      {cancelled} (expected: doomed, cancelled mid-flight)");
+    println!("  progress       {progress_reports} updates from \"render\"");
+    println!(
+        "  latency        p50 {:.1?}  p90 {:.1?}  p99 {:.1?}  max {:.1?}",
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        latencies.last().copied().unwrap_or_default()
+    );
+    if !cancel_sent {
+        unexpected.push("the cancel for \"doomed\" was never sent".into());
+    }
+    if progress_reports == 0 {
+        unexpected.push("\"render\" reported no progress".into());
+    }
+    if let Some(r) = orchestrator.task_result("bad-input") {
+        if r.error.map(|e| e.code) != Some(ErrorCode::InvalidInput) {
+            unexpected.push("bad-input did not fail with INVALID_INPUT_ERROR".into());
+        }
+    }
+    if unexpected.is_empty() {
+        println!("  result         every task ended as expected");
+        Ok(true)
+    } else {
+        for u in &unexpected {
+            println!("  UNEXPECTED     {u}");
+        }
+        Ok(false)
     }
 }
 
-fn registration() -> WorkerRegistration {
-    WorkerRegistration {
-        worker_id: WORKER_ID.into(),
-        worker_type: "cpu".into(),
-        supported_skills: vec!["square".into(), "slow".into()],
-        resources: rxon::Resources {
-            max_concurrent_tasks: 16,
-            cpu_cores: 2,
-            gpu_info: None,
-        },
-        ..Default::default()
+fn params(pairs: &[(&str, Value)]) -> Map {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+async fn echo(task: TaskPayload, _ctx: rxon::worker::TaskContext) -> Result<Map, TaskFailure> {
+    if task.params.get("fail").and_then(Value::as_bool) == Some(true) {
+        return Err(TaskFailure::invalid_input("asked to fail"));
     }
+    Ok(params(&[("echo", Value::Object(task.params))]))
+}
+
+async fn render(task: TaskPayload, ctx: rxon::worker::TaskContext) -> Result<Map, TaskFailure> {
+    let steps = task
+        .params
+        .get("steps")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+        .max(1);
+    for step in 1..=steps {
+        ctx.progress(
+            step as f64 / steps as f64,
+            Some(&format!("frame {step}/{steps}")),
+        )
+        .await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            () = ctx.cancelled() => return Err(TaskFailure::transient("cancelled")),
+        }
+    }
+    Ok(params(&[("frames", Value::from(steps))]))
 }

@@ -59,6 +59,8 @@ type TaskHandler = Arc<dyn Fn(TaskPayload, TaskContext) -> HandlerFuture + Send 
 
 /// Longest pause between two attempts to reach an unreachable orchestrator.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// On shutdown, how long a poll in flight may still take to hand over a task.
+pub const POLL_DRAIN: Duration = Duration::from_secs(2);
 /// First pause after a failure to reach the orchestrator.
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -111,8 +113,8 @@ impl WorkerBuilder {
         self
     }
 
-    /// How long each poll waits for a task (default 30 s). Shutdown waits for the poll
-    /// in flight, so shorter polls make shutdown quicker.
+    /// How long each poll waits for a task (default 30 s). On shutdown the poll in
+    /// flight gets at most [`POLL_DRAIN`] more.
     pub fn poll_timeout(mut self, timeout: Duration) -> Self {
         self.poll_timeout = timeout;
         self
@@ -334,9 +336,20 @@ impl Worker {
                 },
                 () = stopped(&mut stop) => break,
             };
-            // The poll in flight is not abandoned on shutdown: a task it hands over
-            // is run, never dropped.
-            match inner.transport.poll_task(inner.poll_timeout).await {
+            // On shutdown the poll in flight gets a short while to finish, so that a task
+            // it is being handed is run; past that it is dropped, and an orchestrator
+            // that handed a task to a vanished poll requeues it when this worker's
+            // heartbeats stop (its lease expires).
+            let poll = inner.transport.poll_task(inner.poll_timeout);
+            let polled = tokio::select! {
+                r = poll => Some(r),
+                () = async {
+                    stopped(&mut stop).await;
+                    tokio::time::sleep(POLL_DRAIN).await;
+                } => None,
+            };
+            let Some(polled) = polled else { break };
+            match polled {
                 Ok(Some(task)) => {
                     backoff.reset();
                     tasks.spawn(self.inner.clone().run_task(task, permit));

@@ -1,0 +1,267 @@
+//! The embedded orchestrator as a server, with a small JSON admin API: any RXON 1.0b3
+//! worker (not only ours) can connect to it.
+//!
+//! ```text
+//! cargo run --example orchestrator -- --listen 127.0.0.1:8080 --token secret
+//! curl -s -XPOST localhost:8080/admin/tasks -d '{"type":"echo","params":{"x":1}}'
+//! curl -s localhost:8080/admin/tasks/task-1
+//! curl -s -XPOST localhost:8080/admin/tasks/task-1/cancel
+//! curl -s localhost:8080/admin/workers
+//! ```
+//!
+//! Workers use the RXON routes (`/_worker/...`, including the WebSocket command channel)
+//! on the same port. With `--admin-token`, admin requests need it in `X-Client-Token`.
+#![allow(clippy::print_stdout)]
+
+use bytes::Bytes;
+use clap::Parser;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rxon::http::HttpService;
+use rxon::testing::{Orchestrator, TaskState, WorkerStatus};
+use rxon::{Map, TaskPayload};
+use serde_json::{Value as Json, json};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// An RXON orchestrator with an admin API.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Address of the HTTP listener (worker routes and admin API).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Accepted worker token (repeat for several); none accepts any token.
+    #[arg(long = "token")]
+    tokens: Vec<String>,
+    /// Credential accepted only for fetching short-lived tokens (STS).
+    #[arg(long)]
+    sts_credential: Vec<String>,
+    /// Required in `X-Client-Token` for the admin API, when set.
+    #[arg(long)]
+    admin_token: Option<String>,
+    /// WebSocket transport listener (not available in this release).
+    #[arg(long)]
+    ws_listen: Option<SocketAddr>,
+    /// gRPC listener (not available in this release).
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
+}
+
+struct App {
+    orchestrator: Orchestrator,
+    rxon: HttpService,
+    admin_token: Option<String>,
+    next_id: AtomicU64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_target(false)
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("orchestrator: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> rxon::Result<()> {
+    if args.ws_listen.is_some() || args.grpc_listen.is_some() {
+        return Err(rxon::RxonError::unsupported(
+            "the WebSocket and gRPC listeners are not available in this release; \
+             workers connect over HTTP (commands ride the WebSocket channel on the same port)",
+        ));
+    }
+    let mut builder = Orchestrator::builder();
+    for t in &args.tokens {
+        builder = builder.token(t.clone());
+    }
+    for c in &args.sts_credential {
+        builder = builder.sts_credential(c.clone());
+    }
+    let orchestrator = builder.build();
+    let _reaper = orchestrator.spawn_reaper(std::time::Duration::from_secs(5));
+    let app = Arc::new(App {
+        rxon: HttpService::new(Arc::new(orchestrator.clone())),
+        orchestrator,
+        admin_token: args.admin_token,
+        next_id: AtomicU64::new(1),
+    });
+    let tcp = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| rxon::RxonError::network(format!("cannot bind {}: {e}", args.listen)))?;
+    let addr = tcp
+        .local_addr()
+        .map_err(|e| rxon::RxonError::network(e.to_string()))?;
+    println!("orchestrator listening on http://{addr} (Ctrl-C to stop)");
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = tcp.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let app = app.clone();
+                async move { Ok::<_, std::convert::Infallible>(app.route(req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
+        });
+    }
+    println!("orchestrator stopped");
+    Ok(())
+}
+
+impl App {
+    async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let Some(rest) = req.uri().path().strip_prefix("/admin/") else {
+            return self.rxon.handle(req).await;
+        };
+        if let Some(expected) = &self.admin_token {
+            let given = req.headers().get(rxon::constants::AUTH_HEADER_CLIENT);
+            if given.and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+                return reply(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"error": "admin token required"}),
+                );
+            }
+        }
+        let segments: Vec<String> = rest.split('/').map(str::to_owned).collect();
+        let method = req.method().clone();
+        match (
+            method,
+            segments
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .as_slice(),
+        ) {
+            (Method::POST, ["tasks"]) => self.create_task(req).await,
+            (Method::GET, ["tasks", id]) => self.task(id),
+            (Method::POST, ["tasks", id, "cancel"]) => match self.orchestrator.cancel(id) {
+                Ok(outcome) => reply(
+                    StatusCode::OK,
+                    json!({"task_id": id, "outcome": format!("{outcome:?}")}),
+                ),
+                Err(e) => reply(StatusCode::NOT_FOUND, json!({"error": e.message()})),
+            },
+            (Method::GET, ["workers"]) => {
+                let workers: Vec<Json> = self
+                    .orchestrator
+                    .workers()
+                    .into_iter()
+                    .map(|w| {
+                        json!({
+                            "worker_id": w.worker_id,
+                            "skills": w.skills,
+                            "status": if w.status == WorkerStatus::Active { "active" } else { "gone" },
+                            "current_tasks": w.current_tasks,
+                            "command_channel": w.command_channel,
+                        })
+                    })
+                    .collect();
+                reply(StatusCode::OK, Json::Array(workers))
+            }
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                json!({"error": "no such admin route"}),
+            ),
+        }
+    }
+
+    async fn create_task(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    json!({"error": e.to_string()}),
+                );
+            }
+        };
+        #[derive(serde::Deserialize)]
+        struct NewTask {
+            #[serde(rename = "type")]
+            task_type: String,
+            #[serde(default)]
+            params: Map,
+            #[serde(default)]
+            job_id: Option<String>,
+        }
+        let new: NewTask = match serde_json::from_slice(&body) {
+            Ok(t) => t,
+            Err(e) => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": format!("invalid task: {e}")}),
+                );
+            }
+        };
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let task_id = format!("task-{n}");
+        let task = TaskPayload {
+            job_id: new.job_id.unwrap_or_else(|| format!("job-{n}")),
+            task_id: task_id.clone(),
+            task_type: new.task_type,
+            params: new.params,
+            ..Default::default()
+        };
+        match self.orchestrator.enqueue(task) {
+            Ok(()) => reply(StatusCode::CREATED, json!({"task_id": task_id})),
+            Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e.message()})),
+        }
+    }
+
+    fn task(&self, id: &str) -> Response<Full<Bytes>> {
+        let Some(state) = self.orchestrator.task_state(id) else {
+            return reply(StatusCode::NOT_FOUND, json!({"error": "no such task"}));
+        };
+        let (state, worker) = match state {
+            TaskState::Queued => ("queued".to_owned(), None),
+            TaskState::Running { worker_id } => ("running".to_owned(), Some(worker_id)),
+            TaskState::Finished(status) => (status.to_string(), None),
+            TaskState::Cancelled => ("cancelled".to_owned(), None),
+            other => (format!("{other:?}").to_lowercase(), None),
+        };
+        let result = self
+            .orchestrator
+            .task_result(id)
+            .and_then(|r| serde_json::to_value(r).ok());
+        let progress = self
+            .orchestrator
+            .task_progress(id)
+            .last()
+            .map(|p| p.progress);
+        reply(
+            StatusCode::OK,
+            json!({"task_id": id, "state": state, "worker_id": worker, "progress": progress, "result": result}),
+        )
+    }
+}
+
+fn reply(status: StatusCode, body: Json) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
