@@ -263,7 +263,7 @@ async fn keep_open(
 }
 
 /// Opens the socket with the worker headers; a 401 refreshes the token once.
-async fn connect(t: &HttpTransport) -> Result<WebSocketStream<Sniff<crate::transport::MaybeTls>>> {
+async fn connect(t: &HttpTransport) -> Result<WebSocketStream<Sniff<crate::tls::ClientStream>>> {
     let url = format!(
         "{}{WS_ENDPOINT}/{}",
         t.base_url().replacen("http", "ws", 1),

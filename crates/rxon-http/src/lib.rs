@@ -32,12 +32,13 @@
 mod channel;
 mod listener;
 mod service;
-mod tls;
+pub mod tls;
 mod transport;
 mod wire;
 
 pub use listener::{HttpListener, HttpListenerConfig};
+pub use service::Mount;
 pub use service::{ConnectionInfo, HttpService, ServiceConfig, TRANSPORT_NAME};
 pub use tls::ServerTls;
 pub use transport::{HttpTransport, HttpTransportFactory, SCHEMES};
-pub use wire::status_for;
+pub use wire::{error_for_status, status_for};

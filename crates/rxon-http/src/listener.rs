@@ -1,6 +1,6 @@
 //! The orchestrator side, standalone: [`HttpListener`].
 
-use crate::service::{ConnectionInfo, HttpService, ServiceConfig};
+use crate::service::{ConnectionInfo, HttpService, Mount, ServiceConfig};
 use crate::tls::{ServerTls, peer_common_name};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -15,7 +15,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 /// Settings of a standalone [`HttpListener`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct HttpListenerConfig {
     /// Address to bind (default `127.0.0.1:0`: loopback, a free port).
@@ -30,6 +30,25 @@ pub struct HttpListenerConfig {
     pub max_connections: usize,
     /// Serve HTTPS (and optionally mTLS) instead of plain HTTP.
     pub tls: Option<ServerTls>,
+    /// Other services on the same port (e.g. `rxon-ws`), checked before the worker
+    /// routes.
+    pub mounts: Vec<Arc<dyn Mount>>,
+    /// Serve the RXON HTTP worker routes (default true); false leaves only `mounts`.
+    pub worker_routes: bool,
+}
+
+impl std::fmt::Debug for HttpListenerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpListenerConfig")
+            .field("bind", &self.bind)
+            .field("service", &self.service)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("tls", &self.tls)
+            .field("mounts", &self.mounts.len())
+            .field("worker_routes", &self.worker_routes)
+            .finish()
+    }
 }
 
 impl Default for HttpListenerConfig {
@@ -40,6 +59,8 @@ impl Default for HttpListenerConfig {
             header_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             tls: None,
+            mounts: Vec::new(),
+            worker_routes: true,
         }
     }
 }
@@ -119,6 +140,7 @@ impl Listener for HttpListener {
                 .map_err(|e| RxonError::network(format!("no local address: {e}")))?;
             let (shutdown, stop_rx) = watch::channel(false);
             let service = HttpService::with_config(handler, self.config.service.clone())
+                .with_mounts(self.config.mounts.clone(), self.config.worker_routes)
                 .with_shutdown(stop_rx.clone());
             let accept = tokio::spawn(accept_loop(
                 tcp,

@@ -110,6 +110,22 @@ pub struct HttpService {
     handler: Arc<dyn Handler>,
     config: Arc<ServiceConfig>,
     shutdown: Option<watch::Receiver<bool>>,
+    mounts: Arc<[Arc<dyn Mount>]>,
+    worker_routes: bool,
+}
+
+/// Another service answering some paths on the same port (e.g. `rxon-ws`'s WebSocket
+/// transport). It gets the request without its body: enough to upgrade it.
+pub trait Mount: Send + Sync {
+    /// `true` for the paths this mount answers.
+    fn matches(&self, path: &str) -> bool;
+
+    /// Answers `request`; `shutdown` turns true when the listener stops.
+    fn handle(
+        &self,
+        request: Request<()>,
+        shutdown: Option<watch::Receiver<bool>>,
+    ) -> rxon_core::BoxFuture<'static, Response<Full<Bytes>>>;
 }
 
 impl std::fmt::Debug for HttpService {
@@ -137,7 +153,17 @@ impl HttpService {
             handler,
             config: Arc::new(config),
             shutdown: None,
+            mounts: Arc::new([]),
+            worker_routes: true,
         }
+    }
+
+    /// Also serves `mounts` (checked first, in order); with `worker_routes` false, only
+    /// them (other paths get 404).
+    pub fn with_mounts(mut self, mounts: Vec<Arc<dyn Mount>>, worker_routes: bool) -> Self {
+        self.mounts = mounts.into();
+        self.worker_routes = worker_routes;
+        self
     }
 
     /// Ends pending polls (with 204) when `shutdown` turns `true`.
@@ -166,6 +192,16 @@ impl HttpService {
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let path = request.uri().path();
+        if let Some(mount) = self.mounts.iter().find(|m| m.matches(path)) {
+            let mount = mount.clone();
+            return mount
+                .handle(request.map(|_| ()), self.shutdown.clone())
+                .await;
+        }
+        if !self.worker_routes {
+            return error(StatusCode::NOT_FOUND, "no such route");
+        }
         if let Some(rest) = request.uri().path().strip_prefix(WS_ENDPOINT) {
             let worker = match rest.trim_end_matches('/') {
                 "" => None,

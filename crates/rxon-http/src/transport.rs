@@ -1,6 +1,7 @@
 //! The worker side: [`HttpTransport`].
 
 use crate::channel::Channel;
+use crate::tls::ClientStream;
 use crate::wire::{error_for_status, parse_retry_after};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
@@ -206,39 +207,14 @@ impl HttpTransport {
     }
 
     /// A TCP (or TLS, for `https://`) stream to the orchestrator, for the channel.
-    pub(crate) async fn open_stream(&self) -> Result<MaybeTls> {
-        let uri: http::Uri = self
-            .inner
-            .base_url
-            .parse()
-            .map_err(|e| RxonError::config(format!("invalid orchestrator URL: {e}")))?;
-        let host = uri
-            .host()
-            .unwrap_or_default()
-            .trim_matches(['[', ']'])
-            .to_owned();
-        let port = uri
-            .port_u16()
-            .unwrap_or(if self.inner.tls.is_some() { 443 } else { 80 });
-        let connect = tokio::net::TcpStream::connect((host.as_str(), port));
-        let tcp = tokio::time::timeout(self.inner.options.connect_timeout, connect)
-            .await
-            .map_err(|_| RxonError::timeout(format!("connecting to {host}:{port} timed out")))?
-            .map_err(|e| {
-                RxonError::network(format!("connecting to {host}:{port}: {e}")).with_source(e)
-            })?;
-        let _ = tcp.set_nodelay(true);
-        let Some(tls) = &self.inner.tls else {
-            return Ok(MaybeTls::Plain(tcp));
-        };
-        let name = self.inner.options.tls.server_name.clone().unwrap_or(host);
-        let name = rustls::pki_types::ServerName::try_from(name)
-            .map_err(|e| RxonError::config(format!("TLS: invalid server name: {e}")))?;
-        let stream = tokio_rustls::TlsConnector::from(tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| RxonError::network(format!("TLS handshake: {e}")).with_source(e))?;
-        Ok(MaybeTls::Tls(Box::new(stream)))
+    pub(crate) async fn open_stream(&self) -> Result<ClientStream> {
+        crate::tls::connect_stream(
+            &self.inner.base_url,
+            self.inner.tls.as_ref(),
+            self.inner.options.tls.server_name.as_deref(),
+            self.inner.options.connect_timeout,
+        )
+        .await
     }
 
     fn ready(&self) -> Result<()> {
@@ -620,56 +596,6 @@ impl Transport for HttpTransport {
             let _single = self.inner.refresh.lock().await;
             self.fetch_token().await
         })
-    }
-}
-
-/// A plain or TLS stream, for the command channel.
-pub(crate) enum MaybeTls {
-    Plain(tokio::net::TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
-}
-
-impl tokio::io::AsyncRead for MaybeTls {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            MaybeTls::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for MaybeTls {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            MaybeTls::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
-            MaybeTls::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-            MaybeTls::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
     }
 }
 

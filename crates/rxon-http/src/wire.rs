@@ -57,9 +57,11 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// The worker-side error for a non-success status (other than 401, handled by the
-/// caller's refresh logic).
-pub(crate) fn error_for_status(
+/// The worker-side error for a non-success status (other than a 401 that the caller
+/// answers by refreshing the token): 401/403 `Auth`, 429 `RateLimited` with
+/// `retry_after`, 502–504 `Network`, anything else `Protocol`. `body` is an
+/// `{"error": …}` body or plain text; `what` names the operation in the message.
+pub fn error_for_status(
     status: StatusCode,
     body: &[u8],
     retry_after: Option<Duration>,

@@ -1,14 +1,23 @@
-//! RXON WebSocket command channel and WebSocket transport (tokio-tungstenite).
+//! RXON over one WebSocket: [`WsTransport`] for workers, [`WsListener`] and
+//! [`WsMount`] for orchestrators.
 //!
-//! This crate is the home of the WebSocket command channel of the HTTP transport and a full WebSocket transport (`ws://`, `wss://`).
+//! Every worker operation travels over a single connection to
+//! `ws(s)://host/_worker/rxon/{worker_id}`, as request/response frames with correlation
+//! ids, with commands pushed by the orchestrator on the same socket. Frames are JSON
+//! (`rxon.v1.json`, text frames) or MessagePack (`rxon.v1.msgpack`, binary frames),
+//! chosen by subprotocol negotiation. `docs/protocol.md` specifies the envelope.
 //!
-//! **Status:** this release ships the crate's URL schemes only; it provides no transport
-//! yet. `rxon::create_transport` answers these schemes with an
-//! [`ErrorKind::Unsupported`](rxon_core::ErrorKind::Unsupported) error that says so,
-//! rather than a transport that pretends to work.
+//! The same [`Handler`](rxon_core::Handler) serves HTTP and WebSocket workers: mount a
+//! [`WsMount`] in an `HttpListenerConfig` to serve both on one port, or run a
+//! [`WsListener`] on its own port.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-/// URL schemes this crate serves.
-pub const SCHEMES: &[&str] = &["ws", "wss"];
+mod client;
+mod frame;
+mod server;
+
+pub use client::{SCHEMES, WsTransport, WsTransportFactory};
+pub use frame::{Codec, PATH_PREFIX, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
+pub use server::{TRANSPORT_NAME, WsConfig, WsListener, WsListenerConfig, WsMount};

@@ -9,8 +9,9 @@
 //! curl -s localhost:8080/admin/workers
 //! ```
 //!
-//! Workers use the RXON routes (`/_worker/...`, including the WebSocket command channel)
-//! on the same port. With `--admin-token`, admin requests need it in `X-Client-Token`.
+//! Workers use the RXON routes on the same port: HTTP (`/_worker/...`, with the
+//! WebSocket command channel) and the WebSocket transport (`ws://host:port`, under
+//! `/_worker/rxon/`), both served by the one orchestrator. With `--admin-token`, admin requests need it in `X-Client-Token`.
 #![allow(clippy::print_stdout)]
 
 use bytes::Bytes;
@@ -43,7 +44,8 @@ struct Args {
     /// Required in `X-Client-Token` for the admin API, when set.
     #[arg(long)]
     admin_token: Option<String>,
-    /// WebSocket transport listener (not available in this release).
+    /// Also serve the WebSocket transport (`ws://`) on its own address; it is always
+    /// served on the HTTP port too, under `/_worker/rxon/`.
     #[arg(long)]
     ws_listen: Option<SocketAddr>,
     /// gRPC listener (not available in this release).
@@ -74,10 +76,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> rxon::Result<()> {
-    if args.ws_listen.is_some() || args.grpc_listen.is_some() {
+    if args.grpc_listen.is_some() {
         return Err(rxon::RxonError::unsupported(
-            "the WebSocket and gRPC listeners are not available in this release; \
-             workers connect over HTTP (commands ride the WebSocket channel on the same port)",
+            "the gRPC listener is not available in this release; workers connect over \
+             HTTP or WebSocket",
         ));
     }
     let mut builder = Orchestrator::builder();
@@ -89,8 +91,25 @@ async fn run(args: Args) -> rxon::Result<()> {
     }
     let orchestrator = builder.build();
     let _reaper = orchestrator.spawn_reaper(std::time::Duration::from_secs(5));
+    let handler: Arc<dyn rxon::Handler> = Arc::new(orchestrator.clone());
+    let ws_listener = match args.ws_listen {
+        Some(addr) => {
+            let listener = rxon::ws::WsListener::bind(addr);
+            rxon::Listener::start(&listener, handler.clone()).await?;
+            println!(
+                "WebSocket transport on {}",
+                rxon::Listener::endpoint(&listener).unwrap_or_default()
+            );
+            Some(listener)
+        }
+        None => None,
+    };
+    let ws_mount: Arc<dyn rxon::http::Mount> = Arc::new(rxon::ws::WsMount::new(
+        handler.clone(),
+        rxon::ws::WsConfig::default(),
+    ));
     let app = Arc::new(App {
-        rxon: HttpService::new(Arc::new(orchestrator.clone())),
+        rxon: HttpService::new(handler).with_mounts(vec![ws_mount], true),
         orchestrator,
         admin_token: args.admin_token,
         next_id: AtomicU64::new(1),
@@ -124,6 +143,9 @@ async fn run(args: Args) -> rxon::Result<()> {
                 .with_upgrades()
                 .await;
         });
+    }
+    if let Some(l) = ws_listener {
+        rxon::Listener::stop(&l, std::time::Duration::from_secs(5)).await?;
     }
     println!("orchestrator stopped");
     Ok(())

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --example quickstart                      # 3 workers, 60 tasks, HTTP
 //! cargo run --example quickstart -- --workers 8 --tasks 500
+//! cargo run --example quickstart -- --transport ws    # one WebSocket per worker
 //! cargo run --example quickstart -- --transport local # in-process, no sockets
 //! ```
 //!
@@ -30,7 +31,7 @@ enum TransportKind {
     Http,
     /// In-process, no sockets.
     Local,
-    /// A WebSocket-only transport (not in this release).
+    /// Every operation over one WebSocket per worker.
     Ws,
     /// gRPC (not in this release).
     Grpc,
@@ -79,9 +80,14 @@ async fn run(args: Args) -> rxon::Result<bool> {
         TransportKind::Local => {
             Box::new(LocalListener::new().with_poll_wait(Duration::from_secs(2)))
         }
-        TransportKind::Ws | TransportKind::Grpc => {
+        TransportKind::Ws => {
+            let mut config = rxon::ws::WsListenerConfig::default();
+            config.ws.poll_wait = Duration::from_secs(2);
+            Box::new(rxon::ws::WsListener::with_config(config))
+        }
+        TransportKind::Grpc => {
             return Err(rxon::RxonError::unsupported(format!(
-                "the {:?} transport is not available in this release; use --transport http or local",
+                "the {:?} transport is not available in this release; use --transport http, ws or local",
                 args.transport
             )));
         }

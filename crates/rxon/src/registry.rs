@@ -100,6 +100,8 @@ impl Scheme {
             Scheme::Local => rxon_testing::LocalTransportFactory.create(config),
             #[cfg(feature = "http")]
             Scheme::Http | Scheme::Https => rxon_http::HttpTransportFactory.create(config),
+            #[cfg(feature = "ws")]
+            Scheme::Ws | Scheme::Wss => rxon_ws::WsTransportFactory.create(config),
             _ => {
                 config.validate()?;
                 Err(RxonError::unsupported(format!(

@@ -1,0 +1,590 @@
+//! The worker side: [`WsTransport`].
+
+use crate::frame::{Call, ClientFrame, Codec, PATH_PREFIX, PollArgs, Reply, ServerFrame};
+use futures_util::{SinkExt, StreamExt};
+use rxon_core::constants::{
+    AUTH_HEADER_WORKER, POLL_REQUEST_MARGIN_SECS, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
+};
+use rxon_core::{
+    BoxFuture, ErrorKind, Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, Result,
+    ResultOutcome, RxonError, TaskPayload, TaskResult, TokenResponse, Transport, TransportConfig,
+    TransportFactory, TransportOptions, WorkerCommand, WorkerRegistration,
+};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// URL schemes served by [`WsTransportFactory`].
+pub const SCHEMES: &[&str] = &["ws", "wss"];
+
+/// Keepalive ping interval.
+const PING_INTERVAL: Duration = Duration::from_secs(20);
+
+const NEW: u8 = 0;
+const CONNECTED: u8 = 1;
+const CLOSED: u8 = 2;
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ServerFrame>>>>;
+
+/// One open socket.
+struct Session {
+    out: mpsc::Sender<Message>,
+    pending: Pending,
+    codec: Codec,
+    /// Turns true when the socket is gone.
+    dead: watch::Receiver<bool>,
+}
+
+impl Session {
+    fn alive(&self) -> bool {
+        !*self.dead.borrow()
+    }
+}
+
+/// Every [`Transport`] operation over one WebSocket connection
+/// (`ws(s)://host/_worker/rxon/{worker_id}`): a worker behind a proxy that allows one
+/// upgraded connection needs nothing else.
+///
+/// - Requests carry correlation ids, so a result upload and a waiting poll share the
+///   socket; commands are pushed on the same socket.
+/// - Codec by subprotocol: MessagePack preferred, JSON accepted (set
+///   `params.codec = "json"` in the transport options to insist on JSON).
+/// - The same rules as HTTP: refresh the token once on 401, retry results on network
+///   failures, typed errors.
+/// - When the socket drops, requests in flight fail with a network error; the next
+///   operation reconnects. `send_result` retries, so results are not lost to a blink.
+pub struct WsTransport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    base_url: String,
+    worker_id: String,
+    token: RwLock<(String, u64)>,
+    refresh: tokio::sync::Mutex<()>,
+    options: TransportOptions,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    codecs: Vec<Codec>,
+    state: AtomicU8,
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    commands_tx: mpsc::Sender<WorkerCommand>,
+    commands: tokio::sync::Mutex<mpsc::Receiver<WorkerCommand>>,
+    closed: watch::Sender<bool>,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for WsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsTransport")
+            .field("url", &self.inner.base_url)
+            .field("worker_id", &self.inner.worker_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsTransport {
+    /// A transport from a configuration (`ws://` or `wss://` URL).
+    pub fn from_config(config: &TransportConfig) -> Result<Self> {
+        config.validate()?;
+        let scheme = config.scheme()?;
+        if scheme != "ws" && scheme != "wss" {
+            return Err(RxonError::config(format!(
+                "rxon-ws serves ws:// and wss:// URLs, not {scheme}://"
+            )));
+        }
+        let tls = if scheme == "wss" {
+            Some(Arc::new(rxon_http::tls::client_config(
+                &config.options.tls,
+            )?))
+        } else {
+            None
+        };
+        let codecs = match config.options.param("codec").and_then(|v| v.as_str()) {
+            None => vec![Codec::MessagePack, Codec::Json],
+            Some("json") => vec![Codec::Json],
+            Some("msgpack") => vec![Codec::MessagePack],
+            Some(other) => {
+                return Err(RxonError::config(format!(
+                    "params.codec must be \"json\" or \"msgpack\", not {other:?}"
+                )));
+            }
+        };
+        let (commands_tx, commands) = mpsc::channel(64);
+        Ok(WsTransport {
+            inner: Arc::new(Inner {
+                base_url: config.url.trim_end_matches('/').to_owned(),
+                worker_id: config.worker_id.clone(),
+                token: RwLock::new((config.token.clone(), 0)),
+                refresh: tokio::sync::Mutex::new(()),
+                options: config.options.clone(),
+                tls,
+                codecs,
+                state: AtomicU8::new(NEW),
+                session: tokio::sync::Mutex::new(None),
+                commands_tx,
+                commands: tokio::sync::Mutex::new(commands),
+                closed: watch::channel(false).0,
+                next_id: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// The credential currently used.
+    pub fn token(&self) -> String {
+        self.inner
+            .token
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    /// The codec of the open session, if one is open.
+    pub async fn codec(&self) -> Option<Codec> {
+        self.inner
+            .session
+            .lock()
+            .await
+            .as_ref()
+            .filter(|s| s.alive())
+            .map(|s| s.codec)
+    }
+
+    fn ready(&self) -> Result<()> {
+        match self.inner.state.load(Ordering::Acquire) {
+            CONNECTED => Ok(()),
+            CLOSED => Err(RxonError::closed("WebSocket transport was closed")),
+            _ => Err(RxonError::closed(
+                "WebSocket transport is not connected: call connect() first",
+            )),
+        }
+    }
+
+    /// The open session, connecting if there is none (or it died).
+    async fn session(&self) -> Result<Arc<Session>> {
+        self.ready()?;
+        let mut slot = self.inner.session.lock().await;
+        if let Some(s) = slot.as_ref().filter(|s| s.alive()) {
+            return Ok(s.clone());
+        }
+        let session = Arc::new(self.open().await?);
+        *slot = Some(session.clone());
+        Ok(session)
+    }
+
+    async fn open(&self) -> Result<Session> {
+        let inner = &self.inner;
+        let url = format!("{}{PATH_PREFIX}{}", inner.base_url, inner.worker_id);
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                url.as_str(),
+            )
+            .map_err(|e| RxonError::config(format!("invalid URL {url}: {e}")))?;
+        let token = self.token();
+        let h = request.headers_mut();
+        h.insert(
+            AUTH_HEADER_WORKER,
+            http::HeaderValue::from_str(&token).map_err(|_| {
+                RxonError::config("the token contains characters not allowed in a header")
+            })?,
+        );
+        h.insert(
+            PROTOCOL_VERSION_HEADER,
+            http::HeaderValue::from_static(PROTOCOL_VERSION),
+        );
+        let offer: Vec<&str> = inner.codecs.iter().map(|c| c.subprotocol()).collect();
+        h.insert(
+            http::header::SEC_WEBSOCKET_PROTOCOL,
+            http::HeaderValue::from_str(&offer.join(", "))
+                .map_err(|e| RxonError::config(e.to_string()))?,
+        );
+        let stream = rxon_http::tls::connect_stream(
+            &inner.base_url.replacen("ws", "http", 1),
+            inner.tls.as_ref(),
+            inner.options.tls.server_name.as_deref(),
+            inner.options.connect_timeout,
+        )
+        .await?;
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(inner.options.max_message_bytes))
+            .max_frame_size(Some(inner.options.max_message_bytes));
+        let handshake = tokio_tungstenite::client_async_with_config(request, stream, Some(config));
+        let (ws, response) =
+            match tokio::time::timeout(inner.options.connect_timeout, handshake).await {
+                Err(_) => {
+                    return Err(RxonError::timeout(format!(
+                        "{url}: no WebSocket handshake in time"
+                    )));
+                }
+                Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+                    let body = response.body().as_deref().unwrap_or_default().to_vec();
+                    return Err(rxon_http::error_for_status(
+                        response.status(),
+                        &body,
+                        None,
+                        &format!("GET {url}"),
+                    ));
+                }
+                Ok(Err(e)) => return Err(RxonError::network(format!("{url}: {e}")).with_source(e)),
+                Ok(Ok(pair)) => pair,
+            };
+        let codec = response
+            .headers()
+            .get(http::header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Codec::from_subprotocol)
+            .filter(|c| inner.codecs.contains(c))
+            .ok_or_else(|| {
+                RxonError::protocol(format!("{url}: the listener chose no codec we offered"))
+            })?;
+
+        let (mut sink, mut stream) = ws.split();
+        let (out, mut out_rx) = mpsc::channel::<Message>(256);
+        let pending: Pending = Arc::default();
+        let (dead_tx, dead) = watch::channel(false);
+        let dead_tx = Arc::new(dead_tx);
+        // Writer: frames out, plus a keepalive ping.
+        let writer_dead = dead_tx.clone();
+        let mut closed = inner.closed.subscribe();
+        tokio::spawn(async move {
+            let mut ping = tokio::time::interval(PING_INTERVAL);
+            ping.tick().await;
+            loop {
+                let message = tokio::select! {
+                    m = out_rx.recv() => match m { Some(m) => m, None => break },
+                    _ = ping.tick() => Message::Ping(Vec::new().into()),
+                    () = until(&mut closed) => {
+                        let _ = sink.send(Message::Close(None)).await;
+                        break;
+                    }
+                };
+                if sink.send(message).await.is_err() {
+                    break;
+                }
+            }
+            writer_dead.send_replace(true);
+        });
+        // Reader: replies to their requests, commands to the command queue.
+        let reader_pending = pending.clone();
+        let commands = inner.commands_tx.clone();
+        tokio::spawn(async move {
+            while let Some(frame) = stream.next().await {
+                let message = match frame {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "WebSocket session ended");
+                        break;
+                    }
+                };
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+                match codec.decode::<ServerFrame>(&message) {
+                    Ok(Some(ServerFrame::Command { command })) => {
+                        if !command.command.is_known() {
+                            tracing::warn!(command = %command.command, "unknown command skipped");
+                        } else if commands.send(command).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Some(frame @ (ServerFrame::Reply { .. } | ServerFrame::Error { .. }))) => {
+                        let id = match &frame {
+                            ServerFrame::Reply { id, .. } | ServerFrame::Error { id, .. } => *id,
+                            ServerFrame::Command { .. } => continue,
+                        };
+                        let waiter = reader_pending
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&id);
+                        if let Some(waiter) = waiter {
+                            let _ = waiter.send(frame);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "bad frame skipped"),
+                }
+            }
+            dead_tx.send_replace(true);
+            // Requests still waiting fail now: their senders are dropped.
+            reader_pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        });
+        Ok(Session {
+            out,
+            pending,
+            codec,
+            dead,
+        })
+    }
+
+    /// One request and its reply, within `timeout`.
+    async fn request(&self, call: &Call, timeout: Duration) -> Result<Reply> {
+        let session = self.session().await?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        session
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        let frame = session.codec.encode(&ClientFrame {
+            id,
+            call: call.clone(),
+        })?;
+        let what = call.name();
+        let result = async {
+            session
+                .out
+                .send(frame)
+                .await
+                .map_err(|_| RxonError::network(format!("{what}: the connection is gone")))?;
+            rx.await.map_err(|_| {
+                RxonError::network(format!("{what}: the connection dropped before the reply"))
+            })
+        };
+        let answer = match tokio::time::timeout(timeout, result).await {
+            Ok(r) => r,
+            Err(_) => Err(RxonError::timeout(format!(
+                "{what}: no reply within {timeout:?}"
+            ))),
+        };
+        session
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        match answer? {
+            ServerFrame::Reply { reply, .. } => Ok(reply),
+            ServerFrame::Error { error, .. } => {
+                let status = http::StatusCode::from_u16(error.status)
+                    .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+                let retry = error.retry_after_ms.map(Duration::from_millis);
+                let mut e =
+                    rxon_http::error_for_status(status, error.message.as_bytes(), retry, what);
+                if status == http::StatusCode::NOT_IMPLEMENTED {
+                    e = RxonError::new(ErrorKind::Unsupported, e.message().to_owned());
+                }
+                Err(e)
+            }
+            ServerFrame::Command { .. } => {
+                Err(RxonError::protocol("a command where a reply was expected"))
+            }
+        }
+    }
+
+    /// A request with the refresh-once rule for 401.
+    async fn call(&self, call: Call, timeout: Duration) -> Result<Reply> {
+        let generation = self.inner.token.read().unwrap_or_else(|p| p.into_inner()).1;
+        match self.request(&call, timeout).await {
+            Err(e) if e.details().get("status").and_then(|s| s.as_u64()) == Some(401) => {
+                self.refresh_after(generation).await?;
+                self.request(&call, timeout).await
+            }
+            other => other,
+        }
+    }
+
+    async fn refresh_after(&self, generation: u64) -> Result<()> {
+        let _single = self.inner.refresh.lock().await;
+        if self.inner.token.read().unwrap_or_else(|p| p.into_inner()).1 != generation {
+            return Ok(());
+        }
+        self.fetch_token().await.map(|_| ()).map_err(|e| {
+            if e.is_auth() {
+                e
+            } else {
+                RxonError::auth(format!("token refresh failed: {e}")).with_source(e)
+            }
+        })
+    }
+
+    async fn fetch_token(&self) -> Result<TokenResponse> {
+        match self
+            .request(&Call::Token, self.inner.options.request_timeout)
+            .await?
+        {
+            Reply::Token(t) => {
+                let mut guard = self.inner.token.write().unwrap_or_else(|p| p.into_inner());
+                guard.0 = t.access_token.clone();
+                guard.1 += 1;
+                Ok(t)
+            }
+            other => Err(unexpected("token", &other)),
+        }
+    }
+}
+
+/// Resolves when `rx` turns true or its sender is gone.
+async fn until(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+fn unexpected(op: &str, reply: &Reply) -> RxonError {
+    RxonError::protocol(format!(
+        "{op}: the listener answered a different operation ({reply:?})"
+    ))
+}
+
+impl Transport for WsTransport {
+    fn name(&self) -> &'static str {
+        "ws"
+    }
+
+    fn worker_id(&self) -> &str {
+        &self.inner.worker_id
+    }
+
+    fn connect(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            match self.inner.state.compare_exchange(
+                NEW,
+                CONNECTED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) | Err(CONNECTED) => Ok(()),
+                Err(_) => Err(RxonError::closed("WebSocket transport was closed")),
+            }
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.inner.state.store(CLOSED, Ordering::Release);
+            self.inner.closed.send_replace(true);
+            *self.inner.session.lock().await = None;
+            Ok(())
+        })
+    }
+
+    fn register<'a>(
+        &'a self,
+        registration: &'a WorkerRegistration,
+    ) -> BoxFuture<'a, Result<RegisterReply>> {
+        Box::pin(async move {
+            match self
+                .call(
+                    Call::Register(registration.clone()),
+                    self.inner.options.request_timeout,
+                )
+                .await?
+            {
+                Reply::Register(r) => Ok(r),
+                other => Err(unexpected("register", &other)),
+            }
+        })
+    }
+
+    fn poll_task(&self, timeout: Duration) -> BoxFuture<'_, Result<Option<TaskPayload>>> {
+        Box::pin(async move {
+            let args = PollArgs {
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            };
+            let deadline = timeout + Duration::from_secs(POLL_REQUEST_MARGIN_SECS);
+            match self.call(Call::Poll(args), deadline).await? {
+                Reply::Poll(task) => Ok(task),
+                other => Err(unexpected("poll", &other)),
+            }
+        })
+    }
+
+    fn send_result<'a>(&'a self, result: &'a TaskResult) -> BoxFuture<'a, Result<ResultOutcome>> {
+        Box::pin(rxon_core::retry::retry_network(
+            &self.inner.options,
+            move |_| async move {
+                match self
+                    .call(
+                        Call::Result(result.clone()),
+                        self.inner.options.request_timeout,
+                    )
+                    .await?
+                {
+                    Reply::Result(outcome) => Ok(outcome),
+                    other => Err(unexpected("result", &other)),
+                }
+            },
+            tokio::time::sleep,
+        ))
+    }
+
+    fn send_heartbeat<'a>(
+        &'a self,
+        heartbeat: &'a Heartbeat,
+    ) -> BoxFuture<'a, Result<HeartbeatReply>> {
+        Box::pin(async move {
+            match self
+                .call(
+                    Call::Heartbeat(heartbeat.clone()),
+                    self.inner.options.request_timeout,
+                )
+                .await?
+            {
+                Reply::Heartbeat(r) => Ok(r),
+                other => Err(unexpected("heartbeat", &other)),
+            }
+        })
+    }
+
+    fn send_progress<'a>(
+        &'a self,
+        progress: &'a ProgressUpdatePayload,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            match self
+                .call(
+                    Call::Progress(progress.clone()),
+                    self.inner.options.request_timeout,
+                )
+                .await?
+            {
+                Reply::Progress => Ok(()),
+                other => Err(unexpected("progress", &other)),
+            }
+        })
+    }
+
+    fn next_command(&self) -> BoxFuture<'_, Result<Option<WorkerCommand>>> {
+        Box::pin(async move {
+            if self.inner.state.load(Ordering::Acquire) == CLOSED {
+                return Ok(None);
+            }
+            // Commands arrive on the session: make sure there is one.
+            let session = self.session().await?;
+            let mut dead = session.dead.clone();
+            let mut closed = self.inner.closed.subscribe();
+            let mut queue = self.inner.commands.lock().await;
+            tokio::select! {
+                command = queue.recv() => Ok(command),
+                () = until(&mut closed) => Ok(None),
+                () = until(&mut dead) => Err(RxonError::network("the WebSocket session dropped; it reconnects on the next call")),
+            }
+        })
+    }
+
+    fn refresh_token(&self) -> BoxFuture<'_, Result<TokenResponse>> {
+        Box::pin(async move {
+            let _single = self.inner.refresh.lock().await;
+            self.fetch_token().await
+        })
+    }
+}
+
+/// Builds [`WsTransport`]s for `ws://` and `wss://` URLs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WsTransportFactory;
+
+impl TransportFactory for WsTransportFactory {
+    fn schemes(&self) -> &[&'static str] {
+        SCHEMES
+    }
+
+    fn create(&self, config: &TransportConfig) -> Result<Box<dyn Transport>> {
+        Ok(Box::new(WsTransport::from_config(config)?))
+    }
+}

@@ -1,0 +1,480 @@
+//! The orchestrator side: [`WsMount`] (on an HTTP listener's port) and [`WsListener`]
+//! (its own port).
+
+use crate::frame::{Call, ClientFrame, Codec, PATH_PREFIX, Reply, ServerFrame, WireError};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use rxon_core::validate::is_valid_identifier;
+use rxon_core::{
+    BoxFuture, Handler, HandlerError, Listener, RequestContext, Result, RxonError,
+    constants::{AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER},
+};
+use rxon_http::{ConnectionInfo, HttpListener, HttpListenerConfig, Mount, ServerTls};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+
+/// Transport name in the [`RequestContext`] of WebSocket requests.
+pub const TRANSPORT_NAME: &str = "ws";
+
+/// Limits of WebSocket sessions.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WsConfig {
+    /// Longest a poll waits for a task (a worker's shorter timeout wins; default 30 s).
+    pub poll_wait: Duration,
+    /// Largest frame accepted (default 16 MiB); larger ones close the session (1009).
+    pub max_message_bytes: usize,
+    /// Requests of one session handled at once; more wait (default 64).
+    pub max_in_flight: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            poll_wait: Duration::from_secs(30),
+            max_message_bytes: 16 * 1024 * 1024,
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// The WebSocket transport's route (`/_worker/rxon/{worker_id}`) as a [`Mount`] for an
+/// `HttpListener` or `HttpService`: HTTP workers and WebSocket workers on one port,
+/// served by one handler.
+#[derive(Clone)]
+pub struct WsMount {
+    handler: Arc<dyn Handler>,
+    config: Arc<WsConfig>,
+}
+
+impl std::fmt::Debug for WsMount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsMount")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsMount {
+    /// The route over `handler`.
+    pub fn new(handler: Arc<dyn Handler>, config: WsConfig) -> Self {
+        WsMount {
+            handler,
+            config: Arc::new(config),
+        }
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        PROTOCOL_VERSION_HEADER,
+        HeaderValue::from_static(PROTOCOL_VERSION),
+    );
+    r
+}
+
+impl Mount for WsMount {
+    fn matches(&self, path: &str) -> bool {
+        path.starts_with(PATH_PREFIX)
+    }
+
+    fn handle(
+        &self,
+        mut request: Request<()>,
+        shutdown: Option<watch::Receiver<bool>>,
+    ) -> BoxFuture<'static, Response<Full<Bytes>>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let worker_id = request
+                .uri()
+                .path()
+                .strip_prefix(PATH_PREFIX)
+                .unwrap_or_default()
+                .to_owned();
+            if !is_valid_identifier(&worker_id) {
+                return error(StatusCode::BAD_REQUEST, "invalid worker_id in the path");
+            }
+            let headers = request.headers();
+            let has = |name: header::HeaderName, token: &str| {
+                headers.get_all(name).iter().any(|v| {
+                    v.to_str()
+                        .is_ok_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case(token)))
+                })
+            };
+            if !has(header::UPGRADE, "websocket") || !has(header::CONNECTION, "upgrade") {
+                return error(StatusCode::UPGRADE_REQUIRED, "send Upgrade: websocket");
+            }
+            if headers
+                .get(header::SEC_WEBSOCKET_VERSION)
+                .is_none_or(|v| v != "13")
+            {
+                return error(StatusCode::BAD_REQUEST, "Sec-WebSocket-Version must be 13");
+            }
+            let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
+                return error(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+            };
+            // The worker lists the codecs it speaks, preferred first.
+            let codec = headers
+                .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .find_map(Codec::from_subprotocol);
+            let Some(codec) = codec else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "no supported subprotocol: offer rxon.v1.json or rxon.v1.msgpack",
+                );
+            };
+            let text = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let mut ctx = RequestContext::new(TRANSPORT_NAME).with_worker_id(worker_id);
+            ctx.token = text(AUTH_HEADER_WORKER);
+            ctx.protocol_version = text(PROTOCOL_VERSION_HEADER);
+            if let Some(info) = request.extensions().get::<ConnectionInfo>() {
+                ctx.remote_addr = info.remote_addr;
+                ctx.cert_identity = info.cert_identity.clone();
+            }
+            let on_upgrade = hyper::upgrade::on(&mut request);
+            tokio::spawn(async move {
+                match on_upgrade.await {
+                    Ok(upgraded) => {
+                        let config = WebSocketConfig::default()
+                            .max_message_size(Some(this.config.max_message_bytes))
+                            .max_frame_size(Some(this.config.max_message_bytes));
+                        let ws = WebSocketStream::from_raw_socket(
+                            hyper_util::rt::TokioIo::new(upgraded),
+                            Role::Server,
+                            Some(config),
+                        )
+                        .await;
+                        session(ws, codec, this.handler, this.config, ctx, shutdown).await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+                }
+            });
+            let accept =
+                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let h = response.headers_mut();
+            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            h.insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static(codec.subprotocol()),
+            );
+            h.insert(
+                PROTOCOL_VERSION_HEADER,
+                HeaderValue::from_static(PROTOCOL_VERSION),
+            );
+            if let Ok(v) = HeaderValue::from_str(&accept) {
+                h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+            }
+            response
+        })
+    }
+}
+
+/// Resolves when `shutdown` turns true (never without one).
+async fn stopping(shutdown: &mut Option<watch::Receiver<bool>>) {
+    match shutdown {
+        Some(rx) => drop(rx.wait_for(|s| *s).await),
+        None => std::future::pending().await,
+    }
+}
+
+/// One worker's connection: requests run concurrently, replies and commands share
+/// one writer.
+async fn session<S>(
+    ws: WebSocketStream<S>,
+    codec: Codec,
+    handler: Arc<dyn Handler>,
+    config: Arc<WsConfig>,
+    ctx: RequestContext,
+    mut shutdown: Option<watch::Receiver<bool>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut stream) = ws.split();
+    let (out, mut out_rx) = mpsc::channel::<Message>(256);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = out_rx.recv().await {
+            let closing = matches!(message, Message::Close(_));
+            if sink.send(message).await.is_err() || closing {
+                break;
+            }
+        }
+    });
+    // The session's credential: the upgrade's, then whatever a token request issued.
+    let token = Arc::new(Mutex::new(ctx.token.clone()));
+    let mut commands = open_commands(&handler, &ctx, codec, &out).await;
+    let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    let mut requests = tokio::task::JoinSet::new();
+    loop {
+        let message = tokio::select! {
+            m = stream.next() => m,
+            () = stopping(&mut shutdown) => {
+                // Requests in flight finish first (pending polls answer "no task" at
+                // once); then the session closes with 1001.
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while requests.join_next().await.is_some() {}
+                })
+                .await;
+                let _ = out.send(Message::Close(Some(CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "listener stopping".into(),
+                }))).await;
+                break;
+            }
+        };
+        let message = match message {
+            Some(Ok(m)) => m,
+            Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
+                tracing::warn!(error = %e, "frame over the size limit; closing");
+                let _ = out
+                    .send(Message::Close(Some(CloseFrame {
+                        code: CloseCode::Size,
+                        reason: "frame exceeds the size limit".into(),
+                    })))
+                    .await;
+                break;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "session ended");
+                break;
+            }
+            None => break,
+        };
+        if matches!(message, Message::Close(_)) {
+            break;
+        }
+        let frame = match codec.decode::<ClientFrame>(&message) {
+            Ok(Some(f)) => f,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "bad frame skipped");
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let mut ctx = ctx.clone();
+        ctx.token = token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (handler, config, out, token) =
+            (handler.clone(), config.clone(), out.clone(), token.clone());
+        let shutdown = shutdown.clone();
+        let reopen = commands.is_none() && matches!(frame.call, Call::Token);
+        let commands_out = out.clone();
+        let reply = async move {
+            let id = frame.id;
+            let answer = execute(&handler, &config, ctx.clone(), frame.call, shutdown).await;
+            if let Ok(Reply::Token(t)) = &answer {
+                *token.lock().unwrap_or_else(|p| p.into_inner()) = Some(t.access_token.clone());
+            }
+            let frame = match answer {
+                Ok(reply) => ServerFrame::Reply { id, reply },
+                Err(e) => ServerFrame::Error {
+                    id,
+                    error: WireError {
+                        status: rxon_http::status_for(e.kind()).as_u16(),
+                        message: e.message().to_owned(),
+                        retry_after_ms: e.retry_after().map(|d| d.as_millis() as u64),
+                    },
+                },
+            };
+            if let Ok(m) = codec.encode(&frame) {
+                let _ = out.send(m).await;
+            }
+            drop(permit);
+            // A fresh token may open the command channel the upgrade's could not.
+            if reopen {
+                let mut ctx = ctx;
+                ctx.token = token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                return open_commands(&handler, &ctx, codec, &commands_out).await;
+            }
+            None
+        };
+        requests.spawn(reply);
+        while let Some(done) = requests.try_join_next() {
+            if let Ok(Some(opened)) = done {
+                if let Some(old) = commands.replace(opened) {
+                    old.abort();
+                }
+            }
+        }
+    }
+    requests.abort_all();
+    if let Some(c) = commands {
+        c.abort();
+    }
+    drop(out);
+    let _ = writer.await;
+}
+
+/// Opens the handler's command channel for this worker and forwards it; `None` when
+/// the handler has none for this session.
+async fn open_commands(
+    handler: &Arc<dyn Handler>,
+    ctx: &RequestContext,
+    codec: Codec,
+    out: &mpsc::Sender<Message>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let mut receiver = match handler.commands(ctx.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "no command channel for this session");
+            return None;
+        }
+    };
+    let out = out.clone();
+    Some(tokio::spawn(async move {
+        while let Some(command) = receiver.recv().await {
+            let Ok(message) = codec.encode(&ServerFrame::Command {
+                command: command.clone(),
+            }) else {
+                continue;
+            };
+            if out.send(message).await.is_err() {
+                receiver.undelivered(command);
+                return;
+            }
+        }
+    }))
+}
+
+async fn execute(
+    handler: &Arc<dyn Handler>,
+    config: &WsConfig,
+    ctx: RequestContext,
+    call: Call,
+    mut shutdown: Option<watch::Receiver<bool>>,
+) -> std::result::Result<Reply, HandlerError> {
+    let worker_id = ctx.worker_id.clone().unwrap_or_default();
+    Ok(match call {
+        Call::Register(r) => Reply::Register(handler.register(ctx, r).await?),
+        Call::Poll(args) => {
+            let wait = Duration::from_millis(args.timeout_ms).min(config.poll_wait);
+            let poll = tokio::time::timeout(
+                wait + Duration::from_secs(5),
+                handler.poll(ctx, worker_id, wait),
+            );
+            let task = tokio::select! {
+                r = poll => r.unwrap_or(Ok(None))?,
+                () = stopping(&mut shutdown) => None,
+            };
+            Reply::Poll(task)
+        }
+        Call::Result(r) => Reply::Result(handler.result(ctx, r).await?),
+        Call::Heartbeat(h) => Reply::Heartbeat(handler.heartbeat(ctx, worker_id, Some(h)).await?),
+        Call::Progress(p) => {
+            handler.progress(ctx, p).await?;
+            Reply::Progress
+        }
+        Call::Token => Reply::Token(handler.token(ctx).await?),
+    })
+}
+
+/// Settings of a standalone [`WsListener`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct WsListenerConfig {
+    /// Address to bind (default `127.0.0.1:0`).
+    pub bind: Option<SocketAddr>,
+    /// Session limits.
+    pub ws: WsConfig,
+    /// Serve `wss://` with this certificate (and optional client certificates).
+    pub tls: Option<ServerTls>,
+}
+
+/// Serves the WebSocket transport on its own port (`ws://` or `wss://`). To serve it
+/// beside the HTTP routes on one port, add a [`WsMount`] to the `HttpListenerConfig`
+/// instead.
+#[derive(Debug, Default)]
+pub struct WsListener {
+    config: WsListenerConfig,
+    http: Mutex<Option<Arc<HttpListener>>>,
+}
+
+impl WsListener {
+    /// A listener on `addr`.
+    pub fn bind(addr: SocketAddr) -> Self {
+        Self::with_config(WsListenerConfig {
+            bind: Some(addr),
+            ..Default::default()
+        })
+    }
+
+    /// A listener with `config`.
+    pub fn with_config(config: WsListenerConfig) -> Self {
+        WsListener {
+            config,
+            http: Mutex::new(None),
+        }
+    }
+
+    fn http(&self) -> Option<Arc<HttpListener>> {
+        self.http.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Listener for WsListener {
+    fn start(&self, handler: Arc<dyn Handler>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if self.http().is_some() {
+                return Err(RxonError::config("WebSocket listener is already running"));
+            }
+            let mut config = HttpListenerConfig::default();
+            if let Some(bind) = self.config.bind {
+                config.bind = bind;
+            }
+            config.tls = self.config.tls.clone();
+            config.service.max_body_bytes = self.config.ws.max_message_bytes;
+            config.mounts = vec![Arc::new(WsMount::new(
+                handler.clone(),
+                self.config.ws.clone(),
+            ))];
+            config.worker_routes = false;
+            let http = Arc::new(HttpListener::with_config(config));
+            http.start(handler).await?;
+            *self.http.lock().unwrap_or_else(|p| p.into_inner()) = Some(http);
+            Ok(())
+        })
+    }
+
+    fn stop(&self, drain: Duration) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let http = self.http.lock().unwrap_or_else(|p| p.into_inner()).take();
+            match http {
+                Some(h) => h.stop(drain).await,
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn endpoint(&self) -> Option<String> {
+        self.http()
+            .and_then(|h| h.endpoint())
+            .map(|e| e.replacen("http", "ws", 1))
+    }
+}

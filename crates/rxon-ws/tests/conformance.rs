@@ -1,0 +1,123 @@
+//! The shared conformance suite over the WebSocket transport: standalone listener with
+//! each codec, and mounted beside the HTTP routes on one port.
+
+use rxon_core::{
+    BoxFuture, Handler, Listener, Transport, TransportConfig, TransportFactory, Value,
+};
+use rxon_http::{HttpListener, HttpListenerConfig};
+use rxon_testing::conformance::{Capabilities, Harness};
+use rxon_ws::{WsConfig, WsListener, WsListenerConfig, WsMount, WsTransportFactory};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn ws_config(poll_wait: Duration) -> WsConfig {
+    let mut c = WsConfig::default();
+    c.poll_wait = poll_wait;
+    c
+}
+
+fn both() -> Capabilities {
+    Capabilities::none().with_commands(true).with_progress(true)
+}
+
+/// Standalone listener; the client insists on `codec` (or negotiates when `None`).
+struct Standalone(Option<&'static str>);
+
+impl Harness for Standalone {
+    fn listener(&self, poll_wait: Duration) -> Box<dyn Listener> {
+        let mut config = WsListenerConfig::default();
+        config.ws = ws_config(poll_wait);
+        Box::new(WsListener::with_config(config))
+    }
+
+    fn transport(&self, config: &TransportConfig) -> rxon_core::Result<Box<dyn Transport>> {
+        let mut config = config.clone();
+        if let Some(codec) = self.0 {
+            config
+                .options
+                .params
+                .insert("codec".into(), Value::from(codec));
+        }
+        WsTransportFactory.create(&config)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        both()
+    }
+}
+
+/// An HttpListener that also serves the WebSocket transport on its port.
+struct MountedListener {
+    poll_wait: Duration,
+    inner: Mutex<Option<Arc<HttpListener>>>,
+}
+
+impl MountedListener {
+    fn http(&self) -> Option<Arc<HttpListener>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Listener for MountedListener {
+    fn start(&self, handler: Arc<dyn Handler>) -> BoxFuture<'_, rxon_core::Result<()>> {
+        Box::pin(async move {
+            let mut config = HttpListenerConfig::default();
+            config.service.poll_wait = self.poll_wait;
+            config.mounts = vec![Arc::new(WsMount::new(
+                handler.clone(),
+                ws_config(self.poll_wait),
+            ))];
+            let http = Arc::new(HttpListener::with_config(config));
+            http.start(handler).await?;
+            *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = Some(http);
+            Ok(())
+        })
+    }
+
+    fn stop(&self, drain: Duration) -> BoxFuture<'_, rxon_core::Result<()>> {
+        Box::pin(async move {
+            let http = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+            match http {
+                Some(h) => h.stop(drain).await,
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn endpoint(&self) -> Option<String> {
+        self.http()
+            .and_then(|h| h.endpoint())
+            .map(|e| e.replacen("http", "ws", 1))
+    }
+}
+
+struct Mounted;
+
+impl Harness for Mounted {
+    fn listener(&self, poll_wait: Duration) -> Box<dyn Listener> {
+        Box::new(MountedListener {
+            poll_wait,
+            inner: Mutex::new(None),
+        })
+    }
+
+    fn transport(&self, config: &TransportConfig) -> rxon_core::Result<Box<dyn Transport>> {
+        WsTransportFactory.create(config)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        both()
+    }
+}
+
+mod negotiated {
+    rxon_testing::conformance_tests!(super::Standalone(None));
+}
+
+mod json {
+    rxon_testing::conformance_tests!(super::Standalone(Some("json")));
+}
+
+mod mounted {
+    rxon_testing::conformance_tests!(super::Mounted);
+}

@@ -1,0 +1,190 @@
+//! The WebSocket transport on 127.0.0.1: one socket for concurrent operations, codecs,
+//! restarts, hostile frames.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use futures_util::{SinkExt, StreamExt};
+use rxon_core::*;
+
+use rxon_testing::Orchestrator;
+use rxon_ws::{Codec, WsConfig, WsListener, WsListenerConfig, WsTransport};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+const BOUND: Duration = Duration::from_secs(15);
+
+async fn listener(orch: &Orchestrator, bind: SocketAddr, max_message_bytes: usize) -> WsListener {
+    let mut config = WsListenerConfig::default();
+    config.bind = Some(bind);
+    config.ws = WsConfig::default();
+    config.ws.poll_wait = Duration::from_secs(60);
+    config.ws.max_message_bytes = max_message_bytes;
+    let l = WsListener::with_config(config);
+    l.start(Arc::new(orch.clone())).await.unwrap();
+    l
+}
+
+async fn worker(url: &str, codec: Option<&str>) -> Arc<WsTransport> {
+    let mut config = TransportConfig::new(url, "w-1", "t");
+    if let Some(c) = codec {
+        config.options.params.insert("codec".into(), Value::from(c));
+    }
+    config.options.result_retry_delay = Duration::from_millis(10);
+    let t = WsTransport::from_config(&config).unwrap();
+    t.connect().await.unwrap();
+    t.register(&WorkerRegistration {
+        worker_id: "w-1".into(),
+        supported_skills: vec!["echo".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    Arc::new(t)
+}
+
+/// A raw WebSocket client over plain TCP.
+async fn connect(
+    request: http::Request<()>,
+) -> Result<
+    (
+        tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let host = request.uri().host().unwrap_or_default().to_owned();
+    let port = request.uri().port_u16().unwrap_or(80);
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+    tokio_tungstenite::client_async(request, tcp).await
+}
+
+fn task(id: &str) -> TaskPayload {
+    TaskPayload {
+        job_id: "j".into(),
+        task_id: id.into(),
+        task_type: "echo".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn operations_share_one_socket_while_a_poll_waits() {
+    let orch = Orchestrator::builder().token("t").build();
+    let l = listener(&orch, "127.0.0.1:0".parse().unwrap(), 1 << 20).await;
+    let t = worker(&l.endpoint().unwrap(), None).await;
+    assert_eq!(
+        t.codec().await,
+        Some(Codec::MessagePack),
+        "MessagePack is preferred"
+    );
+
+    orch.enqueue(task("first")).unwrap();
+    let first = t.poll_task(Duration::from_secs(5)).await.unwrap().unwrap();
+    let poller = {
+        let t = t.clone();
+        tokio::spawn(async move { t.poll_task(Duration::from_secs(60)).await })
+    };
+    orch.wait_for_pollers(1, BOUND).await.unwrap();
+    // While the poll waits on the socket, other requests go through it.
+    let outcome = t
+        .send_result(&TaskResult::success(&first, "w-1", Map::new()))
+        .await
+        .unwrap();
+    assert!(outcome.is_accepted());
+    let hb = Heartbeat {
+        worker_id: "w-1".into(),
+        ..Default::default()
+    };
+    t.send_heartbeat(&hb).await.unwrap();
+    assert!(!poller.is_finished(), "the poll is still waiting");
+    orch.enqueue(task("second")).unwrap();
+    let second = tokio::time::timeout(BOUND, poller)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.unwrap().task_id, "second");
+
+    let json = worker(&l.endpoint().unwrap(), Some("json")).await;
+    assert_eq!(json.codec().await, Some(Codec::Json));
+    l.stop(BOUND).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_restarted_listener_is_reached_again() {
+    let orch = Orchestrator::builder().token("t").build();
+    let l = listener(&orch, "127.0.0.1:0".parse().unwrap(), 1 << 20).await;
+    let url = l.endpoint().unwrap();
+    let addr: SocketAddr = url.trim_start_matches("ws://").parse().unwrap();
+    let t = worker(&url, None).await;
+    l.stop(BOUND).await.unwrap();
+    let err = t.poll_task(Duration::from_millis(100)).await.unwrap_err();
+    assert!(err.is_network(), "{err}");
+    let l = listener(&orch, addr, 1 << 20).await;
+    // The next operation reconnects.
+    orch.enqueue(task("after")).unwrap();
+    let got = t.poll_task(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!(got.task_id, "after");
+    l.stop(BOUND).await.unwrap();
+}
+
+#[tokio::test]
+async fn hostile_frames_are_skipped_and_oversized_ones_close_with_1009() {
+    let orch = Orchestrator::builder().token("t").build();
+    let l = listener(&orch, "127.0.0.1:0".parse().unwrap(), 1024).await;
+    let url = format!("{}/_worker/rxon/raw-1", l.endpoint().unwrap());
+
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "rxon.v1.json".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("X-Worker-Token", "t".parse().unwrap());
+    let (mut ws, response) = connect(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "rxon.v1.json");
+    for bad in [
+        Message::Text("{not json".into()),
+        Message::Binary(vec![1, 2, 3].into()),
+        Message::Text(r#"{"id":1,"call":{"op":"explode"}}"#.into()),
+    ] {
+        ws.send(bad).await.unwrap();
+    }
+    // The session is still up: a valid request gets its reply.
+    ws.send(Message::Text(
+        r#"{"id":9,"call":{"op":"heartbeat","body":{"worker_id":"raw-1","status":"idle","load":0.0,"current_tasks":[],"supported_skills":[],"hot_cache":[]}}}"#.into(),
+    ))
+    .await
+    .unwrap();
+    let reply = tokio::time::timeout(BOUND, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let text = reply.to_text().unwrap();
+    assert!(text.starts_with(r#"{"type":"reply","id":9"#), "{text}");
+
+    ws.send(Message::Text("x".repeat(4096).into()))
+        .await
+        .unwrap();
+    let mut code = None;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(BOUND, ws.next()).await {
+        if let Message::Close(frame) = msg {
+            code = frame.map(|f| f.code);
+            break;
+        }
+    }
+    assert_eq!(code, Some(CloseCode::Size));
+
+    // No codec in common: refused at the upgrade.
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "rxon.v9.xml".parse().unwrap());
+    let err = connect(request).await.unwrap_err();
+    assert!(err.to_string().contains("400"), "{err}");
+    l.stop(BOUND).await.unwrap();
+}
