@@ -140,3 +140,76 @@ impl<F: TransportFactory + ?Sized> TransportFactory for Arc<F> {
         (**self).create(config)
     }
 }
+
+/// The connect/close state every [`Transport`] keeps, with the contract's errors.
+///
+/// ```
+/// use rxon_core::transport::Lifecycle;
+/// let life = Lifecycle::new("demo");
+/// assert!(life.ready().is_err());      // not connected yet
+/// life.connect().unwrap();
+/// life.connect().unwrap();             // idempotent
+/// assert!(life.ready().is_ok());
+/// life.close();
+/// assert!(life.is_closed() && life.connect().is_err());
+/// ```
+#[derive(Debug)]
+pub struct Lifecycle {
+    name: &'static str,
+    state: std::sync::atomic::AtomicU8,
+}
+
+const NEW: u8 = 0;
+const CONNECTED: u8 = 1;
+const CLOSED: u8 = 2;
+
+impl Lifecycle {
+    /// A new, unconnected state for the transport called `name` (used in errors).
+    pub const fn new(name: &'static str) -> Self {
+        Lifecycle {
+            name,
+            state: std::sync::atomic::AtomicU8::new(NEW),
+        }
+    }
+
+    /// Marks the transport connected; `Closed` if it was closed.
+    pub fn connect(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        match self
+            .state
+            .compare_exchange(NEW, CONNECTED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) | Err(CONNECTED) => Ok(()),
+            Err(_) => Err(crate::RxonError::closed(format!(
+                "{} transport was closed",
+                self.name
+            ))),
+        }
+    }
+
+    /// Marks the transport closed, for good.
+    pub fn close(&self) {
+        self.state
+            .store(CLOSED, std::sync::atomic::Ordering::Release);
+    }
+
+    /// `true` once closed.
+    pub fn is_closed(&self) -> bool {
+        self.state.load(std::sync::atomic::Ordering::Acquire) == CLOSED
+    }
+
+    /// `Ok` when connected; otherwise the contract's `Closed` error.
+    pub fn ready(&self) -> Result<()> {
+        match self.state.load(std::sync::atomic::Ordering::Acquire) {
+            CONNECTED => Ok(()),
+            CLOSED => Err(crate::RxonError::closed(format!(
+                "{} transport was closed",
+                self.name
+            ))),
+            _ => Err(crate::RxonError::closed(format!(
+                "{} transport is not connected: call connect() first",
+                self.name
+            ))),
+        }
+    }
+}

@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 
 mod channel;
+pub mod credential;
 mod listener;
 mod service;
 pub mod tls;

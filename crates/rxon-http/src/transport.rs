@@ -1,6 +1,7 @@
 //! The worker side: [`HttpTransport`].
 
 use crate::channel::Channel;
+use crate::credential::Credential;
 use crate::tls::ClientStream;
 use crate::wire::{error_for_status, parse_retry_after};
 use bytes::Bytes;
@@ -22,16 +23,12 @@ use rxon_core::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
 /// URL schemes served by [`HttpTransportFactory`].
 pub const SCHEMES: &[&str] = &["http", "https"];
-
-const NEW: u8 = 0;
-const CONNECTED: u8 = 1;
-const CLOSED: u8 = 2;
 
 /// A worker's connection to an orchestrator over HTTP/1.1, wire-compatible with the
 /// reference `HttpTransport`.
@@ -79,12 +76,10 @@ pub(crate) struct Inner {
     base_url: String,
     worker_id: String,
     /// The current credential and a generation number bumped on every refresh.
-    token: RwLock<(HeaderValue, u64)>,
-    /// Serialises refreshes so that concurrent 401s refresh once.
-    refresh: tokio::sync::Mutex<()>,
+    token: Credential<HeaderValue>,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     options: TransportOptions,
-    state: AtomicU8,
+    state: rxon_core::transport::Lifecycle,
     version_warned: AtomicBool,
     /// TLS for the WebSocket command channel (`wss://`), when the URL is `https://`.
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -155,11 +150,10 @@ impl HttpTransport {
             inner: Arc::new(Inner {
                 base_url,
                 worker_id: config.worker_id.clone(),
-                token: RwLock::new((token, 0)),
-                refresh: tokio::sync::Mutex::new(()),
+                token: Credential::new(token),
                 client,
                 options: config.options.clone(),
-                state: AtomicU8::new(NEW),
+                state: rxon_core::transport::Lifecycle::new("HTTP"),
                 version_warned: AtomicBool::new(false),
                 tls: channel_tls,
                 channel: OnceLock::new(),
@@ -174,8 +168,8 @@ impl HttpTransport {
 
     /// The credential currently sent.
     pub fn token(&self) -> String {
-        let guard = self.inner.token.read().unwrap_or_else(|p| p.into_inner());
-        guard.0.to_str().unwrap_or_default().to_owned()
+        let (token, _) = self.inner.token.current();
+        token.to_str().unwrap_or_default().to_owned()
     }
 
     pub(crate) fn downgrade(&self) -> Weak<Inner> {
@@ -218,21 +212,11 @@ impl HttpTransport {
     }
 
     fn ready(&self) -> Result<()> {
-        match self.inner.state.load(Ordering::Acquire) {
-            CONNECTED => Ok(()),
-            CLOSED => Err(RxonError::closed("HTTP transport was closed")),
-            _ => Err(RxonError::closed(
-                "HTTP transport is not connected: call connect() first",
-            )),
-        }
+        self.inner.state.ready()
     }
 
     fn current_token(&self) -> (HeaderValue, u64) {
-        self.inner
-            .token
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.inner.token.current()
     }
 
     /// One request/response, with the 401 → refresh → retry-once rule. `Ok(None)` for
@@ -350,11 +334,12 @@ impl HttpTransport {
 
     /// Refreshes the token unless another task already did since `seen_generation`.
     async fn refresh_after_401(&self, seen_generation: u64) -> Result<()> {
-        let _single = self.inner.refresh.lock().await;
-        if self.current_token().1 != seen_generation {
-            return Ok(());
-        }
-        self.fetch_token().await.map(|_| ()).map_err(|e| {
+        let refreshed = self
+            .inner
+            .token
+            .refresh_after(seen_generation, || self.fetch_token())
+            .await;
+        refreshed.map(|_| ()).map_err(|e| {
             if e.is_auth() {
                 e
             } else {
@@ -384,9 +369,7 @@ impl HttpTransport {
         let value = HeaderValue::from_str(&response.access_token).map_err(|_| {
             RxonError::protocol("the STS token contains characters not allowed in a header")
         })?;
-        let mut guard = self.inner.token.write().unwrap_or_else(|p| p.into_inner());
-        guard.0 = value;
-        guard.1 += 1;
+        self.inner.token.set(value);
         tracing::info!(expires_in = response.expires_in, "worker token refreshed");
         Ok(response)
     }
@@ -456,23 +439,12 @@ impl Transport for HttpTransport {
     }
 
     fn connect(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            match self.inner.state.compare_exchange(
-                NEW,
-                CONNECTED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => Ok(()),
-                Err(CONNECTED) => Ok(()),
-                Err(_) => Err(RxonError::closed("HTTP transport was closed")),
-            }
-        })
+        Box::pin(async move { self.inner.state.connect() })
     }
 
     fn close(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            self.inner.state.store(CLOSED, Ordering::Release);
+            self.inner.state.close();
             if let Some(channel) = self.inner.channel.get() {
                 channel.stop();
             }
@@ -582,7 +554,7 @@ impl Transport for HttpTransport {
 
     fn next_command(&self) -> BoxFuture<'_, Result<Option<WorkerCommand>>> {
         Box::pin(async move {
-            if self.inner.state.load(Ordering::Acquire) == CLOSED {
+            if self.inner.state.is_closed() {
                 return Ok(None);
             }
             self.ready()?;
@@ -593,8 +565,7 @@ impl Transport for HttpTransport {
     fn refresh_token(&self) -> BoxFuture<'_, Result<TokenResponse>> {
         Box::pin(async move {
             self.ready()?;
-            let _single = self.inner.refresh.lock().await;
-            self.fetch_token().await
+            self.inner.token.refresh_now(|| self.fetch_token()).await
         })
     }
 }

@@ -15,7 +15,7 @@ use rxon_core::{
 };
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -167,10 +167,6 @@ impl Listener for LocalListener {
     }
 }
 
-const NEW: u8 = 0;
-const CONNECTED: u8 = 1;
-const CLOSED: u8 = 2;
-
 /// A [`Transport`] that calls a [`LocalListener`]'s handler in the same process.
 pub struct LocalTransport {
     name: String,
@@ -178,7 +174,7 @@ pub struct LocalTransport {
     token: RwLock<(String, u64)>,
     refresh: tokio::sync::Mutex<()>,
     options: TransportOptions,
-    state: AtomicU8,
+    state: rxon_core::transport::Lifecycle,
     closed: watch::Sender<bool>,
     commands: tokio::sync::Mutex<Option<Box<dyn CommandReceiver>>>,
 }
@@ -209,7 +205,7 @@ impl LocalTransport {
             token: RwLock::new((config.token.clone(), 0)),
             refresh: tokio::sync::Mutex::new(()),
             options: config.options.clone(),
-            state: AtomicU8::new(NEW),
+            state: rxon_core::transport::Lifecycle::new("local"),
             closed: watch::channel(false).0,
             commands: tokio::sync::Mutex::new(None),
         })
@@ -225,13 +221,7 @@ impl LocalTransport {
     }
 
     fn ready(&self) -> Result<()> {
-        match self.state.load(Ordering::Acquire) {
-            CONNECTED => Ok(()),
-            CLOSED => Err(RxonError::closed("local transport was closed")),
-            _ => Err(RxonError::closed(
-                "local transport is not connected: call connect() first",
-            )),
-        }
+        self.state.ready()
     }
 
     fn endpoint(&self) -> Result<Arc<Endpoint>> {
@@ -316,20 +306,12 @@ impl Transport for LocalTransport {
     }
 
     fn connect(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            match self
-                .state
-                .compare_exchange(NEW, CONNECTED, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) | Err(CONNECTED) => Ok(()),
-                Err(_) => Err(RxonError::closed("local transport was closed")),
-            }
-        })
+        Box::pin(async move { self.state.connect() })
     }
 
     fn close(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            self.state.store(CLOSED, Ordering::Release);
+            self.state.close();
             self.closed.send_replace(true);
             Ok(())
         })
@@ -390,7 +372,7 @@ impl Transport for LocalTransport {
 
     fn next_command(&self) -> BoxFuture<'_, Result<Option<WorkerCommand>>> {
         Box::pin(async move {
-            if self.state.load(Ordering::Acquire) == CLOSED {
+            if self.state.is_closed() {
                 return Ok(None);
             }
             self.ready()?;

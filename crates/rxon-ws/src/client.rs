@@ -10,9 +10,10 @@ use rxon_core::{
     ResultOutcome, RxonError, TaskPayload, TaskResult, TokenResponse, Transport, TransportConfig,
     TransportFactory, TransportOptions, WorkerCommand, WorkerRegistration,
 };
+use rxon_http::credential::Credential;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -23,10 +24,6 @@ pub const SCHEMES: &[&str] = &["ws", "wss"];
 
 /// Keepalive ping interval.
 const PING_INTERVAL: Duration = Duration::from_secs(20);
-
-const NEW: u8 = 0;
-const CONNECTED: u8 = 1;
-const CLOSED: u8 = 2;
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ServerFrame>>>>;
 
@@ -64,12 +61,11 @@ pub struct WsTransport {
 struct Inner {
     base_url: String,
     worker_id: String,
-    token: RwLock<(String, u64)>,
-    refresh: tokio::sync::Mutex<()>,
+    token: Credential<String>,
     options: TransportOptions,
     tls: Option<Arc<rustls::ClientConfig>>,
     codecs: Vec<Codec>,
-    state: AtomicU8,
+    state: rxon_core::transport::Lifecycle,
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
     commands_tx: mpsc::Sender<WorkerCommand>,
     commands: tokio::sync::Mutex<mpsc::Receiver<WorkerCommand>>,
@@ -118,12 +114,11 @@ impl WsTransport {
             inner: Arc::new(Inner {
                 base_url: config.url.trim_end_matches('/').to_owned(),
                 worker_id: config.worker_id.clone(),
-                token: RwLock::new((config.token.clone(), 0)),
-                refresh: tokio::sync::Mutex::new(()),
+                token: Credential::new(config.token.clone()),
                 options: config.options.clone(),
                 tls,
                 codecs,
-                state: AtomicU8::new(NEW),
+                state: rxon_core::transport::Lifecycle::new("WebSocket"),
                 session: tokio::sync::Mutex::new(None),
                 commands_tx,
                 commands: tokio::sync::Mutex::new(commands),
@@ -135,12 +130,7 @@ impl WsTransport {
 
     /// The credential currently used.
     pub fn token(&self) -> String {
-        self.inner
-            .token
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .clone()
+        self.inner.token.current().0
     }
 
     /// The codec of the open session, if one is open.
@@ -155,13 +145,7 @@ impl WsTransport {
     }
 
     fn ready(&self) -> Result<()> {
-        match self.inner.state.load(Ordering::Acquire) {
-            CONNECTED => Ok(()),
-            CLOSED => Err(RxonError::closed("WebSocket transport was closed")),
-            _ => Err(RxonError::closed(
-                "WebSocket transport is not connected: call connect() first",
-            )),
-        }
+        self.inner.state.ready()
     }
 
     /// The open session, connecting if there is none (or it died).
@@ -380,7 +364,7 @@ impl WsTransport {
 
     /// A request with the refresh-once rule for 401.
     async fn call(&self, call: Call, timeout: Duration) -> Result<Reply> {
-        let generation = self.inner.token.read().unwrap_or_else(|p| p.into_inner()).1;
+        let generation = self.inner.token.current().1;
         match self.request(&call, timeout).await {
             Err(e) if e.details().get("status").and_then(|s| s.as_u64()) == Some(401) => {
                 self.refresh_after(generation).await?;
@@ -391,11 +375,12 @@ impl WsTransport {
     }
 
     async fn refresh_after(&self, generation: u64) -> Result<()> {
-        let _single = self.inner.refresh.lock().await;
-        if self.inner.token.read().unwrap_or_else(|p| p.into_inner()).1 != generation {
-            return Ok(());
-        }
-        self.fetch_token().await.map(|_| ()).map_err(|e| {
+        let refreshed = self
+            .inner
+            .token
+            .refresh_after(generation, || self.fetch_token())
+            .await;
+        refreshed.map(|_| ()).map_err(|e| {
             if e.is_auth() {
                 e
             } else {
@@ -410,9 +395,7 @@ impl WsTransport {
             .await?
         {
             Reply::Token(t) => {
-                let mut guard = self.inner.token.write().unwrap_or_else(|p| p.into_inner());
-                guard.0 = t.access_token.clone();
-                guard.1 += 1;
+                self.inner.token.set(t.access_token.clone());
                 Ok(t)
             }
             other => Err(unexpected("token", &other)),
@@ -441,22 +424,12 @@ impl Transport for WsTransport {
     }
 
     fn connect(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            match self.inner.state.compare_exchange(
-                NEW,
-                CONNECTED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) | Err(CONNECTED) => Ok(()),
-                Err(_) => Err(RxonError::closed("WebSocket transport was closed")),
-            }
-        })
+        Box::pin(async move { self.inner.state.connect() })
     }
 
     fn close(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            self.inner.state.store(CLOSED, Ordering::Release);
+            self.inner.state.close();
             self.inner.closed.send_replace(true);
             *self.inner.session.lock().await = None;
             Ok(())
@@ -551,7 +524,7 @@ impl Transport for WsTransport {
 
     fn next_command(&self) -> BoxFuture<'_, Result<Option<WorkerCommand>>> {
         Box::pin(async move {
-            if self.inner.state.load(Ordering::Acquire) == CLOSED {
+            if self.inner.state.is_closed() {
                 return Ok(None);
             }
             // Commands arrive on the session: make sure there is one.
@@ -568,10 +541,7 @@ impl Transport for WsTransport {
     }
 
     fn refresh_token(&self) -> BoxFuture<'_, Result<TokenResponse>> {
-        Box::pin(async move {
-            let _single = self.inner.refresh.lock().await;
-            self.fetch_token().await
-        })
+        Box::pin(async move { self.inner.token.refresh_now(|| self.fetch_token()).await })
     }
 }
 
