@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 /// The reference release the wire facts were read from.
 const REFERENCE: &str = "rxon==1.0b3";
+/// An independent gRPC implementation, to check that the proto is a usable contract.
+const GRPC_CLIENT: &[&str] = &["grpcio>=1.60", "grpcio-tools>=1.60"];
 /// How long a peer may take to print its `LISTENING <url>` line.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a peer may take to exit once asked to.
@@ -20,7 +22,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let examples = root.join("target/debug/examples");
     let scripts = root.join("xtask/interop");
 
-    println!("interop 1/3: Python HttpTransport -> Rust HttpListener");
+    println!("interop 1/4: Python HttpTransport -> Rust HttpListener");
     let listener = Peer::start(Command::new(examples.join("interop_listener")))?;
     let worker = Command::new(&python)
         .arg(scripts.join("py_worker.py"))
@@ -29,7 +31,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the Python worker: {e}"))?;
     let (listener_ok, _) = listener.finish()?;
 
-    println!("interop 2/3: Rust HttpTransport -> Python HttpListener");
+    println!("interop 2/4: Rust HttpTransport -> Python HttpListener");
     let mut py = Command::new(&python);
     py.arg(scripts.join("py_listener.py"));
     let py_listener = Peer::start(py)?;
@@ -39,7 +41,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the Rust worker: {e}"))?;
     let (py_listener_ok, _) = py_listener.finish()?;
 
-    println!("interop 3/3: the `worker` example -> Python HttpListener");
+    println!("interop 3/4: the `worker` example -> Python HttpListener");
     crate::cargo(&["build", "-p", "rxon", "--example", "worker"])?;
     let mut py = Command::new(&python);
     py.arg(scripts.join("py_listener.py")).arg("echo");
@@ -59,6 +61,39 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .status();
     let example_ok = wait_bounded(&mut example)?;
     let saw = |needle: &str| lines.iter().any(|l| l.starts_with(needle));
+
+    println!(
+        "interop 4/4: Python grpcio client (stubs from proto/) -> the `orchestrator` example's gRPC listener"
+    );
+    crate::cargo(&["build", "-p", "rxon", "--example", "orchestrator"])?;
+    let mut orch = Command::new(examples.join("orchestrator"));
+    orch.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--token",
+        "secret",
+    ]);
+    let orchestrator = Peer::start_matching(orch, "orchestrator listening on ")?;
+    let grpc_target = orchestrator
+        .earlier
+        .iter()
+        .find_map(|l| l.strip_prefix("gRPC on grpc://"))
+        .map(str::to_owned)
+        .ok_or("the orchestrator example did not print its gRPC address")?;
+    let grpc_client = Command::new(&python)
+        .arg(scripts.join("py_grpc_client.py"))
+        .arg(&grpc_target)
+        .arg(&orchestrator.url)
+        .arg(root.join("proto"))
+        .status()
+        .map_err(|e| format!("cannot run the Python gRPC client: {e}"))?;
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(orchestrator.child.id().to_string())
+        .status();
+    let (orchestrator_ok, _) = orchestrator.finish_when_done()?;
     let example_results = echo_ok
         && saw("RESULT e-ok success")
         && saw("RESULT e-fail failure {'code': 'INVALID_INPUT_ERROR'")
@@ -83,6 +118,14 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             example_results,
         ),
         ("`worker` example shut down cleanly on SIGTERM", example_ok),
+        (
+            "Python grpcio client against the gRPC listener",
+            grpc_client.success(),
+        ),
+        (
+            "`orchestrator` example shut down cleanly on SIGINT",
+            orchestrator_ok,
+        ),
     ];
     for (name, ok) in all {
         println!("interop: {} {name}", if ok { "PASS" } else { "FAIL" });
@@ -114,7 +157,7 @@ fn venv(root: &Path) -> Result<PathBuf, String> {
     let installed = Command::new(&python)
         .args([
             "-c",
-            "import importlib.metadata as m; assert m.version('rxon') == '1.0b3'",
+            "import importlib.metadata as m; assert m.version('rxon') == '1.0b3'; import grpc, grpc_tools",
         ])
         .stderr(Stdio::null())
         .status()
@@ -129,11 +172,12 @@ fn venv(root: &Path) -> Result<PathBuf, String> {
                 "--disable-pip-version-check",
                 REFERENCE,
             ])
+            .args(GRPC_CLIENT)
             .status()
             .map_err(|e| format!("cannot run pip: {e}"))?
             .success();
         if !ok {
-            return Err(format!("pip install {REFERENCE} failed"));
+            return Err(format!("pip install {REFERENCE} {GRPC_CLIENT:?} failed"));
         }
     }
     Ok(python)
@@ -143,11 +187,19 @@ fn venv(root: &Path) -> Result<PathBuf, String> {
 struct Peer {
     child: Child,
     url: String,
+    /// Lines printed before the one that announced the URL.
+    earlier: Vec<String>,
     rest: mpsc::Receiver<String>,
 }
 
 impl Peer {
-    fn start(mut cmd: Command) -> Result<Peer, String> {
+    fn start(cmd: Command) -> Result<Peer, String> {
+        Self::start_matching(cmd, "LISTENING ")
+    }
+
+    /// Starts `cmd` and waits for the line that starts with `prefix`; the rest of that
+    /// line is the peer's URL.
+    fn start_matching(mut cmd: Command, prefix: &str) -> Result<Peer, String> {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -157,18 +209,22 @@ impl Peer {
         let (tx, rx) = mpsc::channel();
         forward_lines(stdout, tx);
         let deadline = Instant::now() + START_TIMEOUT;
+        let mut earlier = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     println!("  | {line}");
-                    if let Some(url) = line.strip_prefix("LISTENING ") {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        let url = rest.split_whitespace().next().unwrap_or_default();
                         return Ok(Peer {
                             child,
-                            url: url.trim().to_owned(),
+                            url: url.to_owned(),
+                            earlier,
                             rest: rx,
                         });
                     }
+                    earlier.push(line);
                 }
                 Err(_) => {
                     let _ = child.kill();

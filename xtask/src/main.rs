@@ -3,10 +3,12 @@
 //! - `ci`: every check `.ci/run` runs, in the same order; stops at the first failure
 //!   (fmt, clippy, tests, each feature alone, docs, zero-dependency check, interop).
 //! - `deps-check`: only the zero-dependency check of `rxon-core`.
+//! - `codegen [--check]`: regenerate (or check) the gRPC code from `proto/`.
 //! - `interop`: the Python reference `rxon==1.0b3` (installed into a venv under
 //!   `target/`) against our HTTP listener and transport, both directions, on loopback.
 #![allow(clippy::print_stdout)]
 
+mod codegen;
 mod interop;
 
 use std::path::PathBuf;
@@ -22,8 +24,12 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("deps-check") => deps_check(),
         Some("interop") => interop::run(&workspace_root()),
+        Some("codegen") => codegen::run(
+            &workspace_root(),
+            std::env::args().nth(2).as_deref() == Some("--check"),
+        ),
         _ => {
-            eprintln!("usage: cargo xtask <ci|deps-check|interop>");
+            eprintln!("usage: cargo xtask <ci|deps-check|interop|codegen [--check]>");
             return ExitCode::from(2);
         }
     };
@@ -38,6 +44,7 @@ fn main() -> ExitCode {
 
 fn ci() -> Result<(), String> {
     cargo(&["fmt", "--all", "--", "--check"])?;
+    codegen::run(&workspace_root(), true)?;
     cargo(&[
         "clippy",
         "--workspace",

@@ -45,7 +45,7 @@
 //!
 //! # Minimum supported Rust version
 //!
-//! Rust 1.85 (edition 2024).
+//! Rust 1.88 (edition 2024).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

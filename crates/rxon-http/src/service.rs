@@ -265,10 +265,10 @@ impl HttpService {
         if request.method() != Method::GET {
             return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         }
-        if let Some(id) = &worker {
-            if !is_valid_identifier(id) {
-                return invalid_worker_id();
-            }
+        if let Some(id) = &worker
+            && !is_valid_identifier(id)
+        {
+            return invalid_worker_id();
         }
         let headers = request.headers();
         let has = |name: header::HeaderName, token: &str| {

@@ -317,10 +317,10 @@ async fn session<S>(
         };
         requests.spawn(reply);
         while let Some(done) = requests.try_join_next() {
-            if let Ok(Some(opened)) = done {
-                if let Some(old) = commands.replace(opened) {
-                    old.abort();
-                }
+            if let Ok(Some(opened)) = done
+                && let Some(old) = commands.replace(opened)
+            {
+                old.abort();
             }
         }
     }

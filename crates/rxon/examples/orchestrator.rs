@@ -2,7 +2,8 @@
 //! worker (not only ours) can connect to it.
 //!
 //! ```text
-//! cargo run --example orchestrator -- --listen 127.0.0.1:8080 --token secret
+//! cargo run --example orchestrator -- --listen 127.0.0.1:8080 --token secret \
+//!     --grpc-listen 127.0.0.1:9090 --ws-listen 127.0.0.1:8081
 //! curl -s -XPOST localhost:8080/admin/tasks -d '{"type":"echo","params":{"x":1}}'
 //! curl -s localhost:8080/admin/tasks/task-1
 //! curl -s -XPOST localhost:8080/admin/tasks/task-1/cancel
@@ -48,7 +49,7 @@ struct Args {
     /// served on the HTTP port too, under `/_worker/rxon/`.
     #[arg(long)]
     ws_listen: Option<SocketAddr>,
-    /// gRPC listener (not available in this release).
+    /// Also serve gRPC (`rxon.v1.WorkerService`) on this address.
     #[arg(long)]
     grpc_listen: Option<SocketAddr>,
 }
@@ -76,12 +77,6 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> rxon::Result<()> {
-    if args.grpc_listen.is_some() {
-        return Err(rxon::RxonError::unsupported(
-            "the gRPC listener is not available in this release; workers connect over \
-             HTTP or WebSocket",
-        ));
-    }
     let mut builder = Orchestrator::builder();
     for t in &args.tokens {
         builder = builder.token(t.clone());
@@ -98,6 +93,18 @@ async fn run(args: Args) -> rxon::Result<()> {
             rxon::Listener::start(&listener, handler.clone()).await?;
             println!(
                 "WebSocket transport on {}",
+                rxon::Listener::endpoint(&listener).unwrap_or_default()
+            );
+            Some(listener)
+        }
+        None => None,
+    };
+    let grpc_listener = match args.grpc_listen {
+        Some(addr) => {
+            let listener = rxon::grpc::GrpcListener::bind(addr);
+            rxon::Listener::start(&listener, handler.clone()).await?;
+            println!(
+                "gRPC on {}",
                 rxon::Listener::endpoint(&listener).unwrap_or_default()
             );
             Some(listener)
@@ -145,6 +152,9 @@ async fn run(args: Args) -> rxon::Result<()> {
         });
     }
     if let Some(l) = ws_listener {
+        rxon::Listener::stop(&l, std::time::Duration::from_secs(5)).await?;
+    }
+    if let Some(l) = grpc_listener {
         rxon::Listener::stop(&l, std::time::Duration::from_secs(5)).await?;
     }
     println!("orchestrator stopped");

@@ -5,6 +5,7 @@
 //! cargo run --example quickstart                      # 3 workers, 60 tasks, HTTP
 //! cargo run --example quickstart -- --workers 8 --tasks 500
 //! cargo run --example quickstart -- --transport ws    # one WebSocket per worker
+//! cargo run --example quickstart -- --transport grpc
 //! cargo run --example quickstart -- --transport local # in-process, no sockets
 //! ```
 //!
@@ -33,7 +34,7 @@ enum TransportKind {
     Local,
     /// Every operation over one WebSocket per worker.
     Ws,
-    /// gRPC (not in this release).
+    /// gRPC (unary calls, a stream for commands).
     Grpc,
 }
 
@@ -86,10 +87,9 @@ async fn run(args: Args) -> rxon::Result<bool> {
             Box::new(rxon::ws::WsListener::with_config(config))
         }
         TransportKind::Grpc => {
-            return Err(rxon::RxonError::unsupported(format!(
-                "the {:?} transport is not available in this release; use --transport http, ws or local",
-                args.transport
-            )));
+            let mut config = rxon::grpc::GrpcListenerConfig::default();
+            config.poll_wait = Duration::from_secs(2);
+            Box::new(rxon::grpc::GrpcListener::with_config(config))
         }
     };
     listener.start(Arc::new(orchestrator.clone())).await?;
@@ -259,10 +259,10 @@ async fn run(args: Args) -> rxon::Result<bool> {
     if progress_reports == 0 {
         unexpected.push("\"render\" reported no progress".into());
     }
-    if let Some(r) = orchestrator.task_result("bad-input") {
-        if r.error.map(|e| e.code) != Some(ErrorCode::InvalidInput) {
-            unexpected.push("bad-input did not fail with INVALID_INPUT_ERROR".into());
-        }
+    if let Some(r) = orchestrator.task_result("bad-input")
+        && r.error.map(|e| e.code) != Some(ErrorCode::InvalidInput)
+    {
+        unexpected.push("bad-input did not fail with INVALID_INPUT_ERROR".into());
     }
     if unexpected.is_empty() {
         println!("  result         every task ended as expected");

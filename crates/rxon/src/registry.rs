@@ -102,17 +102,16 @@ impl Scheme {
             Scheme::Http | Scheme::Https => rxon_http::HttpTransportFactory.create(config),
             #[cfg(feature = "ws")]
             Scheme::Ws | Scheme::Wss => rxon_ws::WsTransportFactory.create(config),
-            _ => {
-                config.validate()?;
-                Err(RxonError::unsupported(format!(
-                    "{}:// is reserved by the `{}` feature, but this release of rxon \
-                     provides no {} transport yet",
-                    self.as_str(),
-                    self.feature(),
-                    self.feature()
-                ))
-                .with_detail("scheme", self.as_str()))
-            }
+            #[cfg(feature = "grpc")]
+            Scheme::Grpc | Scheme::Grpcs => rxon_grpc::GrpcTransportFactory.create(config),
+            // Only in builds with a feature off, for a scheme refused above already.
+            #[allow(unreachable_patterns)]
+            _ => Err(RxonError::unsupported(format!(
+                "{}:// needs the `{}` feature",
+                self.as_str(),
+                self.feature()
+            ))
+            .with_detail("url", config.url.clone())),
         }
     }
 }

@@ -37,10 +37,11 @@ impl CommandReceiver for ChannelReceiver {
             .workers
             .get(&self.worker_id)
             .is_some_and(|w| w.current.contains(&task_id));
-        if let Some(w) = st.workers.get_mut(&self.worker_id) {
-            if still_held && !w.pending_cancels.contains(&task_id) {
-                w.pending_cancels.push(task_id);
-            }
+        if let Some(w) = st.workers.get_mut(&self.worker_id)
+            && still_held
+            && !w.pending_cancels.contains(&task_id)
+        {
+            w.pending_cancels.push(task_id);
         }
     }
 }
@@ -282,12 +283,11 @@ impl Handler for Orchestrator {
                     }
                     rec.progress.push_back(progress.clone());
                 }
-                if let Some(holder) = holder {
-                    if let Some(w) = st.workers.get_mut(&holder) {
-                        if w.is_active() {
-                            w.last_seen = now;
-                        }
-                    }
+                if let Some(holder) = holder
+                    && let Some(w) = st.workers.get_mut(&holder)
+                    && w.is_active()
+                {
+                    w.last_seen = now;
                 }
             }
             // No subscriber is not an error.

@@ -173,10 +173,10 @@ impl State {
             };
             let mut best: Option<(u64, &String)> = None;
             for skill in &worker.skills {
-                if let Some(&(seq, _)) = self.queues.get(skill).and_then(VecDeque::front) {
-                    if best.is_none_or(|(b, _)| seq < b) {
-                        best = Some((seq, skill));
-                    }
+                if let Some(&(seq, _)) = self.queues.get(skill).and_then(VecDeque::front)
+                    && best.is_none_or(|(b, _)| seq < b)
+                {
+                    best = Some((seq, skill));
                 }
             }
             let Some((_, skill)) = best else {
@@ -254,10 +254,10 @@ impl State {
     }
 
     fn touch(&mut self, worker_id: &str, now: Instant) {
-        if let Some(w) = self.workers.get_mut(worker_id) {
-            if w.is_active() {
-                w.last_seen = now;
-            }
+        if let Some(w) = self.workers.get_mut(worker_id)
+            && w.is_active()
+        {
+            w.last_seen = now;
         }
     }
 
@@ -384,17 +384,17 @@ impl State {
                     holder: Some(worker_id.clone()),
                 };
                 let command = WorkerCommand::cancel_task(task_id, Some(rec.payload.job_id.clone()));
-                if let Some(w) = self.workers.get_mut(&worker_id) {
-                    if !w.pending_cancels.iter().any(|t| t == task_id) {
-                        w.pending_cancels.push(task_id.to_owned());
-                    }
+                if let Some(w) = self.workers.get_mut(&worker_id)
+                    && !w.pending_cancels.iter().any(|t| t == task_id)
+                {
+                    w.pending_cancels.push(task_id.to_owned());
                 }
-                if let Some(tx) = self.channels.get(&worker_id) {
-                    if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(command) {
-                        self.channels.remove(&worker_id);
-                    }
-                    // A full channel keeps the cancel in the heartbeat list only.
+                if let Some(tx) = self.channels.get(&worker_id)
+                    && let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(command)
+                {
+                    self.channels.remove(&worker_id);
                 }
+                // A full channel keeps the cancel in the heartbeat list only.
                 self.ended(cfg, task_id);
                 Ok(CancelOutcome::Signalled { worker_id })
             }

@@ -471,10 +471,10 @@ impl Inner {
             match self.transport.next_command().await {
                 Ok(Some(command)) => {
                     backoff.reset();
-                    if command.command == CommandName::CancelTask {
-                        if let Some(task_id) = &command.task_id {
-                            self.cancel(task_id, "command");
-                        }
+                    if command.command == CommandName::CancelTask
+                        && let Some(task_id) = &command.task_id
+                    {
+                        self.cancel(task_id, "command");
                     }
                 }
                 Ok(None) => return,

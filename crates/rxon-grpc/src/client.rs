@@ -1,0 +1,426 @@
+//! The worker side: [`GrpcTransport`].
+
+use crate::convert::*;
+use crate::pb;
+use crate::pb::worker_service_client::WorkerServiceClient;
+use crate::server::WORKER_ID_METADATA;
+use crate::status::from_status;
+use rxon_core::constants::{
+    AUTH_HEADER_WORKER, POLL_REQUEST_MARGIN_SECS, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
+};
+use rxon_core::transport::Lifecycle;
+use rxon_core::{
+    BoxFuture, Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, Result,
+    ResultOutcome, RxonError, TaskPayload, TaskResult, TokenResponse, Transport, TransportConfig,
+    TransportFactory, TransportOptions, WorkerCommand, WorkerRegistration,
+};
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Request, Response, Status};
+
+/// URL schemes served by [`GrpcTransportFactory`].
+pub const SCHEMES: &[&str] = &["grpc", "grpcs"];
+
+type Client = WorkerServiceClient<Channel>;
+
+/// A worker's connection to an orchestrator over gRPC (`grpc://`, `grpcs://`).
+///
+/// Unary calls with deadlines for every operation (a poll's deadline is its timeout
+/// plus a margin), a server stream for commands; credentials in metadata
+/// (`x-worker-token`, `x-rxon-version`, `x-worker-id`); `UNAUTHENTICATED` triggers one
+/// token refresh and one retry; statuses map to the same [`ErrorKind`](rxon_core::ErrorKind)
+/// families as on HTTP. TLS: system roots, or `tls.ca_file`; client certificate for mTLS.
+pub struct GrpcTransport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    worker_id: String,
+    client: Client,
+    options: TransportOptions,
+    state: Lifecycle,
+    /// The credential and a generation bumped by each refresh.
+    token: RwLock<(String, u64)>,
+    refresh: tokio::sync::Mutex<()>,
+    commands: tokio::sync::Mutex<Option<tonic::Streaming<pb::WorkerCommand>>>,
+    closed: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for GrpcTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcTransport")
+            .field("worker_id", &self.inner.worker_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| RxonError::config(format!("TLS: cannot read {}: {e}", path.display())))
+}
+
+impl GrpcTransport {
+    /// A transport from a configuration (`grpc://host:port` or `grpcs://host:port`).
+    /// No connection is made until the first call.
+    pub fn from_config(config: &TransportConfig) -> Result<Self> {
+        config.validate()?;
+        let scheme = config.scheme()?;
+        let http_url = match scheme.as_str() {
+            "grpc" => config.url.replacen("grpc", "http", 1),
+            "grpcs" => config.url.replacen("grpcs", "https", 1),
+            other => {
+                return Err(RxonError::config(format!(
+                    "rxon-grpc serves grpc:// and grpcs:// URLs, not {other}://"
+                )));
+            }
+        };
+        let o = &config.options;
+        let mut endpoint = Endpoint::from_shared(http_url.clone())
+            .map_err(|e| RxonError::config(format!("invalid URL {}: {e}", config.url)))?
+            .connect_timeout(o.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(20));
+        if scheme == "grpcs" {
+            let mut tls = ClientTlsConfig::new();
+            tls = match &o.tls.ca_file {
+                Some(ca) => tls.ca_certificate(Certificate::from_pem(read(ca)?)),
+                None => tls.with_native_roots(),
+            };
+            if let (Some(cert), Some(key)) = (&o.tls.client_cert, &o.tls.client_key) {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            if let Some(name) = &o.tls.server_name {
+                tls = tls.domain_name(name.clone());
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| RxonError::config(format!("TLS: {e}")))?;
+        }
+        let client = WorkerServiceClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(o.max_message_bytes)
+            .max_encoding_message_size(o.max_message_bytes);
+        Ok(GrpcTransport {
+            inner: Arc::new(Inner {
+                worker_id: config.worker_id.clone(),
+                client,
+                options: config.options.clone(),
+                state: Lifecycle::new("gRPC"),
+                token: RwLock::new((config.token.clone(), 0)),
+                refresh: tokio::sync::Mutex::new(()),
+                commands: tokio::sync::Mutex::new(None),
+                closed: watch::channel(false).0,
+            }),
+        })
+    }
+
+    /// The credential currently used.
+    pub fn token(&self) -> String {
+        self.current().0
+    }
+
+    fn current(&self) -> (String, u64) {
+        self.inner
+            .token
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn request<T>(&self, message: T, token: &str, timeout: Option<Duration>) -> Result<Request<T>> {
+        let mut request = Request::new(message);
+        let meta = request.metadata_mut();
+        let value = |v: &str| {
+            v.parse().map_err(|_| {
+                RxonError::config("a credential or id contains characters not allowed in metadata")
+            })
+        };
+        meta.insert(
+            AUTH_HEADER_WORKER
+                .to_ascii_lowercase()
+                .as_str()
+                .parse::<tonic::metadata::MetadataKey<_>>()
+                .map_err(|_| RxonError::config("metadata key"))?,
+            value(token)?,
+        );
+        meta.insert(
+            PROTOCOL_VERSION_HEADER
+                .to_ascii_lowercase()
+                .as_str()
+                .parse::<tonic::metadata::MetadataKey<_>>()
+                .map_err(|_| RxonError::config("metadata key"))?,
+            value(PROTOCOL_VERSION)?,
+        );
+        meta.insert(WORKER_ID_METADATA, value(&self.inner.worker_id)?);
+        if let Some(t) = timeout {
+            request.set_timeout(t);
+        }
+        Ok(request)
+    }
+
+    /// One call with its deadline and the refresh-once rule for `UNAUTHENTICATED`.
+    async fn call<T, R, F, Fut>(
+        &self,
+        what: &'static str,
+        message: T,
+        timeout: Duration,
+        call: F,
+    ) -> Result<R>
+    where
+        T: Clone,
+        F: Fn(Client, Request<T>) -> Fut,
+        Fut: Future<Output = std::result::Result<Response<R>, Status>>,
+    {
+        self.inner.state.ready()?;
+        let mut refreshed = false;
+        loop {
+            let (token, generation) = self.current();
+            let request = self.request(message.clone(), &token, Some(timeout))?;
+            let answer =
+                tokio::time::timeout(timeout, call(self.inner.client.clone(), request)).await;
+            match answer {
+                Err(_) => {
+                    return Err(RxonError::timeout(format!(
+                        "{what}: no reply within {timeout:?}"
+                    )));
+                }
+                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status)) if status.code() == Code::Unauthenticated && !refreshed => {
+                    refreshed = true;
+                    self.refresh_after(generation).await?;
+                }
+                Ok(Err(status)) => return Err(from_status(&status, what)),
+            }
+        }
+    }
+
+    async fn refresh_after(&self, generation: u64) -> Result<()> {
+        let _single = self.inner.refresh.lock().await;
+        if self.current().1 != generation {
+            return Ok(());
+        }
+        self.fetch_token().await.map(|_| ()).map_err(|e| {
+            if e.is_auth() {
+                e
+            } else {
+                RxonError::auth(format!("token refresh failed: {e}")).with_source(e)
+            }
+        })
+    }
+
+    async fn fetch_token(&self) -> Result<TokenResponse> {
+        let (token, _) = self.current();
+        let timeout = self.inner.options.request_timeout;
+        let request = self.request(pb::TokenRequest {}, &token, Some(timeout))?;
+        let mut client = self.inner.client.clone();
+        let response = tokio::time::timeout(timeout, client.token(request))
+            .await
+            .map_err(|_| RxonError::timeout("token: no reply in time"))?
+            .map_err(|s| from_status(&s, "token"))?;
+        let t = token_from_pb(response.into_inner());
+        let mut guard = self.inner.token.write().unwrap_or_else(|p| p.into_inner());
+        guard.0 = t.access_token.clone();
+        guard.1 += 1;
+        Ok(t)
+    }
+
+    fn decode<V>(what: &str, v: std::result::Result<V, String>) -> Result<V> {
+        v.map_err(|e| RxonError::protocol(format!("{what}: invalid reply: {e}")))
+    }
+}
+
+async fn until(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+impl Transport for GrpcTransport {
+    fn name(&self) -> &'static str {
+        "grpc"
+    }
+
+    fn worker_id(&self) -> &str {
+        &self.inner.worker_id
+    }
+
+    fn connect(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move { self.inner.state.connect() })
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.inner.state.close();
+            self.inner.closed.send_replace(true);
+            Ok(())
+        })
+    }
+
+    fn register<'a>(
+        &'a self,
+        registration: &'a WorkerRegistration,
+    ) -> BoxFuture<'a, Result<RegisterReply>> {
+        Box::pin(async move {
+            let reply = self
+                .call(
+                    "register",
+                    registration_to_pb(registration),
+                    self.inner.options.request_timeout,
+                    |mut c, r| async move { c.register(r).await },
+                )
+                .await?;
+            Self::decode("register", register_reply_from_pb(reply))
+        })
+    }
+
+    fn poll_task(&self, timeout: Duration) -> BoxFuture<'_, Result<Option<TaskPayload>>> {
+        Box::pin(async move {
+            let message = pb::PollRequest {
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            };
+            let deadline = timeout + Duration::from_secs(POLL_REQUEST_MARGIN_SECS);
+            let reply = self
+                .call("poll", message, deadline, |mut c, r| async move {
+                    c.poll(r).await
+                })
+                .await?;
+            reply
+                .task
+                .map(|t| Self::decode("poll", task_from_pb(t)))
+                .transpose()
+        })
+    }
+
+    fn send_result<'a>(&'a self, result: &'a TaskResult) -> BoxFuture<'a, Result<ResultOutcome>> {
+        Box::pin(rxon_core::retry::retry_network(
+            &self.inner.options,
+            move |_| async move {
+                let reply = self
+                    .call(
+                        "result",
+                        result_to_pb(result),
+                        self.inner.options.request_timeout,
+                        |mut c, r| async move { c.send_result(r).await },
+                    )
+                    .await?;
+                Ok(outcome_from_pb(reply))
+            },
+            tokio::time::sleep,
+        ))
+    }
+
+    fn send_heartbeat<'a>(
+        &'a self,
+        heartbeat: &'a Heartbeat,
+    ) -> BoxFuture<'a, Result<HeartbeatReply>> {
+        Box::pin(async move {
+            let reply = self
+                .call(
+                    "heartbeat",
+                    heartbeat_to_pb(heartbeat),
+                    self.inner.options.request_timeout,
+                    |mut c, r| async move { c.send_heartbeat(r).await },
+                )
+                .await?;
+            Self::decode("heartbeat", heartbeat_reply_from_pb(reply))
+        })
+    }
+
+    fn send_progress<'a>(
+        &'a self,
+        progress: &'a ProgressUpdatePayload,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.call(
+                "progress",
+                progress_to_pb(progress),
+                self.inner.options.request_timeout,
+                |mut c, r| async move { c.send_progress(r).await },
+            )
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn next_command(&self) -> BoxFuture<'_, Result<Option<WorkerCommand>>> {
+        Box::pin(async move {
+            if self.inner.state.is_closed() {
+                return Ok(None);
+            }
+            self.inner.state.ready()?;
+            let mut closed = self.inner.closed.subscribe();
+            let mut slot = self.inner.commands.lock().await;
+            if slot.is_none() {
+                // The stream lives until the listener ends it: no deadline on the call,
+                // only on getting it started.
+                let (token, _) = self.current();
+                let request = self.request(pb::CommandsRequest {}, &token, None)?;
+                let mut client = self.inner.client.clone();
+                let opened = tokio::time::timeout(
+                    self.inner.options.request_timeout,
+                    client.commands(request),
+                )
+                .await
+                .map_err(|_| RxonError::timeout("commands: no reply in time"))?;
+                match opened {
+                    Ok(stream) => *slot = Some(stream.into_inner()),
+                    Err(status) if status.code() == Code::Unauthenticated => {
+                        let generation = self.current().1;
+                        self.refresh_after(generation).await?;
+                        return Err(from_status(&status, "commands"));
+                    }
+                    Err(status) => return Err(from_status(&status, "commands")),
+                }
+            }
+            let Some(stream) = slot.as_mut() else {
+                return Ok(None);
+            };
+            loop {
+                let message = tokio::select! {
+                    m = stream.message() => m,
+                    () = until(&mut closed) => return Ok(None),
+                };
+                match message {
+                    Ok(Some(command)) => match command_from_pb(command) {
+                        Ok(c) if c.command.is_known() => return Ok(Some(c)),
+                        Ok(c) => tracing::warn!(command = %c.command, "unknown command skipped"),
+                        Err(e) => tracing::warn!(error = %e, "invalid command skipped"),
+                    },
+                    Ok(None) => {
+                        *slot = None;
+                        return Err(RxonError::network(
+                            "the command stream ended; it reopens on the next call",
+                        ));
+                    }
+                    Err(status) => {
+                        *slot = None;
+                        return Err(from_status(&status, "commands"));
+                    }
+                }
+            }
+        })
+    }
+
+    fn refresh_token(&self) -> BoxFuture<'_, Result<TokenResponse>> {
+        Box::pin(async move {
+            self.inner.state.ready()?;
+            let _single = self.inner.refresh.lock().await;
+            self.fetch_token().await
+        })
+    }
+}
+
+/// Builds [`GrpcTransport`]s for `grpc://` and `grpcs://` URLs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcTransportFactory;
+
+impl TransportFactory for GrpcTransportFactory {
+    fn schemes(&self) -> &[&'static str] {
+        SCHEMES
+    }
+
+    fn create(&self, config: &TransportConfig) -> Result<Box<dyn Transport>> {
+        Ok(Box::new(GrpcTransport::from_config(config)?))
+    }
+}

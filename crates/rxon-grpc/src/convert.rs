@@ -1,0 +1,436 @@
+//! Conversions between the core messages and the protobuf messages of `proto/`.
+//!
+//! Free-form maps travel as JSON bytes; decoding them is where a peer's bad input is
+//! caught, so every `from_pb` returns a `Result` naming the field.
+
+use crate::pb;
+use rxon_core::{
+    CommandName, ErrorCode, FileMetadata, GpuInfo, Heartbeat, HeartbeatReply, IgnoredReason,
+    InstalledModel, Map, ProgressUpdatePayload, RegisterReply, Resources, ResultOutcome, TaskError,
+    TaskPayload, TaskResult, TaskStatus, TokenResponse, WorkerCapabilities, WorkerCommand,
+    WorkerRegistration,
+};
+use std::collections::{BTreeMap, HashMap};
+
+/// A field that could not be decoded.
+pub(crate) type Invalid = String;
+
+fn json(map: &Map) -> Vec<u8> {
+    serde_json::to_vec(map).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+fn map_from(bytes: &[u8], field: &str) -> Result<Map, Invalid> {
+    if bytes.is_empty() {
+        return Ok(Map::new());
+    }
+    serde_json::from_slice(bytes).map_err(|e| format!("{field}: not a JSON object: {e}"))
+}
+
+fn opt_map_from(bytes: Option<&Vec<u8>>, field: &str) -> Result<Option<Map>, Invalid> {
+    bytes.map(|b| map_from(b, field)).transpose()
+}
+
+fn files_to_pb(
+    files: &Option<BTreeMap<String, FileMetadata>>,
+) -> HashMap<String, pb::FileMetadata> {
+    files
+        .iter()
+        .flatten()
+        .map(|(k, f)| {
+            (
+                k.clone(),
+                pb::FileMetadata {
+                    uri: f.uri.clone(),
+                    size: f.size,
+                    etag: f.etag.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+fn files_from_pb(
+    files: HashMap<String, pb::FileMetadata>,
+) -> Option<BTreeMap<String, FileMetadata>> {
+    (!files.is_empty()).then(|| {
+        files
+            .into_iter()
+            .map(|(k, f)| {
+                (
+                    k,
+                    FileMetadata {
+                        uri: f.uri,
+                        size: f.size,
+                        etag: f.etag,
+                    },
+                )
+            })
+            .collect()
+    })
+}
+
+pub(crate) fn registration_to_pb(r: &WorkerRegistration) -> pb::WorkerRegistration {
+    pb::WorkerRegistration {
+        worker_id: r.worker_id.clone(),
+        worker_type: r.worker_type.clone(),
+        supported_skills: r.supported_skills.clone(),
+        resources: Some(pb::Resources {
+            max_concurrent_tasks: r.resources.max_concurrent_tasks,
+            cpu_cores: r.resources.cpu_cores,
+            gpu_info: r.resources.gpu_info.as_ref().map(|g| pb::GpuInfo {
+                model: g.model.clone(),
+                vram_gb: g.vram_gb,
+            }),
+        }),
+        installed_software: r.installed_software.clone().into_iter().collect(),
+        installed_models: r
+            .installed_models
+            .iter()
+            .map(|m| pb::InstalledModel {
+                name: m.name.clone(),
+                version: m.version.clone(),
+            })
+            .collect(),
+        capabilities: Some(pb::WorkerCapabilities {
+            hostname: r.capabilities.hostname.clone(),
+            ip_address: r.capabilities.ip_address.clone(),
+            cost_per_skill: r.capabilities.cost_per_skill.clone().into_iter().collect(),
+            s3_config_hash: r.capabilities.s3_config_hash.clone(),
+            extra_json: r.capabilities.extra.as_ref().map(json),
+        }),
+    }
+}
+
+pub(crate) fn registration_from_pb(
+    r: pb::WorkerRegistration,
+) -> Result<WorkerRegistration, Invalid> {
+    let resources = r.resources.unwrap_or_default();
+    let caps = r.capabilities.unwrap_or_default();
+    Ok(WorkerRegistration {
+        worker_id: r.worker_id,
+        worker_type: r.worker_type,
+        supported_skills: r.supported_skills,
+        resources: Resources {
+            max_concurrent_tasks: resources.max_concurrent_tasks,
+            cpu_cores: resources.cpu_cores,
+            gpu_info: resources.gpu_info.map(|g| GpuInfo {
+                model: g.model,
+                vram_gb: g.vram_gb,
+            }),
+        },
+        installed_software: r.installed_software.into_iter().collect(),
+        installed_models: r
+            .installed_models
+            .into_iter()
+            .map(|m| InstalledModel {
+                name: m.name,
+                version: m.version,
+            })
+            .collect(),
+        capabilities: WorkerCapabilities {
+            hostname: caps.hostname,
+            ip_address: caps.ip_address,
+            cost_per_skill: caps.cost_per_skill.into_iter().collect(),
+            s3_config_hash: caps.s3_config_hash,
+            extra: opt_map_from(caps.extra_json.as_ref(), "capabilities.extra_json")?,
+        },
+    })
+}
+
+pub(crate) fn register_reply_to_pb(r: &RegisterReply) -> pb::RegisterReply {
+    pb::RegisterReply {
+        status: r.status.clone(),
+        version: r.version.clone(),
+        warning: r.warning.clone(),
+        extra_json: if r.extra.is_empty() {
+            Vec::new()
+        } else {
+            json(&r.extra)
+        },
+    }
+}
+
+pub(crate) fn register_reply_from_pb(r: pb::RegisterReply) -> Result<RegisterReply, Invalid> {
+    Ok(RegisterReply {
+        status: r.status,
+        version: r.version,
+        warning: r.warning,
+        extra: map_from(&r.extra_json, "extra_json")?,
+    })
+}
+
+pub(crate) fn task_to_pb(t: &TaskPayload) -> pb::TaskPayload {
+    pb::TaskPayload {
+        job_id: t.job_id.clone(),
+        task_id: t.task_id.clone(),
+        r#type: t.task_type.clone(),
+        params_json: json(&t.params),
+        tracing_context: t.tracing_context.clone().into_iter().collect(),
+        params_metadata: files_to_pb(&t.params_metadata),
+    }
+}
+
+pub(crate) fn task_from_pb(t: pb::TaskPayload) -> Result<TaskPayload, Invalid> {
+    Ok(TaskPayload {
+        job_id: t.job_id,
+        task_id: t.task_id,
+        task_type: t.r#type,
+        params: map_from(&t.params_json, "params_json")?,
+        tracing_context: t.tracing_context.into_iter().collect(),
+        params_metadata: files_from_pb(t.params_metadata),
+    })
+}
+
+pub(crate) fn result_to_pb(r: &TaskResult) -> pb::TaskResult {
+    pb::TaskResult {
+        job_id: r.job_id.clone(),
+        task_id: r.task_id.clone(),
+        worker_id: r.worker_id.clone(),
+        status: r.status.as_str().to_owned(),
+        data_json: r.data.as_ref().map(json),
+        error: r.error.as_ref().map(|e| pb::TaskError {
+            code: e.code.as_str().to_owned(),
+            message: e.message.clone(),
+            details_json: e.details.as_ref().map(json),
+        }),
+        data_metadata: files_to_pb(&r.data_metadata),
+    }
+}
+
+pub(crate) fn result_from_pb(r: pb::TaskResult) -> Result<TaskResult, Invalid> {
+    Ok(TaskResult {
+        job_id: r.job_id,
+        task_id: r.task_id,
+        worker_id: r.worker_id,
+        status: TaskStatus::from(r.status),
+        data: opt_map_from(r.data_json.as_ref(), "data_json")?,
+        error: r
+            .error
+            .map(|e| {
+                Ok::<_, Invalid>(TaskError {
+                    code: ErrorCode::from(e.code),
+                    message: e.message,
+                    details: opt_map_from(e.details_json.as_ref(), "error.details_json")?,
+                })
+            })
+            .transpose()?,
+        data_metadata: files_from_pb(r.data_metadata),
+    })
+}
+
+pub(crate) fn outcome_to_pb(o: &ResultOutcome) -> pb::ResultReply {
+    match o {
+        ResultOutcome::Ignored { reason, message } => pb::ResultReply {
+            status: "ignored".into(),
+            reason: Some(reason.as_str().to_owned()),
+            message: message.clone(),
+        },
+        _ => pb::ResultReply {
+            status: "accepted".into(),
+            reason: None,
+            message: None,
+        },
+    }
+}
+
+pub(crate) fn outcome_from_pb(r: pb::ResultReply) -> ResultOutcome {
+    if r.status == "ignored" {
+        ResultOutcome::Ignored {
+            reason: IgnoredReason::from(r.reason.unwrap_or_else(|| "unspecified".into())),
+            message: r.message,
+        }
+    } else {
+        ResultOutcome::Accepted
+    }
+}
+
+pub(crate) fn heartbeat_to_pb(h: &Heartbeat) -> pb::Heartbeat {
+    pb::Heartbeat {
+        worker_id: h.worker_id.clone(),
+        status: h.status.clone(),
+        load: h.load,
+        current_tasks: h.current_tasks.clone(),
+        supported_skills: h.supported_skills.clone(),
+        hot_cache: h.hot_cache.clone(),
+        skill_dependencies: h
+            .skill_dependencies
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), pb::StringList { values: v.clone() }))
+            .collect(),
+        hot_skills: h.hot_skills.clone().map(|values| pb::StringList { values }),
+    }
+}
+
+pub(crate) fn heartbeat_from_pb(h: pb::Heartbeat) -> Heartbeat {
+    Heartbeat {
+        worker_id: h.worker_id,
+        status: h.status,
+        load: h.load,
+        current_tasks: h.current_tasks,
+        supported_skills: h.supported_skills,
+        hot_cache: h.hot_cache,
+        skill_dependencies: (!h.skill_dependencies.is_empty()).then(|| {
+            h.skill_dependencies
+                .into_iter()
+                .map(|(k, v)| (k, v.values))
+                .collect()
+        }),
+        hot_skills: h.hot_skills.map(|l| l.values),
+    }
+}
+
+pub(crate) fn heartbeat_reply_to_pb(r: &HeartbeatReply) -> pb::HeartbeatReply {
+    pb::HeartbeatReply {
+        cancel_task_ids: r.cancel_task_ids.clone(),
+        require_full_sync: r.require_full_sync,
+        extra_json: if r.extra.is_empty() {
+            Vec::new()
+        } else {
+            json(&r.extra)
+        },
+    }
+}
+
+pub(crate) fn heartbeat_reply_from_pb(r: pb::HeartbeatReply) -> Result<HeartbeatReply, Invalid> {
+    Ok(HeartbeatReply {
+        cancel_task_ids: r.cancel_task_ids,
+        require_full_sync: r.require_full_sync,
+        extra: map_from(&r.extra_json, "extra_json")?,
+    })
+}
+
+pub(crate) fn progress_to_pb(p: &ProgressUpdatePayload) -> pb::ProgressUpdate {
+    pb::ProgressUpdate {
+        event: p.event.clone(),
+        task_id: p.task_id.clone(),
+        job_id: p.job_id.clone(),
+        progress: p.progress,
+        message: p.message.clone(),
+    }
+}
+
+pub(crate) fn progress_from_pb(p: pb::ProgressUpdate) -> ProgressUpdatePayload {
+    ProgressUpdatePayload {
+        event: p.event,
+        task_id: p.task_id,
+        job_id: p.job_id,
+        progress: p.progress,
+        message: p.message,
+    }
+}
+
+pub(crate) fn token_to_pb(t: &TokenResponse) -> pb::TokenResponse {
+    pb::TokenResponse {
+        access_token: t.access_token.clone(),
+        expires_in: t.expires_in,
+        worker_id: t.worker_id.clone(),
+    }
+}
+
+pub(crate) fn token_from_pb(t: pb::TokenResponse) -> TokenResponse {
+    TokenResponse {
+        access_token: t.access_token,
+        expires_in: t.expires_in,
+        worker_id: t.worker_id,
+    }
+}
+
+pub(crate) fn command_to_pb(c: &WorkerCommand) -> pb::WorkerCommand {
+    pb::WorkerCommand {
+        command: c.command.as_str().to_owned(),
+        task_id: c.task_id.clone(),
+        job_id: c.job_id.clone(),
+        params_json: c.params.as_ref().map(json),
+    }
+}
+
+pub(crate) fn command_from_pb(c: pb::WorkerCommand) -> Result<WorkerCommand, Invalid> {
+    Ok(WorkerCommand {
+        command: CommandName::from(c.command),
+        task_id: c.task_id,
+        job_id: c.job_id,
+        params: opt_map_from(c.params_json.as_ref(), "params_json")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rxon_core::Value;
+
+    #[test]
+    fn messages_survive_the_protobuf_round_trip() {
+        let mut params = Map::new();
+        params.insert("big".into(), Value::from(u64::MAX));
+        params.insert("neg".into(), Value::from(-3i64));
+        params.insert("x".into(), Value::from(vec![Value::Null, Value::from(1.5)]));
+        let task = TaskPayload {
+            job_id: "j".into(),
+            task_id: "t".into(),
+            task_type: "echo".into(),
+            params,
+            tracing_context: [("traceparent".to_string(), "00-a-b-01".to_string())].into(),
+            params_metadata: Some(
+                [(
+                    "in".to_string(),
+                    FileMetadata {
+                        uri: "s3://b/k".into(),
+                        size: 9,
+                        etag: None,
+                    },
+                )]
+                .into(),
+            ),
+        };
+        let back = task_from_pb(task_to_pb(&task)).unwrap();
+        assert_eq!(back, task);
+        assert_eq!(
+            back.params["big"].as_u64(),
+            Some(u64::MAX),
+            "integers stay exact"
+        );
+
+        let mut result = TaskResult::failure(
+            &task,
+            "w",
+            TaskError::new(ErrorCode::Other("X_ERR".into()), "m"),
+        );
+        result.status = TaskStatus::Other("partial".into());
+        assert_eq!(result_from_pb(result_to_pb(&result)).unwrap(), result);
+
+        let hb = Heartbeat {
+            worker_id: "w".into(),
+            hot_skills: Some(vec![]),
+            skill_dependencies: Some([("a".to_string(), vec!["m".to_string()])].into()),
+            ..Default::default()
+        };
+        assert_eq!(heartbeat_from_pb(heartbeat_to_pb(&hb)), hb);
+        let ignored =
+            ResultOutcome::ignored(IgnoredReason::Other("job_already_terminated".into()), "m");
+        assert_eq!(outcome_from_pb(outcome_to_pb(&ignored)), ignored);
+        let cmd = WorkerCommand::cancel_task("t", Some("j".into()));
+        assert_eq!(command_from_pb(command_to_pb(&cmd)).unwrap(), cmd);
+        let reg = WorkerRegistration {
+            worker_id: "w".into(),
+            resources: Resources {
+                max_concurrent_tasks: 2,
+                cpu_cores: 4,
+                gpu_info: Some(GpuInfo {
+                    model: "A".into(),
+                    vram_gb: 8,
+                }),
+            },
+            ..Default::default()
+        };
+        assert_eq!(registration_from_pb(registration_to_pb(&reg)).unwrap(), reg);
+    }
+
+    #[test]
+    fn bad_json_fields_are_named() {
+        let mut pb = task_to_pb(&TaskPayload::default());
+        pb.params_json = b"[1,2]".to_vec();
+        let err = task_from_pb(pb).unwrap_err();
+        assert!(err.contains("params_json"), "{err}");
+    }
+}

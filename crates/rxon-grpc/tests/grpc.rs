@@ -1,0 +1,170 @@
+//! gRPC specifics on 127.0.0.1: the client certificate's CN reaches the handler, a
+//! client without one is refused by strict mTLS, messages over the limit are refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use rxon_core::*;
+use rxon_grpc::{GrpcListener, GrpcListenerConfig, GrpcTls, GrpcTransport};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Answers registration with what it saw.
+struct Echo;
+
+impl Handler for Echo {
+    fn register(
+        &self,
+        ctx: RequestContext,
+        _: WorkerRegistration,
+    ) -> BoxFuture<'_, HandlerResult<RegisterReply>> {
+        Box::pin(async move {
+            let mut reply = RegisterReply::default();
+            reply
+                .extra
+                .insert("cn".into(), Value::from(ctx.cert_identity));
+            reply
+                .extra
+                .insert("transport".into(), Value::from(ctx.transport));
+            reply
+                .extra
+                .insert("worker".into(), Value::from(ctx.worker_id));
+            Ok(reply)
+        })
+    }
+    fn poll(
+        &self,
+        _: RequestContext,
+        _: String,
+        _: Duration,
+    ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn result(
+        &self,
+        _: RequestContext,
+        _: TaskResult,
+    ) -> BoxFuture<'_, HandlerResult<ResultOutcome>> {
+        Box::pin(async { Ok(ResultOutcome::Accepted) })
+    }
+    fn heartbeat(
+        &self,
+        _: RequestContext,
+        _: String,
+        _: Option<Heartbeat>,
+    ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
+        Box::pin(async { Ok(HeartbeatReply::default()) })
+    }
+}
+
+fn write_pki(dir: &std::path::Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "ca");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let mut server = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key).unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client
+        .distinguished_name
+        .push(DnType::CommonName, "worker-42");
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client.signed_by(&client_key, &ca_cert, &ca_key).unwrap();
+    for (name, text) in [
+        ("ca.pem", ca_cert.pem()),
+        ("server.pem", server_cert.pem()),
+        ("server.key", server_key.serialize_pem()),
+        ("client.pem", client_cert.pem()),
+        ("client.key", client_key.serialize_pem()),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+async fn listener(config: GrpcListenerConfig) -> GrpcListener {
+    let l = GrpcListener::with_config(config);
+    l.start(Arc::new(Echo)).await.unwrap();
+    l
+}
+
+fn client(url: &str, dir: &std::path::Path, with_cert: bool) -> GrpcTransport {
+    let mut config = TransportConfig::new(url, "w-1", "t");
+    config.options.tls.ca_file = Some(dir.join("ca.pem"));
+    if with_cert {
+        config.options.tls.client_cert = Some(dir.join("client.pem"));
+        config.options.tls.client_key = Some(dir.join("client.key"));
+    }
+    config.options.request_timeout = Duration::from_secs(10);
+    GrpcTransport::from_config(&config).unwrap()
+}
+
+async fn register(t: &GrpcTransport) -> Result<RegisterReply> {
+    t.connect().await?;
+    t.register(&WorkerRegistration {
+        worker_id: "w-1".into(),
+        ..Default::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn mtls_passes_the_cn_and_strict_mode_refuses_anonymous_clients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().to_owned();
+    write_pki(&dir);
+    let mut config = GrpcListenerConfig::default();
+    config.tls = Some(
+        GrpcTls::new(dir.join("server.pem"), dir.join("server.key"))
+            .with_client_ca(dir.join("ca.pem")),
+    );
+    let optional = listener(config.clone()).await;
+    let url = optional.endpoint().unwrap();
+    assert!(url.starts_with("grpcs://127.0.0.1:"), "{url}");
+    let named = register(&client(&url, &dir, true)).await.unwrap();
+    assert_eq!(named.extra["cn"].as_str(), Some("worker-42"));
+    assert_eq!(named.extra["transport"].as_str(), Some("grpc"));
+    assert_eq!(named.extra["worker"].as_str(), Some("w-1"));
+    let anonymous = register(&client(&url, &dir, false)).await.unwrap();
+    assert_eq!(anonymous.extra["cn"], Value::Null);
+    optional.stop(Duration::from_secs(5)).await.unwrap();
+
+    config.tls = config.tls.map(|t| t.with_required_client_cert(true));
+    let strict = listener(config).await;
+    let url = strict.endpoint().unwrap();
+    let err = register(&client(&url, &dir, false)).await.unwrap_err();
+    assert!(err.is_network(), "{err}");
+    register(&client(&url, &dir, true)).await.unwrap();
+    strict.stop(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn oversized_messages_are_refused_not_buffered() {
+    let mut config = GrpcListenerConfig::default();
+    config.max_message_bytes = 1024;
+    let l = listener(config).await;
+    let t = GrpcTransport::from_config(&TransportConfig::new(l.endpoint().unwrap(), "w-1", "t"))
+        .unwrap();
+    t.connect().await.unwrap();
+    let mut reg = WorkerRegistration {
+        worker_id: "w-1".into(),
+        ..Default::default()
+    };
+    reg.capabilities.hostname = "h".repeat(4096);
+    let err = t.register(&reg).await.unwrap_err();
+    assert!(err.is_protocol() || err.is_network(), "{err}");
+    assert!(
+        err.message().contains("RESOURCE_EXHAUSTED")
+            || err.message().to_lowercase().contains("message"),
+        "{err}"
+    );
+    // The listener keeps serving normal requests.
+    reg.capabilities.hostname = "h".into();
+    t.register(&reg).await.unwrap();
+    l.stop(Duration::from_secs(5)).await.unwrap();
+}
