@@ -140,7 +140,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
 }
 
 /// A venv under target/ with the reference installed; returns its python.
-fn venv(root: &Path) -> Result<PathBuf, String> {
+pub(crate) fn venv(root: &Path) -> Result<PathBuf, String> {
     let dir = root.join("target/interop-venv");
     let python = dir.join("bin/python");
     if !python.exists() {
@@ -184,16 +184,16 @@ fn venv(root: &Path) -> Result<PathBuf, String> {
 }
 
 /// A listener process that announces `LISTENING <url>` and stops when its stdin closes.
-struct Peer {
-    child: Child,
-    url: String,
+pub(crate) struct Peer {
+    pub(crate) child: Child,
+    pub(crate) url: String,
     /// Lines printed before the one that announced the URL.
     earlier: Vec<String>,
     rest: mpsc::Receiver<String>,
 }
 
 impl Peer {
-    fn start(cmd: Command) -> Result<Peer, String> {
+    pub(crate) fn start(cmd: Command) -> Result<Peer, String> {
         Self::start_matching(cmd, "LISTENING ")
     }
 
@@ -247,7 +247,7 @@ impl Peer {
 
     /// Closes stdin, waits (bounded) for exit, echoes the rest of the output; returns
     /// whether it exited successfully and the lines it printed after its URL.
-    fn finish(mut self) -> Result<(bool, Vec<String>), String> {
+    pub(crate) fn finish(mut self) -> Result<(bool, Vec<String>), String> {
         drop(self.child.stdin.take());
         self.finish_when_done()
     }

@@ -3,11 +3,14 @@
 //! - `ci`: every check `.ci/run` runs, in the same order; stops at the first failure
 //!   (fmt, clippy, tests, each feature alone, docs, zero-dependency check, interop).
 //! - `deps-check`: only the zero-dependency check of `rxon-core`.
+//! - `bench`: poll → result throughput of every listener, the Python reference and a
+//!   bare hyper server on loopback, with ratios (see docs/performance.md).
 //! - `codegen [--check]`: regenerate (or check) the gRPC code from `proto/`.
 //! - `interop`: the Python reference `rxon==1.0b3` (installed into a venv under
 //!   `target/`) against our HTTP listener and transport, both directions, on loopback.
 #![allow(clippy::print_stdout)]
 
+mod bench;
 mod codegen;
 mod interop;
 
@@ -24,12 +27,13 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("deps-check") => deps_check(),
         Some("interop") => interop::run(&workspace_root()),
+        Some("bench") => bench::run(&workspace_root()),
         Some("codegen") => codegen::run(
             &workspace_root(),
             std::env::args().nth(2).as_deref() == Some("--check"),
         ),
         _ => {
-            eprintln!("usage: cargo xtask <ci|deps-check|interop|codegen [--check]>");
+            eprintln!("usage: cargo xtask <ci|deps-check|interop|bench|codegen [--check]>");
             return ExitCode::from(2);
         }
     };

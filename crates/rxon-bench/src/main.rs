@@ -1,0 +1,264 @@
+//! Benchmark servers and the load generator behind `cargo xtask bench`.
+//!
+//! ```text
+//! rxon-bench serve <http|ws|grpc|hyper>     # prints "LISTENING <url>", serves until stdin closes
+//! rxon-bench load <url> <workers> <seconds> # prints one JSON line of figures
+//! ```
+//!
+//! The servers answer every poll with a task at once and accept every result, so a
+//! poll → result cycle measures the transport and the listener, not an orchestrator's
+//! queueing. `hyper` is a bare hyper server answering the same two routes with fixed
+//! bodies: the ceiling no RXON listener can beat. The load generator runs `workers`
+//! loops of poll → result over the project's own transports (chosen by the URL).
+#![allow(clippy::print_stdout)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use rxon::{
+    BoxFuture, Handler, HandlerResult, Heartbeat, HeartbeatReply, Listener, Map, RegisterReply,
+    RequestContext, ResultOutcome, TaskPayload, TaskResult, Transport, Value, WorkerRegistration,
+};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+
+/// The task every poll gets.
+fn task() -> TaskPayload {
+    let mut params = Map::new();
+    params.insert("n".into(), Value::from(42u8));
+    params.insert("text".into(), Value::from("hello"));
+    TaskPayload {
+        job_id: "job-bench".into(),
+        task_id: "task-bench".into(),
+        task_type: "echo".into(),
+        params,
+        ..Default::default()
+    }
+}
+
+/// A handler that always has a task and accepts every result.
+struct Always(TaskPayload);
+
+impl Handler for Always {
+    fn register(
+        &self,
+        _: RequestContext,
+        _: WorkerRegistration,
+    ) -> BoxFuture<'_, HandlerResult<RegisterReply>> {
+        Box::pin(async { Ok(RegisterReply::default()) })
+    }
+    fn poll(
+        &self,
+        _: RequestContext,
+        _: String,
+        _: Duration,
+    ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
+        let task = self.0.clone();
+        Box::pin(async move { Ok(Some(task)) })
+    }
+    fn result(
+        &self,
+        _: RequestContext,
+        _: TaskResult,
+    ) -> BoxFuture<'_, HandlerResult<ResultOutcome>> {
+        Box::pin(async { Ok(ResultOutcome::Accepted) })
+    }
+    fn heartbeat(
+        &self,
+        _: RequestContext,
+        _: String,
+        _: Option<Heartbeat>,
+    ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
+        Box::pin(async { Ok(HeartbeatReply::default()) })
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rxon-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["serve", kind] => runtime.block_on(serve(kind)),
+        ["load", url, workers, seconds] => match (workers.parse(), seconds.parse()) {
+            (Ok(w), Ok(s)) => runtime.block_on(load(url, w, s)),
+            _ => Err("workers and seconds must be numbers".into()),
+        },
+        _ => Err(
+            "usage: rxon-bench serve <http|ws|grpc|hyper> | load <url> <workers> <seconds>".into(),
+        ),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rxon-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(kind: &str) -> Result<(), String> {
+    let handler: Arc<dyn Handler> = Arc::new(Always(task()));
+    let listener: Box<dyn Listener> = match kind {
+        "http" => Box::new(rxon::http::HttpListener::bind(
+            "127.0.0.1:0".parse().map_err(|_| "addr")?,
+        )),
+        "ws" => Box::new(rxon::ws::WsListener::bind(
+            "127.0.0.1:0".parse().map_err(|_| "addr")?,
+        )),
+        "grpc" => Box::new(rxon::grpc::GrpcListener::bind(
+            "127.0.0.1:0".parse().map_err(|_| "addr")?,
+        )),
+        "hyper" => return bare_hyper().await,
+        other => return Err(format!("unknown server kind {other:?}")),
+    };
+    listener.start(handler).await.map_err(|e| e.to_string())?;
+    println!("LISTENING {}", listener.endpoint().unwrap_or_default());
+    wait_for_stdin_eof().await;
+    listener
+        .stop(Duration::from_secs(2))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn wait_for_stdin_eof() {
+    let mut sink = Vec::new();
+    let _ = tokio::io::stdin()
+        .take(1 << 20)
+        .read_to_end(&mut sink)
+        .await;
+}
+
+/// The ceiling: fixed answers to the two routes a cycle uses, nothing else.
+async fn bare_hyper() -> Result<(), String> {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+    let task = Bytes::from(serde_json::to_vec(&task()).map_err(|e| e.to_string())?);
+    let ok = Bytes::from_static(br#"{"status":"ok"}"#);
+    println!("LISTENING http://{addr}");
+    let accept = async move {
+        while let Ok((stream, _)) = tcp.accept().await {
+            let _ = stream.set_nodelay(true);
+            let (task, ok) = (task.clone(), ok.clone());
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let body = if req.method() == http::Method::GET {
+                            task.clone()
+                        } else {
+                            ok.clone()
+                        };
+                        async move {
+                            // Read the request body like a real server would.
+                            let _ = req.into_body().collect().await;
+                            let mut r = http::Response::new(Full::new(body));
+                            r.headers_mut().insert(
+                                http::header::CONTENT_TYPE,
+                                http::HeaderValue::from_static("application/json"),
+                            );
+                            Ok::<_, std::convert::Infallible>(r)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    };
+    tokio::select! {
+        () = accept => {}
+        () = wait_for_stdin_eof() => {}
+    }
+    Ok(())
+}
+
+async fn load(url: &str, workers: usize, seconds: u64) -> Result<(), String> {
+    let cpu_before = cpu_seconds();
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut runs = tokio::task::JoinSet::new();
+    for i in 0..workers.max(1) {
+        let transport: Arc<dyn Transport> = Arc::from(
+            rxon::create_transport(url, &format!("bench-{i}"), "bench", Default::default())
+                .map_err(|e| e.to_string())?,
+        );
+        transport.connect().await.map_err(|e| e.to_string())?;
+        runs.spawn(async move {
+            let mut latencies = Vec::with_capacity(16 * 1024);
+            let mut errors = 0u64;
+            while Instant::now() < until {
+                let start = Instant::now();
+                let cycle = async {
+                    let Some(task) = transport.poll_task(Duration::from_secs(1)).await? else {
+                        return Ok::<bool, rxon::RxonError>(false);
+                    };
+                    let result = TaskResult::success(&task, transport.worker_id(), Map::new());
+                    transport.send_result(&result).await?;
+                    Ok(true)
+                };
+                match cycle.await {
+                    Ok(true) => latencies.push(start.elapsed()),
+                    Ok(false) => {}
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        });
+    }
+    let started = Instant::now();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    while let Some(done) = runs.join_next().await {
+        let (l, e) = done.map_err(|e| e.to_string())?;
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64().max(f64::EPSILON);
+    all.sort();
+    let pct = |p: f64| {
+        let i = ((all.len() as f64 - 1.0) * p).round() as usize;
+        all.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    let cpu = cpu_seconds() - cpu_before;
+    println!(
+        "{}",
+        serde_json::json!({
+            "cycles": all.len(),
+            "seconds": elapsed,
+            "cycles_per_s": all.len() as f64 / elapsed,
+            "p50_us": pct(0.5),
+            "p99_us": pct(0.99),
+            "errors": errors,
+            "client_cpu_s": cpu,
+        })
+    );
+    Ok(())
+}
+
+/// User + system CPU time of this process, from /proc (0 where unavailable).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) start after ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}

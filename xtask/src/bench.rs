@@ -1,0 +1,127 @@
+//! `cargo xtask bench`: poll → result cycles against every listener on loopback, in one
+//! run, with ratios to the Python reference and to a bare hyper server.
+
+use crate::interop::{Peer, venv};
+use std::path::Path;
+use std::process::Command;
+
+/// Workers of the load generator and seconds per target.
+const WORKERS: usize = 32;
+const SECONDS: u64 = 5;
+
+struct Figures {
+    name: &'static str,
+    cycles_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+    errors: u64,
+    client_ms_per_1000: f64,
+    server_ms_per_1000: f64,
+}
+
+pub(crate) fn run(root: &Path) -> Result<(), String> {
+    crate::cargo(&["build", "--release", "-p", "rxon-bench"])?;
+    let bench = root.join("target/release/rxon-bench");
+    let python = venv(root)?;
+    let mut rows = Vec::new();
+    for (name, kind) in [
+        ("bare hyper (ceiling)", "hyper"),
+        ("rxon HTTP", "http"),
+        ("rxon WebSocket", "ws"),
+        ("rxon gRPC", "grpc"),
+        ("Python rxon 1.0b3 HTTP", "python"),
+    ] {
+        let server = if kind == "python" {
+            let mut c = Command::new(&python);
+            c.arg(root.join("xtask/interop/py_bench_listener.py"));
+            c
+        } else {
+            let mut c = Command::new(&bench);
+            c.args(["serve", kind]);
+            c
+        };
+        let peer = Peer::start(server)?;
+        let pid = peer.child.id();
+        let before = process_cpu(pid);
+        let out = Command::new(&bench)
+            .args([
+                "load",
+                &peer.url,
+                &WORKERS.to_string(),
+                &SECONDS.to_string(),
+            ])
+            .output()
+            .map_err(|e| format!("cannot run the load generator: {e}"))?;
+        let after = process_cpu(pid);
+        let _ = peer.finish()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let figures = parse(name, &text, after - before)?;
+        println!(
+            "bench: {:<24} {:>9.0} cycles/s  p50 {:>7.0} us  p99 {:>7.0} us  server {:>6.1} ms/1000  client {:>6.1} ms/1000  errors {}",
+            figures.name,
+            figures.cycles_per_s,
+            figures.p50_us,
+            figures.p99_us,
+            figures.server_ms_per_1000,
+            figures.client_ms_per_1000,
+            figures.errors
+        );
+        rows.push(figures);
+    }
+    let get = |n: &str| rows.iter().find(|r| r.name.starts_with(n));
+    if let (Some(ceiling), Some(python)) = (get("bare hyper"), get("Python")) {
+        for ours in rows.iter().filter(|r| r.name.starts_with("rxon")) {
+            println!(
+                "bench: {:<16} {:>5.1}x Python cycles/s, {:>5.1}% of the ceiling, server CPU per cycle {:>5.2}x Python's",
+                ours.name,
+                ours.cycles_per_s / python.cycles_per_s,
+                100.0 * ours.cycles_per_s / ceiling.cycles_per_s,
+                ours.server_ms_per_1000 / python.server_ms_per_1000.max(f64::EPSILON),
+            );
+        }
+    }
+    if rows.iter().any(|r| r.errors > 0) {
+        return Err("some cycles failed; see the errors column".into());
+    }
+    Ok(())
+}
+
+fn parse(name: &'static str, text: &str, server_cpu_s: f64) -> Result<Figures, String> {
+    let field = |key: &str| -> Result<f64, String> {
+        let at = text
+            .find(&format!("\"{key}\":"))
+            .ok_or_else(|| format!("{name}: no {key} in {text:?}"))?;
+        let rest = &text[at + key.len() + 3..];
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        rest[..end]
+            .trim()
+            .parse()
+            .map_err(|e| format!("{name}: {key}: {e}"))
+    };
+    let cycles = field("cycles")?.max(1.0);
+    Ok(Figures {
+        name,
+        cycles_per_s: field("cycles_per_s")?,
+        p50_us: field("p50_us")?,
+        p99_us: field("p99_us")?,
+        errors: field("errors")? as u64,
+        client_ms_per_1000: field("client_cpu_s")? * 1e6 / cycles,
+        server_ms_per_1000: server_cpu_s * 1e6 / cycles,
+    })
+}
+
+/// User + system CPU seconds of process `pid` (Linux /proc; 0 elsewhere).
+fn process_cpu(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum::<f64>()
+        / 100.0
+}
