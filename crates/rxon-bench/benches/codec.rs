@@ -1,0 +1,169 @@
+//! Micro-benchmarks: message encoding and decoding (JSON and MessagePack, small and
+//! 64 KiB params) and the HTTP listener's dispatch path without the network.
+//!
+//! `cargo bench -p rxon-bench --bench codec`
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use http_body_util::{BodyExt, Full};
+use rxon::{
+    BoxFuture, Handler, HandlerResult, Heartbeat, HeartbeatReply, Map, RegisterReply,
+    RequestContext, ResultOutcome, TaskPayload, TaskResult, Value, WorkerRegistration,
+};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn task(param_bytes: usize) -> TaskPayload {
+    let mut params = Map::new();
+    params.insert("n".into(), Value::from(42u8));
+    params.insert("blob".into(), Value::from("x".repeat(param_bytes)));
+    TaskPayload {
+        job_id: "job-1".into(),
+        task_id: "task-1".into(),
+        task_type: "echo".into(),
+        params,
+        tracing_context: [(
+            "traceparent".to_string(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_string(),
+        )]
+        .into(),
+        params_metadata: None,
+    }
+}
+
+fn heartbeat() -> Heartbeat {
+    Heartbeat {
+        worker_id: "worker-1".into(),
+        status: "busy".into(),
+        load: 0.5,
+        current_tasks: (0..8).map(|i| format!("task-{i}")).collect(),
+        supported_skills: vec!["echo".into(), "render".into()],
+        hot_cache: vec!["model-a".into()],
+        skill_dependencies: None,
+        hot_skills: None,
+    }
+}
+
+fn codecs(c: &mut Criterion) {
+    for (label, size) in [("small", 16), ("64KiB", 64 * 1024)] {
+        let t = task(size);
+        let r = TaskResult::success(&t, "worker-1", t.params.clone());
+        let mut group = c.benchmark_group(format!("codec/{label}"));
+        let json = serde_json::to_vec(&t).unwrap();
+        group.throughput(Throughput::Bytes(json.len() as u64));
+        group.bench_function(BenchmarkId::new("TaskPayload", "json-encode"), |b| {
+            b.iter(|| serde_json::to_vec(black_box(&t)).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("TaskPayload", "json-decode"), |b| {
+            b.iter(|| serde_json::from_slice::<TaskPayload>(black_box(&json)).unwrap())
+        });
+        let msgpack = rmp_serde::to_vec_named(&t).unwrap();
+        group.bench_function(BenchmarkId::new("TaskPayload", "msgpack-encode"), |b| {
+            b.iter(|| rmp_serde::to_vec_named(black_box(&t)).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("TaskPayload", "msgpack-decode"), |b| {
+            b.iter(|| rmp_serde::from_slice::<TaskPayload>(black_box(&msgpack)).unwrap())
+        });
+        let rjson = serde_json::to_vec(&r).unwrap();
+        group.bench_function(BenchmarkId::new("TaskResult", "json-encode"), |b| {
+            b.iter(|| serde_json::to_vec(black_box(&r)).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("TaskResult", "json-decode"), |b| {
+            b.iter(|| serde_json::from_slice::<TaskResult>(black_box(&rjson)).unwrap())
+        });
+        let rmsg = rmp_serde::to_vec_named(&r).unwrap();
+        group.bench_function(BenchmarkId::new("TaskResult", "msgpack-decode"), |b| {
+            b.iter(|| rmp_serde::from_slice::<TaskResult>(black_box(&rmsg)).unwrap())
+        });
+        group.finish();
+    }
+    let h = heartbeat();
+    let hjson = serde_json::to_vec(&h).unwrap();
+    c.bench_function("codec/Heartbeat/json-encode", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&h)).unwrap())
+    });
+    c.bench_function("codec/Heartbeat/json-decode", |b| {
+        b.iter(|| serde_json::from_slice::<Heartbeat>(black_box(&hjson)).unwrap())
+    });
+    let hmsg = rmp_serde::to_vec_named(&h).unwrap();
+    c.bench_function("codec/Heartbeat/msgpack-decode", |b| {
+        b.iter(|| rmp_serde::from_slice::<Heartbeat>(black_box(&hmsg)).unwrap())
+    });
+}
+
+/// Always a task, every result accepted: the listener's own cost.
+struct Always(TaskPayload);
+
+impl Handler for Always {
+    fn register(
+        &self,
+        _: RequestContext,
+        _: WorkerRegistration,
+    ) -> BoxFuture<'_, HandlerResult<RegisterReply>> {
+        Box::pin(async { Ok(RegisterReply::default()) })
+    }
+    fn poll(
+        &self,
+        _: RequestContext,
+        _: String,
+        _: Duration,
+    ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
+        let t = self.0.clone();
+        Box::pin(async move { Ok(Some(t)) })
+    }
+    fn result(
+        &self,
+        _: RequestContext,
+        _: TaskResult,
+    ) -> BoxFuture<'_, HandlerResult<ResultOutcome>> {
+        Box::pin(async { Ok(ResultOutcome::Accepted) })
+    }
+    fn heartbeat(
+        &self,
+        _: RequestContext,
+        _: String,
+        _: Option<Heartbeat>,
+    ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
+        Box::pin(async { Ok(HeartbeatReply::default()) })
+    }
+}
+
+fn dispatch(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = task(16);
+    let service = rxon::http::HttpService::new(Arc::new(Always(t.clone())));
+    let result = bytes::Bytes::from(
+        serde_json::to_vec(&TaskResult::success(&t, "worker-1", Map::new())).unwrap(),
+    );
+    c.bench_function("dispatch/http/poll", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let req = http::Request::get("/_worker/workers/worker-1/tasks/next?timeout=1")
+                    .header("X-Worker-Token", "t")
+                    .body(Full::new(bytes::Bytes::new()))
+                    .unwrap();
+                let resp = service.handle(req).await;
+                black_box(resp.into_body().collect().await.unwrap().to_bytes())
+            })
+        })
+    });
+    c.bench_function("dispatch/http/result", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let req = http::Request::post("/_worker/tasks/result")
+                    .header("X-Worker-Token", "t")
+                    .body(Full::new(result.clone()))
+                    .unwrap();
+                let resp = service.handle(req).await;
+                black_box(resp.into_body().collect().await.unwrap().to_bytes())
+            })
+        })
+    });
+}
+
+criterion_group!(benches, codecs, dispatch);
+criterion_main!(benches);
