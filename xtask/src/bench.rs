@@ -80,6 +80,22 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             );
         }
     }
+    for kind in ["http", "ws", "grpc"] {
+        let out = Command::new(&bench)
+            .args(["dispatch", kind, "500"])
+            .output()
+            .map_err(|e| format!("cannot run the dispatch benchmark: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "dispatch {kind}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        println!(
+            "bench: dispatch latency {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
     if rows.iter().any(|r| r.errors > 0) {
         return Err("some cycles failed; see the errors column".into());
     }

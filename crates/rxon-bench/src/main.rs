@@ -3,6 +3,7 @@
 //! ```text
 //! rxon-bench serve <http|ws|grpc|hyper>     # prints "LISTENING <url>", serves until stdin closes
 //! rxon-bench load <url> <workers> <seconds> # prints one JSON line of figures
+//! rxon-bench dispatch <http|ws|grpc> <n>    # enqueue → parked worker holds the task
 //! ```
 //!
 //! The servers answer every poll with a task at once and accept every result, so a
@@ -90,12 +91,16 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["serve", kind] => runtime.block_on(serve(kind)),
+        ["dispatch", kind, samples] => match samples.parse() {
+            Ok(n) => runtime.block_on(dispatch(kind, n)),
+            Err(_) => Err("samples must be a number".into()),
+        },
         ["load", url, workers, seconds] => match (workers.parse(), seconds.parse()) {
             (Ok(w), Ok(s)) => runtime.block_on(load(url, w, s)),
             _ => Err("workers and seconds must be numbers".into()),
         },
         _ => Err(
-            "usage: rxon-bench serve <http|ws|grpc|hyper> | load <url> <workers> <seconds>".into(),
+            "usage: rxon-bench serve <http|ws|grpc|hyper> | load <url> <workers> <seconds> | dispatch <http|ws|grpc> <samples>".into(),
         ),
     };
     match outcome {
@@ -242,6 +247,75 @@ async fn load(url: &str, workers: usize, seconds: u64) -> Result<(), String> {
             "errors": errors,
             "client_cpu_s": cpu,
         })
+    );
+    Ok(())
+}
+
+/// Dispatch latency: a worker parked in a long-poll against the embedded orchestrator;
+/// the time from enqueue to the worker holding the task, `samples` times.
+async fn dispatch(kind: &str, samples: usize) -> Result<(), String> {
+    let orchestrator = rxon::testing::Orchestrator::builder()
+        .token("bench")
+        .build();
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().map_err(|_| "addr")?;
+    let listener: Box<dyn Listener> = match kind {
+        "http" => Box::new(rxon::http::HttpListener::bind(addr)),
+        "ws" => Box::new(rxon::ws::WsListener::bind(addr)),
+        "grpc" => Box::new(rxon::grpc::GrpcListener::bind(addr)),
+        other => return Err(format!("unknown transport {other:?}")),
+    };
+    listener
+        .start(Arc::new(orchestrator.clone()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let url = listener.endpoint().unwrap_or_default();
+    let transport: Arc<dyn Transport> = Arc::from(
+        rxon::create_transport(&url, "bench-0", "bench", Default::default())
+            .map_err(|e| e.to_string())?,
+    );
+    transport.connect().await.map_err(|e| e.to_string())?;
+    let registration = WorkerRegistration {
+        worker_id: "bench-0".into(),
+        supported_skills: vec!["echo".into()],
+        ..Default::default()
+    };
+    transport
+        .register(&registration)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut latencies = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let t = transport.clone();
+        let poll = tokio::spawn(async move { t.poll_task(Duration::from_secs(30)).await });
+        orchestrator
+            .wait_for_pollers(1, Duration::from_secs(10))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut next = task();
+        next.task_id = format!("d-{i}");
+        let start = Instant::now();
+        orchestrator.enqueue(next).map_err(|e| e.to_string())?;
+        let got = poll
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        latencies.push(start.elapsed());
+        if got.is_none() {
+            return Err("a parked poll returned without the task".into());
+        }
+    }
+    listener
+        .stop(Duration::from_secs(2))
+        .await
+        .map_err(|e| e.to_string())?;
+    latencies.sort();
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    println!(
+        "{}",
+        serde_json::json!({"transport": kind, "samples": latencies.len(), "p50_us": pct(0.5), "p99_us": pct(0.99)})
     );
     Ok(())
 }
