@@ -68,16 +68,9 @@ fn ci() -> Result<(), String> {
         "--features",
         "testing serde",
     ])?;
-    cargo(&["check", "-p", "rxon", "--no-default-features"])?;
+    check_without_warnings(&[])?;
     for feature in FEATURES {
-        cargo(&[
-            "check",
-            "-p",
-            "rxon",
-            "--no-default-features",
-            "--features",
-            feature,
-        ])?;
+        check_without_warnings(&["--features", feature])?;
     }
     run(Command::new(cargo_bin())
         .args(["doc", "--workspace", "--all-features", "--no-deps"])
@@ -118,6 +111,26 @@ fn deps_check() -> Result<(), String> {
             "rxon-core must have no dependencies, cargo tree says:\n{tree}"
         )),
     }
+}
+
+/// `cargo check -p rxon --no-default-features` plus `extra`, failing on any warning
+/// (a feature combination that compiles with unused code is a bug too).
+fn check_without_warnings(extra: &[&str]) -> Result<(), String> {
+    let mut cmd = Command::new(cargo_bin());
+    cmd.args(["check", "-p", "rxon", "--no-default-features"])
+        .args(extra)
+        .current_dir(workspace_root());
+    let shown = format!("{cmd:?}").replace('"', "");
+    println!("xtask: running {shown}");
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot start {shown}: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || stderr.contains("warning:") {
+        eprintln!("{stderr}");
+        return Err(format!("{shown}: failed or warned"));
+    }
+    Ok(())
 }
 
 pub(crate) fn cargo(args: &[&str]) -> Result<(), String> {
