@@ -6,13 +6,9 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
-use rxon::{
-    BoxFuture, Handler, HandlerResult, Heartbeat, HeartbeatReply, Map, RegisterReply,
-    RequestContext, ResultOutcome, TaskPayload, TaskResult, Value, WorkerRegistration,
-};
+use rxon::{Heartbeat, Map, TaskPayload, TaskResult, Value};
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
 
 fn task(param_bytes: usize) -> TaskPayload {
     let mut params = Map::new();
@@ -92,50 +88,13 @@ fn codecs(c: &mut Criterion) {
     });
 }
 
-/// Always a task, every result accepted: the listener's own cost.
-struct Always(TaskPayload);
-
-impl Handler for Always {
-    fn register(
-        &self,
-        _: RequestContext,
-        _: WorkerRegistration,
-    ) -> BoxFuture<'_, HandlerResult<RegisterReply>> {
-        Box::pin(async { Ok(RegisterReply::default()) })
-    }
-    fn poll(
-        &self,
-        _: RequestContext,
-        _: String,
-        _: Duration,
-    ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
-        let t = self.0.clone();
-        Box::pin(async move { Ok(Some(t)) })
-    }
-    fn result(
-        &self,
-        _: RequestContext,
-        _: TaskResult,
-    ) -> BoxFuture<'_, HandlerResult<ResultOutcome>> {
-        Box::pin(async { Ok(ResultOutcome::Accepted) })
-    }
-    fn heartbeat(
-        &self,
-        _: RequestContext,
-        _: String,
-        _: Option<Heartbeat>,
-    ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
-        Box::pin(async { Ok(HeartbeatReply::default()) })
-    }
-}
-
 fn dispatch(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let t = task(16);
-    let service = rxon::http::HttpService::new(Arc::new(Always(t.clone())));
+    let service = rxon::http::HttpService::new(Arc::new(rxon::testing::FixedTask(t.clone())));
     let result = bytes::Bytes::from(
         serde_json::to_vec(&TaskResult::success(&t, "worker-1", Map::new())).unwrap(),
     );

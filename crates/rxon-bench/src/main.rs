@@ -15,10 +15,7 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use rxon::{
-    BoxFuture, Handler, HandlerResult, Heartbeat, HeartbeatReply, Listener, Map, RegisterReply,
-    RequestContext, ResultOutcome, TaskPayload, TaskResult, Transport, Value, WorkerRegistration,
-};
+use rxon::{Handler, Listener, Map, TaskPayload, TaskResult, Transport, Value, WorkerRegistration};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,43 +32,6 @@ fn task() -> TaskPayload {
         task_type: "echo".into(),
         params,
         ..Default::default()
-    }
-}
-
-/// A handler that always has a task and accepts every result.
-struct Always(TaskPayload);
-
-impl Handler for Always {
-    fn register(
-        &self,
-        _: RequestContext,
-        _: WorkerRegistration,
-    ) -> BoxFuture<'_, HandlerResult<RegisterReply>> {
-        Box::pin(async { Ok(RegisterReply::default()) })
-    }
-    fn poll(
-        &self,
-        _: RequestContext,
-        _: String,
-        _: Duration,
-    ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
-        let task = self.0.clone();
-        Box::pin(async move { Ok(Some(task)) })
-    }
-    fn result(
-        &self,
-        _: RequestContext,
-        _: TaskResult,
-    ) -> BoxFuture<'_, HandlerResult<ResultOutcome>> {
-        Box::pin(async { Ok(ResultOutcome::Accepted) })
-    }
-    fn heartbeat(
-        &self,
-        _: RequestContext,
-        _: String,
-        _: Option<Heartbeat>,
-    ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
-        Box::pin(async { Ok(HeartbeatReply::default()) })
     }
 }
 
@@ -113,7 +73,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(kind: &str) -> Result<(), String> {
-    let handler: Arc<dyn Handler> = Arc::new(Always(task()));
+    let handler: Arc<dyn Handler> = Arc::new(rxon::testing::FixedTask(task()));
     let listener: Box<dyn Listener> = match kind {
         "http" => Box::new(rxon::http::HttpListener::bind(
             "127.0.0.1:0".parse().map_err(|_| "addr")?,

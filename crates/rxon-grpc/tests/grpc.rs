@@ -4,57 +4,10 @@
 
 use rxon_core::*;
 use rxon_grpc::{GrpcListener, GrpcListenerConfig, GrpcTls, GrpcTransport};
+use rxon_testing::ContextEcho;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Answers registration with what it saw.
-struct Echo;
-
-impl Handler for Echo {
-    fn register(
-        &self,
-        ctx: RequestContext,
-        _: WorkerRegistration,
-    ) -> BoxFuture<'_, HandlerResult<RegisterReply>> {
-        Box::pin(async move {
-            let mut reply = RegisterReply::default();
-            reply
-                .extra
-                .insert("cn".into(), Value::from(ctx.cert_identity));
-            reply
-                .extra
-                .insert("transport".into(), Value::from(ctx.transport));
-            reply
-                .extra
-                .insert("worker".into(), Value::from(ctx.worker_id));
-            Ok(reply)
-        })
-    }
-    fn poll(
-        &self,
-        _: RequestContext,
-        _: String,
-        _: Duration,
-    ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
-        Box::pin(async { Ok(None) })
-    }
-    fn result(
-        &self,
-        _: RequestContext,
-        _: TaskResult,
-    ) -> BoxFuture<'_, HandlerResult<ResultOutcome>> {
-        Box::pin(async { Ok(ResultOutcome::Accepted) })
-    }
-    fn heartbeat(
-        &self,
-        _: RequestContext,
-        _: String,
-        _: Option<Heartbeat>,
-    ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
-        Box::pin(async { Ok(HeartbeatReply::default()) })
-    }
-}
 
 fn write_pki(dir: &std::path::Path) {
     use rcgen::{
@@ -89,7 +42,7 @@ fn write_pki(dir: &std::path::Path) {
 
 async fn listener(config: GrpcListenerConfig) -> GrpcListener {
     let l = GrpcListener::with_config(config);
-    l.start(Arc::new(Echo)).await.unwrap();
+    l.start(Arc::new(ContextEcho)).await.unwrap();
     l
 }
 
@@ -129,7 +82,8 @@ async fn mtls_passes_the_cn_and_strict_mode_refuses_anonymous_clients() {
     let named = register(&client(&url, &dir, true)).await.unwrap();
     assert_eq!(named.extra["cn"].as_str(), Some("worker-42"));
     assert_eq!(named.extra["transport"].as_str(), Some("grpc"));
-    assert_eq!(named.extra["worker"].as_str(), Some("w-1"));
+    assert_eq!(named.extra["worker_id"].as_str(), Some("w-1"));
+    assert_eq!(named.extra["token"].as_str(), Some("t"), "metadata carries the token");
     let anonymous = register(&client(&url, &dir, false)).await.unwrap();
     assert_eq!(anonymous.extra["cn"], Value::Null);
     optional.stop(Duration::from_secs(5)).await.unwrap();

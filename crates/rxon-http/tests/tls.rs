@@ -6,61 +6,17 @@ mod common;
 use common::Pki;
 use rxon_core::*;
 use rxon_http::{HttpListener, HttpListenerConfig, HttpTransport, ServerTls};
+use rxon_testing::ContextEcho;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Answers registration with the certificate identity it saw.
-struct Echo;
-
-impl Handler for Echo {
-    fn register(
-        &self,
-        ctx: RequestContext,
-        _: WorkerRegistration,
-    ) -> BoxFuture<'_, HandlerResult<RegisterReply>> {
-        Box::pin(async move {
-            let mut reply = RegisterReply::default();
-            reply
-                .extra
-                .insert("cn".into(), Value::from(ctx.cert_identity));
-            reply
-                .extra
-                .insert("transport".into(), Value::from(ctx.transport));
-            Ok(reply)
-        })
-    }
-    fn poll(
-        &self,
-        _: RequestContext,
-        _: String,
-        _: Duration,
-    ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
-        Box::pin(async { Ok(None) })
-    }
-    fn result(
-        &self,
-        _: RequestContext,
-        _: TaskResult,
-    ) -> BoxFuture<'_, HandlerResult<ResultOutcome>> {
-        Box::pin(async { Ok(ResultOutcome::Accepted) })
-    }
-    fn heartbeat(
-        &self,
-        _: RequestContext,
-        _: String,
-        _: Option<Heartbeat>,
-    ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
-        Box::pin(async { Ok(HeartbeatReply::default()) })
-    }
-}
 
 async fn listener(tls: ServerTls) -> HttpListener {
     let mut config = HttpListenerConfig::default();
     config.tls = Some(tls);
     config.header_read_timeout = Duration::from_secs(5);
     let l = HttpListener::with_config(config);
-    l.start(Arc::new(Echo)).await.unwrap();
+    l.start(Arc::new(ContextEcho)).await.unwrap();
     l
 }
 
@@ -199,7 +155,7 @@ async fn bad_tls_configuration_is_a_config_error() {
     let mut config = HttpListenerConfig::default();
     config.tls = Some(mismatched);
     let err = HttpListener::with_config(config)
-        .start(Arc::new(Echo))
+        .start(Arc::new(ContextEcho))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
@@ -207,7 +163,7 @@ async fn bad_tls_configuration_is_a_config_error() {
     let mut config = HttpListenerConfig::default();
     config.tls = Some(pki.server().with_required_client_cert(true));
     let err = HttpListener::with_config(config)
-        .start(Arc::new(Echo))
+        .start(Arc::new(ContextEcho))
         .await
         .unwrap_err();
     assert!(err.message().contains("client_ca_file"), "{err}");

@@ -33,10 +33,12 @@
 #![deny(missing_docs)]
 
 pub mod conformance;
+mod handlers;
 mod local;
 mod mock;
 pub mod orchestrator;
 
+pub use handlers::{ContextEcho, FixedTask};
 pub use local::{
     LOCAL_SCHEMES, LOCAL_TRANSPORT_NAME, LocalListener, LocalTransport, LocalTransportFactory,
 };
