@@ -224,7 +224,7 @@ async fn keep_open(
                         if e.is_auth() {
                             // Try a fresh token on the next attempt.
                             if let Some(t) = HttpTransport::upgrade(&transport) {
-                                let _ = t.refresh_after_401_public(generation).await;
+                                let _ = t.refresh_after_401(generation).await;
                             }
                         }
                         if commands.send(Err(e)).await.is_err() {
@@ -296,7 +296,7 @@ async fn connect(t: &HttpTransport) -> Result<WebSocketStream<Sniff<crate::tls::
                 let status = response.status();
                 if status == http::StatusCode::UNAUTHORIZED && !refreshed {
                     refreshed = true;
-                    t.refresh_after_401_public(generation).await?;
+                    t.refresh_after_401(generation).await?;
                     continue;
                 }
                 let body = response.body().as_deref().unwrap_or_default().to_vec();

@@ -1,6 +1,6 @@
 //! [`Credential`]: the worker token, replaced by refreshes that never stampede.
 
-use rxon_core::Result;
+use rxon_core::{Result, RxonError};
 use std::future::Future;
 use std::sync::RwLock;
 
@@ -40,18 +40,27 @@ impl<T: Clone> Credential<T> {
         guard.1 += 1;
     }
 
-    /// Runs `fetch` (which installs the new token with [`set`](Self::set)) unless the
-    /// token changed since generation `seen`; one refresh at a time.
-    pub async fn refresh_after<R, F, Fut>(&self, seen: u64, fetch: F) -> Result<Option<R>>
+    /// After a refused credential: runs `fetch` (which installs the new token with
+    /// [`set`](Self::set)) unless the token changed since generation `seen`; one refresh
+    /// at a time. A failed refresh is an [`ErrorKind::Auth`](rxon_core::ErrorKind::Auth)
+    /// error (the refusal stands), with the cause as its source.
+    pub async fn refresh_after<R, F, Fut>(&self, seen: u64, fetch: F) -> Result<()>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<R>>,
     {
         let _single = self.refresh.lock().await;
         if self.current().1 != seen {
-            return Ok(None);
+            return Ok(());
         }
-        fetch().await.map(Some)
+        match fetch().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_auth() => Err(e),
+            Err(e) => Err(RxonError::auth(format!(
+                "the credential was refused and refreshing it failed: {e}"
+            ))
+            .with_source(e)),
+        }
     }
 
     /// Runs `fetch` now, after any refresh in progress.

@@ -192,10 +192,6 @@ impl HttpTransport {
         self.current_token()
     }
 
-    pub(crate) async fn refresh_after_401_public(&self, generation: u64) -> Result<()> {
-        self.refresh_after_401(generation).await
-    }
-
     fn channel(&self) -> &Channel {
         self.inner.channel.get_or_init(|| Channel::start(self))
     }
@@ -333,19 +329,11 @@ impl HttpTransport {
     }
 
     /// Refreshes the token unless another task already did since `seen_generation`.
-    async fn refresh_after_401(&self, seen_generation: u64) -> Result<()> {
-        let refreshed = self
-            .inner
+    pub(crate) async fn refresh_after_401(&self, seen_generation: u64) -> Result<()> {
+        self.inner
             .token
             .refresh_after(seen_generation, || self.fetch_token())
-            .await;
-        refreshed.map(|_| ()).map_err(|e| {
-            if e.is_auth() {
-                e
-            } else {
-                RxonError::auth(format!("token refresh after a 401 failed: {e}")).with_source(e)
-            }
-        })
+            .await
     }
 
     /// `POST /_worker/auth/token` with the current credential; installs the new token.

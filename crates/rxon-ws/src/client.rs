@@ -375,18 +375,10 @@ impl WsTransport {
     }
 
     async fn refresh_after(&self, generation: u64) -> Result<()> {
-        let refreshed = self
-            .inner
+        self.inner
             .token
             .refresh_after(generation, || self.fetch_token())
-            .await;
-        refreshed.map(|_| ()).map_err(|e| {
-            if e.is_auth() {
-                e
-            } else {
-                RxonError::auth(format!("token refresh failed: {e}")).with_source(e)
-            }
-        })
+            .await
     }
 
     async fn fetch_token(&self) -> Result<TokenResponse> {
