@@ -3,7 +3,7 @@
 use rxon_core::{Listener, Transport, TransportConfig, TransportFactory};
 use rxon_grpc::{GrpcListener, GrpcListenerConfig, GrpcTls, GrpcTransportFactory};
 use rxon_testing::conformance::{Capabilities, Harness};
-use std::path::PathBuf;
+use rxon_testing::pki::Pki;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -27,58 +27,9 @@ impl Harness for Plain {
     }
 }
 
-/// Throwaway CA, server certificate for 127.0.0.1 and client certificate.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
 fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
-    PKI.get_or_init(|| {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-        };
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ca_key = KeyPair::generate().expect("key");
-        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "rxon grpc test CA");
-        let ca_cert = ca.self_signed(&ca_key).expect("ca");
-        let server_key = KeyPair::generate().expect("key");
-        let mut server =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .expect("params");
-        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server_cert = server
-            .signed_by(&server_key, &ca_cert, &ca_key)
-            .expect("server");
-        let client_key = KeyPair::generate().expect("key");
-        let mut client = CertificateParams::new(Vec::<String>::new()).expect("params");
-        client
-            .distinguished_name
-            .push(DnType::CommonName, "grpc-worker");
-        client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let client_cert = client
-            .signed_by(&client_key, &ca_cert, &ca_key)
-            .expect("client");
-        for (name, text) in [
-            ("ca.pem", ca_cert.pem()),
-            ("server.pem", server_cert.pem()),
-            ("server.key", server_key.serialize_pem()),
-            ("client.pem", client_cert.pem()),
-            ("client.key", client_key.serialize_pem()),
-        ] {
-            std::fs::write(dir.path().join(name), text).expect("write");
-        }
-        Pki { dir }
-    })
+    PKI.get_or_init(|| Pki::new(&["127.0.0.1", "localhost"], "grpc-worker").expect("certificates"))
 }
 
 struct Mtls;

@@ -5,40 +5,10 @@
 use rxon_core::*;
 use rxon_grpc::{GrpcListener, GrpcListenerConfig, GrpcTls, GrpcTransport};
 use rxon_testing::ContextEcho;
+use rxon_testing::pki::Pki;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-fn write_pki(dir: &std::path::Path) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    };
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "ca");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let mut server = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key).unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
-    client
-        .distinguished_name
-        .push(DnType::CommonName, "worker-42");
-    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let client_cert = client.signed_by(&client_key, &ca_cert, &ca_key).unwrap();
-    for (name, text) in [
-        ("ca.pem", ca_cert.pem()),
-        ("server.pem", server_cert.pem()),
-        ("server.key", server_key.serialize_pem()),
-        ("client.pem", client_cert.pem()),
-        ("client.key", client_key.serialize_pem()),
-    ] {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-}
 
 async fn listener(config: GrpcListenerConfig) -> GrpcListener {
     let l = GrpcListener::with_config(config);
@@ -68,9 +38,8 @@ async fn register(t: &GrpcTransport) -> Result<RegisterReply> {
 
 #[tokio::test]
 async fn mtls_passes_the_cn_and_strict_mode_refuses_anonymous_clients() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir: PathBuf = tmp.path().to_owned();
-    write_pki(&dir);
+    let pki = Pki::new(&["127.0.0.1"], "worker-42").unwrap();
+    let dir: PathBuf = pki.path("");
     let mut config = GrpcListenerConfig::default();
     config.tls = Some(
         GrpcTls::new(dir.join("server.pem"), dir.join("server.key"))
@@ -83,7 +52,11 @@ async fn mtls_passes_the_cn_and_strict_mode_refuses_anonymous_clients() {
     assert_eq!(named.extra["cn"].as_str(), Some("worker-42"));
     assert_eq!(named.extra["transport"].as_str(), Some("grpc"));
     assert_eq!(named.extra["worker_id"].as_str(), Some("w-1"));
-    assert_eq!(named.extra["token"].as_str(), Some("t"), "metadata carries the token");
+    assert_eq!(
+        named.extra["token"].as_str(),
+        Some("t"),
+        "metadata carries the token"
+    );
     let anonymous = register(&client(&url, &dir, false)).await.unwrap();
     assert_eq!(anonymous.extra["cn"], Value::Null);
     optional.stop(Duration::from_secs(5)).await.unwrap();

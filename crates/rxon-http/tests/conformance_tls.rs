@@ -1,17 +1,15 @@
 //! The shared conformance suite over HTTPS with client certificates (mTLS required).
 
-mod common;
-
-use common::Pki;
 use rxon_core::{Listener, Transport, TransportConfig, TransportFactory};
-use rxon_http::{HttpListener, HttpListenerConfig, HttpTransportFactory};
+use rxon_http::{HttpListener, HttpListenerConfig, HttpTransportFactory, ServerTls};
 use rxon_testing::conformance::{Capabilities, Harness};
+use rxon_testing::pki::Pki;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
-    PKI.get_or_init(|| Pki::new(&["127.0.0.1"], "conformance-worker"))
+    PKI.get_or_init(|| Pki::new(&["127.0.0.1"], "conformance-worker").expect("certificates"))
 }
 
 struct Https;
@@ -21,8 +19,7 @@ impl Harness for Https {
         let mut config = HttpListenerConfig::default();
         config.service.poll_wait = poll_wait;
         config.tls = Some(
-            pki()
-                .server()
+            ServerTls::new(pki().path("server.pem"), pki().path("server.key"))
                 .with_client_ca(pki().path("ca.pem"))
                 .with_required_client_cert(true),
         );

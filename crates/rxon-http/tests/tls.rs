@@ -1,15 +1,17 @@
 //! HTTPS and mTLS on 127.0.0.1 with throwaway certificates made by rcgen.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::Pki;
 use rxon_core::*;
 use rxon_http::{HttpListener, HttpListenerConfig, HttpTransport, ServerTls};
 use rxon_testing::ContextEcho;
+use rxon_testing::pki::Pki;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+fn server_tls(pki: &Pki) -> ServerTls {
+    ServerTls::new(pki.path("server.pem"), pki.path("server.key"))
+}
 
 async fn listener(tls: ServerTls) -> HttpListener {
     let mut config = HttpListenerConfig::default();
@@ -42,8 +44,8 @@ async fn register(t: &HttpTransport) -> Result<RegisterReply> {
 
 #[tokio::test]
 async fn https_with_optional_client_certificates_passes_the_cn() {
-    let pki = Pki::new(&["localhost", "127.0.0.1"], "worker-7");
-    let l = listener(pki.server().with_client_ca(pki.path("ca.pem"))).await;
+    let pki = Pki::new(&["localhost", "127.0.0.1"], "worker-7").unwrap();
+    let l = listener(server_tls(&pki).with_client_ca(pki.path("ca.pem"))).await;
     let url = l.endpoint().unwrap();
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
 
@@ -67,9 +69,8 @@ async fn https_with_optional_client_certificates_passes_the_cn() {
 
 #[tokio::test]
 async fn strict_mtls_refuses_clients_without_a_certificate() {
-    let pki = Pki::new(&["127.0.0.1"], "worker-9");
-    let tls = pki
-        .server()
+    let pki = Pki::new(&["127.0.0.1"], "worker-9").unwrap();
+    let tls = server_tls(&pki)
         .with_client_ca(pki.path("ca.pem"))
         .with_required_client_cert(true);
     let l = listener(tls).await;
@@ -81,7 +82,7 @@ async fn strict_mtls_refuses_clients_without_a_certificate() {
     assert!(err.is_network(), "{err}");
 
     // A certificate from another CA is refused too.
-    let other = Pki::new(&["127.0.0.1"], "intruder");
+    let other = Pki::new(&["127.0.0.1"], "intruder").unwrap();
     let (c, k) = (other.path("client.pem"), other.path("client.key"));
     let err = register(&client(&url, &pki.path("ca.pem"), Some((&c, &k))))
         .await
@@ -99,8 +100,8 @@ async fn strict_mtls_refuses_clients_without_a_certificate() {
 
 #[tokio::test]
 async fn servers_are_verified_by_ca_and_name() {
-    let pki = Pki::new(&["localhost"], "w");
-    let l = listener(pki.server()).await;
+    let pki = Pki::new(&["localhost"], "w").unwrap();
+    let l = listener(server_tls(&pki)).await;
     let url = l.endpoint().unwrap(); // https://127.0.0.1:…, not in the certificate
 
     let err = register(&client(&url, &pki.path("ca.pem"), None))
@@ -118,7 +119,7 @@ async fn servers_are_verified_by_ca_and_name() {
     let named = HttpTransport::from_config(&config).unwrap();
     register(&named).await.unwrap();
 
-    let stranger = Pki::new(&["localhost"], "w");
+    let stranger = Pki::new(&["localhost"], "w").unwrap();
     config.options.tls.ca_file = Some(stranger.path("ca.pem"));
     let wrong_ca = HttpTransport::from_config(&config).unwrap();
     let err = register(&wrong_ca).await.unwrap_err();
@@ -134,7 +135,7 @@ async fn servers_are_verified_by_ca_and_name() {
 
 #[tokio::test]
 async fn bad_tls_configuration_is_a_config_error() {
-    let pki = Pki::new(&["localhost"], "w");
+    let pki = Pki::new(&["localhost"], "w").unwrap();
     let missing = TransportConfig::new("https://localhost:1", "w-1", "t").with_options({
         let mut o = TransportOptions::default();
         o.tls.ca_file = Some(pki.path("nope.pem"));
@@ -161,7 +162,7 @@ async fn bad_tls_configuration_is_a_config_error() {
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
 
     let mut config = HttpListenerConfig::default();
-    config.tls = Some(pki.server().with_required_client_cert(true));
+    config.tls = Some(server_tls(&pki).with_required_client_cert(true));
     let err = HttpListener::with_config(config)
         .start(Arc::new(ContextEcho))
         .await

@@ -37,6 +37,8 @@ mod handlers;
 mod local;
 mod mock;
 pub mod orchestrator;
+#[cfg(feature = "pki")]
+pub mod pki;
 
 pub use handlers::{ContextEcho, FixedTask};
 pub use local::{
