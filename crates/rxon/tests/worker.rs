@@ -51,6 +51,37 @@ impl Local {
     }
 }
 
+/// A worker running in the background, shut down (bounded) by the test.
+struct Running {
+    stop: rxon::worker::ShutdownHandle,
+    run: tokio::task::JoinHandle<rxon::Result<()>>,
+}
+
+impl Running {
+    fn start(worker: &Worker) -> Self {
+        let w = worker.clone();
+        Running {
+            stop: worker.shutdown_handle(),
+            run: tokio::spawn(async move { w.run().await }),
+        }
+    }
+
+    /// Asks for a graceful shutdown and checks that `run` returns `Ok` in time.
+    async fn shutdown(self) {
+        self.stop.shutdown();
+        self.finished().await;
+    }
+
+    /// Checks that `run` returns `Ok` in time.
+    async fn finished(self) {
+        tokio::time::timeout(BOUND, self.run)
+            .await
+            .expect("the worker stops in time")
+            .expect("the worker task did not panic")
+            .expect("run() returns Ok");
+    }
+}
+
 async fn result(orch: &Orchestrator, id: &str) -> TaskResult {
     orch.wait_result(id, BOUND).await.unwrap()
 }
@@ -86,11 +117,7 @@ async fn runs_at_most_max_concurrent_tasks_at_once() {
             .build()
             .unwrap()
     };
-    let stop = worker.shutdown_handle();
-    let run = tokio::spawn({
-        let w = worker.clone();
-        async move { w.run().await }
-    });
+    let running = Running::start(&worker);
     for i in 0..9 {
         env.orch
             .enqueue(task(&format!("s-{i}"), "slow", Map::new()))
@@ -120,12 +147,7 @@ async fn runs_at_most_max_concurrent_tasks_at_once() {
         3,
         "never more than max_concurrent_tasks"
     );
-    stop.shutdown();
-    tokio::time::timeout(BOUND, run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    running.shutdown().await;
     assert_eq!(worker.stats().succeeded, 9);
 }
 
@@ -146,11 +168,7 @@ async fn errors_panics_and_timeouts_become_failure_results() {
         })
         .build()
         .unwrap();
-    let stop = worker.shutdown_handle();
-    let run = tokio::spawn({
-        let w = worker.clone();
-        async move { w.run().await }
-    });
+    let running = Running::start(&worker);
     for what in ["fail", "panic", "hang", "fine"] {
         env.orch
             .enqueue(task(what, "job", params(&[("do", Value::from(what))])))
@@ -172,12 +190,7 @@ async fn errors_panics_and_timeouts_become_failure_results() {
     // The worker survived all of it.
     let fine = result(&env.orch, "fine").await;
     assert_eq!(fine.data.unwrap()["ok"], Value::from(true));
-    stop.shutdown();
-    tokio::time::timeout(BOUND, run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    running.shutdown().await;
     assert_eq!(worker.stats().failed, 3);
 }
 
@@ -211,11 +224,7 @@ async fn a_cancel_command_stops_the_task_and_reports_cancelled() {
         .handler("long", cancellable(started.clone()))
         .build()
         .unwrap();
-    let stop = worker.shutdown_handle();
-    let run = tokio::spawn({
-        let w = worker.clone();
-        async move { w.run().await }
-    });
+    let running = Running::start(&worker);
     let began = started.notified();
     env.orch.enqueue(task("c-1", "long", Map::new())).unwrap();
     tokio::time::timeout(BOUND, began)
@@ -231,12 +240,7 @@ async fn a_cancel_command_stops_the_task_and_reports_cancelled() {
         env.orch.task_progress("c-1")[0].message.as_deref(),
         Some("started")
     );
-    stop.shutdown();
-    tokio::time::timeout(BOUND, run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    running.shutdown().await;
 }
 
 #[tokio::test]
@@ -251,11 +255,7 @@ async fn a_cancel_in_a_heartbeat_reply_stops_the_task_too() {
         .handler("long", cancellable(started.clone()))
         .build()
         .unwrap();
-    let stop = worker.shutdown_handle();
-    let run = tokio::spawn({
-        let w = worker.clone();
-        async move { w.run().await }
-    });
+    let running = Running::start(&worker);
     let began = started.notified();
     mock.push_task(task("h-1", "long", Map::new()));
     tokio::time::timeout(BOUND, began)
@@ -273,12 +273,7 @@ async fn a_cancel_in_a_heartbeat_reply_stops_the_task_too() {
             .any(|h| h.current_tasks == ["h-1"] && h.status == "busy"),
         "heartbeats report the running task"
     );
-    stop.shutdown();
-    tokio::time::timeout(BOUND, run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    running.shutdown().await;
 }
 
 #[tokio::test]
@@ -294,11 +289,7 @@ async fn results_are_kept_through_network_blips() {
         mock.fail_next(Operation::Result, ErrorKind::Network, "connection reset");
     }
     mock.fail_next(Operation::Poll, ErrorKind::Network, "connection refused");
-    let stop = worker.shutdown_handle();
-    let run = tokio::spawn({
-        let w = worker.clone();
-        async move { w.run().await }
-    });
+    let running = Running::start(&worker);
     mock.push_task(task("e-1", "echo", params(&[("x", Value::from(1u8))])));
     mock.push_task(task("e-2", "other", Map::new()));
     let results = mock.wait_for_results(2, BOUND).await.unwrap();
@@ -308,12 +299,7 @@ async fn results_are_kept_through_network_blips() {
     let other = results.iter().find(|r| r.task_id == "e-2").unwrap();
     assert_eq!(other.error.as_ref().unwrap().code, ErrorCode::Permanent);
     assert_eq!(results.len(), 2, "each result delivered once");
-    stop.shutdown();
-    tokio::time::timeout(BOUND, run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    running.shutdown().await;
 }
 
 #[tokio::test]
@@ -339,11 +325,7 @@ async fn shutdown_lets_running_tasks_finish_then_cancels_stragglers() {
             .build()
             .unwrap()
     };
-    let stop = worker.shutdown_handle();
-    let run = tokio::spawn({
-        let w = worker.clone();
-        async move { w.run().await }
-    });
+    let running = Running::start(&worker);
     env.orch.enqueue(task("g-1", "gated", Map::new())).unwrap();
     env.orch
         .enqueue(task("s-1", "stubborn", Map::new()))
@@ -360,13 +342,9 @@ async fn shutdown_lets_running_tasks_finish_then_cancels_stragglers() {
     })
     .await
     .expect("both tasks running");
-    stop.shutdown();
+    running.stop.shutdown();
     gate.send_replace(true);
-    tokio::time::timeout(BOUND, run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    running.finished().await;
     assert_eq!(result(&env.orch, "g-1").await.status, TaskStatus::Success);
     let straggler = result(&env.orch, "s-1").await;
     assert_eq!(straggler.error.unwrap().code, ErrorCode::Transient);
