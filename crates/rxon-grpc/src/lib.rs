@@ -32,4 +32,4 @@ pub mod pb {
 }
 
 pub use client::{GrpcTransport, GrpcTransportFactory, SCHEMES};
-pub use server::{GrpcListener, GrpcListenerConfig, GrpcTls, TRANSPORT_NAME, WORKER_ID_METADATA};
+pub use server::{GrpcListener, GrpcListenerConfig, TRANSPORT_NAME, WORKER_ID_METADATA};

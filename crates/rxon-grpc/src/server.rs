@@ -6,9 +6,10 @@ use crate::pb::worker_service_server::{WorkerService, WorkerServiceServer};
 use crate::status::to_status;
 use rxon_core::constants::{AUTH_HEADER_WORKER, PROTOCOL_VERSION_HEADER};
 use rxon_core::validate::is_valid_identifier;
-use rxon_core::{BoxFuture, Handler, Listener, RequestContext, Result, RxonError};
+use rxon_core::{
+    BoxFuture, Handler, Listener, RequestContext, Result, RxonError, ServerTlsOptions,
+};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,42 +20,6 @@ use tonic::{Request, Response, Status};
 pub const TRANSPORT_NAME: &str = "grpc";
 /// Metadata key of the worker id.
 pub const WORKER_ID_METADATA: &str = "x-worker-id";
-
-/// TLS of a [`GrpcListener`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct GrpcTls {
-    /// PEM certificate chain.
-    pub cert_file: PathBuf,
-    /// PEM private key.
-    pub key_file: PathBuf,
-    /// PEM CA(s) for client certificates (enables mTLS).
-    pub client_ca_file: Option<PathBuf>,
-    /// With a client CA: refuse clients without a certificate.
-    pub require_client_cert: bool,
-}
-
-impl GrpcTls {
-    /// TLS with `cert_file` and `key_file`.
-    pub fn new(cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
-        GrpcTls {
-            cert_file: cert_file.into(),
-            key_file: key_file.into(),
-            client_ca_file: None,
-            require_client_cert: false,
-        }
-    }
-    /// Verifies client certificates against `ca_file`.
-    pub fn with_client_ca(mut self, ca_file: impl Into<PathBuf>) -> Self {
-        self.client_ca_file = Some(ca_file.into());
-        self
-    }
-    /// Refuses clients without a certificate.
-    pub fn with_required_client_cert(mut self, required: bool) -> Self {
-        self.require_client_cert = required;
-        self
-    }
-}
 
 /// Settings of a [`GrpcListener`].
 #[derive(Debug, Clone)]
@@ -67,7 +32,7 @@ pub struct GrpcListenerConfig {
     /// Largest message in either direction (default 16 MiB).
     pub max_message_bytes: usize,
     /// TLS, optionally with client certificates.
-    pub tls: Option<GrpcTls>,
+    pub tls: Option<ServerTlsOptions>,
 }
 
 impl Default for GrpcListenerConfig {

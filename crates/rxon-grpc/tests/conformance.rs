@@ -1,7 +1,8 @@
 //! The shared conformance suite over gRPC, plain and with required client certificates.
 
+use rxon_core::ServerTlsOptions;
 use rxon_core::{Listener, Transport, TransportConfig, TransportFactory};
-use rxon_grpc::{GrpcListener, GrpcListenerConfig, GrpcTls, GrpcTransportFactory};
+use rxon_grpc::{GrpcListener, GrpcListenerConfig, GrpcTransportFactory};
 use rxon_testing::conformance::{Capabilities, Harness};
 use rxon_testing::pki::Pki;
 use std::sync::OnceLock;
@@ -39,7 +40,7 @@ impl Harness for Mtls {
         let mut config = GrpcListenerConfig::default();
         config.poll_wait = poll_wait;
         config.tls = Some(
-            GrpcTls::new(pki().path("server.pem"), pki().path("server.key"))
+            ServerTlsOptions::new(pki().path("server.pem"), pki().path("server.key"))
                 .with_client_ca(pki().path("ca.pem"))
                 .with_required_client_cert(true),
         );

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rxon_core::*;
-use rxon_grpc::{GrpcListener, GrpcListenerConfig, GrpcTls, GrpcTransport};
+use rxon_grpc::{GrpcListener, GrpcListenerConfig, GrpcTransport};
 use rxon_testing::ContextEcho;
 use rxon_testing::pki::Pki;
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ async fn mtls_passes_the_cn_and_strict_mode_refuses_anonymous_clients() {
     let dir: PathBuf = pki.path("");
     let mut config = GrpcListenerConfig::default();
     config.tls = Some(
-        GrpcTls::new(dir.join("server.pem"), dir.join("server.key"))
+        ServerTlsOptions::new(dir.join("server.pem"), dir.join("server.key"))
             .with_client_ca(dir.join("ca.pem")),
     );
     let optional = listener(config.clone()).await;

@@ -18,7 +18,7 @@
 //!
 //! TLS uses rustls: `https://` clients verify against the system roots or a CA file and
 //! may present a client certificate; [`HttpListener`] serves HTTPS with optional or
-//! required client certificates ([`ServerTls`]), and the client certificate's subject
+//! required client certificates ([`ServerTlsOptions`](rxon_core::ServerTlsOptions)), and the client certificate's subject
 //! CN reaches the handler as [`RequestContext::cert_identity`](rxon_core::RequestContext::cert_identity).
 //!
 //! Commands and progress travel over the reference's WebSocket channel on the same port
@@ -40,6 +40,5 @@ mod wire;
 pub use listener::{HttpListener, HttpListenerConfig};
 pub use service::Mount;
 pub use service::{ConnectionInfo, HttpService, ServiceConfig, TRANSPORT_NAME};
-pub use tls::ServerTls;
 pub use transport::{HttpTransport, HttpTransportFactory, SCHEMES};
 pub use wire::{error_for_status, status_for};

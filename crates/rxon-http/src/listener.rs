@@ -1,9 +1,10 @@
 //! The orchestrator side, standalone: [`HttpListener`].
 
 use crate::service::{ConnectionInfo, HttpService, Mount, ServiceConfig};
-use crate::tls::{ServerTls, peer_common_name};
+use crate::tls::peer_common_name;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use rxon_core::ServerTlsOptions;
 use rxon_core::{BoxFuture, Handler, Listener, Result, RxonError};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -29,7 +30,7 @@ pub struct HttpListenerConfig {
     /// (default 10,000).
     pub max_connections: usize,
     /// Serve HTTPS (and optionally mTLS) instead of plain HTTP.
-    pub tls: Option<ServerTls>,
+    pub tls: Option<ServerTlsOptions>,
     /// Other services on the same port (e.g. `rxon-ws`), checked before the worker
     /// routes.
     pub mounts: Vec<Arc<dyn Mount>>,
@@ -129,7 +130,7 @@ impl Listener for HttpListener {
                 return Err(RxonError::config("HTTP listener is already running"));
             }
             let acceptor = match &self.config.tls {
-                Some(tls) => Some(TlsAcceptor::from(tls.server_config()?)),
+                Some(tls) => Some(TlsAcceptor::from(crate::tls::server_config(tls)?)),
                 None => None,
             };
             let tcp = TcpListener::bind(self.config.bind).await.map_err(|e| {

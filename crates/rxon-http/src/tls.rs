@@ -1,13 +1,14 @@
 //! TLS for both sides, with rustls (ring provider, no process-wide state): client
-//! configuration from [`TlsOptions`], server configuration ([`ServerTls`]), and the
+//! configuration from [`TlsOptions`], server configuration from [`ServerTlsOptions`],
+//! and the
 //! client stream other transports reuse.
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use rxon_core::{Result, RxonError, TlsOptions};
-use std::path::{Path, PathBuf};
+use rxon_core::{Result, RxonError, ServerTlsOptions, TlsOptions};
+use std::path::Path;
 use std::sync::Arc;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -92,77 +93,32 @@ pub(crate) fn plain_client_config() -> Result<ClientConfig> {
         .with_no_client_auth())
 }
 
-/// TLS settings of an [`HttpListener`](crate::HttpListener).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ServerTls {
-    /// PEM certificate chain of the listener.
-    pub cert_file: PathBuf,
-    /// PEM private key of the listener.
-    pub key_file: PathBuf,
-    /// PEM CA(s) that sign client certificates; enables mTLS.
-    pub client_ca_file: Option<PathBuf>,
-    /// With a client CA: refuse clients without a certificate (strict mTLS). Without
-    /// it, a certificate is optional and, when sent, its CN reaches the handler.
-    pub require_client_cert: bool,
-}
-
-impl ServerTls {
-    /// TLS with `cert_file` and `key_file`, no client certificates.
-    pub fn new(cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
-        ServerTls {
-            cert_file: cert_file.into(),
-            key_file: key_file.into(),
-            client_ca_file: None,
-            require_client_cert: false,
+/// The rustls server configuration for a listener's [`ServerTlsOptions`].
+pub(crate) fn server_config(tls: &ServerTlsOptions) -> Result<Arc<ServerConfig>> {
+    tls.validate()?;
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error("protocol versions", e))?;
+    let builder = match &tls.client_ca_file {
+        Some(ca) => {
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots_from(ca)?), provider());
+            let verifier = if tls.require_client_cert {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| tls_error("client certificate verifier", e))?;
+            builder.with_client_cert_verifier(verifier)
         }
-    }
-
-    /// Verifies client certificates against `ca_file` (optional for clients unless
-    /// [`require_client_cert`](Self::require_client_cert) is set).
-    pub fn with_client_ca(mut self, ca_file: impl Into<PathBuf>) -> Self {
-        self.client_ca_file = Some(ca_file.into());
-        self
-    }
-
-    /// Refuses clients without a valid certificate.
-    pub fn with_required_client_cert(mut self, required: bool) -> Self {
-        self.require_client_cert = required;
-        self
-    }
-
-    pub(crate) fn server_config(&self) -> Result<Arc<ServerConfig>> {
-        let builder = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| tls_error("protocol versions", e))?;
-        let builder = match &self.client_ca_file {
-            Some(ca) => {
-                let verifier = WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots_from(ca)?),
-                    provider(),
-                );
-                let verifier = if self.require_client_cert {
-                    verifier
-                } else {
-                    verifier.allow_unauthenticated()
-                };
-                let verifier = verifier
-                    .build()
-                    .map_err(|e| tls_error("client certificate verifier", e))?;
-                builder.with_client_cert_verifier(verifier)
-            }
-            None if self.require_client_cert => {
-                return Err(RxonError::config(
-                    "require_client_cert needs a client_ca_file to verify clients against",
-                ));
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let config = builder
-            .with_single_cert(load_certs(&self.cert_file)?, load_key(&self.key_file)?)
-            .map_err(|e| tls_error("certificate and key do not match", e))?;
-        Ok(Arc::new(config))
-    }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(load_certs(&tls.cert_file)?, load_key(&tls.key_file)?)
+        .map_err(|e| tls_error("certificate and key do not match", e))?;
+    Ok(Arc::new(config))
 }
 
 /// Subject common name of the peer's leaf certificate, if it sent one.

@@ -1,7 +1,8 @@
 //! The shared conformance suite over HTTPS with client certificates (mTLS required).
 
+use rxon_core::ServerTlsOptions;
 use rxon_core::{Listener, Transport, TransportConfig, TransportFactory};
-use rxon_http::{HttpListener, HttpListenerConfig, HttpTransportFactory, ServerTls};
+use rxon_http::{HttpListener, HttpListenerConfig, HttpTransportFactory};
 use rxon_testing::conformance::{Capabilities, Harness};
 use rxon_testing::pki::Pki;
 use std::sync::OnceLock;
@@ -19,7 +20,7 @@ impl Harness for Https {
         let mut config = HttpListenerConfig::default();
         config.service.poll_wait = poll_wait;
         config.tls = Some(
-            ServerTls::new(pki().path("server.pem"), pki().path("server.key"))
+            ServerTlsOptions::new(pki().path("server.pem"), pki().path("server.key"))
                 .with_client_ca(pki().path("ca.pem"))
                 .with_required_client_cert(true),
         );

@@ -2,18 +2,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rxon_core::*;
-use rxon_http::{HttpListener, HttpListenerConfig, HttpTransport, ServerTls};
+use rxon_http::{HttpListener, HttpListenerConfig, HttpTransport};
 use rxon_testing::ContextEcho;
 use rxon_testing::pki::Pki;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn server_tls(pki: &Pki) -> ServerTls {
-    ServerTls::new(pki.path("server.pem"), pki.path("server.key"))
+fn server_tls(pki: &Pki) -> ServerTlsOptions {
+    ServerTlsOptions::new(pki.path("server.pem"), pki.path("server.key"))
 }
 
-async fn listener(tls: ServerTls) -> HttpListener {
+async fn listener(tls: ServerTlsOptions) -> HttpListener {
     let mut config = HttpListenerConfig::default();
     config.tls = Some(tls);
     config.header_read_timeout = Duration::from_secs(5);
@@ -152,7 +152,7 @@ async fn bad_tls_configuration_is_a_config_error() {
     let err = HttpTransport::from_config(&cfg).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
 
-    let mismatched = ServerTls::new(pki.path("server.pem"), pki.path("client.key"));
+    let mismatched = ServerTlsOptions::new(pki.path("server.pem"), pki.path("client.key"));
     let mut config = HttpListenerConfig::default();
     config.tls = Some(mismatched);
     let err = HttpListener::with_config(config)

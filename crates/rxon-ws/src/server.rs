@@ -6,12 +6,13 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
+use rxon_core::ServerTlsOptions;
 use rxon_core::validate::is_valid_identifier;
 use rxon_core::{
     BoxFuture, Handler, HandlerError, Listener, RequestContext, Result, RxonError,
     constants::{AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER},
 };
-use rxon_http::{ConnectionInfo, HttpListener, HttpListenerConfig, Mount, ServerTls};
+use rxon_http::{ConnectionInfo, HttpListener, HttpListenerConfig, Mount};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -404,7 +405,7 @@ pub struct WsListenerConfig {
     /// Session limits.
     pub ws: WsConfig,
     /// Serve `wss://` with this certificate (and optional client certificates).
-    pub tls: Option<ServerTls>,
+    pub tls: Option<ServerTlsOptions>,
 }
 
 /// Serves the WebSocket transport on its own port (`ws://` or `wss://`). To serve it
