@@ -96,6 +96,18 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             String::from_utf8_lossy(&out.stdout).trim()
         );
     }
+    // Blob storage: one 1 GiB object up to a real S3-compatible server and back.
+    let out = Command::new(&bench)
+        .args(["blob", "1024"])
+        .output()
+        .map_err(|e| format!("cannot run the blob benchmark: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("blob: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    println!(
+        "bench: blob {}",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
     if rows.iter().any(|r| r.errors > 0) {
         return Err("some cycles failed; see the errors column".into());
     }

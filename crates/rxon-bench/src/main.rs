@@ -4,6 +4,7 @@
 //! rxon-bench serve <http|ws|grpc|hyper>     # prints "LISTENING <url>", serves until stdin closes
 //! rxon-bench load <url> <workers> <seconds> # prints one JSON line of figures
 //! rxon-bench dispatch <http|ws|grpc> <n>    # enqueue → parked worker holds the task
+//! rxon-bench blob <MiB>                     # one object up to S3 (moto) and back, peak RSS
 //! ```
 //!
 //! The servers answer every poll with a task at once and accept every result, so a
@@ -20,6 +21,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
+
+mod blob;
 
 /// The task every poll gets.
 fn task() -> TaskPayload {
@@ -55,12 +58,16 @@ fn main() -> ExitCode {
             Ok(n) => runtime.block_on(dispatch(kind, n)),
             Err(_) => Err("samples must be a number".into()),
         },
+        ["blob", mib] => match mib.parse() {
+            Ok(mib) => runtime.block_on(blob::run(mib)),
+            Err(_) => Err("MiB must be a number".into()),
+        },
         ["load", url, workers, seconds] => match (workers.parse(), seconds.parse()) {
             (Ok(w), Ok(s)) => runtime.block_on(load(url, w, s)),
             _ => Err("workers and seconds must be numbers".into()),
         },
         _ => Err(
-            "usage: rxon-bench serve <http|ws|grpc|hyper> | load <url> <workers> <seconds> | dispatch <http|ws|grpc> <samples>".into(),
+            "usage: rxon-bench serve <http|ws|grpc|hyper> | load <url> <workers> <seconds> | dispatch <http|ws|grpc> <samples> | blob <MiB>".into(),
         ),
     };
     match outcome {

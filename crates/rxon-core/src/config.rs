@@ -390,18 +390,22 @@ fn bad_duration(text: &str) -> RxonError {
 }
 
 #[cfg(feature = "serde")]
-mod duration_serde {
+pub mod duration_serde {
+    //! `#[serde(with = "rxon_core::config::duration_serde")]` for a [`Duration`] written as
+    //! `"30s"`, `"500ms"` or a number of seconds (see [`parse_duration`]).
     use super::{DisplayDuration, parse_duration, secs_to_duration};
     use serde::de::{self, Visitor};
     use serde::{Deserializer, Serializer};
     use std::fmt;
     use std::time::Duration;
 
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    /// Writes the duration as text, e.g. `"30s"`.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&DisplayDuration(*d))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    /// Reads text (`"30s"`) or a number of seconds; negative or over 24 h is an error.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         struct V;
         impl Visitor<'_> for V {
             type Value = Duration;

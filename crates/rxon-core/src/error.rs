@@ -49,6 +49,10 @@ pub enum ErrorKind {
     Config,
     /// The operation is not supported by this transport or build.
     Unsupported,
+    /// The named object, bucket or file does not exist.
+    NotFound,
+    /// Reading or writing a local file failed.
+    Io,
     /// A bug or an unexpected state in this library or its environment.
     Internal,
 }
@@ -69,6 +73,8 @@ impl ErrorKind {
             ErrorKind::InvalidInput => "invalid input",
             ErrorKind::Config => "configuration error",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::NotFound => "not found",
+            ErrorKind::Io => "local I/O error",
             ErrorKind::Internal => "internal error",
         }
     }
@@ -155,6 +161,18 @@ impl RxonError {
     /// [`ErrorKind::Unsupported`].
     pub fn unsupported(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unsupported, message)
+    }
+    /// [`ErrorKind::NotFound`].
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    /// [`ErrorKind::Integrity`]: data failed a size or checksum check.
+    pub fn integrity(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Integrity, message)
+    }
+    /// [`ErrorKind::Io`], keeping the [`std::io::Error`] as the source.
+    pub fn io(message: impl Into<String>, source: std::io::Error) -> Self {
+        Self::new(ErrorKind::Io, message).with_source(source)
     }
 
     /// Adds one entry to the details map.

@@ -39,6 +39,8 @@ mod mock;
 pub mod orchestrator;
 #[cfg(feature = "pki")]
 pub mod pki;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 pub use handlers::{ContextEcho, FixedTask};
 pub use local::{
