@@ -80,6 +80,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             );
         }
     }
+    worker_side(&bench)?;
     for kind in ["http", "ws", "grpc"] {
         let out = Command::new(&bench)
             .args(["dispatch", kind, "500"])
@@ -93,6 +94,23 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         }
         println!(
             "bench: dispatch latency {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
+    // Idle cost: parked long-polls held by our listener and by a bare hyper server.
+    for (kind, n) in [("rxon", "1000"), ("rxon", "10000"), ("hyper", "10000")] {
+        let out = Command::new(&bench)
+            .args(["idle", kind, n])
+            .output()
+            .map_err(|e| format!("cannot run the idle benchmark: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "idle {kind} {n}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        println!(
+            "bench: idle {}",
             String::from_utf8_lossy(&out.stdout).trim()
         );
     }
@@ -111,6 +129,40 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     if rows.iter().any(|r| r.errors > 0) {
         return Err("some cycles failed; see the errors column".into());
     }
+    Ok(())
+}
+
+/// Worker-side cost: `HttpTransport` against a bare hyper client making the same
+/// requests, both against the bare hyper server, alternating three times each.
+fn worker_side(bench: &Path) -> Result<(), String> {
+    let mut ours = Vec::new();
+    let mut bare = Vec::new();
+    for _ in 0..3 {
+        for (mode, into) in [("load", &mut ours), ("load-hyper", &mut bare)] {
+            let mut server = Command::new(bench);
+            server.args(["serve", "hyper"]);
+            let peer = Peer::start(server)?;
+            let out = Command::new(bench)
+                .args([mode, &peer.url, &WORKERS.to_string(), &SECONDS.to_string()])
+                .output()
+                .map_err(|e| format!("cannot run {mode}: {e}"))?;
+            let _ = peer.finish()?;
+            let f = parse("client", &String::from_utf8_lossy(&out.stdout), 0.0)?;
+            if f.errors > 0 {
+                return Err(format!("{mode}: {} failed cycles", f.errors));
+            }
+            into.push(f.client_ms_per_1000);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (ours, bare) = (median(&mut ours), median(&mut bare));
+    println!(
+        "bench: worker side: HttpTransport {ours:.1} ms CPU per 1000 cycles, bare hyper client {bare:.1} ms: {:.2}x",
+        ours / bare.max(f64::EPSILON)
+    );
     Ok(())
 }
 

@@ -24,7 +24,7 @@ pub(crate) async fn run(mib: u64) -> Result<(), String> {
     let _cleanup = RemoveOnDrop(dir.clone());
     let src = dir.join("object.bin");
     write_object(&src, mib * MIB)?;
-    let baseline = rss_kib("VmRSS")?;
+    let baseline = crate::proc_status_kib("VmRSS");
 
     let started = Instant::now();
     let meta = store
@@ -32,7 +32,7 @@ pub(crate) async fn run(mib: u64) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let up_s = started.elapsed().as_secs_f64();
-    let after_upload = rss_kib("VmHWM")?;
+    let after_upload = crate::proc_status_kib("VmHWM");
 
     let started = Instant::now();
     let copy = dir.join("copy.bin");
@@ -44,7 +44,7 @@ pub(crate) async fn run(mib: u64) -> Result<(), String> {
     if bytes != mib * MIB {
         return Err(format!("downloaded {bytes} bytes, expected {}", mib * MIB));
     }
-    let peak = rss_kib("VmHWM")?;
+    let peak = crate::proc_status_kib("VmHWM");
     println!(
         "{{\"object_mib\":{mib},\"part_mib\":{},\"upload_concurrency\":{},\"upload_mib_s\":{:.1},\"download_mib_s\":{:.1},\"baseline_rss_mib\":{:.1},\"peak_rss_after_upload_mib\":{:.1},\"peak_rss_mib\":{:.1},\"etag\":{:?}}}",
         config.part_size / MIB,
@@ -72,16 +72,6 @@ fn write_object(path: &std::path::Path, size: u64) -> Result<(), String> {
         out.write_all(&chunk).map_err(|e| e.to_string())?;
     }
     out.flush().map_err(|e| e.to_string())
-}
-
-/// A `/proc/self/status` figure in KiB (`VmRSS` now, `VmHWM` the peak so far).
-fn rss_kib(field: &str) -> Result<u64, String> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| format!("no {field} in /proc/self/status"))
 }
 
 struct RemoveOnDrop(std::path::PathBuf);

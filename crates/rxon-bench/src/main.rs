@@ -3,8 +3,10 @@
 //! ```text
 //! rxon-bench serve <http|ws|grpc|hyper>     # prints "LISTENING <url>", serves until stdin closes
 //! rxon-bench load <url> <workers> <seconds> # prints one JSON line of figures
+//! rxon-bench load-hyper <url> <w> <s>       # the same cycles with a bare hyper client
 //! rxon-bench dispatch <http|ws|grpc> <n>    # enqueue → parked worker holds the task
 //! rxon-bench blob <MiB>                     # one object up to S3 (moto) and back, peak RSS
+//! rxon-bench idle <rxon|hyper> <n>          # listener memory and CPU with n parked polls
 //! ```
 //!
 //! The servers answer every poll with a task at once and accept every result, so a
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
 mod blob;
+mod idle;
 
 /// The task every poll gets.
 fn task() -> TaskPayload {
@@ -58,6 +61,14 @@ fn main() -> ExitCode {
             Ok(n) => runtime.block_on(dispatch(kind, n)),
             Err(_) => Err("samples must be a number".into()),
         },
+        ["idle", kind, n] => match n.parse() {
+            Ok(n) => runtime.block_on(idle::run(kind, n)),
+            Err(_) => Err("n must be a number".into()),
+        },
+        ["serve-idle", kind, n] => match n.parse() {
+            Ok(n) => runtime.block_on(idle::serve(kind, n)),
+            Err(_) => Err("n must be a number".into()),
+        },
         ["blob", mib] => match mib.parse() {
             Ok(mib) => runtime.block_on(blob::run(mib)),
             Err(_) => Err("MiB must be a number".into()),
@@ -66,8 +77,12 @@ fn main() -> ExitCode {
             (Ok(w), Ok(s)) => runtime.block_on(load(url, w, s)),
             _ => Err("workers and seconds must be numbers".into()),
         },
+        ["load-hyper", url, workers, seconds] => match (workers.parse(), seconds.parse()) {
+            (Ok(w), Ok(s)) => runtime.block_on(load_hyper(url, w, s)),
+            _ => Err("workers and seconds must be numbers".into()),
+        },
         _ => Err(
-            "usage: rxon-bench serve <http|ws|grpc|hyper> | load <url> <workers> <seconds> | dispatch <http|ws|grpc> <samples> | blob <MiB>".into(),
+            "usage: rxon-bench serve <http|ws|grpc|hyper> | load <url> <workers> <seconds> | dispatch <http|ws|grpc> <samples> | blob <MiB> | idle <rxon|hyper> <n>".into(),
         ),
     };
     match outcome {
@@ -188,6 +203,14 @@ async fn load(url: &str, workers: usize, seconds: u64) -> Result<(), String> {
             (latencies, errors)
         });
     }
+    report(runs, cpu_before).await
+}
+
+/// Joins the worker loops and prints one JSON line of figures.
+async fn report(
+    mut runs: tokio::task::JoinSet<(Vec<Duration>, u64)>,
+    cpu_before: f64,
+) -> Result<(), String> {
     let started = Instant::now();
     let mut all = Vec::new();
     let mut errors = 0;
@@ -216,6 +239,76 @@ async fn load(url: &str, workers: usize, seconds: u64) -> Result<(), String> {
         })
     );
     Ok(())
+}
+
+/// The worker side's ceiling: the same poll → result requests as `load`, made with a
+/// bare hyper client (pooled; it decodes each task and encodes its result, as any worker
+/// must, and does nothing else), for comparing the client CPU per cycle of
+/// `HttpTransport` with it.
+async fn load_hyper(url: &str, workers: usize, seconds: u64) -> Result<(), String> {
+    use hyper_util::client::legacy::Client;
+    let cpu_before = cpu_seconds();
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let client: Client<_, Full<Bytes>> = Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let mut runs = tokio::task::JoinSet::new();
+    for i in 0..workers.max(1) {
+        let client = client.clone();
+        let worker_id = format!("bench-{i}");
+        let poll_uri: http::Uri = format!("{url}/_worker/workers/bench-{i}/tasks/next?timeout=1")
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        let result_uri: http::Uri = format!("{url}/_worker/tasks/result")
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        runs.spawn(async move {
+            let mut latencies = Vec::with_capacity(16 * 1024);
+            let mut errors = 0u64;
+            while Instant::now() < until {
+                let start = Instant::now();
+                let cycle = async {
+                    let poll = http::Request::get(poll_uri.clone())
+                        .header("X-Worker-Token", "bench")
+                        .body(Full::new(Bytes::new()))
+                        .map_err(|e| e.to_string())?;
+                    let answer = client.request(poll).await.map_err(|e| e.to_string())?;
+                    let body = answer
+                        .into_body()
+                        .collect()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    // Decode the task and encode its result, as any worker must.
+                    let task: TaskPayload =
+                        serde_json::from_slice(&body.to_bytes()).map_err(|e| e.to_string())?;
+                    let result = TaskResult::success(&task, &worker_id, Map::new());
+                    let result = serde_json::to_vec(&result).map_err(|e| e.to_string())?;
+                    let post = http::Request::post(result_uri.clone())
+                        .header("X-Worker-Token", "bench")
+                        .header(http::header::CONTENT_TYPE, "application/json")
+                        .body(Full::new(Bytes::from(result)))
+                        .map_err(|e| e.to_string())?;
+                    let answer = client.request(post).await.map_err(|e| e.to_string())?;
+                    let status = answer.status();
+                    let _ = answer
+                        .into_body()
+                        .collect()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if status.is_success() {
+                        Ok(())
+                    } else {
+                        Err(format!("result: {status}"))
+                    }
+                };
+                match cycle.await {
+                    Ok(()) => latencies.push(start.elapsed()),
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        });
+    }
+    report(runs, cpu_before).await
 }
 
 /// Dispatch latency: a worker parked in a long-poll against the embedded orchestrator;
@@ -285,6 +378,20 @@ async fn dispatch(kind: &str, samples: usize) -> Result<(), String> {
         serde_json::json!({"transport": kind, "samples": latencies.len(), "p50_us": pct(0.5), "p99_us": pct(0.99)})
     );
     Ok(())
+}
+
+/// A `/proc/self/status` figure in KiB (`VmRSS` now, `VmHWM` the peak so far; 0
+/// where unavailable).
+fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// User + system CPU time of this process, from /proc (0 where unavailable).

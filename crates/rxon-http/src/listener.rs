@@ -244,11 +244,13 @@ async fn accept_loop(
         let service = service.clone();
         let stop = stop.clone();
         let header_timeout = config.header_read_timeout;
-        let acceptor = acceptor.clone();
+        // Plain and TLS connections are separate task types, so a plain connection's
+        // task is not sized for a TLS stream it never has.
+        let Some(acceptor) = acceptor.clone() else {
+            connections.spawn(serve(stream, info, service, stop, header_timeout));
+            continue;
+        };
         connections.spawn(async move {
-            let Some(acceptor) = acceptor else {
-                return serve(stream, info, service, stop, header_timeout).await;
-            };
             // The handshake gets the same deadline as request headers.
             match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {

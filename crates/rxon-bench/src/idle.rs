@@ -1,0 +1,275 @@
+//! Idle cost: what a listener process holds per parked long-poll, and the CPU it burns
+//! while nothing happens.
+//!
+//! `rxon-bench idle <rxon|hyper> <n>` starts `rxon-bench serve-idle <kind>` as a child
+//! process (so its memory is the listener's alone), registers `n` workers over raw TCP
+//! connections and leaves one poll parked on each. It then reads the child's resident
+//! memory before and after, and its CPU time over 5 idle seconds.
+//!
+//! - `rxon`: `HttpListener` over the embedded `Orchestrator` (polls park in its queue
+//!   hand-off, as in production).
+//! - `hyper`: a bare hyper server whose poll route just sleeps: the cost of the HTTP
+//!   connection alone.
+
+use http_body_util::{BodyExt, Full};
+use rxon::testing::Orchestrator;
+use rxon::{Listener, WorkerRegistration};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const POLL_WAIT: Duration = Duration::from_secs(300);
+const IDLE_WINDOW: Duration = Duration::from_secs(5);
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The child: a listener that answers `STATUS` lines on stdin with its parked polls,
+/// resident memory and CPU time.
+pub(crate) async fn serve(kind: &str, capacity: usize) -> Result<(), String> {
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().map_err(|_| "addr")?;
+    let (url, pending): (String, Box<dyn Fn() -> usize + Send>) = match kind {
+        "rxon" => {
+            let orchestrator = Orchestrator::builder()
+                .token("bench")
+                .max_workers(capacity)
+                .build();
+            let mut config = rxon::http::HttpListenerConfig::default();
+            config.bind = addr;
+            config.max_connections = capacity + 16;
+            config.service.poll_wait = POLL_WAIT;
+            let listener = rxon::http::HttpListener::with_config(config);
+            listener
+                .start(Arc::new(orchestrator.clone()))
+                .await
+                .map_err(|e| e.to_string())?;
+            let url = listener.endpoint().unwrap_or_default();
+            // Kept alive for the process's lifetime.
+            std::mem::forget(listener);
+            (url, Box::new(move || orchestrator.pending_polls()))
+        }
+        "hyper" => {
+            let parked = Arc::new(AtomicUsize::new(0));
+            let url = parking_hyper(parked.clone()).await?;
+            (url, Box::new(move || parked.load(Ordering::Relaxed)))
+        }
+        other => return Err(format!("unknown idle server {other:?}")),
+    };
+    println!("LISTENING {url}");
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.trim() == "STATUS" {
+            println!(
+                "STATUS {} {} {}",
+                pending(),
+                crate::proc_status_kib("VmRSS"),
+                crate::cpu_seconds()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A bare hyper server: register answers at once, a poll sleeps until `POLL_WAIT`.
+async fn parking_hyper(parked: Arc<AtomicUsize>) -> Result<String, String> {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = tcp.accept().await {
+            let parked = parked.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let parked = parked.clone();
+                        async move {
+                            let status = if req.method() == http::Method::GET {
+                                parked.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(POLL_WAIT).await;
+                                parked.fetch_sub(1, Ordering::Relaxed);
+                                http::StatusCode::NO_CONTENT
+                            } else {
+                                // Read the body so the connection stays usable.
+                                let _ = req.into_body().collect().await;
+                                http::StatusCode::OK
+                            };
+                            let mut r = http::Response::new(Full::new(bytes::Bytes::new()));
+                            *r.status_mut() = status;
+                            Ok::<_, std::convert::Infallible>(r)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(format!("http://{addr}"))
+}
+
+struct Status {
+    pending: usize,
+    rss_kib: u64,
+    cpu_s: f64,
+}
+
+/// The parent: spawns the server, parks `n` polls on it, measures.
+pub(crate) async fn run(kind: &str, n: usize) -> Result<(), String> {
+    // RXON_BENCH_SERVER_WRAPPER: a script that execs rxon-bench with its arguments under
+    // a profiler (valgrind --tool=massif, perf record).
+    let exe = match std::env::var_os("RXON_BENCH_SERVER_WRAPPER") {
+        Some(wrapper) => wrapper.into(),
+        None => std::env::current_exe().map_err(|e| e.to_string())?,
+    };
+    let mut child = tokio::process::Command::new(exe)
+        .args(["serve-idle", kind, &n.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start the idle server: {e}"))?;
+    let mut to_child = child.stdin.take().ok_or("no stdin")?;
+    let mut from_child = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+    let url = tokio::time::timeout(Duration::from_secs(120), from_child.next_line())
+        .await
+        .map_err(|_| "the idle server did not start")?
+        .map_err(|e| e.to_string())?
+        .and_then(|l| l.strip_prefix("LISTENING ").map(str::to_owned))
+        .ok_or("the idle server did not announce its URL")?;
+    let addr = url.trim_start_matches("http://").to_owned();
+
+    let mut status = async || -> Result<Status, String> {
+        to_child
+            .write_all(b"STATUS\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let line = tokio::time::timeout(Duration::from_secs(10), from_child.next_line())
+            .await
+            .map_err(|_| "no STATUS answer")?
+            .map_err(|e| e.to_string())?
+            .ok_or("the idle server exited")?;
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            ["STATUS", p, r, c] => Ok(Status {
+                pending: p.parse().map_err(|_| "pending")?,
+                rss_kib: r.parse().map_err(|_| "rss")?,
+                cpu_s: c.parse().map_err(|_| "cpu")?,
+            }),
+            _ => Err(format!("bad STATUS line {line:?}")),
+        }
+    };
+
+    let baseline = status().await?;
+    let started = Instant::now();
+    let mut parked = tokio::task::JoinSet::new();
+    let gate = Arc::new(tokio::sync::Semaphore::new(128));
+    for i in 0..n {
+        let (addr, gate) = (addr.clone(), gate.clone());
+        parked.spawn(async move {
+            let permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
+            let conn = park_one(&addr, &format!("idle-{i}")).await;
+            drop(permit);
+            conn
+        });
+    }
+    let mut conns = Vec::with_capacity(n);
+    while let Some(done) = parked.join_next().await {
+        conns.push(done.map_err(|e| e.to_string())??);
+    }
+    let settle_deadline = Instant::now() + SETTLE_TIMEOUT;
+    let loaded = loop {
+        let s = status().await?;
+        if s.pending >= n {
+            break s;
+        }
+        if Instant::now() > settle_deadline {
+            return Err(format!("only {} of {n} polls parked", s.pending));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let setup_s = started.elapsed().as_secs_f64();
+    let cpu_start = status().await?.cpu_s;
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let idle = status().await?;
+    let per_conn = (loaded.rss_kib.saturating_sub(baseline.rss_kib)) as f64 / n as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "server": kind,
+            "parked_polls": loaded.pending,
+            "baseline_rss_kib": baseline.rss_kib,
+            "loaded_rss_kib": loaded.rss_kib,
+            "kib_per_poll": (per_conn * 10.0).round() / 10.0,
+            "idle_cpu_ms_per_s": ((idle.cpu_s - cpu_start) * 1000.0 / IDLE_WINDOW.as_secs_f64() * 10.0).round() / 10.0,
+            "setup_s": (setup_s * 10.0).round() / 10.0,
+            "server_cpu_during_setup_s": loaded.cpu_s - baseline.cpu_s,
+        })
+    );
+    drop(conns);
+    drop(to_child);
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    Ok(())
+}
+
+/// Registers `worker_id` and sends its poll on the same connection; returns the
+/// connection with the poll parked on it.
+async fn park_one(addr: &str, worker_id: &str) -> Result<TcpStream, String> {
+    let mut conn = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let registration = WorkerRegistration {
+        worker_id: worker_id.to_owned(),
+        worker_type: "bench".into(),
+        supported_skills: vec!["echo".into()],
+        ..Default::default()
+    };
+    let body = serde_json::to_vec(&registration).map_err(|e| e.to_string())?;
+    let head = format!(
+        "POST /_worker/workers/register HTTP/1.1\r\nHost: {addr}\r\nX-Worker-Token: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    conn.write_all(&body).await.map_err(|e| e.to_string())?;
+    // Read the whole answer: the head, then Content-Length bytes of body.
+    let mut got = Vec::with_capacity(512);
+    let mut buf = [0u8; 512];
+    let answer = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let n = conn.read(&mut buf).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("closed during registration".to_owned());
+            }
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if rest.len() >= len {
+                    return Ok(head.lines().next().unwrap_or_default().to_owned());
+                }
+            }
+        }
+    })
+    .await
+    .map_err(|_| "registration timed out".to_owned())??;
+    if !answer.contains(" 200") {
+        return Err(format!("registration of {worker_id}: {answer}"));
+    }
+    let poll = format!(
+        "GET /_worker/workers/{worker_id}/tasks/next HTTP/1.1\r\nHost: {addr}\r\nX-Worker-Token: bench\r\n\r\n"
+    );
+    conn.write_all(poll.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
