@@ -242,18 +242,18 @@ async fn report(
 }
 
 /// The worker side's ceiling: the same poll → result requests as `load`, made with a
-/// bare hyper client (pooled; it decodes each task and encodes its result, as any worker
+/// bare hyper client per worker (pooled; it decodes each task and encodes its result, as any worker
 /// must, and does nothing else), for comparing the client CPU per cycle of
 /// `HttpTransport` with it.
 async fn load_hyper(url: &str, workers: usize, seconds: u64) -> Result<(), String> {
     use hyper_util::client::legacy::Client;
     let cpu_before = cpu_seconds();
     let until = Instant::now() + Duration::from_secs(seconds);
-    let client: Client<_, Full<Bytes>> = Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build(hyper_util::client::legacy::connect::HttpConnector::new());
     let mut runs = tokio::task::JoinSet::new();
     for i in 0..workers.max(1) {
-        let client = client.clone();
+        // One client per worker, as each `HttpTransport` in `load` has its own.
+        let client: Client<_, Full<Bytes>> = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
         let worker_id = format!("bench-{i}");
         let poll_uri: http::Uri = format!("{url}/_worker/workers/bench-{i}/tasks/next?timeout=1")
             .parse()
