@@ -102,8 +102,8 @@ pub fn check_config_hash(ours: Option<&str>, theirs: Option<&str>) -> Result<()>
 }
 
 /// A checked blob reference: a bucket, a key made only of plain path segments (no `.`,
-/// `..`, empty segments, backslashes or control characters), and whether it names a
-/// directory (trailing `/`).
+/// `..`, empty segments, backslashes, `?`, `#` or control characters), and whether it
+/// names a directory (trailing `/`). Its printed form parses back to itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BlobUri {
     bucket: String,
@@ -222,12 +222,16 @@ pub(crate) fn check_key(key: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// One path segment: not empty, not `.` or `..`, no backslash or control characters.
+/// One path segment: not empty, not `.` or `..`, no backslash, `?`, `#` or control
+/// characters.
 pub(crate) fn check_segment(segment: &str) -> std::result::Result<(), String> {
     match segment {
         "" => Err("empty path segment".into()),
         "." | ".." => Err(format!("{segment:?} segment")),
         s if s.contains('\\') => Err("backslash in a path segment".into()),
+        // A reference is a URI: in one, '?' and '#' would start a query or a fragment,
+        // and the printed reference would name another key.
+        s if s.contains(['?', '#']) => Err("'?' or '#' in a key".into()),
         s if s.chars().any(char::is_control) => Err("control character in a key".into()),
         _ => Ok(()),
     }
@@ -346,5 +350,51 @@ mod tests {
         let root = BlobUri::parse("s3://bucket/", None, "").unwrap();
         assert_eq!((root.key(), root.is_dir()), ("", true));
         assert_eq!(root.join("a").unwrap().to_string(), "s3://bucket/a");
+    }
+}
+
+#[cfg(test)]
+mod props {
+    //! Property tests: whatever a peer puts in a reference, parsing never panics, and
+    //! what the strict form accepts cannot leave its bucket's prefix or a directory.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn reference() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "s3://[a-z0-9._-]{0,70}(/[a-zA-Z0-9._\\\\ %?#-]{0,12}){0,6}/?",
+            "(/|\\.\\./|\\./)?([a-zA-Z0-9._-]{0,8}/){0,5}[a-zA-Z0-9._-]{0,8}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4_000))]
+
+        #[test]
+        fn parse_uri_never_panics(uri in reference(), bucket in proptest::option::of("[a-z]{0,5}"), prefix in "[a-z/]{0,6}") {
+            let _ = parse_uri(&uri, bucket.as_deref(), &prefix);
+        }
+
+        #[test]
+        fn accepted_references_stay_inside(uri in reference(), rel in reference()) {
+            if let Ok(u) = BlobUri::parse(&uri, Some("bucket"), "jobs/") {
+                prop_assert!(!u.key().starts_with('/'));
+                for seg in u.key().split('/').filter(|_| !u.key().is_empty()) {
+                    prop_assert!(check_segment(seg).is_ok(), "{seg:?} in {uri:?}");
+                }
+                // The printed form parses back to the same reference.
+                prop_assert_eq!(BlobUri::parse(&u.to_string(), None, "").ok(), Some(u.clone()));
+                if let Ok(j) = u.join(&rel) {
+                    let inside = if u.key().is_empty() {
+                        true
+                    } else {
+                        j.key().starts_with(&format!("{}/", u.key()))
+                    };
+                    prop_assert!(inside, "{rel:?} escaped {u}");
+                    prop_assert!(!j.key().split('/').any(|s| s == ".." || s == "." || s.is_empty()));
+                }
+            }
+        }
     }
 }

@@ -49,6 +49,25 @@ pub fn validate_identifier(value: &str, what: &str) -> Result<()> {
     .with_detail("field", what))
 }
 
+/// Compares two secrets (tokens, credentials) in time that depends only on their
+/// lengths, not on where they first differ, so a peer cannot learn a token byte by byte
+/// from response times.
+///
+/// ```
+/// use rxon_core::validate::constant_time_eq;
+/// assert!(constant_time_eq(b"s3cret", b"s3cret"));
+/// assert!(!constant_time_eq(b"s3cret", b"s3creT"));
+/// assert!(!constant_time_eq(b"s3cret", b"s3cre"));
+/// ```
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // Keeps the optimiser from turning the fold back into an early-exit comparison.
+    std::hint::black_box(diff) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

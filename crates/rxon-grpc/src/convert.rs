@@ -434,3 +434,38 @@ mod tests {
         assert!(err.contains("params_json"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod props {
+    //! gRPC messages are what a peer controls: any bytes decode to a message or an error,
+    //! and any decoded message converts to an RXON message or an error; never a panic.
+    use super::*;
+    use proptest::prelude::*;
+    use prost::Message;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4_000))]
+
+        #[test]
+        fn any_bytes_decode_and_convert_or_are_refused(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(m) = pb::WorkerRegistration::decode(bytes.as_slice()) { let _ = registration_from_pb(m); }
+            if let Ok(m) = pb::RegisterReply::decode(bytes.as_slice()) { let _ = register_reply_from_pb(m); }
+            if let Ok(m) = pb::TaskPayload::decode(bytes.as_slice()) { let _ = task_from_pb(m); }
+            if let Ok(m) = pb::TaskResult::decode(bytes.as_slice()) { let _ = result_from_pb(m); }
+            if let Ok(m) = pb::ResultReply::decode(bytes.as_slice()) { let _ = outcome_from_pb(m); }
+            if let Ok(m) = pb::Heartbeat::decode(bytes.as_slice()) { let _ = heartbeat_from_pb(m); }
+            if let Ok(m) = pb::HeartbeatReply::decode(bytes.as_slice()) { let _ = heartbeat_reply_from_pb(m); }
+            if let Ok(m) = pb::ProgressUpdate::decode(bytes.as_slice()) { let _ = progress_from_pb(m); }
+            if let Ok(m) = pb::TokenResponse::decode(bytes.as_slice()) { let _ = token_from_pb(m); }
+            if let Ok(m) = pb::WorkerCommand::decode(bytes.as_slice()) { let _ = command_from_pb(m); }
+        }
+
+        /// The free-form maps travel as JSON bytes inside protobuf: any bytes there are
+        /// refused cleanly too.
+        #[test]
+        fn any_bytes_in_the_json_fields(params in prop::collection::vec(any::<u8>(), 0..256)) {
+            let m = pb::TaskPayload { params_json: params, ..Default::default() };
+            let _ = task_from_pb(m);
+        }
+    }
+}

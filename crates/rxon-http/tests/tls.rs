@@ -89,6 +89,16 @@ async fn strict_mtls_refuses_clients_without_a_certificate() {
         .unwrap_err();
     assert!(err.is_network(), "{err}");
 
+    // So is an expired certificate from the right CA.
+    let (c, k) = (
+        pki.path("client-expired.pem"),
+        pki.path("client-expired.key"),
+    );
+    let err = register(&client(&url, &pki.path("ca.pem"), Some((&c, &k))))
+        .await
+        .unwrap_err();
+    assert!(err.is_network(), "{err}");
+
     // The listener keeps serving clients that do have one.
     let (c, k) = (pki.path("client.pem"), pki.path("client.key"));
     let reply = register(&client(&url, &pki.path("ca.pem"), Some((&c, &k))))
@@ -168,4 +178,73 @@ async fn bad_tls_configuration_is_a_config_error() {
         .await
         .unwrap_err();
     assert!(err.message().contains("client_ca_file"), "{err}");
+}
+
+#[tokio::test]
+async fn optional_client_certificates_are_still_verified() {
+    // Client certificates optional: a client may come without one, but one it presents
+    // must verify; a bad one is refused in the handshake, never passed on as a CN.
+    let pki = Pki::new(&["127.0.0.1"], "worker-3").unwrap();
+    let l = listener(server_tls(&pki).with_client_ca(pki.path("ca.pem"))).await;
+    let url = l.endpoint().unwrap();
+    let other = Pki::new(&["127.0.0.1"], "worker-3").unwrap();
+    for (c, k) in [
+        (other.path("client.pem"), other.path("client.key")),
+        (
+            pki.path("client-expired.pem"),
+            pki.path("client-expired.key"),
+        ),
+    ] {
+        let err = register(&client(&url, &pki.path("ca.pem"), Some((&c, &k))))
+            .await
+            .unwrap_err();
+        assert!(err.is_network(), "{}: {err}", c.display());
+    }
+    let anonymous = register(&client(&url, &pki.path("ca.pem"), None))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.extra["cn"], Value::Null);
+    l.stop(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_orchestrator_binding_certificates_refuses_another_workers_id() {
+    let pki = Pki::new(&["127.0.0.1"], "w-1").unwrap();
+    let tls = server_tls(&pki)
+        .with_client_ca(pki.path("ca.pem"))
+        .with_required_client_cert(true);
+    let orchestrator = rxon_testing::Orchestrator::builder()
+        .bind_cert_identity(true)
+        .build();
+    let mut config = HttpListenerConfig::default();
+    config.tls = Some(tls);
+    let l = HttpListener::with_config(config);
+    l.start(Arc::new(orchestrator.clone())).await.unwrap();
+    let url = l.endpoint().unwrap();
+    let cert = (pki.path("client.pem"), pki.path("client.key"));
+    let as_w1 = client(&url, &pki.path("ca.pem"), Some((&cert.0, &cert.1)));
+    register(&as_w1).await.unwrap();
+
+    let mut config = TransportConfig::new(&url, "w-2", "t");
+    config.options.tls.ca_file = Some(pki.path("ca.pem"));
+    config.options.tls.client_cert = Some(cert.0.clone());
+    config.options.tls.client_key = Some(cert.1.clone());
+    let posing = HttpTransport::from_config(&config).unwrap();
+    posing.connect().await.unwrap();
+    let err = posing
+        .register(&WorkerRegistration {
+            worker_id: "w-2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    assert_eq!(err.details()["status"].as_u64(), Some(403), "{err}");
+    let names: Vec<String> = orchestrator
+        .workers()
+        .into_iter()
+        .map(|w| w.worker_id)
+        .collect();
+    assert_eq!(names, ["w-1"]);
+    l.stop(Duration::from_secs(5)).await.unwrap();
 }

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 /// A fresh CA, a server certificate for some names and a client certificate with a
 /// common name, written as PEM files (`ca.pem`, `server.pem`, `server.key`,
-/// `client.pem`, `client.key`) into a temporary directory removed on drop.
+/// `client.pem`, `client.key`) into a temporary directory removed on drop; also
+/// `client-expired.pem` / `.key`, the same client from the same CA, expired in 2001.
 ///
 /// ```
 /// let pki = rxon_testing::pki::Pki::new(&["127.0.0.1", "localhost"], "worker-1").unwrap();
@@ -49,7 +50,22 @@ impl Pki {
             .signed_by(&client_key, &ca_cert, &ca_key)
             .map_err(err)?;
 
+        // The same client, signed by the same CA, but valid only in 2001.
+        let expired_key = KeyPair::generate().map_err(err)?;
+        let mut expired = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+        expired
+            .distinguished_name
+            .push(DnType::CommonName, client_cn);
+        expired.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        expired.not_before = rcgen::date_time_ymd(2001, 1, 1);
+        expired.not_after = rcgen::date_time_ymd(2001, 12, 31);
+        let expired_cert = expired
+            .signed_by(&expired_key, &ca_cert, &ca_key)
+            .map_err(err)?;
+
         for (name, text) in [
+            ("client-expired.pem", expired_cert.pem()),
+            ("client-expired.key", expired_key.serialize_pem()),
             ("ca.pem", ca_cert.pem()),
             ("server.pem", server_cert.pem()),
             ("server.key", server_key.serialize_pem()),

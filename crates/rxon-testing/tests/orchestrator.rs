@@ -852,3 +852,145 @@ async fn finished_tasks_are_retained_up_to_the_bound() {
     );
     assert_eq!(o.task_state("t3"), Some(TaskState::Cancelled));
 }
+
+#[tokio::test]
+async fn a_worker_token_acts_only_as_its_worker() {
+    let o = Orchestrator::builder()
+        .worker_token("w-1", "token-of-w1")
+        .worker_token("w-2", "token-of-w2")
+        .build();
+    let as_w1 = || RequestContext::new("test").with_token("token-of-w1");
+    o.register(as_w1(), registration("w-1", &["t"]))
+        .await
+        .unwrap();
+    o.register(
+        RequestContext::new("test").with_token("token-of-w2"),
+        registration("w-2", &["t"]),
+    )
+    .await
+    .unwrap();
+    o.enqueue(task("a", "t")).unwrap();
+    let got = o
+        .poll(as_w1(), "w-1".into(), NOW)
+        .await
+        .unwrap()
+        .expect("w-1 polls for itself");
+
+    // Everything that names w-2 with w-1's token is refused, and changes nothing.
+    let forbidden = |e: rxon_core::HandlerError| {
+        assert_eq!(e.kind(), HandlerErrorKind::Forbidden, "{}", e.message());
+        assert!(e.message().contains("w-1"), "{}", e.message());
+        assert!(!e.message().contains("token-of"), "{}", e.message());
+    };
+    forbidden(
+        o.register(as_w1(), registration("w-2", &["t"]))
+            .await
+            .unwrap_err(),
+    );
+    forbidden(o.poll(as_w1(), "w-2".into(), NOW).await.unwrap_err());
+    forbidden(o.heartbeat(as_w1(), "w-2".into(), None).await.unwrap_err());
+    forbidden(
+        o.result(as_w1(), success(&got, "w-2", 1))
+            .await
+            .unwrap_err(),
+    );
+    forbidden(
+        o.commands(as_w1().with_worker_id("w-2"))
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+    );
+    // w-2 reporting progress on w-1's task is refused too.
+    let progress = ProgressUpdatePayload::new("a", "job-a", 0.5);
+    let e = o
+        .progress(
+            RequestContext::new("test").with_token("token-of-w2"),
+            progress.clone(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), HandlerErrorKind::Forbidden);
+    assert_eq!(
+        o.task_state("a"),
+        Some(TaskState::Running {
+            worker_id: "w-1".into()
+        })
+    );
+
+    // As itself, w-1 goes on normally.
+    o.progress(as_w1(), progress).await.unwrap();
+    assert_eq!(
+        o.result(as_w1(), success(&got, "w-1", 1)).await.unwrap(),
+        ResultOutcome::Accepted
+    );
+    // A token nobody configured is refused outright once tokens are configured.
+    let e = o
+        .heartbeat(
+            RequestContext::new("test").with_token("token-of-w3"),
+            "w-1".into(),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), HandlerErrorKind::Unauthorized);
+}
+
+#[tokio::test]
+async fn an_issued_token_cannot_act_as_or_be_refreshed_for_another_worker() {
+    let o = Orchestrator::builder().sts_credential("bootstrap").build();
+    let minted = o
+        .token(
+            RequestContext::new("test")
+                .with_token("bootstrap")
+                .with_worker_id("w-1"),
+        )
+        .await
+        .unwrap();
+    let as_w1 = || RequestContext::new("test").with_token(minted.access_token.clone());
+    o.register(as_w1(), registration("w-1", &["t"]))
+        .await
+        .unwrap();
+    let e = o
+        .register(as_w1(), registration("w-9", &["t"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), HandlerErrorKind::Forbidden);
+    let e = o.token(as_w1().with_worker_id("w-9")).await.unwrap_err();
+    assert_eq!(e.kind(), HandlerErrorKind::Forbidden);
+    let refreshed = o.token(as_w1().with_worker_id("w-1")).await.unwrap();
+    assert_eq!(refreshed.worker_id, "w-1");
+}
+
+#[tokio::test]
+async fn bound_certificates_decide_who_a_worker_is() {
+    let o = Orchestrator::builder()
+        .token("secret")
+        .bind_cert_identity(true)
+        .build();
+    let cert = |cn: Option<&str>| {
+        let mut c = ctx();
+        c.cert_identity = cn.map(str::to_owned);
+        c
+    };
+    o.register(cert(Some("w-1")), registration("w-1", &["t"]))
+        .await
+        .unwrap();
+    for (cn, claimed) in [(Some("w-1"), "w-2"), (None, "w-1")] {
+        let e = o
+            .register(cert(cn), registration(claimed, &["t"]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), HandlerErrorKind::Forbidden, "{cn:?} as {claimed}");
+        let e = o
+            .heartbeat(cert(cn), claimed.into(), None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), HandlerErrorKind::Forbidden, "{cn:?} as {claimed}");
+    }
+    assert!(
+        o.poll(cert(Some("w-1")), "w-1".into(), NOW)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

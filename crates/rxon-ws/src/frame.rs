@@ -250,3 +250,84 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    //! Frames are what a peer controls: any bytes, in either codec, decode to a frame or
+    //! an error, never a panic or a stack overflow.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frames() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..512),
+            // Valid frames with bytes flipped: deep into the decoders, not just the header.
+            (
+                any::<u64>(),
+                "[a-z_-]{0,10}",
+                prop::collection::vec((any::<usize>(), any::<u8>()), 1..6)
+            )
+                .prop_map(|(id, name, flips)| {
+                    let frame = ClientFrame {
+                        id,
+                        call: Call::Register(WorkerRegistration {
+                            worker_id: name,
+                            supported_skills: vec!["a".into()],
+                            ..Default::default()
+                        }),
+                    };
+                    let mut bytes = rmp_serde::to_vec_named(&frame).unwrap_or_default();
+                    for (at, b) in flips {
+                        if !bytes.is_empty() {
+                            let i = at % bytes.len();
+                            bytes[i] ^= b;
+                        }
+                    }
+                    bytes
+                }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4_000))]
+
+        #[test]
+        fn any_frame_decodes_or_is_refused(bytes in frames()) {
+            let binary = Message::Binary(bytes.clone().into());
+            let _ = Codec::MessagePack.decode::<ClientFrame>(&binary);
+            let _ = Codec::MessagePack.decode::<ServerFrame>(&binary);
+            let text = Message::Text(String::from_utf8_lossy(&bytes).into_owned().into());
+            let _ = Codec::Json.decode::<ClientFrame>(&text);
+            let _ = Codec::Json.decode::<ServerFrame>(&text);
+        }
+    }
+
+    /// A MessagePack frame nesting arrays 100,000 deep (one byte per level) is refused by
+    /// the decoder's depth limit, on a thread with a tokio worker's 2 MiB stack.
+    #[test]
+    fn deeply_nested_msgpack_is_refused_without_overflowing_the_stack() {
+        let mut frame = Vec::new();
+        // {"id": 1, "call": {"op": "result", "body": {... "data": {"x": [[[...]]]}}}}
+        frame.extend_from_slice(&[0x82, 0xa2, b'i', b'd', 0x01, 0xa4, b'c', b'a', b'l', b'l']);
+        frame.extend_from_slice(&[0x82, 0xa2, b'o', b'p', 0xa6]);
+        frame.extend_from_slice(b"result");
+        frame.extend_from_slice(&[0xa4, b'b', b'o', b'd', b'y', 0x81, 0xa4]);
+        frame.extend_from_slice(b"data");
+        frame.extend_from_slice(&[0x81, 0xa1, b'x']);
+        frame.extend(std::iter::repeat_n(0x91u8, 100_000));
+        frame.push(0xc0);
+        let outcome = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let message = Message::Binary(frame.into());
+                Codec::MessagePack
+                    .decode::<ClientFrame>(&message)
+                    .map(|_| ())
+            })
+            .unwrap()
+            .join()
+            .expect("the decoder did not overflow the stack");
+        let error = outcome.unwrap_err();
+        assert!(error.contains("depth"), "{error}");
+    }
+}

@@ -2,6 +2,7 @@
 
 use super::Config;
 use super::state::State;
+use rxon_core::validate::constant_time_eq;
 use rxon_core::{HandlerError, HandlerResult, TokenResponse};
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
@@ -10,8 +11,9 @@ use tokio::time::Instant;
 /// A token minted by the STS operation.
 #[derive(Debug, Clone)]
 pub(super) struct IssuedToken {
-    /// The worker it was issued to.
-    pub(super) worker_id: String,
+    /// The worker it was issued to; `None` when the request named none (the reference's
+    /// HTTP STS request carries only the credential), so the token proves no worker.
+    pub(super) worker_id: Option<String>,
     /// When it stops being accepted; `None` when the lifetime overflows the clock.
     pub(super) expires_at: Option<Instant>,
 }
@@ -32,19 +34,52 @@ pub(super) struct Window {
 /// What a request's credential turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Credential {
-    /// A configured static token, or any non-empty token when none is configured.
+    /// A configured shared static token, or any non-empty token when none is configured:
+    /// it proves no particular worker.
     Static,
+    /// A static token configured for one worker.
+    Worker {
+        /// The worker the token belongs to.
+        worker_id: String,
+    },
     /// A bootstrap credential (STS operation only).
     Bootstrap,
     /// A still-valid token minted by the STS operation.
     Issued {
-        /// The worker the token was issued to.
-        worker_id: String,
+        /// The worker the token was issued to, when the request named one.
+        worker_id: Option<String>,
     },
+}
+
+impl Credential {
+    /// The worker this credential proves, if it names one.
+    pub(super) fn worker(&self) -> Option<&str> {
+        match self {
+            Credential::Worker { worker_id }
+            | Credential::Issued {
+                worker_id: Some(worker_id),
+            } => Some(worker_id),
+            Credential::Issued { worker_id: None } | Credential::Static | Credential::Bootstrap => {
+                None
+            }
+        }
+    }
+}
+
+/// Whether `token` equals any of `secrets`, looking at every one of them in constant
+/// time (no early exit), so the answer's timing does not tell how close a guess was.
+fn matches_any<'a>(secrets: impl IntoIterator<Item = &'a String>, token: &str) -> bool {
+    secrets.into_iter().fold(false, |hit, s| {
+        hit | constant_time_eq(s.as_bytes(), token.as_bytes())
+    })
 }
 
 /// Checks `token`; `for_sts` is true only for the STS operation, the one place a
 /// bootstrap credential is accepted.
+///
+/// Configured secrets are compared in constant time. Issued tokens are looked up in a
+/// map with a randomly keyed hash: the lookup's timing depends on that random hash, not
+/// on how many leading characters of a guess are right.
 pub(super) fn authenticate(
     cfg: &Config,
     st: &State,
@@ -56,7 +91,7 @@ pub(super) fn authenticate(
         Some(t) if !t.is_empty() => t,
         _ => return Err(HandlerError::unauthorized("missing worker token")),
     };
-    if cfg.sts_credentials.contains(token) {
+    if matches_any(&cfg.sts_credentials, token) {
         return if for_sts {
             Ok(Credential::Bootstrap)
         } else {
@@ -64,6 +99,17 @@ pub(super) fn authenticate(
                 "a bootstrap credential is accepted only by the token operation",
             ))
         };
+    }
+    let mut owner = None;
+    for (secret, worker_id) in &cfg.worker_tokens {
+        if constant_time_eq(secret.as_bytes(), token.as_bytes()) {
+            owner = Some(worker_id);
+        }
+    }
+    if let Some(worker_id) = owner {
+        return Ok(Credential::Worker {
+            worker_id: worker_id.clone(),
+        });
     }
     if let Some(issued) = st.tokens.get(token) {
         return if issued.valid_at(now) {
@@ -74,10 +120,49 @@ pub(super) fn authenticate(
             Err(HandlerError::unauthorized("worker token has expired"))
         };
     }
-    if cfg.tokens.is_empty() || cfg.tokens.contains(token) {
+    let open = cfg.tokens.is_empty() && cfg.worker_tokens.is_empty();
+    if matches_any(&cfg.tokens, token) || open {
         return Ok(Credential::Static);
     }
     Err(HandlerError::unauthorized("invalid worker token"))
+}
+
+/// Refuses a request that names a worker other than the one its credential or its
+/// verified client certificate proves (when the orchestrator binds certificates).
+pub(super) fn check_identity(
+    cfg: &Config,
+    cred: &Credential,
+    cert_identity: Option<&str>,
+    claimed: &str,
+) -> HandlerResult<()> {
+    let shown = |id: &str| id.chars().take(64).collect::<String>();
+    if let Some(proven) = cred.worker()
+        && proven != claimed
+    {
+        return Err(HandlerError::forbidden(format!(
+            "this token belongs to worker {:?}; it cannot act as {:?}",
+            shown(proven),
+            shown(claimed)
+        )));
+    }
+    if cfg.bind_cert_identity {
+        match cert_identity {
+            Some(cn) if cn == claimed => {}
+            Some(cn) => {
+                return Err(HandlerError::forbidden(format!(
+                    "the client certificate is for {:?}; it cannot act as {:?}",
+                    shown(cn),
+                    shown(claimed)
+                )));
+            }
+            None => {
+                return Err(HandlerError::forbidden(
+                    "a client certificate naming the worker is required",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Counts one request of `key` against the configured limit.
@@ -122,8 +207,14 @@ pub(super) fn rate_limit(
     Ok(())
 }
 
-/// Mints a token for `worker_id`, valid for the configured lifetime.
-pub(super) fn mint(cfg: &Config, st: &mut State, worker_id: String, now: Instant) -> TokenResponse {
+/// Mints a token for `worker_id` (`None`: a worker the request did not name), valid for
+/// the configured lifetime.
+pub(super) fn mint(
+    cfg: &Config,
+    st: &mut State,
+    worker_id: Option<String>,
+    now: Instant,
+) -> TokenResponse {
     let cap = cfg.max_issued_tokens.max(1);
     if st.tokens.len() >= cap {
         st.tokens.retain(|_, t| t.valid_at(now));
@@ -156,7 +247,7 @@ pub(super) fn mint(cfg: &Config, st: &mut State, worker_id: String, now: Instant
     TokenResponse {
         access_token,
         expires_in: whole_seconds_up(cfg.token_ttl),
-        worker_id,
+        worker_id: worker_id.unwrap_or_else(|| "unknown".to_owned()),
     }
 }
 

@@ -6,7 +6,6 @@ use super::{
     DEFAULT_MAX_WORKERS, DEFAULT_PROGRESS_HISTORY, DEFAULT_TOKEN_TTL, DEFAULT_WORKER_TTL, Inner,
     MAX_ISSUED_TOKENS, Orchestrator, PROGRESS_BROADCAST_CAPACITY,
 };
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
@@ -14,8 +13,10 @@ use tokio::sync::{Notify, broadcast};
 /// The configuration an [`OrchestratorBuilder`] collects.
 #[derive(Clone)]
 pub(super) struct Config {
-    pub(super) tokens: HashSet<String>,
-    pub(super) sts_credentials: HashSet<String>,
+    pub(super) tokens: Vec<String>,
+    pub(super) worker_tokens: Vec<(String, String)>,
+    pub(super) sts_credentials: Vec<String>,
+    pub(super) bind_cert_identity: bool,
     pub(super) token_ttl: Duration,
     pub(super) worker_ttl: Duration,
     pub(super) rate_limit: Option<(u32, Duration)>,
@@ -31,8 +32,10 @@ pub(super) struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            tokens: HashSet::new(),
-            sts_credentials: HashSet::new(),
+            tokens: Vec::new(),
+            worker_tokens: Vec::new(),
+            sts_credentials: Vec::new(),
+            bind_cert_identity: false,
             token_ttl: DEFAULT_TOKEN_TTL,
             worker_ttl: DEFAULT_WORKER_TTL,
             rate_limit: None,
@@ -71,7 +74,9 @@ impl std::fmt::Debug for OrchestratorBuilder {
         // Credentials are secrets: show how many there are, not what they are.
         f.debug_struct("OrchestratorBuilder")
             .field("tokens", &self.config.tokens.len())
+            .field("worker_tokens", &self.config.worker_tokens.len())
             .field("sts_credentials", &self.config.sts_credentials.len())
+            .field("bind_cert_identity", &self.config.bind_cert_identity)
             .field("token_ttl", &self.config.token_ttl)
             .field("worker_ttl", &self.config.worker_ttl)
             .field("rate_limit", &self.config.rate_limit)
@@ -85,14 +90,38 @@ impl OrchestratorBuilder {
     /// Accepts `token` as a static worker token on every operation. When no token is
     /// configured, any non-empty token is accepted.
     pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.config.tokens.insert(token.into());
+        let token = token.into();
+        if !self.config.tokens.contains(&token) {
+            self.config.tokens.push(token);
+        }
+        self
+    }
+
+    /// Accepts `token` as the static token of `worker_id` alone: a request carrying it
+    /// may act only as that worker (register, poll, heartbeat, results, progress and
+    /// commands for another worker id get 403).
+    pub fn worker_token(mut self, worker_id: impl Into<String>, token: impl Into<String>) -> Self {
+        let token = token.into();
+        self.config.worker_tokens.retain(|(t, _)| *t != token);
+        self.config.worker_tokens.push((token, worker_id.into()));
+        self
+    }
+
+    /// Binds workers to their client certificates: every request must come over mTLS
+    /// with a verified certificate whose subject CN is the worker id it acts as
+    /// (default off, for deployments whose certificates name hosts, not workers).
+    pub fn bind_cert_identity(mut self, bind: bool) -> Self {
+        self.config.bind_cert_identity = bind;
         self
     }
 
     /// Accepts `credential` as a bootstrap credential: only the STS (`token`)
     /// operation accepts it, and trades it for a short-lived token.
     pub fn sts_credential(mut self, credential: impl Into<String>) -> Self {
-        self.config.sts_credentials.insert(credential.into());
+        let credential = credential.into();
+        if !self.config.sts_credentials.contains(&credential) {
+            self.config.sts_credentials.push(credential);
+        }
         self
     }
 

@@ -99,6 +99,12 @@ impl Inner {
         }
         Ok(cred)
     }
+
+    /// Refuses acting as `claimed` when the credential or the verified client
+    /// certificate proves a different worker.
+    fn act_as(&self, cred: &Credential, ctx: &RequestContext, claimed: &str) -> HandlerResult<()> {
+        auth::check_identity(&self.config, cred, ctx.cert_identity.as_deref(), claimed)
+    }
 }
 
 impl Handler for Orchestrator {
@@ -111,10 +117,11 @@ impl Handler for Orchestrator {
             let inner = &*self.inner;
             {
                 let mut st = inner.lock();
-                inner.admit(&mut st, &ctx, false, |_, _| {
+                let cred = inner.admit(&mut st, &ctx, false, |_, _| {
                     Some(registration.worker_id.clone())
                 })?;
                 validate_identifier(&registration.worker_id, "worker_id").map_err(bad_request)?;
+                inner.act_as(&cred, &ctx, &registration.worker_id)?;
                 if registration.supported_skills.len() > MAX_SKILLS {
                     return Err(HandlerError::bad_request(format!(
                         "too many supported_skills (at most {MAX_SKILLS})"
@@ -169,7 +176,8 @@ impl Handler for Orchestrator {
             let inner = &*self.inner;
             {
                 let mut st = inner.lock();
-                inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
+                let cred = inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
+                inner.act_as(&cred, &ctx, &worker_id)?;
                 let now = Instant::now();
                 match st.workers.get_mut(&worker_id) {
                     Some(w) if w.is_active() => {
@@ -220,7 +228,9 @@ impl Handler for Orchestrator {
             let inner = &*self.inner;
             let outcome = {
                 let mut st = inner.lock();
-                inner.admit(&mut st, &ctx, false, |_, _| Some(result.worker_id.clone()))?;
+                let cred =
+                    inner.admit(&mut st, &ctx, false, |_, _| Some(result.worker_id.clone()))?;
+                inner.act_as(&cred, &ctx, &result.worker_id)?;
                 st.apply_result(&inner.config, result, Instant::now())
             };
             inner.events.notify_waiters();
@@ -238,7 +248,8 @@ impl Handler for Orchestrator {
         Box::pin(async move {
             let inner = &*self.inner;
             let mut st = inner.lock();
-            inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
+            let cred = inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
+            inner.act_as(&cred, &ctx, &worker_id)?;
             let reply = match st.workers.get_mut(&worker_id) {
                 Some(w) if w.is_active() => {
                     w.last_seen = Instant::now();
@@ -265,11 +276,19 @@ impl Handler for Orchestrator {
             let inner = &*self.inner;
             {
                 let mut st = inner.lock();
-                inner.admit(&mut st, &ctx, false, |_, st| {
+                let cred = inner.admit(&mut st, &ctx, false, |_, st| {
                     st.tasks
                         .get(&progress.task_id)
                         .and_then(|r| r.holder().map(str::to_owned))
                 })?;
+                // Progress names no worker: the task's holder is the one acting.
+                let holder = st
+                    .tasks
+                    .get(&progress.task_id)
+                    .and_then(|r| r.holder().map(str::to_owned));
+                if let Some(holder) = &holder {
+                    inner.act_as(&cred, &ctx, holder)?;
+                }
                 let now = Instant::now();
                 let Some(rec) = st.tasks.get_mut(&progress.task_id) else {
                     let shown: String = progress.task_id.chars().take(64).collect();
@@ -300,15 +319,17 @@ impl Handler for Orchestrator {
         Box::pin(async move {
             let inner = &*self.inner;
             let mut st = inner.lock();
-            let cred = inner.admit(&mut st, &ctx, true, |cred, _| match cred {
-                Credential::Issued { worker_id } => Some(worker_id.clone()),
-                _ => None,
+            let cred = inner.admit(&mut st, &ctx, true, |cred, _| {
+                cred.worker().map(str::to_owned)
             })?;
-            let worker_id = match (&ctx.worker_id, cred) {
-                (Some(id), _) => id.clone(),
-                (None, Credential::Issued { worker_id }) => worker_id,
-                (None, _) => "unknown".to_owned(),
-            };
+            let worker_id = ctx
+                .worker_id
+                .clone()
+                .or_else(|| cred.worker().map(str::to_owned));
+            // A token can be refreshed for its own worker only.
+            if let Some(id) = &worker_id {
+                inner.act_as(&cred, &ctx, id)?;
+            }
             Ok(auth::mint(
                 &inner.config,
                 &mut st,
@@ -325,20 +346,22 @@ impl Handler for Orchestrator {
         Box::pin(async move {
             let inner = &*self.inner;
             let mut st = inner.lock();
-            inner.admit(&mut st, &ctx, false, |_, _| None)?;
+            let cred = inner.admit(&mut st, &ctx, false, |_, _| None)?;
             // The reference worker opens `/_worker/ws` without its id: fall back to the
             // worker that registered with this token.
             let owner = ctx
                 .token
                 .as_ref()
                 .and_then(|t| st.token_owner.get(t).cloned());
-            let Some(worker_id) = ctx.worker_id.clone().or(owner) else {
+            let proven = cred.worker().map(str::to_owned);
+            let Some(worker_id) = ctx.worker_id.clone().or(proven).or(owner) else {
                 return Err(HandlerError::bad_request(
                     "a command channel needs the worker id (use /_worker/ws/{worker_id}, \
                      or register with this token first)",
                 ));
             };
             validate_identifier(&worker_id, "worker_id").map_err(bad_request)?;
+            inner.act_as(&cred, &ctx, &worker_id)?;
             let cap = inner.config.max_workers.max(1);
             if !st.channels.contains_key(&worker_id) && st.channels.len() >= cap {
                 st.channels.retain(|_, tx| !tx.is_closed());

@@ -1,0 +1,152 @@
+//! Hostile input on every route, generated: whatever the bytes, the listener answers
+//! with a status and a JSON error body, never a panic or a 500.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use proptest::prelude::*;
+use rxon_http::{HttpService, ServiceConfig};
+use rxon_testing::Orchestrator;
+use std::sync::Arc;
+use std::time::Duration;
+
+const LIMIT: usize = 64 * 1024;
+
+fn service() -> HttpService {
+    let mut config = ServiceConfig::default();
+    config.max_body_bytes = LIMIT;
+    config.poll_wait = Duration::from_millis(1);
+    HttpService::with_config(Arc::new(Orchestrator::builder().token("t").build()), config)
+}
+
+/// Sends one request through the service in memory; returns status and body.
+fn call(service: &HttpService, method: &str, target: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(target)
+            .header("X-Worker-Token", "t")
+            .header("Content-Type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(5), service.handle(request))
+            .await
+            .expect("answered in bounded time");
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, body.to_vec())
+    })
+}
+
+fn check(status: u16, body: &[u8]) -> Result<(), TestCaseError> {
+    prop_assert!(
+        status != 500,
+        "500 with {:?}",
+        String::from_utf8_lossy(body)
+    );
+    if status >= 400 {
+        let v: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| TestCaseError::fail(format!("error body is not JSON: {e}")))?;
+        prop_assert!(v["error"].is_string(), "no error message in {v}");
+    }
+    Ok(())
+}
+
+/// JSON documents of any shape, including the messages' own field names.
+fn json() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<f64>().prop_map(|f| serde_json::json!(f)),
+        "[a-z_-]{0,12}".prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(6, 64, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::from),
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("worker_id".to_owned()),
+                    Just("task_id".to_owned()),
+                    Just("job_id".to_owned()),
+                    Just("status".to_owned()),
+                    Just("data".to_owned()),
+                    Just("params".to_owned()),
+                    Just("supported_skills".to_owned()),
+                    "[a-z_]{1,10}",
+                ],
+                inner,
+                0..8
+            )
+            .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+const ROUTES: [(&str, &str); 5] = [
+    ("POST", "/_worker/workers/register"),
+    ("POST", "/_worker/tasks/result"),
+    ("PATCH", "/_worker/workers/w-1"),
+    ("POST", "/_worker/auth/token"),
+    ("GET", "/_worker/workers/w-1/tasks/next"),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+    #[test]
+    fn any_bytes_on_any_route(route in 0..ROUTES.len(), body in prop::collection::vec(any::<u8>(), 0..2048)) {
+        let (method, path) = ROUTES[route];
+        let (status, reply) = call(&service(), method, path, body);
+        check(status, &reply)?;
+    }
+
+    #[test]
+    fn any_json_on_any_route(route in 0..ROUTES.len(), doc in json()) {
+        let (method, path) = ROUTES[route];
+        let (status, reply) = call(&service(), method, path, serde_json::to_vec(&doc).unwrap());
+        check(status, &reply)?;
+    }
+
+    #[test]
+    fn any_path_and_query(path in "/_worker/[a-zA-Z0-9/._%~-]{0,60}", query in proptest::option::of("[a-z=&.%0-9-]{0,30}")) {
+        let target = match &query { Some(q) => format!("{path}?{q}"), None => path.clone() };
+        for method in ["GET", "POST", "PATCH", "DELETE"] {
+            let (status, reply) = call(&service(), method, &target, Vec::new());
+            check(status, &reply)?;
+        }
+    }
+}
+
+#[test]
+fn deep_nesting_and_huge_maps_are_refused_or_bounded() {
+    let s = service();
+    // 30,000 levels of arrays, inside the body limit: the JSON parser's depth limit
+    // refuses it; nothing recurses 30,000 deep.
+    let mut deep = String::from(
+        r#"{"job_id":"j","task_id":"t","worker_id":"w","status":"success","data":{"x":"#,
+    );
+    deep.push_str(&"[".repeat(30_000));
+    deep.push_str(&"]".repeat(30_000));
+    deep.push_str("}}");
+    let (status, body) = call(&s, "POST", "/_worker/tasks/result", deep.into_bytes());
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("recursion limit"));
+
+    // A map with as many keys as fit under the limit: decoded, answered, no 500.
+    let keys: Vec<String> = (0..LIMIT / 12).map(|i| format!("\"k{i}\":0")).collect();
+    let map = format!(
+        r#"{{"job_id":"j","task_id":"t","worker_id":"w","status":"success","data":{{{}}}}}"#,
+        keys.join(",")
+    );
+    assert!(map.len() <= LIMIT, "{}", map.len());
+    let (status, body) = call(&s, "POST", "/_worker/tasks/result", map.into_bytes());
+    check(status, &body).unwrap();
+    // One byte over the limit: 413.
+    let (status, _) = call(&s, "POST", "/_worker/tasks/result", vec![b' '; LIMIT + 1]);
+    assert_eq!(status, 413);
+}
