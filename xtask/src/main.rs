@@ -1,13 +1,18 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `ci`: every check `.ci/run` runs, in the same order; stops at the first failure
-//!   (fmt, clippy, tests, each feature alone, docs, zero-dependency check, interop).
+//!   (fmt, clippy, tests, each feature alone, docs, zero-dependency check, cargo deny,
+//!   interop).
 //! - `deps-check`: only the zero-dependency check of `rxon-core`.
 //! - `bench`: poll → result throughput of every listener, the Python reference and a
 //!   bare hyper server on loopback, with ratios (see docs/performance.md).
 //! - `codegen [--check]`: regenerate (or check) the gRPC code from `proto/`.
 //! - `interop`: the Python reference `rxon==1.0b3` (installed into a venv under
 //!   `target/`) against our HTTP listener and transport, both directions, on loopback.
+//! - `soak [tasks] [races]`: the fault tests (`crates/rxon/tests/faults.rs`) at soak size
+//!   (default 3,000 tasks per transport and 3,000 hand-off races), release build.
+//! - `deny`: `cargo deny check bans licenses sources` (needs `cargo-deny` installed;
+//!   `.ci/run` installs it).
 #![allow(clippy::print_stdout)]
 
 mod bench;
@@ -28,12 +33,19 @@ fn main() -> ExitCode {
         Some("deps-check") => deps_check(),
         Some("interop") => interop::run(&workspace_root()),
         Some("bench") => bench::run(&workspace_root()),
+        Some("soak") => soak(
+            std::env::args().nth(2).as_deref().unwrap_or("3000"),
+            std::env::args().nth(3).as_deref().unwrap_or("3000"),
+        ),
+        Some("deny") => deny(),
         Some("codegen") => codegen::run(
             &workspace_root(),
             std::env::args().nth(2).as_deref() == Some("--check"),
         ),
         _ => {
-            eprintln!("usage: cargo xtask <ci|deps-check|interop|bench|codegen [--check]>");
+            eprintln!(
+                "usage: cargo xtask <ci|deps-check|interop|bench|soak [tasks] [races]|deny|codegen [--check]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -44,6 +56,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The fault tests at soak size; each prints its figures.
+fn soak(tasks: &str, races: &str) -> Result<(), String> {
+    for (name, value) in [("tasks", tasks), ("races", races)] {
+        value
+            .parse::<usize>()
+            .map_err(|_| format!("{name} must be a number, got {value:?}"))?;
+    }
+    run(Command::new(cargo_bin())
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "rxon",
+            "--all-features",
+            "--test",
+            "faults",
+            "--",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("RXON_SOAK_TASKS", tasks)
+        .env("RXON_SOAK_RACES", races))
 }
 
 fn ci() -> Result<(), String> {
@@ -76,7 +113,20 @@ fn ci() -> Result<(), String> {
         .args(["doc", "--workspace", "--all-features", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
     deps_check()?;
+    deny()?;
     interop::run(&workspace_root())
+}
+
+/// Licenses, duplicate crates and sources (deny.toml); the parts that need no network.
+fn deny() -> Result<(), String> {
+    let installed = Command::new(cargo_bin())
+        .args(["deny", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        return Err("cargo-deny is not installed: cargo install cargo-deny --locked".into());
+    }
+    cargo(&["deny", "check", "bans", "licenses", "sources"])
 }
 
 /// `rxon-core` must have no normal dependencies with its default features.

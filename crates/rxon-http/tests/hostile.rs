@@ -150,3 +150,96 @@ fn deep_nesting_and_huge_maps_are_refused_or_bounded() {
     let (status, _) = call(&s, "POST", "/_worker/tasks/result", vec![b' '; LIMIT + 1]);
     assert_eq!(status, 413);
 }
+
+/// Slow clients — heads and bodies trickled a byte at a time — are cut at their
+/// deadlines (408 for a body) while a well-behaved worker is served at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stdout)]
+async fn slow_clients_are_cut_while_well_behaved_workers_are_served() {
+    use rxon_core::{Listener, Transport};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let orchestrator = Orchestrator::builder().token("t").build();
+    let mut config = rxon_http::HttpListenerConfig::default();
+    config.header_read_timeout = Duration::from_millis(300);
+    config.service.body_read_timeout = Duration::from_millis(300);
+    let listener = rxon_http::HttpListener::with_config(config);
+    listener.start(Arc::new(orchestrator)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let url = listener.endpoint().unwrap();
+
+    // 20 clients trickling a head, 20 trickling a body, one byte every 50 ms.
+    let mut slow = Vec::new();
+    for i in 0..40 {
+        slow.push(tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let bytes: Vec<u8> = if i % 2 == 0 {
+                b"GET /_worker/workers/w-1/tasks/next HTTP/1.1\r\nHost: x\r\nX-Worker-Token: t\r\n\r\n".to_vec()
+            } else {
+                s.write_all(b"POST /_worker/tasks/result HTTP/1.1\r\nHost: x\r\nX-Worker-Token: t\r\nContent-Length: 1000\r\n\r\n")
+                    .await
+                    .unwrap();
+                vec![b' '; 1000]
+            };
+            let started = std::time::Instant::now();
+            for b in bytes {
+                if s.write_all(&[b]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if started.elapsed() > Duration::from_secs(5) {
+                    break;
+                }
+            }
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+            (started.elapsed(), String::from_utf8_lossy(&answer).into_owned())
+        }));
+    }
+
+    // Meanwhile a worker registers and polls, 100 times.
+    let worker = rxon_http::HttpTransport::new(&url, "w-good", "t").unwrap();
+    worker.connect().await.unwrap();
+    let mut latencies = Vec::new();
+    for _ in 0..100 {
+        let start = std::time::Instant::now();
+        worker
+            .register(&rxon_core::WorkerRegistration {
+                worker_id: "w-good".into(),
+                supported_skills: vec!["a".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(worker.poll_task(Duration::ZERO).await.unwrap(), None);
+        latencies.push(start.elapsed());
+    }
+    latencies.sort();
+    let p99 = latencies[98];
+
+    let mut cut_within = Duration::ZERO;
+    let mut timed_out_bodies = 0;
+    for (i, s) in slow.into_iter().enumerate() {
+        let (took, answer) = s.await.unwrap();
+        cut_within = cut_within.max(took);
+        if i % 2 == 1 {
+            assert!(answer.starts_with("HTTP/1.1 408"), "slow body: {answer:?}");
+            timed_out_bodies += 1;
+        } else {
+            assert!(
+                answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+                "{answer:?}"
+            );
+        }
+    }
+    println!(
+        "slow clients: 40 (20 heads, {timed_out_bodies} bodies answered 408), all cut within \
+         {cut_within:?}; meanwhile 100 register+poll cycles, p99 {p99:?}"
+    );
+    assert!(cut_within < Duration::from_secs(2), "{cut_within:?}");
+    assert!(
+        p99 < Duration::from_millis(500),
+        "the worker was served: p99 {p99:?}"
+    );
+    listener.stop(Duration::from_secs(2)).await.unwrap();
+}

@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod conformance;
+pub mod faults;
 mod handlers;
 mod local;
 mod mock;

@@ -994,3 +994,99 @@ async fn bound_certificates_decide_who_a_worker_is() {
             .is_none()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_unconfirmed_claim_lapses_and_its_task_is_requeued() {
+    let o = Orchestrator::builder()
+        .token("secret")
+        .claim_lease(Duration::from_secs(10))
+        .build();
+    register(&o, "w-1", &["t"]).await;
+    register(&o, "w-2", &["t"]).await;
+    for id in ["lost", "kept", "progressed"] {
+        o.enqueue(task(id, "t")).unwrap();
+    }
+    // Three claims; only two are ever confirmed.
+    for _ in 0..3 {
+        assert!(poll(&o, "w-1", NOW).await.is_some());
+    }
+    let hb = Heartbeat {
+        worker_id: "w-1".into(),
+        current_tasks: vec!["kept".into()],
+        ..Default::default()
+    };
+    o.heartbeat(ctx(), "w-1".into(), Some(hb)).await.unwrap();
+    o.progress(
+        ctx(),
+        ProgressUpdatePayload::new("progressed", "job-progressed", 0.1),
+    )
+    .await
+    .unwrap();
+
+    tokio::time::advance(Duration::from_secs(9)).await;
+    o.reap_expired();
+    assert_eq!(o.lapsed_claims(), 0, "not before the lease");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    o.reap_expired();
+    assert_eq!(o.lapsed_claims(), 1);
+    assert_eq!(o.task_state("lost"), Some(TaskState::Queued));
+    assert_eq!(
+        o.task_state("kept"),
+        Some(TaskState::Running {
+            worker_id: "w-1".into()
+        })
+    );
+    assert_eq!(
+        o.task_state("progressed"),
+        Some(TaskState::Running {
+            worker_id: "w-1".into()
+        })
+    );
+    // w-1 no longer holds it; another worker gets it.
+    let info = o
+        .workers()
+        .into_iter()
+        .find(|w| w.worker_id == "w-1")
+        .unwrap();
+    assert!(!info.current_tasks.contains(&"lost".to_owned()));
+    assert_eq!(poll(&o, "w-2", NOW).await.unwrap().task_id, "lost");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lapsed_holders_result_is_applied_instead_of_running_the_task_again() {
+    let o = Orchestrator::builder()
+        .token("secret")
+        .claim_lease(Duration::from_secs(1))
+        .build();
+    register(&o, "w-1", &["t"]).await;
+    o.enqueue(task("slow", "t")).unwrap();
+    let t = poll(&o, "w-1", NOW).await.unwrap();
+    tokio::time::advance(Duration::from_secs(2)).await;
+    o.reap_expired();
+    assert_eq!(o.task_state("slow"), Some(TaskState::Queued));
+    assert_eq!(o.queued(), 1);
+    // The worker had it after all.
+    assert_eq!(
+        send(&o, success(&t, "w-1", 7)).await,
+        ResultOutcome::Accepted
+    );
+    assert_eq!(
+        o.task_state("slow"),
+        Some(TaskState::Finished(TaskStatus::Success))
+    );
+    assert_eq!((o.queued(), o.applied_results()), (0, 1));
+    // A second delivery of the same result changes nothing.
+    assert_eq!(
+        send(&o, success(&t, "w-1", 7)).await,
+        ResultOutcome::Accepted
+    );
+    assert_eq!(o.applied_results(), 1);
+    // Another worker's result for a requeued task is still refused.
+    o.enqueue(task("other", "t")).unwrap();
+    let t2 = poll(&o, "w-1", NOW).await.unwrap();
+    tokio::time::advance(Duration::from_secs(2)).await;
+    o.reap_expired();
+    register(&o, "w-2", &["t"]).await;
+    let outcome = send(&o, success(&t2, "w-2", 1)).await;
+    assert!(ignored(&outcome).is_some(), "{outcome:?}");
+}

@@ -8,6 +8,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
 
+/// Deepest nesting a frame may have (serde_json's own limit, applied to MessagePack too).
+pub(crate) const MAX_DEPTH: usize = 128;
+
 /// Subprotocol of the JSON codec (text frames).
 pub const SUBPROTOCOL_JSON: &str = "rxon.v1.json";
 /// Subprotocol of the MessagePack codec (binary frames, maps with field names).
@@ -53,7 +56,8 @@ impl Codec {
         }
     }
 
-    /// Decodes a data frame; `Ok(None)` for control frames.
+    /// Decodes a data frame; `Ok(None)` for control frames. Nesting deeper than
+    /// [`MAX_DEPTH`] is refused in both codecs.
     pub(crate) fn decode<T: DeserializeOwned>(
         self,
         message: &Message,
@@ -62,9 +66,16 @@ impl Codec {
             (Codec::Json, Message::Text(text)) => serde_json::from_str(text)
                 .map(Some)
                 .map_err(|e| format!("invalid JSON frame: {e}")),
-            (Codec::MessagePack, Message::Binary(bytes)) => rmp_serde::from_slice(bytes)
-                .map(Some)
-                .map_err(|e| format!("invalid MessagePack frame: {e}")),
+            (Codec::MessagePack, Message::Binary(bytes)) => {
+                // The same nesting limit as JSON's: the decoder recurses once per level,
+                // and rmp-serde's own default (1,024) overflows a 2 MiB task stack in
+                // debug builds.
+                let mut de = rmp_serde::Deserializer::new(bytes.as_ref());
+                de.set_max_depth(MAX_DEPTH);
+                T::deserialize(&mut de)
+                    .map(Some)
+                    .map_err(|e| format!("invalid MessagePack frame: {e}"))
+            }
             (Codec::Json, Message::Binary(_)) => Err("binary frame on a JSON session".into()),
             (Codec::MessagePack, Message::Text(_)) => {
                 Err("text frame on a MessagePack session".into())
@@ -302,10 +313,18 @@ mod props {
         }
     }
 
-    /// A MessagePack frame nesting arrays 100,000 deep (one byte per level) is refused by
-    /// the decoder's depth limit, on a thread with a tokio worker's 2 MiB stack.
+    /// MessagePack frames nesting arrays 1,000 deep (under rmp-serde's own limit, which
+    /// overflowed a 2 MiB stack in debug builds) and 100,000 deep (one byte per level)
+    /// are refused by the frame decoder's depth limit, on a thread with a tokio
+    /// worker's 2 MiB stack.
     #[test]
     fn deeply_nested_msgpack_is_refused_without_overflowing_the_stack() {
+        for depth in [1_000, 100_000] {
+            nested_msgpack_is_refused(depth);
+        }
+    }
+
+    fn nested_msgpack_is_refused(depth: usize) {
         let mut frame = Vec::new();
         // {"id": 1, "call": {"op": "result", "body": {... "data": {"x": [[[...]]]}}}}
         frame.extend_from_slice(&[0x82, 0xa2, b'i', b'd', 0x01, 0xa4, b'c', b'a', b'l', b'l']);
@@ -314,7 +333,7 @@ mod props {
         frame.extend_from_slice(&[0xa4, b'b', b'o', b'd', b'y', 0x81, 0xa4]);
         frame.extend_from_slice(b"data");
         frame.extend_from_slice(&[0x81, 0xa1, b'x']);
-        frame.extend(std::iter::repeat_n(0x91u8, 100_000));
+        frame.extend(std::iter::repeat_n(0x91u8, depth));
         frame.push(0xc0);
         let outcome = std::thread::Builder::new()
             .stack_size(2 * 1024 * 1024)

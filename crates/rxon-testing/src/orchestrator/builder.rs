@@ -2,9 +2,9 @@
 
 use super::state::State;
 use super::{
-    DEFAULT_COMMAND_CAPACITY, DEFAULT_MAX_FINISHED_TASKS, DEFAULT_MAX_QUEUE_LEN,
-    DEFAULT_MAX_WORKERS, DEFAULT_PROGRESS_HISTORY, DEFAULT_TOKEN_TTL, DEFAULT_WORKER_TTL, Inner,
-    MAX_ISSUED_TOKENS, Orchestrator, PROGRESS_BROADCAST_CAPACITY,
+    DEFAULT_CLAIM_LEASE, DEFAULT_COMMAND_CAPACITY, DEFAULT_MAX_FINISHED_TASKS,
+    DEFAULT_MAX_QUEUE_LEN, DEFAULT_MAX_WORKERS, DEFAULT_PROGRESS_HISTORY, DEFAULT_TOKEN_TTL,
+    DEFAULT_WORKER_TTL, Inner, MAX_ISSUED_TOKENS, Orchestrator, PROGRESS_BROADCAST_CAPACITY,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +19,7 @@ pub(super) struct Config {
     pub(super) bind_cert_identity: bool,
     pub(super) token_ttl: Duration,
     pub(super) worker_ttl: Duration,
+    pub(super) claim_lease: Duration,
     pub(super) rate_limit: Option<(u32, Duration)>,
     pub(super) default_task_deadline: Option<Duration>,
     pub(super) max_queue_len: usize,
@@ -38,6 +39,7 @@ impl Default for Config {
             bind_cert_identity: false,
             token_ttl: DEFAULT_TOKEN_TTL,
             worker_ttl: DEFAULT_WORKER_TTL,
+            claim_lease: DEFAULT_CLAIM_LEASE,
             rate_limit: None,
             default_task_deadline: None,
             max_queue_len: DEFAULT_MAX_QUEUE_LEN,
@@ -79,6 +81,7 @@ impl std::fmt::Debug for OrchestratorBuilder {
             .field("bind_cert_identity", &self.config.bind_cert_identity)
             .field("token_ttl", &self.config.token_ttl)
             .field("worker_ttl", &self.config.worker_ttl)
+            .field("claim_lease", &self.config.claim_lease)
             .field("rate_limit", &self.config.rate_limit)
             .field("default_task_deadline", &self.config.default_task_deadline)
             .field("max_queue_len", &self.config.max_queue_len)
@@ -128,6 +131,18 @@ impl OrchestratorBuilder {
     /// Lifetime of issued STS tokens (default [`DEFAULT_TOKEN_TTL`]).
     pub fn token_ttl(mut self, ttl: Duration) -> Self {
         self.config.token_ttl = ttl;
+        self
+    }
+
+    /// How long a claimed task waits for a sign that its worker received it: a
+    /// heartbeat listing it in `current_tasks`, progress, or its result (default
+    /// [`DEFAULT_CLAIM_LEASE`]). A poll's response can be lost with its connection after
+    /// the task was handed to it; when the lease lapses unconfirmed, the reaper (see
+    /// [`Orchestrator::spawn_reaper`](super::Orchestrator::spawn_reaper)) requeues the
+    /// task. Should the worker report a result for it after all, that result is applied
+    /// and the task is not run again. Keep it above the workers' heartbeat interval.
+    pub fn claim_lease(mut self, lease: Duration) -> Self {
+        self.config.claim_lease = lease;
         self
     }
 

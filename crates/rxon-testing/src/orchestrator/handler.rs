@@ -69,6 +69,9 @@ impl Drop for PollGuard<'_> {
     }
 }
 
+/// Most `current_tasks` entries of one heartbeat looked at.
+const MAX_LISTED: usize = 4_096;
+
 fn bad_request(e: rxon_core::RxonError) -> HandlerError {
     HandlerError::bad_request(e.message())
 }
@@ -202,7 +205,8 @@ impl Handler for Orchestrator {
                 notified.as_mut().enable();
                 // The claim and the return happen in the same step of this future: a
                 // future dropped while waiting has claimed nothing.
-                match inner.lock().claim(&worker_id) {
+                let lease = Instant::now().checked_add(inner.config.claim_lease);
+                match inner.lock().claim(&worker_id, lease) {
                     Ok(Some(task)) => return Ok(Some(task)),
                     Ok(None) => {}
                     Err(()) => return Err(not_registered(&worker_id)),
@@ -244,12 +248,19 @@ impl Handler for Orchestrator {
         worker_id: String,
         heartbeat: Option<Heartbeat>,
     ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
-        let _ = heartbeat;
         Box::pin(async move {
             let inner = &*self.inner;
             let mut st = inner.lock();
             let cred = inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
             inner.act_as(&cred, &ctx, &worker_id)?;
+            // The tasks it lists are tasks it has: their claims are confirmed.
+            for task_id in heartbeat
+                .iter()
+                .flat_map(|h| h.current_tasks.iter())
+                .take(MAX_LISTED)
+            {
+                st.confirm(&worker_id, task_id);
+            }
             let reply = match st.workers.get_mut(&worker_id) {
                 Some(w) if w.is_active() => {
                     w.last_seen = Instant::now();
@@ -288,6 +299,7 @@ impl Handler for Orchestrator {
                     .and_then(|r| r.holder().map(str::to_owned));
                 if let Some(holder) = &holder {
                     inner.act_as(&cred, &ctx, holder)?;
+                    st.confirm(holder, &progress.task_id);
                 }
                 let now = Instant::now();
                 let Some(rec) = st.tasks.get_mut(&progress.task_id) else {

@@ -82,6 +82,8 @@ use tokio::time::Instant;
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// Default time after which a silent worker is considered gone.
 pub const DEFAULT_WORKER_TTL: Duration = Duration::from_secs(30);
+/// Default time a claimed task waits for a sign that its worker received it.
+pub const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(60);
 /// Default bound on unfinished (queued or running) tasks.
 pub const DEFAULT_MAX_QUEUE_LEN: usize = 100_000;
 /// Default bound on known workers.
@@ -178,8 +180,13 @@ impl Inner {
     }
 
     fn reap(&self) -> Vec<String> {
-        let gone = self.lock().reap(&self.config, Instant::now());
-        if !gone.is_empty() {
+        let (gone, lapsed) = {
+            let mut st = self.lock();
+            let now = Instant::now();
+            let gone = st.reap(&self.config, now);
+            (gone, st.expire_leases(now))
+        };
+        if !gone.is_empty() || lapsed > 0 {
             self.work.notify_waiters();
             self.events.notify_waiters();
         }
@@ -397,6 +404,12 @@ impl Orchestrator {
         self.inner.lock().applied_results
     }
 
+    /// How many claims lapsed unconfirmed and had their task requeued (see
+    /// [`OrchestratorBuilder::claim_lease`]).
+    pub fn lapsed_claims(&self) -> u64 {
+        self.inner.lock().lapsed_claims
+    }
+
     /// Polls currently waiting for a task.
     pub fn pending_polls(&self) -> usize {
         self.inner.lock().pending_polls
@@ -409,6 +422,36 @@ impl Orchestrator {
             .wait_event(timeout, |st| (st.pending_polls >= n).then_some(()))
             .await
             .ok_or_else(|| RxonError::timeout(format!("no {n} waiting poll(s) within {timeout:?}")))
+    }
+
+    /// Waits until no poll is waiting; fails with
+    /// [`ErrorKind::Timeout`](rxon_core::ErrorKind::Timeout) after `timeout`.
+    pub async fn wait_for_no_pollers(&self, timeout: Duration) -> Result<()> {
+        self.inner
+            .wait_event(timeout, |st| (st.pending_polls == 0).then_some(()))
+            .await
+            .ok_or_else(|| RxonError::timeout(format!("polls still waiting after {timeout:?}")))
+    }
+
+    /// Waits until task `task_id` is in state `want`; fails with
+    /// [`ErrorKind::Timeout`](rxon_core::ErrorKind::Timeout) after `timeout`.
+    pub async fn wait_for_task_state(
+        &self,
+        task_id: &str,
+        want: &TaskState,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.inner
+            .wait_event(timeout, |st| {
+                st.tasks
+                    .get(task_id)
+                    .is_some_and(|t| t.state() == *want)
+                    .then_some(())
+            })
+            .await
+            .ok_or_else(|| {
+                RxonError::timeout(format!("task {task_id:?} not {want:?} within {timeout:?}"))
+            })
     }
 
     /// Waits until `worker_id` has an open command channel; an error after `timeout`.
@@ -430,8 +473,10 @@ impl Orchestrator {
 
     /// Marks every active worker silent for longer than the worker TTL as gone, and
     /// puts the tasks it held back in their queues ahead of every task enqueued after
-    /// them. A worker with a poll in progress is not silent. Returns the ids of the
-    /// workers marked gone, sorted; their command channels are closed.
+    /// them. A worker with a poll in progress is not silent. Also requeues the tasks
+    /// whose claim lapsed unconfirmed (see [`OrchestratorBuilder::claim_lease`]).
+    /// Returns the ids of the workers marked gone, sorted; their command channels are
+    /// closed.
     pub fn reap_expired(&self) -> Vec<String> {
         self.inner.reap()
     }

@@ -36,6 +36,12 @@ pub(super) struct TaskRecord {
     pub(super) phase: Phase,
     pub(super) result: Option<TaskResult>,
     pub(super) progress: VecDeque<ProgressUpdatePayload>,
+    /// Until when the current claim stands without a sign that the worker received the
+    /// task (a heartbeat listing it, progress, a result); `None` once confirmed.
+    lease: Option<Instant>,
+    /// The worker whose unconfirmed claim expired: if its result arrives after all, it
+    /// is applied instead of running the task again.
+    lapsed_holder: Option<String>,
 }
 
 impl TaskRecord {
@@ -110,6 +116,10 @@ pub(super) struct State {
     pub(super) limiter: HashMap<String, Window>,
     pub(super) pending_polls: usize,
     pub(super) applied_results: u64,
+    /// Claim leases by expiry; entries of confirmed or ended claims are skipped lazily.
+    leases: std::collections::BTreeSet<(Instant, String)>,
+    /// Claims that lapsed unconfirmed and were requeued.
+    pub(super) lapsed_claims: u64,
 }
 
 impl State {
@@ -155,6 +165,8 @@ impl State {
                 phase: Phase::Queued,
                 result: None,
                 progress: VecDeque::new(),
+                lease: None,
+                lapsed_holder: None,
             },
         );
         Ok(())
@@ -165,6 +177,7 @@ impl State {
     pub(super) fn claim(
         &mut self,
         worker_id: &str,
+        lease: Option<Instant>,
     ) -> std::result::Result<Option<TaskPayload>, ()> {
         loop {
             let worker = match self.workers.get(worker_id) {
@@ -195,6 +208,11 @@ impl State {
             rec.phase = Phase::Running {
                 worker_id: worker_id.to_owned(),
             };
+            rec.lease = lease;
+            rec.lapsed_holder = None;
+            if let Some(until) = lease {
+                self.leases.insert((until, task_id.clone()));
+            }
             let payload = rec.payload.clone();
             if let Some(w) = self.workers.get_mut(worker_id) {
                 w.current.push(task_id);
@@ -220,6 +238,7 @@ impl State {
             return;
         };
         rec.phase = Phase::Queued;
+        rec.lease = None;
         let seq = rec.seq;
         let q = self
             .queues
@@ -290,6 +309,18 @@ impl State {
                 IgnoredReason::DeadlineExceeded,
                 format!("task {:?} passed its deadline", result.task_id),
             ),
+            Phase::Queued if rec.lapsed_holder.as_deref() == Some(result.worker_id.as_str()) => {
+                // The claim lapsed unconfirmed, yet the worker had the task after all:
+                // take its result rather than run the task again.
+                let task_id = result.task_id.clone();
+                let task_type = rec.payload.task_type.clone();
+                rec.phase = Phase::Running {
+                    worker_id: result.worker_id.clone(),
+                };
+                rec.lapsed_holder = None;
+                self.unqueue(&task_id, &task_type);
+                self.apply_result(cfg, result, now)
+            }
             Phase::Queued => ResultOutcome::ignored(
                 IgnoredReason::StaleTask,
                 format!("task {:?} is not assigned to any worker", result.task_id),
@@ -402,6 +433,43 @@ impl State {
                 Ok(CancelOutcome::AlreadyFinished)
             }
         }
+    }
+
+    /// `worker_id` showed it has `task_id` (a heartbeat listing it, or progress): its
+    /// claim no longer lapses.
+    pub(super) fn confirm(&mut self, worker_id: &str, task_id: &str) {
+        if let Some(rec) = self.tasks.get_mut(task_id)
+            && rec.holder() == Some(worker_id)
+        {
+            rec.lease = None;
+        }
+    }
+
+    /// Requeues the tasks whose claim lapsed unconfirmed: handed to a poll whose worker
+    /// never showed it got them (a response lost with its connection). Returns how many.
+    pub(super) fn expire_leases(&mut self, now: Instant) -> usize {
+        let mut requeued = 0;
+        while let Some((until, task_id)) = self.leases.first().cloned() {
+            if until > now {
+                break;
+            }
+            self.leases.pop_first();
+            let Some(rec) = self.tasks.get_mut(&task_id) else {
+                continue;
+            };
+            let holder = match &rec.phase {
+                Phase::Running { worker_id } if rec.lease == Some(until) => worker_id.clone(),
+                _ => continue, // confirmed, ended or claimed again since
+            };
+            rec.lapsed_holder = Some(holder.clone());
+            if let Some(w) = self.workers.get_mut(&holder) {
+                w.release(&task_id);
+            }
+            self.requeue(&task_id);
+            self.lapsed_claims += 1;
+            requeued += 1;
+        }
+        requeued
     }
 
     /// Marks silent workers as gone and requeues what they held.

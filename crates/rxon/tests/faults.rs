@@ -1,0 +1,459 @@
+//! Faults between workers and the orchestrator, through a fault-injecting TCP proxy on
+//! 127.0.0.1: every task ends with exactly one applied result while connections are
+//! reset and the listener restarts, on each transport; a task handed to a poll whose
+//! connection dies is requeued, never orphaned.
+//!
+//! Sizes scale with `RXON_SOAK_TASKS` and `RXON_SOAK_RACES` (`cargo xtask soak` sets
+//! them); the defaults keep a CI run short. Each test prints its figures.
+#![cfg(all(
+    feature = "http",
+    feature = "ws",
+    feature = "grpc",
+    feature = "testing",
+    feature = "worker"
+))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use rxon::testing::faults::FaultProxy;
+use rxon::testing::{Orchestrator, TaskState};
+use rxon::worker::Worker;
+use rxon::{Listener, Map, TaskPayload, TaskStatus, Transport, TransportOptions, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn task(id: &str) -> TaskPayload {
+    TaskPayload {
+        job_id: "job-faults".into(),
+        task_id: id.into(),
+        task_type: "work".into(),
+        ..Default::default()
+    }
+}
+
+fn listener(kind: &str, addr: SocketAddr) -> Box<dyn Listener> {
+    match kind {
+        "http" => Box::new(rxon::http::HttpListener::bind(addr)),
+        "ws" => Box::new(rxon::ws::WsListener::bind(addr)),
+        "grpc" => Box::new(rxon::grpc::GrpcListener::bind(addr)),
+        other => panic!("unknown transport {other}"),
+    }
+}
+
+/// Starts a listener on `addr`, retrying briefly while the port is still being released
+/// by the previous listener (bounded).
+async fn start_on(kind: &str, addr: SocketAddr, orch: &Orchestrator) -> Box<dyn Listener> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let l = listener(kind, addr);
+        match l.start(Arc::new(orch.clone())).await {
+            Ok(()) => return l,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("restart on {addr}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot restart the {kind} listener on {addr}: {e}"),
+        }
+    }
+}
+
+fn addr_of(l: &dyn Listener) -> SocketAddr {
+    let url = l.endpoint().unwrap();
+    url.rsplit("//").next().unwrap().parse().unwrap()
+}
+
+/// N tasks through three workers while the proxy resets a share of connections and the
+/// listener restarts once: every task ends with exactly one applied result.
+async fn exactly_once_under_faults(kind: &str) {
+    let tasks = env_or("RXON_SOAK_TASKS", 150);
+    let orch = Orchestrator::builder()
+        .token("t")
+        .claim_lease(Duration::from_secs(1))
+        .worker_ttl(Duration::from_secs(10))
+        .build();
+    let _reaper = orch.spawn_reaper(Duration::from_millis(50));
+    let first = start_on(kind, "127.0.0.1:0".parse().unwrap(), &orch).await;
+    let addr = addr_of(first.as_ref());
+    let proxy = Arc::new(FaultProxy::start(addr).await.unwrap());
+    // One connection in ten is cut somewhere in its first 4 KiB, and every open
+    // connection is cut every 250 ms (long-lived WebSocket and HTTP/2 connections too).
+    proxy.reset_share(0.10, 4096, 0x5eed ^ kind.len() as u64);
+    let cutter = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                proxy.reset_all();
+            }
+        })
+    };
+    let scheme = if kind == "http" { "http" } else { kind };
+    let url = proxy.url(scheme);
+
+    let mut runs = Vec::new();
+    for w in 0..3 {
+        let mut options = TransportOptions::default();
+        options.request_timeout = Duration::from_secs(5);
+        options.connect_timeout = Duration::from_secs(2);
+        let transport: Arc<dyn Transport> =
+            Arc::from(rxon::create_transport(&url, &format!("w-{w}"), "t", options).unwrap());
+        let worker = Worker::builder(transport)
+            .max_concurrent_tasks(4)
+            .poll_timeout(Duration::from_millis(500))
+            .heartbeat_interval(Duration::from_millis(200))
+            .handler("work", |task, _ctx| async move {
+                let mut data = Map::new();
+                data.insert("task".into(), Value::from(task.task_id));
+                Ok(data)
+            })
+            .build()
+            .unwrap();
+        let stop = worker.shutdown_handle();
+        runs.push((stop, tokio::spawn(async move { worker.run().await })));
+    }
+
+    let started = Instant::now();
+    for i in 0..tasks {
+        orch.enqueue(task(&format!("{kind}-{i}"))).unwrap();
+    }
+    // Restart the listener once about a third of the way through, and cut every open
+    // connection at that moment too.
+    let third = (tasks / 3) as u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while orch.applied_results() < third {
+        assert!(Instant::now() < deadline, "no progress before the restart");
+        let _ = orch
+            .wait_result(
+                &format!("{kind}-{}", third.saturating_sub(1)),
+                Duration::from_millis(100),
+            )
+            .await;
+    }
+    first.stop(Duration::from_secs(2)).await.unwrap();
+    proxy.reset_all();
+    let second = start_on(kind, addr, &orch).await;
+    let restarts = 1;
+
+    let mut lost = Vec::new();
+    for i in 0..tasks {
+        let id = format!("{kind}-{i}");
+        match orch.wait_result(&id, Duration::from_secs(90)).await {
+            Ok(r) if r.status == TaskStatus::Success => {}
+            other => lost.push((id, format!("{other:?}"))),
+        }
+    }
+    let elapsed = started.elapsed();
+    cutter.abort();
+    let applied = orch.applied_results();
+    let duplicates = applied.saturating_sub((tasks - lost.len()) as u64);
+    let stats = proxy.stats();
+    println!(
+        "faults {kind}: tasks {tasks}, resets injected {}, restarts {restarts}, results lost {}, \
+         duplicates applied {duplicates}, lapsed claims requeued {}, {:.1} s",
+        stats.resets,
+        lost.len(),
+        orch.lapsed_claims(),
+        elapsed.as_secs_f64()
+    );
+    for (stop, run) in runs {
+        stop.shutdown();
+        let _ = tokio::time::timeout(Duration::from_secs(15), run).await;
+    }
+    second.stop(Duration::from_secs(2)).await.unwrap();
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert_eq!(
+        applied, tasks as u64,
+        "each task has exactly one applied result"
+    );
+    assert!(stats.resets > 0, "the proxy injected resets");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_exactly_once_under_resets_and_a_restart() {
+    exactly_once_under_faults("http").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_exactly_once_under_resets_and_a_restart() {
+    exactly_once_under_faults("ws").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_exactly_once_under_resets_and_a_restart() {
+    exactly_once_under_faults("grpc").await;
+}
+
+/// The hand-off race: a poll's connection dies at the moment a task is handed to it.
+/// Either the poll ended before claiming (the task stays queued) or the claim lapses
+/// unconfirmed and the task is requeued; it is never orphaned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_handed_to_a_vanished_poll_is_requeued() {
+    let races = env_or("RXON_SOAK_RACES", 200);
+    let lease = Duration::from_millis(100);
+    let orch = Orchestrator::builder()
+        .token("t")
+        .claim_lease(lease)
+        .build();
+    let _reaper = orch.spawn_reaper(Duration::from_millis(10));
+    let l = start_on("http", "127.0.0.1:0".parse().unwrap(), &orch).await;
+    let addr = addr_of(l.as_ref());
+    let url = l.endpoint().unwrap();
+    let registrar = rxon::create_transport(&url, "w-race", "t", Default::default()).unwrap();
+    registrar.connect().await.unwrap();
+    registrar
+        .register(&rxon::WorkerRegistration {
+            worker_id: "w-race".into(),
+            supported_skills: vec!["work".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let poll = b"GET /_worker/workers/w-race/tasks/next?timeout=10 HTTP/1.1\r\nHost: x\r\nX-Worker-Token: t\r\n\r\n";
+    let mut worst = Duration::ZERO;
+    let mut claimed_then_lost = 0u64;
+    let mut orphaned = Vec::new();
+    for i in 0..races {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(poll).await.unwrap();
+        orch.wait_for_pollers(1, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let id = format!("race-{i}");
+        let lapsed_before = orch.lapsed_claims();
+        // Vary which side wins: the enqueue, or the connection's end.
+        let spins = i % 4;
+        let hand_off = async {
+            for _ in 0..spins {
+                tokio::task::yield_now().await;
+            }
+            orch.enqueue(task(&id)).unwrap();
+        };
+        let vanish = async {
+            conn.set_zero_linger().unwrap();
+            drop(conn);
+        };
+        tokio::join!(hand_off, vanish);
+        let gone_at = Instant::now();
+        // Queued again (or never taken) within the lease and a reaper round.
+        if orch
+            .wait_for_task_state(&id, &TaskState::Queued, lease * 20)
+            .await
+            .is_err()
+        {
+            orphaned.push((id.clone(), orch.task_state(&id)));
+        }
+        let requeued_in = gone_at.elapsed();
+        if orch.lapsed_claims() > lapsed_before {
+            claimed_then_lost += 1;
+            worst = worst.max(requeued_in);
+        }
+        orch.wait_for_no_pollers(Duration::from_secs(5))
+            .await
+            .unwrap();
+        // Clear the stage for the next attempt.
+        orch.cancel(&id).unwrap();
+    }
+    println!(
+        "hand-off race: attempts {races}, claimed by the vanished poll {claimed_then_lost}, \
+         orphaned {}, worst time until requeue {worst:?} (lease {lease:?})",
+        orphaned.len()
+    );
+    l.stop(Duration::from_secs(2)).await.unwrap();
+    assert!(orphaned.is_empty(), "orphaned: {orphaned:?}");
+}
+
+/// A worker shutting down while its poll is parked: a task handed to that poll in the
+/// drain window is run and its result delivered before the worker exits; a task that
+/// comes after the worker left stays queued for the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_shutting_down_completes_what_its_last_poll_received() {
+    let orch = Orchestrator::builder().token("t").build();
+    let l = start_on("http", "127.0.0.1:0".parse().unwrap(), &orch).await;
+    let url = l.endpoint().unwrap();
+    let transport: Arc<dyn Transport> =
+        Arc::from(rxon::create_transport(&url, "w-last", "t", Default::default()).unwrap());
+    let worker = Worker::builder(transport)
+        .poll_timeout(Duration::from_secs(10))
+        .handler("work", |_task, _ctx| async move { Ok(Map::new()) })
+        .build()
+        .unwrap();
+    let stop = worker.shutdown_handle();
+    let run = tokio::spawn(async move { worker.run().await });
+    orch.wait_for_pollers(1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    stop.shutdown();
+    orch.enqueue(task("last")).unwrap();
+    let result = orch
+        .wait_result("last", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(result.status, TaskStatus::Success);
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the worker exits after its drain")
+        .unwrap()
+        .unwrap();
+    orch.enqueue(task("after")).unwrap();
+    assert_eq!(orch.task_state("after"), Some(TaskState::Queued));
+    assert_eq!(orch.applied_results(), 1);
+    l.stop(Duration::from_secs(2)).await.unwrap();
+}
+
+/// While the orchestrator's host refuses connections, a worker's polls and its command
+/// channel retry with backoff, not in a busy loop; both recover once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_and_the_command_channel_back_off_and_recover() {
+    let orch = Orchestrator::builder().token("t").build();
+    let l = start_on("http", "127.0.0.1:0".parse().unwrap(), &orch).await;
+    let proxy = FaultProxy::start(addr_of(l.as_ref())).await.unwrap();
+    let transport: Arc<dyn Transport> = Arc::from(
+        rxon::create_transport(&proxy.url("http"), "w-back", "t", Default::default()).unwrap(),
+    );
+    let worker = Worker::builder(transport)
+        .poll_timeout(Duration::from_millis(300))
+        .heartbeat_interval(Duration::from_secs(60))
+        .handler("work", |_task, _ctx| async move { Ok(Map::new()) })
+        .build()
+        .unwrap();
+    let stop = worker.shutdown_handle();
+    let run = tokio::spawn(async move { worker.run().await });
+    orch.wait_for_command_channel("w-back", Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // Four seconds of refused connections, with the open ones cut.
+    let outage = Duration::from_secs(4);
+    proxy.set_fault(rxon::testing::faults::Fault::Refuse);
+    proxy.reset_all();
+    let before = proxy.stats().refused;
+    tokio::time::sleep(outage).await;
+    let attempts = proxy.stats().refused - before;
+    proxy.set_fault(rxon::testing::faults::Fault::Pass);
+    let back = Instant::now();
+    orch.enqueue(task("after-outage")).unwrap();
+    orch.wait_result("after-outage", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let poll_recovery = back.elapsed();
+    orch.wait_for_command_channel("w-back", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let channel_recovery = back.elapsed();
+    println!(
+        "backoff: outage {outage:?}, connection attempts during it {attempts} (polls from 200 ms \
+         doubling, channel from 1 s doubling), poll recovered in {poll_recovery:?}, \
+         channel in {channel_recovery:?}"
+    );
+    stop.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
+    l.stop(Duration::from_secs(2)).await.unwrap();
+    // Polls: at most ~5 tries in 4 s (0.2 + 0.4 + 0.8 + 1.6 s, ±25 %), the channel at
+    // most 3 (1 + 2 s); a busy loop would make thousands.
+    assert!(attempts >= 2, "it kept trying: {attempts}");
+    assert!(
+        attempts <= 12,
+        "no busy reconnect loop: {attempts} attempts"
+    );
+    // Back within one backoff step of the longest pause reached (poll 1.6 s, channel 4 s).
+    assert!(poll_recovery < Duration::from_secs(4), "{poll_recovery:?}");
+    assert!(
+        channel_recovery < Duration::from_secs(8),
+        "{channel_recovery:?}"
+    );
+}
+
+/// A listener stopping while tasks are being handed to parked polls drains within its
+/// deadline; a task claimed for a poll whose answer never went out is requeued, and every
+/// task a worker did receive is still held by that worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_listener_leaves_no_task_with_a_worker_that_never_got_it() {
+    let rounds = env_or("RXON_SOAK_RACES", 200) / 10;
+    let lease = Duration::from_millis(100);
+    let deadline = Duration::from_secs(1);
+    let mut slowest_stop = Duration::ZERO;
+    let mut received_total = 0;
+    let mut requeued_total = 0;
+    for round in 0..rounds {
+        let orch = Orchestrator::builder()
+            .token("t")
+            .claim_lease(lease)
+            .build();
+        let _reaper = orch.spawn_reaper(Duration::from_millis(10));
+        let l = start_on("http", "127.0.0.1:0".parse().unwrap(), &orch).await;
+        let url = l.endpoint().unwrap();
+        let mut polls = Vec::new();
+        for w in 0..5 {
+            let t: Arc<dyn Transport> = Arc::from(
+                rxon::create_transport(&url, &format!("w-{w}"), "t", Default::default()).unwrap(),
+            );
+            t.connect().await.unwrap();
+            t.register(&rxon::WorkerRegistration {
+                worker_id: format!("w-{w}"),
+                supported_skills: vec!["work".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            polls.push(tokio::spawn(async move {
+                t.poll_task(Duration::from_secs(10)).await
+            }));
+        }
+        orch.wait_for_pollers(5, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let ids: Vec<String> = (0..5).map(|i| format!("stop-{round}-{i}")).collect();
+        let stopping = Instant::now();
+        let (_, stopped) = tokio::join!(
+            async {
+                for id in &ids {
+                    orch.enqueue(task(id)).unwrap();
+                    tokio::task::yield_now().await;
+                }
+            },
+            l.stop(deadline)
+        );
+        stopped.unwrap();
+        slowest_stop = slowest_stop.max(stopping.elapsed());
+        let mut received = std::collections::HashSet::new();
+        for p in polls {
+            if let Ok(Ok(Some(t))) = p.await {
+                received.insert(t.task_id);
+            }
+        }
+        for id in &ids {
+            if received.contains(id) {
+                assert!(
+                    matches!(orch.task_state(id), Some(TaskState::Running { .. })),
+                    "{id} was received"
+                );
+            } else {
+                orch.wait_for_task_state(id, &TaskState::Queued, lease * 20)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("{id} never reached a worker and was not requeued: {e}")
+                    });
+            }
+        }
+        received_total += received.len();
+        requeued_total += orch.lapsed_claims();
+    }
+    println!(
+        "stop under hand-off: rounds {rounds} × 5 tasks, received {received_total}, \
+         claimed but undelivered then requeued {requeued_total}, slowest stop {slowest_stop:?} \
+         (deadline {deadline:?})"
+    );
+    assert!(
+        slowest_stop < deadline + Duration::from_millis(500),
+        "{slowest_stop:?}"
+    );
+}
