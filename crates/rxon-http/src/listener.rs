@@ -5,7 +5,8 @@ use crate::tls::peer_common_name;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rxon_core::ServerTlsOptions;
-use rxon_core::{BoxFuture, Handler, Listener, Result, RxonError};
+use rxon_core::constants::PROTOCOL_VERSION_HEADER;
+use rxon_core::{BoxFuture, Handler, Listener, PROTOCOL_VERSION, Result, RxonError};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,8 +27,8 @@ pub struct HttpListenerConfig {
     /// Deadline for receiving a request's headers; slower or idle clients are cut
     /// (default 30 s).
     pub header_read_timeout: Duration,
-    /// Most connections served at once; further ones wait in the accept queue
-    /// (default 10,000).
+    /// Most connections served at once (default 10,000); further ones are answered
+    /// 503 with `Retry-After: 1` and closed (a TLS listener just closes them).
     pub max_connections: usize,
     /// Serve HTTPS (and optionally mTLS) instead of plain HTTP.
     pub tls: Option<ServerTlsOptions>,
@@ -215,15 +216,11 @@ async fn accept_loop(
     acceptor: Option<TlsAcceptor>,
 ) -> JoinSet<()> {
     let mut connections = JoinSet::new();
+    let mut refusals = JoinSet::new();
     loop {
-        // Reap finished connections so the set stays bounded by live ones.
+        // Reap finished connections so the sets stay bounded by live ones.
         while connections.try_join_next().is_some() {}
-        if connections.len() >= config.max_connections {
-            tokio::select! {
-                _ = connections.join_next() => continue,
-                () = stopped(&mut stop) => break,
-            }
-        }
+        while refusals.try_join_next().is_some() {}
         let accepted = tokio::select! {
             a = tcp.accept() => a,
             () = stopped(&mut stop) => break,
@@ -240,6 +237,16 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        if connections.len() >= config.max_connections {
+            // Over the limit: a clear refusal instead of a wait in the accept queue.
+            // Refusals are bounded too; past that, the connection is just closed.
+            if refusals.len() < MAX_REFUSALS_IN_FLIGHT {
+                let plain = acceptor.is_none();
+                refusals.spawn(refuse(stream, plain, config.max_connections));
+            }
+            tracing::debug!(%remote, limit = config.max_connections, "connection refused: too many");
+            continue;
+        }
         let info = ConnectionInfo::new(Some(remote));
         let service = service.clone();
         let stop = stop.clone();
@@ -264,6 +271,29 @@ async fn accept_loop(
         });
     }
     connections
+}
+
+/// Refusals being written at once, at most.
+const MAX_REFUSALS_IN_FLIGHT: usize = 256;
+
+/// Answers a connection over the limit with 503 and `Retry-After: 1` (plain HTTP; a TLS
+/// client just sees the connection close), within a second, then closes it.
+async fn refuse(mut stream: tokio::net::TcpStream, plain: bool, limit: usize) {
+    use tokio::io::AsyncWriteExt;
+    if plain {
+        let body = format!(r#"{{"error":"too many connections (at most {limit})"}}"#);
+        let response = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+             Retry-After: 1\r\n{PROTOCOL_VERSION_HEADER}: {PROTOCOL_VERSION}\r\n\
+             Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
+    }
 }
 
 /// Serves one connection until it ends, or closes it gracefully when `stop` turns true.

@@ -143,7 +143,9 @@ impl HttpTransport {
         };
         let connector = connector.enable_http1().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Below the listener's 30 s header timeout, which cuts idle keep-alive
+            // connections (with a 408 hyper's client reports as an unexpected message).
+            .pool_idle_timeout(Duration::from_secs(20))
             .pool_max_idle_per_host(32)
             .build(connector);
         Ok(HttpTransport {

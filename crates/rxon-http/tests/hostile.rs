@@ -96,7 +96,14 @@ const ROUTES: [(&str, &str); 5] = [
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1_000))]
+    // Failing cases are saved beside this file (hostile.regressions) and replayed first.
+    #![proptest_config(ProptestConfig {
+        cases: 1_000,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("regressions"),
+        )),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn any_bytes_on_any_route(route in 0..ROUTES.len(), body in prop::collection::vec(any::<u8>(), 0..2048)) {
@@ -241,5 +248,96 @@ async fn slow_clients_are_cut_while_well_behaved_workers_are_served() {
         p99 < Duration::from_millis(500),
         "the worker was served: p99 {p99:?}"
     );
+    listener.stop(Duration::from_secs(2)).await.unwrap();
+}
+
+/// Connections beyond `max_connections` get a clear 503 at once, while a worker already
+/// connected is served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stdout)]
+async fn a_connection_flood_beyond_the_limit_is_refused_while_workers_are_served() {
+    use rxon_core::{Listener, Transport};
+    use tokio::io::AsyncReadExt;
+
+    let mut config = rxon_http::HttpListenerConfig::default();
+    config.max_connections = 10;
+    config.header_read_timeout = Duration::from_millis(300);
+    let listener = rxon_http::HttpListener::with_config(config);
+    listener
+        .start(Arc::new(Orchestrator::builder().token("t").build()))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let worker =
+        rxon_http::HttpTransport::new(&listener.endpoint().unwrap(), "w-good", "t").unwrap();
+    worker.connect().await.unwrap();
+    let registration = rxon_core::WorkerRegistration {
+        worker_id: "w-good".into(),
+        supported_skills: vec!["a".into()],
+        ..Default::default()
+    };
+    worker.register(&registration).await.unwrap();
+
+    // 60 connections that send nothing.
+    let started = std::time::Instant::now();
+    let mut flood = Vec::new();
+    for _ in 0..60 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        flood.push(tokio::spawn(async move {
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        }));
+    }
+    // A worker's pool may hold a second, idle connection: cut by the header timeout
+    // (300 ms here), its next use fails with a retryable network error, which the worker
+    // runtime retries. Counted, and bounded.
+    let mut latencies = Vec::new();
+    let mut retried = 0;
+    while latencies.len() < 100 {
+        let start = std::time::Instant::now();
+        let cycle = async {
+            worker.register(&registration).await?;
+            worker.poll_task(Duration::ZERO).await
+        };
+        match cycle.await {
+            Ok(task) => {
+                assert_eq!(task, None);
+                latencies.push(start.elapsed());
+            }
+            Err(e) => {
+                assert!(e.is_retryable(), "{e}");
+                retried += 1;
+                assert!(retried <= 10, "refused too often: {e}");
+            }
+        }
+    }
+    latencies.sort();
+    let p99 = latencies[98];
+    let mut refused = 0;
+    for f in flood {
+        let answer = f.await.unwrap();
+        if answer.starts_with("HTTP/1.1 503") {
+            assert!(answer.contains("Retry-After: 1"), "{answer}");
+            assert!(answer.contains("too many connections"), "{answer}");
+            refused += 1;
+        } else {
+            // Admitted, then cut for sending no request.
+            assert!(
+                answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+                "{answer:?}"
+            );
+        }
+    }
+    let all_ended = started.elapsed();
+    println!(
+        "connection flood: 60 beyond a limit of 10 with one worker connected: {refused} \
+         answered 503 at once, the rest cut by the header timeout, all ended in \
+         {all_ended:?}; meanwhile 100 register+poll cycles, p99 {p99:?}, {retried} \
+         retried (a pooled connection cut while idle)"
+    );
+    assert!(refused >= 50, "{refused}");
+    assert!(all_ended < Duration::from_secs(3), "{all_ended:?}");
+    assert!(p99 < Duration::from_millis(500), "p99 {p99:?}");
     listener.stop(Duration::from_secs(2)).await.unwrap();
 }
