@@ -29,6 +29,7 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// resident memory and CPU time.
 pub(crate) async fn serve(kind: &str, capacity: usize) -> Result<(), String> {
     let addr: std::net::SocketAddr = "127.0.0.1:0".parse().map_err(|_| "addr")?;
+    let mut serving: Option<rxon::http::HttpListener> = None;
     let (url, pending): (String, Box<dyn Fn() -> usize + Send>) = match kind {
         "rxon" => {
             let orchestrator = Orchestrator::builder()
@@ -45,8 +46,7 @@ pub(crate) async fn serve(kind: &str, capacity: usize) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             let url = listener.endpoint().unwrap_or_default();
-            // Kept alive for the process's lifetime.
-            std::mem::forget(listener);
+            serving = Some(listener);
             (url, Box::new(move || orchestrator.pending_polls()))
         }
         "hyper" => {
@@ -67,6 +67,12 @@ pub(crate) async fn serve(kind: &str, capacity: usize) -> Result<(), String> {
                 crate::cpu_seconds()
             );
         }
+    }
+    if let Some(listener) = serving {
+        listener
+            .stop(Duration::from_secs(1))
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
