@@ -82,54 +82,37 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     }
     worker_side(&bench)?;
     for kind in ["http", "ws", "grpc"] {
-        let out = Command::new(&bench)
-            .args(["dispatch", kind, "500"])
-            .output()
-            .map_err(|e| format!("cannot run the dispatch benchmark: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "dispatch {kind}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
         println!(
             "bench: dispatch latency {}",
-            String::from_utf8_lossy(&out.stdout).trim()
+            one_line(&bench, &["dispatch", kind, "500"])?
         );
     }
     // Idle cost: parked long-polls held by our listener and by a bare hyper server.
     for (kind, n) in [("rxon", "1000"), ("rxon", "10000"), ("hyper", "10000")] {
-        let out = Command::new(&bench)
-            .args(["idle", kind, n])
-            .output()
-            .map_err(|e| format!("cannot run the idle benchmark: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "idle {kind} {n}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        println!(
-            "bench: idle {}",
-            String::from_utf8_lossy(&out.stdout).trim()
-        );
+        println!("bench: idle {}", one_line(&bench, &["idle", kind, n])?);
     }
     // Blob storage: one 1 GiB object up to a real S3-compatible server and back.
-    let out = Command::new(&bench)
-        .args(["blob", "1024"])
-        .output()
-        .map_err(|e| format!("cannot run the blob benchmark: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("blob: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    println!(
-        "bench: blob {}",
-        String::from_utf8_lossy(&out.stdout).trim()
-    );
+    println!("bench: blob {}", one_line(&bench, &["blob", "1024"])?);
     if rows.iter().any(|r| r.errors > 0) {
         return Err("some cycles failed; see the errors column".into());
     }
     Ok(())
+}
+
+/// Runs one `rxon-bench` measurement and returns the line of figures it prints.
+fn one_line(bench: &Path, args: &[&str]) -> Result<String, String> {
+    let shown = args.join(" ");
+    let out = Command::new(bench)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run rxon-bench {shown}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "rxon-bench {shown}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// Worker-side cost: `HttpTransport` against a bare hyper client making the same

@@ -181,29 +181,39 @@ async fn load(url: &str, workers: usize, seconds: u64) -> Result<(), String> {
                 .map_err(|e| e.to_string())?,
         );
         transport.connect().await.map_err(|e| e.to_string())?;
-        runs.spawn(async move {
-            let mut latencies = Vec::with_capacity(16 * 1024);
-            let mut errors = 0u64;
-            while Instant::now() < until {
-                let start = Instant::now();
-                let cycle = async {
-                    let Some(task) = transport.poll_task(Duration::from_secs(1)).await? else {
-                        return Ok::<bool, rxon::RxonError>(false);
-                    };
-                    let result = TaskResult::success(&task, transport.worker_id(), Map::new());
-                    transport.send_result(&result).await?;
-                    Ok(true)
+        runs.spawn(cycles(until, move || {
+            let transport = transport.clone();
+            async move {
+                let Some(task) = transport.poll_task(Duration::from_secs(1)).await? else {
+                    return Ok::<bool, rxon::RxonError>(false);
                 };
-                match cycle.await {
-                    Ok(true) => latencies.push(start.elapsed()),
-                    Ok(false) => {}
-                    Err(_) => errors += 1,
-                }
+                let result = TaskResult::success(&task, transport.worker_id(), Map::new());
+                transport.send_result(&result).await?;
+                Ok(true)
             }
-            (latencies, errors)
-        });
+        }));
     }
     report(runs, cpu_before).await
+}
+
+/// One worker's loop: runs `cycle` until `until`; times each cycle that carried a task
+/// (`Ok(true)`) and counts the failed ones.
+async fn cycles<F, Fut, E>(until: Instant, mut cycle: F) -> (Vec<Duration>, u64)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, E>>,
+{
+    let mut latencies = Vec::with_capacity(16 * 1024);
+    let mut errors = 0u64;
+    while Instant::now() < until {
+        let start = Instant::now();
+        match cycle().await {
+            Ok(true) => latencies.push(start.elapsed()),
+            Ok(false) => {}
+            Err(_) => errors += 1,
+        }
+    }
+    (latencies, errors)
 }
 
 /// Joins the worker loops and prints one JSON line of figures.
@@ -261,52 +271,44 @@ async fn load_hyper(url: &str, workers: usize, seconds: u64) -> Result<(), Strin
         let result_uri: http::Uri = format!("{url}/_worker/tasks/result")
             .parse()
             .map_err(|e| format!("{e}"))?;
-        runs.spawn(async move {
-            let mut latencies = Vec::with_capacity(16 * 1024);
-            let mut errors = 0u64;
-            while Instant::now() < until {
-                let start = Instant::now();
-                let cycle = async {
-                    let poll = http::Request::get(poll_uri.clone())
-                        .header("X-Worker-Token", "bench")
-                        .body(Full::new(Bytes::new()))
-                        .map_err(|e| e.to_string())?;
-                    let answer = client.request(poll).await.map_err(|e| e.to_string())?;
-                    let body = answer
-                        .into_body()
-                        .collect()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    // Decode the task and encode its result, as any worker must.
-                    let task: TaskPayload =
-                        serde_json::from_slice(&body.to_bytes()).map_err(|e| e.to_string())?;
-                    let result = TaskResult::success(&task, &worker_id, Map::new());
-                    let result = serde_json::to_vec(&result).map_err(|e| e.to_string())?;
-                    let post = http::Request::post(result_uri.clone())
-                        .header("X-Worker-Token", "bench")
-                        .header(http::header::CONTENT_TYPE, "application/json")
-                        .body(Full::new(Bytes::from(result)))
-                        .map_err(|e| e.to_string())?;
-                    let answer = client.request(post).await.map_err(|e| e.to_string())?;
-                    let status = answer.status();
-                    let _ = answer
-                        .into_body()
-                        .collect()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if status.is_success() {
-                        Ok(())
-                    } else {
-                        Err(format!("result: {status}"))
-                    }
-                };
-                match cycle.await {
-                    Ok(()) => latencies.push(start.elapsed()),
-                    Err(_) => errors += 1,
+        runs.spawn(cycles(until, move || {
+            let (client, worker_id) = (client.clone(), worker_id.clone());
+            let (poll_uri, result_uri) = (poll_uri.clone(), result_uri.clone());
+            async move {
+                let poll = http::Request::get(poll_uri)
+                    .header("X-Worker-Token", "bench")
+                    .body(Full::new(Bytes::new()))
+                    .map_err(|e| e.to_string())?;
+                let answer = client.request(poll).await.map_err(|e| e.to_string())?;
+                let body = answer
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // Decode the task and encode its result, as any worker must.
+                let task: TaskPayload =
+                    serde_json::from_slice(&body.to_bytes()).map_err(|e| e.to_string())?;
+                let result = TaskResult::success(&task, &worker_id, Map::new());
+                let result = serde_json::to_vec(&result).map_err(|e| e.to_string())?;
+                let post = http::Request::post(result_uri)
+                    .header("X-Worker-Token", "bench")
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(Bytes::from(result)))
+                    .map_err(|e| e.to_string())?;
+                let answer = client.request(post).await.map_err(|e| e.to_string())?;
+                let status = answer.status();
+                let _ = answer
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if status.is_success() {
+                    Ok(true)
+                } else {
+                    Err(format!("result: {status}"))
                 }
             }
-            (latencies, errors)
-        });
+        }));
     }
     report(runs, cpu_before).await
 }

@@ -240,9 +240,9 @@ async fn accept_loop(
         if connections.len() >= config.max_connections {
             // Over the limit: a clear refusal instead of a wait in the accept queue.
             // Refusals are bounded too; past that, the connection is just closed.
-            if refusals.len() < MAX_REFUSALS_IN_FLIGHT {
-                let plain = acceptor.is_none();
-                refusals.spawn(refuse(stream, plain, config.max_connections));
+            // A TLS client gets no plain-text answer: its connection is just closed.
+            if acceptor.is_none() && refusals.len() < MAX_REFUSALS_IN_FLIGHT {
+                refusals.spawn(refuse(stream, config.max_connections));
             }
             tracing::debug!(%remote, limit = config.max_connections, "connection refused: too many");
             continue;
@@ -276,24 +276,22 @@ async fn accept_loop(
 /// Refusals being written at once, at most.
 const MAX_REFUSALS_IN_FLIGHT: usize = 256;
 
-/// Answers a connection over the limit with 503 and `Retry-After: 1` (plain HTTP; a TLS
-/// client just sees the connection close), within a second, then closes it.
-async fn refuse(mut stream: tokio::net::TcpStream, plain: bool, limit: usize) {
+/// Answers a plain-HTTP connection over the limit with 503 and `Retry-After: 1`, within
+/// a second, then closes it.
+async fn refuse(mut stream: tokio::net::TcpStream, limit: usize) {
     use tokio::io::AsyncWriteExt;
-    if plain {
-        let body = format!(r#"{{"error":"too many connections (at most {limit})"}}"#);
-        let response = format!(
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
-             Retry-After: 1\r\n{PROTOCOL_VERSION_HEADER}: {PROTOCOL_VERSION}\r\n\
-             Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        })
-        .await;
-    }
+    let body = format!(r#"{{"error":"too many connections (at most {limit})"}}"#);
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+         Retry-After: 1\r\n{PROTOCOL_VERSION_HEADER}: {PROTOCOL_VERSION}\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 /// Serves one connection until it ends, or closes it gracefully when `stop` turns true.

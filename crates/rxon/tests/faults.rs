@@ -65,6 +65,21 @@ async fn start_on(kind: &str, addr: SocketAddr, orch: &Orchestrator) -> Box<dyn 
     }
 }
 
+/// A connected transport for `worker_id`, registered for the tasks of these tests.
+async fn registered(url: &str, worker_id: &str) -> Arc<dyn Transport> {
+    let t: Arc<dyn Transport> =
+        Arc::from(rxon::create_transport(url, worker_id, "t", Default::default()).unwrap());
+    t.connect().await.unwrap();
+    t.register(&rxon::WorkerRegistration {
+        worker_id: worker_id.into(),
+        supported_skills: vec!["work".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    t
+}
+
 fn addr_of(l: &dyn Listener) -> SocketAddr {
     let url = l.endpoint().unwrap();
     url.rsplit("//").next().unwrap().parse().unwrap()
@@ -127,16 +142,9 @@ async fn exactly_once_under_faults(kind: &str) {
     // Restart the listener once about a third of the way through, and cut every open
     // connection at that moment too.
     let third = (tasks / 3) as u64;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while orch.applied_results() < third {
-        assert!(Instant::now() < deadline, "no progress before the restart");
-        let _ = orch
-            .wait_result(
-                &format!("{kind}-{}", third.saturating_sub(1)),
-                Duration::from_millis(100),
-            )
-            .await;
-    }
+    orch.wait_for_applied_results(third, Duration::from_secs(60))
+        .await
+        .expect("progress before the restart");
     first.stop(Duration::from_secs(2)).await.unwrap();
     proxy.reset_all();
     let second = start_on(kind, addr, &orch).await;
@@ -206,16 +214,7 @@ async fn a_task_handed_to_a_vanished_poll_is_requeued() {
     let l = start_on("http", "127.0.0.1:0".parse().unwrap(), &orch).await;
     let addr = addr_of(l.as_ref());
     let url = l.endpoint().unwrap();
-    let registrar = rxon::create_transport(&url, "w-race", "t", Default::default()).unwrap();
-    registrar.connect().await.unwrap();
-    registrar
-        .register(&rxon::WorkerRegistration {
-            worker_id: "w-race".into(),
-            supported_skills: vec!["work".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    registered(&url, "w-race").await;
 
     let poll = b"GET /_worker/workers/w-race/tasks/next?timeout=10 HTTP/1.1\r\nHost: x\r\nX-Worker-Token: t\r\n\r\n";
     let mut worst = Duration::ZERO;
@@ -393,17 +392,7 @@ async fn a_stopping_listener_leaves_no_task_with_a_worker_that_never_got_it() {
         let url = l.endpoint().unwrap();
         let mut polls = Vec::new();
         for w in 0..5 {
-            let t: Arc<dyn Transport> = Arc::from(
-                rxon::create_transport(&url, &format!("w-{w}"), "t", Default::default()).unwrap(),
-            );
-            t.connect().await.unwrap();
-            t.register(&rxon::WorkerRegistration {
-                worker_id: format!("w-{w}"),
-                supported_skills: vec!["work".into()],
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+            let t = registered(&url, &format!("w-{w}")).await;
             polls.push(tokio::spawn(async move {
                 t.poll_task(Duration::from_secs(10)).await
             }));

@@ -287,16 +287,12 @@ impl Handler for Orchestrator {
             let inner = &*self.inner;
             {
                 let mut st = inner.lock();
-                let cred = inner.admit(&mut st, &ctx, false, |_, st| {
-                    st.tasks
-                        .get(&progress.task_id)
-                        .and_then(|r| r.holder().map(str::to_owned))
-                })?;
                 // Progress names no worker: the task's holder is the one acting.
                 let holder = st
                     .tasks
                     .get(&progress.task_id)
                     .and_then(|r| r.holder().map(str::to_owned));
+                let cred = inner.admit(&mut st, &ctx, false, |_, _| holder.clone())?;
                 if let Some(holder) = &holder {
                     inner.act_as(&cred, &ctx, holder)?;
                     st.confirm(holder, &progress.task_id);

@@ -424,6 +424,15 @@ impl Orchestrator {
             .ok_or_else(|| RxonError::timeout(format!("no {n} waiting poll(s) within {timeout:?}")))
     }
 
+    /// Waits until at least `n` results have been applied; fails with
+    /// [`ErrorKind::Timeout`](rxon_core::ErrorKind::Timeout) after `timeout`.
+    pub async fn wait_for_applied_results(&self, n: u64, timeout: Duration) -> Result<()> {
+        self.inner
+            .wait_event(timeout, |st| (st.applied_results >= n).then_some(()))
+            .await
+            .ok_or_else(|| RxonError::timeout(format!("fewer than {n} results within {timeout:?}")))
+    }
+
     /// Waits until no poll is waiting; fails with
     /// [`ErrorKind::Timeout`](rxon_core::ErrorKind::Timeout) after `timeout`.
     pub async fn wait_for_no_pollers(&self, timeout: Duration) -> Result<()> {
