@@ -9,6 +9,7 @@
 //! worker_id = "gpu-01"
 //! token = "secret"
 //! poll_timeout = "30s"           # durations: "250ms", "30s", "2m", or a number of seconds
+//! keepalive = "20s"              # a silent connection is replaced after twice this
 //! result_retries = 3
 //! result_retry_delay = "100ms"
 //!
@@ -22,7 +23,8 @@
 //! ```
 
 use crate::constants::{
-    DEFAULT_POLL_TIMEOUT_SECS, DEFAULT_RESULT_RETRIES, DEFAULT_RESULT_RETRY_DELAY_MS,
+    DEFAULT_KEEPALIVE_SECS, DEFAULT_POLL_TIMEOUT_SECS, DEFAULT_RESULT_RETRIES,
+    DEFAULT_RESULT_RETRY_DELAY_MS,
 };
 use crate::error::{DisplayDuration, Result, RxonError};
 use crate::validate::validate_identifier;
@@ -64,6 +66,13 @@ pub struct TransportOptions {
     /// Deadline for establishing a connection (default 10 s).
     #[cfg_attr(feature = "serde", serde(with = "duration_serde"))]
     pub connect_timeout: Duration,
+    /// How often a long-lived connection proves the peer is still there (default 20 s).
+    /// A connection that hears nothing back within twice this is treated as gone and
+    /// replaced: after a NAT or firewall silently drops it, a worker reconnects within
+    /// seconds instead of waiting on a dead socket. Each transport maps it to its own
+    /// mechanism (WebSocket ping/pong, HTTP/2 keepalive pings).
+    #[cfg_attr(feature = "serde", serde(with = "duration_serde"))]
+    pub keepalive: Duration,
     /// Attempts for sending a result on network failure (default 3).
     pub result_retries: u32,
     /// Base delay between result attempts, doubled each time (default 100 ms).
@@ -84,6 +93,7 @@ impl Default for TransportOptions {
             poll_timeout: Duration::from_secs(DEFAULT_POLL_TIMEOUT_SECS),
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(DEFAULT_KEEPALIVE_SECS),
             result_retries: DEFAULT_RESULT_RETRIES,
             result_retry_delay: Duration::from_millis(DEFAULT_RESULT_RETRY_DELAY_MS),
             max_message_bytes: 16 * 1024 * 1024,
@@ -207,7 +217,7 @@ impl TransportConfig {
 
     /// Reads a configuration from environment variables named `{prefix}_URL`,
     /// `{prefix}_WORKER_ID`, `{prefix}_TOKEN` and, optionally, `{prefix}_POLL_TIMEOUT`,
-    /// `_REQUEST_TIMEOUT`, `_CONNECT_TIMEOUT`, `_RESULT_RETRIES`, `_RESULT_RETRY_DELAY`,
+    /// `_REQUEST_TIMEOUT`, `_CONNECT_TIMEOUT`, `_KEEPALIVE`, `_RESULT_RETRIES`, `_RESULT_RETRY_DELAY`,
     /// `_MAX_MESSAGE_BYTES`, `_TLS_CA_FILE`, `_TLS_CLIENT_CERT`, `_TLS_CLIENT_KEY`,
     /// `_TLS_SERVER_NAME`.
     pub fn from_env(prefix: &str) -> Result<Self> {
@@ -246,6 +256,7 @@ impl TransportConfig {
         dur("POLL_TIMEOUT", &mut o.poll_timeout)?;
         dur("REQUEST_TIMEOUT", &mut o.request_timeout)?;
         dur("CONNECT_TIMEOUT", &mut o.connect_timeout)?;
+        dur("KEEPALIVE", &mut o.keepalive)?;
         dur("RESULT_RETRY_DELAY", &mut o.result_retry_delay)?;
         let int = |name: &str| -> Result<Option<u64>> {
             get(name)
@@ -280,6 +291,7 @@ impl TransportOptions {
             ("poll_timeout", self.poll_timeout),
             ("request_timeout", self.request_timeout),
             ("connect_timeout", self.connect_timeout),
+            ("keepalive", self.keepalive),
         ] {
             if d.is_zero() || d > MAX_DURATION {
                 return Err(RxonError::config(format!(
@@ -540,6 +552,7 @@ mod tests {
             ("X_TOKEN", "tok"),
             ("X_REQUEST_TIMEOUT", "2s"),
             ("X_CONNECT_TIMEOUT", "500ms"),
+            ("X_KEEPALIVE", "3s"),
             ("X_RESULT_RETRIES", "7"),
             ("X_RESULT_RETRY_DELAY", "0.25"),
             ("X_MAX_MESSAGE_BYTES", "1024"),
@@ -553,6 +566,7 @@ mod tests {
         assert_eq!(c.url, "grpcs://o:443");
         assert_eq!(c.options.request_timeout, Duration::from_secs(2));
         assert_eq!(c.options.connect_timeout, Duration::from_millis(500));
+        assert_eq!(c.options.keepalive, Duration::from_secs(3));
         assert_eq!(c.options.result_retries, 7);
         assert_eq!(c.options.result_retry_delay, Duration::from_millis(250));
         assert_eq!(c.options.max_message_bytes, 1024);

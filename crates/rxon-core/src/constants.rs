@@ -108,6 +108,8 @@ pub const JOB_STATUS_WAITING_FOR_PARALLEL: &str = "waiting_for_parallel_tasks";
 pub const DEFAULT_POLL_TIMEOUT_SECS: u64 = 30;
 /// Extra time a worker gives a long-poll request beyond its wait, in seconds.
 pub const POLL_REQUEST_MARGIN_SECS: u64 = 5;
+/// Default keepalive interval of long-lived connections, in seconds.
+pub const DEFAULT_KEEPALIVE_SECS: u64 = 20;
 /// Default number of attempts for sending a result (reference default).
 pub const DEFAULT_RESULT_RETRIES: u32 = 3;
 /// Default base delay between result attempts, in milliseconds (reference: 0.1 s).

@@ -82,8 +82,8 @@ impl GrpcTransport {
             .map_err(|e| RxonError::config(format!("invalid URL {}: {e}", config.url)))?
             .connect_timeout(o.connect_timeout)
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(20));
+            .http2_keep_alive_interval(o.keepalive)
+            .keep_alive_timeout(o.keepalive);
         if scheme == "grpcs" {
             let mut tls = ClientTlsConfig::new();
             tls = match &o.tls.ca_file {

@@ -12,8 +12,12 @@ use rxon_core::{
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status};
 
 /// Transport name in the [`RequestContext`] of gRPC requests.
@@ -33,6 +37,17 @@ pub struct GrpcListenerConfig {
     pub max_message_bytes: usize,
     /// TLS, optionally with client certificates.
     pub tls: Option<ServerTlsOptions>,
+    /// Most connections served at once (default 10,000); further ones are closed as
+    /// soon as they are accepted, and the worker retries with its backoff.
+    pub max_connections: usize,
+    /// Deadline for a new connection's first bytes (the HTTP/2 preface or the TLS
+    /// hello; default 10 s): connections that say nothing are closed, so idle sockets
+    /// cannot hold every slot of `max_connections`.
+    pub handshake_timeout: Duration,
+    /// An HTTP/2 ping this often (default 30 s); a connection that does not answer
+    /// within this long is closed, so one dropped silently by a NAT or firewall does
+    /// not keep its polls and command stream open forever.
+    pub keepalive: Duration,
 }
 
 impl Default for GrpcListenerConfig {
@@ -42,6 +57,9 @@ impl Default for GrpcListenerConfig {
             poll_wait: Duration::from_secs(30),
             max_message_bytes: 16 * 1024 * 1024,
             tls: None,
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(30),
         }
     }
 }
@@ -87,6 +105,117 @@ impl GrpcListener {
     }
 }
 
+/// Accepts connections for tonic while fewer than `max` are open; closes the others at
+/// once. Ends when the server drops its end of `out`.
+async fn accept_loop(
+    tcp: tokio::net::TcpListener,
+    max: usize,
+    first_bytes_within: Duration,
+    out: mpsc::Sender<std::io::Result<Counted>>,
+) {
+    let open = Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS)));
+    loop {
+        let accepted = tokio::select! {
+            a = tcp.accept() => a,
+            () = out.closed() => return,
+        };
+        match accepted {
+            Ok((io, remote)) => match open.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let _ = io.set_nodelay(true);
+                    let counted = Counted {
+                        io,
+                        _permit: permit,
+                        first_bytes: Some(Box::pin(tokio::time::sleep(first_bytes_within))),
+                    };
+                    if out.send(Ok(counted)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, limit = max, "connection refused: too many");
+                    drop(io);
+                }
+            },
+            Err(e) => {
+                // Out of file descriptors, most likely: give connections time to end.
+                tracing::warn!(error = %e, "gRPC listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// An accepted connection, counted against `max_connections` until it is dropped.
+struct Counted {
+    io: tokio::net::TcpStream,
+    _permit: OwnedSemaphorePermit,
+    /// Until the first bytes arrive: when they must have.
+    first_bytes: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Connected for Counted {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(deadline) = this.first_bytes.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no bytes before the handshake deadline",
+            )));
+        }
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.first_bytes = None;
+        }
+        read
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
 fn read(path: &std::path::Path) -> Result<Vec<u8>> {
     std::fs::read(path)
         .map_err(|e| RxonError::config(format!("TLS: cannot read {}: {e}", path.display())))
@@ -98,7 +227,9 @@ impl Listener for GrpcListener {
             if self.lock().is_some() {
                 return Err(RxonError::config("gRPC listener is already running"));
             }
-            let mut builder = tonic::transport::Server::builder();
+            let mut builder = tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(self.config.keepalive))
+                .http2_keepalive_timeout(Some(self.config.keepalive));
             if let Some(tls) = &self.config.tls {
                 let identity = tonic::transport::Identity::from_pem(
                     read(&tls.cert_file)?,
@@ -136,8 +267,15 @@ impl Listener for GrpcListener {
             .max_decoding_message_size(self.config.max_message_bytes)
             .max_encoding_message_size(self.config.max_message_bytes);
             let mut shutdown = stop_rx;
+            let (accepted, incoming) = mpsc::channel(16);
+            tokio::spawn(accept_loop(
+                tcp,
+                self.config.max_connections,
+                self.config.handshake_timeout,
+                accepted,
+            ));
             let serve = builder.add_service(service).serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(tcp),
+                ReceiverStream::new(incoming),
                 async move {
                     let _ = shutdown.wait_for(|s| *s).await;
                 },
@@ -337,6 +475,9 @@ impl WorkerService for Service {
                 let command = tokio::select! {
                     c = receiver.recv() => c,
                     () = stopped(stop.clone()) => None,
+                    // The stream ended (the worker or its connection is gone): close the
+                    // channel now rather than at the next command.
+                    () = tx.closed() => None,
                 };
                 let Some(command) = command else { return };
                 if tx.send(Ok(command_to_pb(&command))).await.is_err() {
@@ -346,19 +487,6 @@ impl WorkerService for Service {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream(rx))))
-    }
-}
-
-/// An mpsc receiver as a stream.
-struct ReceiverStream<T>(tokio::sync::mpsc::Receiver<T>);
-
-impl<T> tonic::codegen::tokio_stream::Stream for ReceiverStream<T> {
-    type Item = T;
-    fn poll_next(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<T>> {
-        self.0.poll_recv(cx)
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -95,3 +95,46 @@ async fn oversized_messages_are_refused_not_buffered() {
     t.register(&reg).await.unwrap();
     l.stop(Duration::from_secs(5)).await.unwrap();
 }
+
+/// Connections beyond `max_connections` are closed as soon as they are accepted;
+/// connections that never send a byte are closed at the handshake deadline, which frees
+/// their slots for real workers.
+#[tokio::test]
+async fn connections_over_the_limit_and_silent_ones_are_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut config = GrpcListenerConfig::default();
+    config.max_connections = 2;
+    config.handshake_timeout = Duration::from_secs(2);
+    let l = listener(config).await;
+    let addr = l.local_addr().unwrap();
+    // Accepted in order: the first two take both slots and say nothing.
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let opened = std::time::Instant::now();
+    let mut over = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut byte = [0u8; 1];
+    let r = tokio::time::timeout(Duration::from_secs(5), over.read(&mut byte))
+        .await
+        .expect("the connection over the limit is closed, not left waiting");
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    let refused_after = opened.elapsed();
+    assert!(
+        refused_after < Duration::from_millis(1500),
+        "closed at once, not at the handshake deadline: {refused_after:?}"
+    );
+    // The server speaks first (its HTTP/2 settings), then closes.
+    for mut s in silent {
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
+            .await
+            .expect("a silent connection is closed at the handshake deadline")
+            .ok();
+    }
+    let t = GrpcTransport::from_config(&TransportConfig::new(l.endpoint().unwrap(), "w-1", "t"))
+        .unwrap();
+    let reply = register(&t).await.unwrap();
+    assert_eq!(reply.extra["worker_id"].as_str(), Some("w-1"));
+    l.stop(Duration::from_secs(5)).await.unwrap();
+}

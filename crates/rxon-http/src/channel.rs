@@ -26,8 +26,6 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 pub(crate) const FIRST_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 /// Longest pause between reconnection attempts.
 pub(crate) const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(60);
-/// Keepalive: a ping this often; no pong before the next one means the peer is gone.
-pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// Commands buffered between the socket and `next_command`.
 const COMMAND_BUFFER: usize = 64;
 
@@ -40,8 +38,11 @@ pub(crate) fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
 // ---------------------------------------------------------------- orchestrator side
 
 /// Serves one upgraded connection: pushes `commands`, hands progress to `handler`.
+/// Pings every `keepalive`; a worker that sent nothing (not even a pong) between two
+/// pings, or that does not take a frame within `keepalive`, is gone.
 pub(crate) async fn serve<S>(
     mut ws: WebSocketStream<S>,
+    keepalive: Duration,
     mut commands: Box<dyn CommandReceiver>,
     handler: Arc<dyn Handler>,
     ctx: RequestContext,
@@ -56,15 +57,23 @@ pub(crate) async fn serve<S>(
         }
     };
     let mut stopping = std::pin::pin!(stopping);
+    let mut ping = tokio::time::interval(keepalive);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut heard = true;
     loop {
         tokio::select! {
             command = commands.recv() => {
                 let Some(command) = command else {
-                    let _ = ws.close(Some(close(CloseCode::Normal, "command channel closed"))).await;
+                    let _ = tokio::time::timeout(
+                        keepalive,
+                        ws.close(Some(close(CloseCode::Normal, "command channel closed"))),
+                    )
+                    .await;
                     return;
                 };
                 let Ok(text) = serde_json::to_string(&command) else { continue };
-                if let Err(e) = ws.send(Message::Text(text.into())).await {
+                if let Err(e) = send_within(&mut ws, Message::Text(text.into()), keepalive).await {
                     tracing::debug!(error = %e, "command not delivered; the channel is gone");
                     commands.undelivered(command);
                     return;
@@ -72,6 +81,7 @@ pub(crate) async fn serve<S>(
             }
             frame = ws.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
+                    heard = true;
                     match serde_json::from_str::<ProgressUpdatePayload>(&text) {
                         Ok(progress) => {
                             if let Err(e) = handler.progress(ctx.clone(), progress).await {
@@ -81,16 +91,33 @@ pub(crate) async fn serve<S>(
                         Err(e) => tracing::warn!(error = %e, "invalid progress frame skipped"),
                     }
                 }
-                Some(Ok(Message::Binary(_))) => tracing::warn!("binary frame skipped: text expected"),
+                Some(Ok(Message::Binary(_))) => {
+                    heard = true;
+                    tracing::warn!("binary frame skipped: text expected");
+                }
                 Some(Ok(Message::Close(_))) | None => return,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => heard = true,
                 Some(Err(e)) => {
-                    report_and_close(&mut ws, e).await;
+                    report_and_close(&mut ws, e, keepalive).await;
                     return;
                 }
             },
+            _ = ping.tick() => {
+                if !std::mem::replace(&mut heard, false) {
+                    tracing::info!(worker_id = ?ctx.worker_id, "command channel silent for two keepalives; closing");
+                    return;
+                }
+                if let Err(e) = send_within(&mut ws, Message::Ping(Vec::new().into()), keepalive).await {
+                    tracing::info!(worker_id = ?ctx.worker_id, error = %e, "command channel: ping not taken; closing");
+                    return;
+                }
+            }
             () = &mut stopping => {
-                let _ = ws.close(Some(close(CloseCode::Away, "listener stopping"))).await;
+                let _ = tokio::time::timeout(
+                    keepalive,
+                    ws.close(Some(close(CloseCode::Away, "listener stopping"))),
+                )
+                .await;
                 return;
             }
         }
@@ -110,15 +137,16 @@ fn close(code: CloseCode, reason: &'static str) -> CloseFrame {
 }
 
 /// Closes with 1009 on an oversized frame; logs everything else.
+/// The close frame gets at most `limit` to be written.
 async fn report_and_close<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     e: WsError,
+    limit: Duration,
 ) {
     if let WsError::Capacity(c) = &e {
         tracing::warn!(error = %c, "frame over the size limit; closing");
-        let _ = ws
-            .close(Some(close(CloseCode::Size, "frame exceeds the size limit")))
-            .await;
+        let closing = ws.close(Some(close(CloseCode::Size, "frame exceeds the size limit")));
+        let _ = tokio::time::timeout(limit, closing).await;
     } else {
         tracing::debug!(error = %e, "command channel ended");
     }
@@ -215,8 +243,9 @@ async fn keep_open(
             Ok(ws) => {
                 delay = FIRST_RECONNECT_DELAY;
                 let generation = t.token_and_generation().1;
+                let keepalive = t.options().keepalive;
                 drop(t);
-                match serve_worker(ws, &commands, &mut progress, &mut stop).await {
+                match serve_worker(ws, keepalive, &commands, &mut progress, &mut stop).await {
                     Ended::Stopped => return,
                     Ended::Lost(None) => {}
                     Ended::Lost(Some(e)) => {
@@ -325,14 +354,17 @@ enum Ended {
     Lost(Option<RxonError>),
 }
 
-/// Serves one socket.
+/// Serves one socket. A ping goes out every `keepalive`; a pong missing by the next
+/// one, or a frame that cannot be written within `keepalive`, means the connection is
+/// gone (a NAT or firewall may drop it silently) and it is replaced.
 async fn serve_worker<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocketStream<Sniff<S>>,
+    keepalive: Duration,
     commands: &mpsc::Sender<Result<WorkerCommand>>,
     progress: &mut mpsc::Receiver<ProgressRequest>,
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
-    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let mut ping = tokio::time::interval(keepalive);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     let mut awaiting_pong = false;
@@ -369,15 +401,14 @@ async fn serve_worker<S: AsyncRead + AsyncWrite + Unpin>(
                     // An orchestrator that refuses the worker after the upgrade may write
                     // a plain HTTP response instead of frames: surface it, do not spin.
                     let refused = (!got_frame).then(|| ws.get_ref().http_after_upgrade()).flatten();
-                    report_and_close(&mut ws, e).await;
+                    report_and_close(&mut ws, e, keepalive).await;
                     return Ended::Lost(refused);
                 }
             },
             request = progress.recv() => {
                 let Some((update, ack)) = request else { return Ended::Stopped };
                 let sent = match serde_json::to_string(&update) {
-                    Ok(text) => ws
-                        .send(Message::Text(text.into()))
+                    Ok(text) => send_within(&mut ws, Message::Text(text.into()), keepalive)
                         .await
                         .map_err(|e| RxonError::network(format!("progress not sent: {e}"))),
                     Err(e) => Err(RxonError::invalid_input(format!("cannot encode progress: {e}"))),
@@ -394,7 +425,8 @@ async fn serve_worker<S: AsyncRead + AsyncWrite + Unpin>(
                     return Ended::Lost(None);
                 }
                 awaiting_pong = true;
-                if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                if let Err(e) = send_within(&mut ws, Message::Ping(Vec::new().into()), keepalive).await {
+                    tracing::warn!(error = %e, "command channel: ping not sent; reconnecting");
                     return Ended::Lost(None);
                 }
             }
@@ -403,6 +435,19 @@ async fn serve_worker<S: AsyncRead + AsyncWrite + Unpin>(
                 return Ended::Stopped;
             }
         }
+    }
+}
+
+/// Writes one frame, giving up after `limit` (a peer that stopped reading).
+async fn send_within<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    message: Message,
+    limit: Duration,
+) -> std::result::Result<(), String> {
+    match tokio::time::timeout(limit, ws.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("not written within {limit:?}")),
     }
 }
 

@@ -37,6 +37,10 @@ pub struct ServiceConfig {
     pub max_body_bytes: usize,
     /// Deadline for receiving a whole request body; slower clients get 408 (default 30 s).
     pub body_read_timeout: Duration,
+    /// Command channels: a ping this often (default 30 s). A worker that answers nothing
+    /// between two pings, or stops reading for this long, is disconnected, so a
+    /// connection dropped silently by a NAT or firewall does not stay open forever.
+    pub keepalive: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -45,6 +49,7 @@ impl Default for ServiceConfig {
             poll_wait: Duration::from_secs(30),
             max_body_bytes: 4 * 1024 * 1024,
             body_read_timeout: Duration::from_secs(30),
+            keepalive: Duration::from_secs(30),
         }
     }
 }
@@ -317,6 +322,7 @@ impl HttpService {
         let handler = self.handler.clone();
         let shutdown = self.shutdown.clone();
         let config = crate::channel::ws_config(self.config.max_body_bytes);
+        let keepalive = self.config.keepalive;
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
@@ -327,7 +333,7 @@ impl HttpService {
                         Some(config),
                     )
                     .await;
-                    crate::channel::serve(ws, receiver, handler, ctx, shutdown).await;
+                    crate::channel::serve(ws, keepalive, receiver, handler, ctx, shutdown).await;
                 }
                 Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
             }

@@ -63,6 +63,8 @@ pub struct ProxyStats {
     pub resets: u64,
     /// Connections refused under [`Fault::Refuse`].
     pub refused: u64,
+    /// Connections left open but silent by [`FaultProxy::strand_all`].
+    pub stranded: u64,
 }
 
 struct Shared {
@@ -70,12 +72,15 @@ struct Shared {
     fault: watch::Sender<Fault>,
     /// Bumped by `reset_all`: every connection open at that moment is reset.
     generation: watch::Sender<u64>,
+    /// Bumped by `strand_all`: every connection open at that moment goes silent.
+    strands: watch::Sender<u64>,
     /// (probability in 1/1,000,000, largest byte budget) for new connections.
     reset_share: Mutex<(u32, u64)>,
     rng: Mutex<u64>,
     accepted: AtomicU64,
     resets: AtomicU64,
     refused: AtomicU64,
+    stranded: AtomicU64,
 }
 
 impl Shared {
@@ -125,11 +130,13 @@ impl FaultProxy {
             upstream: Mutex::new(upstream),
             fault: watch::Sender::new(Fault::Pass),
             generation: watch::Sender::new(0),
+            strands: watch::Sender::new(0),
             reset_share: Mutex::new((0, 0)),
             rng: Mutex::new(0x9e37_79b9_7f4a_7c15),
             accepted: AtomicU64::new(0),
             resets: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            stranded: AtomicU64::new(0),
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(FaultProxy {
@@ -181,12 +188,22 @@ impl FaultProxy {
         self.shared.generation.send_modify(|g| *g += 1);
     }
 
+    /// Strands every connection open now: from here on it carries nothing in either
+    /// direction and is never closed (until [`reset_all`](Self::reset_all) or the
+    /// proxy is dropped), while new connections pass. This is what a worker behind a
+    /// NAT or firewall sees when its mapping is dropped silently: no FIN, no RST, only
+    /// silence, which only a keepalive or a timeout can notice.
+    pub fn strand_all(&self) {
+        self.shared.strands.send_modify(|g| *g += 1);
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> ProxyStats {
         ProxyStats {
             accepted: self.shared.accepted.load(Ordering::Relaxed),
             resets: self.shared.resets.load(Ordering::Relaxed),
             refused: self.shared.refused.load(Ordering::Relaxed),
+            stranded: self.shared.stranded.load(Ordering::Relaxed),
         }
     }
 }
@@ -223,11 +240,15 @@ enum End {
     Closed,
     /// The proxy decided to reset.
     Reset,
+    /// `strand_all`: keep both sockets open, carry nothing.
+    Stranded,
 }
 
 async fn connection(mut client: TcpStream, shared: Arc<Shared>) {
     let upstream = *shared.upstream.lock().unwrap_or_else(|p| p.into_inner());
     let mut generation = shared.generation.subscribe();
+    let mut strands = shared.strands.subscribe();
+    let strand_generation = *strands.borrow_and_update();
     let mut server =
         match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(upstream)).await {
             Ok(Ok(s)) => s,
@@ -243,8 +264,22 @@ async fn connection(mut client: TcpStream, shared: Arc<Shared>) {
     let end = {
         let (mut cr, mut cw) = client.split();
         let (mut sr, mut sw) = server.split();
-        let up = pump(&mut cr, &mut sw, &shared, budget, &carried);
-        let down = pump(&mut sr, &mut cw, &shared, budget, &carried);
+        let up = pump(
+            &mut cr,
+            &mut sw,
+            &shared,
+            budget,
+            &carried,
+            strand_generation,
+        );
+        let down = pump(
+            &mut sr,
+            &mut cw,
+            &shared,
+            budget,
+            &carried,
+            strand_generation,
+        );
         tokio::pin!(up, down);
         let (mut up_done, mut down_done) = (false, false);
         loop {
@@ -253,11 +288,13 @@ async fn connection(mut client: TcpStream, shared: Arc<Shared>) {
                     Pumped::Eof => up_done = true,
                     Pumped::Reset => break End::Reset,
                     Pumped::Failed => break End::Closed,
+                    Pumped::Stranded => break End::Stranded,
                 },
                 r = &mut down, if !down_done => match r {
                     Pumped::Eof => down_done = true,
                     Pumped::Reset => break End::Reset,
                     Pumped::Failed => break End::Closed,
+                    Pumped::Stranded => break End::Stranded,
                 },
                 changed = generation.changed() => {
                     if changed.is_err() {
@@ -265,13 +302,24 @@ async fn connection(mut client: TcpStream, shared: Arc<Shared>) {
                     }
                     break End::Reset;
                 }
+                Ok(()) = strands.changed() => break End::Stranded,
             }
             if up_done && down_done {
                 break End::Closed;
             }
         }
     };
-    if let End::Reset = end {
+    let reset_now = match end {
+        End::Closed => false,
+        End::Reset => true,
+        End::Stranded => {
+            shared.stranded.fetch_add(1, Ordering::Relaxed);
+            // Nothing is read or written from here on; `reset_all` or the proxy's
+            // drop ends the connection.
+            generation.changed().await.is_ok()
+        }
+    };
+    if reset_now {
         shared.resets.fetch_add(1, Ordering::Relaxed);
         reset(client);
         reset(server);
@@ -282,6 +330,7 @@ enum Pumped {
     Eof,
     Reset,
     Failed,
+    Stranded,
 }
 
 /// Copies one direction, applying the current fault to each chunk.
@@ -291,6 +340,7 @@ async fn pump<R, W>(
     shared: &Shared,
     budget: Option<u64>,
     carried: &AtomicU64,
+    strand_generation: u64,
 ) -> Pumped
 where
     R: AsyncRead + Unpin,
@@ -322,6 +372,11 @@ where
                 }
                 Fault::Pass | Fault::Refuse => break,
             }
+        }
+        // Checked right before writing: once `strand_all` returns, not one more byte of
+        // a connection opened before it passes.
+        if *shared.strands.borrow() != strand_generation {
+            return Pumped::Stranded;
         }
         let mut chunk = &buf[..n];
         if let Some(budget) = budget {
@@ -361,6 +416,21 @@ mod tests {
 
     async fn round_trip(proxy: &FaultProxy, data: &[u8]) -> std::io::Result<Vec<u8>> {
         let mut c = TcpStream::connect(proxy.addr()).await?;
+        round_trip_on(&mut c, data).await
+    }
+
+    /// Polls `done` every 10 ms for at most 5 s.
+    async fn wait_until(done: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("condition not reached within 5 s");
+    }
+
+    async fn round_trip_on(c: &mut TcpStream, data: &[u8]) -> std::io::Result<Vec<u8>> {
         c.write_all(data).await?;
         let mut out = vec![0u8; data.len()];
         tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut out))
@@ -412,5 +482,23 @@ mod tests {
             .unwrap();
         assert!(r.is_err() || rest.is_empty(), "{r:?}");
         assert_eq!(proxy.stats().resets, before + 1);
+
+        // A stranded connection goes silent for good; a new one passes.
+        let mut stranded = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(
+            round_trip_on(&mut stranded, b"before").await.unwrap(),
+            b"before"
+        );
+        proxy.strand_all();
+        stranded.write_all(b"after").await.unwrap();
+        wait_until(|| proxy.stats().stranded >= 1).await;
+        let mut one = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), stranded.read(&mut one))
+                .await
+                .is_err(),
+            "a stranded connection neither answers nor closes"
+        );
+        assert_eq!(round_trip(&proxy, b"fresh").await.unwrap(), b"fresh");
     }
 }

@@ -12,7 +12,7 @@ use rxon_core::{
 };
 use rxon_http::credential::Credential;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -21,9 +21,6 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// URL schemes served by [`WsTransportFactory`].
 pub const SCHEMES: &[&str] = &["ws", "wss"];
-
-/// Keepalive ping interval.
-const PING_INTERVAL: Duration = Duration::from_secs(20);
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ServerFrame>>>>;
 
@@ -231,23 +228,41 @@ impl WsTransport {
         let pending: Pending = Arc::default();
         let (dead_tx, dead) = watch::channel(false);
         let dead_tx = Arc::new(dead_tx);
-        // Writer: frames out, plus a keepalive ping.
+        // Writer: frames out, plus a keepalive ping. A connection that answered nothing
+        // (no pong, no reply, no command) between two pings, or that takes longer than
+        // a keepalive to accept a frame, is gone: a NAT or firewall may drop it without
+        // a word. The session dies and the next operation opens a new one.
+        let heard = Arc::new(AtomicBool::new(true));
+        let writer_heard = heard.clone();
         let writer_dead = dead_tx.clone();
         let mut closed = inner.closed.subscribe();
+        let keepalive = inner.options.keepalive;
         tokio::spawn(async move {
-            let mut ping = tokio::time::interval(PING_INTERVAL);
+            let mut ping = tokio::time::interval(keepalive);
+            ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ping.tick().await;
             loop {
                 let message = tokio::select! {
                     m = out_rx.recv() => match m { Some(m) => m, None => break },
-                    _ = ping.tick() => Message::Ping(Vec::new().into()),
+                    _ = ping.tick() => {
+                        if !writer_heard.swap(false, Ordering::Relaxed) {
+                            tracing::warn!(?keepalive, "WebSocket peer silent for two keepalives; reconnecting");
+                            break;
+                        }
+                        Message::Ping(Vec::new().into())
+                    }
                     () = until(&mut closed) => {
-                        let _ = sink.send(Message::Close(None)).await;
+                        let _ = tokio::time::timeout(keepalive, sink.send(Message::Close(None))).await;
                         break;
                     }
                 };
-                if sink.send(message).await.is_err() {
-                    break;
+                match tokio::time::timeout(keepalive, sink.send(message)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        tracing::warn!(?keepalive, "WebSocket peer stopped reading; reconnecting");
+                        break;
+                    }
                 }
             }
             writer_dead.send_replace(true);
@@ -255,8 +270,16 @@ impl WsTransport {
         // Reader: replies to their requests, commands to the command queue.
         let reader_pending = pending.clone();
         let commands = inner.commands_tx.clone();
+        let mut writer_gone = dead.clone();
         tokio::spawn(async move {
-            while let Some(frame) = stream.next().await {
+            loop {
+                let frame = tokio::select! {
+                    frame = stream.next() => frame,
+                    // The writer declared the session dead: stop reading and drop the
+                    // socket, so requests waiting on it fail now.
+                    _ = writer_gone.wait_for(|d| *d) => break,
+                };
+                let Some(frame) = frame else { break };
                 let message = match frame {
                     Ok(m) => m,
                     Err(e) => {
@@ -264,6 +287,7 @@ impl WsTransport {
                         break;
                     }
                 };
+                heard.store(true, Ordering::Relaxed);
                 if matches!(message, Message::Close(_)) {
                     break;
                 }

@@ -35,6 +35,10 @@ pub struct WsConfig {
     pub max_message_bytes: usize,
     /// Requests of one session handled at once; more wait (default 64).
     pub max_in_flight: usize,
+    /// A ping this often (default 30 s). A worker that sends nothing between two pings,
+    /// or does not take a frame within this long, is disconnected, so a connection
+    /// dropped silently by a NAT or firewall does not stay open forever.
+    pub keepalive: Duration,
 }
 
 impl Default for WsConfig {
@@ -43,6 +47,7 @@ impl Default for WsConfig {
             poll_wait: Duration::from_secs(30),
             max_message_bytes: 16 * 1024 * 1024,
             max_in_flight: 64,
+            keepalive: Duration::from_secs(30),
         }
     }
 }
@@ -218,14 +223,24 @@ async fn session<S>(
 {
     let (mut sink, mut stream) = ws.split();
     let (out, mut out_rx) = mpsc::channel::<Message>(256);
+    let keepalive = config.keepalive;
     let writer = tokio::spawn(async move {
         while let Some(message) = out_rx.recv().await {
             let closing = matches!(message, Message::Close(_));
-            if sink.send(message).await.is_err() || closing {
-                break;
+            match tokio::time::timeout(keepalive, sink.send(message)).await {
+                Ok(Ok(())) if !closing => {}
+                Ok(_) => break,
+                Err(_) => {
+                    tracing::info!("worker stopped reading; closing the session");
+                    break;
+                }
             }
         }
     });
+    let mut ping = tokio::time::interval(keepalive);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut heard = true;
     // The session's credential: the upgrade's, then whatever a token request issued.
     let token = Arc::new(Mutex::new(ctx.token.clone()));
     let mut commands = open_commands(&handler, &ctx, codec, &out).await;
@@ -234,6 +249,15 @@ async fn session<S>(
     loop {
         let message = tokio::select! {
             m = stream.next() => m,
+            _ = ping.tick() => {
+                if !std::mem::replace(&mut heard, false) {
+                    tracing::info!(worker_id = ?ctx.worker_id, "session silent for two keepalives; closing");
+                    break;
+                }
+                // A full queue means the writer is stuck; its own deadline ends it.
+                let _ = out.try_send(Message::Ping(Vec::new().into()));
+                continue;
+            }
             () = stopping(&mut shutdown) => {
                 // Requests in flight finish first (pending polls answer "no task" at
                 // once); then the session closes with 1001.
@@ -249,7 +273,10 @@ async fn session<S>(
             }
         };
         let message = match message {
-            Some(Ok(m)) => m,
+            Some(Ok(m)) => {
+                heard = true;
+                m
+            }
             Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
                 tracing::warn!(error = %e, "frame over the size limit; closing");
                 let _ = out

@@ -371,6 +371,213 @@ async fn polls_and_the_command_channel_back_off_and_recover() {
     );
 }
 
+/// Every connection a worker has goes silent at once, without a FIN or RST (a NAT or
+/// firewall dropping its mappings): the worker notices within its keepalive or request
+/// deadlines, reconnects without a busy loop, a cancel sent into the dead command
+/// channel still reaches the task, and a task handed to a poll on a dead connection is
+/// requeued by its lease. Nothing is lost or applied twice.
+async fn recovers_from_silently_dropped_connections(kind: &str) {
+    let lease = Duration::from_secs(1);
+    let orch = Orchestrator::builder()
+        .token("t")
+        .claim_lease(lease)
+        .build();
+    let _reaper = orch.spawn_reaper(Duration::from_millis(50));
+    let l = start_on(kind, "127.0.0.1:0".parse().unwrap(), &orch).await;
+    let proxy = FaultProxy::start(addr_of(l.as_ref())).await.unwrap();
+    let keepalive = Duration::from_millis(250);
+    let poll_wait = Duration::from_millis(500);
+    let mut options = TransportOptions::default();
+    options.keepalive = keepalive;
+    options.request_timeout = Duration::from_secs(2);
+    options.connect_timeout = Duration::from_secs(2);
+    let transport: Arc<dyn Transport> =
+        Arc::from(rxon::create_transport(&proxy.url(kind), "w-nat", "t", options).unwrap());
+    let started = Arc::new(tokio::sync::Notify::new());
+    let began = started.clone();
+    let worker = Worker::builder(transport)
+        .max_concurrent_tasks(2)
+        .poll_timeout(poll_wait)
+        .heartbeat_interval(Duration::from_millis(200))
+        .handler("hold", move |_task, ctx| {
+            let began = began.clone();
+            async move {
+                began.notify_one();
+                ctx.cancelled().await;
+                Err(rxon::worker::TaskFailure::transient("cancelled"))
+            }
+        })
+        .handler("work", |_task, _ctx| async move { Ok(Map::new()) })
+        .build()
+        .unwrap();
+    let stop = worker.shutdown_handle();
+    let run = tokio::spawn(async move { worker.run().await });
+    orch.wait_for_command_channel("w-nat", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut held = task("held");
+    held.task_type = "hold".into();
+    orch.enqueue(held).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), started.notified())
+        .await
+        .expect("the held task started");
+
+    // Silence. The cancel goes into a command channel that no longer reaches the worker.
+    let accepted_before = proxy.stats().accepted;
+    let silenced = Instant::now();
+    proxy.strand_all();
+    orch.cancel("held").unwrap();
+    orch.enqueue(task("after")).unwrap();
+    let after = orch
+        .wait_result("after", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let poll_recovery = silenced.elapsed();
+    let cancelled = orch
+        .wait_result("held", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let cancel_delivery = silenced.elapsed();
+    let stats = proxy.stats();
+    let reconnects = stats.accepted - accepted_before;
+    println!(
+        "silent drop {kind}: {} connections stranded; keepalive {keepalive:?}, poll wait \
+         {poll_wait:?}, lease {lease:?}; new task done after {poll_recovery:?}, cancel \
+         delivered after {cancel_delivery:?}, {reconnects} new connections, {} lapsed claims",
+        stats.stranded,
+        orch.lapsed_claims()
+    );
+    stop.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
+    l.stop(Duration::from_secs(2)).await.unwrap();
+
+    assert!(
+        stats.stranded >= 1,
+        "the worker's connections were stranded"
+    );
+    assert_eq!(after.status, TaskStatus::Success);
+    assert_eq!(cancelled.status, TaskStatus::Cancelled);
+    assert_eq!(orch.applied_results(), 2, "one result per task");
+    // HTTP/1 has no ping: a poll on a dead connection ends at its deadline (wait plus a
+    // 5 s margin), and a task handed to it waits out the lease. WebSocket and HTTP/2
+    // notice within two keepalives.
+    let bound = match kind {
+        "http" => poll_wait + Duration::from_secs(5) + lease + Duration::from_secs(4),
+        _ => keepalive * 2 + lease + Duration::from_secs(4),
+    };
+    assert!(poll_recovery < bound, "{poll_recovery:?} (bound {bound:?})");
+    assert!(
+        cancel_delivery < bound,
+        "{cancel_delivery:?} (bound {bound:?})"
+    );
+    assert!(
+        reconnects <= 20,
+        "no busy reconnect loop: {reconnects} connections"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_recovers_from_silently_dropped_connections() {
+    recovers_from_silently_dropped_connections("http").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_recovers_from_silently_dropped_connections() {
+    recovers_from_silently_dropped_connections("ws").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_recovers_from_silently_dropped_connections() {
+    recovers_from_silently_dropped_connections("grpc").await;
+}
+
+/// A listener closes a worker's connection that went silent within two of its own
+/// keepalives, so the command channels of vanished workers do not stay open forever;
+/// a healthy worker's channel, answering the pings, stays open.
+async fn listener_closes_a_silent_connection(kind: &str) {
+    let keepalive = Duration::from_millis(250);
+    let l: Box<dyn Listener> = match kind {
+        "http" => {
+            let mut c = rxon::http::HttpListenerConfig::default();
+            c.service.keepalive = keepalive;
+            Box::new(rxon::http::HttpListener::with_config(c))
+        }
+        "ws" => {
+            let mut c = rxon::ws::WsListenerConfig::default();
+            c.ws.keepalive = keepalive;
+            Box::new(rxon::ws::WsListener::with_config(c))
+        }
+        "grpc" => {
+            let mut c = rxon::grpc::GrpcListenerConfig::default();
+            c.keepalive = keepalive;
+            Box::new(rxon::grpc::GrpcListener::with_config(c))
+        }
+        other => panic!("unknown transport {other}"),
+    };
+    let orch = Orchestrator::builder().token("t").build();
+    l.start(Arc::new(orch.clone())).await.unwrap();
+    let proxy = FaultProxy::start(addr_of(l.as_ref())).await.unwrap();
+    // The worker itself would notice only after two minutes.
+    let mut options = TransportOptions::default();
+    options.keepalive = Duration::from_secs(60);
+    let t: Arc<dyn Transport> =
+        Arc::from(rxon::create_transport(&proxy.url(kind), "w-quiet", "t", options).unwrap());
+    t.connect().await.unwrap();
+    t.register(&rxon::WorkerRegistration {
+        worker_id: "w-quiet".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let listening = {
+        let t = t.clone();
+        tokio::spawn(async move { t.next_command().await })
+    };
+    orch.wait_for_command_channel("w-quiet", Duration::from_secs(10))
+        .await
+        .unwrap();
+    // Healthy: four keepalives pass and the channel is still open.
+    let healthy = orch
+        .wait_for_no_command_channel("w-quiet", keepalive * 4)
+        .await;
+    assert!(
+        healthy.is_err(),
+        "a worker answering pings keeps its channel"
+    );
+
+    let silenced = Instant::now();
+    proxy.strand_all();
+    orch.wait_for_no_command_channel("w-quiet", Duration::from_secs(10))
+        .await
+        .expect("the listener closes a silent connection");
+    let closed_after = silenced.elapsed();
+    println!(
+        "listener keepalive {kind}: {keepalive:?}, silent worker connection closed after \
+         {closed_after:?}"
+    );
+    listening.abort();
+    l.stop(Duration::from_secs(2)).await.unwrap();
+    assert!(
+        closed_after < keepalive * 2 + Duration::from_secs(2),
+        "{closed_after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_listener_closes_a_silent_connection() {
+    listener_closes_a_silent_connection("http").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_listener_closes_a_silent_connection() {
+    listener_closes_a_silent_connection("ws").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_listener_closes_a_silent_connection() {
+    listener_closes_a_silent_connection("grpc").await;
+}
+
 /// A listener stopping while tasks are being handed to parked polls drains within its
 /// deadline; a task claimed for a poll whose answer never went out is requeued, and every
 /// task a worker did receive is still held by that worker.

@@ -46,6 +46,17 @@ impl CommandReceiver for ChannelReceiver {
     }
 }
 
+/// A listener dropping the receiver closes the channel; waiters on channel state
+/// (`wait_for_no_command_channel`) hear of it.
+impl Drop for ChannelReceiver {
+    fn drop(&mut self) {
+        self.rx.close();
+        if let Some(inner) = self.inner.upgrade() {
+            inner.events.notify_waiters();
+        }
+    }
+}
+
 /// Counts a poll as waiting while it exists, and uncounts it even when the poll future
 /// is dropped; the end of a poll is contact from its worker.
 struct PollGuard<'a> {

@@ -480,6 +480,25 @@ impl Orchestrator {
             })
     }
 
+    /// Waits until `worker_id` has no open command channel (a listener closed it, or
+    /// it was never opened); an error after `timeout`.
+    pub async fn wait_for_no_command_channel(
+        &self,
+        worker_id: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.inner
+            .wait_event(timeout, |st| {
+                st.channels.get(worker_id).is_none_or(|tx| tx.is_closed()).then_some(())
+            })
+            .await
+            .ok_or_else(|| {
+                RxonError::timeout(format!(
+                    "command channel of {worker_id:?} still open after {timeout:?}"
+                ))
+            })
+    }
+
     /// Marks every active worker silent for longer than the worker TTL as gone, and
     /// puts the tasks it held back in their queues ahead of every task enqueued after
     /// them. A worker with a poll in progress is not silent. Also requeues the tasks
