@@ -9,7 +9,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 fn both() -> Capabilities {
-    Capabilities::none().with_commands(true).with_progress(true)
+    Capabilities::none()
+        .with_commands(true)
+        .with_progress(true)
+        .with_tcp(true)
 }
 
 struct Plain;

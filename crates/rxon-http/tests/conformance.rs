@@ -20,7 +20,10 @@ impl Harness for Http {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::none().with_commands(true).with_progress(true)
+        Capabilities::none()
+            .with_commands(true)
+            .with_progress(true)
+            .with_tcp(true)
     }
 }
 

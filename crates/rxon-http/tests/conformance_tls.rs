@@ -36,7 +36,10 @@ impl Harness for Https {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::none().with_commands(true).with_progress(true)
+        Capabilities::none()
+            .with_commands(true)
+            .with_progress(true)
+            .with_tcp(true)
     }
 }
 

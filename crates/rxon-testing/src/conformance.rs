@@ -39,6 +39,10 @@ pub struct Capabilities {
     pub commands: bool,
     /// [`Transport::send_progress`] reaches the orchestrator.
     pub progress: bool,
+    /// The listener's endpoint is `scheme://127.0.0.1:port…`, a TCP address that a
+    /// [`FaultProxy`](crate::faults::FaultProxy) can stand in for (needed by
+    /// [`silent_connections_are_replaced`]).
+    pub tcp: bool,
 }
 
 impl Capabilities {
@@ -54,6 +58,11 @@ impl Capabilities {
     /// Sets [`progress`](Self::progress).
     pub fn with_progress(mut self, yes: bool) -> Self {
         self.progress = yes;
+        self
+    }
+    /// Sets [`tcp`](Self::tcp).
+    pub fn with_tcp(mut self, yes: bool) -> Self {
+        self.tcp = yes;
         self
     }
 }
@@ -537,6 +546,105 @@ pub async fn progress_is_delivered_or_refused(h: &dyn Harness) {
     env.stop().await;
 }
 
+/// Every connection goes silent at once, with no FIN and no RST (what a worker behind a
+/// NAT or firewall sees when its mapping is dropped). With `keepalive` at 250 ms and
+/// `request_timeout` at 2 s, the transport notices within its own deadlines: polls find
+/// tasks again, and a cancel sent into the dead command channel reaches `next_command`
+/// (transports with commands). Transports without [`Capabilities::tcp`] skip this case.
+pub async fn silent_connections_are_replaced(h: &dyn Harness) {
+    if !h.capabilities().tcp {
+        return;
+    }
+    let env = Env::default(h).await;
+    let upstream = tcp_address(&env.endpoint);
+    let proxy = crate::faults::FaultProxy::start(upstream)
+        .await
+        .expect("the proxy starts");
+    let mut config = env.config("w-1", TOKEN);
+    config.url = env
+        .endpoint
+        .replacen(&upstream.to_string(), &proxy.addr().to_string(), 1);
+    config.options.keepalive = Duration::from_millis(250);
+    config.options.request_timeout = Duration::from_secs(2);
+    let t: Arc<dyn Transport> = h.transport(&config).expect("transport builds").into();
+    within(t.connect()).await.expect("connect");
+    within(t.register(&registration("w-1", &["echo"])))
+        .await
+        .expect("register");
+    env.orch.enqueue(task("t-held", "echo")).expect("enqueue");
+    let held = within(t.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll")
+        .expect("a task");
+    let commands = h.capabilities().commands.then(|| {
+        let t = t.clone();
+        tokio::spawn(async move {
+            // Network errors while the channel is replaced are the transport's to
+            // report; a bounded number of them is fine.
+            for _ in 0..20 {
+                match t.next_command().await {
+                    Ok(Some(command)) => return command,
+                    Ok(None) => panic!("next_command ended while the transport is open"),
+                    Err(e) if e.is_network() || e.kind() == ErrorKind::Timeout => {}
+                    Err(e) => panic!("next_command failed: {e}"),
+                }
+            }
+            panic!("next_command: 20 network errors and no command");
+        })
+    });
+    if commands.is_some() {
+        env.orch
+            .wait_for_command_channel("w-1", BOUND)
+            .await
+            .expect("the worker opens its command channel");
+    }
+
+    proxy.strand_all();
+    let outcome = env.orch.cancel(&held.task_id).expect("cancel");
+    assert!(
+        matches!(outcome, CancelOutcome::Signalled { .. }),
+        "{outcome:?}"
+    );
+    env.orch.enqueue(task("t-after", "echo")).expect("enqueue");
+    let mut failures = Vec::new();
+    let after = loop {
+        assert!(
+            failures.len() < 5,
+            "polls did not recover from a silent connection: {failures:?}"
+        );
+        match within(t.poll_task(Duration::from_secs(1))).await {
+            Ok(Some(task)) => break task,
+            Ok(None) => failures.push("no task".to_owned()),
+            Err(e) if e.is_network() || e.kind() == ErrorKind::Timeout => {
+                failures.push(e.to_string())
+            }
+            Err(e) => panic!("a poll on a silent connection failed with {e}"),
+        }
+    };
+    assert_eq!(after.task_id, "t-after");
+    let outcome = within(t.send_result(&echo(&after, "w-1")))
+        .await
+        .expect("result after recovery");
+    assert!(outcome.is_accepted(), "{outcome:?}");
+    if let Some(reader) = commands {
+        let command = within(reader).await.expect("the command reader");
+        assert_eq!(command.task_id.as_deref(), Some("t-held"));
+    }
+    assert!(proxy.stats().stranded >= 1, "a connection was stranded");
+    env.stop().await;
+}
+
+/// The `127.0.0.1:port` of a `scheme://127.0.0.1:port…` endpoint.
+fn tcp_address(endpoint: &str) -> std::net::SocketAddr {
+    endpoint
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(rest))
+        .and_then(|authority| authority.parse().ok())
+        .unwrap_or_else(|| {
+            panic!("Capabilities::tcp needs a scheme://127.0.0.1:port endpoint, got {endpoint}")
+        })
+}
+
 /// Before `connect` and after `close` operations fail with `Closed`; a stopped
 /// listener is a network error.
 pub async fn lifecycle_and_unreachable_peer(h: &dyn Harness) {
@@ -590,6 +698,7 @@ macro_rules! conformance_tests {
             stop_ends_pending_polls,
             cancel_reaches_the_worker,
             progress_is_delivered_or_refused,
+            silent_connections_are_replaced,
             lifecycle_and_unreachable_peer
         );
     };

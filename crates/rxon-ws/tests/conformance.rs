@@ -17,7 +17,10 @@ fn ws_config(poll_wait: Duration) -> WsConfig {
 }
 
 fn both() -> Capabilities {
-    Capabilities::none().with_commands(true).with_progress(true)
+    Capabilities::none()
+        .with_commands(true)
+        .with_progress(true)
+        .with_tcp(true)
 }
 
 /// Standalone listener; the client insists on `codec` (or negotiates when `None`).

@@ -489,7 +489,10 @@ impl Orchestrator {
     ) -> Result<()> {
         self.inner
             .wait_event(timeout, |st| {
-                st.channels.get(worker_id).is_none_or(|tx| tx.is_closed()).then_some(())
+                st.channels
+                    .get(worker_id)
+                    .is_none_or(|tx| tx.is_closed())
+                    .then_some(())
             })
             .await
             .ok_or_else(|| {
