@@ -43,9 +43,13 @@ pub(crate) fn from_status(status: &Status, what: &str) -> RxonError {
         Code::Unavailable | Code::Cancelled | Code::Aborted => ErrorKind::Network,
         Code::DeadlineExceeded => ErrorKind::Timeout,
         Code::Unimplemented => ErrorKind::Unsupported,
-        // A connection or TLS failure surfaces as UNKNOWN with the transport error as
-        // its source: that is the network, not the peer's answer.
-        Code::Unknown if is_transport_error(status) => ErrorKind::Network,
+        // A connection that failed or broke (I/O, TLS, an HTTP/2 reset or GOAWAY, a
+        // keepalive that timed out) surfaces as UNKNOWN or INTERNAL with the underlying
+        // error as its source. A status the peer sent never carries one: that is the
+        // network, not the peer's answer.
+        Code::Unknown | Code::Internal if std::error::Error::source(status).is_some() => {
+            ErrorKind::Network
+        }
         _ => ErrorKind::Protocol,
     };
     let mut e = RxonError::new(
@@ -62,19 +66,6 @@ pub(crate) fn from_status(status: &Status, what: &str) -> RxonError {
         e = e.with_retry_after(Duration::from_millis(ms));
     }
     e
-}
-
-fn is_transport_error(status: &Status) -> bool {
-    let mut source = std::error::Error::source(status);
-    // Bounded: error chains nest a handful of levels.
-    for _ in 0..8 {
-        let Some(e) = source else { return false };
-        if e.is::<tonic::transport::Error>() || e.is::<std::io::Error>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }
 
 fn code_name(code: Code) -> &'static str {
@@ -120,5 +111,24 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::RateLimited);
         assert_eq!(e.retry_after(), Some(Duration::from_millis(2500)));
         assert_eq!(e.message(), "op: RESOURCE_EXHAUSTED: slow");
+    }
+
+    #[test]
+    fn a_broken_connection_is_network_and_a_peer_status_is_not() {
+        let io = || std::sync::Arc::new(std::io::Error::other("connection reset"));
+        let unknown = Status::from_error(Box::new(std::io::Error::other("refused")));
+        assert_eq!(from_status(&unknown, "op").kind(), ErrorKind::Network);
+        let mut reset = Status::internal("h2 protocol error: error reading a body");
+        reset.set_source(io());
+        assert_eq!(from_status(&reset, "op").kind(), ErrorKind::Network);
+        // The same codes sent by the peer are its answer.
+        assert_eq!(
+            from_status(&Status::internal("bug"), "op").kind(),
+            ErrorKind::Protocol
+        );
+        assert_eq!(
+            from_status(&Status::unknown("?"), "op").kind(),
+            ErrorKind::Protocol
+        );
     }
 }

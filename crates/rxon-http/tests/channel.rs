@@ -60,9 +60,10 @@ async fn commands_reach_the_worker_across_a_listener_restart() {
     })
     .await
     .unwrap();
+    let mut held = Vec::new();
     for id in ["t-1", "t-2"] {
         orch.enqueue(task(id)).unwrap();
-        t.poll_task(Duration::from_secs(5)).await.unwrap().unwrap();
+        held.push(t.poll_task(Duration::from_secs(5)).await.unwrap().unwrap());
     }
 
     let reader = {
@@ -73,15 +74,22 @@ async fn commands_reach_the_worker_across_a_listener_restart() {
     orch.cancel("t-1").unwrap();
     let first = reader.await.unwrap().unwrap().unwrap();
     assert_eq!(first.task_id.as_deref(), Some("t-1"));
-    // The heartbeat reply lists it too; that acknowledges it (no re-send later).
+    // The heartbeat reply lists it too, until the worker reports the cancelled task:
+    // that acknowledges it (no re-send later).
     let hb = Heartbeat {
         worker_id: "w-1".into(),
+        current_tasks: vec!["t-1".into(), "t-2".into()],
         ..Default::default()
     };
     assert_eq!(
         t.send_heartbeat(&hb).await.unwrap().cancel_task_ids,
         ["t-1"]
     );
+    let confirmed = t
+        .send_result(&TaskResult::cancelled(&held[0], "w-1"))
+        .await
+        .unwrap();
+    assert!(confirmed.is_accepted(), "{confirmed:?}");
 
     // The listener goes away; a cancel issued meanwhile must not be lost.
     listener.stop(Duration::from_secs(5)).await.unwrap();

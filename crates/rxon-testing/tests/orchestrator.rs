@@ -370,8 +370,29 @@ async fn cancelling_a_held_task_signals_the_channel_and_the_heartbeat() {
     let reply = h.heartbeat(ctx(), "w".into(), None).await.unwrap();
     assert_eq!(reply.cancel_task_ids, ["t"]);
     assert!(!reply.require_full_sync);
-    let reply = h.heartbeat(ctx(), "w".into(), None).await.unwrap();
-    assert!(reply.cancel_task_ids.is_empty(), "the list is drained");
+    // Until the worker acknowledges it, every reply repeats the cancel: a reply lost
+    // with its connection does not lose it.
+    let listing = |tasks: &[&str]| {
+        Some(Heartbeat {
+            worker_id: "w".into(),
+            current_tasks: tasks.iter().map(|t| t.to_string()).collect(),
+            ..Default::default()
+        })
+    };
+    let reply = h
+        .heartbeat(ctx(), "w".into(), listing(&["t"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.cancel_task_ids,
+        ["t"],
+        "repeated while the task is listed"
+    );
+    let reply = h.heartbeat(ctx(), "w".into(), listing(&[])).await.unwrap();
+    assert!(
+        reply.cancel_task_ids.is_empty(),
+        "a confirmed task the worker no longer lists is acknowledged"
+    );
 
     // The worker confirms: accepted and recorded, once.
     let confirm = TaskResult::cancelled(&t, "w");
@@ -398,7 +419,10 @@ async fn a_cancel_with_no_channel_open_waits_in_the_heartbeat_list() {
         status: "busy".into(),
         ..Default::default()
     };
-    let reply = o.heartbeat(ctx(), "w".into(), Some(hb)).await.unwrap();
+    let reply = o
+        .heartbeat(ctx(), "w".into(), Some(hb.clone()))
+        .await
+        .unwrap();
     assert_eq!(reply.cancel_task_ids, ["t1", "t2"]);
 
     // A success after the cancel is refused, and the worker no longer holds the task.
@@ -407,6 +431,12 @@ async fn a_cancel_with_no_channel_open_waits_in_the_heartbeat_list() {
         Some(&IgnoredReason::JobCancelled)
     );
     assert_eq!(o.workers()[0].current_tasks, ["t2"]);
+    let reply = o.heartbeat(ctx(), "w".into(), Some(hb)).await.unwrap();
+    assert_eq!(
+        reply.cancel_task_ids,
+        ["t2"],
+        "t1 is answered; t2, never confirmed, is repeated"
+    );
     assert_eq!(
         o.wait_result("t1", WAIT).await.unwrap_err().kind(),
         ErrorKind::InvalidInput

@@ -265,18 +265,17 @@ impl Handler for Orchestrator {
             let cred = inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
             inner.act_as(&cred, &ctx, &worker_id)?;
             // The tasks it lists are tasks it has: their claims are confirmed.
-            for task_id in heartbeat
-                .iter()
-                .flat_map(|h| h.current_tasks.iter())
-                .take(MAX_LISTED)
-            {
+            let listed = heartbeat
+                .as_ref()
+                .map(|h| &h.current_tasks[..h.current_tasks.len().min(MAX_LISTED)]);
+            for task_id in listed.unwrap_or_default() {
                 st.confirm(&worker_id, task_id);
             }
             let reply = match st.workers.get_mut(&worker_id) {
                 Some(w) if w.is_active() => {
                     w.last_seen = Instant::now();
                     HeartbeatReply {
-                        cancel_task_ids: std::mem::take(&mut w.pending_cancels),
+                        cancel_task_ids: st.heartbeat_cancels(&worker_id, listed),
                         ..HeartbeatReply::default()
                     }
                 }

@@ -78,7 +78,10 @@ pub(super) struct WorkerRecord {
     pub(super) last_seen: Instant,
     /// Claimed tasks, in claim order.
     pub(super) current: Vec<String>,
-    /// Cancelled tasks not yet reported by a heartbeat reply.
+    /// Cancelled tasks the worker has not acknowledged: by reporting the result, or by
+    /// a heartbeat that no longer lists a task it had confirmed. Every heartbeat reply
+    /// and every new command channel repeats them, so a cancel lost with a connection
+    /// is not lost for good.
     pub(super) pending_cancels: Vec<String>,
     pub(super) pending_polls: usize,
 }
@@ -433,6 +436,26 @@ impl State {
                 Ok(CancelOutcome::AlreadyFinished)
             }
         }
+    }
+
+    /// The cancels for `worker_id`'s heartbeat reply, given the tasks the heartbeat
+    /// lists (`None`: a heartbeat without a body, which tells nothing). Drops the ones
+    /// the worker is done with: confirmed earlier, no longer listed.
+    pub(super) fn heartbeat_cancels(
+        &mut self,
+        worker_id: &str,
+        listed: Option<&[String]>,
+    ) -> Vec<String> {
+        let tasks = &self.tasks;
+        let Some(w) = self.workers.get_mut(worker_id) else {
+            return Vec::new();
+        };
+        if let Some(listed) = listed {
+            w.pending_cancels.retain(|id| {
+                listed.contains(id) || tasks.get(id).is_some_and(|t| t.lease.is_some())
+            });
+        }
+        w.pending_cancels.clone()
     }
 
     /// `worker_id` showed it has `task_id` (a heartbeat listing it, or progress): its
