@@ -491,6 +491,88 @@ async fn grpc_recovers_from_silently_dropped_connections() {
     recovers_from_silently_dropped_connections("grpc").await;
 }
 
+/// A black hole: for 4 s the proxy accepts connections and passes nothing, on open
+/// connections and new ones alike, then delivers what it held. The worker's keepalive
+/// and deadlines notice, it retries with backoff (counted: no busy loop), and once the
+/// hole closes a new task is done and nothing is applied twice.
+async fn recovers_from_a_black_hole(kind: &str) {
+    let lease = Duration::from_secs(1);
+    let orch = Orchestrator::builder()
+        .token("t")
+        .claim_lease(lease)
+        .build();
+    let _reaper = orch.spawn_reaper(Duration::from_millis(50));
+    let l = start_on(kind, "127.0.0.1:0".parse().unwrap(), &orch).await;
+    let proxy = FaultProxy::start(addr_of(l.as_ref())).await.unwrap();
+    let mut options = TransportOptions::default();
+    options.keepalive = Duration::from_millis(250);
+    options.request_timeout = Duration::from_secs(1);
+    options.connect_timeout = Duration::from_secs(1);
+    let transport: Arc<dyn Transport> =
+        Arc::from(rxon::create_transport(&proxy.url(kind), "w-hole", "t", options).unwrap());
+    let worker = Worker::builder(transport)
+        .poll_timeout(Duration::from_millis(500))
+        .heartbeat_interval(Duration::from_millis(200))
+        .handler("work", |_task, _ctx| async move { Ok(Map::new()) })
+        .build()
+        .unwrap();
+    let stop = worker.shutdown_handle();
+    let run = tokio::spawn(async move { worker.run().await });
+    orch.wait_for_command_channel("w-hole", Duration::from_secs(10))
+        .await
+        .unwrap();
+    orch.enqueue(task("before")).unwrap();
+    orch.wait_result("before", Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    let outage = Duration::from_secs(4);
+    let before = proxy.stats().accepted;
+    proxy.set_fault(rxon::testing::faults::Fault::Blackhole);
+    tokio::time::sleep(outage).await; // the fault being measured, not a wait for an event
+    let attempts = proxy.stats().accepted - before;
+    proxy.set_fault(rxon::testing::faults::Fault::Pass);
+    let back = Instant::now();
+    orch.enqueue(task("after")).unwrap();
+    let after = orch
+        .wait_result("after", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let recovery = back.elapsed();
+    println!(
+        "black hole {kind}: {outage:?}, {attempts} connections opened during it, new task done \
+         {recovery:?} after it closed, {} lapsed claims",
+        orch.lapsed_claims()
+    );
+    stop.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
+    l.stop(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(after.status, TaskStatus::Success);
+    assert_eq!(orch.applied_results(), 2, "one result per task");
+    // Polls back off from 200 ms doubling (about 5 tries in 4 s), the command channel
+    // from 1 s (about 3), each try bounded by a 1 s deadline; a busy loop makes hundreds.
+    assert!(attempts <= 20, "no busy reconnect loop: {attempts}");
+    assert!(
+        recovery < Duration::from_secs(8),
+        "back within a backoff step, a deadline and a lease: {recovery:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_recovers_from_a_black_hole() {
+    recovers_from_a_black_hole("http").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_recovers_from_a_black_hole() {
+    recovers_from_a_black_hole("ws").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_recovers_from_a_black_hole() {
+    recovers_from_a_black_hole("grpc").await;
+}
+
 /// A listener closes a worker's connection that went silent within two of its own
 /// keepalives, so the command channels of vanished workers do not stay open forever;
 /// a healthy worker's channel, answering the pings, stays open.
