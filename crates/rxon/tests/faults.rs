@@ -85,6 +85,68 @@ fn addr_of(l: &dyn Listener) -> SocketAddr {
     url.rsplit("//").next().unwrap().parse().unwrap()
 }
 
+/// An orchestrator with a `lease` on claims and its reaper, a `kind` listener on
+/// 127.0.0.1, and a fault proxy in front of it.
+struct Faulty {
+    orch: Orchestrator,
+    listener: Box<dyn Listener>,
+    proxy: FaultProxy,
+    _reaper: tokio::task::JoinHandle<()>,
+}
+
+impl Faulty {
+    async fn start(kind: &str, lease: Duration) -> Faulty {
+        let orch = Orchestrator::builder()
+            .token("t")
+            .claim_lease(lease)
+            .build();
+        let _reaper = orch.spawn_reaper(Duration::from_millis(50));
+        let listener = start_on(kind, "127.0.0.1:0".parse().unwrap(), &orch).await;
+        let proxy = FaultProxy::start(addr_of(listener.as_ref())).await.unwrap();
+        Faulty {
+            orch,
+            listener,
+            proxy,
+            _reaper,
+        }
+    }
+
+    /// A transport through the proxy with short deadlines and `keepalive`.
+    fn transport(
+        &self,
+        kind: &str,
+        worker_id: &str,
+        keepalive: Duration,
+        deadline: Duration,
+    ) -> Arc<dyn Transport> {
+        let mut options = TransportOptions::default();
+        options.keepalive = keepalive;
+        options.request_timeout = deadline;
+        options.connect_timeout = deadline;
+        Arc::from(rxon::create_transport(&self.proxy.url(kind), worker_id, "t", options).unwrap())
+    }
+}
+
+/// One `#[tokio::test]` per transport running `scenario(kind)`.
+macro_rules! per_transport {
+    ($scenario:ident => $http:ident, $ws:ident, $grpc:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $http() {
+            $scenario("http").await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $ws() {
+            $scenario("ws").await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $grpc() {
+            $scenario("grpc").await;
+        }
+    };
+}
+
 /// N tasks through three workers while the proxy resets a share of connections and the
 /// listener restarts once: every task ends with exactly one applied result.
 async fn exactly_once_under_faults(kind: &str) {
@@ -184,20 +246,7 @@ async fn exactly_once_under_faults(kind: &str) {
     assert!(stats.resets > 0, "the proxy injected resets");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_exactly_once_under_resets_and_a_restart() {
-    exactly_once_under_faults("http").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ws_exactly_once_under_resets_and_a_restart() {
-    exactly_once_under_faults("ws").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_exactly_once_under_resets_and_a_restart() {
-    exactly_once_under_faults("grpc").await;
-}
+per_transport!(exactly_once_under_faults => http_exactly_once_under_resets_and_a_restart, ws_exactly_once_under_resets_and_a_restart, grpc_exactly_once_under_resets_and_a_restart);
 
 /// The hand-off race: a poll's connection dies at the moment a task is handed to it.
 /// Either the poll ended before claiming (the task stays queued) or the claim lapses
@@ -378,21 +427,11 @@ async fn polls_and_the_command_channel_back_off_and_recover() {
 /// requeued by its lease. Nothing is lost or applied twice.
 async fn recovers_from_silently_dropped_connections(kind: &str) {
     let lease = Duration::from_secs(1);
-    let orch = Orchestrator::builder()
-        .token("t")
-        .claim_lease(lease)
-        .build();
-    let _reaper = orch.spawn_reaper(Duration::from_millis(50));
-    let l = start_on(kind, "127.0.0.1:0".parse().unwrap(), &orch).await;
-    let proxy = FaultProxy::start(addr_of(l.as_ref())).await.unwrap();
+    let env = Faulty::start(kind, lease).await;
+    let (orch, proxy) = (&env.orch, &env.proxy);
     let keepalive = Duration::from_millis(250);
     let poll_wait = Duration::from_millis(500);
-    let mut options = TransportOptions::default();
-    options.keepalive = keepalive;
-    options.request_timeout = Duration::from_secs(2);
-    options.connect_timeout = Duration::from_secs(2);
-    let transport: Arc<dyn Transport> =
-        Arc::from(rxon::create_transport(&proxy.url(kind), "w-nat", "t", options).unwrap());
+    let transport = env.transport(kind, "w-nat", keepalive, Duration::from_secs(2));
     let started = Arc::new(tokio::sync::Notify::new());
     let began = started.clone();
     let worker = Worker::builder(transport)
@@ -449,7 +488,7 @@ async fn recovers_from_silently_dropped_connections(kind: &str) {
     );
     stop.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
-    l.stop(Duration::from_secs(2)).await.unwrap();
+    env.listener.stop(Duration::from_secs(2)).await.unwrap();
 
     assert!(
         stats.stranded >= 1,
@@ -476,40 +515,21 @@ async fn recovers_from_silently_dropped_connections(kind: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_recovers_from_silently_dropped_connections() {
-    recovers_from_silently_dropped_connections("http").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ws_recovers_from_silently_dropped_connections() {
-    recovers_from_silently_dropped_connections("ws").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_recovers_from_silently_dropped_connections() {
-    recovers_from_silently_dropped_connections("grpc").await;
-}
+per_transport!(recovers_from_silently_dropped_connections => http_recovers_from_silently_dropped_connections, ws_recovers_from_silently_dropped_connections, grpc_recovers_from_silently_dropped_connections);
 
 /// A black hole: for 4 s the proxy accepts connections and passes nothing, on open
 /// connections and new ones alike, then delivers what it held. The worker's keepalive
 /// and deadlines notice, it retries with backoff (counted: no busy loop), and once the
 /// hole closes a new task is done and nothing is applied twice.
 async fn recovers_from_a_black_hole(kind: &str) {
-    let lease = Duration::from_secs(1);
-    let orch = Orchestrator::builder()
-        .token("t")
-        .claim_lease(lease)
-        .build();
-    let _reaper = orch.spawn_reaper(Duration::from_millis(50));
-    let l = start_on(kind, "127.0.0.1:0".parse().unwrap(), &orch).await;
-    let proxy = FaultProxy::start(addr_of(l.as_ref())).await.unwrap();
-    let mut options = TransportOptions::default();
-    options.keepalive = Duration::from_millis(250);
-    options.request_timeout = Duration::from_secs(1);
-    options.connect_timeout = Duration::from_secs(1);
-    let transport: Arc<dyn Transport> =
-        Arc::from(rxon::create_transport(&proxy.url(kind), "w-hole", "t", options).unwrap());
+    let env = Faulty::start(kind, Duration::from_secs(1)).await;
+    let (orch, proxy) = (&env.orch, &env.proxy);
+    let transport = env.transport(
+        kind,
+        "w-hole",
+        Duration::from_millis(250),
+        Duration::from_secs(1),
+    );
     let worker = Worker::builder(transport)
         .poll_timeout(Duration::from_millis(500))
         .heartbeat_interval(Duration::from_millis(200))
@@ -546,7 +566,7 @@ async fn recovers_from_a_black_hole(kind: &str) {
     );
     stop.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
-    l.stop(Duration::from_secs(2)).await.unwrap();
+    env.listener.stop(Duration::from_secs(2)).await.unwrap();
     assert_eq!(after.status, TaskStatus::Success);
     assert_eq!(orch.applied_results(), 2, "one result per task");
     // Polls back off from 200 ms doubling (about 5 tries in 4 s), the command channel
@@ -558,20 +578,7 @@ async fn recovers_from_a_black_hole(kind: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_recovers_from_a_black_hole() {
-    recovers_from_a_black_hole("http").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ws_recovers_from_a_black_hole() {
-    recovers_from_a_black_hole("ws").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_recovers_from_a_black_hole() {
-    recovers_from_a_black_hole("grpc").await;
-}
+per_transport!(recovers_from_a_black_hole => http_recovers_from_a_black_hole, ws_recovers_from_a_black_hole, grpc_recovers_from_a_black_hole);
 
 /// A listener closes a worker's connection that went silent within two of its own
 /// keepalives, so the command channels of vanished workers do not stay open forever;
@@ -645,20 +652,7 @@ async fn listener_closes_a_silent_connection(kind: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_listener_closes_a_silent_connection() {
-    listener_closes_a_silent_connection("http").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ws_listener_closes_a_silent_connection() {
-    listener_closes_a_silent_connection("ws").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_listener_closes_a_silent_connection() {
-    listener_closes_a_silent_connection("grpc").await;
-}
+per_transport!(listener_closes_a_silent_connection => http_listener_closes_a_silent_connection, ws_listener_closes_a_silent_connection, grpc_listener_closes_a_silent_connection);
 
 /// A listener stopping while tasks are being handed to parked polls drains within its
 /// deadline; a task claimed for a poll whose answer never went out is requeued, and every
