@@ -161,14 +161,24 @@ async fn exactly_once_under_faults(kind: &str) {
     let addr = addr_of(first.as_ref());
     let proxy = Arc::new(FaultProxy::start(addr).await.unwrap());
     // One connection in ten is cut somewhere in its first 4 KiB, and every open
-    // connection is cut every 250 ms (long-lived WebSocket and HTTP/2 connections too).
+    // connection (long-lived WebSocket and HTTP/2 connections too) is cut each time
+    // ten more results have been applied: the number of cuts follows the work done,
+    // not the clock, so a fast machine does not finish before the faults begin.
     proxy.reset_share(0.10, 4096, 0x5eed ^ kind.len() as u64);
+    let cuts = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let cutter = {
-        let proxy = proxy.clone();
+        let (proxy, orch, cuts) = (proxy.clone(), orch.clone(), cuts.clone());
         tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(250)).await;
+            for applied in (10..tasks as u64).step_by(10) {
+                if orch
+                    .wait_for_applied_results(applied, Duration::from_secs(90))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
                 proxy.reset_all();
+                cuts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         })
     };
@@ -226,9 +236,11 @@ async fn exactly_once_under_faults(kind: &str) {
     let duplicates = applied.saturating_sub((tasks - lost.len()) as u64);
     let stats = proxy.stats();
     println!(
-        "faults {kind}: tasks {tasks}, resets injected {}, restarts {restarts}, results lost {}, \
-         duplicates applied {duplicates}, lapsed claims requeued {}, {:.1} s",
+        "faults {kind}: tasks {tasks}, resets injected {} ({} cuts of every open connection), \
+         restarts {restarts}, results lost {}, duplicates applied {duplicates}, lapsed claims \
+         requeued {}, {:.1} s",
         stats.resets,
+        cuts.load(std::sync::atomic::Ordering::Relaxed),
         lost.len(),
         orch.lapsed_claims(),
         elapsed.as_secs_f64()
@@ -244,6 +256,10 @@ async fn exactly_once_under_faults(kind: &str) {
         "each task has exactly one applied result"
     );
     assert!(stats.resets > 0, "the proxy injected resets");
+    assert!(
+        cuts.load(std::sync::atomic::Ordering::Relaxed) >= (tasks as u64 / 10).saturating_sub(1),
+        "every open connection was cut each ten results"
+    );
 }
 
 per_transport!(exactly_once_under_faults => http_exactly_once_under_resets_and_a_restart, ws_exactly_once_under_resets_and_a_restart, grpc_exactly_once_under_resets_and_a_restart);
