@@ -96,6 +96,76 @@ async fn oversized_messages_are_refused_not_buffered() {
     l.stop(Duration::from_secs(5)).await.unwrap();
 }
 
+/// A flood of silent connections beyond `max_connections`: those over the limit are
+/// closed as soon as they are accepted, those admitted are closed at the handshake
+/// deadline, and a connected worker is served all the while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_is_refused_while_a_worker_is_served() {
+    use tokio::io::AsyncReadExt;
+    let mut config = GrpcListenerConfig::default();
+    config.max_connections = 10;
+    config.handshake_timeout = Duration::from_millis(300);
+    let l = GrpcListener::with_config(config);
+    l.start(Arc::new(
+        rxon_testing::Orchestrator::builder().token("t").build(),
+    ))
+    .await
+    .unwrap();
+    let addr = l.local_addr().unwrap();
+    let worker =
+        GrpcTransport::from_config(&TransportConfig::new(l.endpoint().unwrap(), "w-good", "t"))
+            .unwrap();
+    worker.connect().await.unwrap();
+    let registration = WorkerRegistration {
+        worker_id: "w-good".into(),
+        supported_skills: vec!["a".into()],
+        ..Default::default()
+    };
+    worker.register(&registration).await.unwrap();
+
+    // 60 connections that send nothing. One closed before the listener wrote a byte was
+    // refused at once; one that got the server's HTTP/2 settings was admitted.
+    let started = std::time::Instant::now();
+    let mut flood = Vec::new();
+    for _ in 0..60 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        flood.push(tokio::spawn(async move {
+            let mut answer = Vec::new();
+            let ended = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer))
+                .await
+                .is_ok();
+            (ended, answer.len())
+        }));
+    }
+    let mut latencies = Vec::new();
+    for _ in 0..100 {
+        let start = std::time::Instant::now();
+        worker.register(&registration).await.unwrap();
+        assert_eq!(worker.poll_task(Duration::ZERO).await.unwrap(), None);
+        latencies.push(start.elapsed());
+    }
+    latencies.sort();
+    let p99 = latencies[98];
+    let mut refused = 0;
+    for f in flood {
+        let (ended, bytes) = f.await.unwrap();
+        assert!(ended, "every flooding connection is closed");
+        if bytes == 0 {
+            refused += 1;
+        }
+    }
+    let all_ended = started.elapsed();
+    println!(
+        "gRPC connection flood: 60 beyond a limit of 10 with one worker connected: {refused} \
+         closed at once, the rest at the handshake deadline, all ended in {all_ended:?}; \
+         meanwhile 100 register+poll cycles, p99 {p99:?}"
+    );
+    assert!(refused >= 50, "{refused}");
+    assert!(all_ended < Duration::from_secs(3), "{all_ended:?}");
+    assert!(p99 < Duration::from_millis(500), "p99 {p99:?}");
+    l.stop(Duration::from_secs(2)).await.unwrap();
+}
+
 /// Connections beyond `max_connections` are closed as soon as they are accepted;
 /// connections that never send a byte are closed at the handshake deadline, which frees
 /// their slots for real workers.
