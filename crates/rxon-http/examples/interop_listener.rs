@@ -46,19 +46,31 @@ async fn run() -> rxon_core::Result<usize> {
     orchestrator.enqueue(task("t-fail"))?;
     orchestrator.enqueue_with_deadline(task("t-late"), Duration::from_millis(1))?;
     orchestrator.enqueue(task("t-cmd"))?;
-    // Cancel t-cmd through the command channel once the Python worker opens it.
+    // Cancel t-cmd through the command channel once the Python worker opens it and the
+    // channel has outlived five of the listener's keepalives: the Python worker answers
+    // the listener's pings.
+    let keepalive = Duration::from_millis(200);
     let canceller = {
         let orchestrator = orchestrator.clone();
         tokio::spawn(async move {
             orchestrator
                 .wait_for_command_channel("py-worker", Duration::from_secs(120))
                 .await?;
+            let closed = orchestrator
+                .wait_for_no_command_channel("py-worker", keepalive * 5)
+                .await;
+            if closed.is_ok() {
+                return Err(rxon_core::RxonError::network(
+                    "the listener's keepalive closed the Python worker's command channel",
+                ));
+            }
             orchestrator.cancel("t-cmd")
         })
     };
 
     let mut service = ServiceConfig::default();
     service.poll_wait = Duration::from_secs(1);
+    service.keepalive = keepalive;
     let mut config = HttpListenerConfig::default();
     config.service = service;
     let listener = HttpListener::with_config(config);
@@ -104,7 +116,7 @@ async fn run() -> rxon_core::Result<usize> {
         orchestrator.applied_results() == 2,
     );
     check(
-        "the cancel pushed over the command channel",
+        "the cancel pushed over the command channel, after five keepalives",
         canceller.await.is_ok_and(|r| r.is_ok()),
     );
     check(
