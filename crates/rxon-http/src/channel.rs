@@ -244,8 +244,17 @@ async fn keep_open(
                 delay = FIRST_RECONNECT_DELAY;
                 let generation = t.token_and_generation().1;
                 let keepalive = t.options().keepalive;
+                let write_limit = keepalive.max(t.options().request_timeout);
                 drop(t);
-                match serve_worker(ws, keepalive, &commands, &mut progress, &mut stop).await {
+                match serve_worker(
+                    ws,
+                    (keepalive, write_limit),
+                    &commands,
+                    &mut progress,
+                    &mut stop,
+                )
+                .await
+                {
                     Ended::Stopped => return,
                     Ended::Lost(None) => {}
                     Ended::Lost(Some(e)) => {
@@ -355,11 +364,11 @@ enum Ended {
 }
 
 /// Serves one socket. A ping goes out every `keepalive`; a pong missing by the next
-/// one, or a frame that cannot be written within `keepalive`, means the connection is
-/// gone (a NAT or firewall may drop it silently) and it is replaced.
+/// one, or a frame that cannot be written within `write_limit`, means the connection
+/// is gone (a NAT or firewall may drop it silently) and it is replaced.
 async fn serve_worker<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocketStream<Sniff<S>>,
-    keepalive: Duration,
+    (keepalive, write_limit): (Duration, Duration),
     commands: &mpsc::Sender<Result<WorkerCommand>>,
     progress: &mut mpsc::Receiver<ProgressRequest>,
     stop: &mut watch::Receiver<bool>,
@@ -401,14 +410,14 @@ async fn serve_worker<S: AsyncRead + AsyncWrite + Unpin>(
                     // An orchestrator that refuses the worker after the upgrade may write
                     // a plain HTTP response instead of frames: surface it, do not spin.
                     let refused = (!got_frame).then(|| ws.get_ref().http_after_upgrade()).flatten();
-                    report_and_close(&mut ws, e, keepalive).await;
+                    report_and_close(&mut ws, e, write_limit).await;
                     return Ended::Lost(refused);
                 }
             },
             request = progress.recv() => {
                 let Some((update, ack)) = request else { return Ended::Stopped };
                 let sent = match serde_json::to_string(&update) {
-                    Ok(text) => send_within(&mut ws, Message::Text(text.into()), keepalive)
+                    Ok(text) => send_within(&mut ws, Message::Text(text.into()), write_limit)
                         .await
                         .map_err(|e| RxonError::network(format!("progress not sent: {e}"))),
                     Err(e) => Err(RxonError::invalid_input(format!("cannot encode progress: {e}"))),
@@ -425,7 +434,7 @@ async fn serve_worker<S: AsyncRead + AsyncWrite + Unpin>(
                     return Ended::Lost(None);
                 }
                 awaiting_pong = true;
-                if let Err(e) = send_within(&mut ws, Message::Ping(Vec::new().into()), keepalive).await {
+                if let Err(e) = send_within(&mut ws, Message::Ping(Vec::new().into()), write_limit).await {
                     tracing::warn!(error = %e, "command channel: ping not sent; reconnecting");
                     return Ended::Lost(None);
                 }

@@ -190,6 +190,9 @@ impl WsTransport {
             inner.options.connect_timeout,
         )
         .await?;
+        // Any byte read is proof of life, a large frame still arriving included.
+        let heard = Arc::new(AtomicBool::new(true));
+        let stream = crate::activity::Activity::new(stream, heard.clone());
         let config = WebSocketConfig::default()
             .max_message_size(Some(inner.options.max_message_bytes))
             .max_frame_size(Some(inner.options.max_message_bytes));
@@ -229,14 +232,14 @@ impl WsTransport {
         let (dead_tx, dead) = watch::channel(false);
         let dead_tx = Arc::new(dead_tx);
         // Writer: frames out, plus a keepalive ping. A connection that answered nothing
-        // (no pong, no reply, no command) between two pings, or that takes longer than
-        // a keepalive to accept a frame, is gone: a NAT or firewall may drop it without
-        // a word. The session dies and the next operation opens a new one.
-        let heard = Arc::new(AtomicBool::new(true));
-        let writer_heard = heard.clone();
+        // (no pong, no reply, no command) between two pings is gone: a NAT or firewall
+        // may drop it without a word. So is one that does not take a frame within the
+        // request deadline. The session dies and the next operation opens a new one.
+        let writer_heard = heard;
         let writer_dead = dead_tx.clone();
         let mut closed = inner.closed.subscribe();
         let keepalive = inner.options.keepalive;
+        let write_limit = keepalive.max(inner.options.request_timeout);
         tokio::spawn(async move {
             let mut ping = tokio::time::interval(keepalive);
             ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -256,11 +259,21 @@ impl WsTransport {
                         break;
                     }
                 };
-                match tokio::time::timeout(keepalive, sink.send(message)).await {
+                let started = tokio::time::Instant::now();
+                match tokio::time::timeout(write_limit, sink.send(message)).await {
+                    // A frame that took a while to go out (a large one on a slow link)
+                    // went out because the peer acknowledged it: proof of life, and our
+                    // ping waited behind it.
+                    Ok(Ok(())) if started.elapsed() >= keepalive / 2 => {
+                        writer_heard.store(true, Ordering::Relaxed);
+                    }
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break,
                     Err(_) => {
-                        tracing::warn!(?keepalive, "WebSocket peer stopped reading; reconnecting");
+                        tracing::warn!(
+                            ?write_limit,
+                            "WebSocket peer stopped reading; reconnecting"
+                        );
                         break;
                     }
                 }
@@ -287,7 +300,6 @@ impl WsTransport {
                         break;
                     }
                 };
-                heard.store(true, Ordering::Relaxed);
                 if matches!(message, Message::Close(_)) {
                     break;
                 }

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod activity;
 mod client;
 mod frame;
 mod server;

@@ -14,6 +14,7 @@ use rxon_core::{
 };
 use rxon_http::{ConnectionInfo, HttpListener, HttpListenerConfig, Mount};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -167,13 +168,22 @@ impl Mount for WsMount {
                         let config = WebSocketConfig::default()
                             .max_message_size(Some(this.config.max_message_bytes))
                             .max_frame_size(Some(this.config.max_message_bytes));
-                        let ws = WebSocketStream::from_raw_socket(
+                        // Any byte read is proof of life, a large frame still arriving
+                        // included.
+                        let heard = Arc::new(AtomicBool::new(true));
+                        let io = crate::activity::Activity::new(
                             hyper_util::rt::TokioIo::new(upgraded),
-                            Role::Server,
-                            Some(config),
-                        )
-                        .await;
-                        session(ws, codec, this.handler, this.config, ctx, shutdown).await;
+                            heard.clone(),
+                        );
+                        let ws =
+                            WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                        let session_ctx = Session {
+                            handler: this.handler,
+                            config: this.config,
+                            ctx,
+                            heard,
+                        };
+                        session(ws, codec, session_ctx, shutdown).await;
                     }
                     Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
                 }
@@ -209,38 +219,48 @@ async fn stopping(shutdown: &mut Option<watch::Receiver<bool>>) {
     }
 }
 
+/// What a session serves, and for whom.
+struct Session {
+    handler: Arc<dyn Handler>,
+    config: Arc<WsConfig>,
+    ctx: RequestContext,
+    /// Set whenever bytes arrive from the worker.
+    heard: Arc<AtomicBool>,
+}
+
 /// One worker's connection: requests run concurrently, replies and commands share
 /// one writer.
 async fn session<S>(
     ws: WebSocketStream<S>,
     codec: Codec,
-    handler: Arc<dyn Handler>,
-    config: Arc<WsConfig>,
-    ctx: RequestContext,
+    session: Session,
     mut shutdown: Option<watch::Receiver<bool>>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let Session {
+        handler,
+        config,
+        ctx,
+        heard,
+    } = session;
     let (mut sink, mut stream) = ws.split();
     let (out, mut out_rx) = mpsc::channel::<Message>(256);
     let keepalive = config.keepalive;
-    let writer = tokio::spawn(async move {
+    // No deadline per frame: a large reply to a slow worker may take long. Liveness is
+    // the pings' business (the worker's frames arrive while ours go out), and the end
+    // of the session bounds a writer stuck on a worker that stopped reading.
+    let mut writer = tokio::spawn(async move {
         while let Some(message) = out_rx.recv().await {
             let closing = matches!(message, Message::Close(_));
-            match tokio::time::timeout(keepalive, sink.send(message)).await {
-                Ok(Ok(())) if !closing => {}
-                Ok(_) => break,
-                Err(_) => {
-                    tracing::info!("worker stopped reading; closing the session");
-                    break;
-                }
+            if sink.send(message).await.is_err() || closing {
+                break;
             }
         }
     });
     let mut ping = tokio::time::interval(keepalive);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
-    let mut heard = true;
     // The session's credential: the upgrade's, then whatever a token request issued.
     let token = Arc::new(Mutex::new(ctx.token.clone()));
     let mut commands = open_commands(&handler, &ctx, codec, &out).await;
@@ -250,7 +270,7 @@ async fn session<S>(
         let message = tokio::select! {
             m = stream.next() => m,
             _ = ping.tick() => {
-                if !std::mem::replace(&mut heard, false) {
+                if !heard.swap(false, Ordering::Relaxed) {
                     tracing::info!(worker_id = ?ctx.worker_id, "session silent for two keepalives; closing");
                     break;
                 }
@@ -273,10 +293,7 @@ async fn session<S>(
             }
         };
         let message = match message {
-            Some(Ok(m)) => {
-                heard = true;
-                m
-            }
+            Some(Ok(m)) => m,
             Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
                 tracing::warn!(error = %e, "frame over the size limit; closing");
                 let _ = out
@@ -357,7 +374,10 @@ async fn session<S>(
         c.abort();
     }
     drop(out);
-    let _ = writer.await;
+    if tokio::time::timeout(keepalive, &mut writer).await.is_err() {
+        tracing::info!("worker stopped reading; dropping the session's unsent frames");
+        writer.abort();
+    }
 }
 
 /// Opens the handler's command channel for this worker and forwards it; `None` when

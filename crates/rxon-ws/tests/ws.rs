@@ -188,3 +188,81 @@ async fn hostile_frames_are_skipped_and_oversized_ones_close_with_1009() {
     assert!(err.to_string().contains("400"), "{err}");
     l.stop(BOUND).await.unwrap();
 }
+
+/// A slow link: every 16 KiB takes 40 ms through the proxy, so a 512 KiB task takes
+/// over a second to arrive and a 512 KiB result over a second to leave, many times the
+/// 150 ms keepalive of both sides. A frame still moving is proof of life: the session
+/// survives both transfers instead of being replaced as silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_frames_on_a_slow_link_are_not_mistaken_for_silence() {
+    use rxon_testing::faults::{Fault, FaultProxy};
+    let keepalive = Duration::from_millis(150);
+    let orch = Orchestrator::builder().token("t").build();
+    let mut config = WsListenerConfig::default();
+    config.ws.keepalive = keepalive;
+    let l = WsListener::with_config(config);
+    l.start(Arc::new(orch.clone())).await.unwrap();
+    let upstream = l
+        .endpoint()
+        .unwrap()
+        .trim_start_matches("ws://")
+        .parse()
+        .unwrap();
+    let proxy = FaultProxy::start(upstream).await.unwrap();
+
+    let mut config = TransportConfig::new(proxy.url("ws"), "w-1", "t");
+    config.options.keepalive = keepalive;
+    config.options.request_timeout = Duration::from_secs(20);
+    let t = WsTransport::from_config(&config).unwrap();
+    t.connect().await.unwrap();
+    t.register(&WorkerRegistration {
+        worker_id: "w-1".into(),
+        supported_skills: vec!["echo".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    proxy.set_fault(Fault::Delay(Duration::from_millis(40)));
+
+    let big = "x".repeat(512 * 1024);
+    let mut params = Map::new();
+    params.insert("blob".into(), Value::from(big.as_str()));
+    orch.enqueue(TaskPayload {
+        job_id: "job-big".into(),
+        task_id: "t-big".into(),
+        task_type: "echo".into(),
+        params,
+        ..Default::default()
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    let task = tokio::time::timeout(BOUND, t.poll_task(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the large task arrives");
+    let down = started.elapsed();
+    assert_eq!(task.params["blob"].as_str().map(str::len), Some(big.len()));
+    let mut data = Map::new();
+    data.insert("blob".into(), Value::from(big.as_str()));
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(
+        BOUND,
+        t.send_result(&TaskResult::success(&task, "w-1", data)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let up = started.elapsed();
+    assert!(outcome.is_accepted(), "{outcome:?}");
+    assert!(
+        down > keepalive * 4 && up > keepalive * 4,
+        "the link is slow enough to matter: down {down:?}, up {up:?}"
+    );
+    assert_eq!(
+        proxy.stats().accepted,
+        1,
+        "one session throughout: neither side took the transfers for silence"
+    );
+    l.stop(Duration::from_secs(2)).await.unwrap();
+}
