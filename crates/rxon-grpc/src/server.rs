@@ -46,7 +46,7 @@ pub struct GrpcListenerConfig {
     pub handshake_timeout: Duration,
     /// An HTTP/2 ping this often (default 30 s); a connection that does not answer
     /// within this long is closed, so one dropped silently by a NAT or firewall does
-    /// not keep its polls and command stream open forever.
+    /// not keep its polls and command stream open forever. Zero turns the pings off.
     pub keepalive: Duration,
 }
 
@@ -228,7 +228,9 @@ impl Listener for GrpcListener {
                 return Err(RxonError::config("gRPC listener is already running"));
             }
             let mut builder = tonic::transport::Server::builder()
-                .http2_keepalive_interval(Some(self.config.keepalive))
+                .http2_keepalive_interval(
+                    (!self.config.keepalive.is_zero()).then_some(self.config.keepalive),
+                )
                 .http2_keepalive_timeout(Some(self.config.keepalive));
             if let Some(tls) = &self.config.tls {
                 let identity = tonic::transport::Identity::from_pem(

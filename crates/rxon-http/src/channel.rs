@@ -57,23 +57,22 @@ pub(crate) async fn serve<S>(
         }
     };
     let mut stopping = std::pin::pin!(stopping);
-    let mut ping = tokio::time::interval(keepalive);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.tick().await;
+    let mut ping = crate::keepalive::Pings::every(keepalive);
+    let write_limit = ping.write_limit(keepalive);
     let mut heard = true;
     loop {
         tokio::select! {
             command = commands.recv() => {
                 let Some(command) = command else {
                     let _ = tokio::time::timeout(
-                        keepalive,
+                        write_limit,
                         ws.close(Some(close(CloseCode::Normal, "command channel closed"))),
                     )
                     .await;
                     return;
                 };
                 let Ok(text) = serde_json::to_string(&command) else { continue };
-                if let Err(e) = send_within(&mut ws, Message::Text(text.into()), keepalive).await {
+                if let Err(e) = send_within(&mut ws, Message::Text(text.into()), write_limit).await {
                     tracing::debug!(error = %e, "command not delivered; the channel is gone");
                     commands.undelivered(command);
                     return;
@@ -98,23 +97,23 @@ pub(crate) async fn serve<S>(
                 Some(Ok(Message::Close(_))) | None => return,
                 Some(Ok(_)) => heard = true,
                 Some(Err(e)) => {
-                    report_and_close(&mut ws, e, keepalive).await;
+                    report_and_close(&mut ws, e, write_limit).await;
                     return;
                 }
             },
-            _ = ping.tick() => {
+            () = ping.tick() => {
                 if !std::mem::replace(&mut heard, false) {
                     tracing::info!(worker_id = ?ctx.worker_id, "command channel silent for two keepalives; closing");
                     return;
                 }
-                if let Err(e) = send_within(&mut ws, Message::Ping(Vec::new().into()), keepalive).await {
+                if let Err(e) = send_within(&mut ws, Message::Ping(Vec::new().into()), write_limit).await {
                     tracing::info!(worker_id = ?ctx.worker_id, error = %e, "command channel: ping not taken; closing");
                     return;
                 }
             }
             () = &mut stopping => {
                 let _ = tokio::time::timeout(
-                    keepalive,
+                    write_limit,
                     ws.close(Some(close(CloseCode::Away, "listener stopping"))),
                 )
                 .await;
@@ -373,9 +372,7 @@ async fn serve_worker<S: AsyncRead + AsyncWrite + Unpin>(
     progress: &mut mpsc::Receiver<ProgressRequest>,
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
-    let mut ping = tokio::time::interval(keepalive);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.tick().await;
+    let mut ping = crate::keepalive::Pings::every(keepalive);
     let mut awaiting_pong = false;
     let mut got_frame = false;
     loop {
@@ -428,7 +425,7 @@ async fn serve_worker<S: AsyncRead + AsyncWrite + Unpin>(
                     return Ended::Lost(None);
                 }
             }
-            _ = ping.tick() => {
+            () = ping.tick() => {
                 if awaiting_pong {
                     tracing::warn!("no pong from the orchestrator; reconnecting");
                     return Ended::Lost(None);

@@ -31,6 +31,7 @@
 
 mod channel;
 pub mod credential;
+pub mod keepalive;
 mod listener;
 mod service;
 pub mod tls;

@@ -40,6 +40,7 @@ pub struct ServiceConfig {
     /// Command channels: a ping this often (default 30 s). A worker that answers nothing
     /// between two pings, or stops reading for this long, is disconnected, so a
     /// connection dropped silently by a NAT or firewall does not stay open forever.
+    /// Zero turns the pings off.
     pub keepalive: Duration,
 }
 

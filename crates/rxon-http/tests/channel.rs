@@ -252,3 +252,32 @@ async fn a_raw_http_401_after_the_upgrade_is_an_auth_error_not_a_hang() {
     assert!(err.message().contains("invalid worker token"), "{err}");
     t.close().await.unwrap();
 }
+
+/// A zero keepalive turns the listener's pings off; the channel works as usual.
+#[tokio::test]
+async fn a_zero_keepalive_turns_the_pings_off() {
+    let orch = Orchestrator::builder().token("good").build();
+    let mut config = HttpListenerConfig::default();
+    config.service.keepalive = Duration::ZERO;
+    let listener = HttpListener::with_config(config);
+    listener.start(Arc::new(orch.clone())).await.unwrap();
+    let t = worker(&listener.endpoint().unwrap(), "good").await;
+    t.register(&WorkerRegistration {
+        worker_id: "w-1".into(),
+        supported_skills: vec!["echo".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    orch.enqueue(task("t-1")).unwrap();
+    t.poll_task(Duration::from_secs(5)).await.unwrap().unwrap();
+    let reader = {
+        let t = t.clone();
+        tokio::spawn(async move { next(&t).await })
+    };
+    orch.wait_for_command_channel("w-1", BOUND).await.unwrap();
+    orch.cancel("t-1").unwrap();
+    let command = reader.await.unwrap().unwrap().unwrap();
+    assert_eq!(command.task_id.as_deref(), Some("t-1"));
+    listener.stop(Duration::from_secs(2)).await.unwrap();
+}

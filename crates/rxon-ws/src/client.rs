@@ -241,13 +241,11 @@ impl WsTransport {
         let keepalive = inner.options.keepalive;
         let write_limit = keepalive.max(inner.options.request_timeout);
         tokio::spawn(async move {
-            let mut ping = tokio::time::interval(keepalive);
-            ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ping.tick().await;
+            let mut ping = rxon_http::keepalive::Pings::every(keepalive);
             loop {
                 let message = tokio::select! {
                     m = out_rx.recv() => match m { Some(m) => m, None => break },
-                    _ = ping.tick() => {
+                    () = ping.tick() => {
                         if !writer_heard.swap(false, Ordering::Relaxed) {
                             tracing::warn!(?keepalive, "WebSocket peer silent for two keepalives; reconnecting");
                             break;

@@ -38,7 +38,8 @@ pub struct WsConfig {
     pub max_in_flight: usize,
     /// A ping this often (default 30 s). A worker that sends nothing between two pings,
     /// or does not take a frame within this long, is disconnected, so a connection
-    /// dropped silently by a NAT or firewall does not stay open forever.
+    /// dropped silently by a NAT or firewall does not stay open forever. Zero turns the
+    /// pings off.
     pub keepalive: Duration,
 }
 
@@ -258,9 +259,13 @@ async fn session<S>(
             }
         }
     });
-    let mut ping = tokio::time::interval(keepalive);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.tick().await;
+    let mut ping = rxon_http::keepalive::Pings::every(keepalive);
+    // Bounds the writer at the end of the session, keepalive or not.
+    let end_limit = if keepalive.is_zero() {
+        Duration::from_secs(30)
+    } else {
+        keepalive
+    };
     // The session's credential: the upgrade's, then whatever a token request issued.
     let token = Arc::new(Mutex::new(ctx.token.clone()));
     let mut commands = open_commands(&handler, &ctx, codec, &out).await;
@@ -269,7 +274,7 @@ async fn session<S>(
     loop {
         let message = tokio::select! {
             m = stream.next() => m,
-            _ = ping.tick() => {
+            () = ping.tick() => {
                 if !heard.swap(false, Ordering::Relaxed) {
                     tracing::info!(worker_id = ?ctx.worker_id, "session silent for two keepalives; closing");
                     break;
@@ -374,7 +379,7 @@ async fn session<S>(
         c.abort();
     }
     drop(out);
-    if tokio::time::timeout(keepalive, &mut writer).await.is_err() {
+    if tokio::time::timeout(end_limit, &mut writer).await.is_err() {
         tracing::info!("worker stopped reading; dropping the session's unsent frames");
         writer.abort();
     }

@@ -266,3 +266,28 @@ async fn large_frames_on_a_slow_link_are_not_mistaken_for_silence() {
     );
     l.stop(Duration::from_secs(2)).await.unwrap();
 }
+
+/// A zero keepalive turns the listener's pings off; sessions work as usual.
+#[tokio::test]
+async fn a_zero_keepalive_turns_the_pings_off() {
+    let orch = Orchestrator::builder().token("t").build();
+    let mut config = WsListenerConfig::default();
+    config.ws.keepalive = Duration::ZERO;
+    let l = WsListener::with_config(config);
+    l.start(Arc::new(orch.clone())).await.unwrap();
+    let t = worker(&l.endpoint().unwrap(), None).await;
+    orch.enqueue(TaskPayload {
+        job_id: "j".into(),
+        task_id: "t-1".into(),
+        task_type: "echo".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let task = tokio::time::timeout(BOUND, t.poll_task(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("a task");
+    assert_eq!(task.task_id, "t-1");
+    l.stop(Duration::from_secs(2)).await.unwrap();
+}
