@@ -673,8 +673,7 @@ per_transport!(listener_closes_a_silent_connection => http_listener_closes_a_sil
 /// A listener stopping while tasks are being handed to parked polls drains within its
 /// deadline; a task claimed for a poll whose answer never went out is requeued, and every
 /// task a worker did receive is still held by that worker.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopping_listener_leaves_no_task_with_a_worker_that_never_got_it() {
+async fn a_stopping_listener_leaves_no_task_with_a_worker_that_never_got_it(kind: &str) {
     let rounds = env_or("RXON_SOAK_RACES", 200) / 10;
     let lease = Duration::from_millis(100);
     let deadline = Duration::from_secs(1);
@@ -687,7 +686,7 @@ async fn a_stopping_listener_leaves_no_task_with_a_worker_that_never_got_it() {
             .claim_lease(lease)
             .build();
         let _reaper = orch.spawn_reaper(Duration::from_millis(10));
-        let l = start_on("http", "127.0.0.1:0".parse().unwrap(), &orch).await;
+        let l = start_on(kind, "127.0.0.1:0".parse().unwrap(), &orch).await;
         let url = l.endpoint().unwrap();
         let mut polls = Vec::new();
         for w in 0..5 {
@@ -736,7 +735,7 @@ async fn a_stopping_listener_leaves_no_task_with_a_worker_that_never_got_it() {
         requeued_total += orch.lapsed_claims();
     }
     println!(
-        "stop under hand-off: rounds {rounds} × 5 tasks, received {received_total}, \
+        "stop under hand-off {kind}: rounds {rounds} × 5 tasks, received {received_total}, \
          claimed but undelivered then requeued {requeued_total}, slowest stop {slowest_stop:?} \
          (deadline {deadline:?})"
     );
@@ -745,3 +744,5 @@ async fn a_stopping_listener_leaves_no_task_with_a_worker_that_never_got_it() {
         "{slowest_stop:?}"
     );
 }
+
+per_transport!(a_stopping_listener_leaves_no_task_with_a_worker_that_never_got_it => http_a_stopping_listener_leaves_no_task_with_a_worker_that_never_got_it, ws_a_stopping_listener_leaves_no_task_with_a_worker_that_never_got_it, grpc_a_stopping_listener_leaves_no_task_with_a_worker_that_never_got_it);
