@@ -338,10 +338,9 @@ async fn a_task_handed_to_a_vanished_poll_is_requeued() {
 /// A worker shutting down while its poll is parked: a task handed to that poll in the
 /// drain window is run and its result delivered before the worker exits; a task that
 /// comes after the worker left stays queued for the next one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_shutting_down_completes_what_its_last_poll_received() {
+async fn a_worker_shutting_down_completes_what_its_last_poll_received(kind: &str) {
     let orch = Orchestrator::builder().token("t").build();
-    let l = start_on("http", "127.0.0.1:0".parse().unwrap(), &orch).await;
+    let l = start_on(kind, "127.0.0.1:0".parse().unwrap(), &orch).await;
     let url = l.endpoint().unwrap();
     let transport: Arc<dyn Transport> =
         Arc::from(rxon::create_transport(&url, "w-last", "t", Default::default()).unwrap());
@@ -372,6 +371,8 @@ async fn a_worker_shutting_down_completes_what_its_last_poll_received() {
     assert_eq!(orch.applied_results(), 1);
     l.stop(Duration::from_secs(2)).await.unwrap();
 }
+
+per_transport!(a_worker_shutting_down_completes_what_its_last_poll_received => http_a_worker_shutting_down_completes_what_its_last_poll_received, ws_a_worker_shutting_down_completes_what_its_last_poll_received, grpc_a_worker_shutting_down_completes_what_its_last_poll_received);
 
 /// While the orchestrator's host refuses connections, a worker's polls and its command
 /// channel retry with backoff, not in a busy loop; both recover once it is back.
