@@ -28,11 +28,19 @@ async fn listener(orch: &Orchestrator, bind: SocketAddr, max_message_bytes: usiz
 }
 
 async fn worker(url: &str, codec: Option<&str>) -> Arc<WsTransport> {
+    worker_with(url, |config| {
+        if let Some(c) = codec {
+            config.options.params.insert("codec".into(), Value::from(c));
+        }
+    })
+    .await
+}
+
+/// A connected worker `w-1`, registered for `echo`, with `configure` applied.
+async fn worker_with(url: &str, configure: impl FnOnce(&mut TransportConfig)) -> Arc<WsTransport> {
     let mut config = TransportConfig::new(url, "w-1", "t");
-    if let Some(c) = codec {
-        config.options.params.insert("codec".into(), Value::from(c));
-    }
     config.options.result_retry_delay = Duration::from_millis(10);
+    configure(&mut config);
     let t = WsTransport::from_config(&config).unwrap();
     t.connect().await.unwrap();
     t.register(&WorkerRegistration {
@@ -210,18 +218,11 @@ async fn large_frames_on_a_slow_link_are_not_mistaken_for_silence() {
         .unwrap();
     let proxy = FaultProxy::start(upstream).await.unwrap();
 
-    let mut config = TransportConfig::new(proxy.url("ws"), "w-1", "t");
-    config.options.keepalive = keepalive;
-    config.options.request_timeout = Duration::from_secs(20);
-    let t = WsTransport::from_config(&config).unwrap();
-    t.connect().await.unwrap();
-    t.register(&WorkerRegistration {
-        worker_id: "w-1".into(),
-        supported_skills: vec!["echo".into()],
-        ..Default::default()
+    let t = worker_with(&proxy.url("ws"), |config| {
+        config.options.keepalive = keepalive;
+        config.options.request_timeout = Duration::from_secs(20);
     })
-    .await
-    .unwrap();
+    .await;
     proxy.set_fault(Fault::Delay(Duration::from_millis(40)));
 
     let big = "x".repeat(512 * 1024);
