@@ -36,10 +36,9 @@ pub struct WsConfig {
     pub max_message_bytes: usize,
     /// Requests of one session handled at once; more wait (default 64).
     pub max_in_flight: usize,
-    /// A ping this often (default 30 s). A worker that sends nothing between two pings,
-    /// or does not take a frame within this long, is disconnected, so a connection
-    /// dropped silently by a NAT or firewall does not stay open forever. Zero turns the
-    /// pings off.
+    /// A ping this often (default 30 s). A worker that sends nothing (not one byte)
+    /// between two pings is disconnected, so a connection dropped silently by a NAT or
+    /// firewall does not stay open forever. Zero turns the pings off.
     pub keepalive: Duration,
 }
 
@@ -279,7 +278,9 @@ async fn session<S>(
                     tracing::info!(worker_id = ?ctx.worker_id, "session silent for two keepalives; closing");
                     break;
                 }
-                // A full queue means the writer is stuck; its own deadline ends it.
+                // A full queue means the writer is stuck behind a worker that stopped
+                // reading; that worker misses our pongs and leaves, or goes silent and
+                // the next tick ends the session.
                 let _ = out.try_send(Message::Ping(Vec::new().into()));
                 continue;
             }
