@@ -37,12 +37,12 @@ pub struct GrpcListenerConfig {
     pub max_message_bytes: usize,
     /// TLS, optionally with client certificates.
     pub tls: Option<ServerTlsOptions>,
-    /// Most connections served at once (default 10,000); further ones are closed as
-    /// soon as they are accepted, and the worker retries with its backoff.
+    /// Most connections served at once (default 10,000; at least 1); further ones are
+    /// closed as soon as they are accepted, and the worker retries with its backoff.
     pub max_connections: usize,
     /// Deadline for a new connection's first bytes (the HTTP/2 preface or the TLS
     /// hello; default 10 s): connections that say nothing are closed, so idle sockets
-    /// cannot hold every slot of `max_connections`.
+    /// cannot hold every slot of `max_connections`. Zero: no deadline.
     pub handshake_timeout: Duration,
     /// An HTTP/2 ping this often (default 30 s); a connection that does not answer
     /// within this long is closed, so one dropped silently by a NAT or firewall does
@@ -126,7 +126,8 @@ async fn accept_loop(
                     let counted = Counted {
                         io,
                         _permit: permit,
-                        first_bytes: Some(Box::pin(tokio::time::sleep(first_bytes_within))),
+                        first_bytes: (!first_bytes_within.is_zero())
+                            .then(|| Box::pin(tokio::time::sleep(first_bytes_within))),
                     };
                     if out.send(Ok(counted)).await.is_err() {
                         return;
