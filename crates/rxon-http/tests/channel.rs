@@ -41,6 +41,19 @@ async fn worker(url: &str, token: &str) -> Arc<HttpTransport> {
     Arc::new(t)
 }
 
+/// `w-1` with the token "good", connected and registered for `echo`.
+async fn registered(url: &str) -> Arc<HttpTransport> {
+    let t = worker(url, "good").await;
+    t.register(&WorkerRegistration {
+        worker_id: "w-1".into(),
+        supported_skills: vec!["echo".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    t
+}
+
 async fn next(t: &HttpTransport) -> Result<Option<WorkerCommand>> {
     tokio::time::timeout(BOUND, t.next_command())
         .await
@@ -52,14 +65,7 @@ async fn commands_reach_the_worker_across_a_listener_restart() {
     let orch = Orchestrator::builder().token("good").build();
     let listener = start_on(&orch, "127.0.0.1:0".parse().unwrap()).await;
     let addr = listener.local_addr().unwrap();
-    let t = worker(&listener.endpoint().unwrap(), "good").await;
-    t.register(&WorkerRegistration {
-        worker_id: "w-1".into(),
-        supported_skills: vec!["echo".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let t = registered(&listener.endpoint().unwrap()).await;
     let mut held = Vec::new();
     for id in ["t-1", "t-2"] {
         orch.enqueue(task(id)).unwrap();
@@ -261,14 +267,7 @@ async fn a_zero_keepalive_turns_the_pings_off() {
     config.service.keepalive = Duration::ZERO;
     let listener = HttpListener::with_config(config);
     listener.start(Arc::new(orch.clone())).await.unwrap();
-    let t = worker(&listener.endpoint().unwrap(), "good").await;
-    t.register(&WorkerRegistration {
-        worker_id: "w-1".into(),
-        supported_skills: vec!["echo".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let t = registered(&listener.endpoint().unwrap()).await;
     orch.enqueue(task("t-1")).unwrap();
     t.poll_task(Duration::from_secs(5)).await.unwrap().unwrap();
     let reader = {
