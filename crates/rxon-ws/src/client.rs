@@ -22,7 +22,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 /// URL schemes served by [`WsTransportFactory`].
 pub const SCHEMES: &[&str] = &["ws", "wss"];
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ServerFrame>>>>;
+/// Requests waiting for their reply, by correlation id; `None` once the socket is gone,
+/// so that a request can never wait on a session that will not answer.
+type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<ServerFrame>>>>>;
 
 /// One open socket.
 struct Session {
@@ -228,7 +230,7 @@ impl WsTransport {
 
         let (mut sink, mut stream) = ws.split();
         let (out, mut out_rx) = mpsc::channel::<Message>(256);
-        let pending: Pending = Arc::default();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let (dead_tx, dead) = watch::channel(false);
         let dead_tx = Arc::new(dead_tx);
         // Writer: frames out, plus a keepalive ping. A connection that answered nothing
@@ -305,8 +307,17 @@ impl WsTransport {
                     Ok(Some(ServerFrame::Command { command })) => {
                         if !command.command.is_known() {
                             tracing::warn!(command = %command.command, "unknown command skipped");
-                        } else if commands.send(command).await.is_err() {
-                            break;
+                        } else {
+                            // Never wait here: replies behind this frame would wait too.
+                            match commands.try_send(command) {
+                                Ok(()) => {}
+                                Err(mpsc::error::TrySendError::Full(c)) => tracing::warn!(
+                                    task_id = ?c.task_id,
+                                    "command dropped: nobody reads next_command (an orchestrator \
+                                     repeats cancels in heartbeat replies)"
+                                ),
+                                Err(mpsc::error::TrySendError::Closed(_)) => break,
+                            }
                         }
                     }
                     Ok(Some(frame @ (ServerFrame::Reply { .. } | ServerFrame::Error { .. }))) => {
@@ -317,7 +328,8 @@ impl WsTransport {
                         let waiter = reader_pending
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .remove(&id);
+                            .as_mut()
+                            .and_then(|waiting| waiting.remove(&id));
                         if let Some(waiter) = waiter {
                             let _ = waiter.send(frame);
                         }
@@ -327,11 +339,12 @@ impl WsTransport {
                 }
             }
             dead_tx.send_replace(true);
-            // Requests still waiting fail now: their senders are dropped.
+            // Requests still waiting fail now (their senders are dropped), and later ones
+            // cannot register here.
             reader_pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .clear();
+                .take();
         });
         Ok(Session {
             out,
@@ -343,14 +356,39 @@ impl WsTransport {
 
     /// One request and its reply, within `timeout`.
     async fn request(&self, call: &Call, timeout: Duration) -> Result<Reply> {
-        let session = self.session().await?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        session
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, tx);
+        // A session can die between being handed out and taking the request: then
+        // nothing was sent, and one more session is tried.
+        let mut tx = Some(tx);
+        let mut session = None;
+        for _ in 0..2 {
+            let candidate = self.session().await?;
+            let registered = match candidate
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+            {
+                Some(waiting) => {
+                    if let Some(sender) = tx.take() {
+                        waiting.insert(id, sender);
+                    }
+                    true
+                }
+                None => false,
+            };
+            if registered {
+                session = Some(candidate);
+                break;
+            }
+        }
+        let Some(session) = session else {
+            return Err(RxonError::network(format!(
+                "{}: the connection closed as the request was made",
+                call.name()
+            )));
+        };
         let frame = session.codec.encode(&ClientFrame {
             id,
             call: call.clone(),
@@ -372,11 +410,14 @@ impl WsTransport {
                 "{what}: no reply within {timeout:?}"
             ))),
         };
-        session
+        if let Some(waiting) = session
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+            .as_mut()
+        {
+            waiting.remove(&id);
+        }
         match answer? {
             ServerFrame::Reply { reply, .. } => Ok(reply),
             ServerFrame::Error { error, .. } => {

@@ -292,3 +292,54 @@ async fn a_zero_keepalive_turns_the_pings_off() {
     assert_eq!(task.task_id, "t-1");
     l.stop(Duration::from_secs(2)).await.unwrap();
 }
+
+/// A worker that never reads `next_command` still gets its replies when more commands
+/// arrive than the queue holds: the socket's reader never waits on the queue (the extra
+/// cancels are dropped with a warning; heartbeat replies repeat them).
+#[tokio::test]
+async fn unread_commands_never_hold_up_replies() {
+    // Room for every cancel on the orchestrator's side, so all 80 reach the socket.
+    let orch = Orchestrator::builder()
+        .token("t")
+        .command_capacity(256)
+        .build();
+    let l = listener(&orch, "127.0.0.1:0".parse().unwrap(), 1 << 20).await;
+    let t = worker(&l.endpoint().unwrap(), None).await;
+    // The command channel opens with the session; 80 held tasks, then 80 cancels.
+    orch.wait_for_command_channel("w-1", BOUND).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..80 {
+        let id = format!("t-{i}");
+        orch.enqueue(TaskPayload {
+            job_id: "j".into(),
+            task_id: id.clone(),
+            task_type: "echo".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let task = tokio::time::timeout(BOUND, t.poll_task(Duration::from_secs(5)))
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("a task");
+        ids.push(task.task_id);
+    }
+    for id in &ids {
+        orch.cancel(id).unwrap();
+    }
+    let hb = Heartbeat {
+        worker_id: "w-1".into(),
+        current_tasks: ids.clone(),
+        ..Default::default()
+    };
+    let reply = tokio::time::timeout(BOUND, t.send_heartbeat(&hb))
+        .await
+        .expect("the reply is not stuck behind unread commands")
+        .unwrap();
+    assert_eq!(
+        reply.cancel_task_ids.len(),
+        80,
+        "every cancel is in the reply"
+    );
+    l.stop(Duration::from_secs(2)).await.unwrap();
+}
