@@ -384,11 +384,15 @@ async fn serve_worker<S: AsyncRead + AsyncWrite + Unpin>(
                         Ok(command) if !command.command.is_known() => {
                             tracing::warn!(command = %command.command, "unknown command skipped");
                         }
-                        Ok(command) => {
-                            if commands.send(Ok(command)).await.is_err() {
-                                return Ended::Stopped;
-                            }
-                        }
+                        // Never wait here: pings and progress share this loop.
+                        Ok(command) => match commands.try_send(Ok(command)) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(_)) => tracing::warn!(
+                                "command dropped: nobody reads next_command (an orchestrator \
+                                 repeats cancels in heartbeat replies)"
+                            ),
+                            Err(mpsc::error::TrySendError::Closed(_)) => return Ended::Stopped,
+                        },
                         Err(e) => tracing::warn!(error = %e, "invalid command frame skipped"),
                     }
                 }

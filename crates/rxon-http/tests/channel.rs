@@ -280,3 +280,56 @@ async fn a_zero_keepalive_turns_the_pings_off() {
     assert_eq!(command.task_id.as_deref(), Some("t-1"));
     listener.stop(Duration::from_secs(2)).await.unwrap();
 }
+
+/// A worker that never reads `next_command` keeps a working channel when more commands
+/// arrive than the queue holds: progress still goes out (the extra cancels are dropped
+/// with a warning; heartbeat replies repeat them).
+#[tokio::test]
+async fn unread_commands_never_block_the_channel() {
+    // Room for every cancel on the orchestrator's side, so all 80 reach the socket.
+    let orch = Orchestrator::builder()
+        .token("good")
+        .command_capacity(256)
+        .build();
+    let listener = start_on(&orch, "127.0.0.1:0".parse().unwrap()).await;
+    let t = registered(&listener.endpoint().unwrap()).await;
+    let mut held = Vec::new();
+    for i in 0..80 {
+        orch.enqueue(task(&format!("t-{i}"))).unwrap();
+        held.push(t.poll_task(Duration::from_secs(5)).await.unwrap().unwrap());
+    }
+    let progress = |task: &TaskPayload, message: &str| ProgressUpdatePayload {
+        event: "progress_update".into(),
+        task_id: task.task_id.clone(),
+        job_id: task.job_id.clone(),
+        progress: 0.5,
+        message: Some(message.into()),
+        ..Default::default()
+    };
+    // Progress opens the channel; nothing ever reads a command from it.
+    tokio::time::timeout(BOUND, t.send_progress(&progress(&held[79], "first")))
+        .await
+        .unwrap()
+        .unwrap();
+    orch.wait_for_command_channel("w-1", BOUND).await.unwrap();
+    for task in &held[..79] {
+        orch.cancel(&task.task_id).unwrap();
+    }
+    let mut updates = orch.subscribe_progress();
+    // Several in a row: between them the channel reads the 79 command frames.
+    for i in 0..5 {
+        let message = if i == 4 { "after" } else { "meanwhile" };
+        tokio::time::timeout(BOUND, t.send_progress(&progress(&held[79], message)))
+            .await
+            .expect("progress is not stuck behind unread commands")
+            .unwrap();
+    }
+    // The first update may still be on its way too; wait for this one.
+    tokio::time::timeout(BOUND, async {
+        while updates.recv().await.unwrap().message.as_deref() != Some("after") {}
+    })
+    .await
+    .expect("the orchestrator receives it");
+    t.close().await.unwrap();
+    listener.stop(Duration::from_secs(2)).await.unwrap();
+}
