@@ -304,7 +304,6 @@ async fn unread_commands_never_block_the_channel() {
         job_id: task.job_id.clone(),
         progress: 0.5,
         message: Some(message.into()),
-        ..Default::default()
     };
     // Progress opens the channel; nothing ever reads a command from it.
     tokio::time::timeout(BOUND, t.send_progress(&progress(&held[79], "first")))
