@@ -53,6 +53,22 @@ async fn worker_with(url: &str, configure: impl FnOnce(&mut TransportConfig)) ->
     Arc::new(t)
 }
 
+/// Enqueues an `echo` task `id` and returns it as `t`'s poll receives it.
+async fn hand_out(orch: &Orchestrator, t: &WsTransport, id: &str) -> TaskPayload {
+    orch.enqueue(TaskPayload {
+        job_id: "j".into(),
+        task_id: id.into(),
+        task_type: "echo".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    tokio::time::timeout(BOUND, t.poll_task(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("a task")
+}
+
 /// A raw WebSocket client over plain TCP.
 async fn connect(
     request: http::Request<()>,
@@ -277,19 +293,7 @@ async fn a_zero_keepalive_turns_the_pings_off() {
     let l = WsListener::with_config(config);
     l.start(Arc::new(orch.clone())).await.unwrap();
     let t = worker(&l.endpoint().unwrap(), None).await;
-    orch.enqueue(TaskPayload {
-        job_id: "j".into(),
-        task_id: "t-1".into(),
-        task_type: "echo".into(),
-        ..Default::default()
-    })
-    .unwrap();
-    let task = tokio::time::timeout(BOUND, t.poll_task(Duration::from_secs(5)))
-        .await
-        .unwrap()
-        .unwrap()
-        .expect("a task");
-    assert_eq!(task.task_id, "t-1");
+    assert_eq!(hand_out(&orch, &t, "t-1").await.task_id, "t-1");
     l.stop(Duration::from_secs(2)).await.unwrap();
 }
 
@@ -310,19 +314,7 @@ async fn unread_commands_never_hold_up_replies() {
     let mut ids = Vec::new();
     for i in 0..80 {
         let id = format!("t-{i}");
-        orch.enqueue(TaskPayload {
-            job_id: "j".into(),
-            task_id: id.clone(),
-            task_type: "echo".into(),
-            ..Default::default()
-        })
-        .unwrap();
-        let task = tokio::time::timeout(BOUND, t.poll_task(Duration::from_secs(5)))
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("a task");
-        ids.push(task.task_id);
+        ids.push(hand_out(&orch, &t, &id).await.task_id);
     }
     for id in &ids {
         orch.cancel(id).unwrap();
