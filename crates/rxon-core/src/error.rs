@@ -144,10 +144,11 @@ impl RxonError {
     pub fn protocol(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Protocol, message)
     }
-    /// [`ErrorKind::RateLimited`] with an optional retry-after hint.
+    /// [`ErrorKind::RateLimited`] with an optional retry-after hint, clamped with
+    /// [`clamp_retry_after`](crate::retry::clamp_retry_after).
     pub fn rate_limited(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
         let mut e = Self::new(ErrorKind::RateLimited, message);
-        e.retry_after = retry_after;
+        e.retry_after = retry_after.map(crate::retry::clamp_retry_after);
         e
     }
     /// [`ErrorKind::InvalidInput`].
@@ -193,9 +194,22 @@ impl RxonError {
         self
     }
 
-    /// Sets the retry-after hint.
+    /// Sets the retry-after hint, clamped between
+    /// [`MIN_RETRY_AFTER`](crate::retry::MIN_RETRY_AFTER) and
+    /// [`MAX_RETRY_AFTER`](crate::retry::MAX_RETRY_AFTER): a peer's hint can neither
+    /// make a worker spin nor park it for ever.
+    ///
+    /// ```
+    /// use rxon_core::RxonError;
+    /// use rxon_core::retry::{MAX_RETRY_AFTER, MIN_RETRY_AFTER};
+    /// use std::time::Duration;
+    /// let e = RxonError::network("busy").with_retry_after(Duration::ZERO);
+    /// assert_eq!(e.retry_after(), Some(MIN_RETRY_AFTER));
+    /// let e = RxonError::network("busy").with_retry_after(Duration::from_secs(86_400 * 365));
+    /// assert_eq!(e.retry_after(), Some(MAX_RETRY_AFTER));
+    /// ```
     pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
-        self.retry_after = Some(retry_after);
+        self.retry_after = Some(crate::retry::clamp_retry_after(retry_after));
         self
     }
 
@@ -211,7 +225,9 @@ impl RxonError {
     pub fn details(&self) -> &Map {
         &self.details
     }
-    /// How long the peer asked us to wait before retrying, when it said.
+    /// How long the peer asked us to wait before retrying, when it said; always
+    /// within [`MIN_RETRY_AFTER`](crate::retry::MIN_RETRY_AFTER) ..=
+    /// [`MAX_RETRY_AFTER`](crate::retry::MAX_RETRY_AFTER).
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after
     }
@@ -294,7 +310,7 @@ impl From<HandlerError> for RxonError {
             _ => ErrorKind::Protocol,
         };
         let mut out = RxonError::new(kind, e.message);
-        out.retry_after = e.retry_after;
+        out.retry_after = e.retry_after.map(crate::retry::clamp_retry_after);
         out
     }
 }

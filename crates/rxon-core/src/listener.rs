@@ -13,7 +13,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What a listener knows about the request it hands to the [`Handler`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` never shows the token, only whether there is one:
+///
+/// ```
+/// use rxon_core::RequestContext;
+/// let ctx = RequestContext::new("http").with_token("s3cret");
+/// let shown = format!("{ctx:?}");
+/// assert!(!shown.contains("s3cret") && shown.contains("<redacted>"), "{shown}");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RequestContext {
     /// Name of the transport that received the request (`"http"`, `"ws"`, `"grpc"`…).
@@ -28,6 +37,20 @@ pub struct RequestContext {
     pub cert_identity: Option<String>,
     /// The peer's address, when the transport has one.
     pub remote_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for RequestContext {
+    /// Redacts the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestContext")
+            .field("transport", &self.transport)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("protocol_version", &self.protocol_version)
+            .field("worker_id", &self.worker_id)
+            .field("cert_identity", &self.cert_identity)
+            .field("remote_addr", &self.remote_addr)
+            .finish()
+    }
 }
 
 impl RequestContext {
@@ -160,6 +183,20 @@ pub trait Handler: Send + Sync {
         })
     }
 
+    /// A worker asks to open a long-lived connection (a WebSocket session): the
+    /// listener calls this with the upgrade request's context *before* it upgrades, and
+    /// refuses the connection with the error's status (401, 403…) when it fails, so an
+    /// unauthenticated peer never holds a session. Accept what any operation on the
+    /// session could accept, a bootstrap credential included (the session may trade it
+    /// for a token). Every request on the session is still checked by its own method.
+    ///
+    /// The default accepts every connection: a handler that authenticates workers
+    /// should override it.
+    fn authenticate(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<()>> {
+        let _ = ctx;
+        Box::pin(async { Ok(()) })
+    }
+
     /// A worker asks for a short-lived token (`sts_token`).
     fn token(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
         let _ = ctx;
@@ -203,6 +240,9 @@ macro_rules! forward_handler {
             }
             fn progress(&self, ctx: RequestContext, p: ProgressUpdatePayload) -> BoxFuture<'_, HandlerResult<()>> {
                 (**self).progress(ctx, p)
+            }
+            fn authenticate(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<()>> {
+                (**self).authenticate(ctx)
             }
             fn token(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
                 (**self).token(ctx)

@@ -105,15 +105,33 @@ message! {
     }
 }
 
-message! {
-    /// A short-lived credential issued by the STS endpoint.
-    pub struct TokenResponse {
-        /// The token to send as `X-Worker-Token`.
-        pub access_token: String,
-        /// Lifetime in seconds.
-        pub expires_in: u64,
-        /// The worker the token was issued to.
-        pub worker_id: String,
+/// A short-lived credential issued by the STS endpoint.
+///
+/// `Debug` never shows the token:
+///
+/// ```
+/// let t = rxon_core::TokenResponse { access_token: "s3cret".into(), ..Default::default() };
+/// assert!(!format!("{t:?}").contains("s3cret"));
+/// ```
+#[derive(Clone, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct TokenResponse {
+    /// The token to send as `X-Worker-Token`.
+    pub access_token: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+    /// The worker the token was issued to.
+    pub worker_id: String,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    /// Redacts the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"<redacted>")
+            .field("expires_in", &self.expires_in)
+            .field("worker_id", &self.worker_id)
+            .finish()
     }
 }
 

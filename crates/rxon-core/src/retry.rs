@@ -8,6 +8,32 @@ use std::time::Duration;
 /// Longest pause between two attempts, whatever the configured base delay.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
+/// The shortest wait a peer's retry-after hint can impose: the floor of the backoff (the
+/// worker runtime's first pause). A peer answering "retry after 0" cannot make a worker
+/// spin.
+pub const MIN_RETRY_AFTER: Duration = Duration::from_millis(200);
+
+/// The longest wait a peer's retry-after hint can impose (one hour). A peer answering
+/// "retry after a year" cannot park a worker for ever.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// A peer's retry-after hint, clamped between [`MIN_RETRY_AFTER`] and
+/// [`MAX_RETRY_AFTER`]. [`RxonError`](crate::RxonError) applies it to every hint it
+/// carries ([`RxonError::rate_limited`](crate::RxonError::rate_limited),
+/// [`RxonError::with_retry_after`](crate::RxonError::with_retry_after)), so every
+/// transport and the worker runtime see clamped values by construction.
+///
+/// ```
+/// use rxon_core::retry::{MAX_RETRY_AFTER, MIN_RETRY_AFTER, clamp_retry_after};
+/// use std::time::Duration;
+/// assert_eq!(clamp_retry_after(Duration::ZERO), MIN_RETRY_AFTER);
+/// assert_eq!(clamp_retry_after(Duration::from_secs(5)), Duration::from_secs(5));
+/// assert_eq!(clamp_retry_after(Duration::MAX), MAX_RETRY_AFTER);
+/// ```
+pub fn clamp_retry_after(hint: Duration) -> Duration {
+    hint.clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER)
+}
+
 /// The pause after failed attempt `attempt` (0-based): `base × 2^attempt`, capped at
 /// [`MAX_RETRY_DELAY`].
 ///

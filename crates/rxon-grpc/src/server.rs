@@ -9,8 +9,10 @@ use rxon_core::validate::is_valid_identifier;
 use rxon_core::{
     BoxFuture, Handler, Listener, RequestContext, Result, RxonError, ServerTlsOptions,
 };
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -40,9 +42,10 @@ pub struct GrpcListenerConfig {
     /// Most connections served at once (default 10,000; at least 1); further ones are
     /// closed as soon as they are accepted, and the worker retries with its backoff.
     pub max_connections: usize,
-    /// Deadline for a new connection's first bytes (the HTTP/2 preface or the TLS
-    /// hello; default 10 s): connections that say nothing are closed, so idle sockets
-    /// cannot hold every slot of `max_connections`. Zero: no deadline.
+    /// Deadline for a new connection to finish its handshakes (TLS, the HTTP/2 preface
+    /// and settings) and send its first request (default 10 s). A connection that has
+    /// not is closed, however many bytes it sent, so stalled or idle sockets cannot
+    /// hold every slot of `max_connections`. Zero: no deadline.
     pub handshake_timeout: Duration,
     /// An HTTP/2 ping this often (default 30 s); a connection that does not answer
     /// within this long is closed, so one dropped silently by a NAT or firewall does
@@ -105,12 +108,53 @@ impl GrpcListener {
     }
 }
 
+/// The connections still inside their handshake deadline, by peer address (unique
+/// among a listener's open connections): the first request of a connection marks it
+/// done, which lifts the deadline.
+#[derive(Clone, Default)]
+struct Handshakes(Arc<Mutex<HashMap<SocketAddr, Arc<AtomicBool>>>>);
+
+impl Handshakes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Arc<AtomicBool>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A request arrived from `remote`: its connection's handshakes are complete.
+    fn completed(&self, remote: Option<SocketAddr>) {
+        let Some(remote) = remote else { return };
+        if let Some(done) = self.lock().remove(&remote) {
+            done.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// A connection's handshake deadline, until its first request.
+struct Handshake {
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    done: Arc<AtomicBool>,
+    remote: SocketAddr,
+    registry: Handshakes,
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        let mut pending = self.registry.lock();
+        if pending
+            .get(&self.remote)
+            .is_some_and(|d| Arc::ptr_eq(d, &self.done))
+        {
+            pending.remove(&self.remote);
+        }
+    }
+}
+
 /// Accepts connections for tonic while fewer than `max` are open; closes the others at
 /// once. Ends when the server drops its end of `out`.
 async fn accept_loop(
     tcp: tokio::net::TcpListener,
     max: usize,
-    first_bytes_within: Duration,
+    handshake_within: Duration,
+    handshakes: Handshakes,
     out: mpsc::Sender<std::io::Result<Counted>>,
 ) {
     let open = Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS)));
@@ -123,11 +167,20 @@ async fn accept_loop(
             Ok((io, remote)) => match open.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let _ = io.set_nodelay(true);
+                    let handshake = (!handshake_within.is_zero()).then(|| {
+                        let done = Arc::new(AtomicBool::new(false));
+                        handshakes.lock().insert(remote, done.clone());
+                        Handshake {
+                            deadline: Box::pin(tokio::time::sleep(handshake_within)),
+                            done,
+                            remote,
+                            registry: handshakes.clone(),
+                        }
+                    });
                     let counted = Counted {
                         io,
                         _permit: permit,
-                        first_bytes: (!first_bytes_within.is_zero())
-                            .then(|| Box::pin(tokio::time::sleep(first_bytes_within))),
+                        handshake,
                     };
                     if out.send(Ok(counted)).await.is_err() {
                         return;
@@ -151,8 +204,8 @@ async fn accept_loop(
 struct Counted {
     io: tokio::net::TcpStream,
     _permit: OwnedSemaphorePermit,
-    /// Until the first bytes arrive: when they must have.
-    first_bytes: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Until the first request arrives: when it must have.
+    handshake: Option<Handshake>,
 }
 
 impl Connected for Counted {
@@ -170,20 +223,17 @@ impl AsyncRead for Counted {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        if let Some(deadline) = this.first_bytes.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
-        {
-            return Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no bytes before the handshake deadline",
-            )));
+        if let Some(handshake) = this.handshake.as_mut() {
+            if handshake.done.load(Ordering::Acquire) {
+                this.handshake = None;
+            } else if handshake.deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no request before the handshake deadline",
+                )));
+            }
         }
-        let before = buf.filled().len();
-        let read = Pin::new(&mut this.io).poll_read(cx, buf);
-        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.first_bytes = None;
-        }
-        read
+        Pin::new(&mut this.io).poll_read(cx, buf)
     }
 }
 
@@ -262,10 +312,12 @@ impl Listener for GrpcListener {
                 .local_addr()
                 .map_err(|e| RxonError::network(e.to_string()))?;
             let (stop, stop_rx) = watch::channel(false);
+            let handshakes = Handshakes::default();
             let service = WorkerServiceServer::new(Service {
                 handler,
                 poll_wait: self.config.poll_wait,
                 stop: stop_rx.clone(),
+                handshakes: handshakes.clone(),
             })
             .max_decoding_message_size(self.config.max_message_bytes)
             .max_encoding_message_size(self.config.max_message_bytes);
@@ -275,6 +327,7 @@ impl Listener for GrpcListener {
                 tcp,
                 self.config.max_connections,
                 self.config.handshake_timeout,
+                handshakes,
                 accepted,
             ));
             let serve = builder.add_service(service).serve_with_incoming_shutdown(
@@ -323,10 +376,13 @@ struct Service {
     handler: Arc<dyn Handler>,
     poll_wait: Duration,
     stop: watch::Receiver<bool>,
+    handshakes: Handshakes,
 }
 
 impl Service {
+    /// Every call starts here: the call's connection has completed its handshakes.
     fn context<T>(&self, request: &Request<T>) -> std::result::Result<RequestContext, Status> {
+        self.handshakes.completed(request.remote_addr());
         let meta = request.metadata();
         let text = |k: &str| meta.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let mut ctx = RequestContext::new(TRANSPORT_NAME);

@@ -208,3 +208,75 @@ async fn connections_over_the_limit_and_silent_ones_are_closed() {
     assert_eq!(reply.extra["worker_id"].as_str(), Some("w-1"));
     l.stop(Duration::from_secs(5)).await.unwrap();
 }
+
+/// Sends `bytes` on a fresh connection to `addr`, then stalls; returns how long the
+/// listener took to close it (`None`: still open after 5 s).
+async fn stall_after(addr: std::net::SocketAddr, bytes: &[u8]) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let opened = std::time::Instant::now();
+    s.write_all(bytes).await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .ok()
+        .map(|_| opened.elapsed())
+}
+
+/// The handshake deadline holds until the first request, not the first byte: a peer
+/// that sends one byte (or the whole HTTP/2 preface and settings, or the start of a TLS
+/// hello) and stalls is closed at the deadline; a worker whose connection is set up is
+/// not, even when its call outlasts the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_handshake_is_closed_at_the_deadline_whatever_it_sent() {
+    const DEADLINE: Duration = Duration::from_millis(500);
+    let pki = Pki::new(&["127.0.0.1"], "worker-42").unwrap();
+    let dir: PathBuf = pki.path("");
+    let mut plain = GrpcListenerConfig::default();
+    plain.handshake_timeout = DEADLINE;
+    let mut tls = plain.clone();
+    tls.tls = Some(ServerTlsOptions::new(
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    ));
+    let plain = listener(plain).await;
+    let tls = listener(tls).await;
+    // The HTTP/2 client preface and an empty SETTINGS frame.
+    let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    preface.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    let cases: [(&str, std::net::SocketAddr, &[u8]); 3] = [
+        ("one byte", plain.local_addr().unwrap(), b"P"),
+        (
+            "preface and settings",
+            plain.local_addr().unwrap(),
+            &preface,
+        ),
+        (
+            "one byte of a TLS hello",
+            tls.local_addr().unwrap(),
+            &[0x16],
+        ),
+    ];
+    for (what, addr, bytes) in cases {
+        let closed = stall_after(addr, bytes).await;
+        let Some(after) = closed else {
+            panic!("{what}: the stalled connection is still open after 5 s");
+        };
+        assert!(
+            after >= DEADLINE.mul_f64(0.8),
+            "{what}: closed after {after:?}, before the deadline"
+        );
+        println!(
+            "gRPC handshake deadline {DEADLINE:?}: {what} then a stall, closed after {after:?}"
+        );
+    }
+    // A worker's call that outlasts the deadline on a set-up connection is answered.
+    let t =
+        GrpcTransport::from_config(&TransportConfig::new(plain.endpoint().unwrap(), "w-1", "t"))
+            .unwrap();
+    register(&t).await.unwrap();
+    assert_eq!(t.poll_task(DEADLINE * 3).await.unwrap(), None);
+    register(&t).await.unwrap();
+    plain.stop(Duration::from_secs(2)).await.unwrap();
+    tls.stop(Duration::from_secs(2)).await.unwrap();
+}

@@ -10,10 +10,21 @@ use std::sync::RwLock;
 /// nobody has since, so concurrent 401s cause one refresh.
 ///
 /// Public for transports that reuse it (such as `rxon-ws`).
-#[derive(Debug)]
+///
+/// `Debug` shows the generation, never the token.
 pub struct Credential<T> {
     current: RwLock<(T, u64)>,
     refresh: tokio::sync::Mutex<()>,
+}
+
+impl<T> std::fmt::Debug for Credential<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let generation = self.current.read().unwrap_or_else(|p| p.into_inner()).1;
+        f.debug_struct("Credential")
+            .field("token", &"<redacted>")
+            .field("generation", &generation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T: Clone> Credential<T> {

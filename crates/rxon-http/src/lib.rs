@@ -40,6 +40,6 @@ mod wire;
 
 pub use listener::{HttpListener, HttpListenerConfig};
 pub use service::Mount;
-pub use service::{ConnectionInfo, HttpService, ServiceConfig, TRANSPORT_NAME};
+pub use service::{ConnectionInfo, ConnectionSlot, HttpService, ServiceConfig, TRANSPORT_NAME};
 pub use transport::{HttpTransport, HttpTransportFactory, SCHEMES};
 pub use wire::{error_for_status, status_for};

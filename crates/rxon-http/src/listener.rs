@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
@@ -27,8 +27,9 @@ pub struct HttpListenerConfig {
     /// Deadline for receiving a request's headers; slower or idle clients are cut
     /// (default 30 s).
     pub header_read_timeout: Duration,
-    /// Most connections served at once (default 10,000); further ones are answered
-    /// 503 with `Retry-After: 1` and closed (a TLS listener just closes them).
+    /// Most connections served at once (default 10,000), upgraded ones (WebSocket
+    /// sessions, command channels) included for as long as they last; further ones are
+    /// answered 503 with `Retry-After: 1` and closed (a TLS listener just closes them).
     pub max_connections: usize,
     /// Serve HTTPS (and optionally mTLS) instead of plain HTTP.
     pub tls: Option<ServerTlsOptions>,
@@ -217,6 +218,11 @@ async fn accept_loop(
 ) -> JoinSet<()> {
     let mut connections = JoinSet::new();
     let mut refusals = JoinSet::new();
+    // One permit per connection, held for its whole life: by the connection task, and
+    // by any session it was upgraded to (see `ConnectionInfo::slot`).
+    let slots = Arc::new(Semaphore::new(
+        config.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
     loop {
         // Reap finished connections so the sets stay bounded by live ones.
         while connections.try_join_next().is_some() {}
@@ -237,7 +243,7 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        if connections.len() >= config.max_connections {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
             // Over the limit: a clear refusal instead of a wait in the accept queue.
             // Refusals are bounded too; past that, the connection is just closed.
             // A TLS client gets no plain-text answer: its connection is just closed.
@@ -246,8 +252,8 @@ async fn accept_loop(
             }
             tracing::debug!(%remote, limit = config.max_connections, "connection refused: too many");
             continue;
-        }
-        let info = ConnectionInfo::new(Some(remote));
+        };
+        let info = ConnectionInfo::new(Some(remote)).with_slot(slot);
         let service = service.clone();
         let stop = stop.clone();
         let header_timeout = config.header_read_timeout;

@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
 /// Transport name put in every [`RequestContext`].
 pub const TRANSPORT_NAME: &str = "http";
@@ -57,14 +57,25 @@ impl Default for ServiceConfig {
 
 /// What the connection knows about the peer. The standalone listener inserts it into
 /// each request's extensions; a host server may insert its own.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ConnectionInfo {
     /// The peer's address.
     pub remote_addr: Option<SocketAddr>,
     /// Subject common name of the client certificate (mTLS).
     pub cert_identity: Option<String>,
+    /// The listener's connection slot, shared by everything serving this connection.
+    slot: ConnectionSlot,
 }
+
+/// Equality looks at what is known about the peer, not at the connection slot.
+impl PartialEq for ConnectionInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.remote_addr == other.remote_addr && self.cert_identity == other.cert_identity
+    }
+}
+
+impl Eq for ConnectionInfo {}
 
 impl ConnectionInfo {
     /// Info for a peer at `remote_addr`.
@@ -72,6 +83,7 @@ impl ConnectionInfo {
         ConnectionInfo {
             remote_addr,
             cert_identity: None,
+            slot: ConnectionSlot::default(),
         }
     }
 
@@ -79,6 +91,33 @@ impl ConnectionInfo {
     pub fn with_cert_identity(mut self, cn: Option<String>) -> Self {
         self.cert_identity = cn;
         self
+    }
+
+    /// Counts the connection against a listener's limit until every holder of the
+    /// slot is gone.
+    pub(crate) fn with_slot(mut self, permit: OwnedSemaphorePermit) -> Self {
+        self.slot = ConnectionSlot(Some(Arc::new(permit)));
+        self
+    }
+
+    /// The connection's slot in the listener's `max_connections`. A service that takes
+    /// the connection over (a WebSocket upgrade) keeps it for as long as it serves the
+    /// upgraded connection, so upgraded sessions count against the limit too.
+    pub fn slot(&self) -> ConnectionSlot {
+        self.slot.clone()
+    }
+}
+
+/// Holds a connection's place in an [`HttpListener`](crate::HttpListener)'s
+/// `max_connections` while it (or a clone) lives; see [`ConnectionInfo::slot`]. Empty
+/// for requests that did not come through a listener with a limit.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionSlot(Option<Arc<OwnedSemaphorePermit>>);
+
+impl ConnectionSlot {
+    /// Whether this slot counts against a listener's limit.
+    pub fn is_counted(&self) -> bool {
+        self.0.is_some()
     }
 }
 
@@ -313,6 +352,12 @@ impl HttpService {
         let (parts, body) = request.into_parts();
         let mut ctx = context(&parts);
         ctx.worker_id = worker;
+        // The upgraded channel keeps the connection's slot in the listener's limit.
+        let slot = parts
+            .extensions
+            .get::<ConnectionInfo>()
+            .map(ConnectionInfo::slot)
+            .unwrap_or_default();
         // Authorise before upgrading, so a refusal is a plain HTTP status.
         let receiver = match self.handler.commands(ctx.clone()).await {
             Ok(r) => r,
@@ -325,6 +370,7 @@ impl HttpService {
         let config = crate::channel::ws_config(self.config.max_body_bytes);
         let keepalive = self.config.keepalive;
         tokio::spawn(async move {
+            let _slot = slot;
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let io = hyper_util::rt::TokioIo::new(upgraded);

@@ -47,11 +47,12 @@ pub(crate) fn error_text(body: &[u8]) -> String {
     }
 }
 
-/// Parses `Retry-After`: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
+/// Parses `Retry-After`: delta-seconds or an HTTP date (RFC 9110 §10.2.3); `None` for
+/// anything else. The value is the peer's: [`RxonError::with_retry_after`] clamps it.
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs.min(24 * 3600)));
+        return Some(Duration::from_secs(secs));
     }
     let at = httpdate::parse_http_date(v).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
@@ -106,7 +107,7 @@ mod tests {
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(
             parse_retry_after("99999999999", now),
-            Some(Duration::from_secs(24 * 3600))
+            Some(Duration::from_secs(99_999_999_999))
         );
     }
 

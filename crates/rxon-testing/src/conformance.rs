@@ -440,6 +440,107 @@ pub async fn rate_limited(h: &dyn Harness) {
     env.stop().await;
 }
 
+/// A handler whose every heartbeat is refused as rate limited with the hint in `hint`.
+struct Throttling {
+    orch: Orchestrator,
+    hint: std::sync::Mutex<Duration>,
+}
+
+impl rxon_core::Handler for Throttling {
+    fn register(
+        &self,
+        ctx: rxon_core::RequestContext,
+        r: WorkerRegistration,
+    ) -> rxon_core::BoxFuture<'_, rxon_core::HandlerResult<rxon_core::RegisterReply>> {
+        self.orch.register(ctx, r)
+    }
+    fn poll(
+        &self,
+        ctx: rxon_core::RequestContext,
+        w: String,
+        wait: Duration,
+    ) -> rxon_core::BoxFuture<'_, rxon_core::HandlerResult<Option<TaskPayload>>> {
+        self.orch.poll(ctx, w, wait)
+    }
+    fn result(
+        &self,
+        ctx: rxon_core::RequestContext,
+        r: TaskResult,
+    ) -> rxon_core::BoxFuture<'_, rxon_core::HandlerResult<ResultOutcome>> {
+        self.orch.result(ctx, r)
+    }
+    fn heartbeat(
+        &self,
+        _: rxon_core::RequestContext,
+        _: String,
+        _: Option<Heartbeat>,
+    ) -> rxon_core::BoxFuture<'_, rxon_core::HandlerResult<rxon_core::HeartbeatReply>> {
+        let hint = *self.hint.lock().unwrap_or_else(|p| p.into_inner());
+        Box::pin(async move {
+            Err(rxon_core::HandlerError::rate_limited(
+                "slow down",
+                Some(hint),
+            ))
+        })
+    }
+}
+
+/// A peer's retry-after hint reaches the worker clamped between
+/// [`MIN_RETRY_AFTER`](rxon_core::retry::MIN_RETRY_AFTER) and
+/// [`MAX_RETRY_AFTER`](rxon_core::retry::MAX_RETRY_AFTER): "retry after 0" cannot make a
+/// worker spin, "retry after ten years" cannot park it for ever.
+pub async fn retry_after_hints_are_clamped(h: &dyn Harness) {
+    use rxon_core::retry::{MAX_RETRY_AFTER, MIN_RETRY_AFTER};
+    let handler = Arc::new(Throttling {
+        orch: Orchestrator::builder().token(TOKEN).build(),
+        hint: std::sync::Mutex::new(Duration::ZERO),
+    });
+    let listener = h.listener(Duration::from_millis(300));
+    within(listener.start(handler.clone()))
+        .await
+        .expect("listener starts");
+    let endpoint = listener.endpoint().expect("an endpoint");
+    let mut config = TransportConfig::new(&endpoint, "w-1", TOKEN);
+    config.options.request_timeout = Duration::from_secs(10);
+    let t = h.transport(&config).expect("transport builds");
+    within(t.connect()).await.expect("connect");
+    within(t.register(&registration("w-1", &["echo"])))
+        .await
+        .expect("register");
+    let hb = Heartbeat {
+        worker_id: "w-1".into(),
+        ..Default::default()
+    };
+    let ten_years = Duration::from_secs(10 * 365 * 24 * 3600);
+    // (hint sent, lowest and highest the worker may see: a wire in whole seconds
+    // rounds a zero hint up to one second).
+    let cases = [
+        (Duration::ZERO, MIN_RETRY_AFTER, Duration::from_secs(1)),
+        (
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        ),
+        (ten_years, MAX_RETRY_AFTER, MAX_RETRY_AFTER),
+    ];
+    for (hint, lowest, highest) in cases {
+        *handler.hint.lock().unwrap_or_else(|p| p.into_inner()) = hint;
+        let err = within(t.send_heartbeat(&hb))
+            .await
+            .expect_err("the heartbeat is refused");
+        assert_eq!(err.kind(), ErrorKind::RateLimited, "{err}");
+        let seen = err.retry_after().expect("the hint reaches the worker");
+        assert!(
+            lowest <= seen && seen <= highest,
+            "hint {hint:?} reached the worker as {seen:?}, expected {lowest:?}..={highest:?}"
+        );
+    }
+    within(t.close()).await.expect("close");
+    within(listener.stop(Duration::from_secs(2)))
+        .await
+        .expect("listener stops");
+}
+
 /// Invalid identifiers are refused before anything is sent.
 pub async fn invalid_identifiers(h: &dyn Harness) {
     let env = Env::default(h).await;
@@ -458,13 +559,20 @@ pub async fn stop_ends_pending_polls(h: &dyn Harness) {
     let orch = Orchestrator::builder().token(TOKEN).build();
     let env = Env::start(h, orch, Duration::from_secs(60)).await;
     let t = env.worker(h, "w-1").await;
+    // A task the worker does not serve stays queued through the stop: stopping ends
+    // polls, it neither hands out nor drops work.
+    env.orch.enqueue(task("t-other", "other")).expect("enqueue");
     let poller = env.parked_poll(&t).await;
     let orch = env.orch.clone();
     env.stop().await;
     let polled = within(poller).await.expect("poll task");
     assert_eq!(polled.expect("a stopping listener answers no task"), None);
-    assert_eq!(orch.pending_polls(), 0);
-    assert_eq!(orch.queued(), 0);
+    assert_eq!(orch.pending_polls(), 0, "the parked poll ended");
+    assert_eq!(orch.queued(), 1, "the queued task is still queued");
+    assert_eq!(
+        orch.task_state("t-other"),
+        Some(crate::orchestrator::TaskState::Queued)
+    );
 }
 
 /// A cancelled task is listed in the holder's next heartbeat reply, and pushed over its
@@ -550,11 +658,18 @@ pub async fn progress_is_delivered_or_refused(h: &dyn Harness) {
 /// NAT or firewall sees when its mapping is dropped). With `keepalive` at 250 ms and
 /// `request_timeout` at 2 s, the transport notices within its own deadlines: polls find
 /// tasks again, and a cancel sent into the dead command channel reaches `next_command`
-/// (transports with commands). Transports without [`Capabilities::tcp`] skip this case.
+/// (transports with commands).
+///
+/// Needs [`Capabilities::tcp`]: a harness without it declares so with
+/// `conformance_tests!(harness, without: tcp)`, which reports the case as ignored;
+/// run against a harness without `tcp` anyway, the case fails rather than pass
+/// without having run.
 pub async fn silent_connections_are_replaced(h: &dyn Harness) {
-    if !h.capabilities().tcp {
-        return;
-    }
+    assert!(
+        h.capabilities().tcp,
+        "silent_connections_are_replaced needs Capabilities::tcp; a harness without it \
+         skips the case with `conformance_tests!(harness, without: tcp)`"
+    );
     let env = Env::default(h).await;
     let upstream = tcp_address(&env.endpoint);
     let proxy = crate::faults::FaultProxy::start(upstream)
@@ -679,11 +794,29 @@ pub async fn lifecycle_and_unreachable_peer(h: &dyn Harness) {
 
 /// Stamps out one `#[tokio::test]` per conformance case for a [`Harness`](crate::conformance::Harness) value.
 ///
+/// `conformance_tests!(harness, without: tcp)` is for a harness without
+/// [`Capabilities::tcp`](crate::conformance::Capabilities::tcp): the case that needs a TCP
+/// endpoint is then reported as ignored (skipped), never as passed.
+///
 /// The calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as a
 /// dev-dependency.
 #[macro_export]
 macro_rules! conformance_tests {
+    // A harness without `Capabilities::tcp`: the case that needs it is reported as
+    // ignored, with the reason.
+    ($harness:expr, without: tcp) => {
+        $crate::conformance_tests!(@all $harness);
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[ignore = "skipped: the harness lacks Capabilities::tcp"]
+        async fn silent_connections_are_replaced() {
+            $crate::conformance::silent_connections_are_replaced(&$harness).await
+        }
+    };
     ($harness:expr) => {
+        $crate::conformance_tests!(@all $harness);
+        $crate::conformance_tests!(@cases $harness; silent_connections_are_replaced);
+    };
+    (@all $harness:expr) => {
         $crate::conformance_tests!(@cases $harness;
             every_operation,
             poll_without_task_is_none,
@@ -694,11 +827,11 @@ macro_rules! conformance_tests {
             ignored_results_carry_their_reason,
             token_refresh_and_auth_failure,
             rate_limited,
+            retry_after_hints_are_clamped,
             invalid_identifiers,
             stop_ends_pending_polls,
             cancel_reaches_the_worker,
             progress_is_delivered_or_refused,
-            silent_connections_are_replaced,
             lifecycle_and_unreachable_peer
         );
     };

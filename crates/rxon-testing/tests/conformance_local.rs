@@ -22,4 +22,4 @@ impl Harness for Local {
     }
 }
 
-rxon_testing::conformance_tests!(Local);
+rxon_testing::conformance_tests!(Local, without: tcp);

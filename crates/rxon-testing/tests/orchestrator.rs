@@ -405,6 +405,35 @@ async fn cancelling_a_held_task_signals_the_channel_and_the_heartbeat() {
 }
 
 #[tokio::test]
+async fn a_cancelled_task_applies_one_result_whatever_arrives_after() {
+    let o = orch();
+    register(&o, "w", &["a"]).await;
+    o.enqueue(task("t", "a")).unwrap();
+    let t = poll(&o, "w", NOW).await.unwrap();
+    o.cancel("t").unwrap();
+    let confirm = TaskResult::cancelled(&t, "w");
+    assert!(send(&o, confirm.clone()).await.is_accepted());
+
+    // The same worker reports again: another cancelled result with other contents,
+    // then a success and a failure. None of them is applied.
+    let mut other = TaskResult::cancelled(&t, "w");
+    other.error = Some(TaskError::new(ErrorCode::Transient, "stopped late"));
+    let failure = TaskResult::failure(&t, "w", TaskError::new(ErrorCode::Transient, "gave up"));
+    for later in [other, success(&t, "w", 1), failure] {
+        assert_eq!(
+            ignored(&send(&o, later.clone()).await),
+            Some(&IgnoredReason::JobCancelled),
+            "{later:?}"
+        );
+    }
+    assert_eq!(o.applied_results(), 1, "one result applied");
+    assert_eq!(o.task_result("t"), Some(confirm.clone()), "the first one");
+    // The first result repeated is still a duplicate, accepted.
+    assert!(send(&o, confirm).await.is_accepted());
+    assert_eq!(o.applied_results(), 1);
+}
+
+#[tokio::test]
 async fn a_cancel_with_no_channel_open_waits_in_the_heartbeat_list() {
     let o = orch();
     register(&o, "w", &["a"]).await;

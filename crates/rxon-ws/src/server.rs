@@ -12,7 +12,7 @@ use rxon_core::{
     BoxFuture, Handler, HandlerError, Listener, RequestContext, Result, RxonError,
     constants::{AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER},
 };
-use rxon_http::{ConnectionInfo, HttpListener, HttpListenerConfig, Mount};
+use rxon_http::{ConnectionInfo, ConnectionSlot, HttpListener, HttpListenerConfig, Mount};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -157,12 +157,22 @@ impl Mount for WsMount {
             let mut ctx = RequestContext::new(TRANSPORT_NAME).with_worker_id(worker_id);
             ctx.token = text(AUTH_HEADER_WORKER);
             ctx.protocol_version = text(PROTOCOL_VERSION_HEADER);
+            let mut slot = ConnectionSlot::default();
             if let Some(info) = request.extensions().get::<ConnectionInfo>() {
                 ctx.remote_addr = info.remote_addr;
                 ctx.cert_identity = info.cert_identity.clone();
+                slot = info.slot();
+            }
+            // Authenticate before upgrading: a refusal is a plain HTTP status with the
+            // usual JSON body, and an unauthenticated peer never holds a session.
+            if let Err(e) = this.handler.authenticate(ctx.clone()).await {
+                tracing::debug!(error = %e, remote = ?ctx.remote_addr, "WebSocket upgrade refused");
+                return error(rxon_http::status_for(e.kind()), e.message());
             }
             let on_upgrade = hyper::upgrade::on(&mut request);
             tokio::spawn(async move {
+                // The session keeps the connection's slot in the listener's limit.
+                let _slot = slot;
                 match on_upgrade.await {
                     Ok(upgraded) => {
                         let config = WebSocketConfig::default()
@@ -450,7 +460,7 @@ async fn execute(
 }
 
 /// Settings of a standalone [`WsListener`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct WsListenerConfig {
     /// Address to bind (default `127.0.0.1:0`).
@@ -459,6 +469,20 @@ pub struct WsListenerConfig {
     pub ws: WsConfig,
     /// Serve `wss://` with this certificate (and optional client certificates).
     pub tls: Option<ServerTlsOptions>,
+    /// Most connections at once, sessions included for their whole life (default
+    /// 10,000); further ones are answered 503 and closed.
+    pub max_connections: usize,
+}
+
+impl Default for WsListenerConfig {
+    fn default() -> Self {
+        WsListenerConfig {
+            bind: None,
+            ws: WsConfig::default(),
+            tls: None,
+            max_connections: HttpListenerConfig::default().max_connections,
+        }
+    }
 }
 
 /// Serves the WebSocket transport on its own port (`ws://` or `wss://`). To serve it
@@ -503,6 +527,7 @@ impl Listener for WsListener {
                 config.bind = bind;
             }
             config.tls = self.config.tls.clone();
+            config.max_connections = self.config.max_connections;
             config.service.max_body_bytes = self.config.ws.max_message_bytes;
             config.mounts = vec![Arc::new(WsMount::new(
                 handler.clone(),

@@ -36,7 +36,8 @@ struct Args {
     /// Address of the HTTP listener (worker routes and admin API).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Accepted worker token (repeat for several); none accepts any token.
+    /// Accepted worker token (repeat for several). With neither `--token` nor
+    /// `--sts-credential` the orchestrator runs open: any token is accepted.
     #[arg(long = "token")]
     tokens: Vec<String>,
     /// Credential accepted only for fetching short-lived tokens (STS).
@@ -85,6 +86,16 @@ async fn run(args: Args) -> rxon::Result<()> {
         builder = builder.sts_credential(c.clone());
     }
     let orchestrator = builder.build();
+    if orchestrator.is_open() {
+        tracing::warn!(
+            "OPEN AUTH: no --token and no --sts-credential given, so ANY worker token is \
+             accepted and any client can act as any worker; use this only on a trusted network"
+        );
+        eprintln!(
+            "orchestrator: WARNING: running with open auth (no --token, no --sts-credential): \
+             any worker token is accepted"
+        );
+    }
     let _reaper = orchestrator.spawn_reaper(std::time::Duration::from_secs(5));
     let handler: Arc<dyn rxon::Handler> = Arc::new(orchestrator.clone());
     let ws_listener = match args.ws_listen {
@@ -167,8 +178,13 @@ impl App {
             return self.rxon.handle(req).await;
         };
         if let Some(expected) = &self.admin_token {
-            let given = req.headers().get(rxon::constants::AUTH_HEADER_CLIENT);
-            if given.and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+            let given = req
+                .headers()
+                .get(rxon::constants::AUTH_HEADER_CLIENT)
+                .map(|v| v.as_bytes())
+                .unwrap_or_default();
+            // Constant time: the answer's timing does not tell how close a guess was.
+            if !rxon::validate::constant_time_eq(given, expected.as_bytes()) {
                 return reply(
                     StatusCode::UNAUTHORIZED,
                     json!({"error": "admin token required"}),

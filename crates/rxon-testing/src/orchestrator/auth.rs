@@ -34,8 +34,8 @@ pub(super) struct Window {
 /// What a request's credential turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Credential {
-    /// A configured shared static token, or any non-empty token when none is configured:
-    /// it proves no particular worker.
+    /// A configured shared static token, or any non-empty token when no credential of
+    /// any kind is configured (open auth): it proves no particular worker.
     Static,
     /// A static token configured for one worker.
     Worker {
@@ -120,8 +120,7 @@ pub(super) fn authenticate(
             Err(HandlerError::unauthorized("worker token has expired"))
         };
     }
-    let open = cfg.tokens.is_empty() && cfg.worker_tokens.is_empty();
-    if matches_any(&cfg.tokens, token) || open {
+    if matches_any(&cfg.tokens, token) || cfg.is_open() {
         return Ok(Credential::Static);
     }
     Err(HandlerError::unauthorized("invalid worker token"))

@@ -30,6 +30,15 @@ pub(super) struct Config {
     pub(super) command_capacity: usize,
 }
 
+impl Config {
+    /// Open auth: no credential of any kind is configured, so any non-empty token is
+    /// accepted. A bootstrap (STS) credential alone closes it: then only issued tokens
+    /// are accepted on the worker operations.
+    pub(super) fn is_open(&self) -> bool {
+        self.tokens.is_empty() && self.worker_tokens.is_empty() && self.sts_credentials.is_empty()
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -90,8 +99,9 @@ impl std::fmt::Debug for OrchestratorBuilder {
 }
 
 impl OrchestratorBuilder {
-    /// Accepts `token` as a static worker token on every operation. When no token is
-    /// configured, any non-empty token is accepted.
+    /// Accepts `token` as a static worker token on every operation. When no credential
+    /// at all is configured (no token, worker token or STS credential), any non-empty
+    /// token is accepted: see [`Orchestrator::is_open`].
     pub fn token(mut self, token: impl Into<String>) -> Self {
         let token = token.into();
         if !self.config.tokens.contains(&token) {

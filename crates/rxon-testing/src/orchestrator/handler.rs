@@ -333,6 +333,21 @@ impl Handler for Orchestrator {
         })
     }
 
+    /// Admits a session whose credential some operation accepts (a bootstrap credential
+    /// included: the session may trade it for a token) and, when the upgrade names a
+    /// worker, that may act as that worker.
+    fn authenticate(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<()>> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            let mut st = inner.lock();
+            let cred = inner.admit(&mut st, &ctx, true, |_, _| None)?;
+            if let Some(worker_id) = &ctx.worker_id {
+                inner.act_as(&cred, &ctx, worker_id)?;
+            }
+            Ok(())
+        })
+    }
+
     fn token(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
         Box::pin(async move {
             let inner = &*self.inner;

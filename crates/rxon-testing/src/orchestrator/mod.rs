@@ -258,10 +258,24 @@ impl Default for Orchestrator {
 }
 
 impl Orchestrator {
-    /// An orchestrator with the default configuration: any non-empty token accepted,
-    /// no rate limit, no deadlines.
+    /// An orchestrator with the default configuration: open auth (any non-empty token
+    /// accepted, see [`is_open`](Self::is_open)), no rate limit, no deadlines.
     pub fn new() -> Self {
         Self::builder().build()
+    }
+
+    /// Whether this orchestrator runs with open auth: no static token, worker token or
+    /// STS credential is configured, so any non-empty token is accepted and proves no
+    /// worker. Servers should say so loudly at start-up; configuring any credential
+    /// (an STS credential alone included) closes it.
+    ///
+    /// ```
+    /// use rxon_testing::Orchestrator;
+    /// assert!(Orchestrator::new().is_open());
+    /// assert!(!Orchestrator::builder().sts_credential("bootstrap").build().is_open());
+    /// ```
+    pub fn is_open(&self) -> bool {
+        self.inner.config.is_open()
     }
 
     /// A builder to configure tokens, TTLs, limits and deadlines.

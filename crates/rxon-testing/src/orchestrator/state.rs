@@ -98,7 +98,7 @@ impl WorkerRecord {
 }
 
 /// Everything the orchestrator knows.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct State {
     pub(super) workers: HashMap<String, WorkerRecord>,
     pub(super) tasks: HashMap<String, TaskRecord>,
@@ -339,13 +339,12 @@ impl State {
                         format!("task {:?} was cancelled", result.task_id),
                     );
                 }
-                // The holder is done with the task either way.
+                // The holder is done with the task either way, and nothing it sends later
+                // is applied: the same result again is accepted above, any other one
+                // is ignored as cancelled.
                 rec.phase = Phase::Cancelled { holder: None };
                 let confirmed = result.status == TaskStatus::Cancelled;
                 if confirmed {
-                    rec.phase = Phase::Cancelled {
-                        holder: Some(result.worker_id.clone()),
-                    };
                     rec.result = Some(result.clone());
                     self.applied_results += 1;
                 }

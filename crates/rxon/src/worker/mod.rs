@@ -62,7 +62,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// On shutdown, how long a poll in flight may still take to hand over a task.
 pub const POLL_DRAIN: Duration = Duration::from_secs(2);
 /// First pause after a failure to reach the orchestrator.
-pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+pub const FIRST_BACKOFF: Duration = rxon_core::retry::MIN_RETRY_AFTER;
 
 /// Builds a [`Worker`].
 pub struct WorkerBuilder {

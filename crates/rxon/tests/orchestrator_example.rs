@@ -1,0 +1,157 @@
+//! The `orchestrator` example as a user runs it, on 127.0.0.1: it says loudly when it
+//! runs with open auth, an STS credential alone closes it (a random worker token is
+//! refused), and its admin API accepts only the exact admin token.
+#![cfg(all(
+    feature = "http",
+    feature = "ws",
+    feature = "grpc",
+    feature = "testing"
+))]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use rxon::Transport;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The example's binary, which `cargo test` builds with the tests.
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let debug = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = debug
+        .join("examples")
+        .join(format!("orchestrator{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run the whole test suite (`cargo test --workspace --all-features`) or \
+         `cargo build -p rxon --all-features --example orchestrator` first",
+        path.display()
+    );
+    path
+}
+
+/// A running example: its address, and its stderr collected until it exits.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        let mut child = Command::new(example())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        // Stdout is read to its end, so the example never writes into a closed pipe.
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (found, address) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let addr = line
+                    .split_once("orchestrator listening on http://")
+                    .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok());
+                if let Some(addr) = addr {
+                    let _ = found.send(addr);
+                }
+            }
+        });
+        let addr: SocketAddr = address
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the example prints its address");
+        Running {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    /// Stops the example; returns what it wrote to stderr.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr.join().unwrap()
+    }
+}
+
+/// The status of `GET path` with `headers`, over a fresh connection.
+async fn status_of(addr: SocketAddr, path: &str, headers: &str) -> u16 {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
+        .await
+        .expect("the example answers in time")
+        .unwrap();
+    let head = String::from_utf8_lossy(&answer);
+    head.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {head}"))
+}
+
+#[tokio::test]
+async fn the_example_warns_when_open_and_an_sts_credential_alone_closes_it() {
+    let open = Running::start(&[]);
+    let stderr = open.stop();
+    assert!(
+        stderr.contains("WARNING") && stderr.contains("open auth"),
+        "no open-auth warning in: {stderr}"
+    );
+
+    let closed = Running::start(&["--sts-credential", "bootstrap-0b1c"]);
+    let url = format!("http://{}", closed.addr);
+    let random = rxon::http::HttpTransport::new(&url, "w-1", "random-7e2f").unwrap();
+    random.connect().await.unwrap();
+    let err = random
+        .register(&rxon::WorkerRegistration {
+            worker_id: "w-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.is_auth(), "{err}");
+    let stderr = closed.stop();
+    assert!(
+        !stderr.contains("open auth"),
+        "warned although closed: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_admin_api_accepts_only_the_exact_admin_token() {
+    let running = Running::start(&["--token", "worker-secret", "--admin-token", "admin-5ad2"]);
+    let addr = running.addr;
+    for (what, headers) in [
+        ("no token", ""),
+        ("a wrong token", "X-Client-Token: admin-5ad3\r\n"),
+        ("a prefix", "X-Client-Token: admin-5ad\r\n"),
+        ("a longer token", "X-Client-Token: admin-5ad2x\r\n"),
+        ("an empty token", "X-Client-Token: \r\n"),
+    ] {
+        assert_eq!(
+            status_of(addr, "/admin/workers", headers).await,
+            401,
+            "{what}"
+        );
+    }
+    assert_eq!(
+        status_of(addr, "/admin/workers", "X-Client-Token: admin-5ad2\r\n").await,
+        200
+    );
+    running.stop();
+}

@@ -1,0 +1,233 @@
+//! Secrets never reach logs, errors or `Debug` output, on every transport: refused
+//! tokens, bootstrap credentials, minted tokens and the right token, on the worker side
+//! (transports, errors, configuration) and on the orchestrator side (the
+//! `RequestContext` every handler receives, logged at TRACE).
+#![cfg(all(
+    feature = "http",
+    feature = "ws",
+    feature = "grpc",
+    feature = "testing"
+))]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use rxon::testing::{LocalListener, Orchestrator};
+use rxon::{
+    BoxFuture, CommandReceiver, Handler, HandlerResult, Heartbeat, HeartbeatReply, Listener,
+    RegisterReply, RequestContext, ResultOutcome, TaskPayload, TaskResult, TokenResponse,
+    Transport, TransportOptions, WorkerRegistration,
+};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const WRONG: &str = "wrong-token-4f1c9a";
+const RIGHT: &str = "right-token-77d02e";
+const BOOTSTRAP: &str = "bootstrap-credential-9b3e";
+
+/// Collects everything the subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The orchestrator, with every request context it receives logged (as a handler
+/// author would) and kept as `Debug` text.
+struct Logging {
+    orch: Orchestrator,
+    seen: Mutex<Vec<String>>,
+}
+
+impl Logging {
+    fn saw(&self, ctx: &RequestContext) {
+        tracing::info!(?ctx, "request");
+        self.seen.lock().unwrap().push(format!("{ctx:?}"));
+    }
+}
+
+impl Handler for Logging {
+    fn register(
+        &self,
+        ctx: RequestContext,
+        r: WorkerRegistration,
+    ) -> BoxFuture<'_, HandlerResult<RegisterReply>> {
+        self.saw(&ctx);
+        self.orch.register(ctx, r)
+    }
+    fn poll(
+        &self,
+        ctx: RequestContext,
+        w: String,
+        wait: Duration,
+    ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
+        self.saw(&ctx);
+        self.orch.poll(ctx, w, wait)
+    }
+    fn result(
+        &self,
+        ctx: RequestContext,
+        r: TaskResult,
+    ) -> BoxFuture<'_, HandlerResult<ResultOutcome>> {
+        self.saw(&ctx);
+        self.orch.result(ctx, r)
+    }
+    fn heartbeat(
+        &self,
+        ctx: RequestContext,
+        w: String,
+        h: Option<Heartbeat>,
+    ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
+        self.saw(&ctx);
+        self.orch.heartbeat(ctx, w, h)
+    }
+    fn authenticate(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<()>> {
+        self.saw(&ctx);
+        self.orch.authenticate(ctx)
+    }
+    fn token(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
+        self.saw(&ctx);
+        self.orch.token(ctx)
+    }
+    fn commands(
+        &self,
+        ctx: RequestContext,
+    ) -> BoxFuture<'_, HandlerResult<Box<dyn CommandReceiver>>> {
+        self.saw(&ctx);
+        self.orch.commands(ctx)
+    }
+}
+
+fn listener(kind: &str) -> Box<dyn Listener> {
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    match kind {
+        "http" => Box::new(rxon::http::HttpListener::bind(loopback)),
+        "ws" => Box::new(rxon::ws::WsListener::bind(loopback)),
+        "grpc" => Box::new(rxon::grpc::GrpcListener::bind(loopback)),
+        "local" => Box::new(LocalListener::new()),
+        other => panic!("unknown transport {other}"),
+    }
+}
+
+/// A transport whose `Debug` output the test checks too.
+trait DebugTransport: Transport + std::fmt::Debug {}
+impl<T: Transport + std::fmt::Debug> DebugTransport for T {}
+
+fn transport(kind: &str, config: &rxon::TransportConfig) -> Box<dyn DebugTransport> {
+    match kind {
+        "http" => Box::new(rxon::http::HttpTransport::from_config(config).unwrap()),
+        "ws" => Box::new(rxon::ws::WsTransport::from_config(config).unwrap()),
+        "grpc" => Box::new(rxon::grpc::GrpcTransport::from_config(config).unwrap()),
+        "local" => Box::new(rxon::testing::LocalTransport::from_config(config).unwrap()),
+        other => panic!("unknown transport {other}"),
+    }
+}
+
+fn registration() -> WorkerRegistration {
+    WorkerRegistration {
+        worker_id: "w-1".into(),
+        ..Default::default()
+    }
+}
+
+/// Runs the three credentials against a `kind` listener; returns every `Debug` and
+/// `Display` text produced, and the minted token.
+async fn exercise(kind: &str, seen: &mut Vec<String>) -> String {
+    let handler = Arc::new(Logging {
+        orch: Orchestrator::builder()
+            .token(RIGHT)
+            .sts_credential(BOOTSTRAP)
+            .build(),
+        seen: Mutex::new(Vec::new()),
+    });
+    let l = listener(kind);
+    l.start(handler.clone()).await.unwrap();
+    let url = l.endpoint().unwrap();
+    let mut options = TransportOptions::default();
+    options.request_timeout = Duration::from_secs(5);
+    let connect = |token: &str| {
+        let mut config = rxon::TransportConfig::new(&url, "w-1", token);
+        config.options = options.clone();
+        transport(kind, &config)
+    };
+
+    // A refused token: on an operation and on the command channel.
+    let t = connect(WRONG);
+    t.connect().await.unwrap();
+    let e = t.register(&registration()).await.unwrap_err();
+    assert!(e.is_auth(), "{kind}: {e}");
+    seen.push(format!("{e} {e:?}"));
+    if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(10), t.next_command()).await {
+        seen.push(format!("{e} {e:?}"));
+    }
+    seen.push(format!("{t:?}"));
+    t.close().await.unwrap();
+
+    // A bootstrap credential: refused on register, traded for a token, retried.
+    let t = connect(BOOTSTRAP);
+    t.connect().await.unwrap();
+    t.register(&registration()).await.unwrap();
+    let minted = t.refresh_token().await.unwrap();
+    seen.push(format!("{t:?} {minted:?}"));
+    t.close().await.unwrap();
+
+    // The right token works; its transport and config print no secret either.
+    let config = rxon::TransportConfig::new(&url, "w-1", RIGHT);
+    seen.push(format!("{config:?}"));
+    let t = connect(RIGHT);
+    t.connect().await.unwrap();
+    t.register(&registration()).await.unwrap();
+    t.poll_task(Duration::from_millis(10)).await.unwrap();
+    seen.push(format!("{t:?}"));
+    t.close().await.unwrap();
+    l.stop(Duration::from_secs(2)).await.unwrap();
+
+    let contexts = handler.seen.lock().unwrap().clone();
+    assert!(
+        contexts.len() >= 4,
+        "{kind}: the handler saw the requests: {contexts:?}"
+    );
+    assert!(
+        contexts.iter().any(|c| c.contains("<redacted>")),
+        "{kind}: request contexts carry a token, shown redacted: {contexts:?}"
+    );
+    seen.extend(contexts);
+    minted.access_token
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tokens_never_reach_logs_errors_or_debug_output_on_any_transport() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut seen = Vec::new();
+    let mut secrets = vec![WRONG.to_owned(), RIGHT.to_owned(), BOOTSTRAP.to_owned()];
+    for kind in ["http", "ws", "grpc", "local"] {
+        let minted = exercise(kind, &mut seen).await;
+        assert!(minted.starts_with("sts-"), "{kind}: {minted}");
+        secrets.push(minted);
+    }
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("request"),
+        "the handler's logs were captured"
+    );
+    for secret in &secrets {
+        assert!(!logged.contains(secret.as_str()), "{secret} in the logs");
+        for text in &seen {
+            assert!(!text.contains(secret.as_str()), "{secret} in {text}");
+        }
+    }
+}
