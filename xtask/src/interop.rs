@@ -112,7 +112,10 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             "Rust worker vs Python listener (worker side)",
             rust_worker.success(),
         ),
-        ("Python listener exited cleanly", py_listener_ok),
+        (
+            "Python listener checked every message and exited cleanly",
+            py_listener_ok,
+        ),
         (
             "`worker` example: echo, fail and sleep against the Python listener",
             example_results,

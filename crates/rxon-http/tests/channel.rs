@@ -259,9 +259,10 @@ async fn a_raw_http_401_after_the_upgrade_is_an_auth_error_not_a_hang() {
     t.close().await.unwrap();
 }
 
-/// A zero keepalive turns the listener's pings off; the channel works as usual.
+/// A zero keepalive (which turns the listener's pings off: `rxon-ws`'s
+/// `a_zero_keepalive_turns_the_pings_off` counts the frames) leaves the channel working.
 #[tokio::test]
-async fn a_zero_keepalive_turns_the_pings_off() {
+async fn a_zero_keepalive_keeps_the_channel_working() {
     let orch = Orchestrator::builder().token("good").build();
     let mut config = HttpListenerConfig::default();
     config.service.keepalive = Duration::ZERO;

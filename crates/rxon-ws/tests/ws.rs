@@ -284,17 +284,68 @@ async fn large_frames_on_a_slow_link_are_not_mistaken_for_silence() {
     l.stop(Duration::from_secs(2)).await.unwrap();
 }
 
-/// A zero keepalive turns the listener's pings off; sessions work as usual.
-#[tokio::test]
+/// Opens a raw WebSocket to `url` (with the token, and the JSON subprotocol on the
+/// transport's route) and returns how many pings the listener sent within `window`. The
+/// client answers them (tungstenite replies to pings as it reads), so the listener never
+/// takes it for silent.
+async fn pings_within(url: &str, window: Duration) -> usize {
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("X-Worker-Token", "t".parse().unwrap());
+    if url.contains(rxon_ws::PATH_PREFIX) {
+        // The WebSocket transport's session needs a codec; the command channel has none.
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", "rxon.v1.json".parse().unwrap());
+    }
+    let authority = request.uri().authority().unwrap().as_str().to_owned();
+    let tcp = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let (mut ws, _) = tokio::time::timeout(BOUND, tokio_tungstenite::client_async(request, tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut pings = 0;
+    let until = tokio::time::Instant::now() + window;
+    while let Ok(Some(frame)) = tokio::time::timeout_at(until, ws.next()).await {
+        if matches!(frame.unwrap(), Message::Ping(_)) {
+            pings += 1;
+        }
+    }
+    pings
+}
+
+/// A zero keepalive turns the listener's pings off, on WebSocket transport sessions and
+/// on the reference command channel alike; sessions work as usual. The same listeners
+/// with a 100 ms keepalive send pings within the same window, so the check can fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_keepalive_turns_the_pings_off() {
-    let orch = Orchestrator::builder().token("t").build();
-    let mut config = WsListenerConfig::default();
-    config.ws.keepalive = Duration::ZERO;
-    let l = WsListener::with_config(config);
-    l.start(Arc::new(orch.clone())).await.unwrap();
-    let t = worker(&l.endpoint().unwrap(), None).await;
-    assert_eq!(hand_out(&orch, &t, "t-1").await.task_id, "t-1");
-    l.stop(Duration::from_secs(2)).await.unwrap();
+    let window = Duration::from_millis(600);
+    for keepalive in [Duration::from_millis(100), Duration::ZERO] {
+        let orch = Orchestrator::builder().token("t").build();
+        let mut ws = WsConfig::default();
+        ws.keepalive = keepalive;
+        let mut config = rxon_http::HttpListenerConfig::default();
+        config.service.keepalive = keepalive;
+        config.mounts = vec![Arc::new(rxon_ws::WsMount::new(Arc::new(orch.clone()), ws))];
+        let l = rxon_http::HttpListener::with_config(config);
+        l.start(Arc::new(orch.clone())).await.unwrap();
+        let base = l.endpoint().unwrap().replacen("http", "ws", 1);
+        let t = worker(&base, None).await;
+        assert_eq!(hand_out(&orch, &t, "t-1").await.task_id, "t-1");
+        for path in ["/_worker/rxon/w-2", "/_worker/ws/w-1"] {
+            let pings = pings_within(&format!("{base}{path}"), window).await;
+            if keepalive.is_zero() {
+                assert_eq!(pings, 0, "{path}: pings with the keepalive off");
+            } else {
+                assert!(
+                    pings >= 2,
+                    "{path}: {pings} pings in {window:?} every {keepalive:?}"
+                );
+            }
+        }
+        l.stop(Duration::from_secs(2)).await.unwrap();
+    }
 }
 
 /// A worker that never reads `next_command` still gets its replies when more commands
