@@ -1,13 +1,20 @@
 //! `cargo xtask bench`: poll → result cycles against every listener on loopback, in one
 //! run, with ratios to the Python reference and to a bare hyper server.
+//!
+//! Every process it runs must succeed: a measurement that exits with a failure status,
+//! or a server that exits before the bench stops it (or with a failure status once
+//! stopped), fails the bench with an error naming the command and its exit status.
 
 use crate::interop::{Peer, venv};
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// Workers of the load generator and seconds per target.
 const WORKERS: usize = 32;
 const SECONDS: u64 = 5;
+/// How long a server may take to exit once its stdin is closed; after that it is killed.
+const SERVER_EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Figures {
     name: &'static str,
@@ -40,22 +47,19 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             c.args(["serve", kind]);
             c
         };
-        let peer = Peer::start(server)?;
-        let pid = peer.child.id();
-        let before = process_cpu(pid);
-        let out = Command::new(&bench)
-            .args([
-                "load",
-                &peer.url,
-                &WORKERS.to_string(),
-                &SECONDS.to_string(),
-            ])
-            .output()
-            .map_err(|e| format!("cannot run the load generator: {e}"))?;
-        let after = process_cpu(pid);
-        let _ = peer.finish()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let figures = parse(name, &text, after - before)?;
+        let (peer, server_shown) = start_server(server)?;
+        // The load generator reads the server's CPU time itself, over its timed window.
+        let pid = peer.child.id().to_string();
+        let load = run_to_end(Command::new(&bench).args([
+            "load",
+            &peer.url,
+            &WORKERS.to_string(),
+            &SECONDS.to_string(),
+            &pid,
+        ]));
+        // A server that died during the run is reported before the load's own error.
+        stop_server(peer, &server_shown)?;
+        let figures = parse(name, &load?, true)?;
         println!(
             "bench: {:<24} {:>9.0} cycles/s  p50 {:>7.0} us  p99 {:>7.0} us  server {:>6.1} ms/1000  client {:>6.1} ms/1000  errors {}",
             figures.name,
@@ -101,18 +105,72 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
 
 /// Runs one `rxon-bench` measurement and returns the line of figures it prints.
 fn one_line(bench: &Path, args: &[&str]) -> Result<String, String> {
-    let shown = args.join(" ");
-    let out = Command::new(bench)
-        .args(args)
+    Ok(run_to_end(Command::new(bench).args(args))?
+        .trim()
+        .to_owned())
+}
+
+/// `cmd` as it is shown in messages.
+fn shown(cmd: &Command) -> String {
+    format!("{cmd:?}").replace('"', "")
+}
+
+/// Runs `cmd` to its end and returns its standard output; an error naming the command
+/// and its exit status (with its standard error) when it does not exit successfully.
+fn run_to_end(cmd: &mut Command) -> Result<String, String> {
+    let shown = shown(cmd);
+    println!("bench: running {shown}");
+    let out = cmd
         .output()
-        .map_err(|e| format!("cannot run rxon-bench {shown}: {e}"))?;
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "rxon-bench {shown}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "{shown} exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Starts a server that announces `LISTENING <url>`; returns it and its command line.
+fn start_server(cmd: Command) -> Result<(Peer, String), String> {
+    let shown = shown(&cmd);
+    println!("bench: starting {shown}");
+    Ok((Peer::start(cmd)?, shown))
+}
+
+/// Stops a server started by [`start_server`]: an error if it already exited (nothing
+/// asked it to), or if it exits with a failure status once its stdin is closed. One that
+/// has not exited [`SERVER_EXIT_TIMEOUT`] after that is killed, with a warning.
+fn stop_server(mut peer: Peer, shown: &str) -> Result<(), String> {
+    let early = peer.child.try_wait().map_err(|e| format!("{shown}: {e}"))?;
+    if let Some(status) = early {
+        return Err(format!(
+            "{shown} exited with {status} before the bench stopped it"
+        ));
+    }
+    drop(peer.child.stdin.take());
+    let deadline = Instant::now() + SERVER_EXIT_TIMEOUT;
+    loop {
+        if let Some(status) = peer.child.try_wait().map_err(|e| format!("{shown}: {e}"))? {
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(format!("{shown} exited with {status} once stopped"))
+            };
+        }
+        if Instant::now() >= deadline {
+            let _ = peer.child.kill();
+            let _ = peer.child.wait();
+            eprintln!(
+                "bench: warning: {shown} did not exit within {}s of its stdin closing; killed",
+                SERVER_EXIT_TIMEOUT.as_secs()
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Worker-side cost: `HttpTransport` against a bare hyper client making the same
@@ -124,13 +182,15 @@ fn worker_side(bench: &Path) -> Result<(), String> {
         for (mode, into) in [("load", &mut ours), ("load-hyper", &mut bare)] {
             let mut server = Command::new(bench);
             server.args(["serve", "hyper"]);
-            let peer = Peer::start(server)?;
-            let out = Command::new(bench)
-                .args([mode, &peer.url, &WORKERS.to_string(), &SECONDS.to_string()])
-                .output()
-                .map_err(|e| format!("cannot run {mode}: {e}"))?;
-            let _ = peer.finish()?;
-            let f = parse("client", &String::from_utf8_lossy(&out.stdout), 0.0)?;
+            let (peer, server_shown) = start_server(server)?;
+            let out = run_to_end(Command::new(bench).args([
+                mode,
+                &peer.url,
+                &WORKERS.to_string(),
+                &SECONDS.to_string(),
+            ]));
+            stop_server(peer, &server_shown)?;
+            let f = parse("client", &out?, false)?;
             if f.errors > 0 {
                 return Err(format!("{mode}: {} failed cycles", f.errors));
             }
@@ -149,7 +209,9 @@ fn worker_side(bench: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn parse(name: &'static str, text: &str, server_cpu_s: f64) -> Result<Figures, String> {
+/// The figures of one `rxon-bench load` line; `server`: it must carry `server_cpu_s`
+/// (it was given the server's process id).
+fn parse(name: &'static str, text: &str, server: bool) -> Result<Figures, String> {
     let field = |key: &str| -> Result<f64, String> {
         let at = text
             .find(&format!("\"{key}\":"))
@@ -162,6 +224,7 @@ fn parse(name: &'static str, text: &str, server_cpu_s: f64) -> Result<Figures, S
             .map_err(|e| format!("{name}: {key}: {e}"))
     };
     let cycles = field("cycles")?.max(1.0);
+    let server_cpu_s = if server { field("server_cpu_s")? } else { 0.0 };
     Ok(Figures {
         name,
         cycles_per_s: field("cycles_per_s")?,
@@ -171,20 +234,4 @@ fn parse(name: &'static str, text: &str, server_cpu_s: f64) -> Result<Figures, S
         client_ms_per_1000: field("client_cpu_s")? * 1e6 / cycles,
         server_ms_per_1000: server_cpu_s * 1e6 / cycles,
     })
-}
-
-/// User + system CPU seconds of process `pid` (Linux /proc; 0 elsewhere).
-fn process_cpu(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
-        .sum::<f64>()
-        / 100.0
 }

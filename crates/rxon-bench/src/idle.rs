@@ -4,7 +4,9 @@
 //! `rxon-bench idle <rxon|hyper> <n>` starts `rxon-bench serve-idle <kind>` as a child
 //! process (so its memory is the listener's alone), registers `n` workers over raw TCP
 //! connections and leaves one poll parked on each. It then reads the child's resident
-//! memory before and after, and its CPU time over 5 idle seconds.
+//! memory before and after, and its CPU time over 5 idle seconds (divided by the time
+//! measured between the two readings, not by the nominal 5 s). A child that exits
+//! before it is asked to, or exits with a failure status, fails the run.
 //!
 //! - `rxon`: `HttpListener` over the embedded `Orchestrator` (polls park in its queue
 //!   hand-off, as in production).
@@ -129,21 +131,25 @@ pub(crate) async fn run(kind: &str, n: usize) -> Result<(), String> {
         Some(wrapper) => wrapper.into(),
         None => std::env::current_exe().map_err(|e| e.to_string())?,
     };
-    let mut child = tokio::process::Command::new(exe)
+    let shown = format!("{} serve-idle {kind} {n}", exe.display());
+    let mut child = tokio::process::Command::new(&exe)
         .args(["serve-idle", kind, &n.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start the idle server: {e}"))?;
+        .map_err(|e| format!("cannot start the idle server ({shown}): {e}"))?;
     let mut to_child = child.stdin.take().ok_or("no stdin")?;
     let mut from_child = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
-    let url = tokio::time::timeout(Duration::from_secs(120), from_child.next_line())
+    let announced = tokio::time::timeout(Duration::from_secs(120), from_child.next_line())
         .await
-        .map_err(|_| "the idle server did not start")?
-        .map_err(|e| e.to_string())?
-        .and_then(|l| l.strip_prefix("LISTENING ").map(str::to_owned))
-        .ok_or("the idle server did not announce its URL")?;
+        .map_err(|_| "the idle server did not start".to_owned())
+        .and_then(|line| line.map_err(|e| e.to_string()))
+        .and_then(|line| {
+            line.and_then(|l| l.strip_prefix("LISTENING ").map(str::to_owned))
+                .ok_or_else(|| "the idle server did not announce its URL".to_owned())
+        });
+    let url = announced.map_err(|e| with_exit_status(&mut child, &shown, e))?;
     let addr = url.trim_start_matches("http://").to_owned();
 
     let mut status = async || -> Result<Status, String> {
@@ -167,56 +173,81 @@ pub(crate) async fn run(kind: &str, n: usize) -> Result<(), String> {
         }
     };
 
-    let baseline = status().await?;
-    let started = Instant::now();
-    let mut parked = tokio::task::JoinSet::new();
-    let gate = Arc::new(tokio::sync::Semaphore::new(128));
-    for i in 0..n {
-        let (addr, gate) = (addr.clone(), gate.clone());
-        parked.spawn(async move {
-            let permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
-            let conn = park_one(&addr, &format!("idle-{i}")).await;
-            drop(permit);
-            conn
-        });
-    }
-    let mut conns = Vec::with_capacity(n);
-    while let Some(done) = parked.join_next().await {
-        conns.push(done.map_err(|e| e.to_string())??);
-    }
-    let settle_deadline = Instant::now() + SETTLE_TIMEOUT;
-    let loaded = loop {
-        let s = status().await?;
-        if s.pending >= n {
-            break s;
+    // The measurement; on an error, the child's exit status (if it has exited) is added.
+    let measured = async {
+        let baseline = status().await?;
+        let started = Instant::now();
+        let mut parked = tokio::task::JoinSet::new();
+        let gate = Arc::new(tokio::sync::Semaphore::new(128));
+        for i in 0..n {
+            let (addr, gate) = (addr.clone(), gate.clone());
+            parked.spawn(async move {
+                let permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
+                let conn = park_one(&addr, &format!("idle-{i}")).await;
+                drop(permit);
+                conn
+            });
         }
-        if Instant::now() > settle_deadline {
-            return Err(format!("only {} of {n} polls parked", s.pending));
+        let mut conns = Vec::with_capacity(n);
+        while let Some(done) = parked.join_next().await {
+            conns.push(done.map_err(|e| e.to_string())??);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let setup_s = started.elapsed().as_secs_f64();
-    let cpu_start = status().await?.cpu_s;
-    tokio::time::sleep(IDLE_WINDOW).await;
-    let idle = status().await?;
-    let per_conn = (loaded.rss_kib.saturating_sub(baseline.rss_kib)) as f64 / n as f64;
-    println!(
-        "{}",
-        serde_json::json!({
+        let settle_deadline = Instant::now() + SETTLE_TIMEOUT;
+        let loaded = loop {
+            let s = status().await?;
+            if s.pending >= n {
+                break s;
+            }
+            if Instant::now() > settle_deadline {
+                return Err(format!("only {} of {n} polls parked", s.pending));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let setup_s = started.elapsed().as_secs_f64();
+        // The idle window: from one CPU reading to the next, as measured here (each
+        // reading lags its request by about the same round trip), not the nominal 5 s.
+        let cpu_start = status().await?.cpu_s;
+        let window_started = Instant::now();
+        tokio::time::sleep(IDLE_WINDOW).await;
+        let idle = status().await?;
+        let window_s = window_started.elapsed().as_secs_f64().max(f64::EPSILON);
+        let per_conn = (loaded.rss_kib.saturating_sub(baseline.rss_kib)) as f64 / n as f64;
+        let figures = serde_json::json!({
             "server": kind,
             "parked_polls": loaded.pending,
             "baseline_rss_kib": baseline.rss_kib,
             "loaded_rss_kib": loaded.rss_kib,
             "kib_per_poll": (per_conn * 10.0).round() / 10.0,
-            "idle_cpu_ms_per_s": ((idle.cpu_s - cpu_start) * 1000.0 / IDLE_WINDOW.as_secs_f64() * 10.0).round() / 10.0,
+            "idle_cpu_ms_per_s": ((idle.cpu_s - cpu_start) * 1000.0 / window_s * 10.0).round() / 10.0,
             "setup_s": (setup_s * 10.0).round() / 10.0,
             "server_cpu_during_setup_s": loaded.cpu_s - baseline.cpu_s,
-        })
-    );
+        });
+        Ok::<_, String>((figures, conns))
+    }
+    .await;
+    let (figures, conns) = measured.map_err(|e| with_exit_status(&mut child, &shown, e))?;
     drop(conns);
     drop(to_child);
-    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    // Stdin closed: the child stops its listener and exits. One still running after
+    // 10 s is killed on drop (that end is not a failure); a failure status is.
+    match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+        Ok(Ok(exit)) if exit.success() => {}
+        Ok(Ok(exit)) => return Err(format!("{shown} exited with {exit}")),
+        Ok(Err(e)) => return Err(format!("{shown}: {e}")),
+        Err(_) => {
+            eprintln!("rxon-bench: {shown} did not exit within 10 s of its stdin closing; killed")
+        }
+    }
+    println!("{figures}");
     Ok(())
+}
+
+/// `e`, with `child`'s exit status added when it has already exited (it was not asked to).
+fn with_exit_status(child: &mut tokio::process::Child, shown: &str, e: String) -> String {
+    match child.try_wait() {
+        Ok(Some(exit)) => format!("{e} ({shown} exited early with {exit})"),
+        _ => e,
+    }
 }
 
 /// Registers `worker_id` and sends its poll on the same connection; returns the

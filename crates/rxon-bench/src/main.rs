@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! rxon-bench serve <http|ws|grpc|hyper>     # prints "LISTENING <url>", serves until stdin closes
-//! rxon-bench load <url> <workers> <seconds> # prints one JSON line of figures
-//! rxon-bench load-hyper <url> <w> <s>       # the same cycles with a bare hyper client
+//! rxon-bench load <url> <workers> <seconds> [server-pid]  # prints one JSON line of figures
+//! rxon-bench load-hyper <url> <w> <s> [server-pid]       # the same cycles, bare hyper client
 //! rxon-bench dispatch <http|ws|grpc> <n>    # enqueue → parked worker holds the task
 //! rxon-bench blob <MiB>                     # one object up to S3 (moto) and back, peak RSS
 //! rxon-bench idle <rxon|hyper> <n>          # listener memory and CPU with n parked polls
@@ -14,6 +14,11 @@
 //! queueing. `hyper` is a bare hyper server answering the same two routes with fixed
 //! bodies: the ceiling no RXON listener can beat. The load generator runs `workers`
 //! loops of poll → result over the project's own transports (chosen by the URL).
+//!
+//! The load generator's clock starts once every worker is connected, and only then do
+//! the loops start: the cycles, the client CPU and (given `server-pid`) the server's CPU
+//! it reports are all counted from that moment until the last loop's last cycle ends,
+//! the window `cycles_per_s` divides by.
 #![allow(clippy::print_stdout)]
 
 use bytes::Bytes;
@@ -73,16 +78,18 @@ fn main() -> ExitCode {
             Ok(mib) => runtime.block_on(blob::run(mib)),
             Err(_) => Err("MiB must be a number".into()),
         },
-        ["load", url, workers, seconds] => match (workers.parse(), seconds.parse()) {
-            (Ok(w), Ok(s)) => runtime.block_on(load(url, w, s)),
-            _ => Err("workers and seconds must be numbers".into()),
+        ["load", url, workers, seconds, server @ ..] => match load_args(workers, seconds, server) {
+            Ok((w, s, pid)) => runtime.block_on(load(url, w, s, pid)),
+            Err(e) => Err(e),
         },
-        ["load-hyper", url, workers, seconds] => match (workers.parse(), seconds.parse()) {
-            (Ok(w), Ok(s)) => runtime.block_on(load_hyper(url, w, s)),
-            _ => Err("workers and seconds must be numbers".into()),
-        },
+        ["load-hyper", url, workers, seconds, server @ ..] => {
+            match load_args(workers, seconds, server) {
+                Ok((w, s, pid)) => runtime.block_on(load_hyper(url, w, s, pid)),
+                Err(e) => Err(e),
+            }
+        }
         _ => Err(
-            "usage: rxon-bench serve <http|ws|grpc|hyper> | load <url> <workers> <seconds> | dispatch <http|ws|grpc> <samples> | blob <MiB> | idle <rxon|hyper> <n>".into(),
+            "usage: rxon-bench serve <http|ws|grpc|hyper> | load <url> <workers> <seconds> [server-pid] | load-hyper <url> <workers> <seconds> [server-pid] | dispatch <http|ws|grpc> <samples> | blob <MiB> | idle <rxon|hyper> <n>".into(),
         ),
     };
     match outcome {
@@ -92,6 +99,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `<workers> <seconds> [server-pid]` of `load` and `load-hyper`.
+fn load_args(
+    workers: &str,
+    seconds: &str,
+    server: &[&str],
+) -> Result<(usize, u64, Option<u32>), String> {
+    let (Ok(workers), Ok(seconds)) = (workers.parse::<usize>(), seconds.parse::<u64>()) else {
+        return Err("workers and seconds must be numbers".into());
+    };
+    let server = match server {
+        [] => None,
+        [pid] => Some(
+            pid.parse::<u32>()
+                .map_err(|_| format!("server-pid must be a process id, got {pid:?}"))?,
+        ),
+        _ => return Err("too many arguments after <seconds>".into()),
+    };
+    Ok((workers, seconds, server))
 }
 
 async fn serve(kind: &str) -> Result<(), String> {
@@ -171,17 +198,21 @@ async fn bare_hyper() -> Result<(), String> {
     Ok(())
 }
 
-async fn load(url: &str, workers: usize, seconds: u64) -> Result<(), String> {
-    let cpu_before = cpu_seconds();
-    let until = Instant::now() + Duration::from_secs(seconds);
-    let mut runs = tokio::task::JoinSet::new();
+async fn load(url: &str, workers: usize, seconds: u64, server: Option<u32>) -> Result<(), String> {
+    // Every worker connects before the clock starts; no loop runs before it.
+    let mut transports = Vec::with_capacity(workers.max(1));
     for i in 0..workers.max(1) {
         let transport: Arc<dyn Transport> = Arc::from(
             rxon::create_transport(url, &format!("bench-{i}"), "bench", Default::default())
                 .map_err(|e| e.to_string())?,
         );
         transport.connect().await.map_err(|e| e.to_string())?;
-        runs.spawn(cycles(until, move || {
+        transports.push(transport);
+    }
+    let window = Window::start(seconds, server);
+    let mut runs = tokio::task::JoinSet::new();
+    for transport in transports {
+        runs.spawn(cycles(window.until, move || {
             let transport = transport.clone();
             async move {
                 let Some(task) = transport.poll_task(Duration::from_secs(1)).await? else {
@@ -193,7 +224,33 @@ async fn load(url: &str, workers: usize, seconds: u64) -> Result<(), String> {
             }
         }));
     }
-    report(runs, cpu_before).await
+    report(runs, window).await
+}
+
+/// The timed window of a load run: opened after every worker is ready and before any
+/// loop starts, closed when the last loop has finished its last cycle. Every cycle
+/// counted starts and ends inside it, and the CPU figures are read at its two ends.
+struct Window {
+    started: Instant,
+    /// Loops start no new cycle after this.
+    until: Instant,
+    client_cpu_s: f64,
+    /// The server's process id and its CPU seconds when the window opened.
+    server: Option<(u32, f64)>,
+}
+
+impl Window {
+    fn start(seconds: u64, server: Option<u32>) -> Window {
+        let server = server.map(|pid| (pid, process_cpu_seconds(pid)));
+        let client_cpu_s = cpu_seconds();
+        let started = Instant::now();
+        Window {
+            started,
+            until: started + Duration::from_secs(seconds),
+            client_cpu_s,
+            server,
+        }
+    }
 }
 
 /// One worker's loop: runs `cycle` until `until`; times each cycle that carried a task
@@ -216,12 +273,11 @@ where
     (latencies, errors)
 }
 
-/// Joins the worker loops and prints one JSON line of figures.
+/// Joins the worker loops, closes the window and prints one JSON line of figures.
 async fn report(
     mut runs: tokio::task::JoinSet<(Vec<Duration>, u64)>,
-    cpu_before: f64,
+    window: Window,
 ) -> Result<(), String> {
-    let started = Instant::now();
     let mut all = Vec::new();
     let mut errors = 0;
     while let Some(done) = runs.join_next().await {
@@ -229,25 +285,32 @@ async fn report(
         all.extend(l);
         errors += e;
     }
-    let elapsed = started.elapsed().as_secs_f64().max(f64::EPSILON);
+    let elapsed = window.started.elapsed().as_secs_f64().max(f64::EPSILON);
+    let client_cpu = cpu_seconds() - window.client_cpu_s;
+    let server_cpu = window
+        .server
+        .map(|(pid, before)| process_cpu_seconds(pid) - before);
     all.sort();
     let pct = |p: f64| {
         let i = ((all.len() as f64 - 1.0) * p).round() as usize;
         all.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
     };
-    let cpu = cpu_seconds() - cpu_before;
-    println!(
-        "{}",
-        serde_json::json!({
-            "cycles": all.len(),
-            "seconds": elapsed,
-            "cycles_per_s": all.len() as f64 / elapsed,
-            "p50_us": pct(0.5),
-            "p99_us": pct(0.99),
-            "errors": errors,
-            "client_cpu_s": cpu,
-        })
-    );
+    let mut figures = serde_json::json!({
+        "cycles": all.len(),
+        "seconds": elapsed,
+        "cycles_per_s": all.len() as f64 / elapsed,
+        "p50_us": pct(0.5),
+        "p99_us": pct(0.99),
+        "errors": errors,
+        "client_cpu_s": client_cpu,
+    });
+    if let (Some(server_cpu), Some(fields)) = (server_cpu, figures.as_object_mut()) {
+        fields.insert(
+            "server_cpu_s".to_owned(),
+            serde_json::Value::from(server_cpu),
+        );
+    }
+    println!("{figures}");
     Ok(())
 }
 
@@ -255,11 +318,16 @@ async fn report(
 /// bare hyper client per worker (pooled; it decodes each task and encodes its result, as any worker
 /// must, and does nothing else), for comparing the client CPU per cycle of
 /// `HttpTransport` with it.
-async fn load_hyper(url: &str, workers: usize, seconds: u64) -> Result<(), String> {
+async fn load_hyper(
+    url: &str,
+    workers: usize,
+    seconds: u64,
+    server: Option<u32>,
+) -> Result<(), String> {
     use hyper_util::client::legacy::Client;
-    let cpu_before = cpu_seconds();
-    let until = Instant::now() + Duration::from_secs(seconds);
-    let mut runs = tokio::task::JoinSet::new();
+    // Every worker's client and URIs are ready before the clock starts (the clients
+    // connect on their first request, inside the window, as a worker would).
+    let mut clients = Vec::with_capacity(workers.max(1));
     for i in 0..workers.max(1) {
         // One client per worker, as each `HttpTransport` in `load` has its own.
         let client: Client<_, Full<Bytes>> = Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -271,7 +339,12 @@ async fn load_hyper(url: &str, workers: usize, seconds: u64) -> Result<(), Strin
         let result_uri: http::Uri = format!("{url}/_worker/tasks/result")
             .parse()
             .map_err(|e| format!("{e}"))?;
-        runs.spawn(cycles(until, move || {
+        clients.push((client, worker_id, poll_uri, result_uri));
+    }
+    let window = Window::start(seconds, server);
+    let mut runs = tokio::task::JoinSet::new();
+    for (client, worker_id, poll_uri, result_uri) in clients {
+        runs.spawn(cycles(window.until, move || {
             let (client, worker_id) = (client.clone(), worker_id.clone());
             let (poll_uri, result_uri) = (poll_uri.clone(), result_uri.clone());
             async move {
@@ -310,7 +383,7 @@ async fn load_hyper(url: &str, workers: usize, seconds: u64) -> Result<(), Strin
             }
         }));
     }
-    report(runs, cpu_before).await
+    report(runs, window).await
 }
 
 /// Dispatch latency: a worker parked in a long-poll against the embedded orchestrator;
@@ -398,7 +471,17 @@ fn proc_status_kib(field: &str) -> u64 {
 
 /// User + system CPU time of this process, from /proc (0 where unavailable).
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    stat_cpu_seconds("/proc/self/stat")
+}
+
+/// User + system CPU time of process `pid`, from /proc (0 where unavailable).
+fn process_cpu_seconds(pid: u32) -> f64 {
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// User + system CPU time from a `/proc/<pid>/stat` file (0 where unavailable).
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return 0.0;
     };
     // Fields after the command name (which may contain spaces) start after ')'.
