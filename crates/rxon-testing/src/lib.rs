@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod capture;
 pub mod conformance;
 pub mod faults;
 mod handlers;
@@ -43,6 +44,7 @@ pub mod pki;
 #[cfg(feature = "s3")]
 pub mod s3;
 
+pub use capture::Captured;
 pub use handlers::{ContextEcho, FixedTask};
 pub use local::{
     LOCAL_SCHEMES, LOCAL_TRANSPORT_NAME, LocalListener, LocalTransport, LocalTransportFactory,

@@ -10,33 +10,18 @@
 ))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rxon::testing::{LocalListener, Orchestrator};
+use rxon::testing::{Captured, LocalListener, Orchestrator};
 use rxon::{
     BoxFuture, CommandReceiver, Handler, HandlerResult, Heartbeat, HeartbeatReply, Listener,
     RegisterReply, RequestContext, ResultOutcome, TaskPayload, TaskResult, TokenResponse,
     Transport, TransportOptions, WorkerRegistration,
 };
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const WRONG: &str = "wrong-token-4f1c9a";
 const RIGHT: &str = "right-token-77d02e";
 const BOOTSTRAP: &str = "bootstrap-credential-9b3e";
-
-/// Collects everything the subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The orchestrator, with every request context it receives logged (as a handler
 /// author would) and kept as `Debug` text.
@@ -219,7 +204,7 @@ async fn tokens_never_reach_logs_errors_or_debug_output_on_any_transport() {
         assert!(minted.starts_with("sts-"), "{kind}: {minted}");
         secrets.push(minted);
     }
-    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logged = logs.text();
     assert!(
         logged.contains("request"),
         "the handler's logs were captured"
