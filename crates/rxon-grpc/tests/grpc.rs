@@ -239,8 +239,18 @@ async fn a_stalled_handshake_is_closed_at_the_deadline_whatever_it_sent() {
         dir.join("server.pem"),
         dir.join("server.key"),
     ));
-    let plain = listener(plain).await;
-    let tls = listener(tls).await;
+    // An orchestrator, so that a poll really waits (and outlasts the deadline).
+    let orch = rxon_testing::Orchestrator::builder().token("t").build();
+    let start = |config| {
+        let orch = orch.clone();
+        async move {
+            let l = GrpcListener::with_config(config);
+            l.start(Arc::new(orch)).await.unwrap();
+            l
+        }
+    };
+    let plain = start(plain).await;
+    let tls = start(tls).await;
     // The HTTP/2 client preface and an empty SETTINGS frame.
     let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     preface.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
@@ -274,9 +284,16 @@ async fn a_stalled_handshake_is_closed_at_the_deadline_whatever_it_sent() {
     let t =
         GrpcTransport::from_config(&TransportConfig::new(plain.endpoint().unwrap(), "w-1", "t"))
             .unwrap();
-    register(&t).await.unwrap();
-    assert_eq!(t.poll_task(DEADLINE * 3).await.unwrap(), None);
-    register(&t).await.unwrap();
+    let outlasting = |t: GrpcTransport| async move {
+        register(&t).await.unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(t.poll_task(DEADLINE * 3).await.unwrap(), None);
+        assert!(started.elapsed() >= DEADLINE * 2, "the poll waited");
+        register(&t).await.unwrap();
+    };
+    outlasting(t).await;
+    // The same over TLS: the first request lifts the deadline there too.
+    outlasting(client(&tls.endpoint().unwrap(), &dir, false)).await;
     plain.stop(Duration::from_secs(2)).await.unwrap();
     tls.stop(Duration::from_secs(2)).await.unwrap();
 }
