@@ -191,7 +191,8 @@ pub trait Handler: Send + Sync {
     /// for a token). Every request on the session is still checked by its own method.
     ///
     /// The default accepts every connection: a handler that authenticates workers
-    /// should override it.
+    /// should override it, and a handler that wraps another must forward it (as every
+    /// method), or the wrapper silently opens sessions to anyone.
     fn authenticate(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<()>> {
         let _ = ctx;
         Box::pin(async { Ok(()) })

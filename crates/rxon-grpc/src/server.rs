@@ -43,9 +43,12 @@ pub struct GrpcListenerConfig {
     /// closed as soon as they are accepted, and the worker retries with its backoff.
     pub max_connections: usize,
     /// Deadline for a new connection to finish its handshakes (TLS, the HTTP/2 preface
-    /// and settings) and send its first request (default 10 s). A connection that has
-    /// not is closed, however many bytes it sent, so stalled or idle sockets cannot
-    /// hold every slot of `max_connections`. Zero: no deadline.
+    /// and settings) and deliver a whole first request whose credential the handler
+    /// accepts ([`Handler::authenticate`]); default 10 s. A connection that has not is
+    /// closed, however many bytes or refused requests it sent, so stalled, idle or
+    /// unauthenticated sockets cannot hold every slot of `max_connections`. A first
+    /// request larger than the link carries in this time (a big result after a
+    /// reconnect on a slow link) needs a longer deadline. Zero: no deadline.
     pub handshake_timeout: Duration,
     /// An HTTP/2 ping this often (default 30 s); a connection that does not answer
     /// within this long is closed, so one dropped silently by a NAT or firewall does
@@ -119,7 +122,13 @@ impl Handshakes {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A request arrived from `remote`: its connection's handshakes are complete.
+    /// Whether the connection from `remote` is still inside its handshake deadline.
+    fn is_pending(&self, remote: Option<SocketAddr>) -> bool {
+        remote.is_some_and(|remote| self.lock().contains_key(&remote))
+    }
+
+    /// An accepted request arrived from `remote`: its connection's handshakes are
+    /// complete.
     fn completed(&self, remote: Option<SocketAddr>) {
         let Some(remote) = remote else { return };
         if let Some(done) = self.lock().remove(&remote) {
@@ -380,9 +389,26 @@ struct Service {
 }
 
 impl Service {
-    /// Every call starts here: the call's connection has completed its handshakes.
-    fn context<T>(&self, request: &Request<T>) -> std::result::Result<RequestContext, Status> {
-        self.handshakes.completed(request.remote_addr());
+    /// Every call starts here. The first call of a connection whose credential the
+    /// handler accepts ([`Handler::authenticate`]) lifts the connection's handshake
+    /// deadline: a peer that never sends an acceptable request cannot keep a slot.
+    async fn context<T>(
+        &self,
+        request: &Request<T>,
+    ) -> std::result::Result<RequestContext, Status> {
+        let ctx = self.request_context(request)?;
+        if self.handshakes.is_pending(ctx.remote_addr)
+            && self.handler.authenticate(ctx.clone()).await.is_ok()
+        {
+            self.handshakes.completed(ctx.remote_addr);
+        }
+        Ok(ctx)
+    }
+
+    fn request_context<T>(
+        &self,
+        request: &Request<T>,
+    ) -> std::result::Result<RequestContext, Status> {
         let meta = request.metadata();
         let text = |k: &str| meta.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let mut ctx = RequestContext::new(TRANSPORT_NAME);
@@ -433,7 +459,7 @@ impl WorkerService for Service {
         &self,
         request: Request<pb::WorkerRegistration>,
     ) -> std::result::Result<Response<pb::RegisterReply>, Status> {
-        let ctx = self.context(&request)?;
+        let ctx = self.context(&request).await?;
         let registration = registration_from_pb(request.into_inner()).map_err(invalid)?;
         let reply = self
             .handler
@@ -447,7 +473,7 @@ impl WorkerService for Service {
         &self,
         request: Request<pb::PollRequest>,
     ) -> std::result::Result<Response<pb::PollReply>, Status> {
-        let ctx = self.context(&request)?;
+        let ctx = self.context(&request).await?;
         let worker_id = Self::worker_id(&ctx)?;
         let wait = Duration::from_millis(request.get_ref().timeout_ms).min(self.poll_wait);
         let poll = tokio::time::timeout(
@@ -467,7 +493,7 @@ impl WorkerService for Service {
         &self,
         request: Request<pb::TaskResult>,
     ) -> std::result::Result<Response<pb::ResultReply>, Status> {
-        let ctx = self.context(&request)?;
+        let ctx = self.context(&request).await?;
         let result = result_from_pb(request.into_inner()).map_err(invalid)?;
         let outcome = self
             .handler
@@ -481,7 +507,7 @@ impl WorkerService for Service {
         &self,
         request: Request<pb::Heartbeat>,
     ) -> std::result::Result<Response<pb::HeartbeatReply>, Status> {
-        let ctx = self.context(&request)?;
+        let ctx = self.context(&request).await?;
         let worker_id = Self::worker_id(&ctx)?;
         let heartbeat = heartbeat_from_pb(request.into_inner());
         let reply = self
@@ -496,7 +522,7 @@ impl WorkerService for Service {
         &self,
         request: Request<pb::ProgressUpdate>,
     ) -> std::result::Result<Response<pb::ProgressReply>, Status> {
-        let ctx = self.context(&request)?;
+        let ctx = self.context(&request).await?;
         let update = progress_from_pb(request.into_inner());
         self.handler
             .progress(ctx, update)
@@ -509,7 +535,7 @@ impl WorkerService for Service {
         &self,
         request: Request<pb::TokenRequest>,
     ) -> std::result::Result<Response<pb::TokenResponse>, Status> {
-        let ctx = self.context(&request)?;
+        let ctx = self.context(&request).await?;
         let token = self.handler.token(ctx).await.map_err(|e| to_status(&e))?;
         Ok(Response::new(token_to_pb(&token)))
     }
@@ -520,7 +546,7 @@ impl WorkerService for Service {
         &self,
         request: Request<pb::CommandsRequest>,
     ) -> std::result::Result<Response<Self::CommandsStream>, Status> {
-        let ctx = self.context(&request)?;
+        let ctx = self.context(&request).await?;
         Self::worker_id(&ctx)?;
         let mut receiver = self
             .handler

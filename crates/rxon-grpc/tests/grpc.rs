@@ -223,10 +223,11 @@ async fn stall_after(addr: std::net::SocketAddr, bytes: &[u8]) -> Option<Duratio
         .map(|_| opened.elapsed())
 }
 
-/// The handshake deadline holds until the first request, not the first byte: a peer
-/// that sends one byte (or the whole HTTP/2 preface and settings, or the start of a TLS
-/// hello) and stalls is closed at the deadline; a worker whose connection is set up is
-/// not, even when its call outlasts the deadline.
+/// The handshake deadline holds until the first accepted request, not the first byte: a
+/// peer that sends one byte (or the whole HTTP/2 preface and settings, or the start of a
+/// TLS hello) and stalls is closed at the deadline, and so is one whose requests are
+/// refused; a worker whose connection is set up is not, even when its call outlasts the
+/// deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_handshake_is_closed_at_the_deadline_whatever_it_sent() {
     const DEADLINE: Duration = Duration::from_millis(500);
@@ -273,8 +274,8 @@ async fn a_stalled_handshake_is_closed_at_the_deadline_whatever_it_sent() {
             panic!("{what}: the stalled connection is still open after 5 s");
         };
         assert!(
-            after >= DEADLINE.mul_f64(0.8),
-            "{what}: closed after {after:?}, before the deadline"
+            after >= DEADLINE.mul_f64(0.8) && after < Duration::from_secs(3),
+            "{what}: closed after {after:?}, not at the {DEADLINE:?} deadline"
         );
         println!(
             "gRPC handshake deadline {DEADLINE:?}: {what} then a stall, closed after {after:?}"
@@ -294,6 +295,43 @@ async fn a_stalled_handshake_is_closed_at_the_deadline_whatever_it_sent() {
     outlasting(t).await;
     // The same over TLS: the first request lifts the deadline there too.
     outlasting(client(&tls.endpoint().unwrap(), &dir, false)).await;
+
+    // Refused requests do not lift it: a client with a wrong token is cut at the
+    // deadline (its next call needs a new connection), one with the right token is not.
+    // Through a proxy that counts connections; the wait lets the deadline pass.
+    let proxy = rxon_testing::faults::FaultProxy::start(plain.local_addr().unwrap())
+        .await
+        .unwrap();
+    for (token, connections) in [("t", 1), ("wrong", 2)] {
+        let before = proxy.stats().accepted;
+        let t = GrpcTransport::from_config(&TransportConfig::new(proxy.url("grpc"), "w-1", token))
+            .unwrap();
+        t.connect().await.unwrap();
+        let call = || async {
+            let hb = Heartbeat {
+                worker_id: "w-1".into(),
+                ..Default::default()
+            };
+            // A connection cut while idle may fail one call before the next reconnects.
+            for _ in 0..3 {
+                match t.send_heartbeat(&hb).await {
+                    Err(e) if e.is_network() => continue,
+                    other => return other,
+                }
+            }
+            panic!("three network errors in a row");
+        };
+        let first = call().await;
+        tokio::time::sleep(DEADLINE * 3).await;
+        let second = call().await;
+        assert_eq!(first.is_ok(), token == "t", "{token}: {first:?}");
+        assert_eq!(second.is_ok(), token == "t", "{token}: {second:?}");
+        assert_eq!(
+            proxy.stats().accepted - before,
+            connections,
+            "{token}: connections used"
+        );
+    }
     plain.stop(Duration::from_secs(2)).await.unwrap();
     tls.stop(Duration::from_secs(2)).await.unwrap();
 }
