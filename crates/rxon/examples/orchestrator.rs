@@ -86,6 +86,18 @@ async fn run(args: Args) -> rxon::Result<()> {
         builder = builder.sts_credential(c.clone());
     }
     let orchestrator = builder.build();
+    if args.admin_token.as_deref() == Some("") {
+        return Err(rxon::RxonError::config(
+            "--admin-token must not be empty (an empty header would match it)",
+        ));
+    }
+    if args.admin_token.is_none() {
+        eprintln!(
+            "orchestrator: WARNING: no --admin-token: the admin API (/admin/...) is open to \
+             anyone who can reach {}",
+            args.listen
+        );
+    }
     if orchestrator.is_open() {
         tracing::warn!(
             "OPEN AUTH: no --token and no --sts-credential given, so ANY worker token is \

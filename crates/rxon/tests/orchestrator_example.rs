@@ -37,7 +37,8 @@ fn example() -> PathBuf {
 struct Running {
     child: Child,
     addr: SocketAddr,
-    stderr: std::thread::JoinHandle<String>,
+    /// Taken by [`stop`](Self::stop).
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Running {
@@ -74,15 +75,27 @@ impl Running {
         Running {
             child,
             addr,
-            stderr,
+            stderr: Some(stderr),
         }
     }
 
     /// Stops the example; returns what it wrote to stderr.
     fn stop(mut self) -> String {
+        self.kill();
+        let stderr = self.stderr.take().expect("stopped once");
+        stderr.join().unwrap()
+    }
+
+    fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.stderr.join().unwrap()
+    }
+}
+
+/// A failing assertion does not leave the example running.
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -130,6 +143,22 @@ async fn the_example_warns_when_open_and_an_sts_credential_alone_closes_it() {
         !stderr.contains("open auth"),
         "warned although closed: {stderr}"
     );
+}
+
+#[test]
+fn an_empty_admin_token_is_refused_and_an_open_admin_api_is_warned_about() {
+    let out = Command::new(example())
+        .args(["--listen", "127.0.0.1:0", "--admin-token", ""])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started with an empty admin token");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--admin-token must not be empty"),
+        "{stderr}"
+    );
+    let open = Running::start(&["--token", "worker-secret"]).stop();
+    assert!(open.contains("admin API"), "no warning: {open}");
 }
 
 #[tokio::test]

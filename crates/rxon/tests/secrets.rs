@@ -28,6 +28,8 @@ const BOOTSTRAP: &str = "bootstrap-credential-9b3e";
 struct Logging {
     orch: Orchestrator,
     seen: Mutex<Vec<String>>,
+    /// Every token the orchestrator minted: secrets too.
+    minted: Mutex<Vec<String>>,
 }
 
 impl Logging {
@@ -78,7 +80,13 @@ impl Handler for Logging {
     }
     fn token(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
         self.saw(&ctx);
-        self.orch.token(ctx)
+        Box::pin(async move {
+            let minted = self.orch.token(ctx).await;
+            if let Ok(t) = &minted {
+                self.minted.lock().unwrap().push(t.access_token.clone());
+            }
+            minted
+        })
     }
     fn commands(
         &self,
@@ -121,15 +129,16 @@ fn registration() -> WorkerRegistration {
     }
 }
 
-/// Runs the three credentials against a `kind` listener; returns every `Debug` and
-/// `Display` text produced, and the minted token.
-async fn exercise(kind: &str, seen: &mut Vec<String>) -> String {
+/// Runs the three credentials against a `kind` listener; collects every `Debug` and
+/// `Display` text produced, and returns every token the orchestrator minted.
+async fn exercise(kind: &str, seen: &mut Vec<String>) -> Vec<String> {
     let handler = Arc::new(Logging {
         orch: Orchestrator::builder()
             .token(RIGHT)
             .sts_credential(BOOTSTRAP)
             .build(),
         seen: Mutex::new(Vec::new()),
+        minted: Mutex::new(Vec::new()),
     });
     let l = listener(kind);
     l.start(handler.clone()).await.unwrap();
@@ -183,7 +192,12 @@ async fn exercise(kind: &str, seen: &mut Vec<String>) -> String {
         "{kind}: request contexts carry a token, shown redacted: {contexts:?}"
     );
     seen.extend(contexts);
-    minted.access_token
+    let issued = handler.minted.lock().unwrap().clone();
+    assert!(
+        issued.len() >= 2 && issued.contains(&minted.access_token),
+        "{kind}: the bootstrap retry and the refresh each minted a token: {issued:?}"
+    );
+    issued
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -201,8 +215,11 @@ async fn tokens_never_reach_logs_errors_or_debug_output_on_any_transport() {
     let mut secrets = vec![WRONG.to_owned(), RIGHT.to_owned(), BOOTSTRAP.to_owned()];
     for kind in ["http", "ws", "grpc", "local"] {
         let minted = exercise(kind, &mut seen).await;
-        assert!(minted.starts_with("sts-"), "{kind}: {minted}");
-        secrets.push(minted);
+        assert!(
+            minted.iter().all(|t| t.starts_with("sts-")),
+            "{kind}: {minted:?}"
+        );
+        secrets.extend(minted);
     }
     let logged = logs.text();
     assert!(
