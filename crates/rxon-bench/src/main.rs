@@ -15,10 +15,12 @@
 //! bodies: the ceiling no RXON listener can beat. The load generator runs `workers`
 //! loops of poll → result over the project's own transports (chosen by the URL).
 //!
-//! The load generator's clock starts once every worker is connected, and only then do
-//! the loops start: the cycles, the client CPU and (given `server-pid`) the server's CPU
-//! it reports are all counted from that moment until the last loop's last cycle ends,
-//! the window `cycles_per_s` divides by.
+//! The load generator's clock starts once every worker's client is built, and only then
+//! do the loops start: the cycles, the client CPU and (given `server-pid`) the server's
+//! CPU it reports are all counted from that moment until the last loop's last cycle
+//! ends, the window `cycles_per_s` divides by. Each client opens its connection on its
+//! first request, inside the window, as a worker would (`Transport::connect` sends
+//! nothing); `load` and `load-hyper` alike.
 #![allow(clippy::print_stdout)]
 
 use bytes::Bytes;
@@ -199,7 +201,8 @@ async fn bare_hyper() -> Result<(), String> {
 }
 
 async fn load(url: &str, workers: usize, seconds: u64, server: Option<u32>) -> Result<(), String> {
-    // Every worker connects before the clock starts; no loop runs before it.
+    // Every worker's transport is built before the clock starts; no loop runs before it.
+    // (`connect` sends nothing: the connection opens on the first request, in the window.)
     let mut transports = Vec::with_capacity(workers.max(1));
     for i in 0..workers.max(1) {
         let transport: Arc<dyn Transport> = Arc::from(
