@@ -483,6 +483,26 @@ impl rxon_core::Handler for Throttling {
             ))
         })
     }
+    // Everything else is the orchestrator's, authentication of sessions included.
+    fn authenticate(
+        &self,
+        ctx: rxon_core::RequestContext,
+    ) -> rxon_core::BoxFuture<'_, rxon_core::HandlerResult<()>> {
+        self.orch.authenticate(ctx)
+    }
+    fn token(
+        &self,
+        ctx: rxon_core::RequestContext,
+    ) -> rxon_core::BoxFuture<'_, rxon_core::HandlerResult<rxon_core::TokenResponse>> {
+        self.orch.token(ctx)
+    }
+    fn commands(
+        &self,
+        ctx: rxon_core::RequestContext,
+    ) -> rxon_core::BoxFuture<'_, rxon_core::HandlerResult<Box<dyn rxon_core::CommandReceiver>>>
+    {
+        self.orch.commands(ctx)
+    }
 }
 
 /// A peer's retry-after hint reaches the worker clamped between
