@@ -94,6 +94,9 @@ pub struct HttpListener {
 #[derive(Debug)]
 struct Running {
     local_addr: SocketAddr,
+    /// The connection slots (see `accept_loop`), and how many there are.
+    slots: Arc<Semaphore>,
+    slot_count: u32,
     shutdown: watch::Sender<bool>,
     accept: JoinHandle<JoinSet<()>>,
 }
@@ -145,12 +148,17 @@ impl Listener for HttpListener {
             let service = HttpService::with_config(handler, self.config.service.clone())
                 .with_mounts(self.config.mounts.clone(), self.config.worker_routes)
                 .with_shutdown(stop_rx.clone());
+            // One permit per connection, held for its whole life: by the connection task,
+            // and by any session it was upgraded to (see `ConnectionInfo::slot`).
+            let slot_count = u32::try_from(self.config.max_connections).unwrap_or(u32::MAX);
+            let slots = Arc::new(Semaphore::new(slot_count as usize));
             let accept = tokio::spawn(accept_loop(
                 tcp,
                 service,
                 stop_rx,
                 self.config.clone(),
                 acceptor,
+                slots.clone(),
             ));
             let mut running = self.lock();
             if running.is_some() {
@@ -159,6 +167,8 @@ impl Listener for HttpListener {
             }
             *running = Some(Running {
                 local_addr,
+                slots,
+                slot_count,
                 shutdown,
                 accept,
             });
@@ -183,8 +193,11 @@ impl Listener for HttpListener {
                     ));
                 }
             };
+            // Connections end, and so do the sessions upgraded from them (they hold
+            // their slot until they have closed): all of them, within `drain`.
             let drained = tokio::time::timeout(drain, async {
                 while connections.join_next().await.is_some() {}
+                let _all_back = running.slots.acquire_many(running.slot_count).await;
             })
             .await;
             if drained.is_err() {
@@ -215,14 +228,10 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
     config: HttpListenerConfig,
     acceptor: Option<TlsAcceptor>,
+    slots: Arc<Semaphore>,
 ) -> JoinSet<()> {
     let mut connections = JoinSet::new();
     let mut refusals = JoinSet::new();
-    // One permit per connection, held for its whole life: by the connection task, and
-    // by any session it was upgraded to (see `ConnectionInfo::slot`).
-    let slots = Arc::new(Semaphore::new(
-        config.max_connections.min(Semaphore::MAX_PERMITS),
-    ));
     loop {
         // Reap finished connections so the sets stay bounded by live ones.
         while connections.try_join_next().is_some() {}
