@@ -109,6 +109,9 @@ pub struct RxonError {
     message: String,
     details: Map,
     retry_after: Option<Duration>,
+    /// The peer refused the credential itself (HTTP 401, gRPC `UNAUTHENTICATED`): the
+    /// one case the [`policy`](crate::policy) answers with a refresh.
+    credential_refused: bool,
     source: Option<Box<dyn StdError + Send + Sync + 'static>>,
 }
 
@@ -120,8 +123,69 @@ impl RxonError {
             message: message.into(),
             details: Map::new(),
             retry_after: None,
+            credential_refused: false,
             source: None,
         }
+    }
+
+    /// The worker-side error for a refused HTTP status, from the one table every
+    /// HTTP-shaped transport uses (the reference's statuses; a new transport that speaks
+    /// HTTP statuses reports them the same way):
+    ///
+    /// | status | kind |
+    /// | --- | --- |
+    /// | 401 | [`ErrorKind::Auth`], [credential refused](Self::is_credential_refused) |
+    /// | 403 | [`ErrorKind::Auth`] |
+    /// | 429 | [`ErrorKind::RateLimited`] with `retry_after` (clamped) |
+    /// | 501 | [`ErrorKind::Unsupported`] (the orchestrator lacks the operation) |
+    /// | 502, 503, 504 | [`ErrorKind::Network`] (a gateway lost the orchestrator) |
+    /// | anything else | [`ErrorKind::Protocol`] |
+    ///
+    /// `what` names the operation, `text` is the peer's error message; both go into the
+    /// message, the status and text into the details (`status`, `body`).
+    ///
+    /// ```
+    /// use rxon_core::{ErrorKind, RxonError};
+    /// use std::time::Duration;
+    /// let e = RxonError::for_status(404, "poll", "no such worker", None);
+    /// assert_eq!(e.kind(), ErrorKind::Protocol);
+    /// assert_eq!(e.message(), "poll: HTTP 404: no such worker");
+    /// assert!(RxonError::for_status(401, "x", "", None).is_credential_refused());
+    /// assert!(!RxonError::for_status(403, "x", "", None).is_credential_refused());
+    /// let r = RxonError::for_status(429, "x", "", Some(Duration::from_secs(2)));
+    /// assert_eq!(r.retry_after(), Some(Duration::from_secs(2)));
+    /// assert_eq!(RxonError::for_status(501, "x", "", None).kind(), ErrorKind::Unsupported);
+    /// ```
+    pub fn for_status(status: u16, what: &str, text: &str, retry_after: Option<Duration>) -> Self {
+        let kind = match status {
+            401 | 403 => ErrorKind::Auth,
+            429 => ErrorKind::RateLimited,
+            501 => ErrorKind::Unsupported,
+            502..=504 => ErrorKind::Network,
+            _ => ErrorKind::Protocol,
+        };
+        let mut e = RxonError::new(kind, format!("{what}: HTTP {status}: {text}"))
+            .with_detail("status", status)
+            .with_detail("body", text);
+        e.credential_refused = status == 401;
+        if let Some(r) = retry_after {
+            e = e.with_retry_after(r);
+        }
+        e
+    }
+
+    /// [`ErrorKind::Auth`] for a credential the peer refused (HTTP 401, gRPC
+    /// `UNAUTHENTICATED`): the [`policy`](crate::policy) refreshes it once and retries.
+    /// A refusal of an accepted credential (403) is a plain [`auth`](Self::auth) error.
+    pub fn credential_refused(message: impl Into<String>) -> Self {
+        let mut e = Self::new(ErrorKind::Auth, message);
+        e.credential_refused = true;
+        e
+    }
+
+    /// `true` for [`credential_refused`](Self::credential_refused) errors.
+    pub fn is_credential_refused(&self) -> bool {
+        self.credential_refused
     }
 
     /// [`ErrorKind::Network`].
@@ -311,6 +375,7 @@ impl From<HandlerError> for RxonError {
         };
         let mut out = RxonError::new(kind, e.message);
         out.retry_after = e.retry_after.map(crate::retry::clamp_retry_after);
+        out.credential_refused = e.kind == HandlerErrorKind::Unauthorized;
         out
     }
 }

@@ -10,7 +10,10 @@
 //! - [`RxonError`] (worker side) and [`HandlerError`] (orchestrator side);
 //! - the traits: [`Transport`] for workers, [`Handler`] + [`Listener`] for orchestrators,
 //!   [`TransportFactory`] for building transports from a [`TransportConfig`];
-//! - the identifier rule in [`validate`], the result retry policy in [`retry`].
+//! - the worker-side rules every transport applies, written once: [`policy`] (lifecycle,
+//!   single-flight token refresh, result retries) and [`retry`] (the one backoff, the
+//!   retry-after bounds and parser);
+//! - the identifier rule in [`validate`].
 //!
 //! # Usage
 //!
@@ -58,6 +61,7 @@ pub mod error;
 pub mod future;
 pub mod listener;
 pub mod messages;
+pub mod policy;
 pub mod retry;
 pub mod transport;
 pub mod validate;

@@ -8,18 +8,18 @@ use crate::status::from_status;
 use rxon_core::constants::{
     AUTH_HEADER_WORKER, POLL_REQUEST_MARGIN_SECS, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
 };
-use rxon_core::transport::Lifecycle;
+use rxon_core::policy::{Policy, Token, TokenExchange};
 use rxon_core::{
     BoxFuture, Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, Result,
     ResultOutcome, RxonError, TaskPayload, TaskResult, TokenResponse, Transport, TransportConfig,
-    TransportFactory, TransportOptions, WorkerCommand, WorkerRegistration,
+    TransportFactory, WorkerCommand, WorkerRegistration,
 };
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 /// URL schemes served by [`GrpcTransportFactory`].
 pub const SCHEMES: &[&str] = &["grpc", "grpcs"];
@@ -40,11 +40,8 @@ pub struct GrpcTransport {
 struct Inner {
     worker_id: String,
     client: Client,
-    options: TransportOptions,
-    state: Lifecycle,
-    /// The credential and a generation bumped by each refresh.
-    token: RwLock<(String, u64)>,
-    refresh: tokio::sync::Mutex<()>,
+    /// Lifecycle, credential, options: the contract's rules.
+    policy: Policy,
     commands: tokio::sync::Mutex<Option<tonic::Streaming<pb::WorkerCommand>>>,
     closed: watch::Sender<bool>,
 }
@@ -107,10 +104,7 @@ impl GrpcTransport {
             inner: Arc::new(Inner {
                 worker_id: config.worker_id.clone(),
                 client,
-                options: config.options.clone(),
-                state: Lifecycle::new("gRPC"),
-                token: RwLock::new((config.token.clone(), 0)),
-                refresh: tokio::sync::Mutex::new(()),
+                policy: Policy::new("gRPC", config, |d| Box::pin(tokio::time::sleep(d))),
                 commands: tokio::sync::Mutex::new(None),
                 closed: watch::channel(false).0,
             }),
@@ -119,17 +113,11 @@ impl GrpcTransport {
 
     /// The credential currently used.
     pub fn token(&self) -> String {
-        self.current().0
+        self.inner.policy.token().as_str().to_owned()
     }
+}
 
-    fn current(&self) -> (String, u64) {
-        self.inner
-            .token
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
+impl Inner {
     fn request<T>(&self, message: T, token: &str, timeout: Option<Duration>) -> Result<Request<T>> {
         let mut request = Request::new(message);
         let meta = request.metadata_mut();
@@ -154,14 +142,15 @@ impl GrpcTransport {
                 .map_err(|_| RxonError::config("metadata key"))?,
             value(PROTOCOL_VERSION)?,
         );
-        meta.insert(WORKER_ID_METADATA, value(&self.inner.worker_id)?);
+        meta.insert(WORKER_ID_METADATA, value(&self.worker_id)?);
         if let Some(t) = timeout {
             request.set_timeout(t);
         }
         Ok(request)
     }
 
-    /// One call with its deadline and the refresh-once rule for `UNAUTHENTICATED`.
+    /// One call with its deadline, through the policy (`UNAUTHENTICATED` refreshes the
+    /// token once).
     async fn call<T, R, F, Fut>(
         &self,
         what: &'static str,
@@ -174,59 +163,39 @@ impl GrpcTransport {
         F: Fn(Client, Request<T>) -> Fut,
         Fut: Future<Output = std::result::Result<Response<R>, Status>>,
     {
-        self.inner.state.ready()?;
-        let mut refreshed = false;
-        loop {
-            let (token, generation) = self.current();
-            let request = self.request(message.clone(), &token, Some(timeout))?;
-            let answer =
-                tokio::time::timeout(timeout, call(self.inner.client.clone(), request)).await;
-            match answer {
-                Err(_) => {
-                    return Err(RxonError::timeout(format!(
+        let (message, call) = (&message, &call);
+        self.policy
+            .call(self, |token| async move {
+                let request = self.request(message.clone(), token.as_str(), Some(timeout))?;
+                match tokio::time::timeout(timeout, call(self.client.clone(), request)).await {
+                    Err(_) => Err(RxonError::timeout(format!(
                         "{what}: no reply within {timeout:?}"
-                    )));
+                    ))),
+                    Ok(Ok(response)) => Ok(response.into_inner()),
+                    Ok(Err(status)) => Err(from_status(&status, what)),
                 }
-                Ok(Ok(response)) => return Ok(response.into_inner()),
-                Ok(Err(status)) if status.code() == Code::Unauthenticated && !refreshed => {
-                    refreshed = true;
-                    self.refresh_after(generation).await?;
-                }
-                Ok(Err(status)) => return Err(from_status(&status, what)),
-            }
-        }
+            })
+            .await
     }
+}
 
-    async fn refresh_after(&self, generation: u64) -> Result<()> {
-        let _single = self.inner.refresh.lock().await;
-        if self.current().1 != generation {
-            return Ok(());
-        }
-        self.fetch_token().await.map(|_| ()).map_err(|e| {
-            if e.is_auth() {
-                e
-            } else {
-                RxonError::auth(format!("token refresh failed: {e}")).with_source(e)
-            }
+/// The `Token` call with the token given.
+impl TokenExchange for Inner {
+    fn exchange_token<'a>(&'a self, token: &'a Token) -> BoxFuture<'a, Result<TokenResponse>> {
+        Box::pin(async move {
+            let timeout = self.policy.options().request_timeout;
+            let request = self.request(pb::TokenRequest {}, token.as_str(), Some(timeout))?;
+            let mut client = self.client.clone();
+            let response = tokio::time::timeout(timeout, client.token(request))
+                .await
+                .map_err(|_| RxonError::timeout("token: no reply in time"))?
+                .map_err(|s| from_status(&s, "token"))?;
+            Ok(token_from_pb(response.into_inner()))
         })
     }
+}
 
-    async fn fetch_token(&self) -> Result<TokenResponse> {
-        let (token, _) = self.current();
-        let timeout = self.inner.options.request_timeout;
-        let request = self.request(pb::TokenRequest {}, &token, Some(timeout))?;
-        let mut client = self.inner.client.clone();
-        let response = tokio::time::timeout(timeout, client.token(request))
-            .await
-            .map_err(|_| RxonError::timeout("token: no reply in time"))?
-            .map_err(|s| from_status(&s, "token"))?;
-        let t = token_from_pb(response.into_inner());
-        let mut guard = self.inner.token.write().unwrap_or_else(|p| p.into_inner());
-        guard.0 = t.access_token.clone();
-        guard.1 += 1;
-        Ok(t)
-    }
-
+impl GrpcTransport {
     fn decode<V>(what: &str, v: std::result::Result<V, String>) -> Result<V> {
         v.map_err(|e| RxonError::protocol(format!("{what}: invalid reply: {e}")))
     }
@@ -246,12 +215,12 @@ impl Transport for GrpcTransport {
     }
 
     fn connect(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move { self.inner.state.connect() })
+        Box::pin(async move { self.inner.policy.connect() })
     }
 
     fn close(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            self.inner.state.close();
+            self.inner.policy.close();
             self.inner.closed.send_replace(true);
             Ok(())
         })
@@ -263,10 +232,11 @@ impl Transport for GrpcTransport {
     ) -> BoxFuture<'a, Result<RegisterReply>> {
         Box::pin(async move {
             let reply = self
+                .inner
                 .call(
                     "register",
                     registration_to_pb(registration),
-                    self.inner.options.request_timeout,
+                    self.inner.policy.options().request_timeout,
                     |mut c, r| async move { c.register(r).await },
                 )
                 .await?;
@@ -281,6 +251,7 @@ impl Transport for GrpcTransport {
             };
             let deadline = timeout + Duration::from_secs(POLL_REQUEST_MARGIN_SECS);
             let reply = self
+                .inner
                 .call("poll", message, deadline, |mut c, r| async move {
                     c.poll(r).await
                 })
@@ -293,21 +264,25 @@ impl Transport for GrpcTransport {
     }
 
     fn send_result<'a>(&'a self, result: &'a TaskResult) -> BoxFuture<'a, Result<ResultOutcome>> {
-        Box::pin(rxon_core::retry::retry_network(
-            &self.inner.options,
-            move |_| async move {
-                let reply = self
-                    .call(
-                        "result",
-                        result_to_pb(result),
-                        self.inner.options.request_timeout,
-                        |mut c, r| async move { c.send_result(r).await },
-                    )
-                    .await?;
-                Ok(outcome_from_pb(reply))
-            },
-            tokio::time::sleep,
-        ))
+        Box::pin(async move {
+            let (inner, message) = (&*self.inner, result_to_pb(result));
+            let timeout = inner.policy.options().request_timeout;
+            let message = &message;
+            inner
+                .policy
+                .send_result(inner, |token| async move {
+                    let request = inner.request(message.clone(), token.as_str(), Some(timeout))?;
+                    let mut client = inner.client.clone();
+                    match tokio::time::timeout(timeout, client.send_result(request)).await {
+                        Err(_) => Err(RxonError::timeout(format!(
+                            "result: no reply within {timeout:?}"
+                        ))),
+                        Ok(Ok(reply)) => Ok(Some(outcome_from_pb(reply.into_inner()))),
+                        Ok(Err(status)) => Err(from_status(&status, "result")),
+                    }
+                })
+                .await
+        })
     }
 
     fn send_heartbeat<'a>(
@@ -316,10 +291,11 @@ impl Transport for GrpcTransport {
     ) -> BoxFuture<'a, Result<HeartbeatReply>> {
         Box::pin(async move {
             let reply = self
+                .inner
                 .call(
                     "heartbeat",
                     heartbeat_to_pb(heartbeat),
-                    self.inner.options.request_timeout,
+                    self.inner.policy.options().request_timeout,
                     |mut c, r| async move { c.send_heartbeat(r).await },
                 )
                 .await?;
@@ -332,46 +308,40 @@ impl Transport for GrpcTransport {
         progress: &'a ProgressUpdatePayload,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            self.call(
-                "progress",
-                progress_to_pb(progress),
-                self.inner.options.request_timeout,
-                |mut c, r| async move { c.send_progress(r).await },
-            )
-            .await
-            .map(|_| ())
+            self.inner
+                .call(
+                    "progress",
+                    progress_to_pb(progress),
+                    self.inner.policy.options().request_timeout,
+                    |mut c, r| async move { c.send_progress(r).await },
+                )
+                .await
+                .map(|_| ())
         })
     }
 
     fn next_command(&self) -> BoxFuture<'_, Result<Option<WorkerCommand>>> {
-        Box::pin(async move {
-            if self.inner.state.is_closed() {
-                return Ok(None);
-            }
-            self.inner.state.ready()?;
-            let mut closed = self.inner.closed.subscribe();
-            let mut slot = self.inner.commands.lock().await;
+        let inner = &*self.inner;
+        Box::pin(inner.policy.next_command(move || async move {
+            let mut closed = inner.closed.subscribe();
+            let mut slot = inner.commands.lock().await;
             if slot.is_none() {
                 // The stream lives until the listener ends it: no deadline on the call,
                 // only on getting it started.
-                let (token, _) = self.current();
-                let request = self.request(pb::CommandsRequest {}, &token, None)?;
-                let mut client = self.inner.client.clone();
-                let opened = tokio::time::timeout(
-                    self.inner.options.request_timeout,
-                    client.commands(request),
-                )
-                .await
-                .map_err(|_| RxonError::timeout("commands: no reply in time"))?;
-                match opened {
-                    Ok(stream) => *slot = Some(stream.into_inner()),
-                    Err(status) if status.code() == Code::Unauthenticated => {
-                        let generation = self.current().1;
-                        self.refresh_after(generation).await?;
-                        return Err(from_status(&status, "commands"));
-                    }
-                    Err(status) => return Err(from_status(&status, "commands")),
-                }
+                let timeout = inner.policy.options().request_timeout;
+                let stream = inner
+                    .policy
+                    .call(inner, |token| async move {
+                        let request =
+                            inner.request(pb::CommandsRequest {}, token.as_str(), None)?;
+                        let mut client = inner.client.clone();
+                        tokio::time::timeout(timeout, client.commands(request))
+                            .await
+                            .map_err(|_| RxonError::timeout("commands: no reply in time"))?
+                            .map_err(|status| from_status(&status, "commands"))
+                    })
+                    .await?;
+                *slot = Some(stream.into_inner());
             }
             let Some(stream) = slot.as_mut() else {
                 return Ok(None);
@@ -399,15 +369,11 @@ impl Transport for GrpcTransport {
                     }
                 }
             }
-        })
+        }))
     }
 
     fn refresh_token(&self) -> BoxFuture<'_, Result<TokenResponse>> {
-        Box::pin(async move {
-            self.inner.state.ready()?;
-            let _single = self.inner.refresh.lock().await;
-            self.fetch_token().await
-        })
+        Box::pin(self.inner.policy.refresh_token(&*self.inner))
     }
 }
 

@@ -52,10 +52,12 @@ pub(crate) fn from_status(status: &Status, what: &str) -> RxonError {
         }
         _ => ErrorKind::Protocol,
     };
-    let mut e = RxonError::new(
-        kind,
-        format!("{what}: {}: {}", code_name(status.code()), status.message()),
-    )
+    let message = format!("{what}: {}: {}", code_name(status.code()), status.message());
+    let mut e = if status.code() == Code::Unauthenticated {
+        RxonError::credential_refused(message)
+    } else {
+        RxonError::new(kind, message)
+    }
     .with_detail("grpc_code", i32::from(status.code()) as i64);
     if let Some(ms) = status
         .metadata()

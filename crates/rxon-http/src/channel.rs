@@ -9,8 +9,9 @@ use futures_util::{SinkExt, StreamExt};
 use rxon_core::constants::{
     AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, WS_ENDPOINT,
 };
+use rxon_core::retry::Backoff;
 use rxon_core::{
-    CommandReceiver, ErrorKind, Handler, ProgressUpdatePayload, RequestContext, Result, RxonError,
+    CommandReceiver, Handler, ProgressUpdatePayload, RequestContext, Result, RxonError,
     WorkerCommand,
 };
 use std::sync::{Arc, Weak};
@@ -230,7 +231,7 @@ async fn keep_open(
     mut progress: mpsc::Receiver<ProgressRequest>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut delay = FIRST_RECONNECT_DELAY;
+    let mut delays = Backoff::jittered(FIRST_RECONNECT_DELAY, MAX_RECONNECT_DELAY);
     loop {
         if *stop.borrow() {
             return;
@@ -240,8 +241,8 @@ async fn keep_open(
         };
         match connect(&t).await {
             Ok(ws) => {
-                delay = FIRST_RECONNECT_DELAY;
-                let generation = t.token_and_generation().1;
+                delays.reset();
+                let sent = t.policy().token();
                 let keepalive = t.options().keepalive;
                 let write_limit = keepalive.max(t.options().request_timeout);
                 drop(t);
@@ -261,7 +262,7 @@ async fn keep_open(
                         if e.is_auth() {
                             // Try a fresh token on the next attempt.
                             if let Some(t) = HttpTransport::upgrade(&transport) {
-                                let _ = t.refresh_after_401(generation).await;
+                                let _ = t.policy().refresh_after(&sent, t.exchanger()).await;
                             }
                         }
                         if commands.send(Err(e)).await.is_err() {
@@ -272,7 +273,7 @@ async fn keep_open(
             }
             Err(e) => {
                 drop(t);
-                tracing::warn!(error = %e, retry_in = ?delay, "command channel: cannot connect");
+                tracing::warn!(error = %e, "command channel: cannot connect; retrying with backoff");
                 // Network trouble is retried quietly; anything else is worth telling the
                 // reader of next_command, once per attempt.
                 if !e.is_network() && commands.send(Err(e)).await.is_err() {
@@ -281,7 +282,7 @@ async fn keep_open(
             }
         }
         // Wait out the backoff; progress sent meanwhile fails at once instead of waiting.
-        let pause = tokio::time::sleep(delay);
+        let pause = tokio::time::sleep(delays.next());
         let mut pause = std::pin::pin!(pause);
         loop {
             tokio::select! {
@@ -295,62 +296,55 @@ async fn keep_open(
                 },
             }
         }
-        delay = (delay * 2).min(MAX_RECONNECT_DELAY);
     }
 }
 
-/// Opens the socket with the worker headers; a 401 refreshes the token once.
+/// Opens the socket with the worker headers, through the policy (a 401 refreshes the
+/// token once).
 async fn connect(t: &HttpTransport) -> Result<WebSocketStream<Sniff<crate::tls::ClientStream>>> {
     let url = format!(
         "{}{WS_ENDPOINT}/{}",
         t.base_url().replacen("http", "ws", 1),
         t.worker_id_str()
     );
-    let mut refreshed = false;
-    loop {
-        let (token, generation) = t.token_and_generation();
-        let mut request =
-            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-                url.as_str(),
-            )
-            .map_err(|e| RxonError::config(format!("invalid command channel URL {url}: {e}")))?;
-        request.headers_mut().insert(AUTH_HEADER_WORKER, token);
-        request.headers_mut().insert(
-            PROTOCOL_VERSION_HEADER,
-            http::HeaderValue::from_static(PROTOCOL_VERSION),
-        );
-        let stream = Sniff::new(t.open_stream().await?);
-        let config = ws_config(t.options().max_message_bytes);
-        let handshake = tokio_tungstenite::client_async_with_config(request, stream, Some(config));
-        match tokio::time::timeout(t.options().request_timeout, handshake).await {
-            Err(_) => {
-                return Err(RxonError::timeout(format!(
+    let url = url.as_str();
+    t.policy()
+        .call(t.exchanger(), |token| async move {
+            let mut request =
+                tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+                    .map_err(|e| {
+                        RxonError::config(format!("invalid command channel URL {url}: {e}"))
+                    })?;
+            let token = http::HeaderValue::from_str(token.as_str()).map_err(|_| {
+                RxonError::config("the token contains characters not allowed in a header")
+            })?;
+            request.headers_mut().insert(AUTH_HEADER_WORKER, token);
+            request.headers_mut().insert(
+                PROTOCOL_VERSION_HEADER,
+                http::HeaderValue::from_static(PROTOCOL_VERSION),
+            );
+            let stream = Sniff::new(t.open_stream().await?);
+            let config = ws_config(t.options().max_message_bytes);
+            let handshake =
+                tokio_tungstenite::client_async_with_config(request, stream, Some(config));
+            match tokio::time::timeout(t.options().request_timeout, handshake).await {
+                Err(_) => Err(RxonError::timeout(format!(
                     "{url}: no WebSocket handshake in time"
-                )));
-            }
-            Ok(Ok((ws, _))) => return Ok(ws),
-            Ok(Err(WsError::Http(response))) => {
-                let status = response.status();
-                if status == http::StatusCode::UNAUTHORIZED && !refreshed {
-                    refreshed = true;
-                    t.refresh_after_401(generation).await?;
-                    continue;
+                ))),
+                Ok(Ok((ws, _))) => Ok(ws),
+                Ok(Err(WsError::Http(response))) => {
+                    let body = response.body().as_deref().unwrap_or_default().to_vec();
+                    Err(crate::wire::error_for_status(
+                        response.status(),
+                        &body,
+                        None,
+                        &format!("GET {WS_ENDPOINT}"),
+                    ))
                 }
-                let body = response.body().as_deref().unwrap_or_default().to_vec();
-                let mut e = crate::wire::error_for_status(
-                    status,
-                    &body,
-                    None,
-                    &format!("GET {WS_ENDPOINT}"),
-                );
-                if status == http::StatusCode::NOT_IMPLEMENTED {
-                    e = RxonError::new(ErrorKind::Unsupported, e.message().to_owned());
-                }
-                return Err(e);
+                Ok(Err(e)) => Err(RxonError::network(format!("{url}: {e}")).with_source(e)),
             }
-            Ok(Err(e)) => return Err(RxonError::network(format!("{url}: {e}")).with_source(e)),
-        }
-    }
+        })
+        .await
 }
 
 /// How a served socket ended.

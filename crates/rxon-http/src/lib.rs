@@ -30,7 +30,6 @@
 #![deny(missing_docs)]
 
 mod channel;
-pub mod credential;
 pub mod keepalive;
 mod listener;
 mod service;

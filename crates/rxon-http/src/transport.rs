@@ -1,9 +1,8 @@
 //! The worker side: [`HttpTransport`].
 
 use crate::channel::Channel;
-use crate::credential::Credential;
 use crate::tls::ClientStream;
-use crate::wire::{error_for_status, parse_retry_after};
+use crate::wire::error_for_status;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -15,6 +14,8 @@ use rxon_core::constants::{
     AUTH_HEADER_WORKER, ENDPOINT_TASK_RESULT, ENDPOINT_WORKER_REGISTER, POLL_REQUEST_MARGIN_SECS,
     PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, STS_TOKEN_ENDPOINT, heartbeat_path, task_next_path,
 };
+use rxon_core::policy::{Policy, Token, TokenExchange};
+use rxon_core::retry::parse_retry_after;
 use rxon_core::validate::validate_identifier;
 use rxon_core::{
     BoxFuture, Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, Result,
@@ -75,11 +76,9 @@ pub struct HttpTransport {
 pub(crate) struct Inner {
     base_url: String,
     worker_id: String,
-    /// The current credential and a generation number bumped on every refresh.
-    token: Credential<HeaderValue>,
+    /// Lifecycle, credential, options: the contract's rules.
+    policy: Policy,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    options: TransportOptions,
-    state: rxon_core::transport::Lifecycle,
     version_warned: AtomicBool,
     /// TLS for the WebSocket command channel (`wss://`), when the URL is `https://`.
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -115,7 +114,7 @@ impl HttpTransport {
         base_url.parse::<http::Uri>().map_err(|e| {
             RxonError::config(format!("invalid orchestrator URL {:?}: {e}", config.url))
         })?;
-        let token = HeaderValue::from_str(&config.token).map_err(|_| {
+        HeaderValue::from_str(&config.token).map_err(|_| {
             RxonError::config("the token contains characters not allowed in a header")
         })?;
         let tls = if scheme == "https" {
@@ -152,10 +151,8 @@ impl HttpTransport {
             inner: Arc::new(Inner {
                 base_url,
                 worker_id: config.worker_id.clone(),
-                token: Credential::new(token),
+                policy: Policy::new("HTTP", config, |d| Box::pin(tokio::time::sleep(d))),
                 client,
-                options: config.options.clone(),
-                state: rxon_core::transport::Lifecycle::new("HTTP"),
                 version_warned: AtomicBool::new(false),
                 tls: channel_tls,
                 channel: OnceLock::new(),
@@ -170,8 +167,7 @@ impl HttpTransport {
 
     /// The credential currently sent.
     pub fn token(&self) -> String {
-        let (token, _) = self.inner.token.current();
-        token.to_str().unwrap_or_default().to_owned()
+        self.inner.policy.token().as_str().to_owned()
     }
 
     pub(crate) fn downgrade(&self) -> Weak<Inner> {
@@ -187,11 +183,16 @@ impl HttpTransport {
     }
 
     pub(crate) fn options(&self) -> &TransportOptions {
-        &self.inner.options
+        self.inner.policy.options()
     }
 
-    pub(crate) fn token_and_generation(&self) -> (HeaderValue, u64) {
-        self.current_token()
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// The token exchange the policy refreshes with.
+    pub(crate) fn exchanger(&self) -> &dyn TokenExchange {
+        &*self.inner
     }
 
     fn channel(&self) -> &Channel {
@@ -203,22 +204,14 @@ impl HttpTransport {
         crate::tls::connect_stream(
             &self.inner.base_url,
             self.inner.tls.as_ref(),
-            self.inner.options.tls.server_name.as_deref(),
-            self.inner.options.connect_timeout,
+            self.options().tls.server_name.as_deref(),
+            self.options().connect_timeout,
         )
         .await
     }
 
-    fn ready(&self) -> Result<()> {
-        self.inner.state.ready()
-    }
-
-    fn current_token(&self) -> (HeaderValue, u64) {
-        self.inner.token.current()
-    }
-
-    /// One request/response, with the 401 → refresh → retry-once rule. `Ok(None)` for
-    /// 204.
+    /// One request/response through the policy (a refused credential is refreshed
+    /// once). `Ok(None)` for 204.
     async fn call(
         &self,
         method: Method,
@@ -226,54 +219,69 @@ impl HttpTransport {
         body: Option<Bytes>,
         timeout: Duration,
     ) -> Result<Option<Bytes>> {
-        self.ready()?;
         let what = format!("{method} {path}");
-        for attempt in 0..2 {
-            let (token, generation) = self.current_token();
-            let (status, retry_after, bytes) = self
-                .exchange(&method, path, body.clone(), token, timeout, &what)
-                .await?;
-            match status {
-                StatusCode::NO_CONTENT => return Ok(None),
-                s if s.is_success() => return Ok(Some(bytes)),
-                StatusCode::UNAUTHORIZED if attempt == 0 => {
-                    tracing::warn!(request = %what, "401 from orchestrator; refreshing the token");
-                    self.refresh_after_401(generation).await?;
+        let (method, what) = (&method, what.as_str());
+        self.inner
+            .policy
+            .call(self.exchanger(), |token| {
+                let body = body.clone();
+                async move {
+                    let (status, retry_after, bytes) = self
+                        .inner
+                        .exchange(method, path, body, &token, timeout, what)
+                        .await?;
+                    match status {
+                        StatusCode::NO_CONTENT => Ok(None),
+                        s if s.is_success() => Ok(Some(bytes)),
+                        s if s.is_client_error() || s.is_server_error() => {
+                            Err(error_for_status(s, &bytes, retry_after, what))
+                        }
+                        s => Err(RxonError::protocol(format!(
+                            "{what}: unexpected HTTP {}",
+                            s.as_u16()
+                        ))
+                        .with_detail("status", s.as_u16())),
+                    }
                 }
-                StatusCode::UNAUTHORIZED => {
-                    return Err(
-                        RxonError::auth(format!("{what}: HTTP 401 after a token refresh"))
-                            .with_detail("status", 401u16),
-                    );
-                }
-                s if s.is_client_error() || s.is_server_error() => {
-                    return Err(error_for_status(s, &bytes, retry_after, &what));
-                }
-                s => {
-                    return Err(RxonError::protocol(format!(
-                        "{what}: unexpected HTTP {}",
-                        s.as_u16()
-                    ))
-                    .with_detail("status", s.as_u16()));
-                }
-            }
-        }
-        Err(RxonError::auth(format!("{what}: unauthorized")))
+            })
+            .await
     }
 
+    async fn json_call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &impl Serialize,
+        what: &'static str,
+    ) -> Result<Option<T>> {
+        let bytes = encode(body)?;
+        match self
+            .call(method, path, Some(bytes), self.options().request_timeout)
+            .await?
+        {
+            Some(b) if !b.is_empty() => decode(&b, what),
+            _ => Ok(None),
+        }
+    }
+}
+
+impl Inner {
     /// Sends one request and reads the whole (bounded) response within `timeout`.
     async fn exchange(
         &self,
         method: &Method,
         path: &str,
         body: Option<Bytes>,
-        token: HeaderValue,
+        token: &Token,
         timeout: Duration,
         what: &str,
     ) -> Result<(StatusCode, Option<Duration>, Bytes)> {
+        let token = HeaderValue::from_str(token.as_str()).map_err(|_| {
+            RxonError::config("the token contains characters not allowed in a header")
+        })?;
         let mut builder = Request::builder()
             .method(method.clone())
-            .uri(format!("{}{path}", self.inner.base_url))
+            .uri(format!("{}{path}", self.base_url))
             .header(AUTH_HEADER_WORKER, token)
             .header(PROTOCOL_VERSION_HEADER, PROTOCOL_VERSION);
         if body.is_some() {
@@ -282,9 +290,9 @@ impl HttpTransport {
         let request = builder
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| RxonError::config(format!("{what}: cannot build request: {e}")))?;
-        let limit = self.inner.options.max_message_bytes;
+        let limit = self.policy.options().max_message_bytes;
         let exchange = async {
-            let response = self.inner.client.request(request).await.map_err(|e| {
+            let response = self.client.request(request).await.map_err(|e| {
                 RxonError::network(format!("{what}: {}", error_chain(&e))).with_source(e)
             })?;
             let (parts, incoming) = response.into_parts();
@@ -321,7 +329,7 @@ impl HttpTransport {
         let Some(theirs) = headers.get(PROTOCOL_VERSION_HEADER) else {
             return;
         };
-        if theirs != PROTOCOL_VERSION && !self.inner.version_warned.swap(true, Ordering::Relaxed) {
+        if theirs != PROTOCOL_VERSION && !self.version_warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 orchestrator = ?theirs,
                 worker = PROTOCOL_VERSION,
@@ -329,61 +337,33 @@ impl HttpTransport {
             );
         }
     }
+}
 
-    /// Refreshes the token unless another task already did since `seen_generation`.
-    pub(crate) async fn refresh_after_401(&self, seen_generation: u64) -> Result<()> {
-        self.inner
-            .token
-            .refresh_after(seen_generation, || self.fetch_token())
-            .await
-    }
-
-    /// `POST /_worker/auth/token` with the current credential; installs the new token.
-    async fn fetch_token(&self) -> Result<TokenResponse> {
-        let (token, _) = self.current_token();
-        let what = format!("POST {STS_TOKEN_ENDPOINT}");
-        let (status, retry_after, bytes) = self
-            .exchange(
-                &Method::POST,
-                STS_TOKEN_ENDPOINT,
-                None,
-                token,
-                self.inner.options.request_timeout,
-                &what,
-            )
-            .await?;
-        if !status.is_success() {
-            return Err(error_for_status(status, &bytes, retry_after, &what));
-        }
-        let response: TokenResponse = decode(&bytes, "TokenResponse")?;
-        let value = HeaderValue::from_str(&response.access_token).map_err(|_| {
-            RxonError::protocol("the STS token contains characters not allowed in a header")
-        })?;
-        self.inner.token.set(value);
-        tracing::info!(expires_in = response.expires_in, "worker token refreshed");
-        Ok(response)
-    }
-
-    async fn json_call<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: &impl Serialize,
-        what: &'static str,
-    ) -> Result<Option<T>> {
-        let bytes = encode(body)?;
-        match self
-            .call(
-                method,
-                path,
-                Some(bytes),
-                self.inner.options.request_timeout,
-            )
-            .await?
-        {
-            Some(b) if !b.is_empty() => decode(&b, what),
-            _ => Ok(None),
-        }
+/// `POST /_worker/auth/token` with the token given.
+impl TokenExchange for Inner {
+    fn exchange_token<'a>(&'a self, token: &'a Token) -> BoxFuture<'a, Result<TokenResponse>> {
+        Box::pin(async move {
+            let what = format!("POST {STS_TOKEN_ENDPOINT}");
+            let (status, retry_after, bytes) = self
+                .exchange(
+                    &Method::POST,
+                    STS_TOKEN_ENDPOINT,
+                    None,
+                    token,
+                    self.policy.options().request_timeout,
+                    &what,
+                )
+                .await?;
+            if !status.is_success() {
+                return Err(error_for_status(status, &bytes, retry_after, &what));
+            }
+            let response: TokenResponse = decode(&bytes, "TokenResponse")?;
+            HeaderValue::from_str(&response.access_token).map_err(|_| {
+                RxonError::protocol("the STS token contains characters not allowed in a header")
+            })?;
+            tracing::info!(expires_in = response.expires_in, "worker token refreshed");
+            Ok(response)
+        })
     }
 }
 
@@ -429,12 +409,12 @@ impl Transport for HttpTransport {
     }
 
     fn connect(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move { self.inner.state.connect() })
+        Box::pin(async move { self.inner.policy.connect() })
     }
 
     fn close(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            self.inner.state.close();
+            self.inner.policy.close();
             if let Some(channel) = self.inner.channel.get() {
                 channel.stop();
             }
@@ -481,34 +461,35 @@ impl Transport for HttpTransport {
 
     fn send_result<'a>(&'a self, result: &'a TaskResult) -> BoxFuture<'a, Result<ResultOutcome>> {
         Box::pin(async move {
-            let outcome = rxon_core::retry::retry_network(
-                &self.inner.options,
-                |attempt| async move {
-                    if attempt > 0 {
-                        tracing::warn!(task_id = %result.task_id, attempt, "retrying the result");
+            let body = encode(result)?;
+            let what = format!("POST {ENDPOINT_TASK_RESULT}");
+            let timeout = self.options().request_timeout;
+            self.inner
+                .policy
+                .send_result(self.exchanger(), |token| {
+                    let (body, what) = (body.clone(), what.as_str());
+                    async move {
+                        let (status, retry_after, bytes) = self
+                            .inner
+                            .exchange(
+                                &Method::POST,
+                                ENDPOINT_TASK_RESULT,
+                                Some(body),
+                                &token,
+                                timeout,
+                                what,
+                            )
+                            .await?;
+                        if !status.is_success() {
+                            return Err(error_for_status(status, &bytes, retry_after, what));
+                        }
+                        if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+                            return Ok(None);
+                        }
+                        decode::<Option<ResultOutcome>>(&bytes, "result reply")
                     }
-                    self.json_call::<Option<ResultOutcome>>(
-                        Method::POST,
-                        ENDPOINT_TASK_RESULT,
-                        result,
-                        "result reply",
-                    )
-                    .await
-                },
-                tokio::time::sleep,
-            )
-            .await?
-            .flatten()
-            .unwrap_or(ResultOutcome::Accepted);
-            if let ResultOutcome::Ignored { reason, message } = &outcome {
-                tracing::warn!(
-                    task_id = %result.task_id,
-                    %reason,
-                    message = message.as_deref().unwrap_or(""),
-                    "result ignored by the orchestrator"
-                );
-            }
-            Ok(outcome)
+                })
+                .await
         })
     }
 
@@ -535,28 +516,19 @@ impl Transport for HttpTransport {
         progress: &'a ProgressUpdatePayload,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            self.ready()?;
+            self.inner.policy.ready()?;
             self.channel()
-                .send_progress(progress, self.inner.options.request_timeout)
+                .send_progress(progress, self.options().request_timeout)
                 .await
         })
     }
 
     fn next_command(&self) -> BoxFuture<'_, Result<Option<WorkerCommand>>> {
-        Box::pin(async move {
-            if self.inner.state.is_closed() {
-                return Ok(None);
-            }
-            self.ready()?;
-            self.channel().next().await
-        })
+        Box::pin(self.inner.policy.next_command(|| self.channel().next()))
     }
 
     fn refresh_token(&self) -> BoxFuture<'_, Result<TokenResponse>> {
-        Box::pin(async move {
-            self.ready()?;
-            self.inner.token.refresh_now(|| self.fetch_token()).await
-        })
+        Box::pin(self.inner.policy.refresh_token(self.exchanger()))
     }
 }
 

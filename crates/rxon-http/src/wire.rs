@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 use http::StatusCode;
-use rxon_core::{ErrorKind, HandlerError, HandlerErrorKind, RxonError};
-use std::time::{Duration, SystemTime};
+use rxon_core::{HandlerError, HandlerErrorKind, RxonError};
+use std::time::Duration;
 
 /// The status a handler's refusal is answered with.
 pub fn status_for(kind: HandlerErrorKind) -> StatusCode {
@@ -47,41 +47,16 @@ pub(crate) fn error_text(body: &[u8]) -> String {
     }
 }
 
-/// Parses `Retry-After`: delta-seconds or an HTTP date (RFC 9110 §10.2.3); `None` for
-/// anything else. The value is the peer's: [`RxonError::with_retry_after`] clamps it.
-pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// The worker-side error for a non-success status (other than a 401 that the caller
-/// answers by refreshing the token): 401/403 `Auth`, 429 `RateLimited` with
-/// `retry_after`, 502–504 `Network`, anything else `Protocol`. `body` is an
-/// `{"error": …}` body or plain text; `what` names the operation in the message.
+/// The worker-side error for a refused status: [`RxonError::for_status`] (the one
+/// table) with the message of an `{"error": …}` body, or the body itself, bounded.
+/// `what` names the operation in the message.
 pub fn error_for_status(
     status: StatusCode,
     body: &[u8],
     retry_after: Option<Duration>,
     what: &str,
 ) -> RxonError {
-    let text = error_text(body);
-    let kind = match status.as_u16() {
-        401 | 403 => ErrorKind::Auth,
-        429 => ErrorKind::RateLimited,
-        502..=504 => ErrorKind::Network,
-        _ => ErrorKind::Protocol,
-    };
-    let mut err = RxonError::new(kind, format!("{what}: HTTP {}: {text}", status.as_u16()))
-        .with_detail("status", status.as_u16())
-        .with_detail("body", text);
-    if let Some(r) = retry_after {
-        err = err.with_retry_after(r);
-    }
-    err
+    RxonError::for_status(status.as_u16(), what, &error_text(body), retry_after)
 }
 
 /// A handler error as the listener answers it.
@@ -92,24 +67,6 @@ pub(crate) fn handler_error_status(e: &HandlerError) -> StatusCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
-        assert_eq!(
-            parse_retry_after(&later, now),
-            Some(Duration::from_secs(90))
-        );
-        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(90));
-        assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(
-            parse_retry_after("99999999999", now),
-            Some(Duration::from_secs(99_999_999_999))
-        );
-    }
 
     #[test]
     fn statuses_map_to_worker_error_families() {
@@ -123,6 +80,11 @@ mod tests {
         assert_eq!(e.message(), "poll: HTTP 404: no such worker");
         assert_eq!(e.details()["status"].as_u64(), Some(404));
         assert!(error_for_status(StatusCode::FORBIDDEN, b"", None, "x").is_auth());
+        assert!(error_for_status(StatusCode::UNAUTHORIZED, b"", None, "x").is_credential_refused());
+        assert_eq!(
+            error_for_status(StatusCode::NOT_IMPLEMENTED, b"", None, "x").kind(),
+            rxon_core::ErrorKind::Unsupported
+        );
         assert!(error_for_status(StatusCode::SERVICE_UNAVAILABLE, b"", None, "x").is_retryable());
         let r = error_for_status(
             StatusCode::TOO_MANY_REQUESTS,
@@ -130,7 +92,7 @@ mod tests {
             Some(Duration::from_secs(2)),
             "x",
         );
-        assert_eq!(r.kind(), ErrorKind::RateLimited);
+        assert_eq!(r.kind(), rxon_core::ErrorKind::RateLimited);
         assert_eq!(r.retry_after(), Some(Duration::from_secs(2)));
         // A body that is not JSON is quoted, bounded.
         let long = vec![b'x'; 10_000];

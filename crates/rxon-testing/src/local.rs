@@ -6,17 +6,18 @@
 //! embedded in one program, tested without a network, and measured without one.
 
 use rxon_core::constants::PROTOCOL_VERSION;
+use rxon_core::policy::{Policy, Token, TokenExchange};
 use rxon_core::validate::validate_identifier;
 use rxon_core::{
-    BoxFuture, CommandReceiver, Handler, HandlerErrorKind, HandlerResult, Heartbeat,
-    HeartbeatReply, Listener, ProgressUpdatePayload, RegisterReply, RequestContext, Result,
-    ResultOutcome, RxonError, TaskPayload, TaskResult, TokenResponse, Transport, TransportConfig,
-    TransportFactory, TransportOptions, WorkerCommand, WorkerRegistration,
+    BoxFuture, CommandReceiver, Handler, HandlerResult, Heartbeat, HeartbeatReply, Listener,
+    ProgressUpdatePayload, RegisterReply, RequestContext, Result, ResultOutcome, RxonError,
+    TaskPayload, TaskResult, TokenResponse, Transport, TransportConfig, TransportFactory,
+    WorkerCommand, WorkerRegistration,
 };
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -171,10 +172,8 @@ impl Listener for LocalListener {
 pub struct LocalTransport {
     name: String,
     worker_id: String,
-    token: RwLock<(String, u64)>,
-    refresh: tokio::sync::Mutex<()>,
-    options: TransportOptions,
-    state: rxon_core::transport::Lifecycle,
+    /// Lifecycle, credential, options: the contract's rules.
+    policy: Policy,
     closed: watch::Sender<bool>,
     commands: tokio::sync::Mutex<Option<Box<dyn CommandReceiver>>>,
 }
@@ -202,10 +201,7 @@ impl LocalTransport {
         Ok(LocalTransport {
             name: name.to_owned(),
             worker_id: config.worker_id.clone(),
-            token: RwLock::new((config.token.clone(), 0)),
-            refresh: tokio::sync::Mutex::new(()),
-            options: config.options.clone(),
-            state: rxon_core::transport::Lifecycle::new("local"),
+            policy: Policy::new("local", config, |d| Box::pin(tokio::time::sleep(d))),
             closed: watch::channel(false).0,
             commands: tokio::sync::Mutex::new(None),
         })
@@ -213,15 +209,7 @@ impl LocalTransport {
 
     /// The credential currently used.
     pub fn token(&self) -> String {
-        self.token
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .clone()
-    }
-
-    fn ready(&self) -> Result<()> {
-        self.state.ready()
+        self.policy.token().as_str().to_owned()
     }
 
     fn endpoint(&self) -> Result<Arc<Endpoint>> {
@@ -244,50 +232,37 @@ impl LocalTransport {
         }
     }
 
-    /// One handler call with the refresh-once-on-`Unauthorized` rule.
-    async fn call<T, F, Fut>(&self, with_worker: bool, mut op: F) -> Result<T>
+    /// One handler call through the policy (`Unauthorized` refreshes the token once).
+    async fn call<T, F, Fut>(&self, with_worker: bool, op: F) -> Result<T>
     where
-        F: FnMut(Arc<Endpoint>, RequestContext) -> Fut,
+        F: Fn(Arc<Endpoint>, RequestContext) -> Fut,
         Fut: Future<Output = HandlerResult<T>>,
     {
-        self.ready()?;
-        let mut refreshed = false;
-        loop {
-            let endpoint = self.endpoint()?;
-            let (token, generation) = self.token.read().unwrap_or_else(|p| p.into_inner()).clone();
-            match op(endpoint, self.context(token, with_worker)).await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.kind() == HandlerErrorKind::Unauthorized && !refreshed => {
-                    refreshed = true;
-                    self.refresh_after(generation).await?;
-                }
-                Err(e) => return Err(RxonError::from(e)),
-            }
-        }
-    }
-
-    async fn refresh_after(&self, generation: u64) -> Result<()> {
-        let _single = self.refresh.lock().await;
-        if self.token.read().unwrap_or_else(|p| p.into_inner()).1 != generation {
-            return Ok(());
-        }
-        self.fetch_token().await.map(|_| ()).map_err(|e| {
-            RxonError::auth(format!("token refresh after a refusal failed: {e}")).with_source(e)
-        })
-    }
-
-    async fn fetch_token(&self) -> Result<TokenResponse> {
-        let endpoint = self.endpoint()?;
-        let token = self.token();
-        let response = endpoint
-            .handler
-            .token(self.context(token, true))
+        let op = &op;
+        self.policy
+            .call(self, |token| async move {
+                let endpoint = self.endpoint()?;
+                op(
+                    endpoint,
+                    self.context(token.as_str().to_owned(), with_worker),
+                )
+                .await
+                .map_err(RxonError::from)
+            })
             .await
-            .map_err(RxonError::from)?;
-        let mut guard = self.token.write().unwrap_or_else(|p| p.into_inner());
-        guard.0 = response.access_token.clone();
-        guard.1 += 1;
-        Ok(response)
+    }
+}
+
+/// The handler's `token` call with the token given.
+impl TokenExchange for LocalTransport {
+    fn exchange_token<'a>(&'a self, token: &'a Token) -> BoxFuture<'a, Result<TokenResponse>> {
+        Box::pin(async move {
+            self.endpoint()?
+                .handler
+                .token(self.context(token.as_str().to_owned(), true))
+                .await
+                .map_err(RxonError::from)
+        })
     }
 }
 
@@ -306,12 +281,12 @@ impl Transport for LocalTransport {
     }
 
     fn connect(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move { self.state.connect() })
+        Box::pin(async move { self.policy.connect() })
     }
 
     fn close(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            self.state.close();
+            self.policy.close();
             self.closed.send_replace(true);
             Ok(())
         })
@@ -339,15 +314,18 @@ impl Transport for LocalTransport {
     }
 
     fn send_result<'a>(&'a self, result: &'a TaskResult) -> BoxFuture<'a, Result<ResultOutcome>> {
-        Box::pin(rxon_core::retry::retry_network(
-            &self.options,
-            move |_| {
-                self.call(false, move |ep, ctx| async move {
-                    ep.handler.result(ctx, result.clone()).await
-                })
-            },
-            tokio::time::sleep,
-        ))
+        Box::pin(self.policy.send_result(self, move |token| async move {
+            let endpoint = self.endpoint()?;
+            endpoint
+                .handler
+                .result(
+                    self.context(token.as_str().to_owned(), false),
+                    result.clone(),
+                )
+                .await
+                .map(Some)
+                .map_err(RxonError::from)
+        }))
     }
 
     fn send_heartbeat<'a>(
@@ -371,11 +349,7 @@ impl Transport for LocalTransport {
     }
 
     fn next_command(&self) -> BoxFuture<'_, Result<Option<WorkerCommand>>> {
-        Box::pin(async move {
-            if self.state.is_closed() {
-                return Ok(None);
-            }
-            self.ready()?;
+        Box::pin(self.policy.next_command(move || async move {
             let mut slot = self.commands.lock().await;
             if slot.is_none() {
                 let rx = self
@@ -405,15 +379,11 @@ impl Transport for LocalTransport {
                     Err(RxonError::network(format!("local://{} stopped", self.name)))
                 }
             }
-        })
+        }))
     }
 
     fn refresh_token(&self) -> BoxFuture<'_, Result<TokenResponse>> {
-        Box::pin(async move {
-            self.ready()?;
-            let _single = self.refresh.lock().await;
-            self.fetch_token().await
-        })
+        Box::pin(self.policy.refresh_token(self))
     }
 }
 

@@ -5,12 +5,12 @@ use futures_util::{SinkExt, StreamExt};
 use rxon_core::constants::{
     AUTH_HEADER_WORKER, POLL_REQUEST_MARGIN_SECS, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
 };
+use rxon_core::policy::{Policy, Token, TokenExchange};
 use rxon_core::{
-    BoxFuture, ErrorKind, Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, Result,
+    BoxFuture, Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, Result,
     ResultOutcome, RxonError, TaskPayload, TaskResult, TokenResponse, Transport, TransportConfig,
-    TransportFactory, TransportOptions, WorkerCommand, WorkerRegistration,
+    TransportFactory, WorkerCommand, WorkerRegistration,
 };
-use rxon_http::credential::Credential;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -60,11 +60,10 @@ pub struct WsTransport {
 struct Inner {
     base_url: String,
     worker_id: String,
-    token: Credential<String>,
-    options: TransportOptions,
+    /// Lifecycle, credential, options: the contract's rules.
+    policy: Policy,
     tls: Option<Arc<rustls::ClientConfig>>,
     codecs: Vec<Codec>,
-    state: rxon_core::transport::Lifecycle,
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
     commands_tx: mpsc::Sender<WorkerCommand>,
     commands: tokio::sync::Mutex<mpsc::Receiver<WorkerCommand>>,
@@ -113,11 +112,9 @@ impl WsTransport {
             inner: Arc::new(Inner {
                 base_url: config.url.trim_end_matches('/').to_owned(),
                 worker_id: config.worker_id.clone(),
-                token: Credential::new(config.token.clone()),
-                options: config.options.clone(),
+                policy: Policy::new("WebSocket", config, |d| Box::pin(tokio::time::sleep(d))),
                 tls,
                 codecs,
-                state: rxon_core::transport::Lifecycle::new("WebSocket"),
                 session: tokio::sync::Mutex::new(None),
                 commands_tx,
                 commands: tokio::sync::Mutex::new(commands),
@@ -129,7 +126,7 @@ impl WsTransport {
 
     /// The credential currently used.
     pub fn token(&self) -> String {
-        self.inner.token.current().0
+        self.inner.policy.token().as_str().to_owned()
     }
 
     /// The codec of the open session, if one is open.
@@ -143,13 +140,9 @@ impl WsTransport {
             .map(|s| s.codec)
     }
 
-    fn ready(&self) -> Result<()> {
-        self.inner.state.ready()
-    }
-
     /// The open session, connecting if there is none (or it died).
     async fn session(&self) -> Result<Arc<Session>> {
-        self.ready()?;
+        self.inner.policy.ready()?;
         let mut slot = self.inner.session.lock().await;
         if let Some(s) = slot.as_ref().filter(|s| s.alive()) {
             return Ok(s.clone());
@@ -188,19 +181,19 @@ impl WsTransport {
         let stream = rxon_http::tls::connect_stream(
             &inner.base_url.replacen("ws", "http", 1),
             inner.tls.as_ref(),
-            inner.options.tls.server_name.as_deref(),
-            inner.options.connect_timeout,
+            inner.policy.options().tls.server_name.as_deref(),
+            inner.policy.options().connect_timeout,
         )
         .await?;
         // Any byte read is proof of life, a large frame still arriving included.
         let heard = Arc::new(AtomicBool::new(true));
         let stream = crate::activity::Activity::new(stream, heard.clone());
         let config = WebSocketConfig::default()
-            .max_message_size(Some(inner.options.max_message_bytes))
-            .max_frame_size(Some(inner.options.max_message_bytes));
+            .max_message_size(Some(inner.policy.options().max_message_bytes))
+            .max_frame_size(Some(inner.policy.options().max_message_bytes));
         let handshake = tokio_tungstenite::client_async_with_config(request, stream, Some(config));
         let (ws, response) =
-            match tokio::time::timeout(inner.options.connect_timeout, handshake).await {
+            match tokio::time::timeout(inner.policy.options().connect_timeout, handshake).await {
                 Err(_) => {
                     return Err(RxonError::timeout(format!(
                         "{url}: no WebSocket handshake in time"
@@ -240,8 +233,8 @@ impl WsTransport {
         let writer_heard = heard;
         let writer_dead = dead_tx.clone();
         let mut closed = inner.closed.subscribe();
-        let keepalive = inner.options.keepalive;
-        let write_limit = keepalive.max(inner.options.request_timeout);
+        let keepalive = inner.policy.options().keepalive;
+        let write_limit = keepalive.max(inner.policy.options().request_timeout);
         tokio::spawn(async move {
             let mut ping = rxon_http::keepalive::Pings::every(keepalive);
             loop {
@@ -421,15 +414,13 @@ impl WsTransport {
         match answer? {
             ServerFrame::Reply { reply, .. } => Ok(reply),
             ServerFrame::Error { error, .. } => {
-                let status = http::StatusCode::from_u16(error.status)
-                    .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
                 let retry = error.retry_after_ms.map(Duration::from_millis);
-                let mut e =
-                    rxon_http::error_for_status(status, error.message.as_bytes(), retry, what);
-                if status == http::StatusCode::NOT_IMPLEMENTED {
-                    e = RxonError::new(ErrorKind::Unsupported, e.message().to_owned());
-                }
-                Err(e)
+                Err(RxonError::for_status(
+                    error.status,
+                    what,
+                    &error.message,
+                    retry,
+                ))
             }
             ServerFrame::Command { .. } => {
                 Err(RxonError::protocol("a command where a reply was expected"))
@@ -437,36 +428,31 @@ impl WsTransport {
         }
     }
 
-    /// A request with the refresh-once rule for 401.
+    /// A request through the policy (a refused credential is refreshed once). The
+    /// session carries the credential: the upgrade's, then the one a token request
+    /// issued.
     async fn call(&self, call: Call, timeout: Duration) -> Result<Reply> {
-        let generation = self.inner.token.current().1;
-        match self.request(&call, timeout).await {
-            Err(e) if e.details().get("status").and_then(|s| s.as_u64()) == Some(401) => {
-                self.refresh_after(generation).await?;
-                self.request(&call, timeout).await
-            }
-            other => other,
-        }
-    }
-
-    async fn refresh_after(&self, generation: u64) -> Result<()> {
+        let call = &call;
         self.inner
-            .token
-            .refresh_after(generation, || self.fetch_token())
+            .policy
+            .call(self, |_| self.request(call, timeout))
             .await
     }
+}
 
-    async fn fetch_token(&self) -> Result<TokenResponse> {
-        match self
-            .request(&Call::Token, self.inner.options.request_timeout)
-            .await?
-        {
-            Reply::Token(t) => {
-                self.inner.token.set(t.access_token.clone());
-                Ok(t)
+/// One token request on the session (the session then carries the new token); the
+/// policy's [`Credential`](rxon_core::policy::Credential) installs it.
+impl TokenExchange for WsTransport {
+    fn exchange_token<'a>(&'a self, _: &'a Token) -> BoxFuture<'a, Result<TokenResponse>> {
+        Box::pin(async move {
+            match self
+                .request(&Call::Token, self.inner.policy.options().request_timeout)
+                .await?
+            {
+                Reply::Token(t) => Ok(t),
+                other => Err(unexpected("token", &other)),
             }
-            other => Err(unexpected("token", &other)),
-        }
+        })
     }
 }
 
@@ -491,12 +477,12 @@ impl Transport for WsTransport {
     }
 
     fn connect(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move { self.inner.state.connect() })
+        Box::pin(async move { self.inner.policy.connect() })
     }
 
     fn close(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            self.inner.state.close();
+            self.inner.policy.close();
             self.inner.closed.send_replace(true);
             *self.inner.session.lock().await = None;
             Ok(())
@@ -511,7 +497,7 @@ impl Transport for WsTransport {
             match self
                 .call(
                     Call::Register(registration.clone()),
-                    self.inner.options.request_timeout,
+                    self.inner.policy.options().request_timeout,
                 )
                 .await?
             {
@@ -535,22 +521,19 @@ impl Transport for WsTransport {
     }
 
     fn send_result<'a>(&'a self, result: &'a TaskResult) -> BoxFuture<'a, Result<ResultOutcome>> {
-        Box::pin(rxon_core::retry::retry_network(
-            &self.inner.options,
-            move |_| async move {
-                match self
-                    .call(
-                        Call::Result(result.clone()),
-                        self.inner.options.request_timeout,
-                    )
-                    .await?
-                {
-                    Reply::Result(outcome) => Ok(outcome),
-                    other => Err(unexpected("result", &other)),
-                }
-            },
-            tokio::time::sleep,
-        ))
+        Box::pin(async move {
+            let call = Call::Result(result.clone());
+            let (call, timeout) = (&call, self.inner.policy.options().request_timeout);
+            self.inner
+                .policy
+                .send_result(self, |_| async move {
+                    match self.request(call, timeout).await? {
+                        Reply::Result(outcome) => Ok(Some(outcome)),
+                        other => Err(unexpected("result", &other)),
+                    }
+                })
+                .await
+        })
     }
 
     fn send_heartbeat<'a>(
@@ -561,7 +544,7 @@ impl Transport for WsTransport {
             match self
                 .call(
                     Call::Heartbeat(heartbeat.clone()),
-                    self.inner.options.request_timeout,
+                    self.inner.policy.options().request_timeout,
                 )
                 .await?
             {
@@ -579,7 +562,7 @@ impl Transport for WsTransport {
             match self
                 .call(
                     Call::Progress(progress.clone()),
-                    self.inner.options.request_timeout,
+                    self.inner.policy.options().request_timeout,
                 )
                 .await?
             {
@@ -590,10 +573,7 @@ impl Transport for WsTransport {
     }
 
     fn next_command(&self) -> BoxFuture<'_, Result<Option<WorkerCommand>>> {
-        Box::pin(async move {
-            if self.inner.state.is_closed() {
-                return Ok(None);
-            }
+        Box::pin(self.inner.policy.next_command(move || async move {
             // Commands arrive on the session: make sure there is one.
             let session = self.session().await?;
             let mut dead = session.dead.clone();
@@ -604,11 +584,11 @@ impl Transport for WsTransport {
                 () = until(&mut closed) => Ok(None),
                 () = until(&mut dead) => Err(RxonError::network("the WebSocket session dropped; it reconnects on the next call")),
             }
-        })
+        }))
     }
 
     fn refresh_token(&self) -> BoxFuture<'_, Result<TokenResponse>> {
-        Box::pin(async move { self.inner.token.refresh_now(|| self.fetch_token()).await })
+        Box::pin(self.inner.policy.refresh_token(self))
     }
 }
 

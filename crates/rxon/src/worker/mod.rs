@@ -45,6 +45,7 @@ use rxon_core::{
     CommandName, ErrorCode, ErrorKind, Heartbeat, Map, Result, RxonError, TaskError, TaskPayload,
     TaskResult, Transport, WorkerRegistration,
 };
+use rxon_core::retry::Backoff;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
@@ -326,7 +327,7 @@ impl Worker {
         let heartbeat = tokio::spawn(self.inner.clone().heartbeat_loop());
         let commands = tokio::spawn(self.inner.clone().command_loop());
         let mut tasks = tokio::task::JoinSet::new();
-        let mut backoff = Backoff::new();
+        let mut backoff = backoff();
         loop {
             // Only poll when a task could start at once.
             let permit = tokio::select! {
@@ -405,7 +406,7 @@ impl Inner {
     /// Registers, retrying network failures with backoff. `Ok(false)` if shut down
     /// before it succeeded.
     async fn register_until_ok(&self, stop: &mut watch::Receiver<bool>) -> Result<bool> {
-        let mut backoff = Backoff::new();
+        let mut backoff = backoff();
         loop {
             match self.transport.register(&self.registration).await {
                 Ok(reply) => {
@@ -466,7 +467,7 @@ impl Inner {
     }
 
     async fn command_loop(self: Arc<Self>) {
-        let mut backoff = Backoff::new();
+        let mut backoff = backoff();
         loop {
             match self.transport.next_command().await {
                 Ok(Some(command)) => {
@@ -591,7 +592,7 @@ impl Inner {
     /// Delivers `result`, retrying network failures until it is accepted, ignored or
     /// refused; gives up only after the shutdown grace once shutdown has begun.
     async fn deliver(&self, result: TaskResult) {
-        let mut backoff = Backoff::new();
+        let mut backoff = backoff();
         let mut stop = self.shutdown.subscribe();
         let mut shutdown_deadline: Option<tokio::time::Instant> = None;
         loop {
@@ -671,50 +672,20 @@ async fn wait_for_signal() {
     }
 }
 
-/// Exponential backoff from [`FIRST_BACKOFF`] to [`MAX_BACKOFF`] with ±25 % jitter, so
-/// that many workers losing the same orchestrator do not return in lockstep.
-struct Backoff {
-    next: Duration,
-    seed: u64,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        Backoff {
-            next: FIRST_BACKOFF,
-            seed: time ^ SEQ.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) | 1,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.next = FIRST_BACKOFF;
-    }
-
-    fn next(&mut self) -> Duration {
-        // xorshift64: plenty for jitter.
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let factor = 0.75 + (self.seed % 1000) as f64 / 2000.0;
-        let pause = self.next.mul_f64(factor);
-        self.next = (self.next * 2).min(MAX_BACKOFF);
-        pause
-    }
+/// The runtime's backoff: from [`FIRST_BACKOFF`] to [`MAX_BACKOFF`] with ±25 % jitter,
+/// so that many workers losing the same orchestrator do not return in lockstep.
+fn backoff() -> Backoff {
+    Backoff::jittered(FIRST_BACKOFF, MAX_BACKOFF)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Backoff;
+    use super::backoff;
     use std::time::Duration;
 
     #[test]
     fn backoff_grows_with_jitter_and_caps() {
-        let mut b = Backoff::new();
+        let mut b = backoff();
         let first = b.next();
         assert!(first >= Duration::from_millis(150) && first <= Duration::from_millis(250));
         let mut last = first;

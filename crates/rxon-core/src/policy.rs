@@ -1,0 +1,574 @@
+//! The worker-side rules of the [`Transport`](crate::Transport) contract, written once:
+//! every built-in transport keeps a [`Policy`] and sends each operation through it, so
+//! a transport crate implements only how bytes move.
+//!
+//! | rule | where |
+//! | --- | --- |
+//! | connect before use, `Closed` after close, no command after close | [`Policy::ready`], [`Policy::next_command`] |
+//! | a refused credential (401 / `UNAUTHENTICATED`) is refreshed once, concurrent refusals share one refresh, then the call is retried once | [`Policy::call`], [`Credential`] |
+//! | results are retried on network failures with an exact doubling backoff, never on refusals or "ignored" answers | [`Policy::send_result`] |
+//! | a peer's retry-after hint is clamped | [`RxonError::with_retry_after`](crate::RxonError::with_retry_after) |
+//! | an HTTP status means the same error kind on every HTTP-shaped wire | [`RxonError::for_status`](crate::RxonError::for_status) |
+//!
+//! A transport gives the policy two things: a sleep function of its runtime (this crate
+//! has none) and its token exchange ([`TokenExchange`]). Each operation is then a
+//! closure that sends one request with the [`Token`] it is given:
+//!
+//! ```
+//! # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     let mut f = std::pin::pin!(f);
+//! #     match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+//! #         std::task::Poll::Ready(v) => v, _ => unreachable!() } }
+//! use rxon_core::policy::{Policy, Token, TokenExchange};
+//! use rxon_core::{BoxFuture, Result, RxonError, TokenResponse, TransportConfig};
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//!
+//! /// A wire that refuses "old" once, and exchanges it for "new".
+//! struct Wire { calls: AtomicU32 }
+//! impl TokenExchange for Wire {
+//!     fn exchange_token<'a>(&'a self, _: &'a Token) -> BoxFuture<'a, Result<TokenResponse>> {
+//!         Box::pin(async { Ok(TokenResponse { access_token: "new".into(), ..Default::default() }) })
+//!     }
+//! }
+//! let wire = Wire { calls: AtomicU32::new(0) };
+//! let policy = Policy::new("demo", &TransportConfig::new("demo://x", "w1", "old"), |_| Box::pin(async {}));
+//! policy.connect()?;
+//! let seen = block_on(policy.call(&wire, |token| {
+//!     wire.calls.fetch_add(1, Ordering::Relaxed);
+//!     async move {
+//!         match token.as_str() {
+//!             "old" => Err(RxonError::credential_refused("401")),
+//!             other => Ok(other.to_owned()),
+//!         }
+//!     }
+//! }))?;
+//! assert_eq!(seen, "new");
+//! assert_eq!(wire.calls.load(Ordering::Relaxed), 2, "refused, refreshed, retried once");
+//! # Ok::<(), RxonError>(())
+//! ```
+
+use crate::config::{TransportConfig, TransportOptions};
+use crate::error::{Result, RxonError};
+use crate::future::BoxFuture;
+use crate::messages::{ResultOutcome, TokenResponse, WorkerCommand};
+use crate::transport::Lifecycle;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+/// The credential a request is sent with: the token and the generation it belongs to
+/// (bumped by every refresh). Cheap to clone. `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    value: Arc<str>,
+    generation: u64,
+}
+
+impl Token {
+    /// The token, to put on the wire.
+    pub fn as_str(&self) -> &str {
+        &self.value
+    }
+
+    /// How many refreshes came before this token.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("value", &"<redacted>")
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// A transport's token exchange: one request that trades `token` for a fresh one at the
+/// orchestrator's token service (`POST /_worker/auth/token` on HTTP). No retry and no
+/// bookkeeping: the [`Credential`] installs what it returns.
+pub trait TokenExchange: Send + Sync {
+    /// Exchanges `token` once.
+    fn exchange_token<'a>(&'a self, token: &'a Token) -> BoxFuture<'a, Result<TokenResponse>>;
+}
+
+impl<T: TokenExchange + ?Sized> TokenExchange for Arc<T> {
+    fn exchange_token<'a>(&'a self, token: &'a Token) -> BoxFuture<'a, Result<TokenResponse>> {
+        (**self).exchange_token(token)
+    }
+}
+
+/// The worker token, replaced by refreshes that never stampede: after a refusal,
+/// [`refresh_after`](Self::refresh_after) refreshes only if nobody has since the
+/// refused token was sent, and one refresh runs at a time (concurrent callers wait for
+/// it, then use its token). Runtime-independent: the wait is a std-only async lock.
+///
+/// `Debug` shows the generation, never the token.
+pub struct Credential {
+    current: Mutex<Token>,
+    gate: Gate,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("token", &"<redacted>")
+            .field("generation", &self.current().generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credential {
+    /// A credential holding `token`, generation 0.
+    pub fn new(token: &str) -> Self {
+        Credential {
+            current: Mutex::new(Token {
+                value: token.into(),
+                generation: 0,
+            }),
+            gate: Gate::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Token> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The token to send now.
+    pub fn current(&self) -> Token {
+        self.lock().clone()
+    }
+
+    /// Installs `token` as the next generation.
+    pub fn set(&self, token: &str) {
+        let mut guard = self.lock();
+        guard.value = token.into();
+        guard.generation += 1;
+    }
+
+    /// After `refused` was refused: exchanges the current token unless a refresh
+    /// already happened since `refused` was sent; one refresh at a time. A failed
+    /// exchange is an [`ErrorKind::Auth`] error (the refusal stands), with the cause
+    /// as its source.
+    pub async fn refresh_after(&self, refused: &Token, exchange: &dyn TokenExchange) -> Result<()> {
+        let _single = self.gate.lock().await;
+        if self.current().generation != refused.generation {
+            return Ok(());
+        }
+        match self.exchange(exchange).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_auth() => Err(e),
+            Err(e) => Err(RxonError::auth(format!(
+                "the credential was refused and refreshing it failed: {e}"
+            ))
+            .with_source(e)),
+        }
+    }
+
+    /// Exchanges the current token now, after any refresh in progress.
+    pub async fn refresh_now(&self, exchange: &dyn TokenExchange) -> Result<TokenResponse> {
+        let _single = self.gate.lock().await;
+        self.exchange(exchange).await
+    }
+
+    async fn exchange(&self, exchange: &dyn TokenExchange) -> Result<TokenResponse> {
+        let token = self.current();
+        let response = exchange.exchange_token(&token).await?;
+        if response.access_token.is_empty() {
+            return Err(RxonError::protocol(
+                "the token service answered an empty access_token",
+            ));
+        }
+        self.set(&response.access_token);
+        Ok(response)
+    }
+}
+
+/// A std-only async lock: one holder; the others wait, woken when it is released
+/// (also when the holder's future is dropped midway).
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+}
+
+#[derive(Default)]
+struct GateState {
+    held: bool,
+    waiting: Vec<Waker>,
+}
+
+struct GateGuard<'a>(&'a Gate);
+
+impl Gate {
+    fn state(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn lock(&self) -> GateGuard<'_> {
+        std::future::poll_fn(|cx| {
+            let mut state = self.state();
+            if state.held {
+                // Bounded by the number of distinct waiters: a waker already queued is
+                // not queued again.
+                if !state.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                    state.waiting.push(cx.waker().clone());
+                }
+                Poll::Pending
+            } else {
+                state.held = true;
+                Poll::Ready(GateGuard(self))
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        let waiting = {
+            let mut state = self.0.state();
+            state.held = false;
+            std::mem::take(&mut state.waiting)
+        };
+        for w in waiting {
+            w.wake();
+        }
+    }
+}
+
+/// The runtime's timer, as the policy needs it (e.g.
+/// `|d| Box::pin(tokio::time::sleep(d))`).
+pub type Sleep = fn(Duration) -> BoxFuture<'static, ()>;
+
+/// A transport's lifecycle, credential and options, with the contract's rules applied
+/// to every operation sent through it. See the [module](self) documentation.
+pub struct Policy {
+    lifecycle: Lifecycle,
+    credential: Credential,
+    options: TransportOptions,
+    sleep: Sleep,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("lifecycle", &self.lifecycle)
+            .field("credential", &self.credential)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Policy {
+    /// The policy of the transport called `name` (used in errors), for `config`'s
+    /// token and options; `sleep` is the runtime's timer.
+    pub fn new(name: &'static str, config: &TransportConfig, sleep: Sleep) -> Self {
+        Policy {
+            lifecycle: Lifecycle::new(name),
+            credential: Credential::new(&config.token),
+            options: config.options.clone(),
+            sleep,
+        }
+    }
+
+    /// The transport options.
+    pub fn options(&self) -> &TransportOptions {
+        &self.options
+    }
+
+    /// The credential.
+    pub fn credential(&self) -> &Credential {
+        &self.credential
+    }
+
+    /// The token to send now.
+    pub fn token(&self) -> Token {
+        self.credential.current()
+    }
+
+    /// [`Transport::connect`](crate::Transport::connect)'s state change.
+    pub fn connect(&self) -> Result<()> {
+        self.lifecycle.connect()
+    }
+
+    /// [`Transport::close`](crate::Transport::close)'s state change.
+    pub fn close(&self) {
+        self.lifecycle.close();
+    }
+
+    /// `true` once closed.
+    pub fn is_closed(&self) -> bool {
+        self.lifecycle.is_closed()
+    }
+
+    /// `Ok` when connected; otherwise the contract's `Closed` error.
+    pub fn ready(&self) -> Result<()> {
+        self.lifecycle.ready()
+    }
+
+    /// Waits `duration` on the runtime's timer.
+    pub fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        (self.sleep)(duration)
+    }
+
+    /// One operation: checks the lifecycle, runs `op` with the current token and, when
+    /// it fails with a [refused credential](RxonError::is_credential_refused),
+    /// refreshes once through `exchange` and runs `op` once more.
+    pub async fn call<T, F, Fut>(&self, exchange: &dyn TokenExchange, op: F) -> Result<T>
+    where
+        F: Fn(Token) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.ready()?;
+        let token = self.token();
+        match op(token.clone()).await {
+            Err(e) if e.is_credential_refused() => {
+                self.credential.refresh_after(&token, exchange).await?;
+                op(self.token()).await.map_err(|e| {
+                    if e.is_credential_refused() {
+                        RxonError::auth(format!(
+                            "{}: refused again after a token refresh",
+                            e.message()
+                        ))
+                        .with_details(e.details().clone())
+                    } else {
+                        e
+                    }
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// [`Transport::send_result`](crate::Transport::send_result): [`call`](Self::call),
+    /// retried on network failures ([`retry_network`](crate::retry::retry_network));
+    /// no answer body means accepted.
+    pub async fn send_result<F, Fut>(
+        &self,
+        exchange: &dyn TokenExchange,
+        op: F,
+    ) -> Result<ResultOutcome>
+    where
+        F: Fn(Token) -> Fut,
+        Fut: Future<Output = Result<Option<ResultOutcome>>>,
+    {
+        let op = &op;
+        crate::retry::retry_network(&self.options, |_| self.call(exchange, op), self.sleep)
+            .await
+            .map(|outcome| outcome.unwrap_or(ResultOutcome::Accepted))
+    }
+
+    /// [`Transport::refresh_token`](crate::Transport::refresh_token): an exchange now,
+    /// after any refresh in progress.
+    pub async fn refresh_token(&self, exchange: &dyn TokenExchange) -> Result<TokenResponse> {
+        self.ready()?;
+        self.credential.refresh_now(exchange).await
+    }
+
+    /// After a long-lived channel (a command stream, a socket) was refused with
+    /// `refused`: refreshes once, unless someone already did.
+    pub async fn refresh_after(&self, refused: &Token, exchange: &dyn TokenExchange) -> Result<()> {
+        self.credential.refresh_after(refused, exchange).await
+    }
+
+    /// [`Transport::next_command`](crate::Transport::next_command): `Ok(None)` once
+    /// closed, `Closed` before connect, otherwise `op`.
+    pub async fn next_command<F, Fut>(&self, op: F) -> Result<Option<WorkerCommand>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<WorkerCommand>>>,
+    {
+        if self.is_closed() {
+            return Ok(None);
+        }
+        self.ready()?;
+        op().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use std::pin::pin;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::task::Context;
+
+    struct Counting {
+        exchanges: AtomicU32,
+        fail: bool,
+    }
+
+    impl TokenExchange for Counting {
+        fn exchange_token<'a>(&'a self, token: &'a Token) -> BoxFuture<'a, Result<TokenResponse>> {
+            let n = self.exchanges.fetch_add(1, Ordering::Relaxed) + 1;
+            let fail = self.fail;
+            let old = token.as_str().to_owned();
+            Box::pin(async move {
+                if fail {
+                    return Err(RxonError::network("sts down"));
+                }
+                Ok(TokenResponse {
+                    access_token: format!("{old}+{n}"),
+                    ..Default::default()
+                })
+            })
+        }
+    }
+
+    fn ready<F: Future>(f: F) -> F::Output {
+        match pin!(f)
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(v) => v,
+            Poll::Pending => panic!("expected to complete at once"),
+        }
+    }
+
+    fn policy() -> Policy {
+        let p = Policy::new("t", &TransportConfig::new("t://x", "w", "tok"), |_| {
+            Box::pin(async {})
+        });
+        p.connect().expect("connect");
+        p
+    }
+
+    #[test]
+    fn a_second_refusal_is_a_plain_auth_error_and_one_refresh_ran() {
+        let p = policy();
+        let ex = Counting {
+            exchanges: AtomicU32::new(0),
+            fail: false,
+        };
+        let calls = AtomicU32::new(0);
+        let out: Result<()> = ready(p.call(&ex, |_| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async { Err(RxonError::for_status(401, "op", "no", None)) }
+        }));
+        let e = out.unwrap_err();
+        assert!(e.is_auth() && !e.is_credential_refused(), "{e:?}");
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+        assert_eq!(ex.exchanges.load(Ordering::Relaxed), 1);
+        assert_eq!(p.token().as_str(), "tok+1");
+        assert_eq!(p.token().generation(), 1);
+    }
+
+    #[test]
+    fn forbidden_is_not_refreshed_and_a_failed_refresh_is_auth() {
+        let p = policy();
+        let ex = Counting {
+            exchanges: AtomicU32::new(0),
+            fail: true,
+        };
+        let out: Result<()> = ready(p.call(&ex, |_| async {
+            Err(RxonError::for_status(403, "op", "", None))
+        }));
+        assert!(out.unwrap_err().is_auth());
+        assert_eq!(ex.exchanges.load(Ordering::Relaxed), 0);
+        let out: Result<()> =
+            ready(p.call(&ex, |_| async { Err(RxonError::credential_refused("401")) }));
+        let e = out.unwrap_err();
+        assert!(e.is_auth(), "{e:?}");
+        assert!(e.message().contains("refreshing it failed"), "{e}");
+    }
+
+    #[test]
+    fn a_refusal_of_an_old_token_does_not_refresh_again() {
+        let p = policy();
+        let ex = Counting {
+            exchanges: AtomicU32::new(0),
+            fail: false,
+        };
+        let stale = p.token();
+        ready(p.refresh_after(&stale, &ex)).expect("first refresh");
+        // A second caller that sent the same (now replaced) token: no second exchange.
+        ready(p.refresh_after(&stale, &ex)).expect("shared refresh");
+        assert_eq!(ex.exchanges.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn lifecycle_and_results() {
+        let p = Policy::new("t", &TransportConfig::new("t://x", "w", "tok"), |_| {
+            Box::pin(async {})
+        });
+        let ex = Counting {
+            exchanges: AtomicU32::new(0),
+            fail: false,
+        };
+        let e = ready(p.call(&ex, |_| async { Ok(()) })).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Closed, "before connect");
+        p.connect().expect("connect");
+        let calls = AtomicU32::new(0);
+        let out = ready(p.send_result(&ex, |_| {
+            let n = calls.fetch_add(1, Ordering::Relaxed);
+            async move {
+                if n == 0 {
+                    Err(RxonError::network("blink"))
+                } else {
+                    Ok(None)
+                }
+            }
+        }));
+        assert_eq!(out.expect("accepted"), ResultOutcome::Accepted);
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            2,
+            "retried once after the blink"
+        );
+        p.close();
+        assert_eq!(
+            ready(p.next_command(|| async { Err(RxonError::network("x")) })).expect("none"),
+            None
+        );
+        assert_eq!(
+            ready(p.refresh_token(&ex)).unwrap_err().kind(),
+            ErrorKind::Closed
+        );
+    }
+
+    #[test]
+    fn waiters_wake_when_the_holder_is_dropped() {
+        use std::sync::atomic::AtomicBool;
+        use std::task::Wake;
+        struct Flag(AtomicBool);
+        impl Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let gate = Gate::default();
+        let mut first = Box::pin(gate.lock());
+        let noop = Context::from_waker(Waker::noop());
+        let mut cx = noop;
+        let Poll::Ready(guard) = first.as_mut().poll(&mut cx) else {
+            panic!("free gate")
+        };
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut second = Box::pin(gate.lock());
+        assert!(
+            second
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        assert!(
+            second
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        assert_eq!(gate.state().waiting.len(), 1, "one waiter queued once");
+        drop(guard);
+        assert!(flag.0.load(Ordering::Relaxed), "woken on release");
+        assert!(
+            second
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_ready()
+        );
+    }
+}
