@@ -1,12 +1,14 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
-//! - `ci`: every check `.ci/run` runs, in the same order; stops at the first failure
-//!   (fmt, clippy, tests, each feature alone, docs, zero-dependency check, cargo deny,
-//!   interop).
+//! - `ci [--skip-tests]`: every check `.ci/run` runs, in the same order; stops at the
+//!   first failure (the declared MSRV, fmt, codegen, clippy, tests, each feature alone,
+//!   docs, zero-dependency check, cargo deny, interop). `--skip-tests` leaves out the
+//!   workspace tests, for `.ci/run`, which has just run them as the README says.
 //! - `deps-check`: only the zero-dependency check of `rxon-core`.
 //! - `bench`: poll → result throughput of every listener, the Python reference and a
 //!   bare hyper server on loopback, with ratios (see docs/performance.md).
-//! - `codegen [--check]`: regenerate (or check) the gRPC code from `proto/`.
+//! - `codegen [--check]`: regenerate (or check) the gRPC code from `proto/` (re-runs
+//!   xtask with its `codegen` feature, the only command that compiles protox).
 //! - `interop`: the Python reference `rxon==1.0b3` (installed into a venv under
 //!   `target/`) against our HTTP listener and transport, both directions, on loopback.
 //! - `soak [tasks] [races]`: the fault tests (`crates/rxon/tests/faults.rs`) at soak size
@@ -16,6 +18,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+#[cfg(feature = "codegen")]
 mod codegen;
 mod interop;
 
@@ -24,12 +27,21 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 /// Features of the `rxon` crate that must each build alone.
-const FEATURES: &[&str] = &["http", "ws", "grpc", "blob", "testing", "serde", "worker"];
+const FEATURES: &[&str] = &[
+    "http",
+    "ws",
+    "grpc",
+    "blob",
+    "orchestrator",
+    "testing",
+    "serde",
+    "worker",
+];
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     let result = match task.as_deref() {
-        Some("ci") => ci(),
+        Some("ci") => ci(std::env::args().nth(2).as_deref() == Some("--skip-tests")),
         Some("deps-check") => deps_check(),
         Some("interop") => interop::run(&workspace_root()),
         Some("bench") => bench::run(&workspace_root()),
@@ -38,13 +50,10 @@ fn main() -> ExitCode {
             std::env::args().nth(3).as_deref().unwrap_or("3000"),
         ),
         Some("deny") => deny(),
-        Some("codegen") => codegen::run(
-            &workspace_root(),
-            std::env::args().nth(2).as_deref() == Some("--check"),
-        ),
+        Some("codegen") => codegen(std::env::args().nth(2).as_deref() == Some("--check")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|deps-check|interop|bench|soak [tasks] [races]|deny|codegen [--check]>"
+                "usage: cargo xtask <ci [--skip-tests]|deps-check|interop|bench|soak [tasks] [races]|deny|codegen [--check]>"
             );
             return ExitCode::from(2);
         }
@@ -83,9 +92,67 @@ fn soak(tasks: &str, races: &str) -> Result<(), String> {
         .env("RXON_SOAK_RACES", races))
 }
 
-fn ci() -> Result<(), String> {
+/// `codegen [--check]`, in this process when built with the `codegen` feature,
+/// otherwise in a build of xtask that has it.
+fn codegen(check: bool) -> Result<(), String> {
+    #[cfg(feature = "codegen")]
+    {
+        codegen::run(&workspace_root(), check)
+    }
+    #[cfg(not(feature = "codegen"))]
+    {
+        let mut args = vec![
+            "run",
+            "--quiet",
+            "-p",
+            "xtask",
+            "--features",
+            "codegen",
+            "--",
+            "codegen",
+        ];
+        if check {
+            args.push("--check");
+        }
+        cargo(&args)
+    }
+}
+
+/// The declared `rust-version` must be the toolchain that builds this: a claim CI
+/// does not build is no claim.
+fn msrv_check() -> Result<(), String> {
+    let manifest = std::fs::read_to_string(workspace_root().join("Cargo.toml"))
+        .map_err(|e| format!("cannot read Cargo.toml: {e}"))?;
+    let declared = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rust-version = "))
+        .map(|v| v.trim_matches('"').to_owned())
+        .ok_or("Cargo.toml declares no rust-version")?;
+    let out = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
+    let version = String::from_utf8_lossy(&out.stdout);
+    let built = version
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.rsplit_once('.').map(|(mm, _)| mm.to_owned()))
+        .ok_or_else(|| format!("cannot read {version:?}"))?;
+    if built == declared {
+        println!("xtask: the declared MSRV {declared} is the toolchain building this ({version})");
+        Ok(())
+    } else {
+        Err(format!(
+            "rust-version is {declared} but this builds with {}: build the claim or change it",
+            version.trim()
+        ))
+    }
+}
+
+fn ci(skip_tests: bool) -> Result<(), String> {
+    msrv_check()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
-    codegen::run(&workspace_root(), true)?;
+    codegen(true)?;
     cargo(&[
         "clippy",
         "--workspace",
@@ -95,7 +162,11 @@ fn ci() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
-    cargo(&["test", "--workspace", "--all-features"])?;
+    if skip_tests {
+        println!("xtask: workspace tests skipped (--skip-tests: the caller ran them)");
+    } else {
+        cargo(&["test", "--workspace", "--all-features"])?;
+    }
     // The umbrella with every transport off, in a workspace of its own (inside this one
     // the umbrella's dev-dependencies would turn the features back on): every built-in
     // scheme must fail with an error naming its feature.

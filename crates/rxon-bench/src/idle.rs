@@ -14,7 +14,7 @@
 //!   connection alone.
 
 use http_body_util::{BodyExt, Full};
-use rxon::testing::Orchestrator;
+use rxon::orchestrator::Orchestrator;
 use rxon::{Listener, WorkerRegistration};
 use std::process::Stdio;
 use std::sync::Arc;

@@ -392,7 +392,7 @@ async fn load_hyper(
 /// Dispatch latency: a worker parked in a long-poll against the embedded orchestrator;
 /// the time from enqueue to the worker holding the task, `samples` times.
 async fn dispatch(kind: &str, samples: usize) -> Result<(), String> {
-    let orchestrator = rxon::testing::Orchestrator::builder()
+    let orchestrator = rxon::orchestrator::Orchestrator::builder()
         .token("bench")
         .build();
     let addr: std::net::SocketAddr = "127.0.0.1:0".parse().map_err(|_| "addr")?;

@@ -48,7 +48,8 @@
 //!
 //! # Minimum supported Rust version
 //!
-//! Rust 1.88 (edition 2024).
+//! Rust 1.95 (edition 2024), the toolchain CI builds with (`cargo xtask ci` checks that
+//! the declared `rust-version` is the one it builds).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -107,7 +107,9 @@ async fn a_connection_flood_is_refused_while_a_worker_is_served() {
     config.handshake_timeout = Duration::from_millis(300);
     let l = GrpcListener::with_config(config);
     l.start(Arc::new(
-        rxon_testing::Orchestrator::builder().token("t").build(),
+        rxon_orchestrator::Orchestrator::builder()
+            .token("t")
+            .build(),
     ))
     .await
     .unwrap();
@@ -241,7 +243,9 @@ async fn a_stalled_handshake_is_closed_at_the_deadline_whatever_it_sent() {
         dir.join("server.key"),
     ));
     // An orchestrator, so that a poll really waits (and outlasts the deadline).
-    let orch = rxon_testing::Orchestrator::builder().token("t").build();
+    let orch = rxon_orchestrator::Orchestrator::builder()
+        .token("t")
+        .build();
     let start = |config| {
         let orch = orch.clone();
         async move {

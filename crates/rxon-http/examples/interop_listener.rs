@@ -8,7 +8,7 @@
 
 use rxon_core::{ErrorCode, Listener, TaskPayload, TaskStatus, Value};
 use rxon_http::{HttpListener, HttpListenerConfig, ServiceConfig};
-use rxon_testing::Orchestrator;
+use rxon_orchestrator::Orchestrator;
 use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 use futures_util::{SinkExt, StreamExt};
 use rxon_core::*;
 use rxon_http::{HttpListener, HttpListenerConfig, HttpTransport};
-use rxon_testing::{CancelOutcome, Orchestrator};
+use rxon_orchestrator::{CancelOutcome, Orchestrator};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

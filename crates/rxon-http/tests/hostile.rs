@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use proptest::prelude::*;
 use rxon_http::{HttpService, ServiceConfig};
-use rxon_testing::Orchestrator;
+use rxon_orchestrator::Orchestrator;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -22,7 +22,7 @@ fn registration() -> WorkerRegistration {
 
 #[tokio::test]
 async fn an_sts_only_orchestrator_refuses_a_random_token() {
-    let orchestrator = rxon_testing::Orchestrator::builder()
+    let orchestrator = rxon_orchestrator::Orchestrator::builder()
         .sts_credential("bootstrap")
         .build();
     assert!(!orchestrator.is_open());

@@ -213,7 +213,7 @@ async fn an_orchestrator_binding_certificates_refuses_another_workers_id() {
     let tls = server_tls(&pki)
         .with_client_ca(pki.path("ca.pem"))
         .with_required_client_cert(true);
-    let orchestrator = rxon_testing::Orchestrator::builder()
+    let orchestrator = rxon_orchestrator::Orchestrator::builder()
         .bind_cert_identity(true)
         .build();
     let mut config = HttpListenerConfig::default();

@@ -11,16 +11,19 @@
 //! rxon_testing::conformance_tests!(MyHarness);
 //! ```
 //!
-//! Each case is also a public `async fn` taking `&dyn Harness`, for running a subset.
+//! The cases are listed once (see [`CASES`]); each is also a public `async fn` taking
+//! `&dyn Harness`, for running a subset. A case the harness declares it cannot run
+//! (`conformance_tests!(harness, without: tcp)`) is reported as ignored, with the
+//! reason, never as passed.
 //! Cases panic (like `assert!`) on a contract violation. Every wait is bounded.
 //!
 //! This module is not covered by semver: cases are added as the contract grows.
 
-use crate::orchestrator::{CancelOutcome, Orchestrator};
 use rxon_core::{
     ErrorKind, Heartbeat, IgnoredReason, Listener, Map, ProgressUpdatePayload, ResultOutcome,
     TaskPayload, TaskResult, TaskStatus, Transport, TransportConfig, Value, WorkerRegistration,
 };
+use rxon_orchestrator::{CancelOutcome, Orchestrator};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -440,10 +443,25 @@ pub async fn rate_limited(h: &dyn Harness) {
     env.stop().await;
 }
 
-/// A handler whose every heartbeat is refused as rate limited with the hint in `hint`.
+/// A handler whose every heartbeat is refused as rate limited with the hint in `hint`,
+/// and whose first `unavailable_results` results are refused as unavailable (a 503 on
+/// HTTP); it counts the results it saw.
 struct Throttling {
     orch: Orchestrator,
     hint: std::sync::Mutex<Duration>,
+    unavailable_results: std::sync::atomic::AtomicU32,
+    results_seen: std::sync::atomic::AtomicU32,
+}
+
+impl Throttling {
+    fn new(orch: Orchestrator, hint: Duration, unavailable_results: u32) -> Self {
+        Throttling {
+            orch,
+            hint: std::sync::Mutex::new(hint),
+            unavailable_results: unavailable_results.into(),
+            results_seen: 0.into(),
+        }
+    }
 }
 
 impl rxon_core::Handler for Throttling {
@@ -467,6 +485,19 @@ impl rxon_core::Handler for Throttling {
         ctx: rxon_core::RequestContext,
         r: TaskResult,
     ) -> rxon_core::BoxFuture<'_, rxon_core::HandlerResult<ResultOutcome>> {
+        use std::sync::atomic::Ordering;
+        self.results_seen.fetch_add(1, Ordering::Relaxed);
+        let refuse = self
+            .unavailable_results
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if refuse {
+            return Box::pin(async {
+                Err(rxon_core::HandlerError::unavailable(
+                    "restarting, try again",
+                ))
+            });
+        }
         self.orch.result(ctx, r)
     }
     fn heartbeat(
@@ -511,10 +542,11 @@ impl rxon_core::Handler for Throttling {
 /// worker spin, "retry after ten years" cannot park it for ever.
 pub async fn retry_after_hints_are_clamped(h: &dyn Harness) {
     use rxon_core::retry::{MAX_RETRY_AFTER, MIN_RETRY_AFTER};
-    let handler = Arc::new(Throttling {
-        orch: Orchestrator::builder().token(TOKEN).build(),
-        hint: std::sync::Mutex::new(Duration::ZERO),
-    });
+    let handler = Arc::new(Throttling::new(
+        Orchestrator::builder().token(TOKEN).build(),
+        Duration::ZERO,
+        0,
+    ));
     let listener = h.listener(Duration::from_millis(300));
     within(listener.start(handler.clone()))
         .await
@@ -561,6 +593,59 @@ pub async fn retry_after_hints_are_clamped(h: &dyn Harness) {
         .expect("listener stops");
 }
 
+/// A result whose first attempts meet an unavailable orchestrator (a network-kind
+/// refusal: 503 on HTTP, `UNAVAILABLE` on gRPC) is retried and applied once; when
+/// every attempt fails, the network error surfaces after exactly `result_retries`
+/// attempts.
+pub async fn results_are_retried_on_network_failures(h: &dyn Harness) {
+    use std::sync::atomic::Ordering;
+    let orch = Orchestrator::builder().token(TOKEN).build();
+    let handler = Arc::new(Throttling::new(orch.clone(), Duration::ZERO, 2));
+    let listener = h.listener(Duration::from_millis(300));
+    within(listener.start(handler.clone()))
+        .await
+        .expect("listener starts");
+    let endpoint = listener.endpoint().expect("endpoint");
+    let mut config = TransportConfig::new(&endpoint, "w-1", TOKEN);
+    config.options.result_retry_delay = Duration::from_millis(10);
+    config.options.result_retries = 3;
+    let t = h.transport(&config).expect("transport builds");
+    within(t.connect()).await.expect("connect");
+    within(t.register(&registration("w-1", &["echo"])))
+        .await
+        .expect("register");
+    orch.enqueue(task("t-1", "echo")).expect("enqueue");
+    let got = within(t.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll")
+        .expect("a task");
+    let outcome = within(t.send_result(&echo(&got, "w-1")))
+        .await
+        .expect("the third attempt reaches the orchestrator");
+    assert_eq!(outcome, ResultOutcome::Accepted);
+    assert_eq!(
+        handler.results_seen.load(Ordering::Relaxed),
+        3,
+        "two refused attempts, then the one applied"
+    );
+    let applied = within(orch.wait_result("t-1", BOUND))
+        .await
+        .expect("applied");
+    assert_eq!(applied.status, TaskStatus::Success);
+
+    // Out of attempts: the network error surfaces after exactly result_retries tries.
+    handler.unavailable_results.store(10, Ordering::Relaxed);
+    handler.results_seen.store(0, Ordering::Relaxed);
+    let err = within(t.send_result(&echo(&got, "w-1")))
+        .await
+        .expect_err("every attempt refused");
+    assert!(err.is_network(), "{err}");
+    assert_eq!(handler.results_seen.load(Ordering::Relaxed), 3);
+    within(listener.stop(Duration::from_secs(5)))
+        .await
+        .expect("listener stops");
+}
+
 /// Invalid identifiers are refused before anything is sent.
 pub async fn invalid_identifiers(h: &dyn Harness) {
     let env = Env::default(h).await;
@@ -591,7 +676,7 @@ pub async fn stop_ends_pending_polls(h: &dyn Harness) {
     assert_eq!(orch.queued(), 1, "the queued task is still queued");
     assert_eq!(
         orch.task_state("t-other"),
-        Some(crate::orchestrator::TaskState::Queued)
+        Some(rxon_orchestrator::TaskState::Queued)
     );
 }
 
@@ -812,6 +897,78 @@ pub async fn lifecycle_and_unreachable_peer(h: &dyn Harness) {
     assert!(err.is_network(), "{err}");
 }
 
+/// The list of conformance cases, written once: each case with the capability it
+/// needs (`none`, or `tcp` for [`Capabilities::tcp`](crate::conformance::Capabilities::tcp)).
+/// [`conformance_tests!`](crate::conformance_tests) stamps tests from it and
+/// [`CASES`](crate::conformance::CASES) lists it; a unit test checks that every public
+/// case function of the module is in it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($callback:ident!($($args:tt)*)) => {
+        $crate::$callback!($($args)*;
+            every_operation: none,
+            poll_without_task_is_none: none,
+            poll_honours_its_timeout: none,
+            parked_poll_wakes_for_new_task: none,
+            skills_and_fifo: none,
+            duplicate_results_apply_once: none,
+            ignored_results_carry_their_reason: none,
+            token_refresh_and_auth_failure: none,
+            rate_limited: none,
+            retry_after_hints_are_clamped: none,
+            results_are_retried_on_network_failures: none,
+            invalid_identifiers: none,
+            stop_ends_pending_polls: none,
+            cancel_reaches_the_worker: none,
+            progress_is_delivered_or_refused: none,
+            silent_connections_are_replaced: tcp,
+            lifecycle_and_unreachable_peer: none,
+        );
+    };
+}
+
+/// One conformance case: its name, the capability it needs (`"tcp"`) if any, and the
+/// function that runs it.
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// The case's name (its function's).
+    pub name: &'static str,
+    /// The capability the case needs, if any.
+    pub needs: Option<&'static str>,
+    /// Runs the case.
+    pub run: for<'a> fn(&'a dyn Harness) -> rxon_core::BoxFuture<'a, ()>,
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Case")
+            .field("name", &self.name)
+            .field("needs", &self.needs)
+            .finish_non_exhaustive()
+    }
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_case_list {
+    (; $($case:ident: $needs:ident),* $(,)?) => {
+        /// Every conformance case, in the order [`conformance_tests!`](crate::conformance_tests)
+        /// stamps them.
+        pub const CASES: &[Case] = &[
+            $(Case {
+                name: stringify!($case),
+                needs: $crate::__conformance_case_list!(@needs $needs),
+                run: |h| Box::pin($case(h)),
+            }),*
+        ];
+    };
+    (@needs none) => { None };
+    (@needs tcp) => { Some("tcp") };
+}
+
+__conformance_cases!(__conformance_case_list!());
+
 /// Stamps out one `#[tokio::test]` per conformance case for a [`Harness`](crate::conformance::Harness) value.
 ///
 /// `conformance_tests!(harness, without: tcp)` is for a harness without
@@ -822,45 +979,55 @@ pub async fn lifecycle_and_unreachable_peer(h: &dyn Harness) {
 /// dev-dependency.
 #[macro_export]
 macro_rules! conformance_tests {
-    // A harness without `Capabilities::tcp`: the case that needs it is reported as
-    // ignored, with the reason.
     ($harness:expr, without: tcp) => {
-        $crate::conformance_tests!(@all $harness);
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        #[ignore = "skipped: the harness lacks Capabilities::tcp"]
-        async fn silent_connections_are_replaced() {
-            $crate::conformance::silent_connections_are_replaced(&$harness).await
-        }
+        $crate::__conformance_cases!(__conformance_stamp!(@ $harness, without_tcp));
     };
     ($harness:expr) => {
-        $crate::conformance_tests!(@all $harness);
-        $crate::conformance_tests!(@cases $harness; silent_connections_are_replaced);
+        $crate::__conformance_cases!(__conformance_stamp!(@ $harness, all));
     };
-    (@all $harness:expr) => {
-        $crate::conformance_tests!(@cases $harness;
-            every_operation,
-            poll_without_task_is_none,
-            poll_honours_its_timeout,
-            parked_poll_wakes_for_new_task,
-            skills_and_fifo,
-            duplicate_results_apply_once,
-            ignored_results_carry_their_reason,
-            token_refresh_and_auth_failure,
-            rate_limited,
-            retry_after_hints_are_clamped,
-            invalid_identifiers,
-            stop_ends_pending_polls,
-            cancel_reaches_the_worker,
-            progress_is_delivered_or_refused,
-            lifecycle_and_unreachable_peer
-        );
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_stamp {
+    (@ $harness:expr, $mode:ident; $($case:ident: $needs:ident),* $(,)?) => {
+        $( $crate::__conformance_stamp!(@one $harness, $mode, $case, $needs); )*
     };
-    (@cases $harness:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                $crate::conformance::$case(&$harness).await
-            }
-        )*
+    // A case the harness declared it cannot run: reported as ignored, with the reason.
+    (@one $harness:expr, without_tcp, $case:ident, tcp) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[ignore = "skipped: the harness lacks Capabilities::tcp"]
+        async fn $case() {
+            $crate::conformance::$case(&$harness).await
+        }
     };
+    (@one $harness:expr, $mode:ident, $case:ident, $needs:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            $crate::conformance::$case(&$harness).await
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every public case function of this module is in the one list: a case left out
+    /// would silently never run.
+    #[test]
+    fn every_case_function_is_listed_once() {
+        let source = include_str!("conformance.rs");
+        let mut defined: Vec<&str> = source
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub async fn "))
+            .filter_map(|l| l.split_once("(h: &dyn Harness)").map(|(name, _)| name))
+            .collect();
+        let mut listed: Vec<&str> = super::CASES.iter().map(|c| c.name).collect();
+        assert!(defined.len() >= 17, "the scan found the cases: {defined:?}");
+        defined.sort_unstable();
+        listed.sort_unstable();
+        let before = listed.len();
+        listed.dedup();
+        assert_eq!(before, listed.len(), "a case is listed twice");
+        assert_eq!(defined, listed);
+    }
 }

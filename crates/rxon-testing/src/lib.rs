@@ -7,10 +7,10 @@
 //!   what the worker sent; and [`MockTransportFactory`], which serves `mock://` URLs so
 //!   that a worker built from configuration runs against the mock by changing only its
 //!   URL;
-//! - [`Orchestrator`], a small embedded orchestrator implementing
-//!   [`Handler`](rxon_core::Handler) with real task queues, long-poll hand-off, worker
-//!   tracking, results, cancellation, progress and tokens: the orchestrator a listener
-//!   serves in demos and transport tests (see the [`orchestrator`] module).
+//! - the [`conformance`] suite every transport and listener runs, end to end against
+//!   the embedded orchestrator of `rxon-orchestrator`;
+//! - a fault-injecting TCP proxy ([`faults`]), throwaway certificates (`pki`), a real
+//!   S3 server (`s3`), a log capture ([`Captured`]) and small handlers for tests.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
@@ -36,9 +36,7 @@ mod capture;
 pub mod conformance;
 pub mod faults;
 mod handlers;
-mod local;
 mod mock;
-pub mod orchestrator;
 #[cfg(feature = "pki")]
 pub mod pki;
 #[cfg(feature = "s3")]
@@ -46,10 +44,4 @@ pub mod s3;
 
 pub use capture::Captured;
 pub use handlers::{ContextEcho, FixedTask};
-pub use local::{
-    LOCAL_SCHEMES, LOCAL_TRANSPORT_NAME, LocalListener, LocalTransport, LocalTransportFactory,
-};
 pub use mock::{MockHandle, MockTransport, MockTransportFactory, Operation, SCHEMES};
-pub use orchestrator::{
-    CancelOutcome, Orchestrator, OrchestratorBuilder, TaskState, WorkerInfo, WorkerStatus,
-};

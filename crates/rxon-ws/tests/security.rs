@@ -6,7 +6,7 @@
 
 use rxon_core::{Handler, Listener, RequestContext, WorkerRegistration};
 use rxon_http::{HttpListener, HttpListenerConfig};
-use rxon_testing::Orchestrator;
+use rxon_orchestrator::Orchestrator;
 use rxon_ws::{WsConfig, WsListener, WsListenerConfig, WsMount};
 use std::net::SocketAddr;
 use std::sync::Arc;

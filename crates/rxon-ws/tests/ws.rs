@@ -5,7 +5,7 @@
 use futures_util::{SinkExt, StreamExt};
 use rxon_core::*;
 
-use rxon_testing::Orchestrator;
+use rxon_orchestrator::Orchestrator;
 use rxon_ws::{Codec, WsConfig, WsListener, WsListenerConfig, WsTransport};
 use std::net::SocketAddr;
 use std::sync::Arc;

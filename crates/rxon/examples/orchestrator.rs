@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rxon::http::HttpService;
-use rxon::testing::{Orchestrator, TaskState, WorkerStatus};
+use rxon::orchestrator::{Orchestrator, TaskState, WorkerStatus};
 use rxon::{Map, TaskPayload};
 use serde_json::{Value as Json, json};
 use std::net::SocketAddr;

@@ -19,7 +19,7 @@
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use rxon::http::{HttpListener, HttpListenerConfig};
-use rxon::testing::{LocalListener, Orchestrator};
+use rxon::orchestrator::{LocalListener, Orchestrator};
 use rxon::worker::{TaskFailure, Worker};
 use rxon::{ErrorCode, Listener, Map, TaskPayload, TaskStatus, Transport, Value};
 use std::process::ExitCode;

@@ -55,14 +55,16 @@
 //! | `ws` | | [`ws`] module, `ws://` and `wss://` |
 //! | `grpc` | | [`grpc`] module, `grpc://` and `grpcs://` |
 //! | `blob` | | [`blob`] module: S3-compatible blob storage |
-//! | `testing` | | [`testing`] module: `MockTransport` (`mock://`), `LocalTransport` (`local://`), the embedded `Orchestrator`, the conformance suite |
+//! | `orchestrator` | | [`orchestrator`] module: the embeddable `Orchestrator` (queues, leases, results once, cancellation, STS, rate limits) and `local://` (`LocalTransport`, `LocalListener`) |
+//! | `testing` | | [`testing`] module: `MockTransport` (`mock://`), the conformance suite, fault proxy; implies `orchestrator` |
 //! | `full` | | all of the above |
 //!
 //! A built-in scheme whose feature is off fails with an error naming the feature.
 //!
 //! # Minimum supported Rust version
 //!
-//! Rust 1.88 (edition 2024).
+//! Rust 1.95 (edition 2024), the toolchain CI builds with (`cargo xtask ci` checks that
+//! the declared `rust-version` is the one it builds).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -99,6 +101,11 @@ pub use rxon_grpc as grpc;
 #[cfg(feature = "blob")]
 #[cfg_attr(docsrs, doc(cfg(feature = "blob")))]
 pub use rxon_blob as blob;
+
+/// The embeddable orchestrator and the in-process `local://` transport.
+#[cfg(feature = "orchestrator")]
+#[cfg_attr(docsrs, doc(cfg(feature = "orchestrator")))]
+pub use rxon_orchestrator as orchestrator;
 
 /// Mock transport and test tools.
 #[cfg(feature = "testing")]

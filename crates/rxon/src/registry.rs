@@ -29,7 +29,7 @@ pub enum Scheme {
     Grpcs,
     /// `mock://`: in-memory mock (feature `testing`).
     Mock,
-    /// `local://`: in-process transport to a `LocalListener` (feature `testing`).
+    /// `local://`: in-process transport to a `LocalListener` (feature `orchestrator`).
     Local,
 }
 
@@ -66,7 +66,8 @@ impl Scheme {
             Scheme::Http | Scheme::Https => "http",
             Scheme::Ws | Scheme::Wss => "ws",
             Scheme::Grpc | Scheme::Grpcs => "grpc",
-            Scheme::Mock | Scheme::Local => "testing",
+            Scheme::Mock => "testing",
+            Scheme::Local => "orchestrator",
         }
     }
 
@@ -76,7 +77,8 @@ impl Scheme {
             Scheme::Http | Scheme::Https => cfg!(feature = "http"),
             Scheme::Ws | Scheme::Wss => cfg!(feature = "ws"),
             Scheme::Grpc | Scheme::Grpcs => cfg!(feature = "grpc"),
-            Scheme::Mock | Scheme::Local => cfg!(feature = "testing"),
+            Scheme::Mock => cfg!(feature = "testing"),
+            Scheme::Local => cfg!(feature = "orchestrator"),
         }
     }
 
@@ -96,8 +98,8 @@ impl Scheme {
         match self {
             #[cfg(feature = "testing")]
             Scheme::Mock => rxon_testing::MockTransportFactory.create(config),
-            #[cfg(feature = "testing")]
-            Scheme::Local => rxon_testing::LocalTransportFactory.create(config),
+            #[cfg(feature = "orchestrator")]
+            Scheme::Local => rxon_orchestrator::LocalTransportFactory.create(config),
             #[cfg(feature = "http")]
             Scheme::Http | Scheme::Https => rxon_http::HttpTransportFactory.create(config),
             #[cfg(feature = "ws")]

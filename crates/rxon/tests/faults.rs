@@ -14,8 +14,8 @@
 ))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+use rxon::orchestrator::{Orchestrator, TaskState};
 use rxon::testing::faults::FaultProxy;
-use rxon::testing::{Orchestrator, TaskState};
 use rxon::worker::Worker;
 use rxon::{Listener, Map, TaskPayload, TaskStatus, Transport, TransportOptions, Value};
 use std::net::SocketAddr;

@@ -10,7 +10,8 @@
 ))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rxon::testing::{Captured, LocalListener, Orchestrator};
+use rxon::orchestrator::{LocalListener, Orchestrator};
+use rxon::testing::Captured;
 use rxon::{
     BoxFuture, CommandReceiver, Handler, HandlerResult, Heartbeat, HeartbeatReply, Listener,
     RegisterReply, RequestContext, ResultOutcome, TaskPayload, TaskResult, TokenResponse,
@@ -117,7 +118,7 @@ fn transport(kind: &str, config: &rxon::TransportConfig) -> Box<dyn DebugTranspo
         "http" => Box::new(rxon::http::HttpTransport::from_config(config).unwrap()),
         "ws" => Box::new(rxon::ws::WsTransport::from_config(config).unwrap()),
         "grpc" => Box::new(rxon::grpc::GrpcTransport::from_config(config).unwrap()),
-        "local" => Box::new(rxon::testing::LocalTransport::from_config(config).unwrap()),
+        "local" => Box::new(rxon::orchestrator::LocalTransport::from_config(config).unwrap()),
         other => panic!("unknown transport {other}"),
     }
 }

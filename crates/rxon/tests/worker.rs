@@ -2,7 +2,8 @@
 //! scriptable mock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rxon::testing::{LocalListener, MockHandle, Operation, Orchestrator};
+use rxon::orchestrator::{LocalListener, Orchestrator};
+use rxon::testing::{MockHandle, Operation};
 use rxon::worker::{TaskFailure, Worker};
 use rxon::{
     ErrorCode, ErrorKind, HeartbeatReply, Listener, Map, TaskPayload, TaskResult, TaskStatus,

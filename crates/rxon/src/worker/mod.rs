@@ -41,11 +41,11 @@ mod task;
 
 pub use task::{TaskContext, TaskFailure};
 
+use rxon_core::retry::Backoff;
 use rxon_core::{
     CommandName, ErrorCode, ErrorKind, Heartbeat, Map, Result, RxonError, TaskError, TaskPayload,
     TaskResult, Transport, WorkerRegistration,
 };
-use rxon_core::retry::Backoff;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;

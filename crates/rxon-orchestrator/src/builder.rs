@@ -64,7 +64,7 @@ impl Default for Config {
 /// Builds an [`Orchestrator`]; start with [`Orchestrator::builder`].
 ///
 /// ```
-/// use rxon_testing::Orchestrator;
+/// use rxon_orchestrator::Orchestrator;
 /// use std::time::Duration;
 ///
 /// let orch = Orchestrator::builder()

@@ -1,9 +1,23 @@
-//! [`Orchestrator`]: a small embedded orchestrator that implements
-//! [`Handler`](rxon_core::Handler) with real queues, long-poll hand-off and state.
+//! An embeddable RXON orchestrator: [`Orchestrator`] implements
+//! [`Handler`](rxon_core::Handler) with real queues, leases, long-poll hand-off and
+//! state, and [`LocalListener`] / [`LocalTransport`] serve it inside one process
+//! (`local://name`).
 //!
-//! Serve it through any listener, or call its [`Handler`](rxon_core::Handler) methods
-//! directly in-process. The host side enqueues tasks, cancels them, inspects workers
-//! and waits for results.
+//! Serve it through any listener (`rxon-http`, `rxon-ws`, `rxon-grpc`, `local://`), or
+//! call its [`Handler`](rxon_core::Handler) methods directly. The host side enqueues
+//! tasks, cancels them, inspects workers and waits for results.
+//!
+//! # What it is, and what it is not (yet)
+//!
+//! - It keeps its state in memory, in one process: a restart forgets queued tasks, and
+//!   one process serves every worker. The state a shared backend would have to provide
+//!   (queues, claims with leases, results applied once) sits behind one seam,
+//!   [`TaskStore`], whose in-memory implementation is [`MemoryStore`].
+//! - It has no workflow engine, persistence, scheduling or admin API of its own; the
+//!   `orchestrator` example of the `rxon` crate shows an admin API beside it.
+//! - Stability: this crate follows semver like the rest of the workspace (0.x: a minor
+//!   release may break). Public enums are `#[non_exhaustive]`; new builder options and
+//!   new [`TaskState`]s are not breaking.
 //!
 //! - **Queues** per task type. A poll gets the oldest queued task among the types its
 //!   worker registered for (FIFO within a type, globally oldest across types), waiting
@@ -32,7 +46,7 @@
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 //! use rxon_core::{Handler, Map, RequestContext, TaskPayload, TaskResult, TaskStatus, WorkerRegistration};
-//! use rxon_testing::{Orchestrator, TaskState};
+//! use rxon_orchestrator::{Orchestrator, TaskState};
 //! use std::time::Duration;
 //!
 //! let orch = Orchestrator::builder().token("secret").build();
@@ -63,10 +77,18 @@
 //! # }).unwrap();
 //! ```
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 mod auth;
 mod builder;
 mod handler;
+mod local;
 mod state;
+
+pub use local::{
+    LOCAL_SCHEMES, LOCAL_TRANSPORT_NAME, LocalListener, LocalTransport, LocalTransportFactory,
+};
 
 use builder::Config;
 pub use builder::OrchestratorBuilder;
@@ -231,7 +253,7 @@ impl Drop for Inner {
 }
 
 /// A small, real orchestrator: task queues, long-poll hand-off, worker tracking,
-/// results, cancellation, progress and tokens. See the [module docs](crate::orchestrator).
+/// results, cancellation, progress and tokens. See the [crate docs](crate).
 ///
 /// Cheap to clone: clones share one state.
 #[derive(Clone)]
@@ -270,7 +292,7 @@ impl Orchestrator {
     /// (an STS credential alone included) closes it.
     ///
     /// ```
-    /// use rxon_testing::Orchestrator;
+    /// use rxon_orchestrator::Orchestrator;
     /// assert!(Orchestrator::new().is_open());
     /// assert!(!Orchestrator::builder().sts_credential("bootstrap").build().is_open());
     /// ```

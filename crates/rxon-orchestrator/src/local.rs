@@ -53,7 +53,7 @@ fn lookup(name: &str) -> Option<Arc<Endpoint>> {
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// use rxon_core::{Listener, Transport, TransportConfig, TransportFactory, WorkerRegistration};
-/// use rxon_testing::{LocalListener, LocalTransportFactory, Orchestrator};
+/// use rxon_orchestrator::{LocalListener, LocalTransportFactory, Orchestrator};
 /// use std::sync::Arc;
 ///
 /// let orchestrator = Orchestrator::builder().token("t").build();

@@ -4,7 +4,7 @@ use rxon_core::{
     ProgressUpdatePayload, RequestContext, ResultOutcome, TaskError, TaskPayload, TaskResult,
     TaskStatus, Value, WorkerCommand, WorkerRegistration,
 };
-use rxon_testing::{CancelOutcome, Orchestrator, TaskState, WorkerStatus};
+use rxon_orchestrator::{CancelOutcome, Orchestrator, TaskState, WorkerStatus};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! progress (which exercises the suite's capability branches too).
 
 use rxon_core::{Listener, Transport, TransportConfig, TransportFactory};
+use rxon_orchestrator::{LocalListener, LocalTransportFactory};
 use rxon_testing::conformance::{Capabilities, Harness};
-use rxon_testing::{LocalListener, LocalTransportFactory};
 use std::time::Duration;
 
 struct Local;
