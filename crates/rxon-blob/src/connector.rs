@@ -17,8 +17,6 @@ use object_store::client::{
     HttpResponse, HttpResponseBody, HttpService,
 };
 use rustls::RootCertStore;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use rxon_core::{Result, RxonError};
 use std::future::Future;
 use std::path::Path;
@@ -81,24 +79,8 @@ impl HyperConnector {
 }
 
 fn roots_from(path: &Path) -> Result<RootCertStore> {
-    let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| {
-            RxonError::config(format!("storage TLS: cannot read {}: {e}", path.display()))
-        })?;
-    if certs.is_empty() {
-        return Err(RxonError::config(format!(
-            "storage TLS: no CERTIFICATE block in {}",
-            path.display()
-        )));
-    }
-    for cert in certs {
-        roots.add(cert).map_err(|e| {
-            RxonError::config(format!("storage TLS: bad CA in {}: {e}", path.display()))
-        })?;
-    }
-    Ok(roots)
+    rxon_net::tls::roots_from(path)
+        .map_err(|e| RxonError::config(format!("storage {}", e.message())))
 }
 
 impl HttpConnector for HyperConnector {

@@ -54,11 +54,6 @@ impl std::fmt::Debug for GrpcTransport {
     }
 }
 
-fn read(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path)
-        .map_err(|e| RxonError::config(format!("TLS: cannot read {}: {e}", path.display())))
-}
-
 impl GrpcTransport {
     /// A transport from a configuration (`grpc://host:port` or `grpcs://host:port`).
     /// No connection is made until the first call.
@@ -84,11 +79,14 @@ impl GrpcTransport {
         if scheme == "grpcs" {
             let mut tls = ClientTlsConfig::new();
             tls = match &o.tls.ca_file {
-                Some(ca) => tls.ca_certificate(Certificate::from_pem(read(ca)?)),
+                Some(ca) => tls.ca_certificate(Certificate::from_pem(rxon_net::tls::read_pem(ca)?)),
                 None => tls.with_native_roots(),
             };
             if let (Some(cert), Some(key)) = (&o.tls.client_cert, &o.tls.client_key) {
-                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+                tls = tls.identity(Identity::from_pem(
+                    rxon_net::tls::read_pem(cert)?,
+                    rxon_net::tls::read_pem(key)?,
+                ));
             }
             if let Some(name) = &o.tls.server_name {
                 tls = tls.domain_name(name.clone());

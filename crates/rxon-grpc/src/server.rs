@@ -276,11 +276,6 @@ impl AsyncWrite for Counted {
     }
 }
 
-fn read(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path)
-        .map_err(|e| RxonError::config(format!("TLS: cannot read {}: {e}", path.display())))
-}
-
 impl Listener for GrpcListener {
     fn start(&self, handler: Arc<dyn Handler>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
@@ -294,13 +289,15 @@ impl Listener for GrpcListener {
                 .http2_keepalive_timeout(Some(self.config.keepalive));
             if let Some(tls) = &self.config.tls {
                 let identity = tonic::transport::Identity::from_pem(
-                    read(&tls.cert_file)?,
-                    read(&tls.key_file)?,
+                    rxon_net::tls::read_pem(&tls.cert_file)?,
+                    rxon_net::tls::read_pem(&tls.key_file)?,
                 );
                 let mut server_tls = tonic::transport::ServerTlsConfig::new().identity(identity);
                 if let Some(ca) = &tls.client_ca_file {
                     server_tls = server_tls
-                        .client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?))
+                        .client_ca_root(tonic::transport::Certificate::from_pem(
+                            rxon_net::tls::read_pem(ca)?,
+                        ))
                         .client_auth_optional(!tls.require_client_cert);
                 } else if tls.require_client_cert {
                     return Err(RxonError::config(
@@ -421,12 +418,9 @@ impl Service {
             ctx.worker_id = Some(id);
         }
         ctx.remote_addr = request.remote_addr();
-        ctx.cert_identity = request.peer_certs().and_then(|certs| {
-            let leaf = certs.first()?;
-            let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
-            let cn = cert.subject().iter_common_name().next()?;
-            cn.as_str().ok().map(str::to_owned)
-        });
+        ctx.cert_identity = request
+            .peer_certs()
+            .and_then(|certs| rxon_net::tls::common_name(certs.first()?));
         Ok(ctx)
     }
 

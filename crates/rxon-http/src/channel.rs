@@ -14,6 +14,7 @@ use rxon_core::{
     CommandReceiver, Handler, ProgressUpdatePayload, RequestContext, Result, RxonError,
     WorkerCommand,
 };
+use rxon_net::io::{Sniffed, Tap};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -58,7 +59,7 @@ pub(crate) async fn serve<S>(
         }
     };
     let mut stopping = std::pin::pin!(stopping);
-    let mut ping = crate::keepalive::Pings::every(keepalive);
+    let mut ping = rxon_net::keepalive::Pings::every(keepalive);
     let write_limit = ping.write_limit(keepalive);
     let mut heard = true;
     loop {
@@ -301,7 +302,9 @@ async fn keep_open(
 
 /// Opens the socket with the worker headers, through the policy (a 401 refreshes the
 /// token once).
-async fn connect(t: &HttpTransport) -> Result<WebSocketStream<Sniff<crate::tls::ClientStream>>> {
+async fn connect(
+    t: &HttpTransport,
+) -> Result<WebSocketStream<Sniff<rxon_net::dial::ClientStream>>> {
     let url = format!(
         "{}{WS_ENDPOINT}/{}",
         t.base_url().replacen("http", "ws", 1),
@@ -323,7 +326,7 @@ async fn connect(t: &HttpTransport) -> Result<WebSocketStream<Sniff<crate::tls::
                 PROTOCOL_VERSION_HEADER,
                 http::HeaderValue::from_static(PROTOCOL_VERSION),
             );
-            let stream = Sniff::new(t.open_stream().await?);
+            let stream = Tap::new(t.open_stream().await?, Sniffed::new(SNIFF_LIMIT));
             let config = ws_config(t.options().max_message_bytes);
             let handshake =
                 tokio_tungstenite::client_async_with_config(request, stream, Some(config));
@@ -334,7 +337,7 @@ async fn connect(t: &HttpTransport) -> Result<WebSocketStream<Sniff<crate::tls::
                 Ok(Ok((ws, _))) => Ok(ws),
                 Ok(Err(WsError::Http(response))) => {
                     let body = response.body().as_deref().unwrap_or_default().to_vec();
-                    Err(crate::wire::error_for_status(
+                    Err(rxon_net::status::error_for_status(
                         response.status(),
                         &body,
                         None,
@@ -366,7 +369,7 @@ async fn serve_worker<S: AsyncRead + AsyncWrite + Unpin>(
     progress: &mut mpsc::Receiver<ProgressRequest>,
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
-    let mut ping = crate::keepalive::Pings::every(keepalive);
+    let mut ping = rxon_net::keepalive::Pings::every(keepalive);
     let mut awaiting_pong = false;
     let mut got_frame = false;
     loop {
@@ -404,7 +407,9 @@ async fn serve_worker<S: AsyncRead + AsyncWrite + Unpin>(
                 Some(Err(e)) => {
                     // An orchestrator that refuses the worker after the upgrade may write
                     // a plain HTTP response instead of frames: surface it, do not spin.
-                    let refused = (!got_frame).then(|| ws.get_ref().http_after_upgrade()).flatten();
+                    let refused = (!got_frame)
+                        .then(|| http_after_upgrade(ws.get_ref().observer().seen()))
+                        .flatten();
                     report_and_close(&mut ws, e, write_limit).await;
                     return Ended::Lost(refused);
                 }
@@ -455,81 +460,29 @@ async fn send_within<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Keeps a copy of the first bytes read from a stream, so that a peer answering the
-/// upgrade with an HTTP response instead of frames can be recognised.
-pub(crate) struct Sniff<S> {
-    inner: S,
-    seen: Vec<u8>,
-}
+/// The first bytes read from the command channel's stream, so that a peer answering
+/// the upgrade with an HTTP response instead of frames can be recognised.
+type Sniff<S> = Tap<S, Sniffed>;
 
-/// How many leading bytes [`Sniff`] keeps.
+/// How many leading bytes are kept.
 const SNIFF_LIMIT: usize = 2048;
 
-impl<S> Sniff<S> {
-    fn new(inner: S) -> Self {
-        Sniff {
-            inner,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The status of an HTTP response that followed the `101 Switching Protocols`
-    /// response, if the peer sent one.
-    fn http_after_upgrade(&self) -> Option<RxonError> {
-        let end = self.seen.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-        let rest = self.seen.get(end..)?;
-        let status = rest.strip_prefix(b"HTTP/1.")?.get(2..5)?;
-        let status: u16 = std::str::from_utf8(status).ok()?.parse().ok()?;
-        let status = http::StatusCode::from_u16(status).ok()?;
-        let body = rest
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(&[][..], |i| &rest[i + 4..]);
-        Some(crate::wire::error_for_status(
-            status,
-            body,
-            None,
-            "command channel (HTTP response after the upgrade)",
-        ))
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Sniff<S> {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
-        if this.seen.len() < SNIFF_LIMIT {
-            let new = &buf.filled()[before..];
-            let room = SNIFF_LIMIT - this.seen.len();
-            this.seen.extend_from_slice(&new[..new.len().min(room)]);
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Sniff<S> {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
+/// The status of an HTTP response that followed the `101 Switching Protocols`
+/// response, if the peer sent one.
+fn http_after_upgrade(seen: &[u8]) -> Option<RxonError> {
+    let end = seen.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let rest = seen.get(end..)?;
+    let status = rest.strip_prefix(b"HTTP/1.")?.get(2..5)?;
+    let status: u16 = std::str::from_utf8(status).ok()?.parse().ok()?;
+    let status = http::StatusCode::from_u16(status).ok()?;
+    let body = rest
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(&[][..], |i| &rest[i + 4..]);
+    Some(rxon_net::status::error_for_status(
+        status,
+        body,
+        None,
+        "command channel (HTTP response after the upgrade)",
+    ))
 }

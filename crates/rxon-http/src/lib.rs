@@ -30,15 +30,12 @@
 #![deny(missing_docs)]
 
 mod channel;
-pub mod keepalive;
 mod listener;
 mod service;
-pub mod tls;
 mod transport;
-mod wire;
 
 pub use listener::{HttpListener, HttpListenerConfig};
+pub use rxon_net::status::{error_for_status, status_for};
 pub use service::Mount;
 pub use service::{ConnectionInfo, ConnectionSlot, HttpService, ServiceConfig, TRANSPORT_NAME};
 pub use transport::{HttpTransport, HttpTransportFactory, SCHEMES};
-pub use wire::{error_for_status, status_for};

@@ -1,12 +1,12 @@
 //! The orchestrator side, standalone: [`HttpListener`].
 
 use crate::service::{ConnectionInfo, HttpService, Mount, ServiceConfig};
-use crate::tls::peer_common_name;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rxon_core::ServerTlsOptions;
 use rxon_core::constants::PROTOCOL_VERSION_HEADER;
 use rxon_core::{BoxFuture, Handler, Listener, PROTOCOL_VERSION, Result, RxonError};
+use rxon_net::tls::peer_common_name;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -135,7 +135,7 @@ impl Listener for HttpListener {
                 return Err(RxonError::config("HTTP listener is already running"));
             }
             let acceptor = match &self.config.tls {
-                Some(tls) => Some(TlsAcceptor::from(crate::tls::server_config(tls)?)),
+                Some(tls) => Some(TlsAcceptor::from(rxon_net::tls::server_config(tls)?)),
                 None => None,
             };
             let tcp = TcpListener::bind(self.config.bind).await.map_err(|e| {

@@ -1,7 +1,6 @@
 //! [`HttpService`]: the RXON worker routes as a service, for the standalone
 //! [`HttpListener`](crate::HttpListener) or for an existing hyper / tower / axum server.
 
-use crate::wire::{error_body, handler_error_status};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
@@ -11,6 +10,7 @@ use rxon_core::constants::{
 };
 use rxon_core::validate::is_valid_identifier;
 use rxon_core::{Handler, HandlerError, HandlerResult, Heartbeat, RequestContext};
+use rxon_net::status::{error_body, handler_error_status};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::convert::Infallible;

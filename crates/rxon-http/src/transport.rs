@@ -1,8 +1,6 @@
 //! The worker side: [`HttpTransport`].
 
 use crate::channel::Channel;
-use crate::tls::ClientStream;
-use crate::wire::error_for_status;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -22,6 +20,8 @@ use rxon_core::{
     ResultOutcome, RxonError, TaskPayload, TaskResult, TokenResponse, Transport, TransportConfig,
     TransportFactory, TransportOptions, WorkerCommand, WorkerRegistration,
 };
+use rxon_net::dial::ClientStream;
+use rxon_net::status::error_for_status;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,9 +118,9 @@ impl HttpTransport {
             RxonError::config("the token contains characters not allowed in a header")
         })?;
         let tls = if scheme == "https" {
-            crate::tls::client_config(&config.options.tls)?
+            rxon_net::tls::client_config(&config.options.tls)?
         } else {
-            crate::tls::plain_client_config()?
+            rxon_net::tls::plain_client_config()?
         };
         let channel_tls = (scheme == "https").then(|| Arc::new(tls.clone()));
         let mut http = HttpConnector::new();
@@ -201,7 +201,7 @@ impl HttpTransport {
 
     /// A TCP (or TLS, for `https://`) stream to the orchestrator, for the channel.
     pub(crate) async fn open_stream(&self) -> Result<ClientStream> {
-        crate::tls::connect_stream(
+        rxon_net::dial::connect_stream(
             &self.inner.base_url,
             self.inner.tls.as_ref(),
             self.options().tls.server_name.as_deref(),
@@ -395,7 +395,7 @@ fn encode(value: &impl Serialize) -> Result<Bytes> {
 fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| {
         RxonError::protocol(format!("invalid {what} from orchestrator: {e}"))
-            .with_detail("body", crate::wire::error_text(bytes))
+            .with_detail("body", rxon_net::status::error_text(bytes))
     })
 }
 

@@ -91,9 +91,7 @@ impl WsTransport {
             )));
         }
         let tls = if scheme == "wss" {
-            Some(Arc::new(rxon_http::tls::client_config(
-                &config.options.tls,
-            )?))
+            Some(Arc::new(rxon_net::tls::client_config(&config.options.tls)?))
         } else {
             None
         };
@@ -178,7 +176,7 @@ impl WsTransport {
             http::HeaderValue::from_str(&offer.join(", "))
                 .map_err(|e| RxonError::config(e.to_string()))?,
         );
-        let stream = rxon_http::tls::connect_stream(
+        let stream = rxon_net::dial::connect_stream(
             &inner.base_url.replacen("ws", "http", 1),
             inner.tls.as_ref(),
             inner.policy.options().tls.server_name.as_deref(),
@@ -187,7 +185,7 @@ impl WsTransport {
         .await?;
         // Any byte read is proof of life, a large frame still arriving included.
         let heard = Arc::new(AtomicBool::new(true));
-        let stream = crate::activity::Activity::new(stream, heard.clone());
+        let stream = rxon_net::io::Tap::new(stream, rxon_net::io::Heard(heard.clone()));
         let config = WebSocketConfig::default()
             .max_message_size(Some(inner.policy.options().max_message_bytes))
             .max_frame_size(Some(inner.policy.options().max_message_bytes));
@@ -201,7 +199,7 @@ impl WsTransport {
                 }
                 Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
                     let body = response.body().as_deref().unwrap_or_default().to_vec();
-                    return Err(rxon_http::error_for_status(
+                    return Err(rxon_net::status::error_for_status(
                         response.status(),
                         &body,
                         None,
@@ -236,7 +234,7 @@ impl WsTransport {
         let keepalive = inner.policy.options().keepalive;
         let write_limit = keepalive.max(inner.policy.options().request_timeout);
         tokio::spawn(async move {
-            let mut ping = rxon_http::keepalive::Pings::every(keepalive);
+            let mut ping = rxon_net::keepalive::Pings::every(keepalive);
             loop {
                 let message = tokio::select! {
                     m = out_rx.recv() => match m { Some(m) => m, None => break },

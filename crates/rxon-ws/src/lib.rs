@@ -14,7 +14,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod activity;
 mod client;
 mod frame;
 mod server;

@@ -167,7 +167,7 @@ impl Mount for WsMount {
             // usual JSON body, and an unauthenticated peer never holds a session.
             if let Err(e) = this.handler.authenticate(ctx.clone()).await {
                 tracing::debug!(error = %e, remote = ?ctx.remote_addr, "WebSocket upgrade refused");
-                return error(rxon_http::status_for(e.kind()), e.message());
+                return error(rxon_net::status::status_for(e.kind()), e.message());
             }
             let on_upgrade = hyper::upgrade::on(&mut request);
             tokio::spawn(async move {
@@ -181,9 +181,9 @@ impl Mount for WsMount {
                         // Any byte read is proof of life, a large frame still arriving
                         // included.
                         let heard = Arc::new(AtomicBool::new(true));
-                        let io = crate::activity::Activity::new(
+                        let io = rxon_net::io::Tap::new(
                             hyper_util::rt::TokioIo::new(upgraded),
-                            heard.clone(),
+                            rxon_net::io::Heard(heard.clone()),
                         );
                         let ws =
                             WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
@@ -268,7 +268,7 @@ async fn session<S>(
             }
         }
     });
-    let mut ping = rxon_http::keepalive::Pings::every(keepalive);
+    let mut ping = rxon_net::keepalive::Pings::every(keepalive);
     // Bounds the writer at the end of the session, keepalive or not.
     let end_limit = if keepalive.is_zero() {
         Duration::from_secs(30)
@@ -358,7 +358,7 @@ async fn session<S>(
                 Err(e) => ServerFrame::Error {
                     id,
                     error: WireError {
-                        status: rxon_http::status_for(e.kind()).as_u16(),
+                        status: rxon_net::status::status_for(e.kind()).as_u16(),
                         message: e.message().to_owned(),
                         retry_after_ms: e.retry_after().map(|d| d.as_millis() as u64),
                     },

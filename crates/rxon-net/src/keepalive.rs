@@ -1,6 +1,4 @@
 //! [`Pings`]: the keepalive clock of a long-lived connection.
-//!
-//! Public for transports that reuse it (such as `rxon-ws`).
 
 use std::time::Duration;
 

@@ -1,4 +1,6 @@
-//! How RXON's typed errors become HTTP statuses and back, and the JSON error body.
+//! How RXON's typed errors become HTTP statuses and back, and the reference's JSON
+//! error body: the tables every HTTP-shaped wire (HTTP, the WebSocket upgrade and
+//! frames) uses.
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -22,7 +24,7 @@ pub fn status_for(kind: HandlerErrorKind) -> StatusCode {
 }
 
 /// `{"error": "<message>"}`, the reference's error body.
-pub(crate) fn error_body(message: &str) -> Bytes {
+pub fn error_body(message: &str) -> Bytes {
     #[derive(serde::Serialize)]
     struct Body<'a> {
         error: &'a str,
@@ -33,7 +35,7 @@ pub(crate) fn error_body(message: &str) -> Bytes {
 }
 
 /// The message of an error body, or the body itself (bounded) when it is not one.
-pub(crate) fn error_text(body: &[u8]) -> String {
+pub fn error_text(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Body {
         error: String,
@@ -60,7 +62,7 @@ pub fn error_for_status(
 }
 
 /// A handler error as the listener answers it.
-pub(crate) fn handler_error_status(e: &HandlerError) -> StatusCode {
+pub fn handler_error_status(e: &HandlerError) -> StatusCode {
     status_for(e.kind())
 }
 
