@@ -7,6 +7,7 @@
 //! - [`Sniffed`] keeps a copy of the first bytes, so that a peer answering an upgrade
 //!   with an HTTP response instead of frames can be recognised.
 
+use crate::forward_async_write;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,35 +100,68 @@ impl<S: AsyncRead + Unpin, O: OnRead + Unpin> AsyncRead for Tap<S, O> {
     }
 }
 
-impl<S: AsyncWrite + Unpin, O: Unpin> AsyncWrite for Tap<S, O> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
+forward_async_write!([S: AsyncWrite + Unpin, O: Unpin] Tap<S, O> => inner);
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
+/// Implements `tokio::io::AsyncWrite` for a wrapper by passing every write (vectored
+/// ones included) to one of its fields: the one copy of that forwarding for the
+/// wrappers of the transports (this crate's [`Tap`], a listener's counted connection).
+///
+/// ```
+/// use rxon_net::forward_async_write;
+/// struct Counted { io: tokio::net::TcpStream, _slot: () }
+/// forward_async_write!([] Counted => io);
+/// ```
+#[macro_export]
+macro_rules! forward_async_write {
+    ([$($bounds:tt)*] $ty:ty => $field:ident) => {
+        impl<$($bounds)*> $crate::io::__tokio_io::AsyncWrite for $ty {
+            fn poll_write(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                buf: &[u8],
+            ) -> ::std::task::Poll<::std::io::Result<usize>> {
+                $crate::io::__tokio_io::AsyncWrite::poll_write(
+                    ::std::pin::Pin::new(&mut self.get_mut().$field),
+                    cx,
+                    buf,
+                )
+            }
 
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
+            fn poll_write_vectored(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                bufs: &[::std::io::IoSlice<'_>],
+            ) -> ::std::task::Poll<::std::io::Result<usize>> {
+                $crate::io::__tokio_io::AsyncWrite::poll_write_vectored(
+                    ::std::pin::Pin::new(&mut self.get_mut().$field),
+                    cx,
+                    bufs,
+                )
+            }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
+            fn is_write_vectored(&self) -> bool {
+                $crate::io::__tokio_io::AsyncWrite::is_write_vectored(&self.$field)
+            }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
+            fn poll_flush(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<::std::io::Result<()>> {
+                $crate::io::__tokio_io::AsyncWrite::poll_flush(::std::pin::Pin::new(&mut self.get_mut().$field), cx)
+            }
+
+            fn poll_shutdown(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<::std::io::Result<()>> {
+                $crate::io::__tokio_io::AsyncWrite::poll_shutdown(::std::pin::Pin::new(&mut self.get_mut().$field), cx)
+            }
+        }
+    };
 }
+
+#[doc(hidden)]
+pub use tokio::io as __tokio_io;
 
 #[cfg(test)]
 mod tests {

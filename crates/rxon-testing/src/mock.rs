@@ -1,12 +1,13 @@
 //! [`MockTransport`] and its script/inspect handle [`MockHandle`].
 
+use rxon_core::transport::Lifecycle;
 use rxon_core::{
     BoxFuture, ErrorKind, Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, Result,
     ResultOutcome, RxonError, TaskPayload, TaskResult, TokenResponse, Transport, TransportConfig,
     TransportFactory, WorkerCommand, WorkerRegistration, validate::validate_identifier,
 };
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -161,8 +162,7 @@ impl MockHandle {
             worker_id: worker_id.to_owned(),
             token: Mutex::new(token.to_owned()),
             shared: self.shared.clone(),
-            connected: AtomicBool::new(false),
-            closed: Arc::new(AtomicBool::new(false)),
+            lifecycle: Arc::new(Lifecycle::new("mock")),
         })
     }
 
@@ -300,8 +300,7 @@ pub struct MockTransport {
     worker_id: String,
     token: Mutex<String>,
     shared: Arc<Shared>,
-    connected: AtomicBool,
-    closed: Arc<AtomicBool>,
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl std::fmt::Debug for MockTransport {
@@ -332,14 +331,7 @@ impl MockTransport {
     }
 
     fn ready(&self, op: Operation) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(RxonError::closed("mock transport was closed"));
-        }
-        if !self.connected.load(Ordering::Acquire) {
-            return Err(RxonError::closed(
-                "mock transport is not connected: call connect() first",
-            ));
-        }
+        self.lifecycle.ready()?;
         let injected = self
             .shared
             .lock()
@@ -363,18 +355,12 @@ impl Transport for MockTransport {
     }
 
     fn connect(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            if self.closed.load(Ordering::Acquire) {
-                return Err(RxonError::closed("mock transport was closed"));
-            }
-            self.connected.store(true, Ordering::Release);
-            Ok(())
-        })
+        Box::pin(async move { self.lifecycle.connect() })
     }
 
     fn close(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            self.closed.store(true, Ordering::Release);
+            self.lifecycle.close();
             self.shared.changed.notify_waiters();
             Ok(())
         })
@@ -404,11 +390,11 @@ impl Transport for MockTransport {
             }
             self.shared.update(|i| i.pending_polls += 1);
             let _pending = Pending(&self.shared);
-            let closed = self.closed.clone();
+            let life = self.lifecycle.clone();
             let waited = tokio::time::timeout(
                 timeout,
                 self.shared
-                    .wait(|i| i.tasks.pop_front(), || closed.load(Ordering::Acquire)),
+                    .wait(|i| i.tasks.pop_front(), || life.is_closed()),
             )
             .await;
             match waited {
@@ -457,21 +443,14 @@ impl Transport for MockTransport {
 
     fn next_command(&self) -> BoxFuture<'_, Result<Option<WorkerCommand>>> {
         Box::pin(async move {
-            if self.closed.load(Ordering::Acquire) {
+            if self.lifecycle.is_closed() {
                 return Ok(None);
             }
-            if !self.connected.load(Ordering::Acquire) {
-                return Err(RxonError::closed(
-                    "mock transport is not connected: call connect() first",
-                ));
-            }
-            let closed = self.closed.clone();
+            self.lifecycle.ready()?;
+            let life = self.lifecycle.clone();
             Ok(self
                 .shared
-                .wait(
-                    |i| i.commands.pop_front(),
-                    || closed.load(Ordering::Acquire),
-                )
+                .wait(|i| i.commands.pop_front(), || life.is_closed())
                 .await)
         })
     }
