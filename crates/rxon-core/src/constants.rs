@@ -1,4 +1,5 @@
-//! Protocol constants of RXON 1.0b3: version, headers, endpoint paths and status names.
+//! Protocol constants of RXON 1.0b3: version, headers, status names, timing defaults.
+//! (HTTP routes are the HTTP binding's: `rxon_http::routes`.)
 //!
 //! Values are identical to the Python reference `rxon==1.0b3`. Statuses, error codes
 //! and commands also exist as open enums in [`crate::codes`]; the string constants here
@@ -13,31 +14,6 @@ pub const PROTOCOL_VERSION_HEADER: &str = "X-RXON-Version";
 pub const AUTH_HEADER_WORKER: &str = "X-Worker-Token";
 /// Header carrying a client-API credential (the orchestrator's own API, not workers).
 pub const AUTH_HEADER_CLIENT: &str = "X-Client-Token";
-
-/// Prefix of every worker endpoint.
-pub const WORKER_API_PREFIX: &str = "/_worker";
-/// `POST`: register a worker.
-pub const ENDPOINT_WORKER_REGISTER: &str = "/_worker/workers/register";
-/// `GET`: long-poll for the next task; `{worker_id}` is replaced by the worker id.
-pub const ENDPOINT_TASK_NEXT: &str = "/_worker/workers/{worker_id}/tasks/next";
-/// `POST`: submit a task result.
-pub const ENDPOINT_TASK_RESULT: &str = "/_worker/tasks/result";
-/// `PATCH`: heartbeat; `{worker_id}` is replaced by the worker id.
-pub const ENDPOINT_WORKER_HEARTBEAT: &str = "/_worker/workers/{worker_id}";
-/// `POST`: exchange the current credential for a short-lived token (STS).
-pub const STS_TOKEN_ENDPOINT: &str = "/_worker/auth/token";
-/// WebSocket endpoint for commands and progress (also served with `/{worker_id}`).
-pub const WS_ENDPOINT: &str = "/_worker/ws";
-
-/// Builds the long-poll path for `worker_id` (which must already be validated).
-pub fn task_next_path(worker_id: &str) -> String {
-    format!("{WORKER_API_PREFIX}/workers/{worker_id}/tasks/next")
-}
-
-/// Builds the heartbeat path for `worker_id` (which must already be validated).
-pub fn heartbeat_path(worker_id: &str) -> String {
-    format!("{WORKER_API_PREFIX}/workers/{worker_id}")
-}
 
 /// Task status `success`.
 pub const TASK_STATUS_SUCCESS: &str = "success";
@@ -114,28 +90,3 @@ pub const DEFAULT_KEEPALIVE_SECS: u64 = 20;
 pub const DEFAULT_RESULT_RETRIES: u32 = 3;
 /// Default base delay between result attempts, in milliseconds (reference: 0.1 s).
 pub const DEFAULT_RESULT_RETRY_DELAY_MS: u64 = 100;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn path_builders_match_the_templates() {
-        assert_eq!(
-            task_next_path("w-1"),
-            ENDPOINT_TASK_NEXT.replace("{worker_id}", "w-1")
-        );
-        assert_eq!(
-            heartbeat_path("w-1"),
-            ENDPOINT_WORKER_HEARTBEAT.replace("{worker_id}", "w-1")
-        );
-        for p in [
-            ENDPOINT_WORKER_REGISTER,
-            ENDPOINT_TASK_RESULT,
-            STS_TOKEN_ENDPOINT,
-            WS_ENDPOINT,
-        ] {
-            assert!(p.starts_with(WORKER_API_PREFIX), "{p}");
-        }
-    }
-}

@@ -82,5 +82,5 @@ pub use messages::{
     RegisterReply, Resources, ResultOutcome, TaskError, TaskPayload, TaskResult, TokenResponse,
     WorkerCapabilities, WorkerCommand, WorkerRegistration,
 };
-pub use transport::{Transport, TransportFactory};
+pub use transport::{DynTransport, Transport, TransportFactory};
 pub use value::{Map, Number, Value};

@@ -71,15 +71,35 @@ pub trait Transport: Send + Sync {
         heartbeat: &'a Heartbeat,
     ) -> BoxFuture<'a, Result<HeartbeatReply>>;
 
-    /// Reports progress of a running task.
+    /// Reports progress of a running task. Optional: the default refuses with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) (progress is never
+    /// silently dropped).
     fn send_progress<'a>(
         &'a self,
         progress: &'a ProgressUpdatePayload,
-    ) -> BoxFuture<'a, Result<()>>;
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = progress;
+        let name = self.name();
+        Box::pin(async move {
+            Err(crate::RxonError::unsupported(format!(
+                "the {name} transport does not carry progress"
+            )))
+        })
+    }
 
     /// Waits for the next command from the orchestrator; `Ok(None)` once the channel has
     /// ended (the transport was closed). Commands are delivered to one caller each.
-    fn next_command(&self) -> BoxFuture<'_, Result<Option<WorkerCommand>>>;
+    /// Optional: the default answers
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported), which the worker
+    /// runtime reads as "no command channel" (cancels then arrive in heartbeat replies).
+    fn next_command(&self) -> BoxFuture<'_, Result<Option<WorkerCommand>>> {
+        let name = self.name();
+        Box::pin(async move {
+            Err(crate::RxonError::unsupported(format!(
+                "the {name} transport has no command channel"
+            )))
+        })
+    }
 
     /// Exchanges the current credential for a fresh one and uses it from now on.
     fn refresh_token(&self) -> BoxFuture<'_, Result<TokenResponse>>;
@@ -117,6 +137,10 @@ macro_rules! forward_transport {
     )*};
 }
 forward_transport!(Box<T>, Arc<T>, &T);
+
+/// A shared transport, as the worker runtime holds it and
+/// `rxon::create_transport` returns it.
+pub type DynTransport = Arc<dyn Transport>;
 
 /// Builds transports for one or more URL schemes from a [`TransportConfig`].
 ///

@@ -409,6 +409,61 @@ mod serde_impl {
     }
 }
 
+/// A [`Value`] literal, JSON-like: `null`, arrays in `[…]`, objects in `{"key": …}`,
+/// anything else through [`Value::from`]. A value of more than one token (`-1`,
+/// `n * n`, a call) goes in parentheses.
+///
+/// ```
+/// use rxon_core::{Value, value};
+/// let n = 7;
+/// let v = value!({
+///     "name": "resize",
+///     "sizes": [640, 1280, null],
+///     "area": (n * n),
+///     "offset": (-1),
+///     "nested": {"ok": true},
+/// });
+/// assert_eq!(v.get("area").and_then(Value::as_i64), Some(49));
+/// assert_eq!(v.get("sizes").and_then(Value::as_array).map(<[Value]>::len), Some(3));
+/// assert_eq!(v.get("nested").and_then(|n| n.get("ok")).and_then(Value::as_bool), Some(true));
+/// ```
+///
+/// With the `serde` feature, a `serde_json::Value` converts both ways through serde:
+/// `serde_json::from_value::<rxon_core::Value>(json)` and `serde_json::to_value(&value)`.
+#[macro_export]
+macro_rules! value {
+    (null) => {
+        $crate::Value::Null
+    };
+    ([ $($element:tt),* $(,)? ]) => {
+        $crate::Value::Array(::std::vec![ $( $crate::value!($element) ),* ])
+    };
+    ({ $($key:tt : $item:tt),* $(,)? }) => {
+        $crate::Value::Object($crate::map!{ $($key: $item),* })
+    };
+    ($other:expr) => {
+        $crate::Value::from($other)
+    };
+}
+
+/// A [`Map`] literal: `map!{"key": value, …}`, each value as in [`value!`](crate::value).
+///
+/// ```
+/// use rxon_core::{Map, Value, map};
+/// let data: Map = map! {"pixels": (640 * 480), "format": "png"};
+/// assert_eq!(data.get("pixels").and_then(Value::as_u64), Some(307_200));
+/// assert_eq!(map! {}, Map::new());
+/// ```
+#[macro_export]
+macro_rules! map {
+    ($($key:tt : $item:tt),* $(,)?) => {{
+        #[allow(unused_mut)]
+        let mut map = $crate::Map::new();
+        $( map.insert(::std::string::String::from($key), $crate::value!($item)); )*
+        map
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -392,3 +392,16 @@ fn value_display_matches_serde_json_compact_output() {
     let v: Value = serde_json::from_value(j.clone()).unwrap();
     assert_eq!(v.to_string(), serde_json::to_string(&j).unwrap());
 }
+
+/// `serde_json::Value` and [`rxon_core::Value`] convert both ways through serde, as the
+/// `value!` documentation says.
+#[test]
+fn serde_json_values_bridge_both_ways() {
+    let json = serde_json::json!({"a": [1, -2, 2.5, null, true], "b": {"c": "d"}});
+    let ours: rxon_core::Value = serde_json::from_value(json.clone()).expect("into rxon");
+    assert_eq!(
+        ours,
+        rxon_core::value!({"a": [1, (-2), 2.5, null, true], "b": {"c": "d"}})
+    );
+    assert_eq!(serde_json::to_value(&ours).expect("back"), json);
+}

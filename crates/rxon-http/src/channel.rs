@@ -4,11 +4,10 @@
 //! orchestrator: one text frame per `ProgressUpdatePayload` JSON. Invalid frames are
 //! logged and skipped; frames over the size limit close the connection (code 1009).
 
+use crate::routes::WS_ENDPOINT;
 use crate::transport::HttpTransport;
 use futures_util::{SinkExt, StreamExt};
-use rxon_core::constants::{
-    AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, WS_ENDPOINT,
-};
+use rxon_core::constants::{AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
 use rxon_core::retry::Backoff;
 use rxon_core::{
     CommandReceiver, Handler, ProgressUpdatePayload, RequestContext, Result, RxonError,

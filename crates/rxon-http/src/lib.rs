@@ -31,6 +31,7 @@
 
 mod channel;
 mod listener;
+pub mod routes;
 mod service;
 mod transport;
 

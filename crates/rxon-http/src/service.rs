@@ -1,13 +1,12 @@
 //! [`HttpService`]: the RXON worker routes as a service, for the standalone
 //! [`HttpListener`](crate::HttpListener) or for an existing hyper / tower / axum server.
 
+use crate::routes::{WORKER_API_PREFIX, WS_ENDPOINT};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
-use rxon_core::constants::{
-    AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, WORKER_API_PREFIX, WS_ENDPOINT,
-};
+use rxon_core::constants::{AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
 use rxon_core::validate::is_valid_identifier;
 use rxon_core::{Handler, HandlerError, HandlerResult, Heartbeat, RequestContext};
 use rxon_net::status::{error_body, handler_error_status};

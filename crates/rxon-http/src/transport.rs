@@ -1,6 +1,10 @@
 //! The worker side: [`HttpTransport`].
 
 use crate::channel::Channel;
+use crate::routes::{
+    ENDPOINT_TASK_RESULT, ENDPOINT_WORKER_REGISTER, STS_TOKEN_ENDPOINT, heartbeat_path,
+    task_next_path,
+};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -9,8 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rxon_core::constants::{
-    AUTH_HEADER_WORKER, ENDPOINT_TASK_RESULT, ENDPOINT_WORKER_REGISTER, POLL_REQUEST_MARGIN_SECS,
-    PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, STS_TOKEN_ENDPOINT, heartbeat_path, task_next_path,
+    AUTH_HEADER_WORKER, POLL_REQUEST_MARGIN_SECS, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
 };
 use rxon_core::policy::{Policy, Token, TokenExchange};
 use rxon_core::retry::parse_retry_after;

@@ -21,7 +21,6 @@ use rxon::worker::{TaskContext, TaskFailure, Worker};
 use rxon::{Map, TaskPayload, TransportConfig, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// An RXON worker serving the task type `echo`.
@@ -86,7 +85,7 @@ async fn run(args: Args) -> rxon::Result<()> {
             "give --url and --worker-id (or RXON_URL / RXON_WORKER_ID, or --config)",
         ));
     }
-    let transport = Arc::from(rxon::create_transport_from_config(&config)?);
+    let transport = rxon::create_transport_from_config(&config)?;
     let worker = Worker::builder(transport)
         .max_concurrent_tasks(args.concurrency)
         .heartbeat_interval(Duration::from_secs(args.heartbeat_secs.max(1)))

@@ -3,7 +3,7 @@
 
 use rxon_core::config::url_scheme;
 use rxon_core::{
-    Result, RxonError, Transport, TransportConfig, TransportFactory, TransportOptions,
+    DynTransport, Result, RxonError, Transport, TransportConfig, TransportFactory, TransportOptions,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -272,12 +272,13 @@ pub fn create_transport(
     worker_id: &str,
     token: &str,
     options: TransportOptions,
-) -> Result<Box<dyn Transport>> {
-    TransportRegistry::new()
-        .create(&TransportConfig::new(url, worker_id, token).with_options(options))
+) -> Result<DynTransport> {
+    create_transport_from_config(&TransportConfig::new(url, worker_id, token).with_options(options))
 }
 
 /// [`create_transport`] from a whole [`TransportConfig`].
-pub fn create_transport_from_config(config: &TransportConfig) -> Result<Box<dyn Transport>> {
-    TransportRegistry::new().create(config)
+pub fn create_transport_from_config(config: &TransportConfig) -> Result<DynTransport> {
+    TransportRegistry::new()
+        .create(config)
+        .map(DynTransport::from)
 }

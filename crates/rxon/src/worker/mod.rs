@@ -21,7 +21,7 @@
 //! use std::sync::Arc;
 //!
 //! let transport = rxon::create_transport("http://127.0.0.1:8080", "worker-1", "secret", Default::default())?;
-//! let worker = Worker::builder(Arc::from(transport))
+//! let worker = Worker::builder(transport)
 //!     .max_concurrent_tasks(4)
 //!     .handler("echo", |task, ctx| async move {
 //!         ctx.progress(0.5, Some("halfway")).await;
@@ -41,6 +41,7 @@ mod task;
 
 pub use task::{TaskContext, TaskFailure};
 
+use rxon_core::DynTransport;
 use rxon_core::retry::Backoff;
 use rxon_core::{
     CommandName, ErrorCode, ErrorKind, Heartbeat, Map, Result, RxonError, TaskError, TaskPayload,
@@ -259,10 +260,11 @@ impl ShutdownHandle {
 }
 
 impl Worker {
-    /// A builder for a worker over `transport` (connected or not).
-    pub fn builder(transport: Arc<dyn Transport>) -> WorkerBuilder {
+    /// A builder for a worker over `transport` (connected or not): what
+    /// `rxon::create_transport` returns, or any `Arc`/`Box` of a transport.
+    pub fn builder(transport: impl Into<DynTransport>) -> WorkerBuilder {
         WorkerBuilder {
-            transport,
+            transport: transport.into(),
             handlers: BTreeMap::new(),
             registration: WorkerRegistration::default(),
             max_concurrent: 1,
