@@ -205,10 +205,9 @@ async fn load(url: &str, workers: usize, seconds: u64, server: Option<u32>) -> R
     // (`connect` sends nothing: the connection opens on the first request, in the window.)
     let mut transports = Vec::with_capacity(workers.max(1));
     for i in 0..workers.max(1) {
-        let transport: Arc<dyn Transport> = Arc::from(
+        let transport: Arc<dyn Transport> =
             rxon::create_transport(url, &format!("bench-{i}"), "bench", Default::default())
-                .map_err(|e| e.to_string())?,
-        );
+                .map_err(|e| e.to_string())?;
         transport.connect().await.map_err(|e| e.to_string())?;
         transports.push(transport);
     }
@@ -407,10 +406,9 @@ async fn dispatch(kind: &str, samples: usize) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let url = listener.endpoint().unwrap_or_default();
-    let transport: Arc<dyn Transport> = Arc::from(
+    let transport: Arc<dyn Transport> =
         rxon::create_transport(&url, "bench-0", "bench", Default::default())
-            .map_err(|e| e.to_string())?,
-    );
+            .map_err(|e| e.to_string())?;
     transport.connect().await.map_err(|e| e.to_string())?;
     let registration = WorkerRegistration {
         worker_id: "bench-0".into(),

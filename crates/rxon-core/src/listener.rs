@@ -81,6 +81,16 @@ impl RequestContext {
         self.worker_id = Some(worker_id.into());
         self
     }
+
+    /// The worker the request names (the one source of truth for `poll` and
+    /// `heartbeat`), or a `BadRequest` refusal when the listener set none.
+    pub fn require_worker_id(&self) -> HandlerResult<&str> {
+        self.worker_id.as_deref().ok_or_else(|| {
+            crate::HandlerError::bad_request(
+                "the request names no worker (a route or field with the worker id)",
+            )
+        })
+    }
     /// Sets the certificate identity.
     pub fn with_cert_identity(mut self, cn: impl Into<String>) -> Self {
         self.cert_identity = Some(cn.into());
@@ -145,12 +155,12 @@ pub trait Handler: Send + Sync {
         registration: WorkerRegistration,
     ) -> BoxFuture<'_, HandlerResult<RegisterReply>>;
 
-    /// A worker long-polls (`poll`): return a task as soon as one is available for
-    /// `worker_id`, or `None` once `wait` has passed.
+    /// A worker long-polls (`poll`): return a task as soon as one is available for the
+    /// worker the request names ([`RequestContext::require_worker_id`]: listeners set
+    /// it from the route), or `None` once `wait` has passed.
     fn poll(
         &self,
         ctx: RequestContext,
-        worker_id: String,
         wait: Duration,
     ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>>;
 
@@ -161,11 +171,11 @@ pub trait Handler: Send + Sync {
         result: TaskResult,
     ) -> BoxFuture<'_, HandlerResult<ResultOutcome>>;
 
-    /// A worker sends a heartbeat (`heartbeat`); `None` when the request had no body.
+    /// A worker sends a heartbeat (`heartbeat`) for the worker the request names
+    /// ([`RequestContext::require_worker_id`]); `None` when the request had no body.
     fn heartbeat(
         &self,
         ctx: RequestContext,
-        worker_id: String,
         heartbeat: Option<Heartbeat>,
     ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>>;
 
@@ -230,14 +240,14 @@ macro_rules! forward_handler {
             fn register(&self, ctx: RequestContext, r: WorkerRegistration) -> BoxFuture<'_, HandlerResult<RegisterReply>> {
                 (**self).register(ctx, r)
             }
-            fn poll(&self, ctx: RequestContext, w: String, wait: Duration) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
-                (**self).poll(ctx, w, wait)
+            fn poll(&self, ctx: RequestContext, wait: Duration) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
+                (**self).poll(ctx, wait)
             }
             fn result(&self, ctx: RequestContext, r: TaskResult) -> BoxFuture<'_, HandlerResult<ResultOutcome>> {
                 (**self).result(ctx, r)
             }
-            fn heartbeat(&self, ctx: RequestContext, w: String, h: Option<Heartbeat>) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
-                (**self).heartbeat(ctx, w, h)
+            fn heartbeat(&self, ctx: RequestContext, h: Option<Heartbeat>) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
+                (**self).heartbeat(ctx, h)
             }
             fn progress(&self, ctx: RequestContext, p: ProgressUpdatePayload) -> BoxFuture<'_, HandlerResult<()>> {
                 (**self).progress(ctx, p)

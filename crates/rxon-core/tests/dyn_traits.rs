@@ -45,7 +45,6 @@ impl Handler for TinyOrchestrator {
     fn poll(
         &self,
         _ctx: RequestContext,
-        _worker_id: String,
         _wait: Duration,
     ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
         Box::pin(async move { Ok(self.queue.lock().unwrap().pop()) })
@@ -72,7 +71,6 @@ impl Handler for TinyOrchestrator {
     fn heartbeat(
         &self,
         _ctx: RequestContext,
-        _worker_id: String,
         heartbeat: Option<Heartbeat>,
     ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
         Box::pin(async move {
@@ -107,11 +105,12 @@ fn a_handler_behind_arc_dyn_answers_every_message() {
     let refused = ready(handler.register(RequestContext::new("test"), reg)).unwrap_err();
     assert_eq!(refused.kind(), HandlerErrorKind::Unauthorized);
 
-    let task = ready(handler.poll(ctx.clone(), "w1".into(), Duration::from_secs(1)))
+    let task = ready(handler.poll(ctx.clone().with_worker_id("w1"), Duration::from_secs(1)))
         .unwrap()
         .unwrap();
     assert_eq!(task.task_id, "t1");
-    let none = ready(handler.poll(ctx.clone(), "w1".into(), Duration::from_secs(1))).unwrap();
+    let none =
+        ready(handler.poll(ctx.clone().with_worker_id("w1"), Duration::from_secs(1))).unwrap();
     assert_eq!(none, None);
 
     let result = TaskResult::success(&task, "w1", Map::new());
@@ -125,7 +124,7 @@ fn a_handler_behind_arc_dyn_answers_every_message() {
     assert_eq!(inner.results.lock().unwrap().len(), 1);
 
     assert!(
-        ready(handler.heartbeat(ctx.clone(), "w1".into(), None))
+        ready(handler.heartbeat(ctx.clone().with_worker_id("w1"), None))
             .unwrap()
             .require_full_sync
     );

@@ -396,9 +396,11 @@ impl Service {
         Ok(ctx)
     }
 
-    fn worker_id(ctx: &RequestContext) -> std::result::Result<String, Status> {
+    /// Poll and heartbeat name their worker in `x-worker-id` metadata.
+    fn worker_id(ctx: &RequestContext) -> std::result::Result<(), Status> {
         ctx.worker_id
-            .clone()
+            .as_ref()
+            .map(|_| ())
             .ok_or_else(|| Status::invalid_argument("this call needs x-worker-id metadata"))
     }
 }
@@ -440,12 +442,10 @@ impl WorkerService for Service {
         request: Request<pb::PollRequest>,
     ) -> std::result::Result<Response<pb::PollReply>, Status> {
         let ctx = self.context(&request).await?;
-        let worker_id = Self::worker_id(&ctx)?;
+        Self::worker_id(&ctx)?;
         let wait = Duration::from_millis(request.get_ref().timeout_ms).min(self.poll_wait);
-        let poll = tokio::time::timeout(
-            wait + Duration::from_secs(5),
-            self.handler.poll(ctx, worker_id, wait),
-        );
+        let poll =
+            tokio::time::timeout(wait + Duration::from_secs(5), self.handler.poll(ctx, wait));
         let task = tokio::select! {
             r = poll => r.unwrap_or(Ok(None)).map_err(|e| to_status(&e))?,
             () = stopped(self.stop.clone()) => None,
@@ -474,11 +474,11 @@ impl WorkerService for Service {
         request: Request<pb::Heartbeat>,
     ) -> std::result::Result<Response<pb::HeartbeatReply>, Status> {
         let ctx = self.context(&request).await?;
-        let worker_id = Self::worker_id(&ctx)?;
+        Self::worker_id(&ctx)?;
         let heartbeat = heartbeat_from_pb(request.into_inner());
         let reply = self
             .handler
-            .heartbeat(ctx, worker_id, Some(heartbeat))
+            .heartbeat(ctx, Some(heartbeat))
             .await
             .map_err(|e| to_status(&e))?;
         Ok(Response::new(heartbeat_reply_to_pb(&reply)))

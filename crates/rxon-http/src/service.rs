@@ -134,9 +134,9 @@ impl ConnectionSlot {
 /// # struct H;
 /// # impl Handler for H {
 /// #   fn register(&self, _: RequestContext, _: WorkerRegistration) -> BoxFuture<'_, HandlerResult<RegisterReply>> { Box::pin(async { Ok(RegisterReply::default()) }) }
-/// #   fn poll(&self, _: RequestContext, _: String, _: Duration) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> { Box::pin(async { Ok(None) }) }
+/// #   fn poll(&self, _: RequestContext, _: Duration) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> { Box::pin(async { Ok(None) }) }
 /// #   fn result(&self, _: RequestContext, _: TaskResult) -> BoxFuture<'_, HandlerResult<ResultOutcome>> { Box::pin(async { Ok(ResultOutcome::Accepted) }) }
-/// #   fn heartbeat(&self, _: RequestContext, _: String, _: Option<Heartbeat>) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> { Box::pin(async { Ok(HeartbeatReply::default()) }) }
+/// #   fn heartbeat(&self, _: RequestContext, _: Option<Heartbeat>) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> { Box::pin(async { Ok(HeartbeatReply::default()) }) }
 /// # }
 /// # let my_handler = std::sync::Arc::new(H);
 /// let service = HttpService::new(my_handler);
@@ -283,13 +283,12 @@ impl HttpService {
                     Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
                 };
                 let ctx = ctx.with_worker_id(id);
-                let id = id.to_owned();
                 // Let go of the request before parking: its head shares hyper's read
                 // buffer, which hyper would otherwise duplicate to watch the idle
                 // connection for EOF (16 KiB more per parked poll, measured).
                 drop(segments);
                 drop((parts, body));
-                Box::pin(self.poll(ctx, &id, wait)).await
+                Box::pin(self.poll(ctx, wait)).await
             }
             (&Method::PATCH, ["workers", id]) => {
                 let Some(id) = worker_id(id) else {
@@ -301,7 +300,7 @@ impl HttpService {
                         Err(r) => return r,
                     };
                 let ctx = ctx.with_worker_id(id);
-                reply(self.handler.heartbeat(ctx, id.to_owned(), heartbeat).await)
+                reply(self.handler.heartbeat(ctx, heartbeat).await)
             }
             (&Method::POST, ["tasks", "result"]) => match Box::pin(self.read(body, &parts)).await {
                 Ok(result) => reply(self.handler.result(ctx, result).await),
@@ -396,7 +395,7 @@ impl HttpService {
         response
     }
 
-    async fn poll(&self, ctx: RequestContext, worker_id: &str, wait: Duration) -> HttpResponse {
+    async fn poll(&self, ctx: RequestContext, wait: Duration) -> HttpResponse {
         let shutdown = self.shutdown.clone();
         let stopped = async move {
             match shutdown {
@@ -406,10 +405,8 @@ impl HttpService {
             }
         };
         // A handler must answer by `wait`; the margin bounds one that does not.
-        let bounded = tokio::time::timeout(
-            wait + Duration::from_secs(5),
-            self.handler.poll(ctx, worker_id.to_owned(), wait),
-        );
+        let bounded =
+            tokio::time::timeout(wait + Duration::from_secs(5), self.handler.poll(ctx, wait));
         let outcome = tokio::select! {
             r = bounded => r.unwrap_or(Ok(None)),
             () = stopped => Ok(None),

@@ -96,7 +96,6 @@ impl Handler for Scripted {
     fn poll(
         &self,
         ctx: RequestContext,
-        _worker_id: String,
         wait: Duration,
     ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
         Box::pin(async move {
@@ -149,7 +148,6 @@ impl Handler for Scripted {
     fn heartbeat(
         &self,
         ctx: RequestContext,
-        _worker_id: String,
         heartbeat: Option<Heartbeat>,
     ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
         Box::pin(async move {

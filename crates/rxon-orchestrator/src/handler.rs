@@ -183,10 +183,10 @@ impl Handler for Orchestrator {
     fn poll(
         &self,
         ctx: RequestContext,
-        worker_id: String,
         wait: Duration,
     ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
         Box::pin(async move {
+            let worker_id = ctx.require_worker_id()?.to_owned();
             let inner = &*self.inner;
             {
                 let mut st = inner.lock();
@@ -256,10 +256,10 @@ impl Handler for Orchestrator {
     fn heartbeat(
         &self,
         ctx: RequestContext,
-        worker_id: String,
         heartbeat: Option<Heartbeat>,
     ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
         Box::pin(async move {
+            let worker_id = ctx.require_worker_id()?.to_owned();
             let inner = &*self.inner;
             let mut st = inner.lock();
             let cred = inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;

@@ -65,7 +65,7 @@
 //!     ..Default::default()
 //! };
 //! orch.register(ctx(), registration).await?;
-//! let task = orch.poll(ctx(), "w1".into(), Duration::from_secs(5)).await?.expect("a task");
+//! let task = orch.poll(ctx().with_worker_id("w1"), Duration::from_secs(5)).await?.expect("a task");
 //! assert_eq!(orch.task_state("t1"), Some(TaskState::Running { worker_id: "w1".into() }));
 //! let outcome = orch.result(ctx(), TaskResult::success(&task, "w1", Map::new())).await?;
 //! assert!(outcome.is_accepted());

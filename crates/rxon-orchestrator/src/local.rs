@@ -305,7 +305,7 @@ impl Transport for LocalTransport {
         Box::pin(self.call(true, move |ep, ctx| async move {
             let wait = timeout.min(ep.poll_wait);
             let stopped = until_true(ep.stop.subscribe());
-            let poll = ep.handler.poll(ctx, self.worker_id.clone(), wait);
+            let poll = ep.handler.poll(ctx, wait);
             tokio::select! {
                 r = tokio::time::timeout(wait + Duration::from_secs(5), poll) => r.unwrap_or(Ok(None)),
                 () = stopped => Ok(None),
@@ -333,9 +333,7 @@ impl Transport for LocalTransport {
         heartbeat: &'a Heartbeat,
     ) -> BoxFuture<'a, Result<HeartbeatReply>> {
         Box::pin(self.call(true, move |ep, ctx| async move {
-            ep.handler
-                .heartbeat(ctx, self.worker_id.clone(), Some(heartbeat.clone()))
-                .await
+            ep.handler.heartbeat(ctx, Some(heartbeat.clone())).await
         }))
     }
 

@@ -44,7 +44,7 @@ async fn register(h: &dyn Handler, worker_id: &str, skills: &[&str]) {
 }
 
 async fn poll(h: &dyn Handler, worker_id: &str, wait: Duration) -> Option<TaskPayload> {
-    h.poll(ctx(), worker_id.into(), wait).await.unwrap()
+    h.poll(ctx().with_worker_id(worker_id), wait).await.unwrap()
 }
 
 fn success(task: &TaskPayload, worker_id: &str, n: i64) -> TaskResult {
@@ -112,7 +112,10 @@ async fn a_worker_only_gets_the_types_it_registered_for() {
 async fn polling_before_registering_is_not_found() {
     let o = orch();
     o.enqueue(task("t", "a")).unwrap();
-    let err = o.poll(ctx(), "ghost".into(), NOW).await.unwrap_err();
+    let err = o
+        .poll(ctx().with_worker_id("ghost"), NOW)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), HandlerErrorKind::NotFound);
     assert!(err.message().contains("not registered"), "{err}");
     assert_eq!(o.queued(), 1);
@@ -126,7 +129,10 @@ async fn a_parked_poll_is_woken_by_enqueue_through_dyn_handler() {
     register(&*h, "w", &["a"]).await;
     let poller = {
         let h = h.clone();
-        tokio::spawn(async move { h.poll(ctx(), "w".into(), Duration::from_secs(60)).await })
+        tokio::spawn(async move {
+            h.poll(ctx().with_worker_id("w"), Duration::from_secs(60))
+                .await
+        })
     };
     o.wait_for_pollers(1, WAIT).await.unwrap();
     assert_eq!(o.pending_polls(), 1);
@@ -147,7 +153,10 @@ async fn a_parked_poll_ignores_other_types_and_takes_its_own() {
     register(&o, "w", &["a"]).await;
     let poller = {
         let o = o.clone();
-        tokio::spawn(async move { o.poll(ctx(), "w".into(), Duration::from_secs(60)).await })
+        tokio::spawn(async move {
+            o.poll(ctx().with_worker_id("w"), Duration::from_secs(60))
+                .await
+        })
     };
     o.wait_for_pollers(1, WAIT).await.unwrap();
     o.enqueue(task("other", "b")).unwrap();
@@ -179,7 +188,7 @@ async fn a_dropped_poll_loses_no_task() {
     register(&o, "w", &["a"]).await;
 
     // Poll once so that it parks, let the enqueue wake it, then drop it unpolled.
-    let mut fut = o.poll(ctx(), "w".into(), Duration::from_secs(60));
+    let mut fut = o.poll(ctx().with_worker_id("w"), Duration::from_secs(60));
     let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_pending())).await;
     assert!(first, "no task yet: the poll parks");
     assert_eq!(o.pending_polls(), 1);
@@ -193,7 +202,10 @@ async fn a_dropped_poll_loses_no_task() {
     register(&o, "w2", &["b"]).await;
     let poller = {
         let o = o.clone();
-        tokio::spawn(async move { o.poll(ctx(), "w2".into(), Duration::from_secs(60)).await })
+        tokio::spawn(async move {
+            o.poll(ctx().with_worker_id("w2"), Duration::from_secs(60))
+                .await
+        })
     };
     o.wait_for_pollers(1, WAIT).await.unwrap();
     poller.abort();
@@ -367,7 +379,7 @@ async fn cancelling_a_held_task_signals_the_channel_and_the_heartbeat() {
         .unwrap()
         .unwrap();
     assert_eq!(cmd, WorkerCommand::cancel_task("t", Some("job-t".into())));
-    let reply = h.heartbeat(ctx(), "w".into(), None).await.unwrap();
+    let reply = h.heartbeat(ctx().with_worker_id("w"), None).await.unwrap();
     assert_eq!(reply.cancel_task_ids, ["t"]);
     assert!(!reply.require_full_sync);
     // Until the worker acknowledges it, every reply repeats the cancel: a reply lost
@@ -380,7 +392,7 @@ async fn cancelling_a_held_task_signals_the_channel_and_the_heartbeat() {
         })
     };
     let reply = h
-        .heartbeat(ctx(), "w".into(), listing(&["t"]))
+        .heartbeat(ctx().with_worker_id("w"), listing(&["t"]))
         .await
         .unwrap();
     assert_eq!(
@@ -388,7 +400,10 @@ async fn cancelling_a_held_task_signals_the_channel_and_the_heartbeat() {
         ["t"],
         "repeated while the task is listed"
     );
-    let reply = h.heartbeat(ctx(), "w".into(), listing(&[])).await.unwrap();
+    let reply = h
+        .heartbeat(ctx().with_worker_id("w"), listing(&[]))
+        .await
+        .unwrap();
     assert!(
         reply.cancel_task_ids.is_empty(),
         "a confirmed task the worker no longer lists is acknowledged"
@@ -449,7 +464,7 @@ async fn a_cancel_with_no_channel_open_waits_in_the_heartbeat_list() {
         ..Default::default()
     };
     let reply = o
-        .heartbeat(ctx(), "w".into(), Some(hb.clone()))
+        .heartbeat(ctx().with_worker_id("w"), Some(hb.clone()))
         .await
         .unwrap();
     assert_eq!(reply.cancel_task_ids, ["t1", "t2"]);
@@ -460,7 +475,10 @@ async fn a_cancel_with_no_channel_open_waits_in_the_heartbeat_list() {
         Some(&IgnoredReason::JobCancelled)
     );
     assert_eq!(o.workers()[0].current_tasks, ["t2"]);
-    let reply = o.heartbeat(ctx(), "w".into(), Some(hb)).await.unwrap();
+    let reply = o
+        .heartbeat(ctx().with_worker_id("w"), Some(hb))
+        .await
+        .unwrap();
     assert_eq!(
         reply.cancel_task_ids,
         ["t2"],
@@ -531,12 +549,15 @@ async fn a_newer_command_channel_replaces_the_older() {
 #[tokio::test]
 async fn a_heartbeat_from_an_unknown_worker_asks_for_a_full_sync() {
     let o = orch();
-    let reply = o.heartbeat(ctx(), "stranger".into(), None).await.unwrap();
+    let reply = o
+        .heartbeat(ctx().with_worker_id("stranger"), None)
+        .await
+        .unwrap();
     assert!(reply.require_full_sync);
     assert!(reply.cancel_task_ids.is_empty());
     register(&o, "w", &["a"]).await;
     assert!(
-        !o.heartbeat(ctx(), "w".into(), None)
+        !o.heartbeat(ctx().with_worker_id("w"), None)
             .await
             .unwrap()
             .require_full_sync
@@ -578,10 +599,10 @@ async fn reaping_requeues_the_tasks_of_silent_workers_in_order() {
     assert_eq!(order, ["t1", "t2", "t3", "t4"]);
 
     // The gone worker must register again; its late result is not applied.
-    let err = o.poll(ctx(), "w1".into(), NOW).await.unwrap_err();
+    let err = o.poll(ctx().with_worker_id("w1"), NOW).await.unwrap_err();
     assert_eq!(err.kind(), HandlerErrorKind::NotFound);
     assert!(
-        o.heartbeat(ctx(), "w1".into(), None)
+        o.heartbeat(ctx().with_worker_id("w1"), None)
             .await
             .unwrap()
             .require_full_sync
@@ -600,7 +621,10 @@ async fn a_worker_with_a_poll_in_progress_is_not_reaped() {
     register(&o, "w", &["a"]).await;
     let poller = {
         let o = o.clone();
-        tokio::spawn(async move { o.poll(ctx(), "w".into(), Duration::from_secs(120)).await })
+        tokio::spawn(async move {
+            o.poll(ctx().with_worker_id("w"), Duration::from_secs(120))
+                .await
+        })
     };
     o.wait_for_pollers(1, WAIT).await.unwrap();
     tokio::time::advance(Duration::from_secs(60)).await;
@@ -663,21 +687,21 @@ async fn sts_bootstrap_flow_and_expiry() {
     assert_eq!(o.token(ctx()).await.unwrap().worker_id, "unknown");
 
     tokio::time::advance(Duration::from_secs(59)).await;
-    o.heartbeat(with(&issued.access_token), "w".into(), None)
+    o.heartbeat(with(&issued.access_token).with_worker_id("w"), None)
         .await
         .unwrap();
     let refreshed = o.token(with(&issued.access_token)).await.unwrap();
     assert_eq!(refreshed.worker_id, "w", "taken from the token");
     tokio::time::advance(Duration::from_secs(2)).await;
     let err = o
-        .heartbeat(with(&issued.access_token), "w".into(), None)
+        .heartbeat(with(&issued.access_token).with_worker_id("w"), None)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), HandlerErrorKind::Unauthorized);
     let err = o.token(with(&issued.access_token)).await.unwrap_err();
     assert_eq!(err.kind(), HandlerErrorKind::Unauthorized);
     // The refreshed one is still valid.
-    o.heartbeat(with(&refreshed.access_token), "w".into(), None)
+    o.heartbeat(with(&refreshed.access_token).with_worker_id("w"), None)
         .await
         .unwrap();
 
@@ -704,9 +728,9 @@ async fn bad_tokens_are_refused_on_every_operation() {
         let c = || bad.clone().with_worker_id("w");
         let kinds = [
             h.register(c(), registration("w", &["a"])).await.err(),
-            h.poll(c(), "w".into(), NOW).await.err(),
+            h.poll(c().with_worker_id("w"), NOW).await.err(),
             h.result(c(), success(&t, "w", 1)).await.err(),
-            h.heartbeat(c(), "w".into(), None).await.err(),
+            h.heartbeat(c().with_worker_id("w"), None).await.err(),
             h.progress(c(), ProgressUpdatePayload::new("t", "job-t", 0.1))
                 .await
                 .err(),
@@ -746,18 +770,21 @@ async fn rate_limiting_answers_with_retry_after() {
         .rate_limit(2, Duration::from_secs(10))
         .build();
     register(&o, "w", &["a"]).await; // 1
-    o.heartbeat(ctx(), "w".into(), None).await.unwrap(); // 2
-    let err = o.heartbeat(ctx(), "w".into(), None).await.unwrap_err();
+    o.heartbeat(ctx().with_worker_id("w"), None).await.unwrap(); // 2
+    let err = o
+        .heartbeat(ctx().with_worker_id("w"), None)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), HandlerErrorKind::RateLimited);
     assert_eq!(err.retry_after(), Some(Duration::from_secs(10)));
     // Another worker has its own budget.
     register(&o, "v", &["a"]).await;
 
     tokio::time::advance(Duration::from_secs(4)).await;
-    let err = o.poll(ctx(), "w".into(), NOW).await.unwrap_err();
+    let err = o.poll(ctx().with_worker_id("w"), NOW).await.unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_secs(6)));
     tokio::time::advance(Duration::from_secs(6)).await;
-    o.heartbeat(ctx(), "w".into(), None).await.unwrap();
+    o.heartbeat(ctx().with_worker_id("w"), None).await.unwrap();
 }
 
 #[tokio::test]
@@ -878,7 +905,8 @@ async fn many_parked_polls_each_get_one_task() {
         register(&o, &w, &["a"]).await;
         let o = o.clone();
         pollers.push(tokio::spawn(async move {
-            o.poll(ctx(), w, Duration::from_secs(60)).await
+            o.poll(ctx().with_worker_id(w), Duration::from_secs(60))
+                .await
         }));
     }
     o.wait_for_pollers(n, WAIT).await.unwrap();
@@ -930,7 +958,7 @@ async fn a_worker_token_acts_only_as_its_worker() {
     .unwrap();
     o.enqueue(task("a", "t")).unwrap();
     let got = o
-        .poll(as_w1(), "w-1".into(), NOW)
+        .poll(as_w1().with_worker_id("w-1"), NOW)
         .await
         .unwrap()
         .expect("w-1 polls for itself");
@@ -946,8 +974,16 @@ async fn a_worker_token_acts_only_as_its_worker() {
             .await
             .unwrap_err(),
     );
-    forbidden(o.poll(as_w1(), "w-2".into(), NOW).await.unwrap_err());
-    forbidden(o.heartbeat(as_w1(), "w-2".into(), None).await.unwrap_err());
+    forbidden(
+        o.poll(as_w1().with_worker_id("w-2"), NOW)
+            .await
+            .unwrap_err(),
+    );
+    forbidden(
+        o.heartbeat(as_w1().with_worker_id("w-2"), None)
+            .await
+            .unwrap_err(),
+    );
     forbidden(
         o.result(as_w1(), success(&got, "w-2", 1))
             .await
@@ -985,8 +1021,9 @@ async fn a_worker_token_acts_only_as_its_worker() {
     // A token nobody configured is refused outright once tokens are configured.
     let e = o
         .heartbeat(
-            RequestContext::new("test").with_token("token-of-w3"),
-            "w-1".into(),
+            RequestContext::new("test")
+                .with_token("token-of-w3")
+                .with_worker_id("w-1"),
             None,
         )
         .await
@@ -1041,13 +1078,13 @@ async fn bound_certificates_decide_who_a_worker_is() {
             .unwrap_err();
         assert_eq!(e.kind(), HandlerErrorKind::Forbidden, "{cn:?} as {claimed}");
         let e = o
-            .heartbeat(cert(cn), claimed.into(), None)
+            .heartbeat(cert(cn).with_worker_id(claimed), None)
             .await
             .unwrap_err();
         assert_eq!(e.kind(), HandlerErrorKind::Forbidden, "{cn:?} as {claimed}");
     }
     assert!(
-        o.poll(cert(Some("w-1")), "w-1".into(), NOW)
+        o.poll(cert(Some("w-1")).with_worker_id("w-1"), NOW)
             .await
             .unwrap()
             .is_none()
@@ -1074,7 +1111,9 @@ async fn an_unconfirmed_claim_lapses_and_its_task_is_requeued() {
         current_tasks: vec!["kept".into()],
         ..Default::default()
     };
-    o.heartbeat(ctx(), "w-1".into(), Some(hb)).await.unwrap();
+    o.heartbeat(ctx().with_worker_id("w-1"), Some(hb))
+        .await
+        .unwrap();
     o.progress(
         ctx(),
         ProgressUpdatePayload::new("progressed", "job-progressed", 0.1),

@@ -475,10 +475,9 @@ impl rxon_core::Handler for Throttling {
     fn poll(
         &self,
         ctx: rxon_core::RequestContext,
-        w: String,
         wait: Duration,
     ) -> rxon_core::BoxFuture<'_, rxon_core::HandlerResult<Option<TaskPayload>>> {
-        self.orch.poll(ctx, w, wait)
+        self.orch.poll(ctx, wait)
     }
     fn result(
         &self,
@@ -503,7 +502,6 @@ impl rxon_core::Handler for Throttling {
     fn heartbeat(
         &self,
         _: rxon_core::RequestContext,
-        _: String,
         _: Option<Heartbeat>,
     ) -> rxon_core::BoxFuture<'_, rxon_core::HandlerResult<rxon_core::HeartbeatReply>> {
         let hint = *self.hint.lock().unwrap_or_else(|p| p.into_inner());

@@ -23,7 +23,6 @@ impl Handler for FixedTask {
     fn poll(
         &self,
         _: RequestContext,
-        _: String,
         _: Duration,
     ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
         let task = self.0.clone();
@@ -39,7 +38,6 @@ impl Handler for FixedTask {
     fn heartbeat(
         &self,
         _: RequestContext,
-        _: String,
         _: Option<Heartbeat>,
     ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
         Box::pin(async { Ok(HeartbeatReply::default()) })
@@ -76,7 +74,6 @@ impl Handler for ContextEcho {
     fn poll(
         &self,
         _: RequestContext,
-        _: String,
         _: Duration,
     ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
         Box::pin(async { Ok(None) })
@@ -91,7 +88,6 @@ impl Handler for ContextEcho {
     fn heartbeat(
         &self,
         _: RequestContext,
-        _: String,
         _: Option<Heartbeat>,
     ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
         Box::pin(async { Ok(HeartbeatReply::default()) })

@@ -434,15 +434,11 @@ async fn execute(
     call: Call,
     mut shutdown: Option<watch::Receiver<bool>>,
 ) -> std::result::Result<Reply, HandlerError> {
-    let worker_id = ctx.worker_id.clone().unwrap_or_default();
     Ok(match call {
         Call::Register(r) => Reply::Register(handler.register(ctx, r).await?),
         Call::Poll(args) => {
             let wait = Duration::from_millis(args.timeout_ms).min(config.poll_wait);
-            let poll = tokio::time::timeout(
-                wait + Duration::from_secs(5),
-                handler.poll(ctx, worker_id, wait),
-            );
+            let poll = tokio::time::timeout(wait + Duration::from_secs(5), handler.poll(ctx, wait));
             let task = tokio::select! {
                 r = poll => r.unwrap_or(Ok(None))?,
                 () = stopping(&mut shutdown) => None,
@@ -450,7 +446,7 @@ async fn execute(
             Reply::Poll(task)
         }
         Call::Result(r) => Reply::Result(handler.result(ctx, r).await?),
-        Call::Heartbeat(h) => Reply::Heartbeat(handler.heartbeat(ctx, worker_id, Some(h)).await?),
+        Call::Heartbeat(h) => Reply::Heartbeat(handler.heartbeat(ctx, Some(h)).await?),
         Call::Progress(p) => {
             handler.progress(ctx, p).await?;
             Reply::Progress

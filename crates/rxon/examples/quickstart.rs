@@ -103,12 +103,8 @@ async fn run(args: Args) -> rxon::Result<bool> {
     let mut workers = Vec::new();
     let mut runs = Vec::new();
     for i in 0..args.workers {
-        let transport: Arc<dyn Transport> = Arc::from(rxon::create_transport(
-            &url,
-            &format!("worker-{i}"),
-            TOKEN,
-            Default::default(),
-        )?);
+        let transport: Arc<dyn Transport> =
+            rxon::create_transport(&url, &format!("worker-{i}"), TOKEN, Default::default())?;
         let worker = Worker::builder(transport)
             .max_concurrent_tasks(usize::from(args.concurrency))
             .poll_timeout(Duration::from_secs(2))

@@ -185,7 +185,9 @@ fn scheme_table_is_consistent() {
 #[tokio::test]
 async fn a_boxed_transport_is_driven_through_arc_and_references() {
     let mock = MockHandle::new();
-    let boxed = rxon::create_transport(&mock.url(), "w-9", "t", Default::default()).unwrap();
+    let boxed = rxon::TransportRegistry::new()
+        .create(&rxon::TransportConfig::new(mock.url(), "w-9", "t"))
+        .unwrap();
     let shared: std::sync::Arc<dyn Transport> = boxed.into();
     shared.connect().await.unwrap();
     let by_ref: &dyn Transport = &shared;

@@ -67,7 +67,7 @@ async fn start_on(kind: &str, addr: SocketAddr, orch: &Orchestrator) -> Box<dyn 
 /// A connected transport for `worker_id`, registered for the tasks of these tests.
 async fn registered(url: &str, worker_id: &str) -> Arc<dyn Transport> {
     let t: Arc<dyn Transport> =
-        Arc::from(rxon::create_transport(url, worker_id, "t", Default::default()).unwrap());
+        rxon::create_transport(url, worker_id, "t", Default::default()).unwrap();
     t.connect().await.unwrap();
     t.register(&rxon::WorkerRegistration {
         worker_id: worker_id.into(),
@@ -122,7 +122,7 @@ impl Faulty {
         options.keepalive = keepalive;
         options.request_timeout = deadline;
         options.connect_timeout = deadline;
-        Arc::from(rxon::create_transport(&self.proxy.url(kind), worker_id, "t", options).unwrap())
+        rxon::create_transport(&self.proxy.url(kind), worker_id, "t", options).unwrap()
     }
 }
 
@@ -206,7 +206,7 @@ async fn exactly_once_under_faults(kind: &str) {
         options.request_timeout = Duration::from_secs(5);
         options.connect_timeout = Duration::from_secs(2);
         let transport: Arc<dyn Transport> =
-            Arc::from(rxon::create_transport(&url, &format!("w-{w}"), "t", options).unwrap());
+            rxon::create_transport(&url, &format!("w-{w}"), "t", options).unwrap();
         let worker = Worker::builder(transport)
             .max_concurrent_tasks(4)
             .poll_timeout(Duration::from_millis(500))
@@ -455,7 +455,7 @@ async fn a_worker_shutting_down_completes_what_its_last_poll_received(kind: &str
     let l = start_on(kind, "127.0.0.1:0".parse().unwrap(), &orch).await;
     let url = l.endpoint().unwrap();
     let transport: Arc<dyn Transport> =
-        Arc::from(rxon::create_transport(&url, "w-last", "t", Default::default()).unwrap());
+        rxon::create_transport(&url, "w-last", "t", Default::default()).unwrap();
     let worker = Worker::builder(transport)
         .poll_timeout(Duration::from_secs(10))
         .handler("work", |_task, _ctx| async move { Ok(Map::new()) })
@@ -492,9 +492,8 @@ async fn polls_and_the_command_channel_back_off_and_recover(kind: &str) {
     let orch = Orchestrator::builder().token("t").build();
     let l = start_on(kind, "127.0.0.1:0".parse().unwrap(), &orch).await;
     let proxy = FaultProxy::start(addr_of(l.as_ref())).await.unwrap();
-    let transport: Arc<dyn Transport> = Arc::from(
-        rxon::create_transport(&proxy.url(kind), "w-back", "t", Default::default()).unwrap(),
-    );
+    let transport: Arc<dyn Transport> =
+        rxon::create_transport(&proxy.url(kind), "w-back", "t", Default::default()).unwrap();
     let worker = Worker::builder(transport)
         .poll_timeout(Duration::from_millis(300))
         .heartbeat_interval(Duration::from_secs(60))
@@ -742,7 +741,7 @@ async fn listener_closes_a_silent_connection(kind: &str) {
     let mut options = TransportOptions::default();
     options.keepalive = Duration::from_secs(60);
     let t: Arc<dyn Transport> =
-        Arc::from(rxon::create_transport(&proxy.url(kind), "w-quiet", "t", options).unwrap());
+        rxon::create_transport(&proxy.url(kind), "w-quiet", "t", options).unwrap();
     t.connect().await.unwrap();
     t.register(&rxon::WorkerRegistration {
         worker_id: "w-quiet".into(),

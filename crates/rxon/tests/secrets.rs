@@ -52,11 +52,10 @@ impl Handler for Logging {
     fn poll(
         &self,
         ctx: RequestContext,
-        w: String,
         wait: Duration,
     ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
         self.saw(&ctx);
-        self.orch.poll(ctx, w, wait)
+        self.orch.poll(ctx, wait)
     }
     fn result(
         &self,
@@ -69,11 +68,10 @@ impl Handler for Logging {
     fn heartbeat(
         &self,
         ctx: RequestContext,
-        w: String,
         h: Option<Heartbeat>,
     ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
         self.saw(&ctx);
-        self.orch.heartbeat(ctx, w, h)
+        self.orch.heartbeat(ctx, h)
     }
     fn authenticate(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<()>> {
         self.saw(&ctx);

@@ -48,7 +48,7 @@ async fn local() -> Local {
 impl Local {
     fn transport(&self, worker_id: &str) -> Arc<dyn Transport> {
         let url = self.listener.endpoint().unwrap();
-        Arc::from(rxon::create_transport(&url, worker_id, "t", Default::default()).unwrap())
+        rxon::create_transport(&url, worker_id, "t", Default::default()).unwrap()
     }
 }
 
@@ -353,9 +353,8 @@ async fn shutdown_lets_running_tasks_finish_then_cancels_stragglers() {
 
 #[tokio::test]
 async fn building_needs_handlers_with_valid_types() {
-    let t: Arc<dyn Transport> = Arc::from(
-        rxon::create_transport_from_config(&TransportConfig::new("mock://", "w", "t")).unwrap(),
-    );
+    let t: Arc<dyn Transport> =
+        rxon::create_transport_from_config(&TransportConfig::new("mock://", "w", "t")).unwrap();
     assert_eq!(
         Worker::builder(t.clone()).build().unwrap_err().kind(),
         ErrorKind::Config
