@@ -34,10 +34,11 @@ impl CommandReceiver for ChannelReceiver {
         };
         let mut st = inner.lock();
         let still_held = st
+            .store
             .workers
             .get(&self.worker_id)
             .is_some_and(|w| w.current.contains(&task_id));
-        if let Some(w) = st.workers.get_mut(&self.worker_id)
+        if let Some(w) = st.store.workers.get_mut(&self.worker_id)
             && still_held
             && !w.pending_cancels.contains(&task_id)
         {
@@ -69,7 +70,7 @@ impl Drop for PollGuard<'_> {
         {
             let mut st = self.inner.lock();
             st.pending_polls = st.pending_polls.saturating_sub(1);
-            if let Some(w) = st.workers.get_mut(self.worker_id) {
+            if let Some(w) = st.store.workers.get_mut(self.worker_id) {
                 w.pending_polls = w.pending_polls.saturating_sub(1);
                 if w.is_active() {
                     w.last_seen = Instant::now();
@@ -148,18 +149,19 @@ impl Handler for Orchestrator {
                         skills.push(skill);
                     }
                 }
-                st.register(
-                    &inner.config,
-                    &registration.worker_id,
-                    skills,
-                    Instant::now(),
-                )
-                .map_err(|()| {
-                    HandlerError::unavailable(format!(
-                        "too many workers (at most {})",
-                        inner.config.max_workers
-                    ))
-                })?;
+                st.store
+                    .register(
+                        &inner.config,
+                        &registration.worker_id,
+                        skills,
+                        Instant::now(),
+                    )
+                    .map_err(|()| {
+                        HandlerError::unavailable(format!(
+                            "too many workers (at most {})",
+                            inner.config.max_workers
+                        ))
+                    })?;
                 if let Some(token) = &ctx.token {
                     // Bounded like the workers: one entry per token.
                     if st.token_owner.len() < inner.config.max_workers
@@ -193,7 +195,7 @@ impl Handler for Orchestrator {
                 let cred = inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
                 inner.act_as(&cred, &ctx, &worker_id)?;
                 let now = Instant::now();
-                match st.workers.get_mut(&worker_id) {
+                match st.store.workers.get_mut(&worker_id) {
                     Some(w) if w.is_active() => {
                         w.last_seen = now;
                         w.pending_polls += 1;
@@ -217,7 +219,7 @@ impl Handler for Orchestrator {
                 // The claim and the return happen in the same step of this future: a
                 // future dropped while waiting has claimed nothing.
                 let lease = Instant::now().checked_add(inner.config.claim_lease);
-                match inner.lock().claim(&worker_id, lease) {
+                match inner.lock().store.claim(&worker_id, lease) {
                     Ok(Some(task)) => return Ok(Some(task)),
                     Ok(None) => {}
                     Err(()) => return Err(not_registered(&worker_id)),
@@ -246,7 +248,7 @@ impl Handler for Orchestrator {
                 let cred =
                     inner.admit(&mut st, &ctx, false, |_, _| Some(result.worker_id.clone()))?;
                 inner.act_as(&cred, &ctx, &result.worker_id)?;
-                st.apply_result(&inner.config, result, Instant::now())
+                st.store.apply_result(&inner.config, result, Instant::now())
             };
             inner.events.notify_waiters();
             Ok(outcome)
@@ -269,13 +271,13 @@ impl Handler for Orchestrator {
                 .as_ref()
                 .map(|h| &h.current_tasks[..h.current_tasks.len().min(MAX_LISTED)]);
             for task_id in listed.unwrap_or_default() {
-                st.confirm(&worker_id, task_id);
+                st.store.confirm(&worker_id, task_id);
             }
-            let reply = match st.workers.get_mut(&worker_id) {
+            let reply = match st.store.workers.get_mut(&worker_id) {
                 Some(w) if w.is_active() => {
                     w.last_seen = Instant::now();
                     HeartbeatReply {
-                        cancel_task_ids: st.heartbeat_cancels(&worker_id, listed),
+                        cancel_task_ids: st.store.heartbeat_cancels(&worker_id, listed),
                         ..HeartbeatReply::default()
                     }
                 }
@@ -299,16 +301,17 @@ impl Handler for Orchestrator {
                 let mut st = inner.lock();
                 // Progress names no worker: the task's holder is the one acting.
                 let holder = st
+                    .store
                     .tasks
                     .get(&progress.task_id)
                     .and_then(|r| r.holder().map(str::to_owned));
                 let cred = inner.admit(&mut st, &ctx, false, |_, _| holder.clone())?;
                 if let Some(holder) = &holder {
                     inner.act_as(&cred, &ctx, holder)?;
-                    st.confirm(holder, &progress.task_id);
+                    st.store.confirm(holder, &progress.task_id);
                 }
                 let now = Instant::now();
-                let Some(rec) = st.tasks.get_mut(&progress.task_id) else {
+                let Some(rec) = st.store.tasks.get_mut(&progress.task_id) else {
                     let shown: String = progress.task_id.chars().take(64).collect();
                     return Err(HandlerError::not_found(format!("no task {shown:?}")));
                 };
@@ -321,7 +324,7 @@ impl Handler for Orchestrator {
                     rec.progress.push_back(progress.clone());
                 }
                 if let Some(holder) = holder
-                    && let Some(w) = st.workers.get_mut(&holder)
+                    && let Some(w) = st.store.workers.get_mut(&holder)
                     && w.is_active()
                 {
                     w.last_seen = now;
@@ -406,9 +409,13 @@ impl Handler for Orchestrator {
             }
             let (tx, rx) = mpsc::channel(inner.config.command_capacity.max(1));
             // A worker that reconnects gets the cancels it has not acknowledged yet.
-            if let Some(w) = st.workers.get(&worker_id) {
+            if let Some(w) = st.store.workers.get(&worker_id) {
                 for task_id in &w.pending_cancels {
-                    let job_id = st.tasks.get(task_id).map(|t| t.payload.job_id.clone());
+                    let job_id = st
+                        .store
+                        .tasks
+                        .get(task_id)
+                        .map(|t| t.payload.job_id.clone());
                     let _ = tx.try_send(WorkerCommand::cancel_task(task_id.clone(), job_id));
                 }
             }

@@ -85,6 +85,7 @@ mod builder;
 mod handler;
 mod local;
 mod state;
+mod store;
 
 pub use local::{
     LOCAL_SCHEMES, LOCAL_TRANSPORT_NAME, LocalListener, LocalTransport, LocalTransportFactory,
@@ -94,9 +95,10 @@ use builder::Config;
 pub use builder::OrchestratorBuilder;
 
 use rxon_core::{ProgressUpdatePayload, Result, RxonError, TaskPayload, TaskResult, TaskStatus};
-use state::{Phase, State};
+use state::State;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
+use store::Phase;
 use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 
@@ -206,7 +208,7 @@ impl Inner {
             let mut st = self.lock();
             let now = Instant::now();
             let gone = st.reap(&self.config, now);
-            (gone, st.expire_leases(now))
+            (gone, st.store.expire_leases(now))
         };
         if !gone.is_empty() || lapsed > 0 {
             self.work.notify_waiters();
@@ -265,9 +267,9 @@ impl std::fmt::Debug for Orchestrator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let st = self.inner.lock();
         f.debug_struct("Orchestrator")
-            .field("queued", &st.queued)
-            .field("tasks", &st.tasks.len())
-            .field("workers", &st.workers.len())
+            .field("queued", &st.store.queued)
+            .field("tasks", &st.store.tasks.len())
+            .field("workers", &st.store.workers.len())
             .field("pending_polls", &st.pending_polls)
             .finish_non_exhaustive()
     }
@@ -325,6 +327,7 @@ impl Orchestrator {
     fn enqueue_inner(&self, task: TaskPayload, deadline: Option<Duration>) -> Result<()> {
         self.inner
             .lock()
+            .store
             .enqueue(&self.inner.config, task, deadline, Instant::now())?;
         self.inner.work.notify_waiters();
         self.inner.events.notify_waiters();
@@ -348,7 +351,7 @@ impl Orchestrator {
     pub fn cancel_job(&self, job_id: &str) -> Result<Vec<(String, CancelOutcome)>> {
         let out = {
             let mut st = self.inner.lock();
-            let ids = st.job_tasks(job_id);
+            let ids = st.store.job_tasks(job_id);
             if ids.is_empty() {
                 return Err(RxonError::invalid_input(format!("no job {job_id:?}")));
             }
@@ -372,7 +375,7 @@ impl Orchestrator {
     pub async fn wait_result(&self, task_id: &str, timeout: Duration) -> Result<TaskResult> {
         let waited = self
             .inner
-            .wait_event(timeout, |st| match st.tasks.get(task_id) {
+            .wait_event(timeout, |st| match st.store.tasks.get(task_id) {
                 None => Some(Err(RxonError::invalid_input(format!(
                     "no task {task_id:?}"
                 )))),
@@ -399,6 +402,7 @@ impl Orchestrator {
     pub fn task_result(&self, task_id: &str) -> Option<TaskResult> {
         self.inner
             .lock()
+            .store
             .tasks
             .get(task_id)
             .and_then(|r| r.result.clone())
@@ -406,7 +410,12 @@ impl Orchestrator {
 
     /// The state of `task_id`; `None` for a task never enqueued or no longer retained.
     pub fn task_state(&self, task_id: &str) -> Option<TaskState> {
-        self.inner.lock().tasks.get(task_id).map(|r| r.state())
+        self.inner
+            .lock()
+            .store
+            .tasks
+            .get(task_id)
+            .map(|r| r.state())
     }
 
     /// Every known worker, sorted by id.
@@ -424,6 +433,7 @@ impl Orchestrator {
     pub fn task_progress(&self, task_id: &str) -> Vec<ProgressUpdatePayload> {
         self.inner
             .lock()
+            .store
             .tasks
             .get(task_id)
             .map(|r| r.progress.iter().cloned().collect())
@@ -432,18 +442,18 @@ impl Orchestrator {
 
     /// Tasks waiting in queues.
     pub fn queued(&self) -> usize {
-        self.inner.lock().queued
+        self.inner.lock().store.queued
     }
 
     /// Results applied so far; duplicates of an applied result are not counted.
     pub fn applied_results(&self) -> u64 {
-        self.inner.lock().applied_results
+        self.inner.lock().store.applied_results
     }
 
     /// How many claims lapsed unconfirmed and had their task requeued (see
     /// [`OrchestratorBuilder::claim_lease`]).
     pub fn lapsed_claims(&self) -> u64 {
-        self.inner.lock().lapsed_claims
+        self.inner.lock().store.lapsed_claims
     }
 
     /// Polls currently waiting for a task.
@@ -464,7 +474,7 @@ impl Orchestrator {
     /// [`ErrorKind::Timeout`](rxon_core::ErrorKind::Timeout) after `timeout`.
     pub async fn wait_for_applied_results(&self, n: u64, timeout: Duration) -> Result<()> {
         self.inner
-            .wait_event(timeout, |st| (st.applied_results >= n).then_some(()))
+            .wait_event(timeout, |st| (st.store.applied_results >= n).then_some(()))
             .await
             .ok_or_else(|| RxonError::timeout(format!("fewer than {n} results within {timeout:?}")))
     }
@@ -488,7 +498,8 @@ impl Orchestrator {
     ) -> Result<()> {
         self.inner
             .wait_event(timeout, |st| {
-                st.tasks
+                st.store
+                    .tasks
                     .get(task_id)
                     .is_some_and(|t| t.state() == *want)
                     .then_some(())

@@ -1,600 +1,67 @@
-//! The orchestrator's state and the rules that change it. Everything here runs under
-//! the state lock and never waits.
+//! The orchestrator's state: the [task store](crate::store) (the seam a shared backend
+//! provides), plus what belongs to this process (command channels, parked poll counts)
+//! and to authentication (issued tokens, rate-limit windows). Everything here runs
+//! under the orchestrator's lock and never waits.
 
 use super::auth::{IssuedToken, Window};
-use super::{CancelOutcome, Config, TaskState, WorkerInfo, WorkerStatus};
-use rxon_core::validate::validate_identifier;
-use rxon_core::{
-    ErrorCode, IgnoredReason, ProgressUpdatePayload, Result, ResultOutcome, RxonError, TaskError,
-    TaskPayload, TaskResult, TaskStatus, WorkerCommand,
-};
-use std::collections::{HashMap, VecDeque};
+use super::store::Store;
+use super::{CancelOutcome, Config, WorkerInfo};
+use rxon_core::{Result, WorkerCommand};
+use std::collections::HashMap;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-
-/// Where a task is in its life.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Phase {
-    /// Waiting in its type's queue.
-    Queued,
-    /// Claimed by a worker.
-    Running { worker_id: String },
-    /// A result was applied; it is in [`TaskRecord::result`].
-    Finished,
-    /// The holder's result came after the deadline; a `LATE_RESULT` failure is recorded.
-    Expired,
-    /// Cancelled by the host. `holder` is the worker still running it, until it reports
-    /// or goes away.
-    Cancelled { holder: Option<String> },
-}
-
-#[derive(Debug)]
-pub(super) struct TaskRecord {
-    pub(super) payload: TaskPayload,
-    seq: u64,
-    deadline: Option<Instant>,
-    pub(super) phase: Phase,
-    pub(super) result: Option<TaskResult>,
-    pub(super) progress: VecDeque<ProgressUpdatePayload>,
-    /// Until when the current claim stands without a sign that the worker received the
-    /// task (a heartbeat listing it, progress, a result); `None` once confirmed.
-    lease: Option<Instant>,
-    /// The worker whose unconfirmed claim expired: if its result arrives after all, it
-    /// is applied instead of running the task again.
-    lapsed_holder: Option<String>,
-}
-
-impl TaskRecord {
-    pub(super) fn state(&self) -> TaskState {
-        match &self.phase {
-            Phase::Queued => TaskState::Queued,
-            Phase::Running { worker_id } => TaskState::Running {
-                worker_id: worker_id.clone(),
-            },
-            Phase::Finished => TaskState::Finished(
-                self.result
-                    .as_ref()
-                    .map_or(TaskStatus::Failure, |r| r.status.clone()),
-            ),
-            Phase::Expired => TaskState::Finished(TaskStatus::Failure),
-            Phase::Cancelled { .. } => TaskState::Cancelled,
-        }
-    }
-
-    /// The worker currently running this task, if any.
-    pub(super) fn holder(&self) -> Option<&str> {
-        match &self.phase {
-            Phase::Running { worker_id } => Some(worker_id),
-            Phase::Cancelled { holder } => holder.as_deref(),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug)]
-pub(super) struct WorkerRecord {
-    pub(super) skills: Vec<String>,
-    pub(super) status: WorkerStatus,
-    pub(super) last_seen: Instant,
-    /// Claimed tasks, in claim order.
-    pub(super) current: Vec<String>,
-    /// Cancelled tasks the worker has not acknowledged: by reporting the result, or by
-    /// a heartbeat that no longer lists a task it had confirmed. Every heartbeat reply
-    /// and every new command channel repeats them, so a cancel lost with a connection
-    /// is not lost for good.
-    pub(super) pending_cancels: Vec<String>,
-    pub(super) pending_polls: usize,
-}
-
-impl WorkerRecord {
-    pub(super) fn is_active(&self) -> bool {
-        self.status == WorkerStatus::Active
-    }
-
-    fn release(&mut self, task_id: &str) {
-        self.current.retain(|t| t != task_id);
-        self.pending_cancels.retain(|t| t != task_id);
-    }
-}
 
 /// Everything the orchestrator knows.
 #[derive(Default)]
 pub(super) struct State {
-    pub(super) workers: HashMap<String, WorkerRecord>,
-    pub(super) tasks: HashMap<String, TaskRecord>,
-    /// Queued task ids by type, ordered by enqueue sequence.
-    queues: HashMap<String, VecDeque<(u64, String)>>,
-    pub(super) queued: usize,
-    /// Queued or running tasks.
-    unfinished: usize,
-    /// Ended tasks, oldest first, for bounded retention.
-    ended: VecDeque<String>,
-    next_seq: u64,
+    /// Tasks, queues, claims, results, workers: the shared part.
+    pub(super) store: Store,
+    /// Each worker's command channel (this process's connections).
     pub(super) channels: HashMap<String, mpsc::Sender<WorkerCommand>>,
+    /// Polls parked in this process.
+    pub(super) pending_polls: usize,
     /// The worker that last registered with each token, so that a command channel
     /// opened without a worker id in its URL (the reference worker's) finds its worker.
     pub(super) token_owner: HashMap<String, String>,
     pub(super) tokens: HashMap<String, IssuedToken>,
     pub(super) next_token: u64,
     pub(super) limiter: HashMap<String, Window>,
-    pub(super) pending_polls: usize,
-    pub(super) applied_results: u64,
-    /// Claim leases by expiry; entries of confirmed or ended claims are skipped lazily.
-    leases: std::collections::BTreeSet<(Instant, String)>,
-    /// Claims that lapsed unconfirmed and were requeued.
-    pub(super) lapsed_claims: u64,
 }
 
 impl State {
-    pub(super) fn enqueue(
-        &mut self,
-        cfg: &Config,
-        task: TaskPayload,
-        deadline: Option<std::time::Duration>,
-        now: Instant,
-    ) -> Result<()> {
-        validate_identifier(&task.job_id, "job_id")?;
-        validate_identifier(&task.task_id, "task_id")?;
-        validate_identifier(&task.task_type, "task_type")?;
-        if self.tasks.contains_key(&task.task_id) {
-            return Err(
-                RxonError::invalid_input(format!("duplicate task_id {:?}", task.task_id))
-                    .with_detail("field", "task_id"),
-            );
-        }
-        if self.unfinished >= cfg.max_queue_len {
-            return Err(RxonError::rate_limited(
-                format!(
-                    "orchestrator queue is full ({} unfinished tasks)",
-                    cfg.max_queue_len
-                ),
-                None,
-            ));
-        }
-        self.next_seq += 1;
-        let seq = self.next_seq;
-        self.queues
-            .entry(task.task_type.clone())
-            .or_default()
-            .push_back((seq, task.task_id.clone()));
-        self.queued += 1;
-        self.unfinished += 1;
-        self.tasks.insert(
-            task.task_id.clone(),
-            TaskRecord {
-                payload: task,
-                seq,
-                deadline: deadline.and_then(|d| now.checked_add(d)),
-                phase: Phase::Queued,
-                result: None,
-                progress: VecDeque::new(),
-                lease: None,
-                lapsed_holder: None,
-            },
-        );
-        Ok(())
-    }
-
-    /// Claims the oldest queued task `worker_id` can run. `Err` when the worker is not
-    /// registered (or has gone).
-    pub(super) fn claim(
-        &mut self,
-        worker_id: &str,
-        lease: Option<Instant>,
-    ) -> std::result::Result<Option<TaskPayload>, ()> {
-        loop {
-            let worker = match self.workers.get(worker_id) {
-                Some(w) if w.is_active() => w,
-                _ => return Err(()),
-            };
-            let mut best: Option<(u64, &String)> = None;
-            for skill in &worker.skills {
-                if let Some(&(seq, _)) = self.queues.get(skill).and_then(VecDeque::front)
-                    && best.is_none_or(|(b, _)| seq < b)
-                {
-                    best = Some((seq, skill));
-                }
-            }
-            let Some((_, skill)) = best else {
-                return Ok(None);
-            };
-            let skill = skill.clone();
-            let Some(task_id) = self.pop_queue(&skill) else {
-                return Ok(None);
-            };
-            let Some(rec) = self.tasks.get_mut(&task_id) else {
-                continue; // not expected: queue entries always have a record
-            };
-            if rec.phase != Phase::Queued {
-                continue;
-            }
-            rec.phase = Phase::Running {
-                worker_id: worker_id.to_owned(),
-            };
-            rec.lease = lease;
-            rec.lapsed_holder = None;
-            if let Some(until) = lease {
-                self.leases.insert((until, task_id.clone()));
-            }
-            let payload = rec.payload.clone();
-            if let Some(w) = self.workers.get_mut(worker_id) {
-                w.current.push(task_id);
-            }
-            return Ok(Some(payload));
-        }
-    }
-
-    fn pop_queue(&mut self, task_type: &str) -> Option<String> {
-        let q = self.queues.get_mut(task_type)?;
-        let (_, id) = q.pop_front()?;
-        if q.is_empty() {
-            self.queues.remove(task_type);
-        }
-        self.queued = self.queued.saturating_sub(1);
-        Some(id)
-    }
-
-    /// Puts a task back in its queue at its enqueue position: ahead of every task
-    /// enqueued after it.
-    fn requeue(&mut self, task_id: &str) {
-        let Some(rec) = self.tasks.get_mut(task_id) else {
-            return;
-        };
-        rec.phase = Phase::Queued;
-        rec.lease = None;
-        let seq = rec.seq;
-        let q = self
-            .queues
-            .entry(rec.payload.task_type.clone())
-            .or_default();
-        let pos = q.partition_point(|(s, _)| *s < seq);
-        q.insert(pos, (seq, task_id.to_owned()));
-        self.queued += 1;
-    }
-
-    fn unqueue(&mut self, task_id: &str, task_type: &str) {
-        if let Some(q) = self.queues.get_mut(task_type) {
-            if let Some(pos) = q.iter().position(|(_, id)| id == task_id) {
-                q.remove(pos);
-                self.queued = self.queued.saturating_sub(1);
-            }
-            if q.is_empty() {
-                self.queues.remove(task_type);
-            }
-        }
-    }
-
-    /// Records that `task_id` ended, forgetting the oldest ended tasks beyond the bound.
-    fn ended(&mut self, cfg: &Config, task_id: &str) {
-        self.unfinished = self.unfinished.saturating_sub(1);
-        self.ended.push_back(task_id.to_owned());
-        while self.ended.len() > cfg.max_finished_tasks {
-            if let Some(old) = self.ended.pop_front() {
-                self.tasks.remove(&old);
-            }
-        }
-    }
-
-    fn touch(&mut self, worker_id: &str, now: Instant) {
-        if let Some(w) = self.workers.get_mut(worker_id)
-            && w.is_active()
-        {
-            w.last_seen = now;
-        }
-    }
-
-    /// Applies `result` at most once; the answer says what happened.
-    pub(super) fn apply_result(
-        &mut self,
-        cfg: &Config,
-        result: TaskResult,
-        now: Instant,
-    ) -> ResultOutcome {
-        self.touch(&result.worker_id, now);
-        let Some(rec) = self.tasks.get_mut(&result.task_id) else {
-            return ResultOutcome::ignored(
-                IgnoredReason::JobNotFound,
-                format!("no task {:?}", result.task_id),
-            );
-        };
-        match rec.phase.clone() {
-            Phase::Finished => {
-                if rec.result.as_ref() == Some(&result) {
-                    ResultOutcome::Accepted
-                } else {
-                    ResultOutcome::ignored(
-                        IgnoredReason::StaleTask,
-                        format!("task {:?} already has a result", result.task_id),
-                    )
-                }
-            }
-            Phase::Expired => ResultOutcome::ignored(
-                IgnoredReason::DeadlineExceeded,
-                format!("task {:?} passed its deadline", result.task_id),
-            ),
-            Phase::Queued if rec.lapsed_holder.as_deref() == Some(result.worker_id.as_str()) => {
-                // The claim lapsed unconfirmed, yet the worker had the task after all:
-                // take its result rather than run the task again.
-                let task_id = result.task_id.clone();
-                let task_type = rec.payload.task_type.clone();
-                rec.phase = Phase::Running {
-                    worker_id: result.worker_id.clone(),
-                };
-                rec.lapsed_holder = None;
-                self.unqueue(&task_id, &task_type);
-                self.apply_result(cfg, result, now)
-            }
-            Phase::Queued => ResultOutcome::ignored(
-                IgnoredReason::StaleTask,
-                format!("task {:?} is not assigned to any worker", result.task_id),
-            ),
-            Phase::Cancelled { holder } => {
-                if rec.result.as_ref() == Some(&result) {
-                    return ResultOutcome::Accepted;
-                }
-                let from_holder = holder.as_deref() == Some(result.worker_id.as_str());
-                if !from_holder {
-                    return ResultOutcome::ignored(
-                        IgnoredReason::JobCancelled,
-                        format!("task {:?} was cancelled", result.task_id),
-                    );
-                }
-                // The holder is done with the task either way, and nothing it sends later
-                // is applied: the same result again is accepted above, any other one
-                // is ignored as cancelled.
-                rec.phase = Phase::Cancelled { holder: None };
-                let confirmed = result.status == TaskStatus::Cancelled;
-                if confirmed {
-                    rec.result = Some(result.clone());
-                    self.applied_results += 1;
-                }
-                if let Some(w) = self.workers.get_mut(&result.worker_id) {
-                    w.release(&result.task_id);
-                }
-                if confirmed {
-                    ResultOutcome::Accepted
-                } else {
-                    ResultOutcome::ignored(
-                        IgnoredReason::JobCancelled,
-                        format!("task {:?} was cancelled", result.task_id),
-                    )
-                }
-            }
-            Phase::Running { worker_id } => {
-                if worker_id != result.worker_id {
-                    return ResultOutcome::ignored(
-                        IgnoredReason::WorkerMismatch,
-                        format!("task {:?} is assigned to another worker", result.task_id),
-                    );
-                }
-                let late = rec.deadline.is_some_and(|d| now > d);
-                let task_id = result.task_id.clone();
-                let outcome = if late {
-                    let failure = TaskResult::failure(
-                        &rec.payload,
-                        worker_id.clone(),
-                        TaskError::new(
-                            ErrorCode::LateResult,
-                            "the result arrived after the task's deadline",
-                        ),
-                    );
-                    rec.phase = Phase::Expired;
-                    rec.result = Some(failure);
-                    ResultOutcome::ignored(
-                        IgnoredReason::DeadlineExceeded,
-                        format!("task {task_id:?} passed its deadline"),
-                    )
-                } else {
-                    rec.phase = Phase::Finished;
-                    rec.result = Some(result);
-                    self.applied_results += 1;
-                    ResultOutcome::Accepted
-                };
-                if let Some(w) = self.workers.get_mut(&worker_id) {
-                    w.release(&task_id);
-                }
-                self.ended(cfg, &task_id);
-                outcome
-            }
-        }
-    }
-
-    /// Cancels one task.
+    /// Cancels one task; a running one's holder also gets the command on its channel
+    /// (a full channel keeps the cancel in the heartbeat replies only).
     pub(super) fn cancel(&mut self, cfg: &Config, task_id: &str) -> Result<CancelOutcome> {
-        let Some(rec) = self.tasks.get_mut(task_id) else {
-            return Err(RxonError::invalid_input(format!("no task {task_id:?}")));
-        };
-        match rec.phase.clone() {
-            Phase::Queued => {
-                rec.phase = Phase::Cancelled { holder: None };
-                let task_type = rec.payload.task_type.clone();
-                self.unqueue(task_id, &task_type);
-                self.ended(cfg, task_id);
-                Ok(CancelOutcome::Dequeued)
-            }
-            Phase::Running { worker_id } => {
-                rec.phase = Phase::Cancelled {
-                    holder: Some(worker_id.clone()),
-                };
-                let command = WorkerCommand::cancel_task(task_id, Some(rec.payload.job_id.clone()));
-                if let Some(w) = self.workers.get_mut(&worker_id)
-                    && !w.pending_cancels.iter().any(|t| t == task_id)
-                {
-                    w.pending_cancels.push(task_id.to_owned());
-                }
-                if let Some(tx) = self.channels.get(&worker_id)
-                    && let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(command)
-                {
-                    self.channels.remove(&worker_id);
-                }
-                // A full channel keeps the cancel in the heartbeat list only.
-                self.ended(cfg, task_id);
-                Ok(CancelOutcome::Signalled { worker_id })
-            }
-            Phase::Finished | Phase::Expired | Phase::Cancelled { .. } => {
-                Ok(CancelOutcome::AlreadyFinished)
-            }
-        }
-    }
-
-    /// The cancels for `worker_id`'s heartbeat reply, given the tasks the heartbeat
-    /// lists (`None`: a heartbeat without a body, which tells nothing). Drops the ones
-    /// the worker is done with: confirmed earlier, no longer listed.
-    pub(super) fn heartbeat_cancels(
-        &mut self,
-        worker_id: &str,
-        listed: Option<&[String]>,
-    ) -> Vec<String> {
-        let tasks = &self.tasks;
-        let Some(w) = self.workers.get_mut(worker_id) else {
-            return Vec::new();
-        };
-        if let Some(listed) = listed {
-            w.pending_cancels.retain(|id| {
-                listed.contains(id) || tasks.get(id).is_some_and(|t| t.lease.is_some())
-            });
-        }
-        w.pending_cancels.clone()
-    }
-
-    /// `worker_id` showed it has `task_id` (a heartbeat listing it, or progress): its
-    /// claim no longer lapses.
-    pub(super) fn confirm(&mut self, worker_id: &str, task_id: &str) {
-        if let Some(rec) = self.tasks.get_mut(task_id)
-            && rec.holder() == Some(worker_id)
+        let (outcome, command) = self.store.cancel(cfg, task_id)?;
+        if let (CancelOutcome::Signalled { worker_id }, Some(command)) = (&outcome, command)
+            && let Some(tx) = self.channels.get(worker_id)
+            && let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(command)
         {
-            rec.lease = None;
+            self.channels.remove(worker_id);
         }
+        Ok(outcome)
     }
 
-    /// Requeues the tasks whose claim lapsed unconfirmed: handed to a poll whose worker
-    /// never showed it got them (a response lost with its connection). Returns how many.
-    pub(super) fn expire_leases(&mut self, now: Instant) -> usize {
-        let mut requeued = 0;
-        while let Some((until, task_id)) = self.leases.first().cloned() {
-            if until > now {
-                break;
-            }
-            self.leases.pop_first();
-            let Some(rec) = self.tasks.get_mut(&task_id) else {
-                continue;
-            };
-            let holder = match &rec.phase {
-                Phase::Running { worker_id } if rec.lease == Some(until) => worker_id.clone(),
-                _ => continue, // confirmed, ended or claimed again since
-            };
-            rec.lapsed_holder = Some(holder.clone());
-            if let Some(w) = self.workers.get_mut(&holder) {
-                w.release(&task_id);
-            }
-            self.requeue(&task_id);
-            self.lapsed_claims += 1;
-            requeued += 1;
-        }
-        requeued
-    }
-
-    /// Marks silent workers as gone and requeues what they held.
+    /// Marks silent workers as gone (closing their command channels) and requeues what
+    /// they held.
     pub(super) fn reap(&mut self, cfg: &Config, now: Instant) -> Vec<String> {
-        let mut gone: Vec<String> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| {
-                w.is_active()
-                    && w.pending_polls == 0
-                    && now.saturating_duration_since(w.last_seen) > cfg.worker_ttl
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        gone.sort();
+        let gone = self.store.reap(cfg, now);
         for id in &gone {
-            let held = match self.workers.get_mut(id) {
-                Some(w) => {
-                    w.status = WorkerStatus::Gone;
-                    w.pending_cancels.clear();
-                    std::mem::take(&mut w.current)
-                }
-                None => continue,
-            };
             // Dropping the sender closes the worker's command channel.
             self.channels.remove(id);
-            for task_id in held {
-                let Some(rec) = self.tasks.get_mut(&task_id) else {
-                    continue;
-                };
-                match &rec.phase {
-                    Phase::Running { worker_id } if worker_id == id => self.requeue(&task_id),
-                    Phase::Cancelled { holder }
-                        if holder.as_deref() == Some(id) && rec.result.is_none() =>
-                    {
-                        rec.phase = Phase::Cancelled { holder: None };
-                    }
-                    _ => {}
-                }
-            }
         }
         gone
     }
 
-    /// Registers or re-registers a worker. `Err` when the worker table is full of
-    /// active workers.
-    pub(super) fn register(
-        &mut self,
-        cfg: &Config,
-        worker_id: &str,
-        skills: Vec<String>,
-        now: Instant,
-    ) -> std::result::Result<(), ()> {
-        if !self.workers.contains_key(worker_id) && self.workers.len() >= cfg.max_workers {
-            self.workers
-                .retain(|_, w| w.is_active() || w.pending_polls > 0);
-            if self.workers.len() >= cfg.max_workers {
-                return Err(());
-            }
-        }
-        let w = self
-            .workers
-            .entry(worker_id.to_owned())
-            .or_insert_with(|| WorkerRecord {
-                skills: Vec::new(),
-                status: WorkerStatus::Active,
-                last_seen: now,
-                current: Vec::new(),
-                pending_cancels: Vec::new(),
-                pending_polls: 0,
-            });
-        w.skills = skills;
-        w.status = WorkerStatus::Active;
-        w.last_seen = now;
-        Ok(())
-    }
-
+    /// What the host sees of each worker.
     pub(super) fn worker_info(&self) -> Vec<WorkerInfo> {
-        let mut out: Vec<WorkerInfo> = self
-            .workers
-            .iter()
-            .map(|(id, w)| WorkerInfo {
-                worker_id: id.clone(),
-                skills: w.skills.clone(),
-                status: w.status,
-                current_tasks: w.current.clone(),
-                last_seen: w.last_seen,
-                command_channel: self.channels.get(id).is_some_and(|tx| !tx.is_closed()),
-            })
-            .collect();
-        out.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+        let mut out = self.store.worker_info();
+        for w in &mut out {
+            w.command_channel = self
+                .channels
+                .get(&w.worker_id)
+                .is_some_and(|tx| !tx.is_closed());
+        }
         out
-    }
-
-    /// Ids of the known tasks of `job_id`, in enqueue order.
-    pub(super) fn job_tasks(&self, job_id: &str) -> Vec<String> {
-        let mut ids: Vec<(u64, &String)> = self
-            .tasks
-            .iter()
-            .filter(|(_, r)| r.payload.job_id == job_id)
-            .map(|(id, r)| (r.seq, id))
-            .collect();
-        ids.sort();
-        ids.into_iter().map(|(_, id)| id.clone()).collect()
     }
 }
