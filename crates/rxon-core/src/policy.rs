@@ -151,7 +151,7 @@ impl Credential {
 
     /// After `refused` was refused: exchanges the current token unless a refresh
     /// already happened since `refused` was sent; one refresh at a time. A failed
-    /// exchange is an [`ErrorKind::Auth`] error (the refusal stands), with the cause
+    /// exchange is an [`ErrorKind::Auth`](crate::ErrorKind::Auth) error (the refusal stands), with the cause
     /// as its source.
     pub async fn refresh_after(&self, refused: &Token, exchange: &dyn TokenExchange) -> Result<()> {
         let _single = self.gate.lock().await;

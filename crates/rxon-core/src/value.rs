@@ -446,7 +446,7 @@ macro_rules! value {
     };
 }
 
-/// A [`Map`] literal: `map!{"key": value, …}`, each value as in [`value!`](crate::value).
+/// A [`Map`] literal: `map!{"key": value, …}`, each value as in [`value!`](macro@crate::value).
 ///
 /// ```
 /// use rxon_core::{Map, Value, map};

@@ -11,8 +11,9 @@
 //!
 //! - It keeps its state in memory, in one process: a restart forgets queued tasks, and
 //!   one process serves every worker. The state a shared backend would have to provide
-//!   (queues, claims with leases, results applied once) sits behind one seam,
-//!   [`TaskStore`], whose in-memory implementation is [`MemoryStore`].
+//!   (queues, claims with leases, results applied once, the workers' claims) sits
+//!   behind one internal seam, the task store (`src/store.rs`); a backend for several
+//!   processes replaces it, and the rest of the orchestrator stays as it is.
 //! - It has no workflow engine, persistence, scheduling or admin API of its own; the
 //!   `orchestrator` example of the `rxon` crate shows an admin API beside it.
 //! - Stability: this crate follows semver like the rest of the workspace (0.x: a minor
