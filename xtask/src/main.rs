@@ -11,7 +11,7 @@
 //!   xtask with its `codegen` feature, the only command that compiles protox).
 //! - `interop`: the Python reference `rxon==1.0b3` (installed into a venv under
 //!   `target/`) against our HTTP listener and transport, both directions, on loopback.
-//! - `soak [tasks] [races]`: the fault tests (`crates/rxon/tests/faults.rs`) at soak size
+//! - `soak [tasks] [races]`: the fault tests (`crates/rxon/tests/it/faults.rs`) at soak size
 //!   (default 3,000 tasks per transport and 3,000 hand-off races), release build.
 //! - `deny`: `cargo deny check bans licenses sources` (needs `cargo-deny` installed;
 //!   `.ci/run` installs it).
@@ -82,8 +82,9 @@ fn soak(tasks: &str, races: &str) -> Result<(), String> {
             "rxon",
             "--all-features",
             "--test",
-            "faults",
+            "it",
             "--",
+            "faults::",
             "--nocapture",
             "--test-threads",
             "1",

@@ -1,6 +1,6 @@
 //! What the HTTP side logs: a peer speaking another protocol version is logged once,
 //! never refused. (That no token reaches logs, errors or `Debug` output is checked on
-//! every transport by `crates/rxon/tests/secrets.rs`.)
+//! every transport by `crates/rxon/tests/it/secrets.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
