@@ -76,7 +76,7 @@ pub use config::{ServerTlsOptions, TlsOptions, TransportConfig, TransportOptions
 pub use constants::PROTOCOL_VERSION;
 pub use error::{ErrorKind, HandlerError, HandlerErrorKind, HandlerResult, Result, RxonError};
 pub use future::BoxFuture;
-pub use listener::{CommandReceiver, Handler, Listener, RequestContext};
+pub use listener::{CommandReceiver, Handler, Listener, ListenerOptions, RequestContext};
 pub use messages::{
     FileMetadata, GpuInfo, Heartbeat, HeartbeatReply, InstalledModel, ProgressUpdatePayload,
     RegisterReply, Resources, ResultOutcome, TaskError, TaskPayload, TaskResult, TokenResponse,

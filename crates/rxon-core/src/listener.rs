@@ -129,6 +129,90 @@ impl<R: CommandReceiver + ?Sized> CommandReceiver for Box<R> {
     }
 }
 
+/// The knobs every listener has, in one type: a listener crate builds its own
+/// configuration from it (`HttpListener::with_options`, `WsListener::with_options`,
+/// `GrpcListener::with_options`), so a harness or an application sets them once,
+/// whatever the transport. Transport-specific settings stay in each crate's config.
+///
+/// ```
+/// use rxon_core::ListenerOptions;
+/// use std::time::Duration;
+/// let options = ListenerOptions::default().with_poll_wait(Duration::from_secs(5));
+/// assert_eq!(options.poll_wait, Duration::from_secs(5));
+/// assert!(options.bind.ip().is_loopback(), "loopback unless told otherwise");
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ListenerOptions {
+    /// Address to bind (default `127.0.0.1:0`: loopback, a free port).
+    pub bind: SocketAddr,
+    /// Longest a poll waits for a task; a worker's shorter timeout wins (default 30 s).
+    pub poll_wait: Duration,
+    /// Largest message (request body, frame) accepted from a worker (default 16 MiB).
+    pub max_message_bytes: usize,
+    /// How often a long-lived connection is checked (default 30 s; zero: never).
+    pub keepalive: Duration,
+    /// Most connections at once, long-lived ones for their whole life (default 10,000).
+    pub max_connections: usize,
+    /// Deadline for a new connection's first request (its headers on HTTP, its
+    /// handshakes and first accepted request on gRPC); default 30 s.
+    pub handshake_timeout: Duration,
+    /// Serve TLS (and optionally require client certificates).
+    pub tls: Option<crate::ServerTlsOptions>,
+}
+
+impl Default for ListenerOptions {
+    fn default() -> Self {
+        ListenerOptions {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            poll_wait: Duration::from_secs(30),
+            max_message_bytes: 16 * 1024 * 1024,
+            keepalive: Duration::from_secs(30),
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(30),
+            tls: None,
+        }
+    }
+}
+
+impl ListenerOptions {
+    /// Sets [`bind`](Self::bind).
+    pub fn with_bind(mut self, bind: SocketAddr) -> Self {
+        self.bind = bind;
+        self
+    }
+    /// Sets [`poll_wait`](Self::poll_wait).
+    pub fn with_poll_wait(mut self, poll_wait: Duration) -> Self {
+        self.poll_wait = poll_wait;
+        self
+    }
+    /// Sets [`max_message_bytes`](Self::max_message_bytes).
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
+    }
+    /// Sets [`keepalive`](Self::keepalive).
+    pub fn with_keepalive(mut self, keepalive: Duration) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+    /// Sets [`max_connections`](Self::max_connections).
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+    /// Sets [`tls`](Self::tls).
+    pub fn with_tls(mut self, tls: crate::ServerTlsOptions) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+}
+
 /// The orchestrator's logic, one method per worker message; every listener calls it.
 ///
 /// One handler can be served by several listeners at once (HTTP, WebSocket, gRPC); the

@@ -1,6 +1,6 @@
 //! The worker side: [`GrpcTransport`].
 
-use crate::convert::*;
+use crate::codec::*;
 use crate::pb;
 use crate::pb::worker_service_client::WorkerServiceClient;
 use crate::server::WORKER_ID_METADATA;

@@ -15,7 +15,7 @@
 #![deny(missing_docs)]
 
 mod client;
-mod convert;
+mod codec;
 mod server;
 pub mod status;
 

@@ -1,13 +1,14 @@
 //! The orchestrator side: [`GrpcListener`].
 
-use crate::convert::*;
+use crate::codec::*;
 use crate::pb;
 use crate::pb::worker_service_server::{WorkerService, WorkerServiceServer};
 use crate::status::to_status;
 use rxon_core::constants::{AUTH_HEADER_WORKER, PROTOCOL_VERSION_HEADER};
 use rxon_core::validate::is_valid_identifier;
 use rxon_core::{
-    BoxFuture, Handler, Listener, RequestContext, Result, RxonError, ServerTlsOptions,
+    BoxFuture, Handler, Listener, ListenerOptions, RequestContext, Result, RxonError,
+    ServerTlsOptions,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -56,6 +57,21 @@ pub struct GrpcListenerConfig {
     pub keepalive: Duration,
 }
 
+/// The common knobs; `handshake_timeout` is the handshake deadline.
+impl From<ListenerOptions> for GrpcListenerConfig {
+    fn from(o: ListenerOptions) -> Self {
+        GrpcListenerConfig {
+            bind: o.bind,
+            poll_wait: o.poll_wait,
+            max_message_bytes: o.max_message_bytes,
+            tls: o.tls,
+            max_connections: o.max_connections,
+            handshake_timeout: o.handshake_timeout,
+            keepalive: o.keepalive,
+        }
+    }
+}
+
 impl Default for GrpcListenerConfig {
     fn default() -> Self {
         GrpcListenerConfig {
@@ -91,6 +107,12 @@ impl GrpcListener {
             bind: addr,
             ..Default::default()
         })
+    }
+
+    /// A listener with the common [`ListenerOptions`] (the rest as in
+    /// [`GrpcListenerConfig::default`]).
+    pub fn with_options(options: ListenerOptions) -> Self {
+        Self::with_config(options.into())
     }
 
     /// A listener with `config`.

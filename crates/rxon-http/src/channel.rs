@@ -4,8 +4,8 @@
 //! orchestrator: one text frame per `ProgressUpdatePayload` JSON. Invalid frames are
 //! logged and skipped; frames over the size limit close the connection (code 1009).
 
+use crate::client::HttpTransport;
 use crate::routes::WS_ENDPOINT;
-use crate::transport::HttpTransport;
 use futures_util::{SinkExt, StreamExt};
 use rxon_core::constants::{AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
 use rxon_core::retry::Backoff;
@@ -226,7 +226,7 @@ impl Channel {
 
 /// Connects, serves, reconnects with backoff, until stopped or the transport is gone.
 async fn keep_open(
-    transport: Weak<crate::transport::Inner>,
+    transport: Weak<crate::client::Inner>,
     commands: mpsc::Sender<Result<WorkerCommand>>,
     mut progress: mpsc::Receiver<ProgressRequest>,
     mut stop: watch::Receiver<bool>,

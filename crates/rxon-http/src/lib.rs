@@ -30,13 +30,13 @@
 #![deny(missing_docs)]
 
 mod channel;
-mod listener;
+mod client;
 pub mod routes;
+mod server;
 mod service;
-mod transport;
 
-pub use listener::{HttpListener, HttpListenerConfig};
+pub use client::{HttpTransport, HttpTransportFactory, SCHEMES};
 pub use rxon_net::status::{error_for_status, status_for};
+pub use server::{HttpListener, HttpListenerConfig};
 pub use service::Mount;
 pub use service::{ConnectionInfo, ConnectionSlot, HttpService, ServiceConfig, TRANSPORT_NAME};
-pub use transport::{HttpTransport, HttpTransportFactory, SCHEMES};

@@ -210,8 +210,11 @@ impl HttpService {
         self
     }
 
-    /// Ends pending polls (with 204) when `shutdown` turns `true`.
-    pub(crate) fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Self {
+    /// Ends pending polls (with 204) when `shutdown` turns `true`: what
+    /// [`HttpListener`](crate::HttpListener) does on stop, for a listener of your own
+    /// that serves these routes over another kind of stream (a Unix socket, an overlay
+    /// network's streams).
+    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Self {
         self.shutdown = Some(shutdown);
         self
     }

@@ -1,6 +1,6 @@
 //! The worker side: [`WsTransport`].
 
-use crate::frame::{Call, ClientFrame, Codec, PATH_PREFIX, PollArgs, Reply, ServerFrame};
+use crate::codec::{Call, ClientFrame, Codec, PATH_PREFIX, PollArgs, Reply, ServerFrame};
 use futures_util::{SinkExt, StreamExt};
 use rxon_core::constants::{
     AUTH_HEADER_WORKER, POLL_REQUEST_MARGIN_SECS, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,

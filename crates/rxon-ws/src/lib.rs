@@ -15,9 +15,9 @@
 #![deny(missing_docs)]
 
 mod client;
-mod frame;
+mod codec;
 mod server;
 
 pub use client::{SCHEMES, WsTransport, WsTransportFactory};
-pub use frame::{Codec, PATH_PREFIX, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
+pub use codec::{Codec, PATH_PREFIX, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
 pub use server::{TRANSPORT_NAME, WsConfig, WsListener, WsListenerConfig, WsMount};

@@ -1,7 +1,7 @@
 //! The orchestrator side: [`WsMount`] (on an HTTP listener's port) and [`WsListener`]
 //! (its own port).
 
-use crate::frame::{Call, ClientFrame, Codec, PATH_PREFIX, Reply, ServerFrame, WireError};
+use crate::codec::{Call, ClientFrame, Codec, PATH_PREFIX, Reply, ServerFrame, WireError};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -9,7 +9,7 @@ use http_body_util::Full;
 use rxon_core::ServerTlsOptions;
 use rxon_core::validate::is_valid_identifier;
 use rxon_core::{
-    BoxFuture, Handler, HandlerError, Listener, RequestContext, Result, RxonError,
+    BoxFuture, Handler, HandlerError, Listener, ListenerOptions, RequestContext, Result, RxonError,
     constants::{AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER},
 };
 use rxon_http::{ConnectionInfo, ConnectionSlot, HttpListener, HttpListenerConfig, Mount};
@@ -470,6 +470,22 @@ pub struct WsListenerConfig {
     pub max_connections: usize,
 }
 
+/// The common knobs; `max_message_bytes` bounds frames.
+impl From<ListenerOptions> for WsListenerConfig {
+    fn from(o: ListenerOptions) -> Self {
+        let mut config = WsListenerConfig {
+            bind: Some(o.bind),
+            tls: o.tls,
+            max_connections: o.max_connections,
+            ..WsListenerConfig::default()
+        };
+        config.ws.poll_wait = o.poll_wait;
+        config.ws.max_message_bytes = o.max_message_bytes;
+        config.ws.keepalive = o.keepalive;
+        config
+    }
+}
+
 impl Default for WsListenerConfig {
     fn default() -> Self {
         WsListenerConfig {
@@ -497,6 +513,12 @@ impl WsListener {
             bind: Some(addr),
             ..Default::default()
         })
+    }
+
+    /// A listener with the common [`ListenerOptions`] (the rest as in
+    /// [`WsListenerConfig::default`]).
+    pub fn with_options(options: ListenerOptions) -> Self {
+        Self::with_config(options.into())
     }
 
     /// A listener with `config`.

@@ -1,8 +1,8 @@
 //! The shared conformance suite over gRPC, plain and with required client certificates.
 
 use rxon_core::ServerTlsOptions;
-use rxon_core::{Listener, Transport, TransportConfig, TransportFactory};
-use rxon_grpc::{GrpcListener, GrpcListenerConfig, GrpcTransportFactory};
+use rxon_core::{Listener, ListenerOptions, Transport, TransportConfig, TransportFactory};
+use rxon_grpc::{GrpcListener, GrpcTransportFactory};
 use rxon_testing::conformance::{Capabilities, Harness};
 use rxon_testing::pki::Pki;
 use std::sync::OnceLock;
@@ -19,9 +19,9 @@ struct Plain;
 
 impl Harness for Plain {
     fn listener(&self, poll_wait: Duration) -> Box<dyn Listener> {
-        let mut config = GrpcListenerConfig::default();
-        config.poll_wait = poll_wait;
-        Box::new(GrpcListener::with_config(config))
+        Box::new(GrpcListener::with_options(
+            ListenerOptions::default().with_poll_wait(poll_wait),
+        ))
     }
     fn transport(&self, config: &TransportConfig) -> rxon_core::Result<Box<dyn Transport>> {
         GrpcTransportFactory.create(config)
@@ -40,14 +40,15 @@ struct Mtls;
 
 impl Harness for Mtls {
     fn listener(&self, poll_wait: Duration) -> Box<dyn Listener> {
-        let mut config = GrpcListenerConfig::default();
-        config.poll_wait = poll_wait;
-        config.tls = Some(
-            ServerTlsOptions::new(pki().path("server.pem"), pki().path("server.key"))
-                .with_client_ca(pki().path("ca.pem"))
-                .with_required_client_cert(true),
-        );
-        Box::new(GrpcListener::with_config(config))
+        Box::new(GrpcListener::with_options(
+            ListenerOptions::default()
+                .with_poll_wait(poll_wait)
+                .with_tls(
+                    ServerTlsOptions::new(pki().path("server.pem"), pki().path("server.key"))
+                        .with_client_ca(pki().path("ca.pem"))
+                        .with_required_client_cert(true),
+                ),
+        ))
     }
     fn transport(&self, config: &TransportConfig) -> rxon_core::Result<Box<dyn Transport>> {
         let mut config = config.clone();
@@ -67,4 +68,26 @@ mod plain {
 
 mod mtls {
     rxon_testing::conformance_tests!(super::Mtls);
+}
+
+/// Every common knob of `ListenerOptions` reaches the listener's own configuration.
+#[test]
+fn listener_options_reach_the_config() {
+    let tls = rxon_core::ServerTlsOptions::new("s.pem", "s.key");
+    let o = ListenerOptions::default()
+        .with_bind(std::net::SocketAddr::from(([127, 0, 0, 2], 7)))
+        .with_poll_wait(Duration::from_secs(3))
+        .with_max_message_bytes(1234)
+        .with_keepalive(Duration::from_secs(4))
+        .with_max_connections(5)
+        .with_handshake_timeout(Duration::from_secs(6))
+        .with_tls(tls);
+    let c = rxon_grpc::GrpcListenerConfig::from(o);
+    assert_eq!(c.bind.port(), 7);
+    assert_eq!(c.poll_wait, Duration::from_secs(3));
+    assert_eq!(c.max_message_bytes, 1234);
+    assert_eq!(c.keepalive, Duration::from_secs(4));
+    assert_eq!(c.max_connections, 5);
+    assert_eq!(c.handshake_timeout, Duration::from_secs(6));
+    assert!(c.tls.is_some());
 }

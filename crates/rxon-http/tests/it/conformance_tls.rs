@@ -1,8 +1,8 @@
 //! The shared conformance suite over HTTPS with client certificates (mTLS required).
 
 use rxon_core::ServerTlsOptions;
-use rxon_core::{Listener, Transport, TransportConfig, TransportFactory};
-use rxon_http::{HttpListener, HttpListenerConfig, HttpTransportFactory};
+use rxon_core::{Listener, ListenerOptions, Transport, TransportConfig, TransportFactory};
+use rxon_http::{HttpListener, HttpTransportFactory};
 use rxon_testing::conformance::{Capabilities, Harness};
 use rxon_testing::pki::Pki;
 use std::sync::OnceLock;
@@ -17,14 +17,15 @@ struct Https;
 
 impl Harness for Https {
     fn listener(&self, poll_wait: Duration) -> Box<dyn Listener> {
-        let mut config = HttpListenerConfig::default();
-        config.service.poll_wait = poll_wait;
-        config.tls = Some(
-            ServerTlsOptions::new(pki().path("server.pem"), pki().path("server.key"))
-                .with_client_ca(pki().path("ca.pem"))
-                .with_required_client_cert(true),
-        );
-        Box::new(HttpListener::with_config(config))
+        Box::new(HttpListener::with_options(
+            ListenerOptions::default()
+                .with_poll_wait(poll_wait)
+                .with_tls(
+                    ServerTlsOptions::new(pki().path("server.pem"), pki().path("server.key"))
+                        .with_client_ca(pki().path("ca.pem"))
+                        .with_required_client_cert(true),
+                ),
+        ))
     }
 
     fn transport(&self, config: &TransportConfig) -> rxon_core::Result<Box<dyn Transport>> {

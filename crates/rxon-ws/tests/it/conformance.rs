@@ -2,7 +2,8 @@
 //! each codec, and mounted beside the HTTP routes on one port.
 
 use rxon_core::{
-    BoxFuture, Handler, Listener, Transport, TransportConfig, TransportFactory, Value,
+    BoxFuture, Handler, Listener, ListenerOptions, Transport, TransportConfig, TransportFactory,
+    Value,
 };
 use rxon_http::{HttpListener, HttpListenerConfig};
 use rxon_testing::conformance::{Capabilities, Harness};
@@ -28,9 +29,9 @@ struct Standalone(Option<&'static str>);
 
 impl Harness for Standalone {
     fn listener(&self, poll_wait: Duration) -> Box<dyn Listener> {
-        let mut config = WsListenerConfig::default();
-        config.ws = ws_config(poll_wait);
-        Box::new(WsListener::with_config(config))
+        Box::new(WsListener::with_options(
+            ListenerOptions::default().with_poll_wait(poll_wait),
+        ))
     }
 
     fn transport(&self, config: &TransportConfig) -> rxon_core::Result<Box<dyn Transport>> {
@@ -123,4 +124,25 @@ mod json {
 
 mod mounted {
     rxon_testing::conformance_tests!(super::Mounted);
+}
+
+/// Every common knob of `ListenerOptions` reaches the listener's own configuration.
+#[test]
+fn listener_options_reach_the_config() {
+    let tls = rxon_core::ServerTlsOptions::new("s.pem", "s.key");
+    let o = ListenerOptions::default()
+        .with_bind(std::net::SocketAddr::from(([127, 0, 0, 2], 7)))
+        .with_poll_wait(Duration::from_secs(3))
+        .with_max_message_bytes(1234)
+        .with_keepalive(Duration::from_secs(4))
+        .with_max_connections(5)
+        .with_handshake_timeout(Duration::from_secs(6))
+        .with_tls(tls);
+    let c = WsListenerConfig::from(o);
+    assert_eq!(c.bind.map(|b| b.port()), Some(7));
+    assert_eq!(c.ws.poll_wait, Duration::from_secs(3));
+    assert_eq!(c.ws.max_message_bytes, 1234);
+    assert_eq!(c.ws.keepalive, Duration::from_secs(4));
+    assert_eq!(c.max_connections, 5);
+    assert!(c.tls.is_some());
 }

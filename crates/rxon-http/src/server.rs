@@ -5,7 +5,9 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rxon_core::ServerTlsOptions;
 use rxon_core::constants::PROTOCOL_VERSION_HEADER;
-use rxon_core::{BoxFuture, Handler, Listener, PROTOCOL_VERSION, Result, RxonError};
+use rxon_core::{
+    BoxFuture, Handler, Listener, ListenerOptions, PROTOCOL_VERSION, Result, RxonError,
+};
 use rxon_net::tls::peer_common_name;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -51,6 +53,24 @@ impl std::fmt::Debug for HttpListenerConfig {
             .field("mounts", &self.mounts.len())
             .field("worker_routes", &self.worker_routes)
             .finish()
+    }
+}
+
+/// The common knobs: `max_message_bytes` bounds request bodies, `handshake_timeout` is
+/// the header deadline.
+impl From<ListenerOptions> for HttpListenerConfig {
+    fn from(o: ListenerOptions) -> Self {
+        let mut config = HttpListenerConfig {
+            bind: o.bind,
+            header_read_timeout: o.handshake_timeout,
+            max_connections: o.max_connections,
+            tls: o.tls,
+            ..HttpListenerConfig::default()
+        };
+        config.service.poll_wait = o.poll_wait;
+        config.service.max_body_bytes = o.max_message_bytes;
+        config.service.keepalive = o.keepalive;
+        config
     }
 }
 
@@ -108,6 +128,12 @@ impl HttpListener {
             bind: addr,
             ..HttpListenerConfig::default()
         })
+    }
+
+    /// A listener with the common [`ListenerOptions`] (the rest as in
+    /// [`HttpListenerConfig::default`]).
+    pub fn with_options(options: ListenerOptions) -> Self {
+        Self::with_config(options.into())
     }
 
     /// A listener with `config`.
