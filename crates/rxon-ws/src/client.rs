@@ -219,124 +219,36 @@ impl WsTransport {
                 RxonError::protocol(format!("{url}: the listener chose no codec we offered"))
             })?;
 
-        let (mut sink, mut stream) = ws.split();
-        let (out, mut out_rx) = mpsc::channel::<Message>(256);
+        let (sink, stream) = ws.split();
+        let (out, out_rx) = mpsc::channel::<Message>(256);
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let (dead_tx, dead) = watch::channel(false);
         let dead_tx = Arc::new(dead_tx);
-        // Writer: frames out, plus a keepalive ping. A connection that answered nothing
-        // (no pong, no reply, no command) between two pings is gone: a NAT or firewall
-        // may drop it without a word. So is one that does not take a frame within the
-        // request deadline. The session dies and the next operation opens a new one.
+        // Writer (with the keepalive) and reader of the session.
         let writer_heard = heard;
         let writer_dead = dead_tx.clone();
-        let mut closed = inner.closed.subscribe();
+        let closed = inner.closed.subscribe();
         let keepalive = inner.policy.options().keepalive;
         let write_limit = keepalive.max(inner.policy.options().request_timeout);
-        tokio::spawn(async move {
-            let mut ping = rxon_net::keepalive::Pings::every(keepalive);
-            loop {
-                let message = tokio::select! {
-                    m = out_rx.recv() => match m { Some(m) => m, None => break },
-                    () = ping.tick() => {
-                        if !writer_heard.swap(false, Ordering::Relaxed) {
-                            tracing::warn!(?keepalive, "WebSocket peer silent for two keepalives; reconnecting");
-                            break;
-                        }
-                        Message::Ping(Vec::new().into())
-                    }
-                    () = until(&mut closed) => {
-                        let _ = tokio::time::timeout(keepalive, sink.send(Message::Close(None))).await;
-                        break;
-                    }
-                };
-                let started = tokio::time::Instant::now();
-                match tokio::time::timeout(write_limit, sink.send(message)).await {
-                    // A frame that took a while to go out (a large one on a slow link)
-                    // went out because the peer acknowledged it: proof of life, and our
-                    // ping waited behind it.
-                    Ok(Ok(())) if started.elapsed() >= keepalive / 2 => {
-                        writer_heard.store(true, Ordering::Relaxed);
-                    }
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break,
-                    Err(_) => {
-                        tracing::warn!(
-                            ?write_limit,
-                            "WebSocket peer stopped reading; reconnecting"
-                        );
-                        break;
-                    }
-                }
-            }
-            writer_dead.send_replace(true);
-        });
-        // Reader: replies to their requests, commands to the command queue.
+        tokio::spawn(write_loop(
+            sink,
+            out_rx,
+            writer_heard,
+            writer_dead,
+            closed,
+            (keepalive, write_limit),
+        ));
         let reader_pending = pending.clone();
         let commands = inner.commands_tx.clone();
-        let mut writer_gone = dead.clone();
-        tokio::spawn(async move {
-            loop {
-                let frame = tokio::select! {
-                    frame = stream.next() => frame,
-                    // The writer declared the session dead: stop reading and drop the
-                    // socket, so requests waiting on it fail now.
-                    _ = writer_gone.wait_for(|d| *d) => break,
-                };
-                let Some(frame) = frame else { break };
-                let message = match frame {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "WebSocket session ended");
-                        break;
-                    }
-                };
-                if matches!(message, Message::Close(_)) {
-                    break;
-                }
-                match codec.decode::<ServerFrame>(&message) {
-                    Ok(Some(ServerFrame::Command { command })) => {
-                        if !command.command.is_known() {
-                            tracing::warn!(command = %command.command, "unknown command skipped");
-                        } else {
-                            // Never wait here: replies behind this frame would wait too.
-                            match commands.try_send(command) {
-                                Ok(()) => {}
-                                Err(mpsc::error::TrySendError::Full(c)) => tracing::warn!(
-                                    task_id = ?c.task_id,
-                                    "command dropped: nobody reads next_command (an orchestrator \
-                                     repeats cancels in heartbeat replies)"
-                                ),
-                                Err(mpsc::error::TrySendError::Closed(_)) => break,
-                            }
-                        }
-                    }
-                    Ok(Some(frame @ (ServerFrame::Reply { .. } | ServerFrame::Error { .. }))) => {
-                        let id = match &frame {
-                            ServerFrame::Reply { id, .. } | ServerFrame::Error { id, .. } => *id,
-                            ServerFrame::Command { .. } => continue,
-                        };
-                        let waiter = reader_pending
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .as_mut()
-                            .and_then(|waiting| waiting.remove(&id));
-                        if let Some(waiter) = waiter {
-                            let _ = waiter.send(frame);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "bad frame skipped"),
-                }
-            }
-            dead_tx.send_replace(true);
-            // Requests still waiting fail now (their senders are dropped), and later ones
-            // cannot register here.
-            reader_pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-        });
+        let writer_gone = dead.clone();
+        tokio::spawn(read_loop(
+            stream,
+            codec,
+            reader_pending,
+            commands,
+            writer_gone,
+            dead_tx,
+        ));
         Ok(Session {
             out,
             pending,
@@ -452,6 +364,130 @@ impl TokenExchange for WsTransport {
             }
         })
     }
+}
+
+/// The socket of a session, as the worker dials it.
+type Socket = tokio_tungstenite::WebSocketStream<
+    rxon_net::io::Tap<rxon_net::dial::ClientStream, rxon_net::io::Heard>,
+>;
+
+/// A session's writer: frames out, plus a keepalive ping. A connection that answered
+/// nothing (no pong, no reply, no command) between two pings is gone: a NAT or firewall
+/// may drop it without a word. So is one that does not take a frame within the request
+/// deadline. The session dies (`writer_dead`) and the next operation opens a new one.
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<Socket, Message>,
+    mut out_rx: mpsc::Receiver<Message>,
+    writer_heard: Arc<AtomicBool>,
+    writer_dead: Arc<watch::Sender<bool>>,
+    mut closed: watch::Receiver<bool>,
+    (keepalive, write_limit): (Duration, Duration),
+) {
+    let mut ping = rxon_net::keepalive::Pings::every(keepalive);
+    loop {
+        let message = tokio::select! {
+            m = out_rx.recv() => match m { Some(m) => m, None => break },
+            () = ping.tick() => {
+                if !writer_heard.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(?keepalive, "WebSocket peer silent for two keepalives; reconnecting");
+                    break;
+                }
+                Message::Ping(Vec::new().into())
+            }
+            () = until(&mut closed) => {
+                let _ = tokio::time::timeout(keepalive, sink.send(Message::Close(None))).await;
+                break;
+            }
+        };
+        let started = tokio::time::Instant::now();
+        match tokio::time::timeout(write_limit, sink.send(message)).await {
+            // A frame that took a while to go out (a large one on a slow link)
+            // went out because the peer acknowledged it: proof of life, and our
+            // ping waited behind it.
+            Ok(Ok(())) if started.elapsed() >= keepalive / 2 => {
+                writer_heard.store(true, Ordering::Relaxed);
+            }
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                tracing::warn!(?write_limit, "WebSocket peer stopped reading; reconnecting");
+                break;
+            }
+        }
+    }
+    writer_dead.send_replace(true);
+}
+
+/// A session's reader: replies to their requests, commands to the command queue, until
+/// the socket ends or the writer declares the session dead.
+async fn read_loop(
+    mut stream: futures_util::stream::SplitStream<Socket>,
+    codec: Codec,
+    reader_pending: Pending,
+    commands: mpsc::Sender<WorkerCommand>,
+    mut writer_gone: watch::Receiver<bool>,
+    dead_tx: Arc<watch::Sender<bool>>,
+) {
+    loop {
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            // The writer declared the session dead: stop reading and drop the
+            // socket, so requests waiting on it fail now.
+            _ = writer_gone.wait_for(|d| *d) => break,
+        };
+        let Some(frame) = frame else { break };
+        let message = match frame {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(error = %e, "WebSocket session ended");
+                break;
+            }
+        };
+        if matches!(message, Message::Close(_)) {
+            break;
+        }
+        match codec.decode::<ServerFrame>(&message) {
+            Ok(Some(ServerFrame::Command { command })) => {
+                if !command.command.is_known() {
+                    tracing::warn!(command = %command.command, "unknown command skipped");
+                } else {
+                    // Never wait here: replies behind this frame would wait too.
+                    match commands.try_send(command) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(c)) => tracing::warn!(
+                            task_id = ?c.task_id,
+                            "command dropped: nobody reads next_command (an orchestrator \
+                             repeats cancels in heartbeat replies)"
+                        ),
+                        Err(mpsc::error::TrySendError::Closed(_)) => break,
+                    }
+                }
+            }
+            Ok(Some(frame @ (ServerFrame::Reply { .. } | ServerFrame::Error { .. }))) => {
+                let id = match &frame {
+                    ServerFrame::Reply { id, .. } | ServerFrame::Error { id, .. } => *id,
+                    ServerFrame::Command { .. } => continue,
+                };
+                let waiter = reader_pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                    .and_then(|waiting| waiting.remove(&id));
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(frame);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "bad frame skipped"),
+        }
+    }
+    dead_tx.send_replace(true);
+    // Requests still waiting fail now (their senders are dropped), and later ones
+    // cannot register here.
+    reader_pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
 }
 
 /// Resolves when `rx` turns true or its sender is gone.

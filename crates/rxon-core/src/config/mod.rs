@@ -30,8 +30,16 @@ use crate::error::{DisplayDuration, Result, RxonError};
 use crate::validate::validate_identifier;
 use crate::value::{Map, Value};
 use std::fmt;
+
+mod parse;
+mod tls;
+
+#[cfg(feature = "serde")]
+pub use parse::duration_serde;
+pub use parse::{parse_duration, url_scheme};
 use std::path::PathBuf;
 use std::time::Duration;
+pub use tls::{ServerTlsOptions, TlsOptions};
 
 /// Upper bound on [`TransportOptions::result_retries`].
 pub const MAX_RESULT_RETRIES: u32 = 100;
@@ -100,84 +108,6 @@ impl Default for TransportOptions {
             tls: TlsOptions::default(),
             params: Map::new(),
         }
-    }
-}
-
-/// TLS settings of a client. Without any, `https`/`wss`/`grpcs` use the system roots.
-#[derive(Debug, Clone, PartialEq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
-#[non_exhaustive]
-pub struct TlsOptions {
-    /// PEM file of the CA(s) that sign the orchestrator's certificate.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate chain, for mTLS.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
-    pub client_cert: Option<PathBuf>,
-    /// PEM private key of the client certificate.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
-    pub client_key: Option<PathBuf>,
-    /// Name to verify the server certificate against, when it differs from the URL host.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
-    pub server_name: Option<String>,
-}
-
-/// TLS of a listener: its certificate and, for mTLS, the CA of client certificates.
-/// Each transport crate turns it into its own TLS stack's configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
-#[non_exhaustive]
-pub struct ServerTlsOptions {
-    /// PEM certificate chain of the listener.
-    pub cert_file: PathBuf,
-    /// PEM private key of the listener.
-    pub key_file: PathBuf,
-    /// PEM CA(s) that sign client certificates; enables mTLS.
-    #[cfg_attr(
-        feature = "serde",
-        serde(default, skip_serializing_if = "Option::is_none")
-    )]
-    pub client_ca_file: Option<PathBuf>,
-    /// With a client CA: refuse clients without a certificate (strict mTLS). Without it,
-    /// a certificate is optional and, when sent, its subject CN reaches the handler.
-    #[cfg_attr(feature = "serde", serde(default))]
-    pub require_client_cert: bool,
-}
-
-impl ServerTlsOptions {
-    /// TLS with `cert_file` and `key_file`, no client certificates.
-    pub fn new(cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
-        ServerTlsOptions {
-            cert_file: cert_file.into(),
-            key_file: key_file.into(),
-            client_ca_file: None,
-            require_client_cert: false,
-        }
-    }
-
-    /// Verifies client certificates against `ca_file` (optional for clients unless
-    /// [`require_client_cert`](Self::require_client_cert) is set).
-    pub fn with_client_ca(mut self, ca_file: impl Into<PathBuf>) -> Self {
-        self.client_ca_file = Some(ca_file.into());
-        self
-    }
-
-    /// Refuses clients without a valid certificate.
-    pub fn with_required_client_cert(mut self, required: bool) -> Self {
-        self.require_client_cert = required;
-        self
-    }
-
-    /// Checks that a required client certificate has a CA to be verified against.
-    pub fn validate(&self) -> Result<()> {
-        if self.require_client_cert && self.client_ca_file.is_none() {
-            return Err(RxonError::config(
-                "require_client_cert needs a client_ca_file to verify clients against",
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -335,110 +265,6 @@ impl fmt::Debug for TransportConfig {
             .field("token", &"<redacted>")
             .field("options", &self.options)
             .finish()
-    }
-}
-
-/// The lowercase scheme of `url` (the part before `://`).
-///
-/// ```
-/// assert_eq!(rxon_core::config::url_scheme("HTTPS://x").unwrap(), "https");
-/// assert!(rxon_core::config::url_scheme("localhost:8080").is_err());
-/// ```
-pub fn url_scheme(url: &str) -> Result<String> {
-    let Some((scheme, _)) = url.split_once("://") else {
-        return Err(RxonError::config(format!(
-            "transport URL {url:?} has no scheme (expected e.g. http://host:port)"
-        )));
-    };
-    let valid = !scheme.is_empty()
-        && scheme.as_bytes()[0].is_ascii_alphabetic()
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-    if !valid {
-        return Err(RxonError::config(format!(
-            "transport URL {url:?} has an invalid scheme {scheme:?}"
-        )));
-    }
-    Ok(scheme.to_ascii_lowercase())
-}
-
-/// Parses `"250ms"`, `"30s"`, `"2m"`, `"1h"`, `"1.5s"`, or a bare number of seconds.
-///
-/// ```
-/// use rxon_core::config::parse_duration;
-/// use std::time::Duration;
-/// assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-/// assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-/// assert!(parse_duration("soon").is_err());
-/// ```
-pub fn parse_duration(text: &str) -> Result<Duration> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let scale = match unit.trim() {
-        "" | "s" | "sec" | "secs" => 1.0,
-        "ms" => 1e-3,
-        "us" => 1e-6,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(bad_duration(text)),
-    };
-    let n: f64 = num.parse().map_err(|_| bad_duration(text))?;
-    secs_to_duration(n * scale).ok_or_else(|| bad_duration(text))
-}
-
-fn secs_to_duration(secs: f64) -> Option<Duration> {
-    (secs.is_finite() && secs >= 0.0 && secs <= MAX_DURATION.as_secs_f64())
-        .then(|| Duration::from_secs_f64(secs))
-}
-
-fn bad_duration(text: &str) -> RxonError {
-    RxonError::config(format!(
-        "invalid duration {text:?}: use e.g. \"250ms\", \"30s\", \"2m\" or a number of seconds (at most 24h)"
-    ))
-}
-
-#[cfg(feature = "serde")]
-pub mod duration_serde {
-    //! `#[serde(with = "rxon_core::config::duration_serde")]` for a [`Duration`] written as
-    //! `"30s"`, `"500ms"` or a number of seconds (see [`parse_duration`]).
-    use super::{DisplayDuration, parse_duration, secs_to_duration};
-    use serde::de::{self, Visitor};
-    use serde::{Deserializer, Serializer};
-    use std::fmt;
-    use std::time::Duration;
-
-    /// Writes the duration as text, e.g. `"30s"`.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&DisplayDuration(*d))
-    }
-
-    /// Reads text (`"30s"`) or a number of seconds; negative or over 24 h is an error.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Duration;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration such as \"30s\" or a number of seconds")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-                parse_duration(v).map_err(|e| E::custom(e.message()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-                self.visit_f64(v as f64)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-                self.visit_f64(v as f64)
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
-                secs_to_duration(v)
-                    .ok_or_else(|| E::custom(format!("duration {v} s is negative or over 24h")))
-            }
-        }
-        d.deserialize_any(V)
     }
 }
 

@@ -2,23 +2,22 @@
 //! nothing half-written under a final name.
 
 use crate::config::{Backend, BlobConfig};
-use crate::connector::{HyperConnector, Limits};
 use crate::uri::{BlobUri, check_key};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use object_store::aws::AmazonS3Builder;
 use object_store::memory::InMemory;
-use object_store::path::Path as StorePath;
-use object_store::{
-    BackoffConfig, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
-};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use rxon_core::{ErrorKind, FileMetadata, Result, RxonError};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+mod backend;
+mod local;
+
+use backend::{AbortOnDrop, location, normalize_etag, s3, store_error};
+use local::{TempPath, local_error, local_tree};
 
 /// One bucket of blob storage, and the transfers in and out of it.
 ///
@@ -543,265 +542,11 @@ impl BlobStore {
     }
 }
 
-fn s3(config: &BlobConfig, bucket: &str) -> Result<object_store::aws::AmazonS3> {
-    let connector = HyperConnector::new(
-        Limits {
-            connect_timeout: config.connect_timeout,
-            request_timeout: config.request_timeout,
-            idle_timeout: config.idle_timeout,
-        },
-        config.ca_file.as_deref(),
-    )?;
-    let mut builder = AmazonS3Builder::new()
-        .with_bucket_name(bucket)
-        .with_region(config.region.as_deref().unwrap_or("us-east-1"))
-        .with_virtual_hosted_style_request(!config.path_style())
-        .with_http_connector(connector)
-        .with_retry(RetryConfig {
-            backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(10),
-                base: 2.0,
-            },
-            max_retries: config.max_retries,
-            retry_timeout: config.request_timeout * 3,
-        });
-    if let Some(endpoint) = &config.endpoint {
-        builder = builder
-            .with_endpoint(endpoint)
-            .with_allow_http(endpoint.starts_with("http://"));
-    }
-    if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
-        builder = builder
-            .with_access_key_id(id)
-            .with_secret_access_key(secret);
-    }
-    if let Some(token) = &config.session_token {
-        builder = builder.with_token(token);
-    }
-    builder
-        .build()
-        .map_err(|e| RxonError::config(format!("blob store s3://{bucket}: {e}")))
-}
-
-fn location(uri: &BlobUri) -> Result<StorePath> {
-    StorePath::parse(uri.key())
-        .map_err(|e| RxonError::invalid_input(format!("invalid key in {uri}: {e}")))
-}
-
-/// S3 quotes etags (`"abc"`); references carry them bare.
-fn normalize_etag(etag: &str) -> String {
-    let e = etag.trim();
-    let e = e.strip_prefix("W/").unwrap_or(e);
-    e.trim_matches('"').to_owned()
-}
-
 fn integrity(name: &str, what: &str, expected: String, actual: String) -> RxonError {
     RxonError::integrity(format!("{name}: {what} is {actual}, expected {expected}"))
         .with_detail("uri", name)
         .with_detail("expected", expected)
         .with_detail("actual", actual)
-}
-
-fn local_error(what: &str, path: &Path, e: std::io::Error) -> RxonError {
-    RxonError::io(format!("{what} {}: {e}", path.display()), e)
-}
-
-/// Maps an object_store error onto the error kinds, naming the object.
-fn store_error(name: &str, e: object_store::Error) -> RxonError {
-    use object_store::Error as E;
-    let text = e.to_string();
-    let (kind, message) = match &e {
-        E::NotFound { .. } if text.contains("NoSuchBucket") => (
-            ErrorKind::NotFound,
-            format!("{name}: the bucket does not exist"),
-        ),
-        E::NotFound { .. } => (ErrorKind::NotFound, format!("{name}: no such object")),
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => (
-            ErrorKind::Auth,
-            format!("{name}: the store refused the credentials"),
-        ),
-        E::InvalidPath { .. } => (ErrorKind::InvalidInput, format!("{name}: {text}")),
-        E::NotSupported { .. } | E::NotImplemented { .. } => (
-            ErrorKind::Unsupported,
-            format!("{name}: not supported by this store"),
-        ),
-        E::AlreadyExists { .. } | E::Precondition { .. } | E::NotModified { .. } => {
-            (ErrorKind::Protocol, format!("{name}: {text}"))
-        }
-        E::Generic { .. } if text.contains("NoSuchBucket") => (
-            ErrorKind::NotFound,
-            format!("{name}: the bucket does not exist"),
-        ),
-        E::Generic { .. } => (ErrorKind::Network, format!("{name}: {text}")),
-        _ => (ErrorKind::Internal, format!("{name}: {text}")),
-    };
-    RxonError::new(kind, message).with_source(e)
-}
-
-/// Aborts a multipart upload that is dropped before it finished.
-struct AbortOnDrop(Option<WriteMultipart>);
-
-impl AbortOnDrop {
-    fn writer(&mut self) -> Result<&mut WriteMultipart> {
-        self.0
-            .as_mut()
-            .ok_or_else(|| RxonError::new(ErrorKind::Internal, "multipart upload already finished"))
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(writer) = self.0.take() {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => {
-                    runtime.spawn(async move {
-                        if let Err(e) = writer.abort().await {
-                            tracing::warn!(error = %e, "aborting a cancelled multipart upload failed");
-                        }
-                    });
-                }
-                Err(_) => tracing::warn!(
-                    "multipart upload dropped outside a runtime; its parts stay in the store"
-                ),
-            }
-        }
-    }
-}
-
-/// A temporary file or directory beside the final destination (same filesystem, so the
-/// final rename is atomic), removed on drop unless committed.
-struct TempPath {
-    path: PathBuf,
-    is_dir: bool,
-    committed: bool,
-}
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-impl TempPath {
-    async fn file_beside(dest: &Path) -> Result<Self> {
-        Self::beside(dest, false).await
-    }
-
-    async fn dir_beside(dest: &Path) -> Result<Self> {
-        Self::beside(dest, true).await
-    }
-
-    async fn beside(dest: &Path, is_dir: bool) -> Result<Self> {
-        let name = dest.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-            RxonError::invalid_input(format!("{} has no file name", dest.display()))
-        })?;
-        let parent = dest.parent().unwrap_or(Path::new("."));
-        let parent = if parent.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            parent
-        };
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| local_error("cannot create", parent, e))?;
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = parent.join(format!(".{name}.rxon-part-{}-{n}", std::process::id()));
-        if is_dir {
-            tokio::fs::create_dir(&path)
-                .await
-                .map_err(|e| local_error("cannot create", &path, e))?;
-        }
-        Ok(TempPath {
-            path,
-            is_dir,
-            committed: false,
-        })
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-
-    async fn commit(mut self, dest: &Path) -> Result<()> {
-        if self.is_dir && tokio::fs::metadata(dest).await.is_ok() {
-            // rename() onto a non-empty directory fails; replace what was there.
-            tokio::fs::remove_dir_all(dest)
-                .await
-                .map_err(|e| local_error("cannot replace", dest, e))?;
-        }
-        tokio::fs::rename(&self.path, dest)
-            .await
-            .map_err(|e| local_error("cannot move into place", dest, e))?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = if self.is_dir {
-                std::fs::remove_dir_all(&self.path)
-            } else {
-                std::fs::remove_file(&self.path)
-            };
-        }
-    }
-}
-
-/// Regular files under `root`, as (`/`-separated relative path, path), sorted.
-fn local_tree(root: &Path, max: usize) -> Result<Vec<(String, PathBuf)>> {
-    const MAX_DEPTH: usize = 64;
-    let mut out = Vec::new();
-    let mut stack = vec![(root.to_path_buf(), String::new(), 0usize)];
-    while let Some((dir, rel, depth)) = stack.pop() {
-        if depth > MAX_DEPTH {
-            return Err(RxonError::invalid_input(format!(
-                "{} is nested deeper than {MAX_DEPTH} directories",
-                dir.display()
-            )));
-        }
-        let entries = std::fs::read_dir(&dir).map_err(|e| local_error("cannot read", &dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| local_error("cannot read", &dir, e))?;
-            let name = entry.file_name();
-            let name = name.to_str().ok_or_else(|| {
-                RxonError::invalid_input(format!("{} is not UTF-8", entry.path().display()))
-            })?;
-            let relative = if rel.is_empty() {
-                name.to_owned()
-            } else {
-                format!("{rel}/{name}")
-            };
-            let path = entry.path();
-            let link = entry
-                .file_type()
-                .map_err(|e| local_error("cannot read", &path, e))?;
-            let meta =
-                std::fs::metadata(&path).map_err(|e| local_error("cannot read", &path, e))?;
-            if meta.is_dir() {
-                if link.is_symlink() {
-                    return Err(RxonError::invalid_input(format!(
-                        "{} is a symbolic link to a directory; not followed",
-                        path.display()
-                    )));
-                }
-                stack.push((path, relative, depth + 1));
-            } else if meta.is_file() {
-                if out.len() == max {
-                    return Err(RxonError::invalid_input(format!(
-                        "{} holds more than max_dir_entries ({max}) files",
-                        root.display()
-                    )));
-                }
-                out.push((relative, path));
-            } else {
-                return Err(RxonError::invalid_input(format!(
-                    "{} is neither a regular file nor a directory",
-                    path.display()
-                )));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 #[cfg(test)]
