@@ -53,6 +53,13 @@ impl Capabilities {
     pub fn none() -> Self {
         Self::default()
     }
+    /// Commands, progress and a TCP endpoint: what a full network transport has.
+    pub fn all() -> Self {
+        Self::none()
+            .with_commands(true)
+            .with_progress(true)
+            .with_tcp(true)
+    }
     /// Sets [`commands`](Self::commands).
     pub fn with_commands(mut self, yes: bool) -> Self {
         self.commands = yes;

@@ -81,4 +81,22 @@ impl Pki {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+
+    /// A listener's TLS with these certificates, requiring client certificates from
+    /// this CA (strict mTLS).
+    pub fn server_mtls(&self) -> rxon_core::ServerTlsOptions {
+        rxon_core::ServerTlsOptions::new(self.path("server.pem"), self.path("server.key"))
+            .with_client_ca(self.path("ca.pem"))
+            .with_required_client_cert(true)
+    }
+
+    /// `config` with a worker's TLS for these certificates: this CA trusted, the client
+    /// certificate presented.
+    pub fn client_mtls(&self, config: &rxon_core::TransportConfig) -> rxon_core::TransportConfig {
+        let mut config = config.clone();
+        config.options.tls.ca_file = Some(self.path("ca.pem"));
+        config.options.tls.client_cert = Some(self.path("client.pem"));
+        config.options.tls.client_key = Some(self.path("client.key"));
+        config
+    }
 }

@@ -20,10 +20,7 @@ impl Harness for Http {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::none()
-            .with_commands(true)
-            .with_progress(true)
-            .with_tcp(true)
+        Capabilities::all()
     }
 }
 

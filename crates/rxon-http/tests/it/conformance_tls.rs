@@ -1,6 +1,5 @@
 //! The shared conformance suite over HTTPS with client certificates (mTLS required).
 
-use rxon_core::ServerTlsOptions;
 use rxon_core::{Listener, ListenerOptions, Transport, TransportConfig, TransportFactory};
 use rxon_http::{HttpListener, HttpTransportFactory};
 use rxon_testing::conformance::{Capabilities, Harness};
@@ -20,27 +19,16 @@ impl Harness for Https {
         Box::new(HttpListener::with_options(
             ListenerOptions::default()
                 .with_poll_wait(poll_wait)
-                .with_tls(
-                    ServerTlsOptions::new(pki().path("server.pem"), pki().path("server.key"))
-                        .with_client_ca(pki().path("ca.pem"))
-                        .with_required_client_cert(true),
-                ),
+                .with_tls(pki().server_mtls()),
         ))
     }
 
     fn transport(&self, config: &TransportConfig) -> rxon_core::Result<Box<dyn Transport>> {
-        let mut config = config.clone();
-        config.options.tls.ca_file = Some(pki().path("ca.pem"));
-        config.options.tls.client_cert = Some(pki().path("client.pem"));
-        config.options.tls.client_key = Some(pki().path("client.key"));
-        HttpTransportFactory.create(&config)
+        HttpTransportFactory.create(&pki().client_mtls(config))
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::none()
-            .with_commands(true)
-            .with_progress(true)
-            .with_tcp(true)
+        Capabilities::all()
     }
 }
 

@@ -18,10 +18,7 @@ fn ws_config(poll_wait: Duration) -> WsConfig {
 }
 
 fn both() -> Capabilities {
-    Capabilities::none()
-        .with_commands(true)
-        .with_progress(true)
-        .with_tcp(true)
+    Capabilities::all()
 }
 
 /// Standalone listener; the client insists on `codec` (or negotiates when `None`).
