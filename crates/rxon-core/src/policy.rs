@@ -392,7 +392,6 @@ impl Policy {
 mod tests {
     use super::*;
     use crate::ErrorKind;
-    use std::pin::pin;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::task::Context;
 
@@ -418,15 +417,7 @@ mod tests {
         }
     }
 
-    fn ready<F: Future>(f: F) -> F::Output {
-        match pin!(f)
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-        {
-            Poll::Ready(v) => v,
-            Poll::Pending => panic!("expected to complete at once"),
-        }
-    }
+    use crate::retry::tests::ready;
 
     fn policy() -> Policy {
         let p = Policy::new("t", &TransportConfig::new("t://x", "w", "tok"), |_| {

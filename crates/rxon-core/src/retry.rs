@@ -226,14 +226,15 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::RxonError;
     use std::cell::RefCell;
     use std::pin::pin;
     use std::task::{Context, Poll, Waker};
 
-    fn ready<F: Future>(f: F) -> F::Output {
+    /// Runs a future that must complete without waiting (the tests' runtime).
+    pub(crate) fn ready<F: Future>(f: F) -> F::Output {
         match pin!(f)
             .as_mut()
             .poll(&mut Context::from_waker(Waker::noop()))

@@ -77,6 +77,21 @@ impl Capabilities {
     }
 }
 
+/// [`ListenerOptions`](rxon_core::ListenerOptions) with every common knob set to a
+/// distinct value (bind 127.0.0.2:7, poll wait 3 s, 1234 bytes, keepalive 4 s, 5
+/// connections, handshake 6 s, TLS `s.pem`/`s.key`), for a listener crate's test that
+/// each knob reaches its own configuration.
+pub fn sample_listener_options() -> rxon_core::ListenerOptions {
+    rxon_core::ListenerOptions::default()
+        .with_bind(std::net::SocketAddr::from(([127, 0, 0, 2], 7)))
+        .with_poll_wait(Duration::from_secs(3))
+        .with_max_message_bytes(1234)
+        .with_keepalive(Duration::from_secs(4))
+        .with_max_connections(5)
+        .with_handshake_timeout(Duration::from_secs(6))
+        .with_tls(rxon_core::ServerTlsOptions::new("s.pem", "s.key"))
+}
+
 /// How the suite builds a transport's two sides.
 pub trait Harness: Send + Sync {
     /// An unstarted listener on loopback whose polls wait `poll_wait` for a task.

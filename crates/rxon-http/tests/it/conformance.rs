@@ -29,16 +29,8 @@ rxon_testing::conformance_tests!(Http);
 /// Every common knob of `ListenerOptions` reaches the listener's own configuration.
 #[test]
 fn listener_options_reach_the_config() {
-    let tls = rxon_core::ServerTlsOptions::new("s.pem", "s.key");
-    let o = ListenerOptions::default()
-        .with_bind(std::net::SocketAddr::from(([127, 0, 0, 2], 7)))
-        .with_poll_wait(Duration::from_secs(3))
-        .with_max_message_bytes(1234)
-        .with_keepalive(Duration::from_secs(4))
-        .with_max_connections(5)
-        .with_handshake_timeout(Duration::from_secs(6))
-        .with_tls(tls);
-    let c = rxon_http::HttpListenerConfig::from(o);
+    let c =
+        rxon_http::HttpListenerConfig::from(rxon_testing::conformance::sample_listener_options());
     assert_eq!(c.bind.port(), 7);
     assert_eq!(c.service.poll_wait, Duration::from_secs(3));
     assert_eq!(c.service.max_body_bytes, 1234);
