@@ -83,6 +83,9 @@ pub(crate) struct Inner {
     policy: Policy,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     version_warned: AtomicBool,
+    /// The header of the current token, by generation: built once per token, not per
+    /// request.
+    header: std::sync::Mutex<Option<(u64, HeaderValue)>>,
     /// TLS for the WebSocket command channel (`wss://`), when the URL is `https://`.
     tls: Option<Arc<rustls::ClientConfig>>,
     /// The command channel, started on first use.
@@ -157,6 +160,7 @@ impl HttpTransport {
                 policy: Policy::new("HTTP", config, |d| Box::pin(tokio::time::sleep(d))),
                 client,
                 version_warned: AtomicBool::new(false),
+                header: std::sync::Mutex::new(None),
                 tls: channel_tls,
                 channel: OnceLock::new(),
             }),
@@ -279,9 +283,7 @@ impl Inner {
         timeout: Duration,
         what: &str,
     ) -> Result<(StatusCode, Option<Duration>, Bytes)> {
-        let token = HeaderValue::from_str(token.as_str()).map_err(|_| {
-            RxonError::config("the token contains characters not allowed in a header")
-        })?;
+        let token = self.header_for(token)?;
         let mut builder = Request::builder()
             .method(method.clone())
             .uri(format!("{}{path}", self.base_url))
@@ -326,6 +328,21 @@ impl Inner {
                 "{what}: no complete response within {timeout:?}"
             ))),
         }
+    }
+
+    /// `token` as a header value, cached for its generation.
+    fn header_for(&self, token: &Token) -> Result<HeaderValue> {
+        let mut cached = self.header.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((generation, value)) = cached.as_ref()
+            && *generation == token.generation()
+        {
+            return Ok(value.clone());
+        }
+        let value = HeaderValue::from_str(token.as_str()).map_err(|_| {
+            RxonError::config("the token contains characters not allowed in a header")
+        })?;
+        *cached = Some((token.generation(), value.clone()));
+        Ok(value)
     }
 
     fn check_version(&self, headers: &http::HeaderMap) {
