@@ -110,6 +110,10 @@ impl<T: TokenExchange + ?Sized> TokenExchange for Arc<T> {
 pub struct Credential {
     current: Mutex<Token>,
     gate: Gate,
+    /// Refresh attempts so far, and the message of the last one that failed: callers
+    /// that queued behind a failed refresh share its failure instead of each trying
+    /// again in turn.
+    attempts: Mutex<(u64, Option<String>)>,
 }
 
 impl fmt::Debug for Credential {
@@ -130,6 +134,7 @@ impl Credential {
                 generation: 0,
             }),
             gate: Gate::default(),
+            attempts: Mutex::new((0, None)),
         }
     }
 
@@ -149,22 +154,47 @@ impl Credential {
         guard.generation += 1;
     }
 
+    fn attempts(&self) -> MutexGuard<'_, (u64, Option<String>)> {
+        self.attempts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// After `refused` was refused: exchanges the current token unless a refresh
-    /// already happened since `refused` was sent; one refresh at a time. A failed
-    /// exchange is an [`ErrorKind::Auth`](crate::ErrorKind::Auth) error (the refusal stands), with the cause
-    /// as its source.
+    /// already happened since `refused` was sent; one refresh at a time, and callers
+    /// that waited behind one share its outcome (a new token, or its failure). A failed
+    /// exchange is an [`ErrorKind::Auth`](crate::ErrorKind::Auth) error saying so (the
+    /// refusal stands, the current token is kept), with the cause as its source.
     pub async fn refresh_after(&self, refused: &Token, exchange: &dyn TokenExchange) -> Result<()> {
+        let seen = self.attempts().0;
         let _single = self.gate.lock().await;
         if self.current().generation != refused.generation {
             return Ok(());
         }
-        match self.exchange(exchange).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_auth() => Err(e),
-            Err(e) => Err(RxonError::auth(format!(
-                "the credential was refused and refreshing it failed: {e}"
-            ))
-            .with_source(e)),
+        {
+            let attempts = self.attempts();
+            if attempts.0 != seen {
+                let why = attempts.1.as_deref().unwrap_or("it failed");
+                return Err(RxonError::auth(format!(
+                    "the credential was refused and refreshing it failed: {why}"
+                )));
+            }
+        }
+        let outcome = self.exchange(exchange).await;
+        let mut attempts = self.attempts();
+        attempts.0 += 1;
+        match outcome {
+            Ok(_) => {
+                attempts.1 = None;
+                Ok(())
+            }
+            Err(e) => {
+                attempts.1 = Some(e.to_string());
+                // The refresh's details (its status, say) stay visible.
+                Err(RxonError::auth(format!(
+                    "the credential was refused and refreshing it failed: {e}"
+                ))
+                .with_details(e.details().clone())
+                .with_source(e))
+            }
         }
     }
 
@@ -187,8 +217,11 @@ impl Credential {
     }
 }
 
-/// A std-only async lock: one holder; the others wait, woken when it is released
-/// (also when the holder's future is dropped midway).
+/// A std-only async lock: one holder; the others wait, all woken when it is released
+/// (also when the holder's future is dropped midway), the first to poll again taking
+/// it. Not FIFO. A waiter dropped while waiting leaves its waker queued until the next
+/// release, so the queue holds at most the wakers of the callers that arrived during
+/// one hold (a refresh, bounded by the transport's request timeout).
 #[derive(Default)]
 struct Gate {
     state: Mutex<GateState>,
@@ -211,8 +244,7 @@ impl Gate {
         std::future::poll_fn(|cx| {
             let mut state = self.state();
             if state.held {
-                // Bounded by the number of distinct waiters: a waker already queued is
-                // not queued again.
+                // A waker already queued is not queued again.
                 if !state.waiting.iter().any(|w| w.will_wake(cx.waker())) {
                     state.waiting.push(cx.waker().clone());
                 }
@@ -464,6 +496,64 @@ mod tests {
         let e = out.unwrap_err();
         assert!(e.is_auth(), "{e:?}");
         assert!(e.message().contains("refreshing it failed"), "{e}");
+    }
+
+    /// An exchange that waits until `release` is set, then fails; counts its calls.
+    struct Stuck {
+        release: Arc<std::sync::atomic::AtomicBool>,
+        calls: AtomicU32,
+    }
+
+    impl TokenExchange for Stuck {
+        fn exchange_token<'a>(&'a self, _: &'a Token) -> BoxFuture<'a, Result<TokenResponse>> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let release = self.release.clone();
+            Box::pin(std::future::poll_fn(move |_| {
+                if release.load(Ordering::Relaxed) {
+                    Poll::Ready(Err(RxonError::network("token service down")))
+                } else {
+                    Poll::Pending
+                }
+            }))
+        }
+    }
+
+    #[test]
+    fn callers_queued_behind_a_failed_refresh_share_its_failure() {
+        let p = policy();
+        let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ex = Stuck {
+            release: release.clone(),
+            calls: AtomicU32::new(0),
+        };
+        let refused = p.token();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut first = Box::pin(p.refresh_after(&refused, &ex));
+        let mut second = Box::pin(p.refresh_after(&refused, &ex));
+        assert!(first.as_mut().poll(&mut cx).is_pending(), "exchanging");
+        assert!(
+            second.as_mut().poll(&mut cx).is_pending(),
+            "queued behind it"
+        );
+        release.store(true, Ordering::Relaxed);
+        let Poll::Ready(first) = first.as_mut().poll(&mut cx) else {
+            panic!("done")
+        };
+        let Poll::Ready(second) = second.as_mut().poll(&mut cx) else {
+            panic!("done")
+        };
+        assert!(first.unwrap_err().message().contains("token service down"));
+        let second = second.unwrap_err();
+        assert!(
+            second.is_auth() && !second.is_credential_refused(),
+            "{second:?}"
+        );
+        assert!(second.message().contains("token service down"), "{second}");
+        assert_eq!(ex.calls.load(Ordering::Relaxed), 1, "one exchange for both");
+        assert_eq!(p.token(), refused, "the token is kept");
+        // A later refusal tries again.
+        let _ = ready(p.refresh_after(&refused, &ex));
+        assert_eq!(ex.calls.load(Ordering::Relaxed), 2);
     }
 
     #[test]

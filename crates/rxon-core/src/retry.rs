@@ -38,8 +38,9 @@ pub fn clamp_retry_after(hint: Duration) -> Duration {
 /// Exponential backoff, the one every part of rxon uses: result retries, the worker
 /// runtime's reconnects, a command channel's reconnects.
 ///
-/// The pause starts at `first` and doubles after each [`next`](Self::next) up to `max`.
-/// [`jittered`](Self::jittered) spreads each pause by ±25 % so that many workers losing
+/// The pause starts at `first` and doubles after each [`next`](Self::next) up to `max`,
+/// which no pause exceeds. [`jittered`](Self::jittered) spreads each pause by ±25 %
+/// (below `max`) so that many workers losing
 /// the same orchestrator do not come back in lockstep; [`exact`](Self::exact) does not
 /// (the reference's result retries: `base`, `2 × base`, `4 × base`, …).
 ///
@@ -103,7 +104,9 @@ impl Backoff {
             self.seed ^= self.seed << 13;
             self.seed ^= self.seed >> 7;
             self.seed ^= self.seed << 17;
-            pause = pause.mul_f64(0.75 + (self.seed % 1000) as f64 / 2000.0);
+            pause = pause
+                .mul_f64(0.75 + (self.seed % 1000) as f64 / 2000.0)
+                .min(self.max);
         }
         self.next = self.next.saturating_mul(2).min(self.max);
         pause

@@ -259,7 +259,7 @@ async fn keep_open(
                     Ended::Lost(None) => {}
                     Ended::Lost(Some(e)) => {
                         tracing::warn!(error = %e, "command channel refused after the upgrade");
-                        if e.is_auth() {
+                        if e.is_credential_refused() {
                             // Try a fresh token on the next attempt.
                             if let Some(t) = HttpTransport::upgrade(&transport) {
                                 let _ = t.policy().refresh_after(&sent, t.exchanger()).await;
@@ -271,6 +271,8 @@ async fn keep_open(
                     }
                 }
             }
+            // The transport was closed meanwhile: next_command answers None, not an error.
+            Err(e) if e.kind() == rxon_core::ErrorKind::Closed => return,
             Err(e) => {
                 drop(t);
                 tracing::warn!(error = %e, "command channel: cannot connect; retrying with backoff");

@@ -2,8 +2,11 @@
 //! (several listener processes on one database) must provide. It holds the tasks and
 //! their per-type FIFO queues, claims with leases, results applied once, and the
 //! workers' claim bookkeeping: everything that must be the same for every process.
-//! What is local to one process (a worker's command channel, the parked polls it
-//! holds, wake-ups) and the credentials stay outside, in the orchestrator's `State`.
+//! What is local to one process (a worker's command channel, wake-ups, the total of
+//! parked polls) and the credentials stay outside, in the orchestrator's `State`. One
+//! process-local figure is still inside: each worker record's count of parked polls,
+//! which reaping and registering read (a worker with a parked poll is not silent); a
+//! backend shared by several processes keeps that count per process.
 //!
 //! [`Store`] is the in-memory implementation: plain maps under the orchestrator's
 //! lock; no method waits. Each method is one atomic step of the protocol (the unit a

@@ -600,6 +600,14 @@ impl Inner {
         loop {
             match self.transport.send_result(&result).await {
                 Ok(outcome) => {
+                    if let rxon_core::ResultOutcome::Ignored { reason, message } = &outcome {
+                        tracing::warn!(
+                            task_id = %result.task_id,
+                            %reason,
+                            message = message.as_deref().unwrap_or(""),
+                            "result ignored by the orchestrator"
+                        );
+                    }
                     let counter = match (&outcome, &result.status) {
                         (rxon_core::ResultOutcome::Ignored { .. }, _) => &self.stats.ignored,
                         (_, rxon_core::TaskStatus::Success) => &self.stats.succeeded,
@@ -694,7 +702,7 @@ mod tests {
         for _ in 0..20 {
             last = b.next();
         }
-        assert!(last <= super::MAX_BACKOFF.mul_f64(1.25));
+        assert!(last <= super::MAX_BACKOFF, "never above the cap");
         assert!(last >= super::MAX_BACKOFF.mul_f64(0.75));
         b.reset();
         assert!(b.next() <= Duration::from_millis(250));
