@@ -344,7 +344,7 @@ async def handler(message_type, payload, context):
         if task_id == "t-late":
             return {"status": "ignored", "reason": "deadline_exceeded", "message": "too late"}
         if task_id == "t-unknown":
-            return {"status": "ignored", "reason": "job_already_terminated", "message": "done"}
+            return {"status": "ignored", "reason": "job_paused", "message": "done"}
         return {"status": "accepted", "task_id": task_id}
     if message_type == "websocket":
         ws = payload

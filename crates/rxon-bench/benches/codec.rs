@@ -24,7 +24,7 @@ fn task(param_bytes: usize) -> TaskPayload {
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_string(),
         )]
         .into(),
-        params_metadata: None,
+        ..Default::default()
     }
 }
 
@@ -34,10 +34,9 @@ fn heartbeat() -> Heartbeat {
         status: "busy".into(),
         load: 0.5,
         current_tasks: (0..8).map(|i| format!("task-{i}")).collect(),
-        supported_skills: vec!["echo".into(), "render".into()],
+        supported_skills: Some(rxon::SkillInfo::list(["echo", "render"])),
         hot_cache: vec!["model-a".into()],
-        skill_dependencies: None,
-        hot_skills: None,
+        ..Default::default()
     }
 }
 

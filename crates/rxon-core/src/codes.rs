@@ -1,7 +1,7 @@
 //! Open enumerations of the protocol: task statuses, error codes, commands, ignored
 //! reasons, job statuses.
 //!
-//! Each enum names the values RXON 1.0b3 defines and keeps any other value in an
+//! Each enum names the values RXON 1.0b3 and 1.0b17 define and keeps any other value in an
 //! `Other(String)` variant, so a code introduced by a newer peer survives a decode and
 //! re-encode unchanged instead of failing the whole message.
 
@@ -135,6 +135,26 @@ open_enum! {
         Security = "SECURITY_ERROR",
         /// A bug or unexpected state in the worker.
         Internal = "INTERNAL_ERROR",
+        /// The peer is over its rate limit (1.0b17).
+        LimitExceeded = "LIMIT_EXCEEDED_ERROR",
+        /// A result or event broke the skill's declared contract (1.0b17).
+        ContractViolation = "CONTRACT_VIOLATION_ERROR",
+        /// Something the task needs is not installed (1.0b17).
+        DependencyMissing = "DEPENDENCY_MISSING_ERROR",
+    }
+}
+
+impl Default for TaskStatus {
+    /// `success`: the 1.0b17 default of a result without `status`.
+    fn default() -> Self {
+        TaskStatus::Success
+    }
+}
+
+impl TaskStatus {
+    /// `true` for [`TaskStatus::Success`].
+    pub fn is_success(&self) -> bool {
+        matches!(self, TaskStatus::Success)
     }
 }
 
@@ -169,6 +189,10 @@ open_enum! {
         WorkerMismatch = "worker_mismatch",
         /// The task was reassigned or the job moved on.
         StaleTask = "stale_task",
+        /// The job had already ended (1.0b17).
+        JobAlreadyTerminated = "job_already_terminated",
+        /// The orchestrator's middleware refused the result (1.0b17).
+        MiddlewareError = "middleware_error",
     }
 }
 
@@ -230,18 +254,18 @@ mod tests {
                 s
             );
         }
-        assert_eq!(ErrorCode::KNOWN.len(), 10);
+        assert_eq!(ErrorCode::KNOWN.len(), 13);
         assert_eq!(JobStatus::KNOWN.len(), 10);
-        assert_eq!(IgnoredReason::KNOWN.len(), 5);
+        assert_eq!(IgnoredReason::KNOWN.len(), 7);
     }
 
     #[test]
     fn unknown_values_are_kept_verbatim() {
-        let r = IgnoredReason::from("job_already_terminated");
-        assert_eq!(r, IgnoredReason::Other("job_already_terminated".into()));
-        assert_eq!(r.as_str(), "job_already_terminated");
+        let r = IgnoredReason::from("job_paused");
+        assert_eq!(r, IgnoredReason::Other("job_paused".into()));
+        assert_eq!(r.as_str(), "job_paused");
         assert!(!r.is_known());
-        assert_eq!(r.to_string(), "job_already_terminated");
+        assert_eq!(r.to_string(), "job_paused");
         // Wire names are case-sensitive, as in the reference.
         assert!(!TaskStatus::from("SUCCESS").is_known());
     }

@@ -1,17 +1,23 @@
-//! Protocol constants of RXON 1.0b3: version, headers, status names, timing defaults.
+//! Protocol constants of RXON 1.0b3 and 1.0b17: versions, headers, status names,
+//! timing defaults.
 //! (HTTP routes are the HTTP binding's: `rxon_http::routes`.)
 //!
 //! Values are identical to the Python reference `rxon==1.0b3`. Statuses, error codes
 //! and commands also exist as open enums in [`crate::codes`]; the string constants here
 //! are for code that works with raw wire values.
 
-/// The protocol version this crate implements.
+/// The first protocol generation this crate implements (the seed), assumed for a peer
+/// that sends no `X-RXON-Version`.
 pub const PROTOCOL_VERSION: &str = "1.0b3";
+/// The current protocol generation this crate implements.
+pub const PROTOCOL_VERSION_1B17: &str = "1.0b17";
 
 /// Header carrying the protocol version, sent on every request and every response.
 pub const PROTOCOL_VERSION_HEADER: &str = "X-RXON-Version";
 /// Header carrying the worker's credential on every worker request.
 pub const AUTH_HEADER_WORKER: &str = "X-Worker-Token";
+/// Header naming the worker on every 1.0b17 request (the identity hint).
+pub const WORKER_ID_HEADER: &str = "X-Worker-ID";
 /// Header carrying a client-API credential (the orchestrator's own API, not workers).
 pub const AUTH_HEADER_CLIENT: &str = "X-Client-Token";
 
@@ -26,6 +32,27 @@ pub const TASK_STATUS_CANCELLED: &str = "cancelled";
 pub const COMMAND_CANCEL_TASK: &str = "cancel_task";
 /// Conventional `event` of a progress update.
 pub const MSG_TYPE_PROGRESS: &str = "progress_update";
+/// `event_type` of a 1.0b17 progress event.
+pub const EVENT_TYPE_PROGRESS: &str = "progress";
+/// Default dialect of a skill's schemas.
+pub const SCHEMA_DIALECT_JSON_SCHEMA: &str = "json-schema";
+
+/// Worker status: nothing running.
+pub const WORKER_STATUS_IDLE: &str = "idle";
+/// Worker status: running tasks, room for more.
+pub const WORKER_STATUS_BUSY: &str = "busy";
+/// Worker status: at its concurrency limit (1.0b17).
+pub const WORKER_STATUS_FULL: &str = "full";
+/// Worker status: finishing its tasks before stopping; gets no new task (1.0b17).
+pub const WORKER_STATUS_DRAINING: &str = "draining";
+/// Worker status: stopping (1.0b17).
+pub const WORKER_STATUS_OFFLINE: &str = "offline";
+
+/// A 1.0b17 envelope's `timestamp` may differ from the receiver's clock by this many
+/// seconds.
+pub const SIGNATURE_CLOCK_WINDOW_SECS: u64 = 60;
+/// A 1.0b17 receiver remembers each envelope's nonce this long, to refuse replays.
+pub const REPLAY_WINDOW_SECS: u64 = 65;
 
 /// Result error code: transient failure.
 pub const ERROR_CODE_TRANSIENT: &str = "TRANSIENT_ERROR";
@@ -47,6 +74,12 @@ pub const ERROR_CODE_DEPENDENCY: &str = "DEPENDENCY_ERROR";
 pub const ERROR_CODE_SECURITY: &str = "SECURITY_ERROR";
 /// Result error code: internal worker error.
 pub const ERROR_CODE_INTERNAL: &str = "INTERNAL_ERROR";
+/// Result error code: over a rate limit (1.0b17).
+pub const ERROR_CODE_LIMIT_EXCEEDED: &str = "LIMIT_EXCEEDED_ERROR";
+/// Result error code: a result or event broke the skill's contract (1.0b17).
+pub const ERROR_CODE_CONTRACT_VIOLATION: &str = "CONTRACT_VIOLATION_ERROR";
+/// Result error code: something the task needs is missing (1.0b17).
+pub const ERROR_CODE_DEPENDENCY_MISSING: &str = "DEPENDENCY_MISSING_ERROR";
 
 /// Ignored reason: deadline passed.
 pub const IGNORED_REASON_LATE: &str = "deadline_exceeded";

@@ -4,8 +4,9 @@
 //!
 //! This crate provides what every RXON implementation shares, with **no dependencies**:
 //!
-//! - the [messages] of RXON 1.0b3, wire-compatible with the Python reference,
-//!   and the open enums of [codes] (statuses, error codes, commands);
+//! - the [messages] of RXON, one model for both protocol generations (1.0b3 and
+//!   1.0b17, see [protocol]), and the open enums of [codes] (statuses, error codes,
+//!   commands);
 //! - [constants]: protocol version, headers, endpoint paths;
 //! - [`RxonError`] (worker side) and [`HandlerError`] (orchestrator side);
 //! - the traits: [`Transport`] for workers, [`Handler`] + [`Listener`] for orchestrators,
@@ -63,6 +64,7 @@ pub mod future;
 pub mod listener;
 pub mod messages;
 pub mod policy;
+pub mod protocol;
 pub mod retry;
 pub mod transport;
 pub mod validate;
@@ -78,9 +80,11 @@ pub use error::{ErrorKind, HandlerError, HandlerErrorKind, HandlerResult, Result
 pub use future::BoxFuture;
 pub use listener::{CommandReceiver, Handler, Listener, ListenerOptions, RequestContext};
 pub use messages::{
-    FileMetadata, GpuInfo, Heartbeat, HeartbeatReply, InstalledModel, ProgressUpdatePayload,
-    RegisterReply, Resources, ResultOutcome, TaskError, TaskPayload, TaskResult, TokenResponse,
-    WorkerCapabilities, WorkerCommand, WorkerRegistration,
+    DeviceUsage, FileMetadata, GpuInfo, HardwareDevice, Heartbeat, HeartbeatReply,
+    InstalledArtifact, InstalledModel, ProgressUpdatePayload, RegisterReply, Resources,
+    ResourcesUsage, ResultOutcome, SecurityContext, SkillInfo, TaskError, TaskPayload, TaskResult,
+    TokenResponse, WorkerCapabilities, WorkerCommand, WorkerEventPayload, WorkerRegistration,
 };
+pub use protocol::{Protocol, ProtocolChoice};
 pub use transport::{DynTransport, Transport, TransportFactory};
 pub use value::{Map, Number, Value};

@@ -6,8 +6,9 @@ use crate::error::{HandlerError, HandlerResult, Result};
 use crate::future::BoxFuture;
 use crate::messages::{
     Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, ResultOutcome, TaskPayload,
-    TaskResult, TokenResponse, WorkerCommand, WorkerRegistration,
+    TaskResult, TokenResponse, WorkerCommand, WorkerEventPayload, WorkerRegistration,
 };
+use crate::protocol::Protocol;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +65,12 @@ impl RequestContext {
             cert_identity: None,
             remote_addr: None,
         }
+    }
+
+    /// The peer's protocol generation, from [`protocol_version`](Self::protocol_version)
+    /// (1.0b3 when absent).
+    pub fn protocol(&self) -> Protocol {
+        Protocol::from_header(self.protocol_version.as_deref())
     }
 
     /// Sets the token.
@@ -263,6 +270,25 @@ pub trait Handler: Send + Sync {
         heartbeat: Option<Heartbeat>,
     ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>>;
 
+    /// A worker sends an event (1.0b17 `POST /_worker/events`). The default hands a
+    /// `"progress"` event to [`progress`](Self::progress) and refuses any other type
+    /// as not implemented.
+    fn event(
+        &self,
+        ctx: RequestContext,
+        event: WorkerEventPayload,
+    ) -> BoxFuture<'_, HandlerResult<()>> {
+        match event.as_progress() {
+            Some(p) => self.progress(ctx, p),
+            None => Box::pin(async move {
+                Err(HandlerError::not_implemented(format!(
+                    "events of type {:?} are not supported",
+                    event.event_type
+                )))
+            }),
+        }
+    }
+
     /// A worker reports progress.
     fn progress(
         &self,
@@ -335,6 +361,9 @@ macro_rules! forward_handler {
             }
             fn progress(&self, ctx: RequestContext, p: ProgressUpdatePayload) -> BoxFuture<'_, HandlerResult<()>> {
                 (**self).progress(ctx, p)
+            }
+            fn event(&self, ctx: RequestContext, e: WorkerEventPayload) -> BoxFuture<'_, HandlerResult<()>> {
+                (**self).event(ctx, e)
             }
             fn authenticate(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<()>> {
                 (**self).authenticate(ctx)

@@ -6,9 +6,9 @@
 use crate::pb;
 use rxon_core::{
     CommandName, ErrorCode, FileMetadata, GpuInfo, Heartbeat, HeartbeatReply, IgnoredReason,
-    InstalledModel, Map, ProgressUpdatePayload, RegisterReply, Resources, ResultOutcome, TaskError,
-    TaskPayload, TaskResult, TaskStatus, TokenResponse, WorkerCapabilities, WorkerCommand,
-    WorkerRegistration,
+    InstalledArtifact, Map, ProgressUpdatePayload, RegisterReply, Resources, ResultOutcome,
+    SkillInfo, TaskError, TaskPayload, TaskResult, TaskStatus, TokenResponse, WorkerCapabilities,
+    WorkerCommand, WorkerRegistration,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -62,6 +62,7 @@ fn files_from_pb(
                         uri: f.uri,
                         size: f.size,
                         etag: f.etag,
+                        metadata: None,
                     },
                 )
             })
@@ -73,7 +74,7 @@ pub(crate) fn registration_to_pb(r: &WorkerRegistration) -> pb::WorkerRegistrati
     pb::WorkerRegistration {
         worker_id: r.worker_id.clone(),
         worker_type: r.worker_type.clone(),
-        supported_skills: r.supported_skills.clone(),
+        supported_skills: r.supported_skills.iter().map(|s| s.name.clone()).collect(),
         resources: Some(pb::Resources {
             max_concurrent_tasks: r.resources.max_concurrent_tasks,
             cpu_cores: r.resources.cpu_cores,
@@ -84,7 +85,7 @@ pub(crate) fn registration_to_pb(r: &WorkerRegistration) -> pb::WorkerRegistrati
         }),
         installed_software: r.installed_software.clone().into_iter().collect(),
         installed_models: r
-            .installed_models
+            .installed_artifacts
             .iter()
             .map(|m| pb::InstalledModel {
                 name: m.name.clone(),
@@ -109,7 +110,7 @@ pub(crate) fn registration_from_pb(
     Ok(WorkerRegistration {
         worker_id: r.worker_id,
         worker_type: r.worker_type,
-        supported_skills: r.supported_skills,
+        supported_skills: SkillInfo::list(r.supported_skills),
         resources: Resources {
             max_concurrent_tasks: resources.max_concurrent_tasks,
             cpu_cores: resources.cpu_cores,
@@ -117,15 +118,13 @@ pub(crate) fn registration_from_pb(
                 model: g.model,
                 vram_gb: g.vram_gb,
             }),
+            ..Default::default()
         },
         installed_software: r.installed_software.into_iter().collect(),
-        installed_models: r
+        installed_artifacts: r
             .installed_models
             .into_iter()
-            .map(|m| InstalledModel {
-                name: m.name,
-                version: m.version,
-            })
+            .map(|m| InstalledArtifact::new(m.name, m.version))
             .collect(),
         capabilities: WorkerCapabilities {
             hostname: caps.hostname,
@@ -134,6 +133,7 @@ pub(crate) fn registration_from_pb(
             s3_config_hash: caps.s3_config_hash,
             extra: opt_map_from(caps.extra_json.as_ref(), "capabilities.extra_json")?,
         },
+        ..Default::default()
     })
 }
 
@@ -178,6 +178,7 @@ pub(crate) fn task_from_pb(t: pb::TaskPayload) -> Result<TaskPayload, Invalid> {
         params: map_from(&t.params_json, "params_json")?,
         tracing_context: t.tracing_context.into_iter().collect(),
         params_metadata: files_from_pb(t.params_metadata),
+        ..Default::default()
     })
 }
 
@@ -215,6 +216,7 @@ pub(crate) fn result_from_pb(r: pb::TaskResult) -> Result<TaskResult, Invalid> {
             })
             .transpose()?,
         data_metadata: files_from_pb(r.data_metadata),
+        ..Default::default()
     })
 }
 
@@ -250,7 +252,12 @@ pub(crate) fn heartbeat_to_pb(h: &Heartbeat) -> pb::Heartbeat {
         status: h.status.clone(),
         load: h.load,
         current_tasks: h.current_tasks.clone(),
-        supported_skills: h.supported_skills.clone(),
+        supported_skills: h
+            .supported_skills
+            .iter()
+            .flatten()
+            .map(|s| s.name.clone())
+            .collect(),
         hot_cache: h.hot_cache.clone(),
         skill_dependencies: h
             .skill_dependencies
@@ -268,7 +275,7 @@ pub(crate) fn heartbeat_from_pb(h: pb::Heartbeat) -> Heartbeat {
         status: h.status,
         load: h.load,
         current_tasks: h.current_tasks,
-        supported_skills: h.supported_skills,
+        supported_skills: Some(SkillInfo::list(h.supported_skills)),
         hot_cache: h.hot_cache,
         skill_dependencies: (!h.skill_dependencies.is_empty()).then(|| {
             h.skill_dependencies
@@ -277,6 +284,7 @@ pub(crate) fn heartbeat_from_pb(h: pb::Heartbeat) -> Heartbeat {
                 .collect()
         }),
         hot_skills: h.hot_skills.map(|l| l.values),
+        ..Default::default()
     }
 }
 
@@ -333,6 +341,7 @@ pub(crate) fn token_from_pb(t: pb::TokenResponse) -> TokenResponse {
         access_token: t.access_token,
         expires_in: t.expires_in,
         worker_id: t.worker_id,
+        ..Default::default()
     }
 }
 
@@ -351,6 +360,7 @@ pub(crate) fn command_from_pb(c: pb::WorkerCommand) -> Result<WorkerCommand, Inv
         task_id: c.task_id,
         job_id: c.job_id,
         params: opt_map_from(c.params_json.as_ref(), "params_json")?,
+        metadata: None,
     })
 }
 
@@ -378,10 +388,12 @@ mod tests {
                         uri: "s3://b/k".into(),
                         size: 9,
                         etag: None,
+                        metadata: None,
                     },
                 )]
                 .into(),
             ),
+            ..Default::default()
         };
         let back = task_from_pb(task_to_pb(&task)).unwrap();
         assert_eq!(back, task);
@@ -401,13 +413,14 @@ mod tests {
 
         let hb = Heartbeat {
             worker_id: "w".into(),
+            // proto v1 carries the catalog as a list of names, always present.
+            supported_skills: Some(vec![]),
             hot_skills: Some(vec![]),
             skill_dependencies: Some([("a".to_string(), vec!["m".to_string()])].into()),
             ..Default::default()
         };
         assert_eq!(heartbeat_from_pb(heartbeat_to_pb(&hb)), hb);
-        let ignored =
-            ResultOutcome::ignored(IgnoredReason::Other("job_already_terminated".into()), "m");
+        let ignored = ResultOutcome::ignored(IgnoredReason::Other("job_paused".into()), "m");
         assert_eq!(outcome_from_pb(outcome_to_pb(&ignored)), ignored);
         let cmd = WorkerCommand::cancel_task("t", Some("j".into()));
         assert_eq!(command_from_pb(command_to_pb(&cmd)).unwrap(), cmd);
@@ -420,6 +433,7 @@ mod tests {
                     model: "A".into(),
                     vram_gb: 8,
                 }),
+                ..Default::default()
             },
             ..Default::default()
         };

@@ -122,7 +122,7 @@ async fn run(url: &str, steps: &mut Steps) -> rxon_core::Result<()> {
     let outcome = t.send_result(&ghost).await?;
     steps.check(
         "an unknown ignored reason is kept",
-        matches!(&outcome, ResultOutcome::Ignored { reason: IgnoredReason::Other(r), .. } if r == "job_already_terminated"),
+        matches!(&outcome, ResultOutcome::Ignored { reason: IgnoredReason::Other(r), .. } if r == "job_paused"),
         outcome,
     );
 

@@ -7,7 +7,7 @@
 use crate::client::HttpTransport;
 use crate::routes::WS_ENDPOINT;
 use futures_util::{SinkExt, StreamExt};
-use rxon_core::constants::{AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
+use rxon_core::constants::{AUTH_HEADER_WORKER, PROTOCOL_VERSION_HEADER, WORKER_ID_HEADER};
 use rxon_core::retry::Backoff;
 use rxon_core::{
     CommandReceiver, Handler, ProgressUpdatePayload, RequestContext, Result, RxonError,
@@ -312,6 +312,7 @@ async fn connect(
         t.worker_id_str()
     );
     let url = url.as_str();
+    let protocol = t.protocol().await?;
     t.policy()
         .call(t.exchanger(), |token| async move {
             let mut request =
@@ -323,10 +324,19 @@ async fn connect(
                 RxonError::config("the token contains characters not allowed in a header")
             })?;
             request.headers_mut().insert(AUTH_HEADER_WORKER, token);
-            request.headers_mut().insert(
+            let headers = request.headers_mut();
+            headers.insert(
                 PROTOCOL_VERSION_HEADER,
-                http::HeaderValue::from_static(PROTOCOL_VERSION),
+                http::HeaderValue::from_static(protocol.as_str()),
             );
+            if protocol.signs() {
+                headers.insert(
+                    WORKER_ID_HEADER,
+                    http::HeaderValue::from_str(t.worker_id_str()).map_err(|_| {
+                        RxonError::config("the worker id is not a valid header value")
+                    })?,
+                );
+            }
             let stream = Tap::new(t.open_stream().await?, Sniffed::new(SNIFF_LIMIT));
             let config = ws_config(t.options().max_message_bytes);
             let handshake =

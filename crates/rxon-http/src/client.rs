@@ -2,8 +2,8 @@
 
 use crate::channel::Channel;
 use crate::routes::{
-    ENDPOINT_TASK_RESULT, ENDPOINT_WORKER_REGISTER, STS_TOKEN_ENDPOINT, heartbeat_path,
-    task_next_path,
+    ENDPOINT_EVENTS, ENDPOINT_TASK_RESULT, ENDPOINT_WORKER_REGISTER, STS_REFRESH_ENDPOINT,
+    STS_TOKEN_ENDPOINT, heartbeat_path, task_next_path,
 };
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
@@ -13,23 +13,25 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rxon_core::constants::{
-    AUTH_HEADER_WORKER, POLL_REQUEST_MARGIN_SECS, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
+    AUTH_HEADER_WORKER, POLL_REQUEST_MARGIN_SECS, PROTOCOL_VERSION_HEADER, WORKER_ID_HEADER,
 };
 use rxon_core::policy::{Policy, Token, TokenExchange};
+use rxon_core::protocol::{Protocol, ProtocolChoice};
 use rxon_core::retry::parse_retry_after;
 use rxon_core::validate::validate_identifier;
 use rxon_core::{
     BoxFuture, Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, Result,
     ResultOutcome, RxonError, TaskPayload, TaskResult, TokenResponse, Transport, TransportConfig,
-    TransportFactory, TransportOptions, WorkerCommand, WorkerRegistration,
+    TransportFactory, TransportOptions, WorkerCommand, WorkerEventPayload, WorkerRegistration,
 };
 use rxon_net::dial::ClientStream;
 use rxon_net::status::error_for_status;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use rxon_wire::Wire;
+use rxon_wire::envelope::{self, EVENT_UNSIGNED, TASK_UNSIGNED};
+use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// URL schemes served by [`HttpTransportFactory`].
 pub const SCHEMES: &[&str] = &["http", "https"];
@@ -38,8 +40,19 @@ pub const SCHEMES: &[&str] = &["http", "https"];
 /// reference `HttpTransport`.
 ///
 /// - One pooled keep-alive client: polls, results and heartbeats reuse connections.
-/// - Every request carries `X-Worker-Token` and `X-RXON-Version`; a different version
-///   in a response is logged once as a warning.
+/// - Speaks RXON 1.0b3 or 1.0b17, as `protocol` says: pinned, or `"auto"` (the
+///   default), which asks the orchestrator before the first operation with an empty
+///   heartbeat (`PATCH /_worker/workers/{id}`, no body: both generations accept it,
+///   and it is never signed) and speaks the generation named by the answer's
+///   `X-RXON-Version`, whatever its status (none: 1.0b3).
+/// - Every request carries `X-Worker-Token` and `X-RXON-Version` (and, in 1.0b17,
+///   `X-Worker-ID`); a different version in a response is logged once as a warning.
+/// - In 1.0b17, registrations, heartbeats, results and events are sealed in the signed
+///   envelope (a fresh `timestamp`, `nonce` and HMAC on every attempt, keyed by
+///   `signing_key` or else the configured token), progress goes to
+///   `POST /_worker/events` as a `"progress"` event, and a task's `sig` is checked when
+///   `task_key` is set (a task that fails the check is refused with a protocol error
+///   and never reaches the caller).
 /// - A 401 triggers one token refresh through the STS endpoint and one retry;
 ///   concurrent 401s share a single refresh.
 /// - [`send_result`](Transport::send_result) retries network failures with
@@ -83,6 +96,17 @@ pub(crate) struct Inner {
     policy: Policy,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     version_warned: AtomicBool,
+    /// `protocol` from the configuration.
+    choice: ProtocolChoice,
+    /// The generation in use, once known.
+    protocol: tokio::sync::OnceCell<Protocol>,
+    /// Key of the 1.0b17 envelope.
+    signing_key: String,
+    /// Key of the orchestrator's task `sig`, and whether a task must carry one.
+    task_key: Option<String>,
+    require_task_signature: bool,
+    /// The refresh token of the last STS answer (1.0b17).
+    refresh_token: Mutex<Option<String>>,
     /// The header of the current token, by generation: built once per token, not per
     /// request.
     header: std::sync::Mutex<Option<(u64, HeaderValue)>>,
@@ -160,6 +184,16 @@ impl HttpTransport {
                 policy: Policy::new("HTTP", config, |d| Box::pin(tokio::time::sleep(d))),
                 client,
                 version_warned: AtomicBool::new(false),
+                choice: config.options.protocol,
+                protocol: tokio::sync::OnceCell::new(),
+                signing_key: config
+                    .options
+                    .signing_key
+                    .clone()
+                    .unwrap_or_else(|| config.token.clone()),
+                task_key: config.options.task_key.clone(),
+                require_task_signature: config.options.require_task_signature,
+                refresh_token: Mutex::new(None),
                 header: std::sync::Mutex::new(None),
                 tls: channel_tls,
                 channel: OnceLock::new(),
@@ -217,65 +251,194 @@ impl HttpTransport {
         .await
     }
 
+    /// The generation spoken with this orchestrator: the pinned one, or (`auto`)
+    /// the one its answer to an empty heartbeat names, asked once.
+    pub async fn protocol(&self) -> Result<Protocol> {
+        match self.inner.choice {
+            ProtocolChoice::Pinned(p) => Ok(p),
+            ProtocolChoice::Auto => self
+                .inner
+                .protocol
+                .get_or_try_init(|| self.inner.probe())
+                .await
+                .copied(),
+        }
+    }
+
     /// One request/response through the policy (a refused credential is refreshed
-    /// once). `Ok(None)` for 204.
+    /// once). `Ok(None)` for 204. A signed body is sealed afresh for every attempt.
     async fn call(
         &self,
         method: Method,
         path: &str,
-        body: Option<Bytes>,
+        body: Body,
         timeout: Duration,
     ) -> Result<Option<Bytes>> {
+        let protocol = self.protocol().await?;
         let what = format!("{method} {path}");
-        let (method, what) = (&method, what.as_str());
+        let (method, what, body) = (&method, what.as_str(), &body);
         self.inner
             .policy
-            .call(self.exchanger(), |token| {
-                let body = body.clone();
-                async move {
-                    let (status, retry_after, bytes) = self
-                        .inner
-                        .exchange(method, path, body, &token, timeout, what)
-                        .await?;
-                    match status {
-                        StatusCode::NO_CONTENT => Ok(None),
-                        s if s.is_success() => Ok(Some(bytes)),
-                        s if s.is_client_error() || s.is_server_error() => {
-                            Err(error_for_status(s, &bytes, retry_after, what))
-                        }
-                        s => Err(RxonError::protocol(format!(
-                            "{what}: unexpected HTTP {}",
-                            s.as_u16()
-                        ))
-                        .with_detail("status", s.as_u16())),
+            .call(self.exchanger(), |token| async move {
+                let bytes = self.inner.seal(body)?;
+                let (status, retry_after, bytes) = self
+                    .inner
+                    .exchange(protocol, method, path, bytes, &token, timeout, what)
+                    .await?;
+                match status {
+                    StatusCode::NO_CONTENT => Ok(None),
+                    s if s.is_success() => Ok(Some(bytes)),
+                    s if s.is_client_error() || s.is_server_error() => {
+                        Err(error_for_status(s, &bytes, retry_after, what))
                     }
+                    s => Err(RxonError::protocol(format!(
+                        "{what}: unexpected HTTP {}",
+                        s.as_u16()
+                    ))
+                    .with_detail("status", s.as_u16())),
                 }
             })
             .await
     }
 
-    async fn json_call<T: DeserializeOwned>(
+    /// Sends `message` (sealed when `signed` in 1.0b17) and decodes the answer;
+    /// `None` for no body or `null`.
+    async fn json_call<M: Wire, T: Wire>(
         &self,
         method: Method,
         path: &str,
-        body: &impl Serialize,
-        what: &'static str,
+        message: &M,
+        ignore: &'static [&'static str],
     ) -> Result<Option<T>> {
-        let bytes = encode(body)?;
+        let protocol = self.protocol().await?;
+        let body = Body::message(protocol, message, ignore, self.worker_id_str())?;
         match self
-            .call(method, path, Some(bytes), self.options().request_timeout)
+            .call(method, path, body, self.options().request_timeout)
             .await?
         {
-            Some(b) if !b.is_empty() => decode(&b, what),
+            Some(b) if !b.is_empty() => decode(protocol, &b),
             _ => Ok(None),
+        }
+    }
+
+    /// Checks a 1.0b17 task's `sig` when a task key is configured.
+    fn check_task(&self, task: &TaskPayload) -> Result<()> {
+        let Some(key) = &self.inner.task_key else {
+            return Ok(());
+        };
+        let refuse = |why: &str| {
+            tracing::warn!(task_id = %task.task_id, job_id = %task.job_id, "task refused: {why}");
+            Err(
+                RxonError::protocol(format!("task {} refused: {why}", task.task_id))
+                    .with_detail("task_id", task.task_id.as_str()),
+            )
+        };
+        match &task.sig {
+            None if self.inner.require_task_signature => refuse("it carries no signature"),
+            None => Ok(()),
+            Some(sig) => {
+                let value = rxon_wire::encode(Protocol::V1b17, task)
+                    .map_err(|e| e.from_peer("TaskPayload"))?;
+                if envelope::verify(&value, sig, key, TASK_UNSIGNED) {
+                    Ok(())
+                } else {
+                    refuse("its signature does not verify")
+                }
+            }
+        }
+    }
+}
+
+/// What a request carries.
+enum Body {
+    /// No body.
+    Empty,
+    /// Bytes sent as they are.
+    Plain(Bytes),
+    /// A 1.0b17 message, sealed for each attempt by `signer_id`; `ignore` lists the
+    /// keys left out of the signature.
+    Signed {
+        message: serde_json::Map<String, Value>,
+        signer_id: String,
+        ignore: &'static [&'static str],
+    },
+}
+
+impl Body {
+    /// `message` in `protocol`'s dialect: plain in 1.0b3, signed in 1.0b17.
+    fn message<M: Wire>(
+        protocol: Protocol,
+        message: &M,
+        ignore: &'static [&'static str],
+        signer_id: &str,
+    ) -> Result<Body> {
+        let value = rxon_wire::encode(protocol, message).map_err(|e| e.outgoing(M::NAME))?;
+        match value {
+            Value::Object(message) if protocol.signs() => Ok(Body::Signed {
+                message,
+                signer_id: signer_id.to_owned(),
+                ignore,
+            }),
+            other => rxon_wire::to_bytes(&other)
+                .map(|b| Body::Plain(b.into()))
+                .map_err(|e| e.outgoing(M::NAME)),
         }
     }
 }
 
 impl Inner {
+    /// The bytes of `body` for one attempt: sealed now when signed.
+    fn seal(&self, body: &Body) -> Result<Option<Bytes>> {
+        match body {
+            Body::Empty => Ok(None),
+            Body::Plain(b) => Ok(Some(b.clone())),
+            Body::Signed {
+                message,
+                signer_id,
+                ignore,
+            } => {
+                let mut message = message.clone();
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                envelope::seal(&mut message, &self.signing_key, signer_id, now, ignore)
+                    .and_then(|()| rxon_wire::to_bytes(&Value::Object(message)))
+                    .map(|b| Some(b.into()))
+                    .map_err(|e| e.outgoing("the signed envelope"))
+            }
+        }
+    }
+
+    /// The generation the orchestrator names in its answer to an empty heartbeat.
+    async fn probe(&self) -> Result<Protocol> {
+        self.policy.ready()?;
+        let path = heartbeat_path(&self.worker_id);
+        let what = format!("PATCH {path} (protocol probe)");
+        let (_, _, _, version) = self
+            .exchange_full(
+                Protocol::LATEST,
+                &Method::PATCH,
+                &path,
+                None,
+                &self.policy.token(),
+                self.policy.options().request_timeout,
+                &what,
+            )
+            .await?;
+        let protocol = Protocol::from_header(version.as_deref()).min(Protocol::LATEST);
+        tracing::info!(
+            orchestrator = version.as_deref().unwrap_or("(none)"),
+            protocol = %protocol,
+            "RXON protocol chosen"
+        );
+        Ok(protocol)
+    }
+
     /// Sends one request and reads the whole (bounded) response within `timeout`.
+    #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
+        protocol: Protocol,
         method: &Method,
         path: &str,
         body: Option<Bytes>,
@@ -283,12 +446,34 @@ impl Inner {
         timeout: Duration,
         what: &str,
     ) -> Result<(StatusCode, Option<Duration>, Bytes)> {
+        let (status, retry_after, bytes, version) = self
+            .exchange_full(protocol, method, path, body, token, timeout, what)
+            .await?;
+        self.check_version(version.as_deref(), protocol);
+        Ok((status, retry_after, bytes))
+    }
+
+    /// [`exchange`](Self::exchange), also returning the answer's `X-RXON-Version`.
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange_full(
+        &self,
+        protocol: Protocol,
+        method: &Method,
+        path: &str,
+        body: Option<Bytes>,
+        token: &Token,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<(StatusCode, Option<Duration>, Bytes, Option<String>)> {
         let token = self.header_for(token)?;
         let mut builder = Request::builder()
             .method(method.clone())
             .uri(format!("{}{path}", self.base_url))
             .header(AUTH_HEADER_WORKER, token)
-            .header(PROTOCOL_VERSION_HEADER, PROTOCOL_VERSION);
+            .header(PROTOCOL_VERSION_HEADER, protocol.as_str());
+        if protocol.signs() {
+            builder = builder.header(WORKER_ID_HEADER, self.worker_id.as_str());
+        }
         if body.is_some() {
             builder = builder.header(http::header::CONTENT_TYPE, "application/json");
         }
@@ -301,7 +486,10 @@ impl Inner {
                 RxonError::network(format!("{what}: {}", error_chain(&e))).with_source(e)
             })?;
             let (parts, incoming) = response.into_parts();
-            self.check_version(&parts.headers);
+            let version = parts
+                .headers
+                .get(PROTOCOL_VERSION_HEADER)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
             let retry_after = parts
                 .headers
                 .get(http::header::RETRY_AFTER)
@@ -320,7 +508,7 @@ impl Inner {
                     }
                 })?
                 .to_bytes();
-            Ok::<_, RxonError>((parts.status, retry_after, bytes))
+            Ok::<_, RxonError>((parts.status, retry_after, bytes, version))
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(r) => r,
@@ -345,42 +533,104 @@ impl Inner {
         Ok(value)
     }
 
-    fn check_version(&self, headers: &http::HeaderMap) {
-        let Some(theirs) = headers.get(PROTOCOL_VERSION_HEADER) else {
+    fn check_version(&self, theirs: Option<&str>, ours: Protocol) {
+        let Some(theirs) = theirs else {
             return;
         };
-        if theirs != PROTOCOL_VERSION && !self.version_warned.swap(true, Ordering::Relaxed) {
+        if theirs != ours.as_str() && !self.version_warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                orchestrator = ?theirs,
-                worker = PROTOCOL_VERSION,
+                orchestrator = theirs,
+                worker = ours.as_str(),
                 "RXON protocol version mismatch"
             );
         }
     }
+
+    /// The generation in use, for the token exchange (which may run before it is
+    /// known: then the latest, whose headers a 1.0b3 peer ignores).
+    fn known_protocol(&self) -> Protocol {
+        match self.choice {
+            ProtocolChoice::Pinned(p) => p,
+            ProtocolChoice::Auto => self.protocol.get().copied().unwrap_or(Protocol::LATEST),
+        }
+    }
+
+    /// One STS call: the refresh endpoint with `refresh` (1.0b17), or the token
+    /// endpoint.
+    async fn sts(
+        &self,
+        protocol: Protocol,
+        token: &Token,
+        refresh: Option<&str>,
+    ) -> Result<TokenResponse> {
+        let (path, body) = match refresh {
+            Some(r) => (
+                STS_REFRESH_ENDPOINT,
+                Some(Bytes::from(
+                    serde_json::to_vec(&serde_json::json!({ "refresh_token": r }))
+                        .map_err(|e| RxonError::invalid_input(e.to_string()))?,
+                )),
+            ),
+            None => (STS_TOKEN_ENDPOINT, None),
+        };
+        let what = format!("POST {path}");
+        let (status, retry_after, bytes) = self
+            .exchange(
+                protocol,
+                &Method::POST,
+                path,
+                body,
+                token,
+                self.policy.options().request_timeout,
+                &what,
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(error_for_status(status, &bytes, retry_after, &what));
+        }
+        let response: TokenResponse = decode::<TokenResponse>(protocol, &bytes)?
+            .ok_or_else(|| RxonError::protocol(format!("{what}: the answer is null")))?;
+        HeaderValue::from_str(&response.access_token).map_err(|_| {
+            RxonError::protocol("the STS token contains characters not allowed in a header")
+        })?;
+        Ok(response)
+    }
 }
 
-/// `POST /_worker/auth/token` with the token given.
+/// `POST /_worker/auth/token` with the token given; in 1.0b17, first
+/// `POST /_worker/auth/token/refresh` when the last answer carried a refresh token
+/// (falling back to the token endpoint if that is refused).
 impl TokenExchange for Inner {
     fn exchange_token<'a>(&'a self, token: &'a Token) -> BoxFuture<'a, Result<TokenResponse>> {
         Box::pin(async move {
-            let what = format!("POST {STS_TOKEN_ENDPOINT}");
-            let (status, retry_after, bytes) = self
-                .exchange(
-                    &Method::POST,
-                    STS_TOKEN_ENDPOINT,
-                    None,
-                    token,
-                    self.policy.options().request_timeout,
-                    &what,
-                )
-                .await?;
-            if !status.is_success() {
-                return Err(error_for_status(status, &bytes, retry_after, &what));
+            let protocol = self.known_protocol();
+            let refresh = if protocol.signs() {
+                self.refresh_token
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+            } else {
+                None
+            };
+            let response = match refresh {
+                Some(r) => match self.sts(protocol, token, Some(&r)).await {
+                    Ok(t) => Ok(t),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            rxon_core::ErrorKind::Auth | rxon_core::ErrorKind::Protocol
+                        ) =>
+                    {
+                        tracing::info!(error = %e, "refresh token refused; asking the token endpoint");
+                        self.sts(protocol, token, None).await
+                    }
+                    Err(e) => Err(e),
+                },
+                None => self.sts(protocol, token, None).await,
+            }?;
+            if let Some(r) = &response.refresh_token {
+                *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());
             }
-            let response: TokenResponse = decode(&bytes, "TokenResponse")?;
-            HeaderValue::from_str(&response.access_token).map_err(|_| {
-                RxonError::protocol("the STS token contains characters not allowed in a header")
-            })?;
             tracing::info!(expires_in = response.expires_in, "worker token refreshed");
             Ok(response)
         })
@@ -405,18 +655,23 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-fn encode(value: &impl Serialize) -> Result<Bytes> {
-    serde_json::to_vec(value)
-        .map(Bytes::from)
-        .map_err(|e| RxonError::invalid_input(format!("cannot encode request: {e}")))
-}
-
-/// Decodes a JSON body; `null` is `None`.
-fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        RxonError::protocol(format!("invalid {what} from orchestrator: {e}"))
+/// Decodes a JSON body in `protocol`'s dialect; `null` is `None`.
+fn decode<T: Wire>(protocol: Protocol, bytes: &[u8]) -> Result<Option<T>> {
+    let invalid = |e: rxon_wire::WireError| {
+        e.from_peer(T::NAME)
             .with_detail("body", rxon_net::status::error_text(bytes))
-    })
+    };
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        invalid(rxon_wire::WireError::invalid(format!(
+            "malformed JSON: {e}"
+        )))
+    })?;
+    if value.is_null() {
+        return Ok(None);
+    }
+    rxon_wire::decode(protocol, value)
+        .map(Some)
+        .map_err(invalid)
 }
 
 impl Transport for HttpTransport {
@@ -449,14 +704,14 @@ impl Transport for HttpTransport {
         Box::pin(async move {
             validate_identifier(&registration.worker_id, "worker_id")?;
             let reply = self
-                .json_call::<Option<RegisterReply>>(
+                .json_call::<_, RegisterReply>(
                     Method::POST,
                     ENDPOINT_WORKER_REGISTER,
                     registration,
-                    "registration reply",
+                    &[],
                 )
                 .await?;
-            Ok(reply.flatten().unwrap_or_default())
+            Ok(reply.unwrap_or_default())
         })
     }
 
@@ -470,31 +725,39 @@ impl Transport for HttpTransport {
                 timeout.as_secs_f64()
             );
             let deadline = timeout + Duration::from_secs(POLL_REQUEST_MARGIN_SECS);
-            match self.call(Method::GET, &path, None, deadline).await? {
-                Some(bytes) if !bytes.is_empty() => {
-                    decode::<Option<TaskPayload>>(&bytes, "TaskPayload")
-                }
-                _ => Ok(None),
+            let protocol = self.protocol().await?;
+            let task = match self.call(Method::GET, &path, Body::Empty, deadline).await? {
+                Some(bytes) if !bytes.is_empty() => decode::<TaskPayload>(protocol, &bytes)?,
+                _ => None,
+            };
+            if let Some(task) = &task
+                && protocol.signs()
+            {
+                self.check_task(task)?;
             }
+            Ok(task)
         })
     }
 
     fn send_result<'a>(&'a self, result: &'a TaskResult) -> BoxFuture<'a, Result<ResultOutcome>> {
         Box::pin(async move {
-            let body = encode(result)?;
+            let protocol = self.protocol().await?;
+            let body = Body::message(protocol, result, &[], self.worker_id_str())?;
             let what = format!("POST {ENDPOINT_TASK_RESULT}");
             let timeout = self.options().request_timeout;
             self.inner
                 .policy
                 .send_result(self.exchanger(), |token| {
-                    let (body, what) = (body.clone(), what.as_str());
+                    let (body, what) = (&body, what.as_str());
                     async move {
+                        let body = self.inner.seal(body)?;
                         let (status, retry_after, bytes) = self
                             .inner
                             .exchange(
+                                protocol,
                                 &Method::POST,
                                 ENDPOINT_TASK_RESULT,
-                                Some(body),
+                                body,
                                 &token,
                                 timeout,
                                 what,
@@ -506,7 +769,7 @@ impl Transport for HttpTransport {
                         if status == StatusCode::NO_CONTENT || bytes.is_empty() {
                             return Ok(None);
                         }
-                        decode::<Option<ResultOutcome>>(&bytes, "result reply")
+                        decode::<ResultOutcome>(protocol, &bytes)
                     }
                 })
                 .await
@@ -520,14 +783,9 @@ impl Transport for HttpTransport {
         Box::pin(async move {
             let path = heartbeat_path(&self.inner.worker_id);
             let reply = self
-                .json_call::<Option<HeartbeatReply>>(
-                    Method::PATCH,
-                    &path,
-                    heartbeat,
-                    "heartbeat reply",
-                )
+                .json_call::<_, HeartbeatReply>(Method::PATCH, &path, heartbeat, &[])
                 .await?;
-            Ok(reply.flatten().unwrap_or_default())
+            Ok(reply.unwrap_or_default())
         })
     }
 
@@ -537,6 +795,28 @@ impl Transport for HttpTransport {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.inner.policy.ready()?;
+            if self.protocol().await?.signs() {
+                let event_id = envelope::random_hex(16).map_err(|e| e.outgoing("an event id"))?;
+                let event = WorkerEventPayload::progress(progress, self.worker_id_str(), event_id);
+                let reply = self
+                    .json_call::<_, rxon_core::Map>(
+                        Method::POST,
+                        ENDPOINT_EVENTS,
+                        &event,
+                        EVENT_UNSIGNED,
+                    )
+                    .await?;
+                // avtomatika refuses a bad event with 200 {"status": "error", …}.
+                if let Some(reply) = reply
+                    && reply.get("status").and_then(|s| s.as_str()) == Some("error")
+                {
+                    let message = reply.get("message").and_then(|m| m.as_str()).unwrap_or("");
+                    return Err(RxonError::protocol(format!(
+                        "POST {ENDPOINT_EVENTS}: the event was refused: {message}"
+                    )));
+                }
+                return Ok(());
+            }
             self.channel()
                 .send_progress(progress, self.options().request_timeout)
                 .await

@@ -16,6 +16,10 @@ pub const ENDPOINT_WORKER_HEARTBEAT: &str = "/_worker/workers/{worker_id}";
 pub const STS_TOKEN_ENDPOINT: &str = "/_worker/auth/token";
 /// WebSocket endpoint for commands and progress (also served with `/{worker_id}`).
 pub const WS_ENDPOINT: &str = "/_worker/ws";
+/// Worker events (1.0b17).
+pub const ENDPOINT_EVENTS: &str = "/_worker/events";
+/// Refresh of an STS token with a refresh token (1.0b17).
+pub const STS_REFRESH_ENDPOINT: &str = "/_worker/auth/token/refresh";
 
 /// Builds the long-poll path for `worker_id` (which must already be validated).
 pub fn task_next_path(worker_id: &str) -> String {
@@ -46,6 +50,8 @@ mod tests {
             ENDPOINT_TASK_RESULT,
             STS_TOKEN_ENDPOINT,
             WS_ENDPOINT,
+            ENDPOINT_EVENTS,
+            STS_REFRESH_ENDPOINT,
         ] {
             assert!(p.starts_with(WORKER_API_PREFIX), "{p}");
         }

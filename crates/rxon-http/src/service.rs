@@ -6,12 +6,15 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
-use rxon_core::constants::{AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
+use rxon_core::constants::{AUTH_HEADER_WORKER, PROTOCOL_VERSION_HEADER, WORKER_ID_HEADER};
+use rxon_core::protocol::Protocol;
 use rxon_core::validate::is_valid_identifier;
-use rxon_core::{Handler, HandlerError, HandlerResult, Heartbeat, RequestContext};
+use rxon_core::{
+    Handler, HandlerError, HandlerResult, Heartbeat, RequestContext, TaskResult,
+    WorkerEventPayload, WorkerRegistration,
+};
 use rxon_net::status::{error_body, handler_error_status};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use rxon_wire::Wire;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -226,17 +229,24 @@ impl HttpService {
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let mut response = self.route(request).await;
+        // Each request is answered in its own generation's dialect.
+        let protocol = Protocol::from_header(
+            request
+                .headers()
+                .get(PROTOCOL_VERSION_HEADER)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let mut response = self.route(request, protocol).await;
         response.headers_mut().insert(
             PROTOCOL_VERSION_HEADER,
-            HeaderValue::from_static(PROTOCOL_VERSION),
+            HeaderValue::from_static(protocol.as_str()),
         );
         response
     }
 
     /// Each route's work is boxed, so the future hyper keeps per connection is small
     /// and a parked poll holds only the poll's own state.
-    async fn route<B>(&self, request: Request<B>) -> HttpResponse
+    async fn route<B>(&self, request: Request<B>, protocol: Protocol) -> HttpResponse
     where
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -266,12 +276,14 @@ impl HttpService {
             return error(StatusCode::NOT_FOUND, "no such route");
         };
         let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
-        let ctx = context(&parts);
+        let ctx = context(&parts, protocol);
         let method = &parts.method;
         match (method, segments.as_slice()) {
             (&Method::POST, ["workers", "register"]) => {
-                match Box::pin(self.read(body, &parts)).await {
-                    Ok(registration) => reply(self.handler.register(ctx, registration).await),
+                match Box::pin(self.read::<WorkerRegistration, B>(body, &parts, protocol)).await {
+                    Ok(registration) => {
+                        reply(protocol, self.handler.register(ctx, registration).await)
+                    }
                     Err(r) => r,
                 }
             }
@@ -291,25 +303,39 @@ impl HttpService {
                 // connection for EOF (16 KiB more per parked poll, measured).
                 drop(segments);
                 drop((parts, body));
-                Box::pin(self.poll(ctx, wait)).await
+                Box::pin(self.poll(ctx, wait, protocol)).await
             }
             (&Method::PATCH, ["workers", id]) => {
                 let Some(id) = worker_id(id) else {
                     return invalid_worker_id();
                 };
-                let heartbeat =
-                    match Box::pin(self.read_optional::<Heartbeat, B>(body, &parts)).await {
-                        Ok(h) => h,
-                        Err(r) => return r,
-                    };
+                let heartbeat = match Box::pin(
+                    self.read_optional::<Heartbeat, B>(body, &parts, protocol),
+                )
+                .await
+                {
+                    Ok(h) => h,
+                    Err(r) => return r,
+                };
                 let ctx = ctx.with_worker_id(id);
-                reply(self.handler.heartbeat(ctx, heartbeat).await)
+                reply(protocol, self.handler.heartbeat(ctx, heartbeat).await)
             }
-            (&Method::POST, ["tasks", "result"]) => match Box::pin(self.read(body, &parts)).await {
-                Ok(result) => reply(self.handler.result(ctx, result).await),
-                Err(r) => r,
-            },
-            (&Method::POST, ["auth", "token"]) => reply(self.handler.token(ctx).await),
+            (&Method::POST, ["tasks", "result"]) => {
+                match Box::pin(self.read::<TaskResult, B>(body, &parts, protocol)).await {
+                    Ok(result) => reply(protocol, self.handler.result(ctx, result).await),
+                    Err(r) => r,
+                }
+            }
+            (&Method::POST, ["events"]) if protocol.signs() => {
+                match Box::pin(self.read::<WorkerEventPayload, B>(body, &parts, protocol)).await {
+                    Ok(event) => match self.handler.event(ctx, event).await {
+                        Ok(()) => json(protocol, StatusCode::OK, &event_accepted()),
+                        Err(e) => handler_error(&e),
+                    },
+                    Err(r) => r,
+                }
+            }
+            (&Method::POST, ["auth", "token"]) => reply(protocol, self.handler.token(ctx).await),
             (_, ["workers", "register"] | ["workers", _, "tasks", "next"] | ["workers", _])
             | (_, ["tasks", "result"] | ["auth", "token"]) => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -351,8 +377,17 @@ impl HttpService {
             return error(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
         };
         let (parts, body) = request.into_parts();
-        let mut ctx = context(&parts);
-        ctx.worker_id = worker;
+        let protocol = Protocol::from_header(
+            parts
+                .headers
+                .get(PROTOCOL_VERSION_HEADER)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let mut ctx = context(&parts, protocol);
+        // The path's worker id wins over the 1.0b17 header hint.
+        if worker.is_some() {
+            ctx.worker_id = worker;
+        }
         // The upgraded channel keeps the connection's slot in the listener's limit.
         let slot = parts
             .extensions
@@ -398,7 +433,7 @@ impl HttpService {
         response
     }
 
-    async fn poll(&self, ctx: RequestContext, wait: Duration) -> HttpResponse {
+    async fn poll(&self, ctx: RequestContext, wait: Duration, protocol: Protocol) -> HttpResponse {
         let shutdown = self.shutdown.clone();
         let stopped = async move {
             match shutdown {
@@ -415,7 +450,7 @@ impl HttpService {
             () = stopped => Ok(None),
         };
         match outcome {
-            Ok(Some(task)) => json(StatusCode::OK, &task),
+            Ok(Some(task)) => json(protocol, StatusCode::OK, &task),
             Ok(None) => {
                 let mut r = Response::new(Full::new(Bytes::new()));
                 *r.status_mut() = StatusCode::NO_CONTENT;
@@ -455,14 +490,22 @@ impl HttpService {
         }
     }
 
-    async fn read<T, B>(&self, body: B, parts: &http::request::Parts) -> Result<T, HttpResponse>
+    async fn read<T, B>(
+        &self,
+        body: B,
+        parts: &http::request::Parts,
+        protocol: Protocol,
+    ) -> Result<T, HttpResponse>
     where
-        T: DeserializeOwned,
+        T: Wire,
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let bytes = self.body(body, parts).await?;
-        serde_json::from_slice(&bytes).map_err(|e| bad_json::<T>(&e))
+        let mut message: T =
+            rxon_wire::decode_slice(protocol, &bytes).map_err(|e| bad_json::<T>(&e))?;
+        message.clear_envelope();
+        Ok(message)
     }
 
     /// An empty body or `null` is `None`.
@@ -470,21 +513,25 @@ impl HttpService {
         &self,
         body: B,
         parts: &http::request::Parts,
+        protocol: Protocol,
     ) -> Result<Option<T>, HttpResponse>
     where
-        T: DeserializeOwned,
+        T: Wire,
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let bytes = self.body(body, parts).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.as_ref() == b"null" {
             return Ok(None);
         }
-        serde_json::from_slice(&bytes).map_err(|e| bad_json::<T>(&e))
+        let mut message: T =
+            rxon_wire::decode_slice(protocol, &bytes).map_err(|e| bad_json::<T>(&e))?;
+        message.clear_envelope();
+        Ok(Some(message))
     }
 }
 
-fn context(parts: &http::request::Parts) -> RequestContext {
+fn context(parts: &http::request::Parts, protocol: Protocol) -> RequestContext {
     let header = |name: &str| {
         parts
             .headers
@@ -495,6 +542,10 @@ fn context(parts: &http::request::Parts) -> RequestContext {
     let mut ctx = RequestContext::new(TRANSPORT_NAME);
     ctx.token = header(AUTH_HEADER_WORKER);
     ctx.protocol_version = header(PROTOCOL_VERSION_HEADER);
+    // 1.0b17's identity hint; a worker id in the path overrides it.
+    if protocol.signs() {
+        ctx.worker_id = header(WORKER_ID_HEADER).filter(|id| is_valid_identifier(id));
+    }
     if let Some(info) = parts.extensions.get::<ConnectionInfo>() {
         ctx.remote_addr = info.remote_addr;
         ctx.cert_identity = info.cert_identity.clone();
@@ -530,13 +581,16 @@ fn invalid_worker_id() -> HttpResponse {
     )
 }
 
-fn bad_json<T>(e: &serde_json::Error) -> HttpResponse {
-    let name = std::any::type_name::<T>()
-        .rsplit("::")
-        .next()
-        .unwrap_or("body");
-    let name = name.trim_end_matches('>');
-    error(StatusCode::BAD_REQUEST, &format!("invalid {name}: {e}"))
+fn bad_json<T: Wire>(e: &rxon_wire::WireError) -> HttpResponse {
+    error(
+        StatusCode::BAD_REQUEST,
+        &format!("invalid {}: {e}", T::NAME),
+    )
+}
+
+/// The reference orchestrator's answer to an accepted event.
+fn event_accepted() -> rxon_core::Map {
+    rxon_core::map! { "status": "event_accepted" }
 }
 
 fn too_large(limit: usize) -> HttpResponse {
@@ -546,9 +600,9 @@ fn too_large(limit: usize) -> HttpResponse {
     )
 }
 
-fn reply<T: Serialize>(result: HandlerResult<T>) -> HttpResponse {
+fn reply<T: Wire>(protocol: Protocol, result: HandlerResult<T>) -> HttpResponse {
     match result {
-        Ok(v) => json(StatusCode::OK, &v),
+        Ok(v) => json(protocol, StatusCode::OK, &v),
         Err(e) => handler_error(&e),
     }
 }
@@ -564,8 +618,8 @@ fn handler_error(e: &HandlerError) -> HttpResponse {
     r
 }
 
-fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
-    match serde_json::to_vec(value) {
+fn json<T: Wire>(protocol: Protocol, status: StatusCode, value: &T) -> HttpResponse {
+    match rxon_wire::encode(protocol, value).and_then(|v| rxon_wire::to_bytes(&v)) {
         Ok(body) => with_body(status, Bytes::from(body)),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -247,6 +247,7 @@ pub(super) fn mint(
         access_token,
         expires_in: whole_seconds_up(cfg.token_ttl),
         worker_id: worker_id.unwrap_or_else(|| "unknown".to_owned()),
+        ..Default::default()
     }
 }
 

@@ -144,9 +144,9 @@ impl Handler for Orchestrator {
                 }
                 let mut skills: Vec<String> = Vec::new();
                 for skill in registration.supported_skills {
-                    validate_identifier(&skill, "skill").map_err(bad_request)?;
-                    if !skills.contains(&skill) {
-                        skills.push(skill);
+                    validate_identifier(&skill.name, "skill").map_err(bad_request)?;
+                    if !skills.contains(&skill.name) {
+                        skills.push(skill.name);
                     }
                 }
                 st.store

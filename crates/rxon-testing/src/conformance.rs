@@ -21,7 +21,8 @@
 
 use rxon_core::{
     ErrorKind, Heartbeat, IgnoredReason, Listener, Map, ProgressUpdatePayload, ResultOutcome,
-    TaskPayload, TaskResult, TaskStatus, Transport, TransportConfig, Value, WorkerRegistration,
+    SkillInfo, TaskPayload, TaskResult, TaskStatus, Transport, TransportConfig, Value,
+    WorkerRegistration,
 };
 use rxon_orchestrator::{CancelOutcome, Orchestrator};
 use std::sync::Arc;
@@ -188,7 +189,7 @@ fn registration(worker_id: &str, skills: &[&str]) -> WorkerRegistration {
     WorkerRegistration {
         worker_id: worker_id.into(),
         worker_type: "conformance".into(),
-        supported_skills: skills.iter().map(|s| s.to_string()).collect(),
+        supported_skills: SkillInfo::list(skills.iter().copied()),
         ..Default::default()
     }
 }

@@ -468,6 +468,7 @@ impl Transport for MockTransport {
                 access_token,
                 expires_in: 3600,
                 worker_id: self.worker_id.clone(),
+                ..Default::default()
             })
         })
     }

@@ -1,7 +1,10 @@
-//! A worker for any RXON 1.0b3 orchestrator: copy it to start your own.
+//! A worker for any RXON orchestrator, 1.0b3 or 1.0b17 (e.g. avtomatika 1.0b30):
+//! copy it to start your own.
 //!
 //! ```text
 //! cargo run --example worker -- --url http://127.0.0.1:8080 --worker-id w1 --token secret
+//! # pin the generation, and check the orchestrator's task signatures:
+//! cargo run --example worker -- … --protocol 1.0b17 --task-key "$ORCHESTRATOR_SECRET_KEY"
 //! RXON_URL=… RXON_WORKER_ID=… RXON_WORKER_TOKEN=… cargo run --example worker
 //! cargo run --example worker -- --config worker.toml     # a TransportConfig in TOML
 //! ```
@@ -35,6 +38,13 @@ struct Args {
     /// The worker credential.
     #[arg(long, env = "RXON_WORKER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Protocol generation: `auto` (default: ask the orchestrator), `1.0b3` or `1.0b17`.
+    #[arg(long, env = "RXON_PROTOCOL")]
+    protocol: Option<String>,
+    /// The orchestrator's task-signing key: 1.0b17 tasks whose `sig` does not verify
+    /// are refused.
+    #[arg(long, env = "RXON_TASK_KEY", hide_env_values = true)]
+    task_key: Option<String>,
     /// A TOML transport configuration; flags and environment override its values.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -79,6 +89,12 @@ async fn run(args: Args) -> rxon::Result<()> {
     }
     if let Some(token) = args.token {
         config.token = token;
+    }
+    if let Some(p) = &args.protocol {
+        config.options.protocol = p.parse()?;
+    }
+    if let Some(key) = args.task_key {
+        config.options.task_key = Some(key);
     }
     if config.url.is_empty() || config.worker_id.is_empty() {
         return Err(rxon::RxonError::config(

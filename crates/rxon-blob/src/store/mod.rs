@@ -166,6 +166,7 @@ impl BlobStore {
             uri: uri.to_string(),
             size: meta.size,
             etag: meta.e_tag.as_deref().map(normalize_etag),
+            metadata: None,
         })
     }
 
@@ -273,6 +274,7 @@ impl BlobStore {
             uri: self.resolve(&dest)?.to_string(),
             size: entries.iter().map(|e| e.meta.size).sum(),
             etag: None,
+            metadata: None,
         })
     }
 
@@ -309,6 +311,7 @@ impl BlobStore {
                     uri: dir.join(relative)?.to_string(),
                     size: meta.size,
                     etag: meta.e_tag.as_deref().map(normalize_etag),
+                    metadata: None,
                 },
             });
         }
@@ -374,6 +377,7 @@ impl BlobStore {
                 uri: name,
                 size,
                 etag: put.e_tag.as_deref().map(normalize_etag),
+                metadata: None,
             });
         }
         let upload = self
@@ -422,6 +426,7 @@ impl BlobStore {
             uri: name,
             size,
             etag: put.e_tag.as_deref().map(normalize_etag),
+            metadata: None,
         })
     }
 

@@ -166,6 +166,7 @@ async fn integrity_mismatch_is_an_error_and_leaves_no_file() {
 
     let wrong_etag = FileMetadata {
         etag: Some("0123456789abcdef0123456789abcdef".into()),
+        metadata: None,
         ..meta.clone()
     };
     let wrong_size = FileMetadata {
@@ -341,6 +342,7 @@ async fn keys_that_escape_are_refused_and_nothing_is_written_outside() {
                         uri: "s3://rxon-test/tree/ok.txt".into(),
                         size: 4,
                         etag: None,
+                        metadata: None,
                     },
                 ),
                 (
@@ -349,6 +351,7 @@ async fn keys_that_escape_are_refused_and_nothing_is_written_outside() {
                         uri: uri.into(),
                         size: 4,
                         etag: None,
+                        metadata: None,
                     },
                 ),
             ])),

@@ -12,6 +12,7 @@
 //! keepalive = "20s"              # a silent connection is replaced after twice this
 //! result_retries = 3
 //! result_retry_delay = "100ms"
+//! protocol = "auto"             # or "1.0b3" / "1.0b17" to pin the generation
 //!
 //! [tls]
 //! ca_file = "/etc/rxon/ca.pem"
@@ -27,6 +28,7 @@ use crate::constants::{
     DEFAULT_RESULT_RETRY_DELAY_MS,
 };
 use crate::error::{DisplayDuration, Result, RxonError};
+use crate::protocol::ProtocolChoice;
 use crate::validate::validate_identifier;
 use crate::value::{Map, Value};
 use std::fmt;
@@ -60,7 +62,7 @@ pub struct TransportConfig {
 }
 
 /// Tunables shared by all transports; each transport reads what applies to it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
@@ -90,6 +92,21 @@ pub struct TransportOptions {
     pub max_message_bytes: usize,
     /// TLS files.
     pub tls: TlsOptions,
+    /// Protocol generation: `"auto"` (default: ask the orchestrator), `"1.0b3"` or
+    /// `"1.0b17"` (see [`ProtocolChoice`]).
+    pub protocol: ProtocolChoice,
+    /// Key of the 1.0b17 signed envelope: the static worker token (the reference's
+    /// rule, kept when the credential becomes an STS token). `None` (default) signs
+    /// with [`TransportConfig::token`]. `Debug` never shows it.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub signing_key: Option<String>,
+    /// The orchestrator's key for the `sig` of 1.0b17 tasks; with it, a task whose `sig`
+    /// does not verify is refused. `None` (default) does not check.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub task_key: Option<String>,
+    /// Refuse 1.0b17 tasks without a valid `sig` (needs `task_key`; default `true`, as
+    /// the reference SDK's `REQUIRE_TASK_SIGNATURE`).
+    pub require_task_signature: bool,
     /// Free-form settings for transports outside this workspace.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Map::is_empty"))]
     pub params: Map,
@@ -106,6 +123,10 @@ impl Default for TransportOptions {
             result_retry_delay: Duration::from_millis(DEFAULT_RESULT_RETRY_DELAY_MS),
             max_message_bytes: 16 * 1024 * 1024,
             tls: TlsOptions::default(),
+            protocol: ProtocolChoice::Auto,
+            signing_key: None,
+            task_key: None,
+            require_task_signature: true,
             params: Map::new(),
         }
     }
@@ -149,7 +170,8 @@ impl TransportConfig {
     /// `{prefix}_WORKER_ID`, `{prefix}_TOKEN` and, optionally, `{prefix}_POLL_TIMEOUT`,
     /// `_REQUEST_TIMEOUT`, `_CONNECT_TIMEOUT`, `_KEEPALIVE`, `_RESULT_RETRIES`, `_RESULT_RETRY_DELAY`,
     /// `_MAX_MESSAGE_BYTES`, `_TLS_CA_FILE`, `_TLS_CLIENT_CERT`, `_TLS_CLIENT_KEY`,
-    /// `_TLS_SERVER_NAME`.
+    /// `_TLS_SERVER_NAME`, `_PROTOCOL`, `_SIGNING_KEY`, `_TASK_KEY`,
+    /// `_REQUIRE_TASK_SIGNATURE`.
     pub fn from_env(prefix: &str) -> Result<Self> {
         Self::from_lookup(prefix, |k| std::env::var(k).ok())
     }
@@ -207,6 +229,24 @@ impl TransportConfig {
         o.tls.client_cert = get("TLS_CLIENT_CERT").map(PathBuf::from);
         o.tls.client_key = get("TLS_CLIENT_KEY").map(PathBuf::from);
         o.tls.server_name = get("TLS_SERVER_NAME");
+        if let Some(p) = get("PROTOCOL") {
+            o.protocol = p.parse().map_err(|e: RxonError| {
+                RxonError::config(format!("{prefix}_PROTOCOL: {}", e.message()))
+            })?;
+        }
+        o.signing_key = get("SIGNING_KEY");
+        o.task_key = get("TASK_KEY");
+        if let Some(v) = get("REQUIRE_TASK_SIGNATURE") {
+            o.require_task_signature = match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => {
+                    return Err(RxonError::config(format!(
+                        "{prefix}_REQUIRE_TASK_SIGNATURE: {v:?} is not true or false"
+                    )));
+                }
+            };
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -253,6 +293,28 @@ impl TransportOptions {
     /// A free-form parameter for a third-party transport.
     pub fn param(&self, key: &str) -> Option<&Value> {
         self.params.get(key)
+    }
+}
+
+impl fmt::Debug for TransportOptions {
+    /// Redacts the keys.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |k: &Option<String>| k.as_ref().map(|_| "<redacted>");
+        f.debug_struct("TransportOptions")
+            .field("poll_timeout", &self.poll_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("keepalive", &self.keepalive)
+            .field("result_retries", &self.result_retries)
+            .field("result_retry_delay", &self.result_retry_delay)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("tls", &self.tls)
+            .field("protocol", &self.protocol)
+            .field("signing_key", &redacted(&self.signing_key))
+            .field("task_key", &redacted(&self.task_key))
+            .field("require_task_signature", &self.require_task_signature)
+            .field("params", &self.params)
+            .finish()
     }
 }
 
@@ -418,8 +480,13 @@ mod tests {
     }
 
     #[test]
-    fn debug_redacts_the_token() {
-        let c = TransportConfig::new("mock://", "w", "very-secret");
-        assert!(!format!("{c:?}").contains("very-secret"));
+    fn debug_redacts_the_token_and_keys() {
+        let mut c = TransportConfig::new("mock://", "w", "very-secret");
+        c.options.signing_key = Some("signing-secret".into());
+        c.options.task_key = Some("task-secret".into());
+        let shown = format!("{c:?}");
+        for secret in ["very-secret", "signing-secret", "task-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 }

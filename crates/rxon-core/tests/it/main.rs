@@ -5,4 +5,4 @@
 mod config_formats;
 mod dyn_traits;
 #[cfg(feature = "serde")]
-mod wire_json;
+mod values;

@@ -36,6 +36,8 @@ async fn start_on(orch: &Orchestrator, bind: SocketAddr) -> HttpListener {
 async fn worker(url: &str, token: &str) -> Arc<HttpTransport> {
     let mut config = TransportConfig::new(url, "w-1", token);
     config.options.max_message_bytes = 1024;
+    // The 1.0b3 channel: progress and commands share the socket.
+    config.options.protocol = ProtocolChoice::Pinned(Protocol::V1b3);
     let t = HttpTransport::from_config(&config).unwrap();
     t.connect().await.unwrap();
     Arc::new(t)

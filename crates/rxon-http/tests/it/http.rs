@@ -173,6 +173,7 @@ impl Handler for Scripted {
                 access_token: format!("sts-{n}"),
                 expires_in: 60,
                 worker_id: ctx.worker_id.unwrap_or_else(|| "w-1".into()),
+                ..Default::default()
             })
         })
     }
@@ -205,8 +206,13 @@ async fn setup() -> Setup {
 }
 
 async fn worker(url: &str, token: &str) -> HttpTransport {
+    worker_speaking(url, token, ProtocolChoice::Auto).await
+}
+
+async fn worker_speaking(url: &str, token: &str, protocol: ProtocolChoice) -> HttpTransport {
     let mut config = TransportConfig::new(url, "w-1", token);
     config.options.result_retry_delay = Duration::from_millis(5);
+    config.options.protocol = protocol;
     let t = HttpTransport::from_config(&config).unwrap();
     t.connect().await.unwrap();
     t
@@ -224,7 +230,7 @@ fn task(id: &str) -> TaskPayload {
 #[tokio::test]
 async fn every_operation_round_trips_with_its_context() {
     let s = setup().await;
-    let t = worker(&s.url, "good").await;
+    let t = worker_speaking(&s.url, "good", ProtocolChoice::Pinned(Protocol::V1b3)).await;
     let reg = WorkerRegistration {
         worker_id: "w-1".into(),
         ..Default::default()
@@ -252,7 +258,12 @@ async fn every_operation_round_trips_with_its_context() {
     };
     let reply = t.send_heartbeat(&hb).await.unwrap();
     assert_eq!(reply.cancel_task_ids, ["t-cancel"]);
-    assert_eq!(s.handler.heartbeats.lock().unwrap()[0], Some(hb));
+    // 1.0b3 always carries the skill list: an unset one arrives empty.
+    let arrived = Heartbeat {
+        supported_skills: Some(vec![]),
+        ..hb
+    };
+    assert_eq!(s.handler.heartbeats.lock().unwrap()[0], Some(arrived));
 
     let token = t.refresh_token().await.unwrap();
     assert_eq!(token.access_token, "sts-1");
@@ -278,6 +289,48 @@ async fn every_operation_round_trips_with_its_context() {
         contexts.iter().all(|c| c.remote_addr == first),
         "{contexts:?}"
     );
+    s.listener.stop(BOUND).await.unwrap();
+}
+
+/// The same operations in 1.0b17, chosen by `auto`: the probe comes first (an empty
+/// heartbeat), every request names the worker, and the envelope stays on the wire.
+#[tokio::test]
+async fn auto_speaks_1_0b17_to_a_listener_that_answers_it() {
+    let s = setup().await;
+    let t = worker(&s.url, "good").await;
+    assert_eq!(t.protocol().await.unwrap(), Protocol::V1b17);
+    let reg = WorkerRegistration {
+        worker_id: "w-1".into(),
+        supported_skills: SkillInfo::list(["echo"]),
+        ..Default::default()
+    };
+    t.register(&reg).await.unwrap();
+    s.handler.push(task("t-1"));
+    let got = t.poll_task(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!(got, task("t-1"));
+    let ok = TaskResult::success(&got, "w-1", Map::new());
+    assert!(t.send_result(&ok).await.unwrap().is_accepted());
+    let hb = Heartbeat {
+        worker_id: "w-1".into(),
+        status: "idle".into(),
+        ..Default::default()
+    };
+    t.send_heartbeat(&hb).await.unwrap();
+    assert_eq!(
+        *s.handler.heartbeats.lock().unwrap(),
+        [None, Some(hb)],
+        "the probe, then the heartbeat without its envelope"
+    );
+    assert_eq!(s.handler.results.lock().unwrap()[0], ok);
+    let contexts = s.handler.contexts.lock().unwrap().clone();
+    for ctx in &contexts {
+        assert_eq!(ctx.protocol(), Protocol::V1b17);
+        assert_eq!(
+            ctx.worker_id.as_deref(),
+            Some("w-1"),
+            "X-Worker-ID or the path"
+        );
+    }
     s.listener.stop(BOUND).await.unwrap();
 }
 

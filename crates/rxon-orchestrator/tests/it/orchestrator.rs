@@ -1,8 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use rxon_core::{
     ErrorCode, ErrorKind, Handler, HandlerErrorKind, Heartbeat, IgnoredReason, Map,
-    ProgressUpdatePayload, RequestContext, ResultOutcome, TaskError, TaskPayload, TaskResult,
-    TaskStatus, Value, WorkerCommand, WorkerRegistration,
+    ProgressUpdatePayload, RequestContext, ResultOutcome, SkillInfo, TaskError, TaskPayload,
+    TaskResult, TaskStatus, Value, WorkerCommand, WorkerRegistration,
 };
 use rxon_orchestrator::{CancelOutcome, Orchestrator, TaskState, WorkerStatus};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ fn task(id: &str, task_type: &str) -> TaskPayload {
 fn registration(worker_id: &str, skills: &[&str]) -> WorkerRegistration {
     WorkerRegistration {
         worker_id: worker_id.into(),
-        supported_skills: skills.iter().map(|s| s.to_string()).collect(),
+        supported_skills: SkillInfo::list(skills.iter().copied()),
         ..Default::default()
     }
 }

@@ -42,10 +42,11 @@ mod task;
 pub use task::{TaskContext, TaskFailure};
 
 use rxon_core::DynTransport;
+use rxon_core::constants::{WORKER_STATUS_FULL, WORKER_STATUS_IDLE};
 use rxon_core::retry::Backoff;
 use rxon_core::{
-    CommandName, ErrorCode, ErrorKind, Heartbeat, Map, Result, RxonError, TaskError, TaskPayload,
-    TaskResult, Transport, WorkerRegistration,
+    CommandName, ErrorCode, ErrorKind, Heartbeat, Map, Result, RxonError, SkillInfo, TaskError,
+    TaskPayload, TaskResult, Transport, WorkerRegistration,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -161,7 +162,7 @@ impl WorkerBuilder {
         }
         let mut registration = self.registration;
         registration.worker_id = self.transport.worker_id().to_owned();
-        registration.supported_skills = self.handlers.keys().cloned().collect();
+        registration.supported_skills = SkillInfo::list(self.handlers.keys().cloned());
         registration.resources.max_concurrent_tasks =
             u32::try_from(self.max_concurrent).unwrap_or(u32::MAX);
         if registration.worker_type.is_empty() {
@@ -440,15 +441,31 @@ impl Inner {
                 ids.sort();
                 ids
             };
+            // "idle" means "can start a task" (1.0b17 orchestrators dispatch only to
+            // idle workers), "full" that every slot is taken.
+            let full = current.len() >= self.max_concurrent;
+            let available = if full {
+                Vec::new()
+            } else {
+                self.registration
+                    .supported_skills
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect()
+            };
             let heartbeat = Heartbeat {
                 worker_id: self.registration.worker_id.clone(),
-                status: if current.is_empty() { "idle" } else { "busy" }.into(),
+                status: if full {
+                    WORKER_STATUS_FULL
+                } else {
+                    WORKER_STATUS_IDLE
+                }
+                .into(),
                 load: current.len() as f64 / self.max_concurrent as f64,
                 current_tasks: current,
-                supported_skills: self.registration.supported_skills.clone(),
-                hot_cache: Vec::new(),
-                skill_dependencies: None,
-                hot_skills: None,
+                supported_skills: Some(self.registration.supported_skills.clone()),
+                available_skills: Some(available),
+                ..Default::default()
             };
             match self.transport.send_heartbeat(&heartbeat).await {
                 Ok(reply) => {

@@ -269,10 +269,10 @@ async fn a_cancel_in_a_heartbeat_reply_stops_the_task_too() {
     let results = mock.wait_for_results(1, BOUND).await.unwrap();
     assert_eq!(results[0].status, TaskStatus::Cancelled);
     assert!(
-        mock.heartbeats()
-            .iter()
-            .any(|h| h.current_tasks == ["h-1"] && h.status == "busy"),
-        "heartbeats report the running task"
+        mock.heartbeats().iter().any(|h| h.current_tasks == ["h-1"]
+            && h.status == "full"
+            && h.available_skills == Some(vec![])),
+        "heartbeats report the running task, and the one slot taken"
     );
     running.shutdown().await;
 }

@@ -1,28 +1,29 @@
-//! Every message against JSON written the way the Python reference writes it
-//! (`orjson.dumps(to_dict(namedtuple))`: every field present, unset ones as `null`).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The 1.0b3 dialect: every message against JSON written the way the Python reference
+//! 1.0b3 writes it (`orjson.dumps(to_dict(namedtuple))`: every field present, unset
+//! ones as `null`).
 
 use rxon_core::*;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use rxon_wire::{Wire, decode, encode};
 use serde_json::{Value as Json, json};
 use std::fmt::Debug;
+
+const P: Protocol = Protocol::V1b3;
 
 /// Decodes the Python JSON, checks it against `expected`, re-encodes, and checks that
 /// the encoding equals the Python JSON with its `null` fields omitted, and decodes back.
 fn check<T>(python: Json, expected: &T)
 where
-    T: Serialize + DeserializeOwned + PartialEq + Debug,
+    T: Wire + PartialEq + Debug,
 {
-    let decoded: T = serde_json::from_value(python.clone()).expect("decode python json");
+    let decoded: T = decode(P, python.clone()).expect("decode python json");
     assert_eq!(&decoded, expected);
-    let encoded = serde_json::to_value(&decoded).unwrap();
+    let encoded = encode(P, &decoded).unwrap();
     assert_eq!(
         encoded,
         strip_nulls(python),
         "encoding omits unset optionals"
     );
-    let again: T = serde_json::from_value(encoded).unwrap();
+    let again: T = decode(P, encoded).unwrap();
     assert_eq!(&again, expected);
 }
 
@@ -42,18 +43,18 @@ fn strip_nulls(v: Json) -> Json {
 /// Adds unknown keys at the top level: decoding must still give `expected`.
 fn check_unknown_fields_ignored<T>(python: Json, expected: &T)
 where
-    T: DeserializeOwned + PartialEq + Debug,
+    T: Wire + PartialEq + Debug,
 {
     let mut with_extra = python;
     let obj = with_extra.as_object_mut().unwrap();
     obj.insert("added_in_1_1".into(), json!({"nested": [1, 2, null]}));
     obj.insert("z_flag".into(), json!(true));
-    let decoded: T = serde_json::from_value(with_extra).unwrap();
+    let decoded: T = decode(P, with_extra).unwrap();
     assert_eq!(&decoded, expected);
 }
 
 fn map(v: Json) -> Map {
-    serde_json::from_value(v).unwrap()
+    decode(P, v).unwrap()
 }
 
 fn registration() -> (Json, WorkerRegistration) {
@@ -72,7 +73,7 @@ fn registration() -> (Json, WorkerRegistration) {
     let rust = WorkerRegistration {
         worker_id: "gpu-01".into(),
         worker_type: "gpu".into(),
-        supported_skills: vec!["resize".into(), "transcode".into()],
+        supported_skills: SkillInfo::list(["resize", "transcode"]),
         resources: Resources {
             max_concurrent_tasks: 4,
             cpu_cores: 16,
@@ -80,12 +81,10 @@ fn registration() -> (Json, WorkerRegistration) {
                 model: "A100".into(),
                 vram_gb: 80,
             }),
+            ..Default::default()
         },
         installed_software: [("ffmpeg".to_string(), "6.1".to_string())].into(),
-        installed_models: vec![InstalledModel {
-            name: "whisper".into(),
-            version: "3".into(),
-        }],
+        installed_artifacts: vec![InstalledArtifact::new("whisper", "3")],
         capabilities: WorkerCapabilities {
             hostname: "node-7".into(),
             ip_address: "10.0.0.7".into(),
@@ -93,6 +92,7 @@ fn registration() -> (Json, WorkerRegistration) {
             s3_config_hash: None,
             extra: Some(map(json!({"zone": "eu-1", "spot": true}))),
         },
+        ..Default::default()
     };
     (python, rust)
 }
@@ -106,17 +106,39 @@ fn worker_registration() {
 
 #[test]
 fn resources_without_gpu_and_missing_optional_keys() {
-    let python = json!({"max_concurrent_tasks": 1, "cpu_cores": 2, "gpu_info": null});
-    let rust = Resources {
+    let (mut python, mut rust) = registration();
+    python["resources"] = json!({"max_concurrent_tasks": 1, "cpu_cores": 2, "gpu_info": null});
+    rust.resources = Resources {
         max_concurrent_tasks: 1,
         cpu_cores: 2,
-        gpu_info: None,
+        ..Default::default()
     };
-    check(python, &rust);
+    check(python.clone(), &rust);
     // Absence is the same as null.
-    let absent: Resources =
-        serde_json::from_value(json!({"max_concurrent_tasks": 1, "cpu_cores": 2})).unwrap();
+    python["resources"] = json!({"max_concurrent_tasks": 1, "cpu_cores": 2});
+    let absent: WorkerRegistration = decode(P, python).unwrap();
     assert_eq!(absent, rust);
+}
+
+#[test]
+fn one_point_zero_b3_requires_every_field_it_always_sends() {
+    let (python, _) = registration();
+    for key in [
+        "worker_type",
+        "supported_skills",
+        "resources",
+        "installed_models",
+        "capabilities",
+    ] {
+        let mut missing = python.clone();
+        missing.as_object_mut().unwrap().remove(key);
+        let err = decode::<WorkerRegistration>(P, missing).unwrap_err();
+        assert!(err.to_string().contains(key), "{key}: {err}");
+    }
+    // Skill objects are 1.0b17's: a 1.0b3 registration has names.
+    let mut objects = python;
+    objects["supported_skills"] = json!([{"name": "resize"}]);
+    assert!(decode::<WorkerRegistration>(P, objects).is_err());
 }
 
 #[test]
@@ -148,10 +170,12 @@ fn task_payload() {
                     uri: "s3://bucket/in/a.mp4".into(),
                     size: 1_048_576,
                     etag: Some("\"abc\"".into()),
+                    metadata: None,
                 },
             )]
             .into(),
         ),
+        ..Default::default()
     };
     assert_eq!(rust.params["width"].as_u64(), Some(640));
     assert_eq!(rust.params["nested"].depth(), 2);
@@ -161,18 +185,30 @@ fn task_payload() {
 
 #[test]
 fn task_payload_missing_required_field_is_an_error() {
-    let err = serde_json::from_value::<TaskPayload>(json!({
-        "job_id": "j", "task_id": "t", "params": {}, "tracing_context": {}
-    }))
-    .unwrap_err();
-    assert!(err.to_string().contains("missing field `type`"), "{err}");
-    // A wrong type is an error too, not a silent default.
-    assert!(
-        serde_json::from_value::<TaskPayload>(json!({
-            "job_id": "j", "task_id": "t", "type": "x", "params": [], "tracing_context": {}
-        }))
-        .is_err()
-    );
+    for p in [Protocol::V1b3, Protocol::V1b17] {
+        let err = decode::<TaskPayload>(
+            p,
+            json!({
+                "job_id": "j", "task_id": "t", "params": {}, "tracing_context": {}
+            }),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("missing field `type`"), "{err}");
+        // A wrong type is an error too, not a silent default.
+        assert!(
+            decode::<TaskPayload>(
+                p,
+                json!({
+                    "job_id": "j", "task_id": "t", "type": "x", "params": [], "tracing_context": {}
+                })
+            )
+            .is_err()
+        );
+    }
+    // 1.0b3 requires params and tracing_context; 1.0b17 does not.
+    let bare = json!({"job_id": "j", "task_id": "t", "type": "x"});
+    assert!(decode::<TaskPayload>(P, bare.clone()).is_err());
+    assert!(decode::<TaskPayload>(Protocol::V1b17, bare).is_ok());
 }
 
 #[test]
@@ -196,10 +232,12 @@ fn task_result_success_failure_cancelled() {
                     uri: "s3://b/out/r.json".into(),
                     size: 12,
                     etag: None,
+                    metadata: None,
                 },
             )]
             .into(),
         ),
+        ..Default::default()
     };
     check(success.clone(), &rust);
     check_unknown_fields_ignored(success, &rust);
@@ -238,11 +276,11 @@ fn unknown_status_and_error_code_round_trip() {
         "job_id": "j", "task_id": "t", "worker_id": "w", "status": "partial",
         "error": {"code": "QUOTA_ERROR_V2", "message": "m", "details": null}
     });
-    let decoded: TaskResult = serde_json::from_value(python.clone()).unwrap();
+    let decoded: TaskResult = decode(P, python.clone()).unwrap();
     assert_eq!(decoded.status, TaskStatus::Other("partial".into()));
     let code = &decoded.error.as_ref().unwrap().code;
     assert_eq!(code, &ErrorCode::Other("QUOTA_ERROR_V2".into()));
-    assert_eq!(serde_json::to_value(&decoded).unwrap(), strip_nulls(python));
+    assert_eq!(encode(P, &decoded).unwrap(), strip_nulls(python));
 }
 
 #[test]
@@ -257,15 +295,15 @@ fn heartbeat() {
         status: "busy".into(),
         load: 0.75,
         current_tasks: vec!["t1".into(), "t2".into()],
-        supported_skills: vec!["resize".into()],
+        supported_skills: Some(SkillInfo::list(["resize"])),
         hot_cache: vec!["model-a".into()],
         skill_dependencies: Some([("resize".to_string(), vec!["model-a".to_string()])].into()),
-        hot_skills: None,
+        ..Default::default()
     };
     check(python.clone(), &rust);
     check_unknown_fields_ignored(python, &rust);
     // `hot_skills` unset is omitted, never sent as null (orchestrators reject null there).
-    let text = serde_json::to_string(&rust).unwrap();
+    let text = encode(P, &rust).unwrap().to_string();
     assert!(!text.contains("hot_skills"), "{text}");
     assert!(!text.contains("null"), "{text}");
 }
@@ -278,6 +316,7 @@ fn token_response_progress_and_command() {
             access_token: "sts-1".into(),
             expires_in: 3600,
             worker_id: "w".into(),
+            ..Default::default()
         },
     );
     let progress = json!({"event": "progress_update", "task_id": "t", "job_id": "j",
@@ -292,34 +331,27 @@ fn token_response_progress_and_command() {
     check(cmd.clone(), &rust);
     check_unknown_fields_ignored(cmd, &rust);
     let future: WorkerCommand =
-        serde_json::from_value(json!({"command": "pause_task", "params": {"for_s": 5}})).unwrap();
+        decode(P, json!({"command": "pause_task", "params": {"for_s": 5}})).unwrap();
     assert_eq!(future.command, CommandName::Other("pause_task".into()));
     assert_eq!(future.task_id, None);
 }
 
 #[test]
-fn file_metadata_and_capabilities() {
-    check(
-        json!({"uri": "s3://b/k/", "size": 0, "etag": null}),
-        &FileMetadata {
-            uri: "s3://b/k/".into(),
-            size: 0,
-            etag: None,
-        },
-    );
-    let caps: WorkerCapabilities = serde_json::from_value(json!({
-        "hostname": "h", "ip_address": "::1", "cost_per_skill": {"a": 1}
-    }))
-    .unwrap();
+fn capabilities_accept_integer_prices() {
+    let (mut python, _) = registration();
+    python["capabilities"] =
+        json!({"hostname": "h", "ip_address": "::1", "cost_per_skill": {"a": 1}});
+    let reg: WorkerRegistration = decode(P, python).unwrap();
     assert_eq!(
-        caps.cost_per_skill["a"], 1.0,
+        reg.capabilities.cost_per_skill["a"], 1.0,
         "an integer price decodes as a float"
     );
 }
 
 #[test]
 fn replies_as_orchestrators_send_them() {
-    let reg: RegisterReply = serde_json::from_value(
+    let reg: RegisterReply = decode(
+        P,
         json!({"status": "registered", "version": "1.0b3", "warning": null, "region": "eu"}),
     )
     .unwrap();
@@ -327,81 +359,53 @@ fn replies_as_orchestrators_send_them() {
     assert_eq!(reg.version.as_deref(), Some("1.0b3"));
     assert_eq!(reg.warning, None);
     assert_eq!(reg.extra.get("region").and_then(Value::as_str), Some("eu"));
-    let empty: RegisterReply = serde_json::from_value(json!({})).unwrap();
+    let empty: RegisterReply = decode(P, json!({})).unwrap();
     assert_eq!(empty, RegisterReply::default());
 
-    let ok: ResultOutcome = serde_json::from_value(json!({"status": "ok"})).unwrap();
+    let ok: ResultOutcome = decode(P, json!({"status": "ok"})).unwrap();
     assert!(ok.is_accepted());
-    let accepted: ResultOutcome =
-        serde_json::from_value(json!({"status": "accepted", "job_id": "j"})).unwrap();
+    let accepted: ResultOutcome = decode(P, json!({"status": "accepted", "job_id": "j"})).unwrap();
     assert!(accepted.is_accepted());
     for reason in IgnoredReason::KNOWN {
-        let ignored: ResultOutcome = serde_json::from_value(
+        let ignored: ResultOutcome = decode(
+            P,
             json!({"status": "ignored", "reason": reason.as_str(), "message": "m"}),
         )
         .unwrap();
         assert_eq!(ignored, ResultOutcome::ignored(reason.clone(), "m"));
     }
     let unknown: ResultOutcome =
-        serde_json::from_value(json!({"status": "ignored", "reason": "job_already_terminated"}))
-            .unwrap();
+        decode(P, json!({"status": "ignored", "reason": "job_paused"})).unwrap();
     assert_eq!(
         unknown.ignored_reason(),
-        Some(&IgnoredReason::Other("job_already_terminated".into()))
+        Some(&IgnoredReason::Other("job_paused".into()))
     );
-    let encoded =
-        serde_json::to_value(ResultOutcome::ignored(IgnoredReason::StaleTask, "moved")).unwrap();
+    let encoded = encode(
+        P,
+        &ResultOutcome::ignored(IgnoredReason::StaleTask, "moved"),
+    )
+    .unwrap();
     assert_eq!(
         encoded,
         json!({"status": "ignored", "reason": "stale_task", "message": "moved"})
     );
     assert_eq!(
-        serde_json::to_value(ResultOutcome::Accepted).unwrap(),
+        encode(P, &ResultOutcome::Accepted).unwrap(),
         json!({"status": "accepted"})
     );
 
-    let hb: HeartbeatReply = serde_json::from_value(
+    let hb: HeartbeatReply = decode(
+        P,
         json!({"status": "ok", "cancel_task_ids": ["t1"], "require_full_sync": true}),
     )
     .unwrap();
     assert_eq!(hb.cancel_task_ids, vec!["t1".to_string()]);
     assert!(hb.require_full_sync);
     assert_eq!(hb.extra.get("status").and_then(Value::as_str), Some("ok"));
-    let nulls: HeartbeatReply =
-        serde_json::from_value(json!({"cancel_task_ids": null, "require_full_sync": null}))
-            .unwrap();
+    let nulls: HeartbeatReply = decode(
+        P,
+        json!({"cancel_task_ids": null, "require_full_sync": null}),
+    )
+    .unwrap();
     assert_eq!(nulls, HeartbeatReply::default());
-    let none: Option<HeartbeatReply> = serde_json::from_str("null").unwrap();
-    assert_eq!(none.unwrap_or_default(), HeartbeatReply::default());
-}
-
-#[test]
-fn values_survive_messagepack_too() {
-    let (_, reg) = registration();
-    let bytes = rmp_serde::to_vec_named(&reg).unwrap();
-    let back: WorkerRegistration = rmp_serde::from_slice(&bytes).unwrap();
-    assert_eq!(back, reg);
-    let v: Value = serde_json::from_value(json!({"a": [1, -1, 1.5, "s", null, true]})).unwrap();
-    let back: Value = rmp_serde::from_slice(&rmp_serde::to_vec(&v).unwrap()).unwrap();
-    assert_eq!(back, v);
-}
-
-#[test]
-fn value_display_matches_serde_json_compact_output() {
-    let j = json!({"b": [1, -2, 2.5, "q\"\\\n", null, false], "a": {"x": {}}});
-    let v: Value = serde_json::from_value(j.clone()).unwrap();
-    assert_eq!(v.to_string(), serde_json::to_string(&j).unwrap());
-}
-
-/// `serde_json::Value` and [`rxon_core::Value`] convert both ways through serde, as the
-/// `value!` documentation says.
-#[test]
-fn serde_json_values_bridge_both_ways() {
-    let json = serde_json::json!({"a": [1, -2, 2.5, null, true], "b": {"c": "d"}});
-    let ours: rxon_core::Value = serde_json::from_value(json.clone()).expect("into rxon");
-    assert_eq!(
-        ours,
-        rxon_core::value!({"a": [1, (-2), 2.5, null, true], "b": {"c": "d"}})
-    );
-    assert_eq!(serde_json::to_value(&ours).expect("back"), json);
 }

@@ -1,0 +1,274 @@
+//! The reference's canonical JSON: what `rxon.utils.to_dict` and `orjson.dumps(…,
+//! OPT_SORT_KEYS)` make of a value, byte for byte.
+//!
+//! - [`normalize`]: object members that are `null` are removed (recursively; `null`
+//!   inside arrays stays), integral floats become integers (`2.0` → `2`, `-0.0` → `0`),
+//!   and nothing may sit more than [`MAX_DEPTH`] levels below the top value.
+//! - [`to_bytes`]: compact, keys sorted by code point at every level, raw UTF-8
+//!   (only `"`, `\` and control characters escaped, as orjson does), floats in their
+//!   shortest round-trip form, written `0.00001` from 1e-5 up and `1e-7` below.
+//!
+//! ```
+//! use serde_json::json;
+//! let v = rxon_wire::canonical::normalize(&json!({"b": null, "a": [null, 2.0, 1e-7], "é": 0.5}))?;
+//! assert_eq!(rxon_wire::canonical::to_string(&v)?, r#"{"a":[null,2,1e-7],"é":0.5}"#);
+//! # Ok::<(), rxon_wire::WireError>(())
+//! ```
+
+use crate::WireError;
+use serde_json::{Map, Number, Value};
+use std::fmt::Write;
+
+/// Deepest nesting the reference accepts: a value more than 30 levels below the top
+/// object can be neither signed nor verified there (`RecursionError`).
+pub const MAX_DEPTH: usize = 30;
+
+/// `value` as the reference normalizes it before it sends or signs (see the
+/// [module](self) documentation).
+pub fn normalize(value: &Value) -> Result<Value, WireError> {
+    normalize_at(value, 0)
+}
+
+fn normalize_at(value: &Value, depth: usize) -> Result<Value, WireError> {
+    if depth > MAX_DEPTH {
+        return Err(WireError::too_deep());
+    }
+    Ok(match value {
+        Value::Object(m) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                if !v.is_null() {
+                    out.insert(k.clone(), normalize_at(v, depth + 1)?);
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|v| normalize_at(v, depth + 1))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Number(n) => Value::Number(integral(n)?),
+        other => other.clone(),
+    })
+}
+
+/// An integral float as the integer it is; integers and other floats unchanged.
+fn integral(n: &Number) -> Result<Number, WireError> {
+    if n.is_u64() || n.is_i64() {
+        return Ok(n.clone());
+    }
+    let Some(f) = n.as_f64() else {
+        return Err(WireError::invalid(
+            "a number that is neither integer nor float",
+        ));
+    };
+    if f.fract() != 0.0 || !f.is_finite() {
+        return Ok(n.clone());
+    }
+    // The reference turns it into a Python int, which orjson refuses beyond 64 bits.
+    if (0.0..18_446_744_073_709_551_616.0).contains(&f) {
+        Ok(Number::from(f as u64))
+    } else if (-9_223_372_036_854_775_808.0..0.0).contains(&f) {
+        Ok(Number::from(f as i64))
+    } else {
+        Err(WireError::invalid(format!(
+            "the integral number {f} exceeds 64 bits and cannot be encoded"
+        )))
+    }
+}
+
+/// The canonical bytes of an already [normalized](normalize) value.
+pub fn to_bytes(value: &Value) -> Result<Vec<u8>, WireError> {
+    to_string(value).map(String::into_bytes)
+}
+
+/// [`to_bytes`] as a `String`.
+pub fn to_string(value: &Value) -> Result<String, WireError> {
+    let mut out = String::with_capacity(256);
+    write_value(&mut out, value, 0)?;
+    Ok(out)
+}
+
+fn write_value(out: &mut String, value: &Value, depth: usize) -> Result<(), WireError> {
+    if depth > MAX_DEPTH {
+        return Err(WireError::too_deep());
+    }
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => write_number(out, n)?,
+        Value::String(s) => write_str(out, s),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, v) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, v, depth + 1)?;
+            }
+            out.push(']');
+        }
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_unstable();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_str(out, k);
+                out.push(':');
+                write_value(out, &m[k], depth + 1)?;
+            }
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+fn write_number(out: &mut String, n: &Number) -> Result<(), WireError> {
+    if let Some(u) = n.as_u64() {
+        let _ = write!(out, "{u}");
+    } else if let Some(i) = n.as_i64() {
+        let _ = write!(out, "{i}");
+    } else {
+        let f = n
+            .as_f64()
+            .ok_or_else(|| WireError::invalid("a number that is neither integer nor float"))?;
+        write_float(out, f)?;
+    }
+    Ok(())
+}
+
+/// orjson's float form: the shortest digits that round-trip, as a decimal with a
+/// fraction when 1e-5 ≤ |f| < 1e16, else `d.ddde±x`.
+fn write_float(out: &mut String, f: f64) -> Result<(), WireError> {
+    if !f.is_finite() {
+        return Err(WireError::invalid(
+            "NaN or infinity cannot be encoded as JSON",
+        ));
+    }
+    let sci = format!("{f:e}");
+    let exp: i32 = sci
+        .rsplit_once('e')
+        .and_then(|(_, e)| e.parse().ok())
+        .unwrap_or(0);
+    if f == 0.0 || (-5..16).contains(&exp) {
+        let plain = format!("{f}");
+        out.push_str(&plain);
+        if !plain.contains('.') {
+            out.push_str(".0");
+        }
+    } else if exp > 0 {
+        out.push_str(&sci.replacen('e', "e+", 1));
+    } else {
+        out.push_str(&sci);
+    }
+    Ok(())
+}
+
+fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn canon(v: Value) -> String {
+        to_string(&normalize(&v).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn floats_are_written_as_orjson_writes_them() {
+        // Each pair read from orjson 3.12 (`orjson.dumps([...])`).
+        for (f, want) in [
+            (1e-7, "1e-7"),
+            (1e-5, "0.00001"),
+            (1e-4, "0.0001"),
+            (1e-6, "1e-6"),
+            (1.25e-9, "1.25e-9"),
+            (2.5e-300, "2.5e-300"),
+            (5e-324, "5e-324"),
+            (0.1, "0.1"),
+            (123456789.5, "123456789.5"),
+            (4503599627370495.5, "4503599627370495.5"),
+            (0.30000000000000004, "0.30000000000000004"),
+        ] {
+            let mut out = String::new();
+            write_float(&mut out, f).unwrap();
+            assert_eq!(out, want, "{f:e}");
+        }
+        for (f, want) in [(1.5e16, "1.5e+16"), (1.5e15, "1500000000000000.0")] {
+            let mut out = String::new();
+            write_float(&mut out, f).unwrap();
+            assert_eq!(out, want);
+        }
+    }
+
+    #[test]
+    fn strings_escape_only_what_orjson_escapes() {
+        assert_eq!(
+            canon(json!(
+                "\u{8}\u{c}\n\r\t\u{0}\u{1}\u{1b}/\\\"😀é\u{7f}\u{2028}"
+            )),
+            "\"\\b\\f\\n\\r\\t\\u0000\\u0001\\u001b/\\\\\\\"😀é\u{7f}\u{2028}\""
+        );
+    }
+
+    #[test]
+    fn keys_sort_by_code_point_and_nulls_leave_objects_only() {
+        assert_eq!(
+            canon(
+                json!({"b": 1, "a": {"é": 1, "z": 2, "A": 3, "😀": 4, "\u{ffff}": 5, "n": null}, "l": [null, {"x": null}]})
+            ),
+            "{\"a\":{\"A\":3,\"z\":2,\"é\":1,\"\u{ffff}\":5,\"😀\":4},\"b\":1,\"l\":[null,{}]}"
+        );
+    }
+
+    #[test]
+    fn integral_floats_become_integers_within_64_bits() {
+        assert_eq!(
+            canon(json!([2.0, -0.0, 1e16, -3.0, 0.5])),
+            "[2,0,10000000000000000,-3,0.5]"
+        );
+        assert!(normalize(&json!([1e300])).is_err());
+        assert!(normalize(&json!([-1e19])).is_err());
+        assert_eq!(
+            canon(json!([u64::MAX, i64::MIN])),
+            "[18446744073709551615,-9223372036854775808]"
+        );
+    }
+
+    #[test]
+    fn nesting_is_limited_to_thirty_levels_below_the_top() {
+        let mut ok = json!(1);
+        for _ in 0..30 {
+            ok = json!([ok]);
+        }
+        assert!(normalize(&ok).is_ok(), "a scalar at depth 30 is accepted");
+        let too_deep = json!([ok]);
+        assert_eq!(
+            normalize(&too_deep).unwrap_err().to_string(),
+            WireError::too_deep().to_string()
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! The signed envelope of RXON 1.0b17: `timestamp` + `security {signature, signer_id}`
+//! on registrations, heartbeats with a body, results and events, and the orchestrator's
+//! `sig` on tasks.
+//!
+//! The signature is the lowercase hex HMAC-SHA256, keyed by the secret's UTF-8 bytes,
+//! of the [canonical](crate::canonical) JSON of the message **as sent** without its
+//! top-level `security` and `_signature` (and, for events, `bubbling_chain`). The
+//! verifier rebuilds it from the JSON it received, unknown keys included, so
+//! [`seal`] signs exactly the object that goes on the wire.
+//!
+//! ```
+//! use serde_json::json;
+//! // The test vector of the wire facts, checked against rxon 1.0b17.
+//! let heartbeat = json!({"worker_id": "w-1", "status": "idle", "current_tasks": [],
+//!     "timestamp": 1700000000, "usage": {"cpu_load_percent": 12.0, "ram_used_gb": 0.5},
+//!     "hot_skills": null, "metadata": {"z": 1, "a": [null, 2.0, "é"]},
+//!     "security": {"signature": "x"}});
+//! assert_eq!(
+//!     rxon_wire::envelope::signature(&heartbeat, "secret", &[])?,
+//!     "9c38b44b48c0ce5aa7fe5c33de4cb670cc2ef0caeb83f21ecbdd1756dbda0671"
+//! );
+//! # Ok::<(), rxon_wire::WireError>(())
+//! ```
+
+use crate::WireError;
+use crate::canonical;
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+use rxon_core::constants::{REPLAY_WINDOW_SECS, SIGNATURE_CLOCK_WINDOW_SECS};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+/// Top-level keys never signed.
+const UNSIGNED: [&str; 2] = ["security", "_signature"];
+/// Keys an event leaves out of its signature.
+pub const EVENT_UNSIGNED: &[&str] = &["bubbling_chain"];
+/// Keys a task leaves out of its `sig`.
+pub const TASK_UNSIGNED: &[&str] = &["sig", "orchestrator_signature"];
+
+/// The signature of `message` under `secret`: HMAC-SHA256 over its canonical JSON
+/// without `security`, `_signature` and `ignore`.
+pub fn signature(message: &Value, secret: &str, ignore: &[&str]) -> Result<String, WireError> {
+    if secret.is_empty() {
+        return Err(WireError::invalid("the signing secret is empty"));
+    }
+    let bytes = signed_bytes(message, ignore)?;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    Ok(hex(hmac::sign(&key, &bytes).as_ref()))
+}
+
+/// The bytes a signature covers.
+pub fn signed_bytes(message: &Value, ignore: &[&str]) -> Result<Vec<u8>, WireError> {
+    let mut normalized = canonical::normalize(message)?;
+    if let Value::Object(m) = &mut normalized {
+        for k in UNSIGNED.iter().chain(ignore) {
+            m.remove(*k);
+        }
+    }
+    canonical::to_bytes(&normalized)
+}
+
+/// `true` when `claimed` is `message`'s signature under `secret` (constant-time
+/// comparison).
+pub fn verify(message: &Value, claimed: &str, secret: &str, ignore: &[&str]) -> bool {
+    if claimed.is_empty() || secret.is_empty() {
+        return false;
+    }
+    let Ok(bytes) = signed_bytes(message, ignore) else {
+        return false;
+    };
+    let Some(claimed) = unhex(claimed) else {
+        return false;
+    };
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    hmac::verify(&key, &bytes, &claimed).is_ok()
+}
+
+/// Seals an outgoing 1.0b17 message in place: a fresh `timestamp` (`now`, Unix
+/// seconds), a fresh random `nonce` unless the message has its own (`event_id`), then
+/// `security {signature, signer_id}` over the result. Call it for every attempt: an
+/// identical resend within the replay window is refused as a replay.
+///
+/// The nonce makes two messages with the same content in the same second distinct
+/// (the reference takes `event_id`, `nonce`, `message_id` or the signature as the
+/// replay key, in that order).
+pub fn seal(
+    message: &mut Map<String, Value>,
+    secret: &str,
+    signer_id: &str,
+    now: i64,
+    ignore: &[&str],
+) -> Result<(), WireError> {
+    message.insert("timestamp".into(), Value::from(now));
+    if !message.contains_key("event_id") {
+        message.insert("nonce".into(), Value::String(random_hex(16)?));
+    }
+    message.remove("security");
+    let value = Value::Object(std::mem::take(message));
+    let sig = signature(&value, secret, ignore);
+    let Value::Object(back) = value else {
+        unreachable!("an object stays an object")
+    };
+    *message = back;
+    message.insert(
+        "security".into(),
+        json!({"signature": sig?, "signer_id": signer_id}),
+    );
+    Ok(())
+}
+
+/// Why a signed message was refused. The texts are the reference's (avtomatika's
+/// `PermissionError`s), answered with 403.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `timestamp`.
+    MissingTimestamp,
+    /// `timestamp` outside the clock window.
+    Expired,
+    /// The nonce was seen within the replay window.
+    Replay,
+    /// No `security` object.
+    MissingSecurity,
+    /// No `security.signature`.
+    MissingSignature,
+    /// `security.signer_id` names someone else.
+    SignerMismatch,
+    /// The signature does not verify.
+    BadSignature,
+}
+
+impl Refusal {
+    /// The reference's message.
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::MissingTimestamp => "Missing required timestamp for replay protection",
+            Refusal::Expired => "Message timestamp expired (replay protection)",
+            Refusal::Replay => "Duplicate message detected (replay attack)",
+            Refusal::MissingSecurity => "Missing required security context",
+            Refusal::MissingSignature => "Missing required cryptographic signature",
+            Refusal::SignerMismatch => "Message signer ID does not match worker ID",
+            Refusal::BadSignature => "Invalid cryptographic signature",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// Checks incoming 1.0b17 envelopes: the clock window (±60 s), the signer and the
+/// HMAC, then the nonce against a bounded replay cache (65 s). The reference checks the
+/// nonce before the signature; here only a message that verifies spends its nonce.
+///
+/// The cache holds at most `capacity` nonces; when it is full of unexpired ones, the
+/// oldest is forgotten (a replay of it would then pass: size it above the messages
+/// expected within 65 s).
+#[derive(Debug)]
+pub struct Verifier {
+    capacity: usize,
+    seen: Mutex<ReplayCache>,
+}
+
+#[derive(Debug, Default)]
+struct ReplayCache {
+    /// Nonce → when it expires.
+    by_nonce: HashMap<String, i64>,
+    /// (expiry, insertion order) → nonce, for pruning oldest first.
+    by_expiry: BTreeMap<(i64, u64), String>,
+    counter: u64,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Verifier::new(100_000)
+    }
+}
+
+impl Verifier {
+    /// A verifier remembering at most `capacity` nonces (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        Verifier {
+            capacity: capacity.max(1),
+            seen: Mutex::new(ReplayCache::default()),
+        }
+    }
+
+    /// Verifies `message` (the received JSON) from the worker authenticated as
+    /// `worker_id`, keyed by `secret`, at `now` (Unix seconds).
+    pub fn check(
+        &self,
+        message: &Value,
+        worker_id: &str,
+        secret: &str,
+        now: i64,
+        ignore: &[&str],
+    ) -> Result<(), Refusal> {
+        let timestamp = match message.get("timestamp") {
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
+            _ => None,
+        };
+        let Some(timestamp) = timestamp.filter(|t| *t != 0) else {
+            return Err(Refusal::MissingTimestamp);
+        };
+        if now.abs_diff(timestamp) > SIGNATURE_CLOCK_WINDOW_SECS {
+            return Err(Refusal::Expired);
+        }
+        let security = message.get("security").and_then(Value::as_object);
+        let Some(security) = security.filter(|s| !s.is_empty()) else {
+            return Err(Refusal::MissingSecurity);
+        };
+        let Some(claimed) = security.get("signature").and_then(Value::as_str) else {
+            return Err(Refusal::MissingSignature);
+        };
+        if let Some(signer) = security.get("signer_id").and_then(Value::as_str)
+            && signer != worker_id
+        {
+            return Err(Refusal::SignerMismatch);
+        }
+        if !verify(message, claimed, secret, ignore) {
+            return Err(Refusal::BadSignature);
+        }
+        // Only a message that verifies spends its nonce: a forged copy cannot get the
+        // genuine one refused as a replay.
+        let nonce = ["event_id", "nonce", "message_id"]
+            .iter()
+            .find_map(|k| message.get(*k).and_then(nonce_text))
+            .unwrap_or_else(|| claimed.to_owned());
+        if self.remember(format!("{worker_id}:{nonce}"), now) {
+            Ok(())
+        } else {
+            Err(Refusal::Replay)
+        }
+    }
+
+    /// Records `key` until `now` + the replay window; `false` if it is already there.
+    fn remember(&self, key: String, now: i64) -> bool {
+        let mut c = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((&(expiry, n), _)) = c.by_expiry.first_key_value() {
+            if expiry > now && c.by_nonce.len() < self.capacity {
+                break;
+            }
+            if let Some(old) = c.by_expiry.remove(&(expiry, n)) {
+                c.by_nonce.remove(&old);
+            }
+        }
+        if c.by_nonce.get(&key).is_some_and(|&e| e > now) {
+            return false;
+        }
+        let expiry = now.saturating_add(REPLAY_WINDOW_SECS as i64);
+        c.counter += 1;
+        let n = c.counter;
+        c.by_nonce.insert(key.clone(), expiry);
+        c.by_expiry.insert((expiry, n), key);
+        true
+    }
+
+    /// How many nonces are remembered now.
+    pub fn remembered(&self) -> usize {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_nonce
+            .len()
+    }
+}
+
+fn nonce_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// `n` random bytes as lowercase hex.
+pub fn random_hex(n: usize) -> Result<String, WireError> {
+    let mut bytes = vec![0u8; n];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| WireError::invalid("the system random source failed"))?;
+    Ok(hex(&bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        s.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    s
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > 256 {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        // Lowercase only: the reference compares the hex strings.
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    s.as_bytes()
+        .chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
+}
