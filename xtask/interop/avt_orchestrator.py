@@ -201,6 +201,8 @@ async def run_jobs(a: argparse.Namespace, base: str) -> int:
 
     headers = {"X-Client-Token": a.client_token}
     fail_ok = {s.strip() for s in a.fail_statuses.split(",") if s.strip()}
+    if a.rust_worker:
+        fail_ok = {"failed"}  # INVALID_INPUT_ERROR fails the job; it is not quarantined
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
         skills = set()
         if a.echo or (a.fail and a.rust_worker):

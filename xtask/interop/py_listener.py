@@ -34,6 +34,7 @@ results: list = []
 progress: list = []
 registrations: list = []
 heartbeats: list = []
+probes: list = []
 problems: list = []
 done = asyncio.Event()
 open_sockets: set = set()
@@ -176,6 +177,22 @@ def expect(expected, actual, where):
         fail(difference)
 
 
+def is_probe(message_type, payload, context):
+    """A transport whose protocol is "auto" asks first: one empty heartbeat carrying the
+    newest version it speaks. This listener answers as 1.0b3 does (X-RXON-Version
+    1.0b3, `null`), and the worker must then speak 1.0b3 throughout (every other
+    message is checked by check_version). Counted per run: the `worker` example must
+    ask exactly once."""
+    if (
+        message_type == "heartbeat"
+        and payload is None
+        and context.get("protocol_version") == "1.0b17"
+    ):
+        probes.append(context.get("worker_id"))
+        return True
+    return False
+
+
 def check_version(message_type, context):
     version = context.get("protocol_version")
     if version != PROTOCOL_VERSION:
@@ -275,7 +292,8 @@ def check_echo_heartbeat(payload):
         return
     expected = {
         "worker_id": ECHO_WORKER,
-        "status": "busy" if current else "idle",
+        # "idle": a slot is free (what 1.0b17 orchestrators dispatch to); "full": none.
+        "status": "full" if len(current) >= ECHO_CONCURRENCY else "idle",
         "load": len(current) / ECHO_CONCURRENCY,
         "current_tasks": sorted(set(current)),
         "supported_skills": ["echo"],
@@ -307,6 +325,7 @@ def report(echo_mode):
             print(f"  - {problem}", file=sys.stderr)
         sys.stderr.flush()
         return 1
+    print(f"PROBES {len(probes)}", flush=True)
     print("CHECKED all registrations, heartbeats, results and progress as expected", flush=True)
     return 0
 
@@ -321,6 +340,8 @@ def check(context):
 
 
 async def handler(message_type, payload, context):
+    if is_probe(message_type, payload, context):
+        return None
     check_version(message_type, context)
     if message_type == "sts_token":
         if context.get("token") not in VALID | STS_ONLY:
@@ -376,6 +397,8 @@ async def handler(message_type, payload, context):
 
 async def echo_handler(message_type, payload, context):
     """Mode "echo": three tasks for the `worker` example; exit once three results are in."""
+    if is_probe(message_type, payload, context):
+        return None
     check_version(message_type, context)
     if message_type == "register":
         registrations.append(payload)

@@ -9,6 +9,19 @@ use std::time::{Duration, Instant};
 
 /// The reference release the wire facts were read from.
 const REFERENCE: &str = "rxon==1.0b3";
+/// Today's releases: the protocol library, the orchestrator and the worker SDK. The
+/// three pins cannot be installed together (avtomatika wants orjson ~=3.12.0, the SDK
+/// ~=3.11.9): the SDK goes in last with --no-deps, and runs fine.
+const CURRENT: &[&str] = &[
+    "rxon==1.0b17",
+    "avtomatika==1.0b30",
+    "orjson~=3.12.0",
+    "aiofiles~=25.1.0",
+];
+const CURRENT_SDK: &str = "avtomatika-worker==1.0b20";
+/// The worker token and the orchestrator's task-signing secret of steps 5 and 6.
+const WORKER_TOKEN: &str = "interop-worker-token";
+const ORCHESTRATOR_SECRET: &str = "interop-orchestrator-secret";
 /// An independent gRPC implementation, to check that the proto is a usable contract.
 const GRPC_CLIENT: &[&str] = &["grpcio>=1.60", "grpcio-tools>=1.60"];
 /// How long a peer may take to print its `LISTENING <url>` line.
@@ -22,7 +35,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let examples = root.join("target/debug/examples");
     let scripts = root.join("xtask/interop");
 
-    println!("interop 1/4: Python HttpTransport -> Rust HttpListener");
+    println!("interop 1/6: Python HttpTransport -> Rust HttpListener");
     let listener = Peer::start(Command::new(examples.join("interop_listener")))?;
     let worker = Command::new(&python)
         .arg(scripts.join("py_worker.py"))
@@ -31,7 +44,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the Python worker: {e}"))?;
     let (listener_ok, _) = listener.finish()?;
 
-    println!("interop 2/4: Rust HttpTransport -> Python HttpListener");
+    println!("interop 2/6: Rust HttpTransport -> Python HttpListener");
     let mut py = Command::new(&python);
     py.arg(scripts.join("py_listener.py"));
     let py_listener = Peer::start(py)?;
@@ -41,7 +54,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the Rust worker: {e}"))?;
     let (py_listener_ok, _) = py_listener.finish()?;
 
-    println!("interop 3/4: the `worker` example -> Python HttpListener");
+    println!("interop 3/6: the `worker` example -> Python HttpListener");
     crate::cargo(&["build", "-p", "rxon", "--example", "worker"])?;
     let mut py = Command::new(&python);
     py.arg(scripts.join("py_listener.py")).arg("echo");
@@ -63,7 +76,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let saw = |needle: &str| lines.iter().any(|l| l.starts_with(needle));
 
     println!(
-        "interop 4/4: Python grpcio client (stubs from proto/) -> the `orchestrator` example's gRPC listener"
+        "interop 4/6: Python grpcio client (stubs from proto/) -> the `orchestrator` example's gRPC listener"
     );
     crate::cargo(&["build", "-p", "rxon", "--example", "orchestrator"])?;
     let mut orch = Command::new(examples.join("orchestrator"));
@@ -94,10 +107,109 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .arg(orchestrator.child.id().to_string())
         .status();
     let (orchestrator_ok, _) = orchestrator.finish_when_done()?;
+    let current = venv_current(root)?;
+    println!(
+        "interop 5/6: stock avtomatika 1.0b30 running jobs on the `worker` example (protocol auto)"
+    );
+    let mut avt = Command::new(&current);
+    avt.arg(scripts.join("avt_orchestrator.py")).args([
+        "--rust-worker",
+        "--echo",
+        "2",
+        "--fail",
+        "1",
+        "--expect-progress",
+        "--wait-workers",
+        "30",
+        "--timeout",
+        "25",
+        "--secret-key",
+        ORCHESTRATOR_SECRET,
+        "--worker-token",
+        WORKER_TOKEN,
+        "--client-token",
+        "interop-client",
+    ]);
+    let avt = Peer::start(avt)?;
+    let mut avt_worker = Command::new(examples.join("worker"))
+        .env("RXON_URL", &avt.url)
+        .env("RXON_WORKER_ID", "rxon-worker")
+        .env("RXON_WORKER_TOKEN", WORKER_TOKEN)
+        .env("RXON_TASK_KEY", ORCHESTRATOR_SECRET)
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the worker example: {e}"))?;
+    let (avt_ok, avt_lines) = avt.finish_when_done()?;
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(avt_worker.id().to_string())
+        .status();
+    let avt_worker_ok = wait_bounded(&mut avt_worker)?;
+    let avt_jobs = avt_ok && avt_lines.iter().any(|l| l == "DONE ok=3 failed=0");
+
+    println!(
+        "interop 6/6: the reference SDK (avtomatika-worker 1.0b20) and a rxon 1.0b3 worker at once -> the `orchestrator` example"
+    );
+    let mut orch = Command::new(examples.join("orchestrator"));
+    orch.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--token",
+        WORKER_TOKEN,
+        "--task-signing-key",
+        ORCHESTRATOR_SECRET,
+    ]);
+    let both = Peer::start_matching(orch, "orchestrator listening on ")?;
+    let log = std::fs::File::create(root.join("target/interop-sdk-worker.log"))
+        .map_err(|e| format!("cannot create the SDK worker's log: {e}"))?;
+    let mut sdk = Command::new(&current)
+        .arg(scripts.join("sdk_worker.py"))
+        .env("ORCHESTRATOR_URL", &both.url)
+        .env("WORKER_ID", "sdk-worker")
+        .env("WORKER_TOKEN", WORKER_TOKEN)
+        .env("ORCHESTRATOR_SECRET_KEY", ORCHESTRATOR_SECRET)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start the SDK worker: {e}"))?;
+    let mut old_worker = Command::new(&python)
+        .arg(scripts.join("py_b3_worker.py"))
+        .arg(&both.url)
+        .arg("b3-worker")
+        .arg(WORKER_TOKEN)
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the 1.0b3 worker: {e}"))?;
+    let sdk_tasks = Command::new(&current)
+        .arg(scripts.join("sdk_tasks.py"))
+        .arg(&both.url)
+        .arg("sdk-worker")
+        .arg("b3-worker")
+        .status()
+        .map_err(|e| format!("cannot run the SDK task driver: {e}"))?;
+    for child in [&sdk, &old_worker] {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+    }
+    let _ = wait_bounded(&mut sdk)?;
+    let _ = wait_bounded(&mut old_worker);
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(both.child.id().to_string())
+        .status();
+    let (both_ok, _) = both.finish_when_done()?;
+    if !sdk_tasks.success() {
+        println!("  (the SDK worker's log: target/interop-sdk-worker.log)");
+    }
+
     let example_results = echo_ok
         && saw("RESULT e-ok success")
         && saw("RESULT e-fail failure {'code': 'INVALID_INPUT_ERROR'")
-        && saw("RESULT e-sleep success");
+        && saw("RESULT e-sleep success")
+        // `auto` asked once, and then spoke 1.0b3 (the listener checks every message).
+        && saw("PROBES 1");
 
     let all = [
         (
@@ -129,6 +241,22 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             "`orchestrator` example shut down cleanly on SIGINT",
             orchestrator_ok,
         ),
+        (
+            "stock avtomatika 1.0b30: two echo jobs (with progress) finished and a failing one failed on the `worker` example",
+            avt_jobs,
+        ),
+        (
+            "`worker` example shut down cleanly after avtomatika",
+            avt_worker_ok,
+        ),
+        (
+            "avtomatika-worker 1.0b20 and a 1.0b3 worker completed their tasks on one `orchestrator` example",
+            sdk_tasks.success(),
+        ),
+        (
+            "`orchestrator` example serving both generations shut down cleanly",
+            both_ok,
+        ),
     ];
     for (name, ok) in all {
         println!("interop: {} {name}", if ok { "PASS" } else { "FAIL" });
@@ -144,7 +272,38 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
 
 /// A venv under target/ with the reference installed; returns its python.
 pub(crate) fn venv(root: &Path) -> Result<PathBuf, String> {
-    let dir = root.join("target/interop-venv");
+    let mut packages = vec![REFERENCE];
+    packages.extend_from_slice(GRPC_CLIENT);
+    python_env(
+        root,
+        "interop-venv",
+        "import importlib.metadata as m; assert m.version('rxon') == '1.0b3'; import grpc, grpc_tools",
+        &[&packages],
+    )
+}
+
+/// A venv with rxon 1.0b17, avtomatika 1.0b30 and avtomatika-worker 1.0b20.
+pub(crate) fn venv_current(root: &Path) -> Result<PathBuf, String> {
+    python_env(
+        root,
+        "interop-venv-1.0b17",
+        "import importlib.metadata as m; \
+         assert m.version('rxon') == '1.0b17'; \
+         assert m.version('avtomatika') == '1.0b30'; \
+         assert m.version('avtomatika-worker') == '1.0b20'",
+        &[CURRENT, &["--no-deps", CURRENT_SDK]],
+    )
+}
+
+/// A venv `target/<name>` where `check` runs, after installing each of `installs` (pip
+/// arguments) when it does not.
+fn python_env(
+    root: &Path,
+    name: &str,
+    check: &str,
+    installs: &[&[&str]],
+) -> Result<PathBuf, String> {
+    let dir = root.join("target").join(name);
     let python = dir.join("bin/python");
     if !python.exists() {
         let ok = Command::new("python3")
@@ -157,30 +316,33 @@ pub(crate) fn venv(root: &Path) -> Result<PathBuf, String> {
             return Err("python3 -m venv failed".into());
         }
     }
-    let installed = Command::new(&python)
-        .args([
-            "-c",
-            "import importlib.metadata as m; assert m.version('rxon') == '1.0b3'; import grpc, grpc_tools",
-        ])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
-        let ok = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                REFERENCE,
-            ])
-            .args(GRPC_CLIENT)
+    let ready = || {
+        Command::new(&python)
+            .args(["-c", check])
+            .stderr(Stdio::null())
             .status()
-            .map_err(|e| format!("cannot run pip: {e}"))?
-            .success();
-        if !ok {
-            return Err(format!("pip install {REFERENCE} {GRPC_CLIENT:?} failed"));
+            .is_ok_and(|s| s.success())
+    };
+    if !ready() {
+        for args in installs {
+            let ok = Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args(*args)
+                .status()
+                .map_err(|e| format!("cannot run pip: {e}"))?
+                .success();
+            if !ok {
+                return Err(format!("pip install {args:?} failed"));
+            }
+        }
+        if !ready() {
+            return Err(format!("{name}: the installed packages fail `{check}`"));
         }
     }
     Ok(python)

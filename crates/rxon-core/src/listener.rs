@@ -270,6 +270,23 @@ pub trait Handler: Send + Sync {
         heartbeat: Option<Heartbeat>,
     ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>>;
 
+    /// The secret that signs the 1.0b17 envelopes of `ctx.worker_id` (its static
+    /// token, as the reference orchestrator keys them), asked by a listener before it
+    /// hands a signed message over. `Ok(None)` (the default) checks only the
+    /// envelope's clock and replay window, not its signature; an error refuses the
+    /// message.
+    fn envelope_key(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<Option<String>>> {
+        let _ = ctx;
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The orchestrator's secret for the `sig` of the tasks it hands to 1.0b17 workers;
+    /// the listener signs each task with it as it writes the task. `None` (the
+    /// default): tasks carry no `sig`.
+    fn task_signing_key(&self) -> Option<String> {
+        None
+    }
+
     /// A worker sends an event (1.0b17 `POST /_worker/events`). The default hands a
     /// `"progress"` event to [`progress`](Self::progress) and refuses any other type
     /// as not implemented.
@@ -364,6 +381,12 @@ macro_rules! forward_handler {
             }
             fn event(&self, ctx: RequestContext, e: WorkerEventPayload) -> BoxFuture<'_, HandlerResult<()>> {
                 (**self).event(ctx, e)
+            }
+            fn envelope_key(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<Option<String>>> {
+                (**self).envelope_key(ctx)
+            }
+            fn task_signing_key(&self) -> Option<String> {
+                (**self).task_signing_key()
             }
             fn authenticate(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<()>> {
                 (**self).authenticate(ctx)

@@ -27,11 +27,11 @@ use rxon_core::{
 use rxon_net::dial::ClientStream;
 use rxon_net::status::error_for_status;
 use rxon_wire::Wire;
-use rxon_wire::envelope::{self, EVENT_UNSIGNED, TASK_UNSIGNED};
+use rxon_wire::envelope::{self, EVENT_UNSIGNED};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// URL schemes served by [`HttpTransportFactory`].
 pub const SCHEMES: &[&str] = &["http", "https"];
@@ -321,31 +321,23 @@ impl HttpTransport {
         }
     }
 
-    /// Checks a 1.0b17 task's `sig` when a task key is configured.
-    fn check_task(&self, task: &TaskPayload) -> Result<()> {
+    /// Checks a 1.0b17 task's `sig` (over the task as received) when a task key is
+    /// configured.
+    fn check_task(&self, raw: &Value, task: &TaskPayload) -> Result<()> {
         let Some(key) = &self.inner.task_key else {
             return Ok(());
         };
-        let refuse = |why: &str| {
-            tracing::warn!(task_id = %task.task_id, job_id = %task.job_id, "task refused: {why}");
-            Err(
-                RxonError::protocol(format!("task {} refused: {why}", task.task_id))
-                    .with_detail("task_id", task.task_id.as_str()),
-            )
+        let why = match &task.sig {
+            None if !self.inner.require_task_signature => return Ok(()),
+            None => "it carries no signature",
+            Some(_) if envelope::verify_task(raw, key) => return Ok(()),
+            Some(_) => "its signature does not verify",
         };
-        match &task.sig {
-            None if self.inner.require_task_signature => refuse("it carries no signature"),
-            None => Ok(()),
-            Some(sig) => {
-                let value = rxon_wire::encode(Protocol::V1b17, task)
-                    .map_err(|e| e.from_peer("TaskPayload"))?;
-                if envelope::verify(&value, sig, key, TASK_UNSIGNED) {
-                    Ok(())
-                } else {
-                    refuse("its signature does not verify")
-                }
-            }
-        }
+        tracing::warn!(task_id = %task.task_id, job_id = %task.job_id, "task refused: {why}");
+        Err(
+            RxonError::protocol(format!("task {} refused: {why}", task.task_id))
+                .with_detail("task_id", task.task_id.as_str()),
+        )
     }
 }
 
@@ -398,9 +390,7 @@ impl Inner {
                 ignore,
             } => {
                 let mut message = message.clone();
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                let now = envelope::unix_now();
                 envelope::seal(&mut message, &self.signing_key, signer_id, now, ignore)
                     .and_then(|()| rxon_wire::to_bytes(&Value::Object(message)))
                     .map(|b| Some(b.into()))
@@ -657,21 +647,28 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Decodes a JSON body in `protocol`'s dialect; `null` is `None`.
 fn decode<T: Wire>(protocol: Protocol, bytes: &[u8]) -> Result<Option<T>> {
-    let invalid = |e: rxon_wire::WireError| {
-        e.from_peer(T::NAME)
-            .with_detail("body", rxon_net::status::error_text(bytes))
-    };
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        invalid(rxon_wire::WireError::invalid(format!(
-            "malformed JSON: {e}"
-        )))
-    })?;
+    let value = parse_json::<T>(bytes)?;
     if value.is_null() {
         return Ok(None);
     }
     rxon_wire::decode(protocol, value)
         .map(Some)
-        .map_err(invalid)
+        .map_err(|e| invalid_body::<T>(e, bytes))
+}
+
+/// The JSON of a body that should hold a `T`.
+fn parse_json<T: Wire>(bytes: &[u8]) -> Result<Value> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        invalid_body::<T>(
+            rxon_wire::WireError::invalid(format!("malformed JSON: {e}")),
+            bytes,
+        )
+    })
+}
+
+fn invalid_body<T: Wire>(e: rxon_wire::WireError, bytes: &[u8]) -> RxonError {
+    e.from_peer(T::NAME)
+        .with_detail("body", rxon_net::status::error_text(bytes))
 }
 
 impl Transport for HttpTransport {
@@ -726,16 +723,20 @@ impl Transport for HttpTransport {
             );
             let deadline = timeout + Duration::from_secs(POLL_REQUEST_MARGIN_SECS);
             let protocol = self.protocol().await?;
-            let task = match self.call(Method::GET, &path, Body::Empty, deadline).await? {
-                Some(bytes) if !bytes.is_empty() => decode::<TaskPayload>(protocol, &bytes)?,
-                _ => None,
+            let bytes = match self.call(Method::GET, &path, Body::Empty, deadline).await? {
+                Some(bytes) if !bytes.is_empty() => bytes,
+                _ => return Ok(None),
             };
-            if let Some(task) = &task
-                && protocol.signs()
-            {
-                self.check_task(task)?;
+            let raw = parse_json::<TaskPayload>(&bytes)?;
+            if raw.is_null() {
+                return Ok(None);
             }
-            Ok(task)
+            let task: TaskPayload = rxon_wire::decode(protocol, raw.clone())
+                .map_err(|e| invalid_body::<TaskPayload>(e, &bytes))?;
+            if protocol.signs() {
+                self.check_task(&raw, &task)?;
+            }
+            Ok(Some(task))
         })
     }
 

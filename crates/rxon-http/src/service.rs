@@ -15,6 +15,8 @@ use rxon_core::{
 };
 use rxon_net::status::{error_body, handler_error_status};
 use rxon_wire::Wire;
+use rxon_wire::envelope::{EVENT_UNSIGNED, Verifier, unix_now};
+use serde_json::Value;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -159,6 +161,8 @@ pub struct HttpService {
     shutdown: Option<watch::Receiver<bool>>,
     mounts: Arc<[Arc<dyn Mount>]>,
     worker_routes: bool,
+    /// The replay cache of 1.0b17 envelopes, shared by every connection.
+    verifier: Arc<Verifier>,
 }
 
 /// Another service answering some paths on the same port (e.g. `rxon-ws`'s WebSocket
@@ -202,6 +206,7 @@ impl HttpService {
             shutdown: None,
             mounts: Arc::new([]),
             worker_routes: true,
+            verifier: Arc::new(Verifier::default()),
         }
     }
 
@@ -280,7 +285,7 @@ impl HttpService {
         let method = &parts.method;
         match (method, segments.as_slice()) {
             (&Method::POST, ["workers", "register"]) => {
-                match Box::pin(self.read::<WorkerRegistration, B>(body, &parts, protocol)).await {
+                match Box::pin(self.read::<WorkerRegistration, B>(body, &parts, &ctx, &[])).await {
                     Ok(registration) => {
                         reply(protocol, self.handler.register(ctx, registration).await)
                     }
@@ -309,25 +314,29 @@ impl HttpService {
                 let Some(id) = worker_id(id) else {
                     return invalid_worker_id();
                 };
-                let heartbeat = match Box::pin(
-                    self.read_optional::<Heartbeat, B>(body, &parts, protocol),
-                )
-                .await
-                {
-                    Ok(h) => h,
-                    Err(r) => return r,
-                };
                 let ctx = ctx.with_worker_id(id);
+                let heartbeat =
+                    match Box::pin(self.read_optional::<Heartbeat, B>(body, &parts, &ctx)).await {
+                        Ok(h) => h,
+                        Err(r) => return r,
+                    };
                 reply(protocol, self.handler.heartbeat(ctx, heartbeat).await)
             }
             (&Method::POST, ["tasks", "result"]) => {
-                match Box::pin(self.read::<TaskResult, B>(body, &parts, protocol)).await {
+                match Box::pin(self.read::<TaskResult, B>(body, &parts, &ctx, &[])).await {
                     Ok(result) => reply(protocol, self.handler.result(ctx, result).await),
                     Err(r) => r,
                 }
             }
             (&Method::POST, ["events"]) if protocol.signs() => {
-                match Box::pin(self.read::<WorkerEventPayload, B>(body, &parts, protocol)).await {
+                match Box::pin(self.read::<WorkerEventPayload, B>(
+                    body,
+                    &parts,
+                    &ctx,
+                    EVENT_UNSIGNED,
+                ))
+                .await
+                {
                     Ok(event) => match self.handler.event(ctx, event).await {
                         Ok(()) => json(protocol, StatusCode::OK, &event_accepted()),
                         Err(e) => handler_error(&e),
@@ -450,13 +459,45 @@ impl HttpService {
             () = stopped => Ok(None),
         };
         match outcome {
-            Ok(Some(task)) => json(protocol, StatusCode::OK, &task),
+            Ok(Some(task)) => self.task_reply(protocol, &task),
             Ok(None) => {
                 let mut r = Response::new(Full::new(Bytes::new()));
                 *r.status_mut() = StatusCode::NO_CONTENT;
                 r
             }
             Err(e) => handler_error(&e),
+        }
+    }
+
+    /// A task in `protocol`'s dialect; in 1.0b17 stamped with the send time (unless the
+    /// handler set one) and signed with the handler's task key, if any.
+    fn task_reply(&self, protocol: Protocol, task: &rxon_core::TaskPayload) -> HttpResponse {
+        if !protocol.signs() {
+            return json(protocol, StatusCode::OK, task);
+        }
+        let mut value = match rxon_wire::encode(protocol, task) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) | Err(_) => {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the task");
+            }
+        };
+        value
+            .entry("timestamp")
+            .or_insert_with(|| Value::from(unix_now()));
+        if let Some(key) = self.handler.task_signing_key()
+            && let Err(e) = rxon_wire::envelope::sign_task(&mut value, &key)
+        {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot sign the task: {e}"),
+            );
+        }
+        match rxon_wire::to_bytes(&Value::Object(value)) {
+            Ok(body) => with_body(StatusCode::OK, Bytes::from(body)),
+            Err(e) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot encode the task: {e}"),
+            ),
         }
     }
 
@@ -490,11 +531,14 @@ impl HttpService {
         }
     }
 
+    /// Reads a message in the request's generation; a 1.0b17 one must carry a valid
+    /// envelope (403 otherwise), which is then removed.
     async fn read<T, B>(
         &self,
         body: B,
         parts: &http::request::Parts,
-        protocol: Protocol,
+        ctx: &RequestContext,
+        ignore: &[&str],
     ) -> Result<T, HttpResponse>
     where
         T: Wire,
@@ -502,18 +546,15 @@ impl HttpService {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let bytes = self.body(body, parts).await?;
-        let mut message: T =
-            rxon_wire::decode_slice(protocol, &bytes).map_err(|e| bad_json::<T>(&e))?;
-        message.clear_envelope();
-        Ok(message)
+        self.message(&bytes, ctx, ignore).await
     }
 
-    /// An empty body or `null` is `None`.
+    /// An empty body or `null` is `None` (and carries no envelope).
     async fn read_optional<T, B>(
         &self,
         body: B,
         parts: &http::request::Parts,
-        protocol: Protocol,
+        ctx: &RequestContext,
     ) -> Result<Option<T>, HttpResponse>
     where
         T: Wire,
@@ -524,10 +565,55 @@ impl HttpService {
         if bytes.iter().all(u8::is_ascii_whitespace) || bytes.as_ref() == b"null" {
             return Ok(None);
         }
-        let mut message: T =
-            rxon_wire::decode_slice(protocol, &bytes).map_err(|e| bad_json::<T>(&e))?;
+        self.message(&bytes, ctx, &[]).await.map(Some)
+    }
+
+    async fn message<T: Wire>(
+        &self,
+        bytes: &[u8],
+        ctx: &RequestContext,
+        ignore: &[&str],
+    ) -> Result<T, HttpResponse> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+            bad_json::<T>(&rxon_wire::WireError::invalid(format!(
+                "malformed JSON: {e}"
+            )))
+        })?;
+        let protocol = ctx.protocol();
+        if protocol.signs() {
+            self.check_envelope(&value, ctx, ignore).await?;
+        }
+        let mut message: T = rxon_wire::decode(protocol, value).map_err(|e| bad_json::<T>(&e))?;
         message.clear_envelope();
-        Ok(Some(message))
+        Ok(message)
+    }
+
+    /// The 1.0b17 envelope check: clock, signature (keyed by what the handler says
+    /// signs this worker's messages), replay.
+    async fn check_envelope(
+        &self,
+        value: &Value,
+        ctx: &RequestContext,
+        ignore: &[&str],
+    ) -> Result<(), HttpResponse> {
+        // The identity: the path's or X-Worker-ID's worker, else the body's.
+        let worker = match &ctx.worker_id {
+            Some(id) => id.clone(),
+            None => match value.get("worker_id").and_then(Value::as_str) {
+                Some(id) if is_valid_identifier(id) => id.to_owned(),
+                _ => return Err(invalid_worker_id()),
+            },
+        };
+        let mut asking = ctx.clone();
+        asking.worker_id = Some(worker.clone());
+        let key = self
+            .handler
+            .envelope_key(asking)
+            .await
+            .map_err(|e| handler_error(&e))?;
+        self.verifier
+            .check_with(value, &worker, key.as_deref(), unix_now(), ignore)
+            .map_err(|refusal| error(StatusCode::FORBIDDEN, refusal.message()))
     }
 }
 

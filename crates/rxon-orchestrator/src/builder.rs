@@ -28,9 +28,22 @@ pub(super) struct Config {
     pub(super) max_issued_tokens: usize,
     pub(super) progress_history: usize,
     pub(super) command_capacity: usize,
+    /// The key of the `sig` on 1.0b17 tasks.
+    pub(super) task_signing_key: Option<String>,
 }
 
 impl Config {
+    /// The secret that signs `worker_id`'s 1.0b17 envelopes: its own static token,
+    /// else the first shared token (the reference's individual-then-global rule);
+    /// `None` when no static token is configured.
+    pub(super) fn envelope_key(&self, worker_id: &str) -> Option<&str> {
+        self.worker_tokens
+            .iter()
+            .find(|(_, w)| w == worker_id)
+            .map(|(t, _)| t.as_str())
+            .or_else(|| self.tokens.first().map(String::as_str))
+    }
+
     /// Open auth: no credential of any kind is configured, so any non-empty token is
     /// accepted. A bootstrap (STS) credential alone closes it: then only issued tokens
     /// are accepted on the worker operations.
@@ -57,6 +70,7 @@ impl Default for Config {
             max_issued_tokens: MAX_ISSUED_TOKENS,
             progress_history: DEFAULT_PROGRESS_HISTORY,
             command_capacity: DEFAULT_COMMAND_CAPACITY,
+            task_signing_key: None,
         }
     }
 }
@@ -117,6 +131,15 @@ impl OrchestratorBuilder {
         let token = token.into();
         self.config.worker_tokens.retain(|(t, _)| *t != token);
         self.config.worker_tokens.push((token, worker_id.into()));
+        self
+    }
+
+    /// Signs every task handed to a 1.0b17 worker (`sig`, HMAC-SHA256 of the task) with
+    /// `key`, the orchestrator's secret (avtomatika's `ORCHESTRATOR_SECRET_KEY`): a
+    /// worker holding the same key refuses tasks that do not verify. Without it, tasks
+    /// carry no `sig`, and the reference SDK drops them when it has a key of its own.
+    pub fn task_signing_key(mut self, key: impl Into<String>) -> Self {
+        self.config.task_signing_key = Some(key.into()).filter(|k| !k.is_empty());
         self
     }
 

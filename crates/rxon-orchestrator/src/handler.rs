@@ -6,8 +6,8 @@ use super::{Inner, MAX_SKILLS, Orchestrator};
 use rxon_core::validate::validate_identifier;
 use rxon_core::{
     BoxFuture, CommandReceiver, Handler, HandlerError, HandlerResult, Heartbeat, HeartbeatReply,
-    PROTOCOL_VERSION, ProgressUpdatePayload, RegisterReply, RequestContext, ResultOutcome,
-    TaskPayload, TaskResult, TokenResponse, WorkerCommand, WorkerRegistration,
+    ProgressUpdatePayload, RegisterReply, RequestContext, ResultOutcome, TaskPayload, TaskResult,
+    TokenResponse, WorkerCommand, WorkerRegistration,
 };
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -176,7 +176,7 @@ impl Handler for Orchestrator {
             inner.work.notify_waiters();
             inner.events.notify_waiters();
             Ok(RegisterReply {
-                version: Some(PROTOCOL_VERSION.to_owned()),
+                version: Some(ctx.protocol().as_str().to_owned()),
                 ..RegisterReply::default()
             })
         })
@@ -334,6 +334,19 @@ impl Handler for Orchestrator {
             let _ = inner.progress_tx.send(progress);
             Ok(())
         })
+    }
+
+    /// The worker's static token (its own, else the shared one), as avtomatika keys
+    /// envelopes.
+    fn envelope_key(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<Option<String>>> {
+        Box::pin(async move {
+            let worker_id = ctx.require_worker_id()?;
+            Ok(self.inner.config.envelope_key(worker_id).map(str::to_owned))
+        })
+    }
+
+    fn task_signing_key(&self) -> Option<String> {
+        self.inner.config.task_signing_key.clone()
     }
 
     /// Admits a session whose credential some operation accepts (a bootstrap credential

@@ -76,6 +76,89 @@ pub fn verify(message: &Value, claimed: &str, secret: &str, ignore: &[&str]) -> 
     hmac::verify(&key, &bytes, &claimed).is_ok()
 }
 
+/// The keys of a 1.0b17 task a worker re-encodes to check its `sig`.
+const TASK_FIELDS: &[&str] = &[
+    "job_id",
+    "task_id",
+    "type",
+    "params",
+    "tracing_context",
+    "params_metadata",
+    "priority",
+    "deadline",
+    "security",
+    "metadata",
+    "timestamp",
+    "policy",
+    "sig",
+    "step",
+    "depth",
+    "parent_hash",
+];
+
+/// What a task's `sig` covers, from the task as received: the reference worker
+/// decodes the task into its struct and signs that again, so keys the struct does
+/// not know (avtomatika adds `skill_version` / `skill_type` after signing), `null`s
+/// and the integer defaults `step: 0`, `depth: 0` and `size: 0` fall out; everything
+/// else stays exactly as sent (a float `deadline` included).
+pub fn task_signed_view(task: &Value) -> Value {
+    let Some(m) = task.as_object() else {
+        return task.clone();
+    };
+    let mut view = Map::new();
+    for (k, v) in m {
+        if !TASK_FIELDS.contains(&k.as_str()) || v.is_null() {
+            continue;
+        }
+        if matches!(k.as_str(), "step" | "depth") && v.as_u64() == Some(0) {
+            continue;
+        }
+        if k == "params_metadata"
+            && let Value::Object(files) = v
+        {
+            let files = files
+                .iter()
+                .filter(|(_, f)| !f.is_null())
+                .map(|(name, f)| {
+                    let mut f = f.as_object().cloned().unwrap_or_default();
+                    f.retain(|k, v| {
+                        ["uri", "size", "etag", "metadata"].contains(&k.as_str())
+                            && !v.is_null()
+                            && !(k == "size" && v.as_u64() == Some(0))
+                    });
+                    (name.clone(), Value::Object(f))
+                })
+                .collect();
+            view.insert(k.clone(), Value::Object(files));
+            continue;
+        }
+        view.insert(k.clone(), v.clone());
+    }
+    Value::Object(view)
+}
+
+/// `true` when the task as received carries a `sig` that verifies under `key`.
+pub fn verify_task(task: &Value, key: &str) -> bool {
+    let Some(sig) = task.get("sig").and_then(Value::as_str) else {
+        return false;
+    };
+    verify(&task_signed_view(task), sig, key, TASK_UNSIGNED)
+}
+
+/// Signs a 1.0b17 task (its JSON as it will be sent) with the orchestrator's `key`
+/// and stores the signature in `sig`.
+pub fn sign_task(task: &mut Map<String, Value>, key: &str) -> Result<(), WireError> {
+    task.remove("sig");
+    let value = Value::Object(std::mem::take(task));
+    let sig = signature(&task_signed_view(&value), key, TASK_UNSIGNED);
+    let Value::Object(back) = value else {
+        unreachable!("an object stays an object")
+    };
+    *task = back;
+    task.insert("sig".into(), Value::String(sig?));
+    Ok(())
+}
+
 /// Seals an outgoing 1.0b17 message in place: a fresh `timestamp` (`now`, Unix
 /// seconds), a fresh random `nonce` unless the message has its own (`event_id`), then
 /// `security {signature, signer_id}` over the result. Call it for every attempt: an
@@ -197,6 +280,21 @@ impl Verifier {
         now: i64,
         ignore: &[&str],
     ) -> Result<(), Refusal> {
+        self.check_with(message, worker_id, Some(secret), now, ignore)
+    }
+
+    /// [`check`](Self::check) with an optional key: without one (an orchestrator that
+    /// has no secret for this worker), the clock window and the replay cache still
+    /// apply, the signature is not checked (the reference's "zero trust disabled for
+    /// this worker").
+    pub fn check_with(
+        &self,
+        message: &Value,
+        worker_id: &str,
+        secret: Option<&str>,
+        now: i64,
+        ignore: &[&str],
+    ) -> Result<(), Refusal> {
         let timestamp = match message.get("timestamp") {
             Some(Value::Number(n)) => n
                 .as_i64()
@@ -210,6 +308,20 @@ impl Verifier {
             return Err(Refusal::Expired);
         }
         let security = message.get("security").and_then(Value::as_object);
+        let Some(secret) = secret else {
+            let nonce = ["event_id", "nonce", "message_id"]
+                .iter()
+                .find_map(|k| message.get(*k).and_then(nonce_text))
+                .or_else(|| {
+                    security
+                        .and_then(|s| s.get("signature"))
+                        .and_then(nonce_text)
+                });
+            return match nonce {
+                Some(n) if !self.remember(format!("{worker_id}:{n}"), now) => Err(Refusal::Replay),
+                _ => Ok(()),
+            };
+        };
         let Some(security) = security.filter(|s| !s.is_empty()) else {
             return Err(Refusal::MissingSecurity);
         };
@@ -277,6 +389,13 @@ fn nonce_text(v: &Value) -> Option<String> {
     }
 }
 
+/// Seconds since the Unix epoch: the clock of envelope timestamps.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// `n` random bytes as lowercase hex.
 pub fn random_hex(n: usize) -> Result<String, WireError> {
     let mut bytes = vec![0u8; n];
@@ -296,7 +415,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.len() > 256 {
+    if !s.len().is_multiple_of(2) || s.len() > 256 {
         return None;
     }
     let digit = |c: u8| match c {

@@ -548,7 +548,7 @@ impl Transport for WsTransport {
             };
             let deadline = timeout + Duration::from_secs(POLL_REQUEST_MARGIN_SECS);
             match self.call(Call::Poll(args), deadline).await? {
-                Reply::Poll(task) => Ok(task),
+                Reply::Poll(task) => Ok(task.map(|t| *t)),
                 other => Err(unexpected("poll", &other)),
             }
         })

@@ -141,7 +141,7 @@ pub(crate) enum ServerFrame {
 #[serde(tag = "op", content = "body", rename_all = "snake_case")]
 pub(crate) enum Reply {
     Register(RegisterReply),
-    Poll(Option<TaskPayload>),
+    Poll(Option<Box<TaskPayload>>),
     Result(ResultOutcome),
     Heartbeat(HeartbeatReply),
     Progress,

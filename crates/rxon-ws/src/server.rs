@@ -443,7 +443,7 @@ async fn execute(
                 r = poll => r.unwrap_or(Ok(None))?,
                 () = stopping(&mut shutdown) => None,
             };
-            Reply::Poll(task)
+            Reply::Poll(task.map(Box::new))
         }
         Call::Result(r) => Reply::Result(handler.result(ctx, r).await?),
         Call::Heartbeat(h) => Reply::Heartbeat(handler.heartbeat(ctx, Some(h)).await?),

@@ -1,5 +1,8 @@
-//! The embedded orchestrator as a server, with a small JSON admin API: any RXON 1.0b3
-//! worker (not only ours) can connect to it.
+//! The embedded orchestrator as a server, with a small JSON admin API: any RXON
+//! worker (not only ours), 1.0b3 or 1.0b17, can connect to it; each request is answered
+//! in its worker's generation. With `--task-signing-key`, tasks for 1.0b17 workers
+//! carry the orchestrator's `sig` (set the same key as the reference SDK's
+//! `ORCHESTRATOR_SECRET_KEY`).
 //!
 //! ```text
 //! cargo run --example orchestrator -- --listen 127.0.0.1:8080 --token secret \
@@ -43,6 +46,9 @@ struct Args {
     /// Credential accepted only for fetching short-lived tokens (STS).
     #[arg(long)]
     sts_credential: Vec<String>,
+    /// The orchestrator's secret: signs the tasks handed to 1.0b17 workers.
+    #[arg(long, env = "RXON_TASK_SIGNING_KEY", hide_env_values = true)]
+    task_signing_key: Option<String>,
     /// Required in `X-Client-Token` for the admin API, when set.
     #[arg(long)]
     admin_token: Option<String>,
@@ -84,6 +90,9 @@ async fn run(args: Args) -> rxon::Result<()> {
     }
     for c in &args.sts_credential {
         builder = builder.sts_credential(c.clone());
+    }
+    if let Some(key) = &args.task_signing_key {
+        builder = builder.task_signing_key(key.clone());
     }
     let orchestrator = builder.build();
     if args.admin_token.as_deref() == Some("") {

@@ -4,6 +4,7 @@
 mod channel;
 mod conformance;
 mod conformance_tls;
+mod envelope;
 mod hostile;
 mod http;
 mod logs;
