@@ -35,7 +35,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let examples = root.join("target/debug/examples");
     let scripts = root.join("xtask/interop");
 
-    println!("interop 1/6: Python HttpTransport -> Rust HttpListener");
+    println!("interop 1/7: Python HttpTransport -> Rust HttpListener");
     let listener = Peer::start(Command::new(examples.join("interop_listener")))?;
     let worker = Command::new(&python)
         .arg(scripts.join("py_worker.py"))
@@ -44,7 +44,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the Python worker: {e}"))?;
     let (listener_ok, _) = listener.finish()?;
 
-    println!("interop 2/6: Rust HttpTransport -> Python HttpListener");
+    println!("interop 2/7: Rust HttpTransport -> Python HttpListener");
     let mut py = Command::new(&python);
     py.arg(scripts.join("py_listener.py"));
     let py_listener = Peer::start(py)?;
@@ -54,7 +54,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the Rust worker: {e}"))?;
     let (py_listener_ok, _) = py_listener.finish()?;
 
-    println!("interop 3/6: the `worker` example -> Python HttpListener");
+    println!("interop 3/7: the `worker` example -> Python HttpListener");
     crate::cargo(&["build", "-p", "rxon", "--example", "worker"])?;
     let mut py = Command::new(&python);
     py.arg(scripts.join("py_listener.py")).arg("echo");
@@ -76,7 +76,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let saw = |needle: &str| lines.iter().any(|l| l.starts_with(needle));
 
     println!(
-        "interop 4/6: Python grpcio client (stubs from proto/) -> the `orchestrator` example's gRPC listener"
+        "interop 4/7: Python grpcio client (stubs from proto/) -> the `orchestrator` example's gRPC listener"
     );
     crate::cargo(&["build", "-p", "rxon", "--example", "orchestrator"])?;
     let mut orch = Command::new(examples.join("orchestrator"));
@@ -109,7 +109,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let (orchestrator_ok, _) = orchestrator.finish_when_done()?;
     let current = venv_current(root)?;
     println!(
-        "interop 5/6: stock avtomatika 1.0b30 running jobs on the `worker` example (protocol auto)"
+        "interop 5/7: stock avtomatika 1.0b30 running jobs on the `worker` example (protocol auto)"
     );
     let mut avt = Command::new(&current);
     avt.arg(scripts.join("avt_orchestrator.py")).args([
@@ -148,7 +148,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let avt_jobs = avt_ok && avt_lines.iter().any(|l| l == "DONE ok=3 failed=0");
 
     println!(
-        "interop 6/6: the reference SDK (avtomatika-worker 1.0b20) and a rxon 1.0b3 worker at once -> the `orchestrator` example"
+        "interop 6/7: the reference SDK (avtomatika-worker 1.0b20) and a rxon 1.0b3 worker at once -> the `orchestrator` example"
     );
     let mut orch = Command::new(examples.join("orchestrator"));
     orch.args([
@@ -204,6 +204,17 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         println!("  (the SDK worker's log: target/interop-sdk-worker.log)");
     }
 
+    println!(
+        "interop 7/7: the canonical JSON and HMAC of rxon-wire against the reference signer (rxon 1.0b17) on random values"
+    );
+    crate::cargo(&["build", "-p", "rxon-wire", "--example", "signer"])?;
+    let signer = Command::new(&current)
+        .arg(scripts.join("py_signer_check.py"))
+        .arg(examples.join("signer"))
+        .arg("5000")
+        .status()
+        .map_err(|e| format!("cannot run the signer check: {e}"))?;
+
     let example_results = echo_ok
         && saw("RESULT e-ok success")
         && saw("RESULT e-fail failure {'code': 'INVALID_INPUT_ERROR'")
@@ -256,6 +267,10 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         (
             "`orchestrator` example serving both generations shut down cleanly",
             both_ok,
+        ),
+        (
+            "signatures and canonical JSON equal the reference signer's on 5,000 random values",
+            signer.success(),
         ),
     ];
     for (name, ok) in all {

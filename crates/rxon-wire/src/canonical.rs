@@ -141,29 +141,77 @@ fn write_number(out: &mut String, n: &Number) -> Result<(), WireError> {
     Ok(())
 }
 
-/// orjson's float form: the shortest digits that round-trip, as a decimal with a
-/// fraction when 1e-5 ≤ |f| < 1e16, else `d.ddde±x`.
+/// orjson's float form: the shortest digits that round-trip, the closest to the
+/// value when several are as short (Ryū, through serde_json: Rust's `Display` may
+/// pick another), laid out as a decimal with a fraction when 1e-5 ≤ |f| < 1e16, else
+/// as `d.ddde±x`.
 fn write_float(out: &mut String, f: f64) -> Result<(), WireError> {
-    if !f.is_finite() {
-        return Err(WireError::invalid(
-            "NaN or infinity cannot be encoded as JSON",
-        ));
+    let ryu = Number::from_f64(f)
+        .ok_or_else(|| WireError::invalid("NaN or infinity cannot be encoded as JSON"))?
+        .to_string();
+    let (negative, body) = match ryu.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, ryu.as_str()),
+    };
+    let (mantissa, exp) = match body.split_once(['e', 'E']) {
+        Some((m, e)) => (
+            m,
+            e.parse::<i32>()
+                .map_err(|_| WireError::invalid(format!("unexpected float form {ryu}")))?,
+        ),
+        None => (body, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // value = 0.DIGITS × 10^point
+    let mut digits: String = format!("{int_part}{frac_part}");
+    let mut point = i32::try_from(int_part.len()).unwrap_or(i32::MAX) + exp;
+    let leading = digits.len() - digits.trim_start_matches('0').len();
+    digits.drain(..leading);
+    point -= i32::try_from(leading).unwrap_or(0);
+    let kept = digits.trim_end_matches('0').len();
+    digits.truncate(kept);
+    if negative {
+        out.push('-');
     }
-    let sci = format!("{f:e}");
-    let exp: i32 = sci
-        .rsplit_once('e')
-        .and_then(|(_, e)| e.parse().ok())
-        .unwrap_or(0);
-    if f == 0.0 || (-5..16).contains(&exp) {
-        let plain = format!("{f}");
-        out.push_str(&plain);
-        if !plain.contains('.') {
+    if digits.is_empty() {
+        out.push_str("0.0");
+        return Ok(());
+    }
+    let sci_exp = point - 1;
+    let len = i32::try_from(digits.len()).unwrap_or(i32::MAX);
+    if (-5..16).contains(&sci_exp) {
+        if point <= 0 {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n(
+                '0',
+                usize::try_from(-point).unwrap_or(0),
+            ));
+            out.push_str(&digits);
+        } else if point >= len {
+            out.push_str(&digits);
+            out.extend(std::iter::repeat_n(
+                '0',
+                usize::try_from(point - len).unwrap_or(0),
+            ));
             out.push_str(".0");
+        } else {
+            let (a, b) = digits.split_at(usize::try_from(point).unwrap_or(0));
+            out.push_str(a);
+            out.push('.');
+            out.push_str(b);
         }
-    } else if exp > 0 {
-        out.push_str(&sci.replacen('e', "e+", 1));
     } else {
-        out.push_str(&sci);
+        let (first, rest) = digits.split_at(1);
+        out.push_str(first);
+        if !rest.is_empty() {
+            out.push('.');
+            out.push_str(rest);
+        }
+        out.push('e');
+        if sci_exp > 0 {
+            out.push('+');
+        }
+        let _ = write!(out, "{sci_exp}");
     }
     Ok(())
 }
@@ -212,6 +260,13 @@ mod tests {
             (123456789.5, "123456789.5"),
             (4503599627370495.5, "4503599627370495.5"),
             (0.30000000000000004, "0.30000000000000004"),
+            // Two shortest forms round-trip here; orjson (like Python's repr) writes
+            // the closer one, Rust's `Display` the other (…550.63).
+            (-79379210612550.62, "-79379210612550.62"),
+            (756165413982975.3, "756165413982975.2"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (-0.0, "-0.0"),
+            (100.0, "100.0"),
         ] {
             let mut out = String::new();
             write_float(&mut out, f).unwrap();
