@@ -35,7 +35,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let examples = root.join("target/debug/examples");
     let scripts = root.join("xtask/interop");
 
-    println!("interop 1/7: Python HttpTransport -> Rust HttpListener");
+    println!("interop 1/9: Python HttpTransport -> Rust HttpListener");
     let listener = Peer::start(Command::new(examples.join("interop_listener")))?;
     let worker = Command::new(&python)
         .arg(scripts.join("py_worker.py"))
@@ -44,7 +44,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the Python worker: {e}"))?;
     let (listener_ok, _) = listener.finish()?;
 
-    println!("interop 2/7: Rust HttpTransport -> Python HttpListener");
+    println!("interop 2/9: Rust HttpTransport -> Python HttpListener");
     let mut py = Command::new(&python);
     py.arg(scripts.join("py_listener.py"));
     let py_listener = Peer::start(py)?;
@@ -54,7 +54,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the Rust worker: {e}"))?;
     let (py_listener_ok, _) = py_listener.finish()?;
 
-    println!("interop 3/7: the `worker` example -> Python HttpListener");
+    println!("interop 3/9: the `worker` example -> Python HttpListener");
     crate::cargo(&["build", "-p", "rxon", "--example", "worker"])?;
     let mut py = Command::new(&python);
     py.arg(scripts.join("py_listener.py")).arg("echo");
@@ -76,7 +76,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let saw = |needle: &str| lines.iter().any(|l| l.starts_with(needle));
 
     println!(
-        "interop 4/7: Python grpcio client (stubs from proto/) -> the `orchestrator` example's gRPC listener"
+        "interop 4/9: Python grpcio client (stubs from proto/) -> the `orchestrator` example's gRPC listener"
     );
     crate::cargo(&["build", "-p", "rxon", "--example", "orchestrator"])?;
     let mut orch = Command::new(examples.join("orchestrator"));
@@ -109,7 +109,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let (orchestrator_ok, _) = orchestrator.finish_when_done()?;
     let current = venv_current(root)?;
     println!(
-        "interop 5/7: stock avtomatika 1.0b30 running jobs on the `worker` example (protocol auto)"
+        "interop 5/9: stock avtomatika 1.0b30 running jobs on the `worker` example (protocol auto)"
     );
     let mut avt = Command::new(&current);
     avt.arg(scripts.join("avt_orchestrator.py")).args([
@@ -148,7 +148,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let avt_jobs = avt_ok && avt_lines.iter().any(|l| l == "DONE ok=3 failed=0");
 
     println!(
-        "interop 6/7: the reference SDK (avtomatika-worker 1.0b20) and a rxon 1.0b3 worker at once -> the `orchestrator` example"
+        "interop 6/9: the reference SDK (avtomatika-worker 1.0b20) and a rxon 1.0b3 worker at once -> the `orchestrator` example"
     );
     let mut orch = Command::new(examples.join("orchestrator"));
     orch.args([
@@ -205,7 +205,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     }
 
     println!(
-        "interop 7/7: the canonical JSON and HMAC of rxon-wire against the reference signer (rxon 1.0b17) on random values"
+        "interop 7/9: the canonical JSON and HMAC of rxon-wire against the reference signer (rxon 1.0b17) on random values"
     );
     crate::cargo(&["build", "-p", "rxon-wire", "--example", "signer"])?;
     let signer = Command::new(&current)
@@ -214,6 +214,48 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .arg("5000")
         .status()
         .map_err(|e| format!("cannot run the signer check: {e}"))?;
+
+    println!(
+        "interop 8/9: rxon 1.0b17's HttpTransport, messages and signer -> the `orchestrator` example"
+    );
+    let mut orch = Command::new(examples.join("orchestrator"));
+    orch.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--token",
+        WORKER_TOKEN,
+        "--task-signing-key",
+        ORCHESTRATOR_SECRET,
+    ]);
+    let orch17 = Peer::start_matching(orch, "orchestrator listening on ")?;
+    let py17_worker = Command::new(&current)
+        .arg(scripts.join("py17_worker.py"))
+        .arg(&orch17.url)
+        .arg(WORKER_TOKEN)
+        .arg(ORCHESTRATOR_SECRET)
+        .status()
+        .map_err(|e| format!("cannot run the 1.0b17 Python worker: {e}"))?;
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(orch17.child.id().to_string())
+        .status();
+    let (orch17_ok, _) = orch17.finish_when_done()?;
+
+    println!(
+        "interop 9/9: Rust HttpTransport (auto) -> rxon 1.0b17's HttpListener, every message checked by the reference"
+    );
+    let mut py = Command::new(&current);
+    py.arg(scripts.join("py17_listener.py"))
+        .arg(WORKER_TOKEN)
+        .arg(ORCHESTRATOR_SECRET);
+    let py17_listener = Peer::start(py)?;
+    let rust17 = Command::new(examples.join("interop_worker_1b17"))
+        .arg(&py17_listener.url)
+        .arg(WORKER_TOKEN)
+        .arg(ORCHESTRATOR_SECRET)
+        .status()
+        .map_err(|e| format!("cannot run the Rust 1.0b17 worker: {e}"))?;
+    let (py17_listener_ok, _) = py17_listener.finish()?;
 
     let example_results = echo_ok
         && saw("RESULT e-ok success")
@@ -271,6 +313,22 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         (
             "signatures and canonical JSON equal the reference signer's on 5,000 random values",
             signer.success(),
+        ),
+        (
+            "rxon 1.0b17 worker vs the `orchestrator` example (envelopes, signed tasks, events, refresh)",
+            py17_worker.success(),
+        ),
+        (
+            "`orchestrator` example shut down cleanly after the 1.0b17 worker",
+            orch17_ok,
+        ),
+        (
+            "Rust worker vs rxon 1.0b17 listener (worker side)",
+            rust17.success(),
+        ),
+        (
+            "rxon 1.0b17 listener verified every message and exited cleanly",
+            py17_listener_ok,
         ),
     ];
     for (name, ok) in all {

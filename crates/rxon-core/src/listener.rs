@@ -335,6 +335,23 @@ pub trait Handler: Send + Sync {
         Box::pin(async { Ok(()) })
     }
 
+    /// A worker trades a refresh token for a new access token (1.0b17
+    /// `POST /_worker/auth/token/refresh`, `sts_refresh`); `ctx.worker_id` is the
+    /// `X-Worker-ID` hint. The credential header is not checked by the caller: the
+    /// refresh token is the credential.
+    fn refresh(
+        &self,
+        ctx: RequestContext,
+        refresh_token: String,
+    ) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
+        let _ = (ctx, refresh_token);
+        Box::pin(async {
+            Err(HandlerError::not_implemented(
+                "token refreshing is not supported",
+            ))
+        })
+    }
+
     /// A worker asks for a short-lived token (`sts_token`).
     fn token(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
         let _ = ctx;
@@ -393,6 +410,9 @@ macro_rules! forward_handler {
             }
             fn token(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
                 (**self).token(ctx)
+            }
+            fn refresh(&self, ctx: RequestContext, r: String) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
+                (**self).refresh(ctx, r)
             }
             fn commands(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<Box<dyn CommandReceiver>>> {
                 (**self).commands(ctx)

@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | connect before use, `Closed` after close, no command after close | [`Policy::ready`], [`Policy::next_command`] |
 //! | a refused credential (401 / `UNAUTHENTICATED`) is refreshed once, concurrent refusals share one refresh, then the call is retried once | [`Policy::call`], [`Credential`] |
+//! | an issued token is renewed before it expires (a fifth of its lifetime before, at most a minute), once, by one caller | [`Credential::renew_if_due`], [`renew_margin`] |
 //! | results are retried on network failures with an exact doubling backoff, never on refusals or "ignored" answers | [`Policy::send_result`] |
 //! | a peer's retry-after hint is clamped | [`RxonError::with_retry_after`](crate::RxonError::with_retry_after) |
 //! | an HTTP status means the same error kind on every HTTP-shaped wire | [`RxonError::for_status`](crate::RxonError::for_status) |
@@ -56,7 +57,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The credential a request is sent with: the token and the generation it belongs to
 /// (bumped by every refresh). Cheap to clone. `Debug` never shows the token.
@@ -109,6 +110,10 @@ impl<T: TokenExchange + ?Sized> TokenExchange for Arc<T> {
 /// `Debug` shows the generation, never the token.
 pub struct Credential {
     current: Mutex<Token>,
+    /// When the current token should be replaced before it expires (set from an
+    /// exchange's `expires_in`), and the clock that says so.
+    renew_at: Mutex<Option<Instant>>,
+    clock: Clock,
     gate: Gate,
     /// Refresh attempts so far, and the message of the last one that failed: callers
     /// that queued behind a failed refresh share its failure instead of each trying
@@ -128,11 +133,18 @@ impl fmt::Debug for Credential {
 impl Credential {
     /// A credential holding `token`, generation 0.
     pub fn new(token: &str) -> Self {
+        Self::with_clock(token, Instant::now)
+    }
+
+    /// [`new`](Self::new) with another clock (tests).
+    pub fn with_clock(token: &str, clock: Clock) -> Self {
         Credential {
             current: Mutex::new(Token {
                 value: token.into(),
                 generation: 0,
             }),
+            renew_at: Mutex::new(None),
+            clock,
             gate: Gate::default(),
             attempts: Mutex::new((0, None)),
         }
@@ -204,6 +216,32 @@ impl Credential {
         self.exchange(exchange).await
     }
 
+    fn renew_at(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.renew_at.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `true` when the current token came from an exchange that gave it a lifetime and
+    /// most of that lifetime has passed (see [`renew_margin`]).
+    pub fn is_due(&self) -> bool {
+        self.renew_at().is_some_and(|at| (self.clock)() >= at)
+    }
+
+    /// Refreshes before expiry: exchanges the current token if it [is due](Self::is_due),
+    /// one caller at a time (the others find it renewed). A failure is returned and the
+    /// current token kept: it may still be accepted, and a refusal refreshes anyway.
+    pub async fn renew_if_due(&self, exchange: &dyn TokenExchange) -> Result<()> {
+        if !self.is_due() {
+            return Ok(());
+        }
+        let _single = self.gate.lock().await;
+        if !self.is_due() {
+            return Ok(());
+        }
+        // One attempt per lifetime: a failure waits for a refusal (or the next token).
+        *self.renew_at() = None;
+        self.exchange(exchange).await.map(drop)
+    }
+
     async fn exchange(&self, exchange: &dyn TokenExchange) -> Result<TokenResponse> {
         let token = self.current();
         let response = exchange.exchange_token(&token).await?;
@@ -213,9 +251,25 @@ impl Credential {
             ));
         }
         self.set(&response.access_token);
+        *self.renew_at() = (response.expires_in > 0).then(|| {
+            let lifetime = Duration::from_secs(response.expires_in.min(MAX_TOKEN_LIFETIME_SECS));
+            (self.clock)() + lifetime - renew_margin(lifetime)
+        });
         Ok(response)
     }
 }
+
+/// The longest token lifetime believed (a year): a peer's `expires_in` is clamped.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 365 * 24 * 3600;
+
+/// How long before its expiry a token is renewed: a fifth of its lifetime, at most a
+/// minute (a one-hour token is renewed after 59 minutes).
+pub fn renew_margin(lifetime: Duration) -> Duration {
+    (lifetime / 5).min(Duration::from_secs(60))
+}
+
+/// The clock the credential reads (`Instant::now`; tests pass their own).
+pub type Clock = fn() -> Instant;
 
 /// A std-only async lock: one holder; the others wait, all woken when it is released
 /// (also when the holder's future is dropped midway), the first to poll again taking
@@ -305,6 +359,13 @@ impl Policy {
         }
     }
 
+    /// [`new`](Self::new) whose credential reads `clock` (tests of renewal).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        let token = self.credential.current();
+        self.credential = Credential::with_clock(token.as_str(), clock);
+        self
+    }
+
     /// The transport options.
     pub fn options(&self) -> &TransportOptions {
         &self.options
@@ -354,6 +415,9 @@ impl Policy {
         Fut: Future<Output = Result<T>>,
     {
         self.ready()?;
+        // A token near its expiry is renewed first; if that fails, the call goes out
+        // with the current one and a refusal takes the usual path.
+        let _ = self.credential.renew_if_due(exchange).await;
         let token = self.token();
         match op(token.clone()).await {
             Err(e) if e.is_credential_refused() => {
@@ -457,6 +521,52 @@ mod tests {
         });
         p.connect().expect("connect");
         p
+    }
+
+    static NOW_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    fn test_clock() -> Instant {
+        *BASE.get_or_init(Instant::now) + Duration::from_millis(NOW_MS.load(Ordering::SeqCst))
+    }
+
+    struct Expiring(AtomicU32);
+    impl TokenExchange for Expiring {
+        fn exchange_token<'a>(&'a self, _: &'a Token) -> BoxFuture<'a, Result<TokenResponse>> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            Box::pin(async move {
+                Ok(TokenResponse {
+                    access_token: format!("sts-{n}"),
+                    expires_in: 100,
+                    ..Default::default()
+                })
+            })
+        }
+    }
+
+    #[test]
+    fn issued_tokens_are_renewed_before_they_expire_once() {
+        let p = policy().with_clock(test_clock);
+        let ex = Expiring(AtomicU32::new(0));
+        let seen = |p: &Policy| {
+            ready(p.call(
+                &ex,
+                |t| async move { Ok::<_, RxonError>(t.as_str().to_owned()) },
+            ))
+        };
+        // The configured token has no known lifetime: never renewed early.
+        assert_eq!(seen(&p).unwrap(), "tok");
+        assert_eq!(ready(p.refresh_token(&ex)).unwrap().access_token, "sts-1");
+        // 100 s lifetime: renewed 20 s before expiry (a fifth, under the minute cap).
+        NOW_MS.fetch_add(79_000, Ordering::SeqCst);
+        assert_eq!(seen(&p).unwrap(), "sts-1");
+        NOW_MS.fetch_add(1_000, Ordering::SeqCst);
+        assert_eq!(seen(&p).unwrap(), "sts-2", "renewed at 80 s");
+        assert_eq!(seen(&p).unwrap(), "sts-2", "once per token");
+        assert_eq!(ex.0.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            renew_margin(Duration::from_secs(3600)),
+            Duration::from_secs(60)
+        );
     }
 
     #[test]

@@ -345,6 +345,19 @@ impl HttpService {
                 }
             }
             (&Method::POST, ["auth", "token"]) => reply(protocol, self.handler.token(ctx).await),
+            (&Method::POST, ["auth", "token", "refresh"]) if protocol.signs() => {
+                let bytes = match Box::pin(self.body(body, &parts)).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let token = serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v.get("refresh_token")?.as_str().map(str::to_owned));
+                match token {
+                    Some(t) if !t.is_empty() => reply(protocol, self.handler.refresh(ctx, t).await),
+                    _ => error(StatusCode::BAD_REQUEST, "Missing refresh_token in payload"),
+                }
+            }
             (_, ["workers", "register"] | ["workers", _, "tasks", "next"] | ["workers", _])
             | (_, ["tasks", "result"] | ["auth", "token"]) => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")

@@ -207,48 +207,115 @@ pub(super) fn rate_limit(
 }
 
 /// Mints a token for `worker_id` (`None`: a worker the request did not name), valid for
-/// the configured lifetime.
+/// the configured lifetime; with `refresh`, also a refresh token for it (1.0b17), or
+/// the given one again (a refresh keeps its refresh token, as the reference does).
 pub(super) fn mint(
     cfg: &Config,
     st: &mut State,
     worker_id: Option<String>,
+    refresh: Refresh,
     now: Instant,
 ) -> TokenResponse {
-    let cap = cfg.max_issued_tokens.max(1);
-    if st.tokens.len() >= cap {
-        st.tokens.retain(|_, t| t.valid_at(now));
-        while st.tokens.len() >= cap {
-            // Still full of valid tokens: drop the one that expires first.
-            let victim = st
-                .tokens
-                .iter()
-                .min_by_key(|(_, t)| (t.expires_at.is_none(), t.expires_at))
-                .map(|(k, _)| k.clone());
-            match victim {
-                Some(victim) => st.tokens.remove(&victim),
-                None => break,
-            };
-        }
-    }
-    st.next_token += 1;
-    let access_token = format!(
-        "sts-{}-{:016x}",
-        st.next_token,
-        unpredictable(st.next_token)
-    );
-    st.tokens.insert(
-        access_token.clone(),
+    let access_token = issue(
+        &mut st.tokens,
+        &mut st.next_token,
+        "sts",
+        cfg,
         IssuedToken {
             worker_id: worker_id.clone(),
             expires_at: now.checked_add(cfg.token_ttl),
         },
+        now,
     );
+    let refresh_token = match refresh {
+        Refresh::None => None,
+        Refresh::Keep(token) => Some(token),
+        Refresh::New => Some(issue(
+            &mut st.refresh_tokens,
+            &mut st.next_token,
+            "rt",
+            cfg,
+            IssuedToken {
+                worker_id: worker_id.clone(),
+                expires_at: now.checked_add(cfg.refresh_token_ttl),
+            },
+            now,
+        )),
+    };
     TokenResponse {
         access_token,
         expires_in: whole_seconds_up(cfg.token_ttl),
         worker_id: worker_id.unwrap_or_else(|| "unknown".to_owned()),
-        ..Default::default()
+        refresh_token,
+        metadata: None,
     }
+}
+
+/// Which refresh token an answer carries.
+pub(super) enum Refresh {
+    /// None (a 1.0b3 worker).
+    None,
+    /// A new one.
+    New,
+    /// This one again.
+    Keep(String),
+}
+
+/// Stores `token` under a fresh name in `tokens`, bounded by the configured cap: when
+/// full, expired ones go first, then the one that expires first.
+fn issue(
+    tokens: &mut std::collections::HashMap<String, IssuedToken>,
+    counter: &mut u64,
+    prefix: &str,
+    cfg: &Config,
+    token: IssuedToken,
+    now: Instant,
+) -> String {
+    let cap = cfg.max_issued_tokens.max(1);
+    if tokens.len() >= cap {
+        tokens.retain(|_, t| t.valid_at(now));
+        while tokens.len() >= cap {
+            let victim = tokens
+                .iter()
+                .min_by_key(|(_, t)| (t.expires_at.is_none(), t.expires_at))
+                .map(|(k, _)| k.clone());
+            match victim {
+                Some(victim) => tokens.remove(&victim),
+                None => break,
+            };
+        }
+    }
+    *counter += 1;
+    let name = format!("{prefix}-{}-{:016x}", *counter, unpredictable(*counter));
+    tokens.insert(name.clone(), token);
+    name
+}
+
+/// The worker `refresh_token` was issued to, if it is a live refresh token and the
+/// request names no other worker.
+pub(super) fn redeem(
+    st: &State,
+    refresh_token: &str,
+    hint: Option<&str>,
+    now: Instant,
+) -> HandlerResult<Option<String>> {
+    let Some(issued) = st
+        .refresh_tokens
+        .get(refresh_token)
+        .filter(|t| t.valid_at(now))
+    else {
+        return Err(HandlerError::forbidden(
+            "Unauthorized: Invalid refresh token (not found)",
+        ));
+    };
+    if let (Some(hint), Some(owner)) = (hint, issued.worker_id.as_deref())
+        && hint != owner
+    {
+        return Err(HandlerError::forbidden(
+            "Unauthorized: the refresh token belongs to another worker",
+        ));
+    }
+    Ok(issued.worker_id.clone())
 }
 
 /// A value that is hard to guess from earlier tokens (randomly keyed hash; not

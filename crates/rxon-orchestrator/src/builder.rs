@@ -3,8 +3,9 @@
 use super::state::State;
 use super::{
     DEFAULT_CLAIM_LEASE, DEFAULT_COMMAND_CAPACITY, DEFAULT_MAX_FINISHED_TASKS,
-    DEFAULT_MAX_QUEUE_LEN, DEFAULT_MAX_WORKERS, DEFAULT_PROGRESS_HISTORY, DEFAULT_TOKEN_TTL,
-    DEFAULT_WORKER_TTL, Inner, MAX_ISSUED_TOKENS, Orchestrator, PROGRESS_BROADCAST_CAPACITY,
+    DEFAULT_MAX_QUEUE_LEN, DEFAULT_MAX_WORKERS, DEFAULT_PROGRESS_HISTORY,
+    DEFAULT_REFRESH_TOKEN_TTL, DEFAULT_TOKEN_TTL, DEFAULT_WORKER_TTL, Inner, MAX_ISSUED_TOKENS,
+    Orchestrator, PROGRESS_BROADCAST_CAPACITY,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +19,7 @@ pub(super) struct Config {
     pub(super) sts_credentials: Vec<String>,
     pub(super) bind_cert_identity: bool,
     pub(super) token_ttl: Duration,
+    pub(super) refresh_token_ttl: Duration,
     pub(super) worker_ttl: Duration,
     pub(super) claim_lease: Duration,
     pub(super) rate_limit: Option<(u32, Duration)>,
@@ -60,6 +62,7 @@ impl Default for Config {
             sts_credentials: Vec::new(),
             bind_cert_identity: false,
             token_ttl: DEFAULT_TOKEN_TTL,
+            refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
             worker_ttl: DEFAULT_WORKER_TTL,
             claim_lease: DEFAULT_CLAIM_LEASE,
             rate_limit: None,
@@ -158,6 +161,13 @@ impl OrchestratorBuilder {
         if !self.config.sts_credentials.contains(&credential) {
             self.config.sts_credentials.push(credential);
         }
+        self
+    }
+
+    /// Lifetime of the refresh tokens issued to 1.0b17 workers beside their access
+    /// tokens (default [`DEFAULT_REFRESH_TOKEN_TTL`](crate::DEFAULT_REFRESH_TOKEN_TTL)).
+    pub fn refresh_token_ttl(mut self, ttl: Duration) -> Self {
+        self.config.refresh_token_ttl = ttl;
         self
     }
 

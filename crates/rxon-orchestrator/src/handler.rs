@@ -379,11 +379,43 @@ impl Handler for Orchestrator {
             if let Some(id) = &worker_id {
                 inner.act_as(&cred, &ctx, id)?;
             }
+            // 1.0b17 workers also get a refresh token.
+            let refresh = if ctx.protocol().signs() {
+                auth::Refresh::New
+            } else {
+                auth::Refresh::None
+            };
             Ok(auth::mint(
                 &inner.config,
                 &mut st,
                 worker_id,
+                refresh,
                 Instant::now(),
+            ))
+        })
+    }
+
+    /// A new access token for the worker a live refresh token was issued to (no
+    /// access-token check, as the reference); the refresh token stays valid.
+    fn refresh(
+        &self,
+        ctx: RequestContext,
+        refresh_token: String,
+    ) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            let mut st = inner.lock();
+            let now = Instant::now();
+            let worker_id = auth::redeem(&st, &refresh_token, ctx.worker_id.as_deref(), now)?;
+            if let Some(id) = &worker_id {
+                auth::rate_limit(&inner.config, &mut st, id, now)?;
+            }
+            Ok(auth::mint(
+                &inner.config,
+                &mut st,
+                worker_id,
+                auth::Refresh::Keep(refresh_token),
+                now,
             ))
         })
     }

@@ -105,6 +105,8 @@ use tokio::time::Instant;
 
 /// Default lifetime of an issued STS token.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// Default lifetime of a refresh token (1.0b17), as the reference's.
+pub const DEFAULT_REFRESH_TOKEN_TTL: Duration = Duration::from_secs(86_400);
 /// Default time after which a silent worker is considered gone.
 pub const DEFAULT_WORKER_TTL: Duration = Duration::from_secs(30);
 /// Default time a claimed task waits for a sign that its worker received it.

@@ -24,6 +24,8 @@ pub(super) struct State {
     /// opened without a worker id in its URL (the reference worker's) finds its worker.
     pub(super) token_owner: HashMap<String, String>,
     pub(super) tokens: HashMap<String, IssuedToken>,
+    /// Refresh tokens (1.0b17), each bound to the worker it was issued to.
+    pub(super) refresh_tokens: HashMap<String, IssuedToken>,
     pub(super) next_token: u64,
     pub(super) limiter: HashMap<String, Window>,
 }
