@@ -289,6 +289,14 @@ impl RxonError {
     pub fn details(&self) -> &Map {
         &self.details
     }
+    /// The peer's HTTP status (or the status an HTTP-shaped wire maps its answer to),
+    /// when the error came from one: the `status` detail.
+    pub fn status(&self) -> Option<u16> {
+        self.details
+            .get("status")
+            .and_then(crate::Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok())
+    }
     /// How long the peer asked us to wait before retrying, when it said; always
     /// within [`MIN_RETRY_AFTER`](crate::retry::MIN_RETRY_AFTER) ..=
     /// [`MAX_RETRY_AFTER`](crate::retry::MAX_RETRY_AFTER).

@@ -111,7 +111,35 @@ impl Backoff {
         self.next = self.next.saturating_mul(2).min(self.max);
         pause
     }
+
+    /// The pause after `error`: the peer's retry-after hint when it gave one, else the
+    /// next pause, at least [`RATE_LIMITED_FLOOR`] when the peer said "too many" without
+    /// saying for how long (avtomatika sends 429 without `Retry-After`).
+    ///
+    /// ```
+    /// use rxon_core::retry::{Backoff, RATE_LIMITED_FLOOR};
+    /// use rxon_core::RxonError;
+    /// use std::time::Duration;
+    /// let mut b = Backoff::exact(Duration::from_millis(200), Duration::from_secs(60));
+    /// let silent_429 = RxonError::for_status(429, "x", "Too Many Requests", None);
+    /// assert_eq!(b.pause_after(&silent_429), RATE_LIMITED_FLOOR);
+    /// let hinted = RxonError::for_status(429, "x", "", Some(Duration::from_secs(3)));
+    /// assert_eq!(b.pause_after(&hinted), Duration::from_secs(3));
+    /// assert_eq!(b.pause_after(&RxonError::network("down")), Duration::from_millis(400));
+    /// ```
+    pub fn pause_after(&mut self, error: &crate::RxonError) -> Duration {
+        match error.retry_after() {
+            Some(hint) => hint,
+            None if error.kind() == crate::ErrorKind::RateLimited => {
+                self.next().max(RATE_LIMITED_FLOOR)
+            }
+            None => self.next(),
+        }
+    }
 }
+
+/// The shortest pause after a rate-limit refusal that named no delay.
+pub const RATE_LIMITED_FLOOR: Duration = Duration::from_secs(1);
 
 /// Parses an HTTP `Retry-After` value: delta-seconds or an HTTP date in any of the
 /// three forms RFC 9110 §5.6.7 asks recipients to accept (IMF-fixdate, RFC 850,

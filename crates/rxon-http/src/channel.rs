@@ -6,15 +6,17 @@
 
 use crate::client::HttpTransport;
 use crate::routes::WS_ENDPOINT;
+use crate::service::HttpService;
 use futures_util::{SinkExt, StreamExt};
 use rxon_core::constants::{AUTH_HEADER_WORKER, PROTOCOL_VERSION_HEADER, WORKER_ID_HEADER};
 use rxon_core::retry::Backoff;
 use rxon_core::{
-    CommandReceiver, Handler, ProgressUpdatePayload, RequestContext, Result, RxonError,
-    WorkerCommand,
+    CommandReceiver, ProgressUpdatePayload, RequestContext, Result, RxonError, WorkerCommand,
+    WorkerEventPayload,
 };
 use rxon_net::io::{Sniffed, Tap};
-use std::sync::{Arc, Weak};
+use rxon_wire::envelope::EVENT_UNSIGNED;
+use std::sync::Weak;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
@@ -38,14 +40,15 @@ pub(crate) fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
 
 // ---------------------------------------------------------------- orchestrator side
 
-/// Serves one upgraded connection: pushes `commands`, hands progress to `handler`.
+/// Serves one upgraded connection: pushes `commands`, hands what the worker sends to
+/// the service's handler (see [`inbound`]).
 /// Pings every `keepalive`; a worker that sent nothing (not even a pong) between two
 /// pings, or that does not take a frame within `keepalive`, is gone.
 pub(crate) async fn serve<S>(
     mut ws: WebSocketStream<S>,
     keepalive: Duration,
     mut commands: Box<dyn CommandReceiver>,
-    handler: Arc<dyn Handler>,
+    service: HttpService,
     ctx: RequestContext,
     mut shutdown: Option<watch::Receiver<bool>>,
 ) where
@@ -82,14 +85,7 @@ pub(crate) async fn serve<S>(
             frame = ws.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     heard = true;
-                    match serde_json::from_str::<ProgressUpdatePayload>(&text) {
-                        Ok(progress) => {
-                            if let Err(e) = handler.progress(ctx.clone(), progress).await {
-                                tracing::debug!(error = %e, "progress refused by the handler");
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "invalid progress frame skipped"),
-                    }
+                    inbound(&service, &ctx, &text).await;
                 }
                 Some(Ok(Message::Binary(_))) => {
                     heard = true;
@@ -221,6 +217,38 @@ impl Channel {
     /// Ends the background task (it closes the socket) and any pending `next`.
     pub(crate) fn stop(&self) {
         self.stop.send_replace(true);
+    }
+}
+
+/// One text frame from a worker: a 1.0b3 `ProgressUpdatePayload`, or a 1.0b17 signed
+/// `WorkerEventPayload` (checked like `POST /_worker/events`). A frame that does not
+/// decode or verify is logged and skipped; the channel stays open, as the reference's.
+async fn inbound(service: &HttpService, ctx: &RequestContext, text: &str) {
+    let handled = if ctx.protocol().signs() {
+        match service
+            .message::<WorkerEventPayload>(text.as_bytes(), ctx, EVENT_UNSIGNED)
+            .await
+        {
+            Ok(event) => service.handler().event(ctx.clone(), event).await,
+            Err(refused) => {
+                tracing::warn!(
+                    status = refused.status().as_u16(),
+                    "invalid event frame skipped"
+                );
+                return;
+            }
+        }
+    } else {
+        match serde_json::from_str::<ProgressUpdatePayload>(text) {
+            Ok(progress) => service.handler().progress(ctx.clone(), progress).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "invalid progress frame skipped");
+                return;
+            }
+        }
+    };
+    if let Err(e) = handled {
+        tracing::debug!(error = %e, "frame refused by the handler");
     }
 }
 

@@ -605,12 +605,9 @@ impl TokenExchange for Inner {
             let response = match refresh {
                 Some(r) => match self.sts(protocol, token, Some(&r)).await {
                     Ok(t) => Ok(t),
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            rxon_core::ErrorKind::Auth | rxon_core::ErrorKind::Protocol
-                        ) =>
-                    {
+                    // A refused or unknown refresh token, or a peer without the
+                    // route: the token endpoint. A network failure is not retried here.
+                    Err(e) if !e.is_network() => {
                         tracing::info!(error = %e, "refresh token refused; asking the token endpoint");
                         self.sts(protocol, token, None).await
                     }

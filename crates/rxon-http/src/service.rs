@@ -423,7 +423,7 @@ impl HttpService {
         };
         request = Request::from_parts(parts, body);
         let on_upgrade = hyper::upgrade::on(&mut request);
-        let handler = self.handler.clone();
+        let service = self.clone();
         let shutdown = self.shutdown.clone();
         let config = crate::channel::ws_config(self.config.max_body_bytes);
         let keepalive = self.config.keepalive;
@@ -438,7 +438,7 @@ impl HttpService {
                         Some(config),
                     )
                     .await;
-                    crate::channel::serve(ws, keepalive, receiver, handler, ctx, shutdown).await;
+                    crate::channel::serve(ws, keepalive, receiver, service, ctx, shutdown).await;
                 }
                 Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
             }
@@ -544,6 +544,11 @@ impl HttpService {
         }
     }
 
+    /// The handler.
+    pub(crate) fn handler(&self) -> &Arc<dyn Handler> {
+        &self.handler
+    }
+
     /// Reads a message in the request's generation; a 1.0b17 one must carry a valid
     /// envelope (403 otherwise), which is then removed.
     async fn read<T, B>(
@@ -581,7 +586,8 @@ impl HttpService {
         self.message(&bytes, ctx, &[]).await.map(Some)
     }
 
-    async fn message<T: Wire>(
+    /// A worker's message from `bytes`, read as [`read`](Self::read) reads a body.
+    pub(crate) async fn message<T: Wire>(
         &self,
         bytes: &[u8],
         ctx: &RequestContext,

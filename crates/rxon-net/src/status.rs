@@ -35,13 +35,20 @@ pub fn error_body(message: &str) -> Bytes {
 }
 
 /// The message of an error body, or the body itself (bounded) when it is not one.
+///
+/// A message that is itself an error body is unwrapped once: avtomatika 1.0b30 answers
+/// 429 with `{"error":"{\"error\": \"Too Many Requests\"}"}` (its handler's body,
+/// wrapped again by the listener).
 pub fn error_text(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Body {
         error: String,
     }
     match serde_json::from_slice::<Body>(body) {
-        Ok(b) => b.error,
+        Ok(b) => match serde_json::from_str::<Body>(&b.error) {
+            Ok(inner) => inner.error,
+            Err(_) => b.error,
+        },
         Err(_) => {
             let shown = &body[..body.len().min(512)];
             String::from_utf8_lossy(shown).into_owned()
@@ -96,6 +103,18 @@ mod tests {
         );
         assert_eq!(r.kind(), rxon_core::ErrorKind::RateLimited);
         assert_eq!(r.retry_after(), Some(Duration::from_secs(2)));
+        // avtomatika's double-encoded 429, without Retry-After.
+        let r = error_for_status(
+            StatusCode::TOO_MANY_REQUESTS,
+            br#"{"error":"{\"error\": \"Too Many Requests\"}"}"#,
+            None,
+            "x",
+        );
+        assert_eq!(r.message(), "x: HTTP 429: Too Many Requests");
+        assert_eq!(
+            (r.kind(), r.retry_after()),
+            (rxon_core::ErrorKind::RateLimited, None)
+        );
         // A body that is not JSON is quoted, bounded.
         let long = vec![b'x'; 10_000];
         let e = error_for_status(StatusCode::INTERNAL_SERVER_ERROR, &long, None, "x");

@@ -16,6 +16,10 @@ pub(super) struct IssuedToken {
     pub(super) worker_id: Option<String>,
     /// When it stops being accepted; `None` when the lifetime overflows the clock.
     pub(super) expires_at: Option<Instant>,
+    /// The static credential it descends from (the token or bootstrap credential that
+    /// bought it, through any refreshes): the key of the worker's 1.0b17 envelopes,
+    /// which the reference signs with the static token even when it sends an issued one.
+    pub(super) root: Option<String>,
 }
 
 impl IssuedToken {
@@ -213,6 +217,7 @@ pub(super) fn mint(
     cfg: &Config,
     st: &mut State,
     worker_id: Option<String>,
+    root: Option<String>,
     refresh: Refresh,
     now: Instant,
 ) -> TokenResponse {
@@ -224,6 +229,7 @@ pub(super) fn mint(
         IssuedToken {
             worker_id: worker_id.clone(),
             expires_at: now.checked_add(cfg.token_ttl),
+            root: root.clone(),
         },
         now,
     );
@@ -238,6 +244,7 @@ pub(super) fn mint(
             IssuedToken {
                 worker_id: worker_id.clone(),
                 expires_at: now.checked_add(cfg.refresh_token_ttl),
+                root,
             },
             now,
         )),
@@ -291,14 +298,14 @@ fn issue(
     name
 }
 
-/// The worker `refresh_token` was issued to, if it is a live refresh token and the
-/// request names no other worker.
+/// The worker `refresh_token` was issued to and its root credential, if it is a live
+/// refresh token and the request names no other worker.
 pub(super) fn redeem(
     st: &State,
     refresh_token: &str,
     hint: Option<&str>,
     now: Instant,
-) -> HandlerResult<Option<String>> {
+) -> HandlerResult<(Option<String>, Option<String>)> {
     let Some(issued) = st
         .refresh_tokens
         .get(refresh_token)
@@ -315,7 +322,22 @@ pub(super) fn redeem(
             "Unauthorized: the refresh token belongs to another worker",
         ));
     }
-    Ok(issued.worker_id.clone())
+    Ok((issued.worker_id.clone(), issued.root.clone()))
+}
+
+/// The static credential behind `token`: itself when it is a configured token or
+/// bootstrap credential, the root of an issued token, `None` otherwise.
+pub(super) fn root_of(cfg: &Config, st: &State, token: &str, now: Instant) -> Option<String> {
+    if matches_any(&cfg.sts_credentials, token)
+        || matches_any(&cfg.tokens, token)
+        || matches_any(cfg.worker_tokens.iter().map(|(t, _)| t), token)
+    {
+        return Some(token.to_owned());
+    }
+    st.tokens
+        .get(token)
+        .filter(|t| t.valid_at(now))
+        .and_then(|t| t.root.clone())
 }
 
 /// A value that is hard to guess from earlier tokens (randomly keyed hash; not

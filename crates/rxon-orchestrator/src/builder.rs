@@ -35,15 +35,12 @@ pub(super) struct Config {
 }
 
 impl Config {
-    /// The secret that signs `worker_id`'s 1.0b17 envelopes: its own static token,
-    /// else the first shared token (the reference's individual-then-global rule);
-    /// `None` when no static token is configured.
-    pub(super) fn envelope_key(&self, worker_id: &str) -> Option<&str> {
+    /// The static token configured for `worker_id` alone, if any.
+    pub(super) fn worker_token_of(&self, worker_id: &str) -> Option<&str> {
         self.worker_tokens
             .iter()
             .find(|(_, w)| w == worker_id)
             .map(|(t, _)| t.as_str())
-            .or_else(|| self.tokens.first().map(String::as_str))
     }
 
     /// Open auth: no credential of any kind is configured, so any non-empty token is

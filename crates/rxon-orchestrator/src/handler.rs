@@ -336,12 +336,24 @@ impl Handler for Orchestrator {
         })
     }
 
-    /// The worker's static token (its own, else the shared one), as avtomatika keys
-    /// envelopes.
+    /// The worker's static secret, as avtomatika keys envelopes: the token configured
+    /// for this worker; else the static credential the request's token is or descends
+    /// from (an issued token keeps the one that bought it); else the shared token.
+    /// `None` (signatures unchecked, clock and replays still) only when no static
+    /// credential is configured at all.
     fn envelope_key(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<Option<String>>> {
         Box::pin(async move {
             let worker_id = ctx.require_worker_id()?;
-            Ok(self.inner.config.envelope_key(worker_id).map(str::to_owned))
+            let inner = &*self.inner;
+            if let Some(own) = inner.config.worker_token_of(worker_id) {
+                return Ok(Some(own.to_owned()));
+            }
+            let st = inner.lock();
+            let root = ctx
+                .token
+                .as_deref()
+                .and_then(|t| auth::root_of(&inner.config, &st, t, Instant::now()));
+            Ok(root.or_else(|| inner.config.tokens.first().cloned()))
         })
     }
 
@@ -385,12 +397,18 @@ impl Handler for Orchestrator {
             } else {
                 auth::Refresh::None
             };
+            let now = Instant::now();
+            let root = ctx
+                .token
+                .as_deref()
+                .and_then(|t| auth::root_of(&inner.config, &st, t, now));
             Ok(auth::mint(
                 &inner.config,
                 &mut st,
                 worker_id,
+                root,
                 refresh,
-                Instant::now(),
+                now,
             ))
         })
     }
@@ -406,7 +424,8 @@ impl Handler for Orchestrator {
             let inner = &*self.inner;
             let mut st = inner.lock();
             let now = Instant::now();
-            let worker_id = auth::redeem(&st, &refresh_token, ctx.worker_id.as_deref(), now)?;
+            let (worker_id, root) =
+                auth::redeem(&st, &refresh_token, ctx.worker_id.as_deref(), now)?;
             if let Some(id) = &worker_id {
                 auth::rate_limit(&inner.config, &mut st, id, now)?;
             }
@@ -414,6 +433,7 @@ impl Handler for Orchestrator {
                 &inner.config,
                 &mut st,
                 worker_id,
+                root,
                 auth::Refresh::Keep(refresh_token),
                 now,
             ))

@@ -548,6 +548,22 @@ impl rxon_core::Handler for Throttling {
     ) -> rxon_core::BoxFuture<'_, rxon_core::HandlerResult<rxon_core::TokenResponse>> {
         self.orch.token(ctx)
     }
+    fn refresh(
+        &self,
+        ctx: rxon_core::RequestContext,
+        refresh_token: String,
+    ) -> rxon_core::BoxFuture<'_, rxon_core::HandlerResult<rxon_core::TokenResponse>> {
+        self.orch.refresh(ctx, refresh_token)
+    }
+    fn envelope_key(
+        &self,
+        ctx: rxon_core::RequestContext,
+    ) -> rxon_core::BoxFuture<'_, rxon_core::HandlerResult<Option<String>>> {
+        self.orch.envelope_key(ctx)
+    }
+    fn task_signing_key(&self) -> Option<String> {
+        self.orch.task_signing_key()
+    }
     fn commands(
         &self,
         ctx: rxon_core::RequestContext,

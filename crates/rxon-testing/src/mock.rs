@@ -245,6 +245,28 @@ impl MockHandle {
         .await
     }
 
+    /// Waits until at least `n` registrations have arrived and returns them; an error
+    /// after `timeout`.
+    pub async fn wait_for_registrations(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<WorkerRegistration>> {
+        self.wait_until(timeout, &format!("{n} registration(s)"), |i| {
+            (i.registrations.len() >= n).then(|| i.registrations.clone())
+        })
+        .await
+    }
+
+    /// Waits until at least `n` heartbeats have been answered and returns them; an
+    /// error after `timeout`.
+    pub async fn wait_for_heartbeats(&self, n: usize, timeout: Duration) -> Result<Vec<Heartbeat>> {
+        self.wait_until(timeout, &format!("{n} heartbeat(s)"), |i| {
+            (i.heartbeats.len() >= n).then(|| i.heartbeats.clone())
+        })
+        .await
+    }
+
     /// Waits until at least `n` polls are waiting for a task; an error after `timeout`.
     pub async fn wait_for_pollers(&self, n: usize, timeout: Duration) -> Result<()> {
         self.wait_until(timeout, &format!("{n} waiting poll(s)"), |i| {

@@ -335,3 +335,70 @@ async fn unread_commands_never_block_the_channel() {
     t.close().await.unwrap();
     listener.stop(Duration::from_secs(2)).await.unwrap();
 }
+
+/// 1.0b17 workers send events over the channel (the reference SDK's `emit_event` uses
+/// the socket when it is open): each frame's envelope is checked as on
+/// `POST /_worker/events`; a forged frame is skipped and the channel stays open.
+#[tokio::test]
+async fn signed_event_frames_are_verified_and_forged_ones_skipped() {
+    let orch = Orchestrator::builder().token("t").build();
+    let listener = start_on(&orch, "127.0.0.1:0".parse().unwrap()).await;
+    let url = listener.endpoint().unwrap();
+    let t = HttpTransport::new(&url, "w-1", "t").unwrap();
+    t.connect().await.unwrap();
+    assert_eq!(t.protocol().await.unwrap(), Protocol::V1b17);
+    t.register(&WorkerRegistration {
+        worker_id: "w-1".into(),
+        supported_skills: SkillInfo::list(["echo"]),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    orch.enqueue(task("t-ev")).unwrap();
+    let held = t.poll_task(Duration::from_secs(5)).await.unwrap().unwrap();
+
+    let ws_url = format!("{}/_worker/ws/w-1", url.replacen("http", "ws", 1));
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(ws_url)
+            .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("X-Worker-Token", "t".parse().unwrap());
+    headers.insert("X-RXON-Version", "1.0b17".parse().unwrap());
+    headers.insert("X-Worker-ID", "w-1".parse().unwrap());
+    let tcp = TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    let frame = |message: &str, key: &str| {
+        let mut p = ProgressUpdatePayload::new(&held.task_id, &held.job_id, 0.5);
+        p.message = Some(message.into());
+        let event = WorkerEventPayload::progress(&p, "w-1", format!("ev-{message}"));
+        let serde_json::Value::Object(mut m) = rxon_wire::encode(Protocol::V1b17, &event).unwrap()
+        else {
+            unreachable!()
+        };
+        rxon_wire::envelope::seal(
+            &mut m,
+            key,
+            "w-1",
+            rxon_wire::envelope::unix_now(),
+            rxon_wire::envelope::EVENT_UNSIGNED,
+        )
+        .unwrap();
+        Message::Text(serde_json::to_string(&m).unwrap().into())
+    };
+    let mut updates = orch.subscribe_progress();
+    ws.send(frame("forged", "not-the-token")).await.unwrap();
+    ws.send(frame("good", "t")).await.unwrap();
+    let got = tokio::time::timeout(BOUND, updates.recv())
+        .await
+        .expect("progress in time")
+        .unwrap();
+    assert_eq!(
+        got.message.as_deref(),
+        Some("good"),
+        "the forged frame was skipped"
+    );
+    assert_eq!(orch.task_progress("t-ev").len(), 1);
+    listener.stop(BOUND).await.unwrap();
+}

@@ -656,6 +656,87 @@ async fn the_reaper_runs_periodically_and_stops_with_the_orchestrator() {
     assert!(ended.is_ok() || ended.unwrap_err().is_cancelled());
 }
 
+/// 1.0b17: a refresh token beside each access token, traded for new access tokens
+/// (it stays valid) without the expired access token; envelopes keyed by the static
+/// credential a token descends from.
+#[tokio::test(start_paused = true)]
+async fn refresh_tokens_and_envelope_keys() {
+    let o = Orchestrator::builder()
+        .token("shared")
+        .worker_token("w-own", "own-token")
+        .sts_credential("bootstrap")
+        .token_ttl(Duration::from_secs(60))
+        .refresh_token_ttl(Duration::from_secs(600))
+        .build();
+    let v17 = |t: &str| {
+        let mut c = RequestContext::new("test")
+            .with_token(t)
+            .with_worker_id("w");
+        c.protocol_version = Some("1.0b17".into());
+        c
+    };
+    let b3 = o
+        .token(
+            RequestContext::new("test")
+                .with_token("bootstrap")
+                .with_worker_id("w"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(b3.refresh_token, None, "1.0b3 workers get no refresh token");
+    let first = o.token(v17("bootstrap")).await.unwrap();
+    let refresh = first.refresh_token.clone().expect("a refresh token");
+    assert!(refresh.starts_with("rt-"), "{refresh}");
+
+    // The access token expires; the refresh token still buys new ones, and stays.
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let second = o.refresh(v17("expired"), refresh.clone()).await.unwrap();
+    assert_ne!(second.access_token, first.access_token);
+    assert_eq!(second.refresh_token.as_deref(), Some(refresh.as_str()));
+    assert_eq!(second.worker_id, "w");
+    o.heartbeat(v17(&second.access_token), None).await.unwrap();
+    let third = o.refresh(v17(""), refresh.clone()).await.unwrap();
+    assert_ne!(third.access_token, second.access_token);
+
+    for (bad, hint) in [("rt-forged", "w"), (refresh.as_str(), "another")] {
+        let mut c = v17("x");
+        c.worker_id = Some(hint.into());
+        let err = o.refresh(c, bad.to_owned()).await.unwrap_err();
+        assert_eq!(err.kind(), HandlerErrorKind::Forbidden, "{bad} as {hint}");
+        assert!(err.message().starts_with("Unauthorized"), "{err}");
+    }
+    tokio::time::advance(Duration::from_secs(600)).await;
+    let err = o.refresh(v17("x"), refresh.clone()).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        HandlerErrorKind::Forbidden,
+        "expired refresh token"
+    );
+
+    // Envelope keys: the worker's own token; else the static credential behind the
+    // request's token, issued tokens included; else the shared token.
+    let key = |c: RequestContext| o.envelope_key(c);
+    let fresh = o.token(v17("bootstrap")).await.unwrap();
+    assert_eq!(
+        key(v17(&fresh.access_token)).await.unwrap().as_deref(),
+        Some("bootstrap")
+    );
+    assert_eq!(key(v17("shared")).await.unwrap().as_deref(), Some("shared"));
+    assert_eq!(
+        key(v17("unknown")).await.unwrap().as_deref(),
+        Some("shared")
+    );
+    let mut own = v17("shared");
+    own.worker_id = Some("w-own".into());
+    assert_eq!(key(own).await.unwrap().as_deref(), Some("own-token"));
+    let open = Orchestrator::builder().build();
+    assert_eq!(
+        open.envelope_key(v17("any")).await.unwrap(),
+        None,
+        "open: unchecked"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn sts_bootstrap_flow_and_expiry() {
     let o = Orchestrator::builder()

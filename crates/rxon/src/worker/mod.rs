@@ -361,7 +361,7 @@ impl Worker {
                 Ok(None) => backoff.reset(),
                 Err(e) if e.kind() == ErrorKind::Closed => break,
                 Err(e) => {
-                    let pause = e.retry_after().unwrap_or_else(|| backoff.next());
+                    let pause = backoff.pause_after(&e);
                     tracing::warn!(error = %e, retry_in = ?pause, "poll failed");
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
@@ -419,7 +419,7 @@ impl Inner {
                     return Ok(true);
                 }
                 Err(e) if e.is_retryable() => {
-                    let pause = e.retry_after().unwrap_or_else(|| backoff.next());
+                    let pause = backoff.pause_after(&e);
                     tracing::warn!(error = %e, retry_in = ?pause, "registration failed");
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
@@ -480,6 +480,14 @@ impl Inner {
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::Closed => return,
+                // The orchestrator forgot this worker (a restart) or no longer takes
+                // its session: register again, as the reference SDK does.
+                Err(e) if e.is_auth() || e.status() == Some(404) => {
+                    tracing::warn!(error = %e, "heartbeat refused; registering again");
+                    if let Err(e) = self.transport.register(&self.registration).await {
+                        tracing::warn!(error = %e, "re-registration failed");
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
             }
         }
@@ -529,7 +537,13 @@ impl Inner {
             let (cancel, cancelled) = watch::channel(false);
             self.lock_running()
                 .insert(task.task_id.clone(), Running { cancel });
-            let result = self.execute(&task, cancelled).await;
+            let started = tokio::time::Instant::now();
+            let mut result = self.execute(&task, cancelled).await;
+            // The SDK's cost report (1.0b17 peers read it; 1.0b3 ones never see it).
+            result.costs = Some(rxon_core::map! {
+                "execution_time_seconds": (started.elapsed().as_secs_f64()),
+            });
+            result.origin_worker_id = Some(self.registration.worker_id.clone());
             self.lock_running().remove(&task.task_id);
             self.deliver(result).await;
             drop(permit);
@@ -644,7 +658,7 @@ impl Inner {
                             return;
                         }
                     }
-                    let pause = e.retry_after().unwrap_or_else(|| backoff.next());
+                    let pause = backoff.pause_after(&e);
                     tracing::warn!(error = %e, retry_in = ?pause, "result not delivered yet; keeping it");
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}

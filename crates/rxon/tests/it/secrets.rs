@@ -14,8 +14,8 @@ use rxon::orchestrator::{LocalListener, Orchestrator};
 use rxon::testing::Captured;
 use rxon::{
     BoxFuture, CommandReceiver, Handler, HandlerResult, Heartbeat, HeartbeatReply, Listener,
-    RegisterReply, RequestContext, ResultOutcome, TaskPayload, TaskResult, TokenResponse,
-    Transport, TransportOptions, WorkerRegistration,
+    ProgressUpdatePayload, RegisterReply, RequestContext, ResultOutcome, TaskPayload, TaskResult,
+    TokenResponse, Transport, TransportOptions, WorkerEventPayload, WorkerRegistration,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,6 +37,18 @@ impl Logging {
     fn saw(&self, ctx: &RequestContext) {
         tracing::info!(?ctx, "request");
         self.seen.lock().unwrap().push(format!("{ctx:?}"));
+    }
+}
+
+impl Logging {
+    /// Records the access and refresh tokens of `minted`, which must never be shown.
+    fn minted(&self, minted: HandlerResult<TokenResponse>) -> HandlerResult<TokenResponse> {
+        if let Ok(t) = &minted {
+            let mut all = self.minted.lock().unwrap();
+            all.push(t.access_token.clone());
+            all.extend(t.refresh_token.clone());
+        }
+        minted
     }
 }
 
@@ -79,13 +91,38 @@ impl Handler for Logging {
     }
     fn token(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
         self.saw(&ctx);
-        Box::pin(async move {
-            let minted = self.orch.token(ctx).await;
-            if let Ok(t) = &minted {
-                self.minted.lock().unwrap().push(t.access_token.clone());
-            }
-            minted
-        })
+        Box::pin(async move { self.minted(self.orch.token(ctx).await) })
+    }
+    fn refresh(
+        &self,
+        ctx: RequestContext,
+        refresh_token: String,
+    ) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
+        self.saw(&ctx);
+        Box::pin(async move { self.minted(self.orch.refresh(ctx, refresh_token).await) })
+    }
+    fn envelope_key(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<Option<String>>> {
+        self.saw(&ctx);
+        self.orch.envelope_key(ctx)
+    }
+    fn task_signing_key(&self) -> Option<String> {
+        self.orch.task_signing_key()
+    }
+    fn event(
+        &self,
+        ctx: RequestContext,
+        e: WorkerEventPayload,
+    ) -> BoxFuture<'_, HandlerResult<()>> {
+        self.saw(&ctx);
+        self.orch.event(ctx, e)
+    }
+    fn progress(
+        &self,
+        ctx: RequestContext,
+        p: ProgressUpdatePayload,
+    ) -> BoxFuture<'_, HandlerResult<()>> {
+        self.saw(&ctx);
+        self.orch.progress(ctx, p)
     }
     fn commands(
         &self,
@@ -215,7 +252,9 @@ async fn tokens_never_reach_logs_errors_or_debug_output_on_any_transport() {
     for kind in ["http", "ws", "grpc", "local"] {
         let minted = exercise(kind, &mut seen).await;
         assert!(
-            minted.iter().all(|t| t.starts_with("sts-")),
+            minted
+                .iter()
+                .all(|t| t.starts_with("sts-") || t.starts_with("rt-")),
             "{kind}: {minted:?}"
         );
         secrets.extend(minted);

@@ -244,6 +244,35 @@ async fn a_cancel_command_stops_the_task_and_reports_cancelled() {
     running.shutdown().await;
 }
 
+/// A heartbeat refused as unauthorized (avtomatika answers 403 "Unauthorized…" for a
+/// worker it forgot) makes the worker register again, as the reference SDK does; a
+/// plain failure does not.
+#[tokio::test]
+async fn a_refused_heartbeat_registers_again() {
+    let mock = MockHandle::new();
+    let transport: Arc<dyn Transport> = Arc::new(mock.transport("w-1", "t").unwrap());
+    let worker = Worker::builder(transport)
+        .poll_timeout(Duration::from_millis(100))
+        .heartbeat_interval(Duration::from_millis(20))
+        .handler("long", cancellable(Arc::new(Notify::new())))
+        .build()
+        .unwrap();
+    mock.fail_next(Operation::Heartbeat, ErrorKind::Protocol, "HTTP 500");
+    mock.fail_next(
+        Operation::Heartbeat,
+        ErrorKind::Auth,
+        "HTTP 403: Unauthorized: No valid token found",
+    );
+    let running = Running::start(&worker);
+    let regs = mock.wait_for_registrations(2, BOUND).await.unwrap();
+    assert_eq!(regs[1], regs[0], "the same registration again");
+    // The loop is sequential: once a third heartbeat succeeded, both failures were
+    // handled, and only the refusal registered again.
+    mock.wait_for_heartbeats(1, BOUND).await.unwrap();
+    assert_eq!(mock.registrations().len(), 2);
+    running.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_cancel_in_a_heartbeat_reply_stops_the_task_too() {
     // The mock has no command channel pushes here: only heartbeats carry the cancel.
