@@ -31,12 +31,13 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let bench = root.join("target/release/rxon-bench");
     let python = venv(root)?;
     let mut rows = Vec::new();
-    for (name, kind) in [
-        ("bare hyper (ceiling)", "hyper"),
-        ("rxon HTTP", "http"),
-        ("rxon WebSocket", "ws"),
-        ("rxon gRPC", "grpc"),
-        ("Python rxon 1.0b3 HTTP", "python"),
+    for (name, kind, protocol) in [
+        ("bare hyper (ceiling)", "hyper", None),
+        ("rxon HTTP", "http", Some("1.0b3")),
+        ("rxon HTTP 1.0b17 signed", "http", Some("1.0b17")),
+        ("rxon WebSocket", "ws", None),
+        ("rxon gRPC", "grpc", None),
+        ("Python rxon 1.0b3 HTTP", "python", None),
     ] {
         let server = if kind == "python" {
             let mut c = Command::new(&python);
@@ -50,13 +51,18 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         let (peer, server_shown) = start_server(server)?;
         // The load generator reads the server's CPU time itself, over its timed window.
         let pid = peer.child.id().to_string();
-        let load = run_to_end(Command::new(&bench).args([
+        let mut load = Command::new(&bench);
+        load.args([
             "load",
             &peer.url,
             &WORKERS.to_string(),
             &SECONDS.to_string(),
             &pid,
-        ]));
+        ]);
+        if let Some(p) = protocol {
+            load.env("RXON_BENCH_PROTOCOL", p);
+        }
+        let load = run_to_end(&mut load);
         // A server that died during the run is reported before the load's own error.
         stop_server(peer, &server_shown)?;
         let figures = parse(name, &load?, true)?;
@@ -83,6 +89,17 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
                 ours.server_ms_per_1000 / python.server_ms_per_1000.max(f64::EPSILON),
             );
         }
+    }
+    if let (Some(b3), Some(b17)) = (get("rxon HTTP"), get("rxon HTTP 1.0b17")) {
+        // One cycle = a poll (a signed task, checked) and a result (sealed, verified).
+        println!(
+            "bench: 1.0b17 signing cost  server {:+.1} ms/1000 cycles ({:+.1}%), client {:+.1} ms/1000 cycles ({:+.1}%), cycles/s {:.1}% of 1.0b3",
+            b17.server_ms_per_1000 - b3.server_ms_per_1000,
+            100.0 * (b17.server_ms_per_1000 / b3.server_ms_per_1000.max(f64::EPSILON) - 1.0),
+            b17.client_ms_per_1000 - b3.client_ms_per_1000,
+            100.0 * (b17.client_ms_per_1000 / b3.client_ms_per_1000.max(f64::EPSILON) - 1.0),
+            100.0 * b17.cycles_per_s / b3.cycles_per_s.max(f64::EPSILON),
+        );
     }
     worker_side(&bench)?;
     for kind in ["http", "ws", "grpc"] {
@@ -183,12 +200,12 @@ fn worker_side(bench: &Path) -> Result<(), String> {
             let mut server = Command::new(bench);
             server.args(["serve", "hyper"]);
             let (peer, server_shown) = start_server(server)?;
-            let out = run_to_end(Command::new(bench).args([
-                mode,
-                &peer.url,
-                &WORKERS.to_string(),
-                &SECONDS.to_string(),
-            ]));
+            // Pinned, so no protocol probe: the same requests as the bare client.
+            let out = run_to_end(
+                Command::new(bench)
+                    .args([mode, &peer.url, &WORKERS.to_string(), &SECONDS.to_string()])
+                    .env("RXON_BENCH_PROTOCOL", "1.0b3"),
+            );
             stop_server(peer, &server_shown)?;
             let f = parse("client", &out?, false)?;
             if f.errors > 0 {

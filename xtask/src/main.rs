@@ -36,6 +36,7 @@ const FEATURES: &[&str] = &[
     "testing",
     "serde",
     "worker",
+    "wire",
 ];
 
 fn main() -> ExitCode {

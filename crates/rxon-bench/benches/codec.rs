@@ -123,5 +123,54 @@ fn dispatch(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, codecs, dispatch);
+/// The 1.0b17 envelope of one result: sealed (canonical JSON + HMAC) by the worker,
+/// verified by the listener; and the check of one task's `sig`.
+fn envelope(c: &mut Criterion) {
+    let t = task(16);
+    let mut r = TaskResult::success(&t, "worker-1", t.params.clone());
+    r.costs = Some(rxon::map! {"execution_time_seconds": 0.25});
+    let serde_json::Value::Object(message) = rxon_wire::encode(rxon::Protocol::V1b17, &r).unwrap()
+    else {
+        unreachable!()
+    };
+    let now = rxon_wire::envelope::unix_now();
+    c.bench_function("envelope/seal result", |b| {
+        b.iter(|| {
+            let mut m = black_box(&message).clone();
+            rxon_wire::envelope::seal(&mut m, "token", "worker-1", now, &[]).unwrap();
+            m
+        })
+    });
+    let mut sealed = message.clone();
+    rxon_wire::envelope::seal(&mut sealed, "token", "worker-1", now, &[]).unwrap();
+    let sealed = serde_json::Value::Object(sealed);
+    let sig = sealed["security"]["signature"].as_str().unwrap().to_owned();
+    c.bench_function("envelope/verify result", |b| {
+        b.iter(|| {
+            assert!(rxon_wire::envelope::verify(
+                black_box(&sealed),
+                &sig,
+                "token",
+                &[]
+            ));
+        })
+    });
+    let serde_json::Value::Object(mut signed) =
+        rxon_wire::encode(rxon::Protocol::V1b17, &t).unwrap()
+    else {
+        unreachable!()
+    };
+    rxon_wire::envelope::sign_task(&mut signed, "orchestrator").unwrap();
+    let signed = serde_json::Value::Object(signed);
+    c.bench_function("envelope/verify task sig", |b| {
+        b.iter(|| {
+            assert!(rxon_wire::envelope::verify_task(
+                black_box(&signed),
+                "orchestrator"
+            ))
+        })
+    });
+}
+
+criterion_group!(benches, codecs, dispatch, envelope);
 criterion_main!(benches);

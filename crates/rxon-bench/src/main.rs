@@ -123,8 +123,57 @@ fn load_args(
     Ok((workers, seconds, server))
 }
 
+/// The worker token and the orchestrator's task key of the bench: with them a 1.0b17
+/// cycle is sealed, verified and its task signed and checked, as in production.
+const BENCH_TOKEN: &str = "bench";
+const BENCH_TASK_KEY: &str = "bench-orchestrator-key";
+
+/// [`FixedTask`](rxon::testing::FixedTask) with keys: envelopes are verified and tasks
+/// signed for 1.0b17 workers (1.0b3 workers see neither).
+struct Keyed(rxon::testing::FixedTask);
+
+impl Handler for Keyed {
+    fn register(
+        &self,
+        ctx: rxon::RequestContext,
+        r: rxon::WorkerRegistration,
+    ) -> rxon::BoxFuture<'_, rxon::HandlerResult<rxon::RegisterReply>> {
+        self.0.register(ctx, r)
+    }
+    fn poll(
+        &self,
+        ctx: rxon::RequestContext,
+        wait: Duration,
+    ) -> rxon::BoxFuture<'_, rxon::HandlerResult<Option<TaskPayload>>> {
+        self.0.poll(ctx, wait)
+    }
+    fn result(
+        &self,
+        ctx: rxon::RequestContext,
+        r: TaskResult,
+    ) -> rxon::BoxFuture<'_, rxon::HandlerResult<rxon::ResultOutcome>> {
+        self.0.result(ctx, r)
+    }
+    fn heartbeat(
+        &self,
+        ctx: rxon::RequestContext,
+        h: Option<rxon::Heartbeat>,
+    ) -> rxon::BoxFuture<'_, rxon::HandlerResult<rxon::HeartbeatReply>> {
+        self.0.heartbeat(ctx, h)
+    }
+    fn envelope_key(
+        &self,
+        _: rxon::RequestContext,
+    ) -> rxon::BoxFuture<'_, rxon::HandlerResult<Option<String>>> {
+        Box::pin(async { Ok(Some(BENCH_TOKEN.to_owned())) })
+    }
+    fn task_signing_key(&self) -> Option<String> {
+        Some(BENCH_TASK_KEY.to_owned())
+    }
+}
+
 async fn serve(kind: &str) -> Result<(), String> {
-    let handler: Arc<dyn Handler> = Arc::new(rxon::testing::FixedTask(task()));
+    let handler: Arc<dyn Handler> = Arc::new(Keyed(rxon::testing::FixedTask(task())));
     let listener: Box<dyn Listener> = match kind {
         "http" => Box::new(rxon::http::HttpListener::bind(
             "127.0.0.1:0".parse().map_err(|_| "addr")?,
@@ -203,10 +252,17 @@ async fn bare_hyper() -> Result<(), String> {
 async fn load(url: &str, workers: usize, seconds: u64, server: Option<u32>) -> Result<(), String> {
     // Every worker's transport is built before the clock starts; no loop runs before it.
     // (`connect` sends nothing: the connection opens on the first request, in the window.)
+    // RXON_BENCH_PROTOCOL pins the generation (1.0b3: plain; 1.0b17: sealed, verified,
+    // tasks signed and checked); without it the transport asks (`auto`).
+    let mut options = rxon::TransportOptions::default();
+    if let Ok(p) = std::env::var("RXON_BENCH_PROTOCOL") {
+        options.protocol = p.parse().map_err(|e: rxon::RxonError| e.to_string())?;
+        options.task_key = Some(BENCH_TASK_KEY.to_owned());
+    }
     let mut transports = Vec::with_capacity(workers.max(1));
     for i in 0..workers.max(1) {
         let transport: Arc<dyn Transport> =
-            rxon::create_transport(url, &format!("bench-{i}"), "bench", Default::default())
+            rxon::create_transport(url, &format!("bench-{i}"), BENCH_TOKEN, options.clone())
                 .map_err(|e| e.to_string())?;
         transport.connect().await.map_err(|e| e.to_string())?;
         transports.push(transport);

@@ -482,8 +482,8 @@ impl HttpService {
         }
     }
 
-    /// A task in `protocol`'s dialect; in 1.0b17 stamped with the send time (unless the
-    /// handler set one) and signed with the handler's task key, if any.
+    /// A task in `protocol`'s dialect; in 1.0b17, when the handler has a task key,
+    /// stamped with the send time (unless the handler set one) and signed.
     fn task_reply(&self, protocol: Protocol, task: &rxon_core::TaskPayload) -> HttpResponse {
         if !protocol.signs() {
             return json(protocol, StatusCode::OK, task);
@@ -494,16 +494,17 @@ impl HttpService {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the task");
             }
         };
-        value
-            .entry("timestamp")
-            .or_insert_with(|| Value::from(unix_now()));
-        if let Some(key) = self.handler.task_signing_key()
-            && let Err(e) = rxon_wire::envelope::sign_task(&mut value, &key)
-        {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("cannot sign the task: {e}"),
-            );
+        if let Some(key) = self.handler.task_signing_key() {
+            // A signed task carries the time it was signed (unless the handler set one).
+            value
+                .entry("timestamp")
+                .or_insert_with(|| Value::from(unix_now()));
+            if let Err(e) = rxon_wire::envelope::sign_task(&mut value, &key) {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("cannot sign the task: {e}"),
+                );
+            }
         }
         match rxon_wire::to_bytes(&Value::Object(value)) {
             Ok(body) => with_body(StatusCode::OK, Bytes::from(body)),

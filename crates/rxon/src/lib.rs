@@ -50,6 +50,7 @@
 //! | feature | default | provides |
 //! | --- | --- | --- |
 //! | `http` | yes | [`http`] module, `http://` and `https://` |
+//! | `wire` | yes (with `http`) | [`wire`] module: each generation's JSON, the signed envelope |
 //! | `serde` | yes | `Serialize`/`Deserialize` for messages and [`TransportConfig`] |
 //! | `worker` | yes | [`worker`]: the worker runtime (polling, concurrency, heartbeats, cancellation, shutdown) |
 //! | `ws` | | [`ws`] module, `ws://` and `wss://` |
@@ -86,6 +87,12 @@ pub use registry::{Scheme, TransportRegistry, create_transport, create_transport
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use rxon_http as http;
+
+/// The JSON of both protocol generations, canonical JSON and the 1.0b17 signed
+/// envelope.
+#[cfg(feature = "wire")]
+#[cfg_attr(docsrs, doc(cfg(feature = "wire")))]
+pub use rxon_wire as wire;
 
 /// WebSocket command channel and transport.
 #[cfg(feature = "ws")]
