@@ -116,7 +116,16 @@ async def handler(kind, payload, context):
             fail(f"sts_refresh: sent with {context.get('token')!r}")
         return {"access_token": f"py17-sts-{next(issued)}", "expires_in": 3600, "worker_id": WORKER,
                 "refresh_token": "rt-1"}
-    if kind in ("websocket_auth", "websocket"):
+    if kind == "websocket_auth":
+        if context.get("worker_id_hint") != WORKER or context.get("protocol_version") != "1.0b17":
+            fail(f"websocket_auth: {context.get('worker_id_hint')!r} {context.get('protocol_version')!r}")
+        return None
+    if kind == "websocket":
+        # The reference pushes commands as WorkerCommand JSON on /_worker/ws/{id}.
+        await payload.send_json({"command": "cancel_task", "task_id": "t-ws", "job_id": "j-1"})
+        async for msg in payload:
+            if msg.type.name in ("CLOSE", "CLOSED", "ERROR"):
+                break
         return None
     fail(f"unexpected message {kind}")
     raise web.HTTPNotFound(text=kind)
@@ -141,6 +150,8 @@ async def main():
         fail("the conversation did not end within 60 s")
     await runner.cleanup()
     want = ["register", "heartbeat", "poll", "event", "result", "poll", "sts_token", "sts_refresh", "heartbeat"]
+    if "websocket" not in seen:
+        fail("the worker never opened /_worker/ws/{id}")
     got = [k for k in seen if k not in ("websocket_auth", "websocket")]
     if got[:1] == ["heartbeat"]:
         got = got[1:]  # the probe

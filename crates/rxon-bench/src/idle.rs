@@ -262,7 +262,9 @@ async fn park_one(addr: &str, worker_id: &str) -> Result<TcpStream, String> {
         supported_skills: vec!["echo".into()],
         ..Default::default()
     };
-    let body = serde_json::to_vec(&registration).map_err(|e| e.to_string())?;
+    // A 1.0b3 worker (no X-RXON-Version): the seed's shape.
+    let body =
+        rxon::wire::to_vec(rxon::Protocol::V1b3, &registration).map_err(|e| e.to_string())?;
     let head = format!(
         "POST /_worker/workers/register HTTP/1.1\r\nHost: {addr}\r\nX-Worker-Token: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()

@@ -136,6 +136,12 @@ async fn run(url: &str, token: &str, secret: &str, steps: &mut Steps) -> rxon_co
         reply.is_ok(),
         &reply,
     );
+    let command = tokio::time::timeout(Duration::from_secs(10), t.next_command()).await;
+    steps.check(
+        "a cancel pushed on /_worker/ws/{id}",
+        matches!(&command, Ok(Ok(Some(c))) if c.task_id.as_deref() == Some("t-ws")),
+        &command,
+    );
     t.close().await?;
     Ok(())
 }

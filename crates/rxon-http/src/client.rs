@@ -364,16 +364,21 @@ impl Body {
         ignore: &'static [&'static str],
         signer_id: &str,
     ) -> Result<Body> {
-        let value = rxon_wire::encode(protocol, message).map_err(|e| e.outgoing(M::NAME))?;
-        match value {
-            Value::Object(message) if protocol.signs() => Ok(Body::Signed {
+        if !protocol.signs() {
+            return rxon_wire::to_vec(protocol, message)
+                .map(|b| Body::Plain(b.into()))
+                .map_err(|e| e.outgoing(M::NAME));
+        }
+        match rxon_wire::encode(protocol, message).map_err(|e| e.outgoing(M::NAME))? {
+            Value::Object(message) => Ok(Body::Signed {
                 message,
                 signer_id: signer_id.to_owned(),
                 ignore,
             }),
-            other => rxon_wire::to_bytes(&other)
-                .map(|b| Body::Plain(b.into()))
-                .map_err(|e| e.outgoing(M::NAME)),
+            _ => Err(RxonError::invalid_input(format!(
+                "cannot encode {}: not a JSON object",
+                M::NAME
+            ))),
         }
     }
 }
@@ -415,9 +420,10 @@ impl Inner {
                 &what,
             )
             .await?;
-        let protocol = Protocol::from_header(version.as_deref()).min(Protocol::LATEST);
+        let version = version.as_ref().and_then(|v| v.to_str().ok());
+        let protocol = Protocol::from_header(version).min(Protocol::LATEST);
         tracing::info!(
-            orchestrator = version.as_deref().unwrap_or("(none)"),
+            orchestrator = version.unwrap_or("(none)"),
             protocol = %protocol,
             "RXON protocol chosen"
         );
@@ -439,7 +445,7 @@ impl Inner {
         let (status, retry_after, bytes, version) = self
             .exchange_full(protocol, method, path, body, token, timeout, what)
             .await?;
-        self.check_version(version.as_deref(), protocol);
+        self.check_version(version.as_ref(), protocol);
         Ok((status, retry_after, bytes))
     }
 
@@ -454,7 +460,7 @@ impl Inner {
         token: &Token,
         timeout: Duration,
         what: &str,
-    ) -> Result<(StatusCode, Option<Duration>, Bytes, Option<String>)> {
+    ) -> Result<(StatusCode, Option<Duration>, Bytes, Option<HeaderValue>)> {
         let token = self.header_for(token)?;
         let mut builder = Request::builder()
             .method(method.clone())
@@ -476,10 +482,7 @@ impl Inner {
                 RxonError::network(format!("{what}: {}", error_chain(&e))).with_source(e)
             })?;
             let (parts, incoming) = response.into_parts();
-            let version = parts
-                .headers
-                .get(PROTOCOL_VERSION_HEADER)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            let version = parts.headers.get(PROTOCOL_VERSION_HEADER).cloned();
             let retry_after = parts
                 .headers
                 .get(http::header::RETRY_AFTER)
@@ -523,13 +526,15 @@ impl Inner {
         Ok(value)
     }
 
-    fn check_version(&self, theirs: Option<&str>, ours: Protocol) {
+    fn check_version(&self, theirs: Option<&HeaderValue>, ours: Protocol) {
         let Some(theirs) = theirs else {
             return;
         };
-        if theirs != ours.as_str() && !self.version_warned.swap(true, Ordering::Relaxed) {
+        if theirs.as_bytes() != ours.as_str().as_bytes()
+            && !self.version_warned.swap(true, Ordering::Relaxed)
+        {
             tracing::warn!(
-                orchestrator = theirs,
+                orchestrator = ?theirs,
                 worker = ours.as_str(),
                 "RXON protocol version mismatch"
             );
@@ -644,11 +649,10 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Decodes a JSON body in `protocol`'s dialect; `null` is `None`.
 fn decode<T: Wire>(protocol: Protocol, bytes: &[u8]) -> Result<Option<T>> {
-    let value = parse_json::<T>(bytes)?;
-    if value.is_null() {
+    if bytes.trim_ascii() == b"null" {
         return Ok(None);
     }
-    rxon_wire::decode(protocol, value)
+    rxon_wire::decode_slice(protocol, bytes)
         .map(Some)
         .map_err(|e| invalid_body::<T>(e, bytes))
 }
@@ -724,15 +728,16 @@ impl Transport for HttpTransport {
                 Some(bytes) if !bytes.is_empty() => bytes,
                 _ => return Ok(None),
             };
+            if !protocol.signs() {
+                return decode::<TaskPayload>(protocol, &bytes);
+            }
             let raw = parse_json::<TaskPayload>(&bytes)?;
             if raw.is_null() {
                 return Ok(None);
             }
             let task: TaskPayload = rxon_wire::decode(protocol, raw.clone())
                 .map_err(|e| invalid_body::<TaskPayload>(e, &bytes))?;
-            if protocol.signs() {
-                self.check_task(&raw, &task)?;
-            }
+            self.check_task(&raw, &task)?;
             Ok(Some(task))
         })
     }

@@ -594,15 +594,16 @@ impl HttpService {
         ctx: &RequestContext,
         ignore: &[&str],
     ) -> Result<T, HttpResponse> {
+        let protocol = ctx.protocol();
+        if !protocol.signs() {
+            return rxon_wire::decode_slice(protocol, bytes).map_err(|e| bad_json::<T>(&e));
+        }
         let value: Value = serde_json::from_slice(bytes).map_err(|e| {
             bad_json::<T>(&rxon_wire::WireError::invalid(format!(
                 "malformed JSON: {e}"
             )))
         })?;
-        let protocol = ctx.protocol();
-        if protocol.signs() {
-            self.check_envelope(&value, ctx, ignore).await?;
-        }
+        self.check_envelope(&value, ctx, ignore).await?;
         let mut message: T = rxon_wire::decode(protocol, value).map_err(|e| bad_json::<T>(&e))?;
         message.clear_envelope();
         Ok(message)
@@ -725,7 +726,7 @@ fn handler_error(e: &HandlerError) -> HttpResponse {
 }
 
 fn json<T: Wire>(protocol: Protocol, status: StatusCode, value: &T) -> HttpResponse {
-    match rxon_wire::encode(protocol, value).and_then(|v| rxon_wire::to_bytes(&v)) {
+    match rxon_wire::to_vec(protocol, value) {
         Ok(body) => with_body(status, Bytes::from(body)),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -267,6 +267,19 @@ impl MockHandle {
         .await
     }
 
+    /// Waits until a heartbeat matching `check` has been answered and returns it; an
+    /// error after `timeout`.
+    pub async fn wait_for_heartbeat_where(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut(&Heartbeat) -> bool,
+    ) -> Result<Heartbeat> {
+        self.wait_until(timeout, "a matching heartbeat", |i| {
+            i.heartbeats.iter().find(|h| check(h)).cloned()
+        })
+        .await
+    }
+
     /// Waits until at least `n` polls are waiting for a task; an error after `timeout`.
     pub async fn wait_for_pollers(&self, n: usize, timeout: Duration) -> Result<()> {
         self.wait_until(timeout, &format!("{n} waiting poll(s)"), |i| {

@@ -10,6 +10,130 @@ use rxon_core::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// What a model writes as in 1.0b3: an owned shape, or (on the hot path of a cycle,
+/// tasks and results) one borrowing the message.
+pub(crate) trait B3View {
+    type View<'a>: Serialize
+    where
+        Self: 'a;
+    fn b3_view(&self) -> Self::View<'_>;
+}
+
+macro_rules! owned_view {
+    ($($t:ty => $b3:ty),* $(,)?) => {$(
+        impl B3View for $t {
+            type View<'a> = $b3;
+            fn b3_view(&self) -> $b3 {
+                <$b3>::from(self)
+            }
+        }
+    )*};
+}
+
+owned_view!(
+    WorkerRegistration => B3Registration,
+    Heartbeat => B3Heartbeat,
+    TokenResponse => B3Token,
+    WorkerCommand => B3Command,
+);
+
+impl B3View for TaskPayload {
+    type View<'a> = B3TaskRef<'a>;
+    fn b3_view(&self) -> B3TaskRef<'_> {
+        B3TaskRef {
+            job_id: &self.job_id,
+            task_id: &self.task_id,
+            task_type: &self.task_type,
+            params: &self.params,
+            tracing_context: &self.tracing_context,
+            params_metadata: self.params_metadata.as_ref().map(FilesRef),
+        }
+    }
+}
+
+impl B3View for TaskResult {
+    type View<'a> = B3ResultRef<'a>;
+    fn b3_view(&self) -> B3ResultRef<'_> {
+        B3ResultRef {
+            job_id: &self.job_id,
+            task_id: &self.task_id,
+            worker_id: &self.worker_id,
+            status: &self.status,
+            data: self.data.as_ref(),
+            error: self.error.as_ref().map(|e| B3ErrorRef {
+                code: &e.code,
+                message: &e.message,
+                details: e.details.as_ref(),
+            }),
+            data_metadata: self.data_metadata.as_ref().map(FilesRef),
+        }
+    }
+}
+
+/// A 1.0b3 task, borrowed.
+#[derive(Serialize)]
+pub(crate) struct B3TaskRef<'a> {
+    job_id: &'a str,
+    task_id: &'a str,
+    #[serde(rename = "type")]
+    task_type: &'a str,
+    params: &'a Map,
+    tracing_context: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params_metadata: Option<FilesRef<'a>>,
+}
+
+/// A 1.0b3 result, borrowed.
+#[derive(Serialize)]
+pub(crate) struct B3ResultRef<'a> {
+    job_id: &'a str,
+    task_id: &'a str,
+    worker_id: &'a str,
+    status: &'a TaskStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Map>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<B3ErrorRef<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_metadata: Option<FilesRef<'a>>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct B3ErrorRef<'a> {
+    code: &'a ErrorCode,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a Map>,
+}
+
+/// Blob references in their 1.0b3 shape (`uri`, `size`, `etag`), borrowed.
+pub(crate) struct FilesRef<'a>(&'a BTreeMap<String, FileMetadata>);
+
+impl Serialize for FilesRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(Serialize)]
+        struct File<'a> {
+            uri: &'a str,
+            size: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            etag: Option<&'a String>,
+        }
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, f) in self.0 {
+            m.serialize_entry(
+                k,
+                &File {
+                    uri: &f.uri,
+                    size: f.size,
+                    etag: f.etag.as_ref(),
+                },
+            )?;
+        }
+        m.end()
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 pub(crate) struct B3Resources {
     max_concurrent_tasks: u32,
@@ -160,23 +284,6 @@ pub(crate) struct B3File {
     etag: Option<String>,
 }
 
-fn files_out(f: &Option<BTreeMap<String, FileMetadata>>) -> Option<BTreeMap<String, B3File>> {
-    f.as_ref().map(|m| {
-        m.iter()
-            .map(|(k, f)| {
-                (
-                    k.clone(),
-                    B3File {
-                        uri: f.uri.clone(),
-                        size: f.size,
-                        etag: f.etag.clone(),
-                    },
-                )
-            })
-            .collect()
-    })
-}
-
 fn files_in(f: Option<BTreeMap<String, B3File>>) -> Option<BTreeMap<String, FileMetadata>> {
     f.map(|m| {
         m.into_iter()
@@ -205,19 +312,6 @@ pub(crate) struct B3Task {
     tracing_context: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     params_metadata: Option<BTreeMap<String, B3File>>,
-}
-
-impl From<&TaskPayload> for B3Task {
-    fn from(t: &TaskPayload) -> Self {
-        B3Task {
-            job_id: t.job_id.clone(),
-            task_id: t.task_id.clone(),
-            task_type: t.task_type.clone(),
-            params: t.params.clone(),
-            tracing_context: t.tracing_context.clone(),
-            params_metadata: files_out(&t.params_metadata),
-        }
-    }
 }
 
 impl From<B3Task> for TaskPayload {
@@ -254,24 +348,6 @@ pub(crate) struct B3Error {
     message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     details: Option<Map>,
-}
-
-impl From<&TaskResult> for B3Result {
-    fn from(r: &TaskResult) -> Self {
-        B3Result {
-            job_id: r.job_id.clone(),
-            task_id: r.task_id.clone(),
-            worker_id: r.worker_id.clone(),
-            status: r.status.clone(),
-            data: r.data.clone(),
-            error: r.error.as_ref().map(|e| B3Error {
-                code: e.code.clone(),
-                message: e.message.clone(),
-                details: e.details.clone(),
-            }),
-            data_metadata: files_out(&r.data_metadata),
-        }
-    }
 }
 
 impl From<B3Result> for TaskResult {

@@ -2,8 +2,8 @@
 //! 1.0b17 through the model's own serde form, reshaped where the generations differ
 //! (resources, heartbeat load) and normalized as the reference normalizes.
 
-use crate::b3::{B3Command, B3Heartbeat, B3Registration, B3Result, B3Task, B3Token};
-use crate::{Wire, WireError, canonical, from_value, to_value};
+use crate::b3::{B3Command, B3Heartbeat, B3Registration, B3Result, B3Task, B3Token, B3View};
+use crate::{Wire, WireError, canonical, from_json_slice, from_value, to_json_vec, to_value};
 use rxon_core::{
     Heartbeat, HeartbeatReply, ProgressUpdatePayload, Protocol, RegisterReply, ResultOutcome,
     TaskPayload, TaskResult, TokenResponse, WorkerCommand, WorkerEventPayload, WorkerRegistration,
@@ -27,9 +27,27 @@ macro_rules! two_shapes {
             const NAME: &'static str = $name;
             $(sealed_impl!($sealed);)?
 
+            fn to_wire_bytes(&self, protocol: Protocol) -> Result<Vec<u8>, WireError> {
+                match protocol {
+                    Protocol::V1b3 => to_json_vec($name, &self.b3_view()),
+                    Protocol::V1b17 => canonical::to_bytes(&self.to_wire(protocol)?),
+                }
+            }
+
+            fn from_wire_bytes(protocol: Protocol, bytes: &[u8]) -> Result<Self, WireError> {
+                match protocol {
+                    Protocol::V1b3 => from_json_slice::<$b3>($name, bytes).map(Into::into),
+                    Protocol::V1b17 => {
+                        let value = serde_json::from_slice(bytes)
+                            .map_err(|e| WireError::invalid(format!("malformed JSON: {e}")))?;
+                        Self::from_wire(protocol, value)
+                    }
+                }
+            }
+
             fn to_wire(&self, protocol: Protocol) -> Result<Value, WireError> {
                 match protocol {
-                    Protocol::V1b3 => to_value($name, &<$b3>::from(self)),
+                    Protocol::V1b3 => to_value($name, &self.b3_view()),
                     Protocol::V1b17 => {
                         let mut v = to_value($name, self)?;
                         if let Value::Object(m) = &mut v {
@@ -74,6 +92,17 @@ macro_rules! one_shape {
 
             fn from_wire(_: Protocol, value: Value) -> Result<Self, WireError> {
                 from_value($name, value)
+            }
+
+            fn from_wire_bytes(_: Protocol, bytes: &[u8]) -> Result<Self, WireError> {
+                from_json_slice($name, bytes)
+            }
+
+            fn to_wire_bytes(&self, protocol: Protocol) -> Result<Vec<u8>, WireError> {
+                match protocol {
+                    Protocol::V1b3 => to_json_vec($name, self),
+                    Protocol::V1b17 => canonical::to_bytes(&self.to_wire(protocol)?),
+                }
             }
         }
     };

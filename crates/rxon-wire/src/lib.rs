@@ -50,6 +50,20 @@ pub trait Wire: Sized {
     /// The message from the JSON value a `protocol` peer sent.
     fn from_wire(protocol: Protocol, value: Value) -> Result<Self, WireError>;
 
+    /// The message as `protocol`'s JSON bytes. The 1.0b3 shapes are written straight
+    /// from the message (no JSON tree in between: the hot path of a 1.0b3 cycle).
+    fn to_wire_bytes(&self, protocol: Protocol) -> Result<Vec<u8>, WireError> {
+        canonical::to_bytes(&self.to_wire(protocol)?)
+    }
+
+    /// The message from `protocol`'s JSON bytes (1.0b3 shapes read straight, without a
+    /// JSON tree in between).
+    fn from_wire_bytes(protocol: Protocol, bytes: &[u8]) -> Result<Self, WireError> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| WireError::invalid(format!("malformed JSON: {e}")))?;
+        Self::from_wire(protocol, value)
+    }
+
     /// Removes the 1.0b17 envelope (`timestamp`, `security`) of a received worker
     /// message once the listener has checked it: it belongs to one attempt, not to the
     /// message (two attempts of one result differ only there). Tasks keep theirs: the
@@ -69,9 +83,12 @@ pub fn decode<T: Wire>(protocol: Protocol, value: Value) -> Result<T, WireError>
 
 /// [`decode`] from bytes.
 pub fn decode_slice<T: Wire>(protocol: Protocol, bytes: &[u8]) -> Result<T, WireError> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| WireError::invalid(format!("malformed JSON: {e}")))?;
-    decode(protocol, value)
+    T::from_wire_bytes(protocol, bytes)
+}
+
+/// [`encode`] to bytes: `protocol`'s JSON as the reference writes it.
+pub fn to_vec<T: Wire>(protocol: Protocol, message: &T) -> Result<Vec<u8>, WireError> {
+    message.to_wire_bytes(protocol)
 }
 
 /// JSON bytes of `value` as the reference writes them (compact, keys sorted).
@@ -143,6 +160,25 @@ impl WireError {
 /// Serializes with the model's own serde form.
 fn to_value<T: serde::Serialize>(name: &str, v: &T) -> Result<Value, WireError> {
     serde_json::to_value(v).map_err(|e| WireError::invalid(format!("cannot encode {name}: {e}")))
+}
+
+/// Serializes a serde form to bytes.
+fn to_json_vec<T: serde::Serialize>(name: &str, v: &T) -> Result<Vec<u8>, WireError> {
+    serde_json::to_vec(v).map_err(|e| WireError::invalid(format!("cannot encode {name}: {e}")))
+}
+
+/// Deserializes a serde form from bytes.
+fn from_json_slice<T: serde::de::DeserializeOwned>(
+    name: &str,
+    bytes: &[u8],
+) -> Result<T, WireError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            WireError::invalid(format!("malformed JSON: {e}"))
+        } else {
+            WireError::decoding(name, e)
+        }
+    })
 }
 
 /// Deserializes with a serde form.

@@ -42,7 +42,9 @@ mod task;
 pub use task::{TaskContext, TaskFailure};
 
 use rxon_core::DynTransport;
-use rxon_core::constants::{WORKER_STATUS_FULL, WORKER_STATUS_IDLE};
+use rxon_core::constants::{
+    WORKER_STATUS_DRAINING, WORKER_STATUS_FULL, WORKER_STATUS_IDLE, WORKER_STATUS_OFFLINE,
+};
 use rxon_core::retry::Backoff;
 use rxon_core::{
     CommandName, ErrorCode, ErrorKind, Heartbeat, Map, Result, RxonError, SkillInfo, TaskError,
@@ -64,6 +66,8 @@ type TaskHandler = Arc<dyn Fn(TaskPayload, TaskContext) -> HandlerFuture + Send 
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// On shutdown, how long a poll in flight may still take to hand over a task.
 pub const POLL_DRAIN: Duration = Duration::from_secs(2);
+/// How long the worker waits for its last (`offline`) heartbeat to be answered.
+pub const OFFLINE_HEARTBEAT_WAIT: Duration = Duration::from_secs(2);
 /// First pause after a failure to reach the orchestrator.
 pub const FIRST_BACKOFF: Duration = rxon_core::retry::MIN_RETRY_AFTER;
 
@@ -390,6 +394,20 @@ impl Worker {
         }
         heartbeat.abort();
         commands.abort();
+        // The last word: nothing runs here any more (as the reference SDK says it).
+        let offline = Heartbeat {
+            worker_id: inner.registration.worker_id.clone(),
+            status: WORKER_STATUS_OFFLINE.into(),
+            supported_skills: Some(Vec::new()),
+            available_skills: Some(Vec::new()),
+            ..Default::default()
+        };
+        let last = inner.transport.send_heartbeat(&offline);
+        match tokio::time::timeout(OFFLINE_HEARTBEAT_WAIT, last).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "the offline heartbeat failed"),
+            Err(_) => tracing::debug!("the offline heartbeat timed out"),
+        }
         inner.transport.close().await
     }
 }
@@ -443,8 +461,10 @@ impl Inner {
             };
             // "idle" means "can start a task" (1.0b17 orchestrators dispatch only to
             // idle workers), "full" that every slot is taken.
+            // While shutting down it finishes what it has and takes nothing new.
+            let draining = *self.shutdown.borrow();
             let full = current.len() >= self.max_concurrent;
-            let available = if full {
+            let available = if full || draining {
                 Vec::new()
             } else {
                 self.registration
@@ -455,7 +475,9 @@ impl Inner {
             };
             let heartbeat = Heartbeat {
                 worker_id: self.registration.worker_id.clone(),
-                status: if full {
+                status: if draining {
+                    WORKER_STATUS_DRAINING
+                } else if full {
                     WORKER_STATUS_FULL
                 } else {
                     WORKER_STATUS_IDLE

@@ -273,6 +273,51 @@ async fn a_refused_heartbeat_registers_again() {
     running.shutdown().await;
 }
 
+/// During a graceful shutdown the worker reports `draining` (it takes nothing new) and,
+/// once stopped, a last `offline` heartbeat with an empty catalog, as the reference SDK.
+#[tokio::test]
+async fn shutdown_reports_draining_then_offline() {
+    let mock = MockHandle::new();
+    let transport: Arc<dyn Transport> = Arc::new(mock.transport("w-1", "t").unwrap());
+    let started = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let (s, r) = (started.clone(), release.clone());
+    let worker = Worker::builder(transport)
+        .poll_timeout(Duration::from_millis(100))
+        .heartbeat_interval(Duration::from_millis(20))
+        .shutdown_grace(BOUND)
+        .handler("slow", move |_task: TaskPayload, _ctx| {
+            let (s, r) = (s.clone(), r.clone());
+            async move {
+                s.notify_one();
+                r.notified().await;
+                Ok::<Map, TaskFailure>(Map::new())
+            }
+        })
+        .build()
+        .unwrap();
+    let running = Running::start(&worker);
+    let began = started.notified();
+    mock.push_task(task("d-1", "slow", Map::new()));
+    tokio::time::timeout(BOUND, began)
+        .await
+        .expect("task started");
+    running.stop.shutdown();
+    let draining = mock
+        .wait_for_heartbeat_where(BOUND, |h| h.status == "draining")
+        .await
+        .unwrap();
+    assert_eq!(draining.current_tasks, ["d-1"], "still finishing its task");
+    assert_eq!(draining.available_skills, Some(vec![]), "takes nothing new");
+    release.notify_one();
+    running.finished().await;
+    let last = mock.heartbeats().pop().unwrap();
+    assert_eq!(last.status, "offline");
+    assert!(last.current_tasks.is_empty());
+    assert_eq!(last.supported_skills, Some(vec![]));
+    assert_eq!(mock.results()[0].task_id, "d-1", "the task finished first");
+}
+
 #[tokio::test]
 async fn a_cancel_in_a_heartbeat_reply_stops_the_task_too() {
     // The mock has no command channel pushes here: only heartbeats carry the cancel.
