@@ -78,6 +78,52 @@ fn integral(n: &Number) -> Result<Number, WireError> {
     }
 }
 
+/// `true` when [`normalize`] would return `value` unchanged: no `null` member in any
+/// object, no integral float, nothing deeper than [`MAX_DEPTH`]. Checking costs no
+/// allocation, so the common case (a message rxon encoded, or one the reference sent)
+/// is signed and verified without copying it.
+pub fn is_normalized(value: &Value) -> bool {
+    fn at(v: &Value, depth: usize) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        match v {
+            Value::Object(m) => m.values().all(|v| !v.is_null() && at(v, depth + 1)),
+            Value::Array(a) => a.iter().all(|v| at(v, depth + 1)),
+            Value::Number(n) => {
+                n.is_u64()
+                    || n.is_i64()
+                    || n.as_f64()
+                        .is_some_and(|f| f.fract() != 0.0 || !f.is_finite())
+            }
+            _ => true,
+        }
+    }
+    at(value, 0)
+}
+
+/// The canonical bytes of the top-level object `m` without the members `keep` refuses,
+/// written from `m` itself; `m`'s values must be [normalized](is_normalized).
+pub fn object_bytes_where(
+    m: &Map<String, Value>,
+    keep: impl Fn(&str, &Value) -> bool,
+) -> Result<Vec<u8>, WireError> {
+    let mut keys: Vec<&String> = m.keys().filter(|k| keep(k, &m[k.as_str()])).collect();
+    keys.sort_unstable();
+    let mut out = String::with_capacity(256);
+    out.push('{');
+    for (i, k) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(&mut out, k);
+        out.push(':');
+        write_value(&mut out, &m[k.as_str()], 1)?;
+    }
+    out.push('}');
+    Ok(out.into_bytes())
+}
+
 /// The canonical bytes of an already [normalized](normalize) value.
 pub fn to_bytes(value: &Value) -> Result<Vec<u8>, WireError> {
     to_string(value).map(String::into_bytes)
@@ -311,6 +357,30 @@ mod tests {
             canon(json!([u64::MAX, i64::MIN])),
             "[18446744073709551615,-9223372036854775808]"
         );
+    }
+
+    #[test]
+    fn the_fast_path_writes_what_the_general_one_writes() {
+        let v =
+            json!({"b": [1, 2.5, {"c": "é"}], "a": {"z": 1, "y": [true, null]}, "s": "x", "t": 3});
+        assert!(is_normalized(&v));
+        let m = v.as_object().unwrap();
+        let fast = object_bytes_where(m, |k, _| k != "s").unwrap();
+        let mut general = normalize(&v).unwrap();
+        general.as_object_mut().unwrap().remove("s");
+        assert_eq!(fast, to_bytes(&general).unwrap());
+        for not in [
+            json!({"a": null}),
+            json!({"a": [2.0]}),
+            json!({"a": {"b": null}}),
+        ] {
+            assert!(!is_normalized(&not), "{not}");
+        }
+        let mut deep = json!(1);
+        for _ in 0..31 {
+            deep = json!([deep]);
+        }
+        assert!(!is_normalized(&deep));
     }
 
     #[test]

@@ -51,6 +51,14 @@ pub fn signature(message: &Value, secret: &str, ignore: &[&str]) -> Result<Strin
 
 /// The bytes a signature covers.
 pub fn signed_bytes(message: &Value, ignore: &[&str]) -> Result<Vec<u8>, WireError> {
+    // The common case: an already normalized object, written without a copy.
+    if let Value::Object(m) = message
+        && canonical::is_normalized(message)
+    {
+        return canonical::object_bytes_where(m, |k, _| {
+            !UNSIGNED.contains(&k) && !ignore.contains(&k)
+        });
+    }
     let mut normalized = canonical::normalize(message)?;
     if let Value::Object(m) = &mut normalized {
         for k in UNSIGNED.iter().chain(ignore) {
@@ -142,20 +150,49 @@ pub fn verify_task(task: &Value, key: &str) -> bool {
     let Some(sig) = task.get("sig").and_then(Value::as_str) else {
         return false;
     };
-    verify(&task_signed_view(task), sig, key, TASK_UNSIGNED)
+    if key.is_empty() {
+        return false;
+    }
+    let (Some(claimed), Ok(bytes)) = (unhex(sig), task_signed_bytes(task)) else {
+        return false;
+    };
+    let key = hmac::Key::new(hmac::HMAC_SHA256, key.as_bytes());
+    hmac::verify(&key, &bytes, &claimed).is_ok()
+}
+
+/// The bytes a task's `sig` covers: [`task_signed_view`] without `sig`, written from
+/// the task itself when it is normalized and has no blob references (which the view
+/// rewrites).
+fn task_signed_bytes(task: &Value) -> Result<Vec<u8>, WireError> {
+    if let Value::Object(m) = task
+        && m.get("params_metadata").is_none_or(Value::is_null)
+        && canonical::is_normalized(task)
+    {
+        return canonical::object_bytes_where(m, |k, v| {
+            let default_int = matches!(k, "step" | "depth") && v.as_u64() == Some(0);
+            let unsigned = TASK_UNSIGNED.contains(&k) || UNSIGNED.contains(&k);
+            TASK_FIELDS.contains(&k) && !unsigned && !default_int
+        });
+    }
+    signed_bytes(&task_signed_view(task), TASK_UNSIGNED)
 }
 
 /// Signs a 1.0b17 task (its JSON as it will be sent) with the orchestrator's `key`
 /// and stores the signature in `sig`.
 pub fn sign_task(task: &mut Map<String, Value>, key: &str) -> Result<(), WireError> {
+    if key.is_empty() {
+        return Err(WireError::invalid("the signing secret is empty"));
+    }
     task.remove("sig");
     let value = Value::Object(std::mem::take(task));
-    let sig = signature(&task_signed_view(&value), key, TASK_UNSIGNED);
+    let bytes = task_signed_bytes(&value);
     let Value::Object(back) = value else {
         unreachable!("an object stays an object")
     };
     *task = back;
-    task.insert("sig".into(), Value::String(sig?));
+    let key = hmac::Key::new(hmac::HMAC_SHA256, key.as_bytes());
+    let sig = hex(hmac::sign(&key, &bytes?).as_ref());
+    task.insert("sig".into(), Value::String(sig));
     Ok(())
 }
 
@@ -176,7 +213,7 @@ pub fn seal(
 ) -> Result<(), WireError> {
     message.insert("timestamp".into(), Value::from(now));
     if !message.contains_key("event_id") {
-        message.insert("nonce".into(), Value::String(random_hex(16)?));
+        message.insert("nonce".into(), Value::String(next_nonce()?));
     }
     message.remove("security");
     let value = Value::Object(std::mem::take(message));
@@ -387,6 +424,25 @@ fn nonce_text(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// A nonce unique to this process and to each call: a random 64-bit prefix drawn once,
+/// then a counter (a replay key must be unique, not secret: the HMAC protects the
+/// message). No system call per message.
+fn next_nonce() -> Result<String, WireError> {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = match PREFIX.get() {
+        Some(p) => p,
+        None => {
+            let p = random_hex(8)?;
+            PREFIX.get_or_init(|| p)
+        }
+    };
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    Ok(format!("{prefix}{n:016x}"))
 }
 
 /// Seconds since the Unix epoch: the clock of envelope timestamps.

@@ -335,3 +335,30 @@ fn task_signatures_leave_sig_out() {
         envelope::TASK_UNSIGNED
     ));
 }
+
+#[test]
+fn a_task_signature_covers_what_the_reference_worker_re_encodes() {
+    // Unknown keys (added after signing), step 0 and sig fall out; a float deadline stays.
+    let received = json!({"job_id": "j", "task_id": "t", "type": "echo", "params": {"a": 1.5},
+        "tracing_context": {}, "priority": 0, "step": 0, "depth": 2, "deadline": 1700000030.75,
+        "timestamp": 1, "skill_version": "1", "sig": "00"});
+    let want = json!({"job_id": "j", "task_id": "t", "type": "echo", "params": {"a": 1.5},
+        "tracing_context": {}, "priority": 0, "depth": 2, "deadline": 1700000030.75, "timestamp": 1});
+    let sig = envelope::signature(&want, "k", &[]).unwrap();
+    let mut signed = received.clone();
+    signed["sig"] = json!(sig);
+    assert!(envelope::verify_task(&signed, "k"));
+    assert_eq!(
+        envelope::task_signed_view(&signed),
+        json!({"job_id": "j", "task_id": "t", "type": "echo", "params": {"a": 1.5},
+            "tracing_context": {}, "priority": 0, "depth": 2, "deadline": 1700000030.75,
+            "timestamp": 1, "sig": sig})
+    );
+    // With blob references (the slow path) the rules are the same.
+    let mut with_files = signed.clone();
+    with_files["params_metadata"] = json!({"in": {"uri": "s3://b/k", "size": 0, "etag": null}});
+    let mut want_files = want.clone();
+    want_files["params_metadata"] = json!({"in": {"uri": "s3://b/k"}});
+    with_files["sig"] = json!(envelope::signature(&want_files, "k", &[]).unwrap());
+    assert!(envelope::verify_task(&with_files, "k"));
+}
