@@ -77,6 +77,15 @@ impl Token {
     pub fn generation(&self) -> u64 {
         self.generation
     }
+
+    /// The configured credential itself (generation 0), for a token exchange that
+    /// falls back to it.
+    pub fn configured(token: &str) -> Token {
+        Token {
+            value: token.into(),
+            generation: 0,
+        }
+    }
 }
 
 impl fmt::Debug for Token {
@@ -237,8 +246,8 @@ impl Credential {
         if !self.is_due() {
             return Ok(());
         }
-        // One attempt per lifetime: a failure waits for a refusal (or the next token).
-        *self.renew_at() = None;
+        // A failed (or abandoned) attempt is tried again a little later, not never.
+        *self.renew_at() = Some((self.clock)() + RENEW_RETRY);
         self.exchange(exchange).await.map(drop)
     }
 
@@ -258,6 +267,9 @@ impl Credential {
         Ok(response)
     }
 }
+
+/// How long after a failed early renewal the next one is tried.
+pub const RENEW_RETRY: Duration = Duration::from_secs(10);
 
 /// The longest token lifetime believed (a year): a peer's `expires_in` is clamped.
 const MAX_TOKEN_LIFETIME_SECS: u64 = 365 * 24 * 3600;
@@ -563,6 +575,31 @@ mod tests {
         assert_eq!(seen(&p).unwrap(), "sts-2", "renewed at 80 s");
         assert_eq!(seen(&p).unwrap(), "sts-2", "once per token");
         assert_eq!(ex.0.load(Ordering::SeqCst), 2);
+        // A failed renewal is tried again RENEW_RETRY later, not never.
+        NOW_MS.fetch_add(80_000, Ordering::SeqCst);
+        let failing = Counting {
+            exchanges: AtomicU32::new(0),
+            fail: true,
+        };
+        let seen_with = |ex: &dyn TokenExchange| {
+            ready(p.call(
+                ex,
+                |t| async move { Ok::<_, RxonError>(t.as_str().to_owned()) },
+            ))
+        };
+        assert_eq!(
+            seen_with(&failing).unwrap(),
+            "sts-2",
+            "the call still goes out"
+        );
+        assert_eq!(seen_with(&failing).unwrap(), "sts-2");
+        assert_eq!(
+            failing.exchanges.load(Ordering::SeqCst),
+            1,
+            "not again at once"
+        );
+        NOW_MS.fetch_add(RENEW_RETRY.as_millis() as u64, Ordering::SeqCst);
+        assert_eq!(seen(&p).unwrap(), "sts-3", "renewed on the retry");
         assert_eq!(
             renew_margin(Duration::from_secs(3600)),
             Duration::from_secs(60)

@@ -75,9 +75,11 @@ impl fmt::Display for Protocol {
 /// Which generation a worker speaks: found out from the orchestrator, or pinned.
 ///
 /// `"auto"` (the default) asks the orchestrator first: the transport sends one
-/// harmless request before registering (on HTTP, `POST /_worker/auth/token` without
-/// side effects beyond a token) and reads the `X-RXON-Version` of the answer, whatever
-/// its status; no header means 1.0b3. `"1.0b3"` and `"1.0b17"` skip the question.
+/// harmless request before registering (on HTTP, an empty heartbeat,
+/// `PATCH /_worker/workers/{id}` without a body, which both generations accept and
+/// which needs no envelope) and reads the `X-RXON-Version` of the answer, whatever its
+/// status; no header means 1.0b3 (a 5xx without one is asked again later). `"1.0b3"`
+/// and `"1.0b17"` skip the question.
 ///
 /// ```
 /// use rxon_core::protocol::{Protocol, ProtocolChoice};

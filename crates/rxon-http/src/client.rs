@@ -107,6 +107,8 @@ pub(crate) struct Inner {
     require_task_signature: bool,
     /// The refresh token of the last STS answer (1.0b17).
     refresh_token: Mutex<Option<String>>,
+    /// The credential of the configuration, kept after refreshes replace it.
+    configured_token: String,
     /// The header of the current token, by generation: built once per token, not per
     /// request.
     header: std::sync::Mutex<Option<(u64, HeaderValue)>>,
@@ -194,6 +196,7 @@ impl HttpTransport {
                 task_key: config.options.task_key.clone(),
                 require_task_signature: config.options.require_task_signature,
                 refresh_token: Mutex::new(None),
+                configured_token: config.token.clone(),
                 header: std::sync::Mutex::new(None),
                 tls: channel_tls,
                 channel: OnceLock::new(),
@@ -276,15 +279,19 @@ impl HttpTransport {
     ) -> Result<Option<Bytes>> {
         let protocol = self.protocol().await?;
         let what = format!("{method} {path}");
-        let (method, what, body) = (&method, what.as_str(), &body);
+        let call = Call::new(protocol, &method, path, timeout, &what);
+        let (call, body) = (&call, &body);
         self.inner
             .policy
             .call(self.exchanger(), |token| async move {
                 let bytes = self.inner.seal(body)?;
-                let (status, retry_after, bytes) = self
-                    .inner
-                    .exchange(protocol, method, path, bytes, &token, timeout, what)
-                    .await?;
+                let Answer {
+                    status,
+                    retry_after,
+                    body: bytes,
+                    ..
+                } = self.inner.exchange(call, bytes, &token).await?;
+                let what = call.what;
                 match status {
                     StatusCode::NO_CONTENT => Ok(None),
                     s if s.is_success() => Ok(Some(bytes)),
@@ -341,6 +348,46 @@ impl HttpTransport {
                 .with_detail("task_id", task_id),
         )
     }
+}
+
+/// The fixed parts of one request.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    protocol: Protocol,
+    method: &'a Method,
+    path: &'a str,
+    timeout: Duration,
+    /// The operation, in errors (`"POST /_worker/tasks/result"`).
+    what: &'a str,
+    /// Warn (once) when the answer names another generation.
+    warn_on_version: bool,
+}
+
+impl<'a> Call<'a> {
+    fn new(
+        protocol: Protocol,
+        method: &'a Method,
+        path: &'a str,
+        timeout: Duration,
+        what: &'a str,
+    ) -> Self {
+        Call {
+            protocol,
+            method,
+            path,
+            timeout,
+            what,
+            warn_on_version: true,
+        }
+    }
+}
+
+/// One answer: its status, retry-after hint, body and `X-RXON-Version`.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: Bytes,
+    version: Option<HeaderValue>,
 }
 
 /// What a request carries.
@@ -411,18 +458,21 @@ impl Inner {
         self.policy.ready()?;
         let path = heartbeat_path(&self.worker_id);
         let what = format!("PATCH {path} (protocol probe)");
-        let (_, _, _, version) = self
-            .exchange_full(
-                Protocol::LATEST,
-                &Method::PATCH,
-                &path,
-                None,
-                &self.policy.token(),
-                self.policy.options().request_timeout,
-                &what,
-            )
-            .await?;
-        let version = version.as_ref().and_then(|v| v.to_str().ok());
+        let timeout = self.policy.options().request_timeout;
+        let mut call = Call::new(Protocol::LATEST, &Method::PATCH, &path, timeout, &what);
+        // The answer names the orchestrator's generation: not a mismatch to warn about.
+        call.warn_on_version = false;
+        let answer = self.exchange(&call, None, &self.policy.token()).await?;
+        let version = answer.version.as_ref().and_then(|v| v.to_str().ok());
+        // A 5xx without the header is a proxy or a server starting up, not an
+        // orchestrator saying "1.0b3": ask again next time instead of remembering it.
+        if version.is_none() && answer.status.is_server_error() {
+            return Err(RxonError::network(format!(
+                "{what}: HTTP {} without {PROTOCOL_VERSION_HEADER}: the generation is not known yet",
+                answer.status.as_u16()
+            ))
+            .with_detail("status", answer.status.as_u16()));
+        }
         let protocol = Protocol::from_header(version).min(Protocol::LATEST);
         tracing::info!(
             orchestrator = version.unwrap_or("(none)"),
@@ -432,37 +482,22 @@ impl Inner {
         Ok(protocol)
     }
 
-    /// Sends one request and reads the whole (bounded) response within `timeout`.
-    #[allow(clippy::too_many_arguments)]
+    /// Sends one request and reads the whole (bounded) response within the call's
+    /// timeout; a different `X-RXON-Version` in the answer is warned about once.
     async fn exchange(
         &self,
-        protocol: Protocol,
-        method: &Method,
-        path: &str,
+        call: &Call<'_>,
         body: Option<Bytes>,
         token: &Token,
-        timeout: Duration,
-        what: &str,
-    ) -> Result<(StatusCode, Option<Duration>, Bytes)> {
-        let (status, retry_after, bytes, version) = self
-            .exchange_full(protocol, method, path, body, token, timeout, what)
-            .await?;
-        self.check_version(version.as_ref(), protocol);
-        Ok((status, retry_after, bytes))
-    }
-
-    /// [`exchange`](Self::exchange), also returning the answer's `X-RXON-Version`.
-    #[allow(clippy::too_many_arguments)]
-    async fn exchange_full(
-        &self,
-        protocol: Protocol,
-        method: &Method,
-        path: &str,
-        body: Option<Bytes>,
-        token: &Token,
-        timeout: Duration,
-        what: &str,
-    ) -> Result<(StatusCode, Option<Duration>, Bytes, Option<HeaderValue>)> {
+    ) -> Result<Answer> {
+        let Call {
+            protocol,
+            method,
+            path,
+            timeout,
+            what,
+            warn_on_version,
+        } = *call;
         let token = self.header_for(token)?;
         let mut builder = Request::builder()
             .method(method.clone())
@@ -503,14 +538,25 @@ impl Inner {
                     }
                 })?
                 .to_bytes();
-            Ok::<_, RxonError>((parts.status, retry_after, bytes, version))
+            Ok::<_, RxonError>(Answer {
+                status: parts.status,
+                retry_after,
+                body: bytes,
+                version,
+            })
         };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(r) => r,
-            Err(_) => Err(RxonError::timeout(format!(
-                "{what}: no complete response within {timeout:?}"
-            ))),
+        let answer = match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(RxonError::timeout(format!(
+                    "{what}: no complete response within {timeout:?}"
+                )));
+            }
+        };
+        if warn_on_version {
+            self.check_version(answer.version.as_ref(), protocol);
         }
+        Ok(answer)
     }
 
     /// `token` as a header value, cached for its generation.
@@ -552,6 +598,20 @@ impl Inner {
         }
     }
 
+    /// The token endpoint with `token`; when that refuses an issued token (expired,
+    /// or forgotten by a restarted orchestrator), once more with the configured
+    /// credential, so that a worker whose issued token died is not locked out.
+    async fn sts_or_static(&self, protocol: Protocol, token: &Token) -> Result<TokenResponse> {
+        match self.sts(protocol, token, None).await {
+            Err(e) if e.is_auth() && token.generation() > 0 => {
+                tracing::info!(error = %e, "the issued token was refused; asking with the configured credential");
+                self.sts(protocol, &Token::configured(&self.configured_token), None)
+                    .await
+            }
+            other => other,
+        }
+    }
+
     /// One STS call: the refresh endpoint with `refresh` (1.0b17), or the token
     /// endpoint.
     async fn sts(
@@ -571,22 +631,20 @@ impl Inner {
             None => (STS_TOKEN_ENDPOINT, None),
         };
         let what = format!("POST {path}");
-        let (status, retry_after, bytes) = self
-            .exchange(
-                protocol,
-                &Method::POST,
-                path,
-                body,
-                token,
-                self.policy.options().request_timeout,
-                &what,
-            )
-            .await?;
+        let timeout = self.policy.options().request_timeout;
+        let call = Call::new(protocol, &Method::POST, path, timeout, &what);
+        let Answer {
+            status,
+            retry_after,
+            body: bytes,
+            ..
+        } = self.exchange(&call, body, token).await?;
         if !status.is_success() {
             return Err(error_for_status(status, &bytes, retry_after, &what));
         }
-        let response: TokenResponse = decode::<TokenResponse>(protocol, &bytes)?
-            .ok_or_else(|| RxonError::protocol(format!("{what}: the answer is null")))?;
+        // Not `decode`: its errors quote the body, which here holds tokens.
+        let response: TokenResponse = rxon_wire::decode_slice(protocol, &bytes)
+            .map_err(|e| RxonError::protocol(format!("{what}: invalid TokenResponse: {e}")))?;
         HeaderValue::from_str(&response.access_token).map_err(|_| {
             RxonError::protocol("the STS token contains characters not allowed in a header")
         })?;
@@ -613,14 +671,16 @@ impl TokenExchange for Inner {
                 Some(r) => match self.sts(protocol, token, Some(&r)).await {
                     Ok(t) => Ok(t),
                     // A refused or unknown refresh token, or a peer without the
-                    // route: the token endpoint. A network failure is not retried here.
+                    // route: forget it and ask the token endpoint. A network failure
+                    // is not retried here.
                     Err(e) if !e.is_network() => {
                         tracing::info!(error = %e, "refresh token refused; asking the token endpoint");
-                        self.sts(protocol, token, None).await
+                        *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        self.sts_or_static(protocol, token).await
                     }
                     Err(e) => Err(e),
                 },
-                None => self.sts(protocol, token, None).await,
+                None => self.sts_or_static(protocol, token).await,
             }?;
             if let Some(r) = &response.refresh_token {
                 *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());
@@ -750,24 +810,26 @@ impl Transport for HttpTransport {
             let body = Body::message(protocol, result, &[], self.worker_id_str())?;
             let what = format!("POST {ENDPOINT_TASK_RESULT}");
             let timeout = self.options().request_timeout;
+            let call = Call::new(
+                protocol,
+                &Method::POST,
+                ENDPOINT_TASK_RESULT,
+                timeout,
+                &what,
+            );
             self.inner
                 .policy
                 .send_result(self.exchanger(), |token| {
-                    let (body, what) = (&body, what.as_str());
+                    let (body, call) = (&body, &call);
                     async move {
                         let body = self.inner.seal(body)?;
-                        let (status, retry_after, bytes) = self
-                            .inner
-                            .exchange(
-                                protocol,
-                                &Method::POST,
-                                ENDPOINT_TASK_RESULT,
-                                body,
-                                &token,
-                                timeout,
-                                what,
-                            )
-                            .await?;
+                        let Answer {
+                            status,
+                            retry_after,
+                            body: bytes,
+                            ..
+                        } = self.inner.exchange(call, body, &token).await?;
+                        let what = call.what;
                         if !status.is_success() {
                             return Err(error_for_status(status, &bytes, retry_after, what));
                         }

@@ -46,6 +46,10 @@ pub struct ServiceConfig {
     /// connection dropped silently by a NAT or firewall does not stay open forever.
     /// Zero turns the pings off.
     pub keepalive: Duration,
+    /// Nonces of 1.0b17 envelopes remembered against replays (default
+    /// [`DEFAULT_REPLAY_CAPACITY`](rxon_wire::envelope::DEFAULT_REPLAY_CAPACITY), about
+    /// 16 MiB); size it above the signed messages expected within 65 s.
+    pub replay_cache_capacity: usize,
 }
 
 impl Default for ServiceConfig {
@@ -55,6 +59,7 @@ impl Default for ServiceConfig {
             max_body_bytes: 4 * 1024 * 1024,
             body_read_timeout: Duration::from_secs(30),
             keepalive: Duration::from_secs(30),
+            replay_cache_capacity: rxon_wire::envelope::DEFAULT_REPLAY_CAPACITY,
         }
     }
 }
@@ -200,13 +205,14 @@ impl HttpService {
 
     /// The routes over `handler` with `config`.
     pub fn with_config(handler: Arc<dyn Handler>, config: ServiceConfig) -> Self {
+        let verifier = Arc::new(Verifier::new(config.replay_cache_capacity));
         HttpService {
             handler,
             config: Arc::new(config),
             shutdown: None,
             mounts: Arc::new([]),
             worker_routes: true,
-            verifier: Arc::new(Verifier::default()),
+            verifier,
         }
     }
 
@@ -324,7 +330,15 @@ impl HttpService {
             }
             (&Method::POST, ["tasks", "result"]) => {
                 match Box::pin(self.read::<TaskResult, B>(body, &parts, &ctx, &[])).await {
-                    Ok(result) => reply(protocol, self.handler.result(ctx, result).await),
+                    Ok(mut result) => {
+                        // 1.0b17 may leave worker_id out: the sender is the worker.
+                        if result.worker_id.is_empty()
+                            && let Some(id) = &ctx.worker_id
+                        {
+                            result.worker_id = id.clone();
+                        }
+                        reply(protocol, self.handler.result(ctx, result).await)
+                    }
                     Err(r) => r,
                 }
             }
@@ -617,16 +631,29 @@ impl HttpService {
         ctx: &RequestContext,
         ignore: &[&str],
     ) -> Result<(), HttpResponse> {
-        // The identity: the path's or X-Worker-ID's worker, else the body's.
-        let worker = match &ctx.worker_id {
-            Some(id) => id.clone(),
-            None => match value.get("worker_id").and_then(Value::as_str) {
-                Some(id) if is_valid_identifier(id) => id.to_owned(),
-                _ => return Err(invalid_worker_id()),
-            },
+        // The identity: the path's or X-Worker-ID's worker, else the body's. A body
+        // naming another worker than the hint is refused: the envelope is checked, and
+        // the handler acts, for one worker only.
+        let body_id = value.get("worker_id").and_then(Value::as_str);
+        let worker = match (&ctx.worker_id, body_id) {
+            (Some(hint), Some(body)) if !body.is_empty() && body != hint => {
+                return Err(error(
+                    StatusCode::FORBIDDEN,
+                    "the message's worker_id is not the worker the request names",
+                ));
+            }
+            (Some(hint), _) => hint.clone(),
+            (None, Some(id)) if is_valid_identifier(id) => id.to_owned(),
+            (None, _) => return Err(invalid_worker_id()),
         };
         let mut asking = ctx.clone();
         asking.worker_id = Some(worker.clone());
+        // The credential first: a refused one (401) must not spend the message's nonce,
+        // or the worker's retry with a fresh token would be taken for a replay.
+        self.handler
+            .authenticate(asking.clone())
+            .await
+            .map_err(|e| handler_error(&e))?;
         let key = self
             .handler
             .envelope_key(asking)

@@ -8,8 +8,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// A token minted by the STS operation.
-#[derive(Debug, Clone)]
+/// A token minted by the STS operation. `Debug` never shows the root credential.
+#[derive(Clone)]
 pub(super) struct IssuedToken {
     /// The worker it was issued to; `None` when the request named none (the reference's
     /// HTTP STS request carries only the credential), so the token proves no worker.
@@ -20,6 +20,16 @@ pub(super) struct IssuedToken {
     /// bought it, through any refreshes): the key of the worker's 1.0b17 envelopes,
     /// which the reference signs with the static token even when it sends an issued one.
     pub(super) root: Option<String>,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("worker_id", &self.worker_id)
+            .field("expires_at", &self.expires_at)
+            .field("root", &self.root.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl IssuedToken {

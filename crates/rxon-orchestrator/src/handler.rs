@@ -116,9 +116,27 @@ impl Inner {
     }
 
     /// Refuses acting as `claimed` when the credential or the verified client
-    /// certificate proves a different worker.
-    fn act_as(&self, cred: &Credential, ctx: &RequestContext, claimed: &str) -> HandlerResult<()> {
-        auth::check_identity(&self.config, cred, ctx.cert_identity.as_deref(), claimed)
+    /// certificate proves a different worker, or when the request is of an older
+    /// generation than the one `claimed` registered with (a 1.0b17 worker's messages
+    /// are signed; a 1.0b3 request for it would skip the envelope).
+    fn act_as(
+        &self,
+        st: &State,
+        cred: &Credential,
+        ctx: &RequestContext,
+        claimed: &str,
+    ) -> HandlerResult<()> {
+        auth::check_identity(&self.config, cred, ctx.cert_identity.as_deref(), claimed)?;
+        match st.store.workers.get(claimed) {
+            Some(w) if w.is_active() && ctx.protocol() < w.protocol => {
+                Err(HandlerError::forbidden(format!(
+                    "worker {claimed:?} registered with RXON {}: its requests must use it (signed), not {}",
+                    w.protocol,
+                    ctx.protocol()
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -136,7 +154,7 @@ impl Handler for Orchestrator {
                     Some(registration.worker_id.clone())
                 })?;
                 validate_identifier(&registration.worker_id, "worker_id").map_err(bad_request)?;
-                inner.act_as(&cred, &ctx, &registration.worker_id)?;
+                inner.act_as(&st, &cred, &ctx, &registration.worker_id)?;
                 if registration.supported_skills.len() > MAX_SKILLS {
                     return Err(HandlerError::bad_request(format!(
                         "too many supported_skills (at most {MAX_SKILLS})"
@@ -154,6 +172,7 @@ impl Handler for Orchestrator {
                         &inner.config,
                         &registration.worker_id,
                         skills,
+                        ctx.protocol(),
                         Instant::now(),
                     )
                     .map_err(|()| {
@@ -193,7 +212,7 @@ impl Handler for Orchestrator {
             {
                 let mut st = inner.lock();
                 let cred = inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
-                inner.act_as(&cred, &ctx, &worker_id)?;
+                inner.act_as(&st, &cred, &ctx, &worker_id)?;
                 let now = Instant::now();
                 match st.store.workers.get_mut(&worker_id) {
                     Some(w) if w.is_active() => {
@@ -247,7 +266,7 @@ impl Handler for Orchestrator {
                 let mut st = inner.lock();
                 let cred =
                     inner.admit(&mut st, &ctx, false, |_, _| Some(result.worker_id.clone()))?;
-                inner.act_as(&cred, &ctx, &result.worker_id)?;
+                inner.act_as(&st, &cred, &ctx, &result.worker_id)?;
                 st.store.apply_result(&inner.config, result, Instant::now())
             };
             inner.events.notify_waiters();
@@ -265,7 +284,7 @@ impl Handler for Orchestrator {
             let inner = &*self.inner;
             let mut st = inner.lock();
             let cred = inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
-            inner.act_as(&cred, &ctx, &worker_id)?;
+            inner.act_as(&st, &cred, &ctx, &worker_id)?;
             // The tasks it lists are tasks it has: their claims are confirmed.
             let listed = heartbeat
                 .as_ref()
@@ -307,7 +326,7 @@ impl Handler for Orchestrator {
                     .and_then(|r| r.holder().map(str::to_owned));
                 let cred = inner.admit(&mut st, &ctx, false, |_, _| holder.clone())?;
                 if let Some(holder) = &holder {
-                    inner.act_as(&cred, &ctx, holder)?;
+                    inner.act_as(&st, &cred, &ctx, holder)?;
                     st.store.confirm(holder, &progress.task_id);
                 }
                 let now = Instant::now();
@@ -370,7 +389,7 @@ impl Handler for Orchestrator {
             let mut st = inner.lock();
             let cred = inner.admit(&mut st, &ctx, true, |_, _| None)?;
             if let Some(worker_id) = &ctx.worker_id {
-                inner.act_as(&cred, &ctx, worker_id)?;
+                inner.act_as(&st, &cred, &ctx, worker_id)?;
             }
             Ok(())
         })
@@ -389,7 +408,7 @@ impl Handler for Orchestrator {
                 .or_else(|| cred.worker().map(str::to_owned));
             // A token can be refreshed for its own worker only.
             if let Some(id) = &worker_id {
-                inner.act_as(&cred, &ctx, id)?;
+                inner.act_as(&st, &cred, &ctx, id)?;
             }
             // 1.0b17 workers also get a refresh token.
             let refresh = if ctx.protocol().signs() {
@@ -462,7 +481,7 @@ impl Handler for Orchestrator {
                 ));
             };
             validate_identifier(&worker_id, "worker_id").map_err(bad_request)?;
-            inner.act_as(&cred, &ctx, &worker_id)?;
+            inner.act_as(&st, &cred, &ctx, &worker_id)?;
             let cap = inner.config.max_workers.max(1);
             if !st.channels.contains_key(&worker_id) && st.channels.len() >= cap {
                 st.channels.retain(|_, tx| !tx.is_closed());

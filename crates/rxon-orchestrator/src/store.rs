@@ -94,6 +94,9 @@ pub(super) struct WorkerRecord {
     /// is not lost for good.
     pub(super) pending_cancels: Vec<String>,
     pub(super) pending_polls: usize,
+    /// The generation it registered with: a 1.0b17 worker's requests must stay 1.0b17
+    /// (signed), or anyone holding its token could send unsigned 1.0b3 ones for it.
+    pub(super) protocol: rxon_core::Protocol,
 }
 
 impl WorkerRecord {
@@ -543,6 +546,7 @@ impl Store {
         cfg: &Config,
         worker_id: &str,
         skills: Vec<String>,
+        protocol: rxon_core::Protocol,
         now: Instant,
     ) -> std::result::Result<(), ()> {
         if !self.workers.contains_key(worker_id) && self.workers.len() >= cfg.max_workers {
@@ -562,8 +566,10 @@ impl Store {
                 current: Vec::new(),
                 pending_cancels: Vec::new(),
                 pending_polls: 0,
+                protocol,
             });
         w.skills = skills;
+        w.protocol = protocol;
         w.status = WorkerStatus::Active;
         w.last_seen = now;
         Ok(())

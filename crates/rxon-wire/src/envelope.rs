@@ -3,7 +3,7 @@
 //! `sig` on tasks.
 //!
 //! The signature is the lowercase hex HMAC-SHA256, keyed by the secret's UTF-8 bytes,
-//! of the [canonical](crate::canonical) JSON of the message **as sent** without its
+//! of the [canonical] JSON of the message **as sent** without its
 //! top-level `security` and `_signature` (and, for events, `bubbling_chain`). The
 //! verifier rebuilds it from the JSON it received, unknown keys included, so
 //! [`seal`] signs exactly the object that goes on the wire.
@@ -274,9 +274,11 @@ impl std::fmt::Display for Refusal {
 /// HMAC, then the nonce against a bounded replay cache (65 s). The reference checks the
 /// nonce before the signature; here only a message that verifies spends its nonce.
 ///
-/// The cache holds at most `capacity` nonces; when it is full of unexpired ones, the
-/// oldest is forgotten (a replay of it would then pass: size it above the messages
-/// expected within 65 s).
+/// The cache holds at most `capacity` nonces (a 16-byte digest each, whatever the
+/// nonce's length); when it is full of unexpired ones, the oldest is forgotten (a
+/// replay of it would then pass within the clock window: size it above the signed
+/// messages expected within 65 s). Only messages whose signature verifies are
+/// remembered, so only key holders fill it.
 #[derive(Debug)]
 pub struct Verifier {
     capacity: usize,
@@ -285,16 +287,34 @@ pub struct Verifier {
 
 #[derive(Debug, Default)]
 struct ReplayCache {
-    /// Nonce → when it expires.
-    by_nonce: HashMap<String, i64>,
-    /// (expiry, insertion order) → nonce, for pruning oldest first.
-    by_expiry: BTreeMap<(i64, u64), String>,
+    /// Digest of `worker:nonce` → when it expires. A digest, not the nonce: a peer's
+    /// long nonce costs no more memory than a short one.
+    by_nonce: HashMap<[u8; 16], i64>,
+    /// (expiry, insertion order) → digest, for pruning oldest first.
+    by_expiry: BTreeMap<(i64, u64), [u8; 16]>,
     counter: u64,
 }
 
+/// The replay key of `nonce` from `worker_id`: the first 16 bytes of a SHA-256.
+fn replay_key(worker_id: &str, nonce: &str) -> [u8; 16] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(worker_id.as_bytes());
+    ctx.update(b":");
+    ctx.update(nonce.as_bytes());
+    let digest = ctx.finish();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest.as_ref()[..16]);
+    key
+}
+
+/// Nonces a [`Verifier`] remembers by default: about 16 MiB. At more than
+/// 4,000 signed messages a second the oldest live ones are forgotten before their
+/// 65 s are up (see [`Verifier`]).
+pub const DEFAULT_REPLAY_CAPACITY: usize = 262_144;
+
 impl Default for Verifier {
     fn default() -> Self {
-        Verifier::new(100_000)
+        Verifier::new(DEFAULT_REPLAY_CAPACITY)
     }
 }
 
@@ -355,7 +375,9 @@ impl Verifier {
                         .and_then(nonce_text)
                 });
             return match nonce {
-                Some(n) if !self.remember(format!("{worker_id}:{n}"), now) => Err(Refusal::Replay),
+                Some(n) if !self.remember(replay_key(worker_id, &n), timestamp, now) => {
+                    Err(Refusal::Replay)
+                }
                 _ => Ok(()),
             };
         };
@@ -379,7 +401,7 @@ impl Verifier {
             .iter()
             .find_map(|k| message.get(*k).and_then(nonce_text))
             .unwrap_or_else(|| claimed.to_owned());
-        if self.remember(format!("{worker_id}:{nonce}"), now) {
+        if self.remember(replay_key(worker_id, &nonce), timestamp, now) {
             Ok(())
         } else {
             Err(Refusal::Replay)
@@ -387,7 +409,10 @@ impl Verifier {
     }
 
     /// Records `key` until `now` + the replay window; `false` if it is already there.
-    fn remember(&self, key: String, now: i64) -> bool {
+    /// Records `key` for as long as a message stamped `timestamp` can be accepted
+    /// (until its timestamp, or `now` if later, plus the replay window); `false` if it
+    /// is already there.
+    fn remember(&self, key: [u8; 16], timestamp: i64, now: i64) -> bool {
         let mut c = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         while let Some((&(expiry, n), _)) = c.by_expiry.first_key_value() {
             if expiry > now && c.by_nonce.len() < self.capacity {
@@ -400,10 +425,11 @@ impl Verifier {
         if c.by_nonce.get(&key).is_some_and(|&e| e > now) {
             return false;
         }
-        let expiry = now.saturating_add(REPLAY_WINDOW_SECS as i64);
+        // Accepted until timestamp + the clock window: remembered at least that long.
+        let expiry = timestamp.max(now).saturating_add(REPLAY_WINDOW_SECS as i64);
         c.counter += 1;
         let n = c.counter;
-        c.by_nonce.insert(key.clone(), expiry);
+        c.by_nonce.insert(key, expiry);
         c.by_expiry.insert((expiry, n), key);
         true
     }

@@ -217,3 +217,72 @@ async fn tasks_for_1_0b17_workers_carry_a_sig_that_verifies() {
     changed["params"]["x"] = json!(2);
     assert!(!envelope::verify_task(&changed, ORCHESTRATOR_KEY));
 }
+
+#[tokio::test]
+async fn a_body_naming_another_worker_than_the_request_is_refused() {
+    let (_, s) = service();
+    // X-Worker-ID says w-1; the body (signed by w-1's key) says w-2.
+    let mut m = registration();
+    m.insert("worker_id".into(), json!("w-2"));
+    envelope::seal(&mut m, TOKEN, "w-1", unix_now(), &[]).unwrap();
+    let (status, body) = call(&s, "POST", REGISTER, Some("1.0b17"), &bytes(&m)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("worker_id"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_credential_does_not_spend_the_nonce() {
+    let (_, s) = service();
+    let sealed = bytes(&sealed(TOKEN, unix_now()));
+    let wrong = http::Request::builder()
+        .method("POST")
+        .uri(REGISTER)
+        .header("X-Worker-Token", "wrong")
+        .header("X-RXON-Version", "1.0b17")
+        .header("X-Worker-ID", "w-1")
+        .body(Full::new(Bytes::from(sealed.clone())))
+        .unwrap();
+    let response = s.handle(wrong).await;
+    assert_eq!(response.status(), 401);
+    // The same message with the right credential (a retry after a refresh) passes.
+    let (status, body) = call(&s, "POST", REGISTER, Some("1.0b17"), &sealed).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_1_0b17_worker_cannot_be_spoken_for_in_1_0b3() {
+    let (orch, s) = service();
+    let (status, _) = call(
+        &s,
+        "POST",
+        REGISTER,
+        Some("1.0b17"),
+        &bytes(&sealed(TOKEN, unix_now())),
+    )
+    .await;
+    assert_eq!(status, 200);
+    orch.enqueue(TaskPayload {
+        job_id: "job-1".into(),
+        task_id: "task-1".into(),
+        task_type: "echo".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    // Unsigned 1.0b3 requests for w-1 (same token) are refused: no envelope to skip.
+    let result = br#"{"job_id":"job-1","task_id":"task-1","worker_id":"w-1","status":"success"}"#;
+    let (status, body) = call(&s, "POST", "/_worker/tasks/result", None, result).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = call(
+        &s,
+        "GET",
+        "/_worker/workers/w-1/tasks/next?timeout=0",
+        None,
+        b"",
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("1.0b17"), "{body}");
+}

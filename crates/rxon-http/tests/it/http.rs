@@ -761,3 +761,39 @@ async fn the_service_mounts_in_a_host_server_beside_its_own_routes() {
     assert_eq!((health.0, health.2.as_str()), (200, "ok"));
     server.abort();
 }
+
+/// An issued token that a restarted orchestrator no longer knows: the refresh asks
+/// the token service with the configured credential, so the worker is not locked out.
+#[tokio::test]
+async fn a_forgotten_issued_token_is_replaced_with_the_configured_credential() {
+    for protocol in [Protocol::V1b3, Protocol::V1b17] {
+        let first = rxon_orchestrator::Orchestrator::builder()
+            .token("static")
+            .build();
+        let listener = HttpListener::bind("127.0.0.1:0".parse().unwrap());
+        listener.start(Arc::new(first)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let url = listener.endpoint().unwrap();
+        let t = worker_speaking(&url, "static", ProtocolChoice::Pinned(protocol)).await;
+        let issued = t.refresh_token().await.unwrap();
+        assert_eq!(t.token(), issued.access_token);
+        listener.stop(BOUND).await.unwrap();
+
+        let second = rxon_orchestrator::Orchestrator::builder()
+            .token("static")
+            .build();
+        let mut config = HttpListenerConfig::default();
+        config.bind = addr;
+        let listener = HttpListener::with_config(config);
+        listener.start(Arc::new(second)).await.unwrap();
+        let reg = WorkerRegistration {
+            worker_id: "w-1".into(),
+            ..Default::default()
+        };
+        t.register(&reg)
+            .await
+            .unwrap_or_else(|e| panic!("{protocol}: {e}"));
+        assert_ne!(t.token(), issued.access_token, "{protocol}");
+        listener.stop(BOUND).await.unwrap();
+    }
+}
