@@ -59,20 +59,17 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let mut py = Command::new(&python);
     py.arg(scripts.join("py_listener.py")).arg("echo");
     let echo_listener = Peer::start(py)?;
-    let mut example = Command::new(examples.join("worker"))
-        .env("RXON_URL", &echo_listener.url)
-        .env("RXON_WORKER_ID", "example-worker")
-        .env("RXON_WORKER_TOKEN", "any")
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start the worker example: {e}"))?;
+    let example = worker_example(
+        &examples,
+        &[
+            ("RXON_URL", &echo_listener.url),
+            ("RXON_WORKER_ID", "example-worker"),
+            ("RXON_WORKER_TOKEN", "any"),
+        ],
+    )?;
     // The Python side exits once it has the three results (bounded by its own timeout).
     let (echo_ok, lines) = echo_listener.finish_when_done()?;
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(example.id().to_string())
-        .status();
-    let example_ok = wait_bounded(&mut example)?;
+    let example_ok = stop(example)?;
     let saw = |needle: &str| lines.iter().any(|l| l.starts_with(needle));
 
     println!(
@@ -131,20 +128,17 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         "interop-client",
     ]);
     let avt = Peer::start(avt)?;
-    let mut avt_worker = Command::new(examples.join("worker"))
-        .env("RXON_URL", &avt.url)
-        .env("RXON_WORKER_ID", "rxon-worker")
-        .env("RXON_WORKER_TOKEN", WORKER_TOKEN)
-        .env("RXON_TASK_KEY", ORCHESTRATOR_SECRET)
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start the worker example: {e}"))?;
+    let avt_worker = worker_example(
+        &examples,
+        &[
+            ("RXON_URL", &avt.url),
+            ("RXON_WORKER_ID", "rxon-worker"),
+            ("RXON_WORKER_TOKEN", WORKER_TOKEN),
+            ("RXON_TASK_KEY", ORCHESTRATOR_SECRET),
+        ],
+    )?;
     let (avt_ok, avt_lines) = avt.finish_when_done()?;
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(avt_worker.id().to_string())
-        .status();
-    let avt_worker_ok = wait_bounded(&mut avt_worker)?;
+    let avt_worker_ok = stop(avt_worker)?;
     let avt_jobs = avt_ok && avt_lines.iter().any(|l| l == "DONE ok=3 failed=0");
 
     println!(
@@ -489,6 +483,26 @@ impl Peer {
         drop(self.child.stdin.take());
         self.finish_when_done()
     }
+}
+
+/// Starts the `worker` example with `env`, its output discarded.
+fn worker_example(examples: &Path, env: &[(&str, &str)]) -> Result<Child, String> {
+    let mut cmd = Command::new(examples.join("worker"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the worker example: {e}"))
+}
+
+/// Asks `child` to stop (SIGTERM) and waits for it, bounded; `true` on a clean exit.
+fn stop(mut child: Child) -> Result<bool, String> {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    wait_bounded(&mut child)
 }
 
 /// Waits for `child` up to [`EXIT_TIMEOUT`] (then kills it); `true` on a clean exit.

@@ -76,6 +76,30 @@ fn bytes(m: &serde_json::Map<String, Json>) -> Vec<u8> {
 
 const REGISTER: &str = "/_worker/workers/register";
 
+/// A service whose worker w-1 registered with a signed 1.0b17 registration, and one
+/// queued task `task-1` of `job-1` with `params`.
+async fn registered_with_a_task(params: Map) -> HttpService {
+    let (orch, s) = service();
+    let (status, body) = call(
+        &s,
+        "POST",
+        REGISTER,
+        Some("1.0b17"),
+        &bytes(&sealed(TOKEN, unix_now())),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    orch.enqueue(TaskPayload {
+        job_id: "job-1".into(),
+        task_id: "task-1".into(),
+        task_type: "echo".into(),
+        params,
+        ..Default::default()
+    })
+    .unwrap();
+    s
+}
+
 #[tokio::test]
 async fn broken_envelopes_get_403_with_the_reference_reasons() {
     let (_, s) = service();
@@ -181,24 +205,7 @@ async fn one_point_zero_b3_requests_need_no_envelope_and_empty_heartbeats_neithe
 
 #[tokio::test]
 async fn tasks_for_1_0b17_workers_carry_a_sig_that_verifies() {
-    let (orch, s) = service();
-    let (status, _) = call(
-        &s,
-        "POST",
-        REGISTER,
-        Some("1.0b17"),
-        &bytes(&sealed(TOKEN, unix_now())),
-    )
-    .await;
-    assert_eq!(status, 200);
-    orch.enqueue(TaskPayload {
-        job_id: "job-1".into(),
-        task_id: "task-1".into(),
-        task_type: "echo".into(),
-        params: map! {"x": 1.5},
-        ..Default::default()
-    })
-    .unwrap();
+    let s = registered_with_a_task(map! {"x": 1.5}).await;
     let (status, task) = call(
         &s,
         "GET",
@@ -254,23 +261,7 @@ async fn a_refused_credential_does_not_spend_the_nonce() {
 
 #[tokio::test]
 async fn a_1_0b17_worker_cannot_be_spoken_for_in_1_0b3() {
-    let (orch, s) = service();
-    let (status, _) = call(
-        &s,
-        "POST",
-        REGISTER,
-        Some("1.0b17"),
-        &bytes(&sealed(TOKEN, unix_now())),
-    )
-    .await;
-    assert_eq!(status, 200);
-    orch.enqueue(TaskPayload {
-        job_id: "job-1".into(),
-        task_id: "task-1".into(),
-        task_type: "echo".into(),
-        ..Default::default()
-    })
-    .unwrap();
+    let s = registered_with_a_task(Map::new()).await;
     // Unsigned 1.0b3 requests for w-1 (same token) are refused: no envelope to skip.
     let result = br#"{"job_id":"job-1","task_id":"task-1","worker_id":"w-1","status":"success"}"#;
     let (status, body) = call(&s, "POST", "/_worker/tasks/result", None, result).await;
