@@ -144,16 +144,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     println!(
         "interop 6/9: the reference SDK (avtomatika-worker 1.0b20) and a rxon 1.0b3 worker at once -> the `orchestrator` example"
     );
-    let mut orch = Command::new(examples.join("orchestrator"));
-    orch.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--token",
-        WORKER_TOKEN,
-        "--task-signing-key",
-        ORCHESTRATOR_SECRET,
-    ]);
-    let both = Peer::start_matching(orch, "orchestrator listening on ")?;
+    let both = signing_orchestrator(&examples)?;
     let log = std::fs::File::create(root.join("target/interop-sdk-worker.log"))
         .map_err(|e| format!("cannot create the SDK worker's log: {e}"))?;
     let mut sdk = Command::new(&current)
@@ -212,16 +203,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     println!(
         "interop 8/9: rxon 1.0b17's HttpTransport, messages and signer -> the `orchestrator` example"
     );
-    let mut orch = Command::new(examples.join("orchestrator"));
-    orch.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--token",
-        WORKER_TOKEN,
-        "--task-signing-key",
-        ORCHESTRATOR_SECRET,
-    ]);
-    let orch17 = Peer::start_matching(orch, "orchestrator listening on ")?;
+    let orch17 = signing_orchestrator(&examples)?;
     let py17_worker = Command::new(&current)
         .arg(scripts.join("py17_worker.py"))
         .arg(&orch17.url)
@@ -483,6 +465,20 @@ impl Peer {
         drop(self.child.stdin.take());
         self.finish_when_done()
     }
+}
+
+/// The `orchestrator` example with the interop worker token, signing 1.0b17 tasks.
+fn signing_orchestrator(examples: &Path) -> Result<Peer, String> {
+    let mut orch = Command::new(examples.join("orchestrator"));
+    orch.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--token",
+        WORKER_TOKEN,
+        "--task-signing-key",
+        ORCHESTRATOR_SECRET,
+    ]);
+    Peer::start_matching(orch, "orchestrator listening on ")
 }
 
 /// Starts the `worker` example with `env`, its output discarded.

@@ -13,18 +13,9 @@ use rxon_http::HttpTransport;
 use std::process::ExitCode;
 use std::time::Duration;
 
-struct Steps(usize);
-
-impl Steps {
-    fn check(&mut self, name: &str, ok: bool, detail: impl std::fmt::Debug) {
-        if ok {
-            println!("PASS {name}");
-        } else {
-            println!("FAIL {name}: {detail:?}");
-            self.0 += 1;
-        }
-    }
-}
+#[path = "support/steps.rs"]
+mod steps;
+use steps::Steps;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

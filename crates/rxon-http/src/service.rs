@@ -241,12 +241,7 @@ impl HttpService {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         // Each request is answered in its own generation's dialect.
-        let protocol = Protocol::from_header(
-            request
-                .headers()
-                .get(PROTOCOL_VERSION_HEADER)
-                .and_then(|v| v.to_str().ok()),
-        );
+        let protocol = protocol_of(request.headers());
         let mut response = self.route(request, protocol).await;
         response.headers_mut().insert(
             PROTOCOL_VERSION_HEADER,
@@ -413,12 +408,7 @@ impl HttpService {
             return error(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
         };
         let (parts, body) = request.into_parts();
-        let protocol = Protocol::from_header(
-            parts
-                .headers
-                .get(PROTOCOL_VERSION_HEADER)
-                .and_then(|v| v.to_str().ok()),
-        );
+        let protocol = protocol_of(&parts.headers);
         let mut ctx = context(&parts, protocol);
         // The path's worker id wins over the 1.0b17 header hint.
         if worker.is_some() {
@@ -663,6 +653,15 @@ impl HttpService {
             .check_with(value, &worker, key.as_deref(), unix_now(), ignore)
             .map_err(|refusal| error(StatusCode::FORBIDDEN, refusal.message()))
     }
+}
+
+/// The generation a request speaks: its `X-RXON-Version` (1.0b3 when absent).
+fn protocol_of(headers: &http::HeaderMap) -> Protocol {
+    Protocol::from_header(
+        headers
+            .get(PROTOCOL_VERSION_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
 fn context(parts: &http::request::Parts, protocol: Protocol) -> RequestContext {

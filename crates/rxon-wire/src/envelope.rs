@@ -365,46 +365,34 @@ impl Verifier {
             return Err(Refusal::Expired);
         }
         let security = message.get("security").and_then(Value::as_object);
-        let Some(secret) = secret else {
-            let nonce = ["event_id", "nonce", "message_id"]
-                .iter()
-                .find_map(|k| message.get(*k).and_then(nonce_text))
-                .or_else(|| {
-                    security
-                        .and_then(|s| s.get("signature"))
-                        .and_then(nonce_text)
-                });
-            return match nonce {
-                Some(n) if !self.remember(replay_key(worker_id, &n), timestamp, now) => {
-                    Err(Refusal::Replay)
-                }
-                _ => Ok(()),
+        let signature = security.and_then(|s| s.get("signature"));
+        if let Some(secret) = secret {
+            let Some(security) = security.filter(|s| !s.is_empty()) else {
+                return Err(Refusal::MissingSecurity);
             };
-        };
-        let Some(security) = security.filter(|s| !s.is_empty()) else {
-            return Err(Refusal::MissingSecurity);
-        };
-        let Some(claimed) = security.get("signature").and_then(Value::as_str) else {
-            return Err(Refusal::MissingSignature);
-        };
-        if let Some(signer) = security.get("signer_id").and_then(Value::as_str)
-            && signer != worker_id
-        {
-            return Err(Refusal::SignerMismatch);
-        }
-        if !verify(message, claimed, secret, ignore) {
-            return Err(Refusal::BadSignature);
+            let Some(claimed) = signature.and_then(Value::as_str) else {
+                return Err(Refusal::MissingSignature);
+            };
+            if let Some(signer) = security.get("signer_id").and_then(Value::as_str)
+                && signer != worker_id
+            {
+                return Err(Refusal::SignerMismatch);
+            }
+            if !verify(message, claimed, secret, ignore) {
+                return Err(Refusal::BadSignature);
+            }
         }
         // Only a message that verifies spends its nonce: a forged copy cannot get the
         // genuine one refused as a replay.
         let nonce = ["event_id", "nonce", "message_id"]
             .iter()
             .find_map(|k| message.get(*k).and_then(nonce_text))
-            .unwrap_or_else(|| claimed.to_owned());
-        if self.remember(replay_key(worker_id, &nonce), timestamp, now) {
-            Ok(())
-        } else {
-            Err(Refusal::Replay)
+            .or_else(|| signature.and_then(nonce_text));
+        match nonce {
+            Some(n) if !self.remember(replay_key(worker_id, &n), timestamp, now) => {
+                Err(Refusal::Replay)
+            }
+            _ => Ok(()),
         }
     }
 
