@@ -381,7 +381,7 @@ impl From<HandlerError> for RxonError {
             HandlerErrorKind::NotImplemented => ErrorKind::Unsupported,
             _ => ErrorKind::Protocol,
         };
-        let mut out = RxonError::new(kind, e.message);
+        let mut out = RxonError::new(kind, e.message).with_detail("status", e.kind.http_status());
         out.retry_after = e.retry_after.map(crate::retry::clamp_retry_after);
         out.credential_refused = e.kind == HandlerErrorKind::Unauthorized;
         out
@@ -509,6 +509,32 @@ impl HandlerError {
     /// The retry-after hint of a rate-limited refusal.
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after
+    }
+}
+
+impl HandlerErrorKind {
+    /// The HTTP status this refusal is answered with, and the one every other wire's
+    /// answer maps back to ([`RxonError::status`]), so that a worker reads the same
+    /// status whatever the transport.
+    ///
+    /// ```
+    /// use rxon_core::HandlerErrorKind;
+    /// assert_eq!(HandlerErrorKind::Forbidden.http_status(), 403);
+    /// assert_eq!(HandlerErrorKind::RateLimited.http_status(), 429);
+    /// ```
+    pub fn http_status(self) -> u16 {
+        match self {
+            HandlerErrorKind::BadRequest => 400,
+            HandlerErrorKind::Unauthorized => 401,
+            HandlerErrorKind::Forbidden => 403,
+            HandlerErrorKind::NotFound => 404,
+            HandlerErrorKind::Conflict => 409,
+            HandlerErrorKind::PayloadTooLarge => 413,
+            HandlerErrorKind::RateLimited => 429,
+            HandlerErrorKind::Unavailable => 503,
+            HandlerErrorKind::NotImplemented => 501,
+            HandlerErrorKind::Internal => 500,
+        }
     }
 }
 

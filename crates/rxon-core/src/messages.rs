@@ -456,6 +456,46 @@ message! {
 }
 
 impl WorkerEventPayload {
+    /// An event of `event_type` with `payload`, sent by `worker_id` (also its origin),
+    /// with a fresh [`unique_id`] as its `event_id`. Aim it with
+    /// [`for_task`](Self::for_task).
+    ///
+    /// ```
+    /// use rxon_core::{map, WorkerEventPayload};
+    /// let e = WorkerEventPayload::new("w1", "frame_rendered", map! {"frame": 7})
+    ///     .for_task("t1", "j1");
+    /// assert_eq!(e.target_task_id.as_deref(), Some("t1"));
+    /// assert_ne!(e.event_id, WorkerEventPayload::new("w1", "x", Default::default()).event_id);
+    /// ```
+    pub fn new(worker_id: impl Into<String>, event_type: impl Into<String>, payload: Map) -> Self {
+        let worker_id = worker_id.into();
+        WorkerEventPayload {
+            event_id: unique_id(),
+            origin_worker_id: worker_id.clone(),
+            worker_id,
+            event_type: event_type.into(),
+            payload,
+            ..Default::default()
+        }
+    }
+
+    /// Aims the event at `task_id` of `job_id` (its origin task too): the orchestrator
+    /// accepts it only from the worker holding that task.
+    pub fn for_task(mut self, task_id: impl Into<String>, job_id: impl Into<String>) -> Self {
+        let task_id = task_id.into();
+        self.origin_task_id = Some(task_id.clone());
+        self.target_task_id = Some(task_id);
+        self.target_job_id = Some(job_id.into());
+        self
+    }
+
+    /// The task the event is about: its target, else its origin.
+    pub fn task_id(&self) -> Option<&str> {
+        self.target_task_id
+            .as_deref()
+            .or(self.origin_task_id.as_deref())
+    }
+
     /// The 1.0b17 form of `progress`, sent by `worker_id` with id `event_id`:
     /// `event_type: "progress"`, `payload: {"progress": p, "message": m}`, aimed at the
     /// progress's task and job, as the reference SDK sends it.
@@ -490,13 +530,10 @@ impl WorkerEventPayload {
             return None;
         }
         let progress = self.payload.get("progress")?.as_f64()?;
-        let task_id = self
-            .target_task_id
-            .as_ref()
-            .or(self.origin_task_id.as_ref())?;
+        let task_id = self.task_id()?;
         Some(ProgressUpdatePayload {
             event: crate::constants::MSG_TYPE_PROGRESS.to_owned(),
-            task_id: task_id.clone(),
+            task_id: task_id.to_owned(),
             job_id: self.target_job_id.clone().unwrap_or_default(),
             progress,
             message: self
@@ -506,6 +543,37 @@ impl WorkerEventPayload {
                 .map(str::to_owned),
         })
     }
+}
+
+/// An identifier unique to this process and to each call (for `event_id` and other
+/// message ids): 32 hex digits, a 64-bit prefix drawn once per process from the
+/// operating system's randomness (through the standard library's hasher keys), then a
+/// counter. Unique, not secret: nothing is protected by guessing it.
+///
+/// ```
+/// let (a, b) = (rxon_core::messages::unique_id(), rxon_core::messages::unique_id());
+/// assert_ne!(a, b);
+/// assert_eq!(a.len(), 32);
+/// assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+/// ```
+pub fn unique_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        h.finish()
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix:016x}{n:016x}")
 }
 
 /// A command from the orchestrator to one worker.

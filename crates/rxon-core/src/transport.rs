@@ -5,8 +5,9 @@ use crate::error::Result;
 use crate::future::BoxFuture;
 use crate::messages::{
     Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, ResultOutcome, TaskPayload,
-    TaskResult, TokenResponse, WorkerCommand, WorkerRegistration,
+    TaskResult, TokenResponse, WorkerCommand, WorkerEventPayload, WorkerRegistration,
 };
+use crate::protocol::Protocol;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,6 +88,38 @@ pub trait Transport: Send + Sync {
         })
     }
 
+    /// Sends an event (1.0b17): progress, or any `event_type` a skill declares, aimed
+    /// at the task it concerns ([`WorkerEventPayload::for_task`]). `Ok(())` means the
+    /// orchestrator took it; a refusal (e.g. the worker does not hold the target task)
+    /// is its error (`Forbidden` → [`ErrorKind::Auth`](crate::ErrorKind::Auth) with
+    /// status 403). Events are not retried on network failures: a lost event is
+    /// reported, never sent twice.
+    ///
+    /// The default sends a `"progress"` event through
+    /// [`send_progress`](Self::send_progress) and refuses any other type with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    fn emit_event<'a>(&'a self, event: &'a WorkerEventPayload) -> BoxFuture<'a, Result<()>> {
+        match event.as_progress() {
+            Some(progress) => Box::pin(async move { self.send_progress(&progress).await }),
+            None => {
+                let (name, kind) = (self.name(), event.event_type.clone());
+                Box::pin(async move {
+                    Err(crate::RxonError::unsupported(format!(
+                        "the {name} transport does not carry events of type {kind:?}"
+                    )))
+                })
+            }
+        }
+    }
+
+    /// The protocol generation this transport speaks with its orchestrator, once known
+    /// (after the first exchange when it negotiates). `None` (the default) when unknown
+    /// or not applicable; the worker runtime then sends what every generation reads
+    /// (e.g. the whole skill catalog in each heartbeat).
+    fn known_protocol(&self) -> Option<Protocol> {
+        None
+    }
+
     /// Waits for the next command from the orchestrator; `Ok(None)` once the channel has
     /// ended (the transport was closed). Commands are delivered to one caller each.
     /// Optional: the default answers
@@ -127,6 +160,10 @@ macro_rules! forward_transport {
             fn send_progress<'a>(&'a self, p: &'a ProgressUpdatePayload) -> BoxFuture<'a, Result<()>> {
                 (**self).send_progress(p)
             }
+            fn emit_event<'a>(&'a self, e: &'a WorkerEventPayload) -> BoxFuture<'a, Result<()>> {
+                (**self).emit_event(e)
+            }
+            fn known_protocol(&self) -> Option<Protocol> { (**self).known_protocol() }
             fn next_command(&self) -> BoxFuture<'_, Result<Option<WorkerCommand>>> {
                 (**self).next_command()
             }

@@ -12,7 +12,7 @@ use rxon_core::policy::{Policy, Token, TokenExchange};
 use rxon_core::{
     BoxFuture, Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, Result,
     ResultOutcome, RxonError, TaskPayload, TaskResult, TokenResponse, Transport, TransportConfig,
-    TransportFactory, WorkerCommand, WorkerRegistration,
+    TransportFactory, WorkerCommand, WorkerEventPayload, WorkerRegistration,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -312,6 +312,20 @@ impl Transport for GrpcTransport {
                     progress_to_pb(progress),
                     self.inner.policy.options().request_timeout,
                     |mut c, r| async move { c.send_progress(r).await },
+                )
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn emit_event<'a>(&'a self, event: &'a WorkerEventPayload) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.inner
+                .call(
+                    "event",
+                    event_to_pb(event),
+                    self.inner.policy.options().request_timeout,
+                    |mut c, r| async move { c.emit_event(r).await },
                 )
                 .await
                 .map(|_| ())

@@ -8,7 +8,7 @@ use rxon_core::{
     CommandName, ErrorCode, FileMetadata, GpuInfo, Heartbeat, HeartbeatReply, IgnoredReason,
     InstalledArtifact, Map, ProgressUpdatePayload, RegisterReply, Resources, ResultOutcome,
     SkillInfo, TaskError, TaskPayload, TaskResult, TaskStatus, TokenResponse, WorkerCapabilities,
-    WorkerCommand, WorkerRegistration,
+    WorkerCommand, WorkerEventPayload, WorkerRegistration,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -70,11 +70,85 @@ fn files_from_pb(
     })
 }
 
+fn strings(list: &Option<Vec<String>>) -> Option<pb::StringList> {
+    list.clone().map(|values| pb::StringList { values })
+}
+
+fn skill_to_pb(s: &SkillInfo) -> pb::SkillInfo {
+    pb::SkillInfo {
+        name: s.name.clone(),
+        r#type: s.skill_type.clone(),
+        description: s.description.clone(),
+        version: s.version.clone(),
+        input_schema_json: s.input_schema.as_ref().map(json),
+        output_schema_json: s.output_schema.as_ref().map(json),
+        events_schema_json: s.events_schema.as_ref().map(json),
+        output_statuses: strings(&s.output_statuses),
+        schema_dialect: if s.schema_dialect == rxon_core::constants::SCHEMA_DIALECT_JSON_SCHEMA {
+            String::new()
+        } else {
+            s.schema_dialect.clone()
+        },
+        properties_json: s.properties.as_ref().map(json),
+    }
+}
+
+fn skill_from_pb(s: pb::SkillInfo) -> Result<SkillInfo, Invalid> {
+    let field = |what: &str| format!("skills[{:?}].{what}", s.name);
+    Ok(SkillInfo {
+        input_schema: opt_map_from(s.input_schema_json.as_ref(), &field("input_schema_json"))?,
+        output_schema: opt_map_from(s.output_schema_json.as_ref(), &field("output_schema_json"))?,
+        events_schema: opt_map_from(s.events_schema_json.as_ref(), &field("events_schema_json"))?,
+        properties: opt_map_from(s.properties_json.as_ref(), &field("properties_json"))?,
+        schema_dialect: if s.schema_dialect.is_empty() {
+            rxon_core::constants::SCHEMA_DIALECT_JSON_SCHEMA.to_owned()
+        } else {
+            s.schema_dialect
+        },
+        name: s.name,
+        skill_type: s.r#type,
+        description: s.description,
+        version: s.version,
+        output_statuses: s.output_statuses.map(|l| l.values),
+    })
+}
+
+/// The catalog: the contracts when sent, else the names (a 1.0b3 peer's).
+fn catalog_from_pb(
+    names: Vec<String>,
+    skills: Vec<pb::SkillInfo>,
+) -> Result<Vec<SkillInfo>, Invalid> {
+    if skills.is_empty() {
+        return Ok(SkillInfo::list(names));
+    }
+    skills.into_iter().map(skill_from_pb).collect()
+}
+
+/// Whether a skill says more than its name (then the catalog travels as contracts).
+fn has_contract(s: &SkillInfo) -> bool {
+    *s != SkillInfo::new(s.name.clone())
+}
+
+fn catalog_to_pb(skills: &[SkillInfo]) -> (Vec<String>, Vec<pb::SkillInfo>) {
+    let names = skills.iter().map(|s| s.name.clone()).collect();
+    let contracts = if skills.iter().any(has_contract) {
+        skills.iter().map(skill_to_pb).collect()
+    } else {
+        Vec::new()
+    };
+    (names, contracts)
+}
+
 pub(crate) fn registration_to_pb(r: &WorkerRegistration) -> pb::WorkerRegistration {
+    let (supported_skills, skills) = catalog_to_pb(&r.supported_skills);
     pb::WorkerRegistration {
         worker_id: r.worker_id.clone(),
         worker_type: r.worker_type.clone(),
-        supported_skills: r.supported_skills.iter().map(|s| s.name.clone()).collect(),
+        supported_skills,
+        skills,
+        skills_hash: r.skills_hash.clone(),
+        available_skills: strings(&r.available_skills),
+        hot_skills: strings(&r.hot_skills),
         resources: Some(pb::Resources {
             max_concurrent_tasks: r.resources.max_concurrent_tasks,
             cpu_cores: r.resources.cpu_cores,
@@ -110,7 +184,10 @@ pub(crate) fn registration_from_pb(
     Ok(WorkerRegistration {
         worker_id: r.worker_id,
         worker_type: r.worker_type,
-        supported_skills: SkillInfo::list(r.supported_skills),
+        supported_skills: catalog_from_pb(r.supported_skills, r.skills)?,
+        skills_hash: r.skills_hash,
+        available_skills: r.available_skills.map(|l| l.values),
+        hot_skills: r.hot_skills.map(|l| l.values),
         resources: Resources {
             max_concurrent_tasks: resources.max_concurrent_tasks,
             cpu_cores: resources.cpu_cores,
@@ -247,17 +324,18 @@ pub(crate) fn outcome_from_pb(r: pb::ResultReply) -> ResultOutcome {
 }
 
 pub(crate) fn heartbeat_to_pb(h: &Heartbeat) -> pb::Heartbeat {
+    let (supported_skills, skills) =
+        catalog_to_pb(h.supported_skills.as_deref().unwrap_or_default());
     pb::Heartbeat {
         worker_id: h.worker_id.clone(),
         status: h.status.clone(),
         load: h.load,
         current_tasks: h.current_tasks.clone(),
-        supported_skills: h
-            .supported_skills
-            .iter()
-            .flatten()
-            .map(|s| s.name.clone())
-            .collect(),
+        supported_skills,
+        skills,
+        skills_hash: h.skills_hash.clone(),
+        available_skills: strings(&h.available_skills),
+        catalog_omitted: h.supported_skills.is_none(),
         hot_cache: h.hot_cache.clone(),
         skill_dependencies: h
             .skill_dependencies
@@ -269,13 +347,19 @@ pub(crate) fn heartbeat_to_pb(h: &Heartbeat) -> pb::Heartbeat {
     }
 }
 
-pub(crate) fn heartbeat_from_pb(h: pb::Heartbeat) -> Heartbeat {
-    Heartbeat {
+pub(crate) fn heartbeat_from_pb(h: pb::Heartbeat) -> Result<Heartbeat, Invalid> {
+    Ok(Heartbeat {
         worker_id: h.worker_id,
         status: h.status,
         load: h.load,
         current_tasks: h.current_tasks,
-        supported_skills: Some(SkillInfo::list(h.supported_skills)),
+        supported_skills: if h.catalog_omitted {
+            None
+        } else {
+            Some(catalog_from_pb(h.supported_skills, h.skills)?)
+        },
+        skills_hash: h.skills_hash,
+        available_skills: h.available_skills.map(|l| l.values),
         hot_cache: h.hot_cache,
         skill_dependencies: (!h.skill_dependencies.is_empty()).then(|| {
             h.skill_dependencies
@@ -285,7 +369,7 @@ pub(crate) fn heartbeat_from_pb(h: pb::Heartbeat) -> Heartbeat {
         }),
         hot_skills: h.hot_skills.map(|l| l.values),
         ..Default::default()
-    }
+    })
 }
 
 pub(crate) fn heartbeat_reply_to_pb(r: &HeartbeatReply) -> pb::HeartbeatReply {
@@ -326,6 +410,48 @@ pub(crate) fn progress_from_pb(p: pb::ProgressUpdate) -> ProgressUpdatePayload {
         progress: p.progress,
         message: p.message,
     }
+}
+
+pub(crate) fn event_to_pb(e: &WorkerEventPayload) -> pb::WorkerEvent {
+    pb::WorkerEvent {
+        event_id: e.event_id.clone(),
+        worker_id: e.worker_id.clone(),
+        origin_worker_id: e.origin_worker_id.clone(),
+        event_type: e.event_type.clone(),
+        payload_json: json(&e.payload),
+        origin_task_id: e.origin_task_id.clone(),
+        target_job_id: e.target_job_id.clone(),
+        target_task_id: e.target_task_id.clone(),
+        trace_context: e
+            .trace_context
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        priority: e.priority,
+        bubbling_chain: e.bubbling_chain.clone().unwrap_or_default(),
+        metadata_json: e.metadata.as_ref().map(json),
+        timestamp: e.timestamp,
+    }
+}
+
+pub(crate) fn event_from_pb(e: pb::WorkerEvent) -> Result<WorkerEventPayload, Invalid> {
+    Ok(WorkerEventPayload {
+        payload: map_from(&e.payload_json, "payload_json")?,
+        metadata: opt_map_from(e.metadata_json.as_ref(), "metadata_json")?,
+        event_id: e.event_id,
+        worker_id: e.worker_id,
+        origin_worker_id: e.origin_worker_id,
+        event_type: e.event_type,
+        origin_task_id: e.origin_task_id,
+        target_job_id: e.target_job_id,
+        target_task_id: e.target_task_id,
+        trace_context: (!e.trace_context.is_empty()).then(|| e.trace_context.into_iter().collect()),
+        priority: e.priority,
+        bubbling_chain: (!e.bubbling_chain.is_empty()).then_some(e.bubbling_chain),
+        timestamp: e.timestamp,
+        security: None,
+    })
 }
 
 pub(crate) fn token_to_pb(t: &TokenResponse) -> pb::TokenResponse {
@@ -419,7 +545,7 @@ mod tests {
             skill_dependencies: Some([("a".to_string(), vec!["m".to_string()])].into()),
             ..Default::default()
         };
-        assert_eq!(heartbeat_from_pb(heartbeat_to_pb(&hb)), hb);
+        assert_eq!(heartbeat_from_pb(heartbeat_to_pb(&hb)).unwrap(), hb);
         let ignored = ResultOutcome::ignored(IgnoredReason::Other("job_paused".into()), "m");
         assert_eq!(outcome_from_pb(outcome_to_pb(&ignored)), ignored);
         let cmd = WorkerCommand::cancel_task("t", Some("j".into()));
@@ -468,6 +594,7 @@ mod props {
             if let Ok(m) = pb::TaskResult::decode(bytes.as_slice()) { let _ = result_from_pb(m); }
             if let Ok(m) = pb::ResultReply::decode(bytes.as_slice()) { let _ = outcome_from_pb(m); }
             if let Ok(m) = pb::Heartbeat::decode(bytes.as_slice()) { let _ = heartbeat_from_pb(m); }
+            if let Ok(m) = pb::WorkerEvent::decode(bytes.as_slice()) { let _ = event_from_pb(m); }
             if let Ok(m) = pb::HeartbeatReply::decode(bytes.as_slice()) { let _ = heartbeat_reply_from_pb(m); }
             if let Ok(m) = pb::ProgressUpdate::decode(bytes.as_slice()) { let _ = progress_from_pb(m); }
             if let Ok(m) = pb::TokenResponse::decode(bytes.as_slice()) { let _ = token_from_pb(m); }

@@ -497,7 +497,7 @@ impl WorkerService for Service {
     ) -> std::result::Result<Response<pb::HeartbeatReply>, Status> {
         let ctx = self.context(&request).await?;
         Self::worker_id(&ctx)?;
-        let heartbeat = heartbeat_from_pb(request.into_inner());
+        let heartbeat = heartbeat_from_pb(request.into_inner()).map_err(invalid)?;
         let reply = self
             .handler
             .heartbeat(ctx, Some(heartbeat))
@@ -517,6 +517,19 @@ impl WorkerService for Service {
             .await
             .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::ProgressReply {}))
+    }
+
+    async fn emit_event(
+        &self,
+        request: Request<pb::WorkerEvent>,
+    ) -> std::result::Result<Response<pb::EventReply>, Status> {
+        let ctx = self.context(&request).await?;
+        let event = event_from_pb(request.into_inner()).map_err(invalid)?;
+        self.handler
+            .event(ctx, event)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::EventReply {}))
     }
 
     async fn token(

@@ -23,6 +23,23 @@ pub fn code_for(kind: HandlerErrorKind) -> Code {
     }
 }
 
+/// The handler refusal a code answers ([`code_for`] backwards), for the HTTP status a
+/// worker reads on every transport.
+fn kind_for(code: Code) -> Option<HandlerErrorKind> {
+    Some(match code {
+        Code::InvalidArgument => HandlerErrorKind::BadRequest,
+        Code::Unauthenticated => HandlerErrorKind::Unauthorized,
+        Code::PermissionDenied => HandlerErrorKind::Forbidden,
+        Code::NotFound => HandlerErrorKind::NotFound,
+        Code::AlreadyExists => HandlerErrorKind::Conflict,
+        Code::OutOfRange => HandlerErrorKind::PayloadTooLarge,
+        Code::ResourceExhausted => HandlerErrorKind::RateLimited,
+        Code::Unavailable => HandlerErrorKind::Unavailable,
+        Code::Unimplemented => HandlerErrorKind::NotImplemented,
+        _ => return None,
+    })
+}
+
 pub(crate) fn to_status(e: &HandlerError) -> Status {
     let mut status = Status::new(code_for(e.kind()), e.message());
     if let Some(after) = e.retry_after()
@@ -59,6 +76,9 @@ pub(crate) fn from_status(status: &Status, what: &str) -> RxonError {
         RxonError::new(kind, message)
     }
     .with_detail("grpc_code", i32::from(status.code()) as i64);
+    if let Some(kind) = kind_for(status.code()) {
+        e = e.with_detail("status", kind.http_status());
+    }
     if let Some(ms) = status
         .metadata()
         .get(RETRY_AFTER_MS)

@@ -268,6 +268,23 @@ impl HttpTransport {
         }
     }
 
+    /// Posts a 1.0b17 event. avtomatika refuses a bad event with
+    /// `200 {"status": "error", …}`, which is an error here too.
+    async fn post_event(&self, event: &WorkerEventPayload) -> Result<()> {
+        let reply = self
+            .json_call::<_, rxon_core::Map>(Method::POST, ENDPOINT_EVENTS, event, EVENT_UNSIGNED)
+            .await?;
+        if let Some(reply) = reply
+            && reply.get("status").and_then(|s| s.as_str()) == Some("error")
+        {
+            let message = reply.get("message").and_then(|m| m.as_str()).unwrap_or("");
+            return Err(RxonError::protocol(format!(
+                "POST {ENDPOINT_EVENTS}: the event was refused: {message}"
+            )));
+        }
+        Ok(())
+    }
+
     /// One request/response through the policy (a refused credential is refreshed
     /// once). `Ok(None)` for 204. A signed body is sealed afresh for every attempt.
     async fn call(
@@ -863,31 +880,42 @@ impl Transport for HttpTransport {
         Box::pin(async move {
             self.inner.policy.ready()?;
             if self.protocol().await?.signs() {
-                let event_id = envelope::random_hex(16).map_err(|e| e.outgoing("an event id"))?;
-                let event = WorkerEventPayload::progress(progress, self.worker_id_str(), event_id);
-                let reply = self
-                    .json_call::<_, rxon_core::Map>(
-                        Method::POST,
-                        ENDPOINT_EVENTS,
-                        &event,
-                        EVENT_UNSIGNED,
-                    )
-                    .await?;
-                // avtomatika refuses a bad event with 200 {"status": "error", …}.
-                if let Some(reply) = reply
-                    && reply.get("status").and_then(|s| s.as_str()) == Some("error")
-                {
-                    let message = reply.get("message").and_then(|m| m.as_str()).unwrap_or("");
-                    return Err(RxonError::protocol(format!(
-                        "POST {ENDPOINT_EVENTS}: the event was refused: {message}"
-                    )));
-                }
-                return Ok(());
+                let event = WorkerEventPayload::progress(
+                    progress,
+                    self.worker_id_str(),
+                    rxon_core::messages::unique_id(),
+                );
+                return self.post_event(&event).await;
             }
             self.channel()
                 .send_progress(progress, self.options().request_timeout)
                 .await
         })
+    }
+
+    /// 1.0b17: `POST /_worker/events`. A 1.0b3 orchestrator has no events: progress
+    /// goes the 1.0b3 way, any other type is refused here.
+    fn emit_event<'a>(&'a self, event: &'a WorkerEventPayload) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.inner.policy.ready()?;
+            if self.protocol().await?.signs() {
+                return self.post_event(event).await;
+            }
+            match event.as_progress() {
+                Some(progress) => self.send_progress(&progress).await,
+                None => Err(RxonError::unsupported(format!(
+                    "the orchestrator speaks RXON 1.0b3, which has no events (event type {:?})",
+                    event.event_type
+                ))),
+            }
+        })
+    }
+
+    fn known_protocol(&self) -> Option<Protocol> {
+        match self.inner.choice {
+            ProtocolChoice::Pinned(p) => Some(p),
+            ProtocolChoice::Auto => self.inner.protocol.get().copied(),
+        }
     }
 
     fn next_command(&self) -> BoxFuture<'_, Result<Option<WorkerCommand>>> {

@@ -9,18 +9,7 @@ use std::time::Duration;
 
 /// The status a handler's refusal is answered with.
 pub fn status_for(kind: HandlerErrorKind) -> StatusCode {
-    match kind {
-        HandlerErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-        HandlerErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
-        HandlerErrorKind::Forbidden => StatusCode::FORBIDDEN,
-        HandlerErrorKind::NotFound => StatusCode::NOT_FOUND,
-        HandlerErrorKind::Conflict => StatusCode::CONFLICT,
-        HandlerErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        HandlerErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        HandlerErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        HandlerErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// `{"error": "<message>"}`, the reference's error body.

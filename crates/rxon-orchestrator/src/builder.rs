@@ -230,8 +230,8 @@ impl OrchestratorBuilder {
         self
     }
 
-    /// How many progress updates are kept per task; older ones are dropped (default
-    /// [`DEFAULT_PROGRESS_HISTORY`]).
+    /// How many progress updates, and how many other events, are kept per task; older
+    /// ones are dropped (default [`DEFAULT_PROGRESS_HISTORY`]).
     pub fn progress_history(mut self, max: usize) -> Self {
         self.config.progress_history = max;
         self
@@ -248,6 +248,7 @@ impl OrchestratorBuilder {
     /// Builds the orchestrator.
     pub fn build(self) -> Orchestrator {
         let (progress_tx, _) = broadcast::channel(PROGRESS_BROADCAST_CAPACITY);
+        let (event_tx, _) = broadcast::channel(PROGRESS_BROADCAST_CAPACITY);
         Orchestrator {
             inner: Arc::new(Inner {
                 config: self.config,
@@ -255,6 +256,7 @@ impl OrchestratorBuilder {
                 work: Notify::new(),
                 events: Notify::new(),
                 progress_tx,
+                event_tx,
                 reaper: Mutex::new(None),
             }),
         }

@@ -2,12 +2,13 @@
 
 use super::auth::{self, Credential};
 use super::state::State;
+use super::store::Report;
 use super::{Inner, MAX_SKILLS, Orchestrator};
 use rxon_core::validate::validate_identifier;
 use rxon_core::{
     BoxFuture, CommandReceiver, Handler, HandlerError, HandlerResult, Heartbeat, HeartbeatReply,
-    ProgressUpdatePayload, RegisterReply, RequestContext, ResultOutcome, TaskPayload, TaskResult,
-    TokenResponse, WorkerCommand, WorkerRegistration,
+    ProgressUpdatePayload, RegisterReply, RequestContext, ResultOutcome, SkillInfo, TaskPayload,
+    TaskResult, TokenResponse, WorkerCommand, WorkerEventPayload, WorkerRegistration,
 };
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -88,6 +89,44 @@ fn bad_request(e: rxon_core::RxonError) -> HandlerError {
     HandlerError::bad_request(e.message())
 }
 
+/// Checks a skill list from a worker: at most [`MAX_SKILLS`], valid names; returns the
+/// catalog without repeated names, and the names.
+fn catalog(skills: Vec<SkillInfo>) -> HandlerResult<(Vec<SkillInfo>, Vec<String>)> {
+    if skills.len() > MAX_SKILLS {
+        return Err(HandlerError::bad_request(format!(
+            "too many supported_skills (at most {MAX_SKILLS})"
+        )));
+    }
+    let mut names: Vec<String> = Vec::with_capacity(skills.len());
+    let mut kept = Vec::with_capacity(skills.len());
+    for skill in skills {
+        validate_identifier(&skill.name, "skill").map_err(bad_request)?;
+        if !names.contains(&skill.name) {
+            names.push(skill.name.clone());
+            kept.push(skill);
+        }
+    }
+    Ok((kept, names))
+}
+
+/// Checks a list of skill names (`available_skills`): bounded, valid names.
+fn skill_names(names: Vec<String>) -> HandlerResult<Vec<String>> {
+    if names.len() > MAX_SKILLS {
+        return Err(HandlerError::bad_request(format!(
+            "too many skills listed (at most {MAX_SKILLS})"
+        )));
+    }
+    for name in &names {
+        validate_identifier(name, "skill").map_err(bad_request)?;
+    }
+    Ok(names)
+}
+
+/// At most this many characters of a peer's string in an error message.
+fn shown(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
 fn not_registered(worker_id: &str) -> HandlerError {
     let shown: String = worker_id.chars().take(64).collect();
     HandlerError::not_found(format!("worker {shown:?} is not registered"))
@@ -140,6 +179,101 @@ impl Inner {
     }
 }
 
+/// Appends `item`, dropping the oldest beyond `max` (none kept when `max` is 0).
+fn push_bounded<T>(list: &mut std::collections::VecDeque<T>, item: T, max: usize) {
+    if max == 0 {
+        return;
+    }
+    while list.len() >= max {
+        list.pop_front();
+    }
+    list.push_back(item);
+}
+
+/// The task an event is for: its target (or origin) task, which `event.worker_id`
+/// must hold; else, for an event naming only a job, the oldest task of that job the
+/// worker holds. Refused (403) when the worker holds no such task, 404 for an unknown
+/// task, 400 when the event names no target.
+fn event_target(st: &State, event: &WorkerEventPayload) -> HandlerResult<String> {
+    let sender = event.worker_id.as_str();
+    let forbidden = |what: String| {
+        HandlerError::forbidden(format!("Forbidden: worker {:?} {what}", shown(sender)))
+    };
+    if let Some(task_id) = event.task_id() {
+        let Some(rec) = st.store.tasks.get(task_id) else {
+            return Err(HandlerError::not_found(format!(
+                "no task {:?}",
+                shown(task_id)
+            )));
+        };
+        if rec.holder() != Some(sender) {
+            return Err(forbidden(format!(
+                "does not hold task {:?}",
+                shown(task_id)
+            )));
+        }
+        if let Some(job) = &event.target_job_id
+            && *job != rec.payload.job_id
+        {
+            return Err(forbidden(format!(
+                "holds task {:?}, which is not part of job {:?}",
+                shown(task_id),
+                shown(job)
+            )));
+        }
+        return Ok(task_id.to_owned());
+    }
+    let Some(job) = &event.target_job_id else {
+        return Err(HandlerError::bad_request(
+            "the event names no target task or job",
+        ));
+    };
+    st.store
+        .workers
+        .get(sender)
+        .into_iter()
+        .flat_map(|w| &w.current)
+        .find(|t| {
+            st.store
+                .tasks
+                .get(*t)
+                .is_some_and(|r| r.payload.job_id == *job)
+        })
+        .cloned()
+        .ok_or_else(|| forbidden(format!("holds no task of job {:?}", shown(job))))
+}
+
+impl Inner {
+    /// Records a report (progress, event) about `task_id` from `holder` (when known):
+    /// it confirms the holder's claim and counts as contact.
+    fn record_report(
+        &self,
+        st: &mut State,
+        task_id: &str,
+        holder: Option<&str>,
+        record: impl FnOnce(&mut super::store::TaskRecord),
+    ) -> HandlerResult<()> {
+        if let Some(holder) = holder {
+            st.store.confirm(holder, task_id);
+        }
+        let Some(rec) = st.store.tasks.get_mut(task_id) else {
+            return Err(HandlerError::not_found(format!(
+                "no task {:?}",
+                shown(task_id)
+            )));
+        };
+        let holder = rec.holder().map(str::to_owned);
+        record(rec);
+        if let Some(holder) = holder
+            && let Some(w) = st.store.workers.get_mut(&holder)
+            && w.is_active()
+        {
+            w.last_seen = Instant::now();
+        }
+        Ok(())
+    }
+}
+
 impl Handler for Orchestrator {
     fn register(
         &self,
@@ -155,23 +289,15 @@ impl Handler for Orchestrator {
                 })?;
                 validate_identifier(&registration.worker_id, "worker_id").map_err(bad_request)?;
                 inner.act_as(&st, &cred, &ctx, &registration.worker_id)?;
-                if registration.supported_skills.len() > MAX_SKILLS {
-                    return Err(HandlerError::bad_request(format!(
-                        "too many supported_skills (at most {MAX_SKILLS})"
-                    )));
-                }
-                let mut skills: Vec<String> = Vec::new();
-                for skill in registration.supported_skills {
-                    validate_identifier(&skill.name, "skill").map_err(bad_request)?;
-                    if !skills.contains(&skill.name) {
-                        skills.push(skill.name);
-                    }
-                }
+                let mut registration = registration;
+                let skills = catalog(std::mem::take(&mut registration.supported_skills))?;
+                let worker_id = registration.worker_id.clone();
                 st.store
                     .register(
                         &inner.config,
-                        &registration.worker_id,
+                        &worker_id,
                         skills,
+                        registration,
                         ctx.protocol(),
                         Instant::now(),
                     )
@@ -186,8 +312,7 @@ impl Handler for Orchestrator {
                     if st.token_owner.len() < inner.config.max_workers
                         || st.token_owner.contains_key(token)
                     {
-                        st.token_owner
-                            .insert(token.clone(), registration.worker_id.clone());
+                        st.token_owner.insert(token.clone(), worker_id.clone());
                     }
                 }
             }
@@ -209,20 +334,22 @@ impl Handler for Orchestrator {
         Box::pin(async move {
             let worker_id = ctx.require_worker_id()?.to_owned();
             let inner = &*self.inner;
-            {
+            let poll_epoch = {
                 let mut st = inner.lock();
                 let cred = inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
                 inner.act_as(&st, &cred, &ctx, &worker_id)?;
                 let now = Instant::now();
-                match st.store.workers.get_mut(&worker_id) {
+                let epoch = match st.store.workers.get_mut(&worker_id) {
                     Some(w) if w.is_active() => {
                         w.last_seen = now;
                         w.pending_polls += 1;
+                        w.reported.epoch
                     }
                     _ => return Err(not_registered(&worker_id)),
-                }
+                };
                 st.pending_polls += 1;
-            }
+                epoch
+            };
             let _guard = PollGuard {
                 inner,
                 worker_id: &worker_id,
@@ -238,7 +365,7 @@ impl Handler for Orchestrator {
                 // The claim and the return happen in the same step of this future: a
                 // future dropped while waiting has claimed nothing.
                 let lease = Instant::now().checked_add(inner.config.claim_lease);
-                match inner.lock().store.claim(&worker_id, lease) {
+                match inner.lock().store.claim(&worker_id, lease, poll_epoch) {
                     Ok(Some(task)) => return Ok(Some(task)),
                     Ok(None) => {}
                     Err(()) => return Err(not_registered(&worker_id)),
@@ -285,18 +412,53 @@ impl Handler for Orchestrator {
             let mut st = inner.lock();
             let cred = inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
             inner.act_as(&st, &cred, &ctx, &worker_id)?;
+            let Some(mut heartbeat) = heartbeat else {
+                // An empty heartbeat (a liveness ping, or a peer's protocol probe).
+                return Ok(match st.store.workers.get_mut(&worker_id) {
+                    Some(w) if w.is_active() => {
+                        w.last_seen = Instant::now();
+                        HeartbeatReply {
+                            cancel_task_ids: st.store.heartbeat_cancels(&worker_id, None),
+                            ..HeartbeatReply::default()
+                        }
+                    }
+                    _ => HeartbeatReply {
+                        require_full_sync: true,
+                        ..HeartbeatReply::default()
+                    },
+                });
+            };
+            // Checked before anything is recorded: a bad heartbeat changes nothing.
+            // An empty catalog says nothing new (a 1.0b3 heartbeat without skills,
+            // the last `offline` one).
+            let catalog = match heartbeat.supported_skills.take() {
+                Some(skills) if !skills.is_empty() => Some(catalog(skills)?),
+                _ => None,
+            };
             // The tasks it lists are tasks it has: their claims are confirmed.
-            let listed = heartbeat
-                .as_ref()
-                .map(|h| &h.current_tasks[..h.current_tasks.len().min(MAX_LISTED)]);
-            for task_id in listed.unwrap_or_default() {
+            heartbeat.current_tasks.truncate(MAX_LISTED);
+            let listed = heartbeat.current_tasks.clone();
+            for task_id in &listed {
                 st.store.confirm(&worker_id, task_id);
             }
+            let report = Report {
+                status: shown(&heartbeat.status),
+                catalog,
+                skills_hash: heartbeat.skills_hash.clone().map(|h| shown(&h)),
+                available: heartbeat
+                    .available_skills
+                    .clone()
+                    .map(skill_names)
+                    .transpose()?,
+                heartbeat,
+            };
             let reply = match st.store.workers.get_mut(&worker_id) {
                 Some(w) if w.is_active() => {
                     w.last_seen = Instant::now();
+                    let require_full_sync = st.store.report(&worker_id, report);
                     HeartbeatReply {
-                        cancel_task_ids: st.store.heartbeat_cancels(&worker_id, listed),
+                        cancel_task_ids: st.store.heartbeat_cancels(&worker_id, Some(&listed)),
+                        require_full_sync,
                         ..HeartbeatReply::default()
                     }
                 }
@@ -318,7 +480,7 @@ impl Handler for Orchestrator {
             let inner = &*self.inner;
             {
                 let mut st = inner.lock();
-                // Progress names no worker: the task's holder is the one acting.
+                // 1.0b3 progress names no worker: the task's holder is the one acting.
                 let holder = st
                     .store
                     .tasks
@@ -327,30 +489,61 @@ impl Handler for Orchestrator {
                 let cred = inner.admit(&mut st, &ctx, false, |_, _| holder.clone())?;
                 if let Some(holder) = &holder {
                     inner.act_as(&st, &cred, &ctx, holder)?;
-                    st.store.confirm(holder, &progress.task_id);
                 }
-                let now = Instant::now();
-                let Some(rec) = st.store.tasks.get_mut(&progress.task_id) else {
-                    let shown: String = progress.task_id.chars().take(64).collect();
-                    return Err(HandlerError::not_found(format!("no task {shown:?}")));
-                };
-                let holder = rec.holder().map(str::to_owned);
-                let max = inner.config.progress_history;
-                if max > 0 {
-                    while rec.progress.len() >= max {
-                        rec.progress.pop_front();
-                    }
-                    rec.progress.push_back(progress.clone());
-                }
-                if let Some(holder) = holder
-                    && let Some(w) = st.store.workers.get_mut(&holder)
-                    && w.is_active()
-                {
-                    w.last_seen = now;
-                }
+                inner.record_report(&mut st, &progress.task_id, holder.as_deref(), |rec| {
+                    push_bounded(
+                        &mut rec.progress,
+                        progress.clone(),
+                        inner.config.progress_history,
+                    )
+                })?;
             }
             // No subscriber is not an error.
             let _ = inner.progress_tx.send(progress);
+            Ok(())
+        })
+    }
+
+    /// Takes an event from the worker holding the task it targets (403 otherwise):
+    /// progress is stored as progress, any other type among the task's events (and
+    /// sent to [`Orchestrator::subscribe_events`]).
+    fn event(
+        &self,
+        ctx: RequestContext,
+        event: WorkerEventPayload,
+    ) -> BoxFuture<'_, HandlerResult<()>> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            validate_identifier(&event.worker_id, "worker_id").map_err(bad_request)?;
+            validate_identifier(&event.event_type, "event_type").map_err(bad_request)?;
+            let progress = if event.event_type == rxon_core::constants::EVENT_TYPE_PROGRESS {
+                Some(event.as_progress().ok_or_else(|| {
+                    HandlerError::bad_request(
+                        "a progress event needs a numeric payload.progress and a target task",
+                    )
+                })?)
+            } else {
+                None
+            };
+            {
+                let mut st = inner.lock();
+                let cred =
+                    inner.admit(&mut st, &ctx, false, |_, _| Some(event.worker_id.clone()))?;
+                inner.act_as(&st, &cred, &ctx, &event.worker_id)?;
+                let task_id = event_target(&st, &event)?;
+                let max = inner.config.progress_history;
+                inner.record_report(&mut st, &task_id, Some(&event.worker_id), |rec| {
+                    match &progress {
+                        Some(p) => push_bounded(&mut rec.progress, p.clone(), max),
+                        None => push_bounded(&mut rec.events, event.clone(), max),
+                    }
+                })?;
+            }
+            // No subscriber is not an error.
+            match progress {
+                Some(p) => drop(inner.progress_tx.send(p)),
+                None => drop(inner.event_tx.send(event)),
+            }
             Ok(())
         })
     }

@@ -95,7 +95,10 @@ pub use local::{
 use builder::Config;
 pub use builder::OrchestratorBuilder;
 
-use rxon_core::{ProgressUpdatePayload, Result, RxonError, TaskPayload, TaskResult, TaskStatus};
+use rxon_core::{
+    ProgressUpdatePayload, Result, RxonError, TaskPayload, TaskResult, TaskStatus,
+    WorkerEventPayload,
+};
 use state::State;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -171,13 +174,30 @@ pub enum WorkerStatus {
 }
 
 /// A snapshot of one worker, from [`Orchestrator::workers`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct WorkerInfo {
     /// The worker's id.
     pub worker_id: String,
-    /// Task types it registered for.
+    /// Task types it offers (its catalog's names).
     pub skills: Vec<String>,
+    /// Its skill catalog, with each skill's contract (schemas, version…).
+    pub catalog: Vec<rxon_core::SkillInfo>,
+    /// The hash it gave the catalog (`skills_hash`), if any.
+    pub skills_hash: Option<String>,
+    /// The status its last heartbeat reported (`idle`, `busy`, `full`, `draining`,
+    /// `offline`…); `None` before its first heartbeat. `draining`, `offline` and `full`
+    /// workers are handed no task.
+    pub reported_status: Option<String>,
+    /// The skills it said it can start now (`available_skills`), when it said.
+    pub available_skills: Option<Vec<String>>,
+    /// The protocol generation it registered with.
+    pub protocol: rxon_core::Protocol,
+    /// Its registration as received (the envelope removed), with its current catalog.
+    pub registration: rxon_core::WorkerRegistration,
+    /// Its last heartbeat with a body, as received (without the catalog, which is in
+    /// [`catalog`](Self::catalog)).
+    pub last_heartbeat: Option<rxon_core::Heartbeat>,
     /// Active or gone.
     pub status: WorkerStatus,
     /// Tasks it holds, in claim order (including cancelled ones it has not reported).
@@ -197,6 +217,7 @@ struct Inner {
     /// polls starting or ending, workers going away.
     events: Notify,
     progress_tx: broadcast::Sender<ProgressUpdatePayload>,
+    event_tx: broadcast::Sender<WorkerEventPayload>,
     reaper: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
@@ -440,6 +461,24 @@ impl Orchestrator {
             .tasks
             .get(task_id)
             .map(|r| r.progress.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A receiver of every event other than progress accepted from now on (progress
+    /// events go to [`subscribe_progress`](Self::subscribe_progress)).
+    pub fn subscribe_events(&self) -> broadcast::Receiver<WorkerEventPayload> {
+        self.inner.event_tx.subscribe()
+    }
+
+    /// The events other than progress kept for `task_id`, oldest first (at most
+    /// [`OrchestratorBuilder::progress_history`] of them).
+    pub fn task_events(&self, task_id: &str) -> Vec<WorkerEventPayload> {
+        self.inner
+            .lock()
+            .store
+            .tasks
+            .get(task_id)
+            .map(|r| r.events.iter().cloned().collect())
             .unwrap_or_default()
     }
 

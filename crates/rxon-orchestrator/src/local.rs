@@ -12,7 +12,7 @@ use rxon_core::{
     BoxFuture, CommandReceiver, Handler, HandlerResult, Heartbeat, HeartbeatReply, Listener,
     ProgressUpdatePayload, RegisterReply, RequestContext, Result, ResultOutcome, RxonError,
     TaskPayload, TaskResult, TokenResponse, Transport, TransportConfig, TransportFactory,
-    WorkerCommand, WorkerRegistration,
+    WorkerCommand, WorkerEventPayload, WorkerRegistration,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -343,6 +343,12 @@ impl Transport for LocalTransport {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.call(true, move |ep, ctx| async move {
             ep.handler.progress(ctx, progress.clone()).await
+        }))
+    }
+
+    fn emit_event<'a>(&'a self, event: &'a WorkerEventPayload) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.call(true, move |ep, ctx| async move {
+            ep.handler.event(ctx, event.clone()).await
         }))
     }
 

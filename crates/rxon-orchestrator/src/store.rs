@@ -14,10 +14,11 @@
 //! result, cancel, confirm, expire leases, reap, register.
 
 use super::{CancelOutcome, Config, TaskState, WorkerInfo, WorkerStatus};
+use rxon_core::constants::{WORKER_STATUS_DRAINING, WORKER_STATUS_FULL, WORKER_STATUS_OFFLINE};
 use rxon_core::validate::validate_identifier;
 use rxon_core::{
-    ErrorCode, IgnoredReason, ProgressUpdatePayload, Result, ResultOutcome, RxonError, TaskError,
-    TaskPayload, TaskResult, TaskStatus, WorkerCommand,
+    ErrorCode, IgnoredReason, ProgressUpdatePayload, Result, ResultOutcome, RxonError, SkillInfo,
+    TaskError, TaskPayload, TaskResult, TaskStatus, WorkerCommand, WorkerEventPayload,
 };
 use std::collections::{HashMap, VecDeque};
 use tokio::time::Instant;
@@ -46,6 +47,8 @@ pub(super) struct TaskRecord {
     pub(super) phase: Phase,
     pub(super) result: Option<TaskResult>,
     pub(super) progress: VecDeque<ProgressUpdatePayload>,
+    /// Events other than progress, oldest first (bounded like `progress`).
+    pub(super) events: VecDeque<WorkerEventPayload>,
     /// Until when the current claim stands without a sign that the worker received the
     /// task (a heartbeat listing it, progress, a result); `None` once confirmed.
     lease: Option<Instant>,
@@ -97,6 +100,60 @@ pub(super) struct WorkerRecord {
     /// The generation it registered with: a 1.0b17 worker's requests must stay 1.0b17
     /// (signed), or anyone holding its token could send unsigned 1.0b3 ones for it.
     pub(super) protocol: rxon_core::Protocol,
+    /// What the worker last said about itself.
+    pub(super) reported: Reported,
+}
+
+/// A worker's own account of itself: its skill catalog (registration, or a heartbeat
+/// that carries one) and its state (heartbeats).
+#[derive(Debug, Default)]
+pub(super) struct Reported {
+    /// The catalog: every skill with its contract.
+    pub(super) catalog: Vec<SkillInfo>,
+    /// The hash the worker gave its catalog (`skills_hash`).
+    pub(super) skills_hash: Option<String>,
+    /// `idle`, `busy`, `full`, `draining`, `offline`… (`None`: no heartbeat yet).
+    pub(super) status: Option<String>,
+    /// The skills it can start now, when it says (a non-empty `available_skills`).
+    pub(super) available: Option<Vec<String>>,
+    /// Heartbeats received since registration: a poll begun before the last one is
+    /// older than what the worker said there.
+    pub(super) epoch: u64,
+    /// The registration, its catalog moved to `catalog`.
+    pub(super) registration: rxon_core::WorkerRegistration,
+    /// The last heartbeat with a body, its catalog moved to `catalog`.
+    pub(super) heartbeat: Option<rxon_core::Heartbeat>,
+}
+
+impl Reported {
+    /// Whether a poll begun at `poll_epoch` may be handed a task: never while the
+    /// worker drains or is offline; not when it said it was full after the poll began
+    /// (a poll begun after a `full` heartbeat says a slot is free again).
+    fn takes_work(&self, poll_epoch: u64) -> bool {
+        match self.status.as_deref() {
+            Some(WORKER_STATUS_DRAINING | WORKER_STATUS_OFFLINE) => false,
+            Some(WORKER_STATUS_FULL) => self.epoch <= poll_epoch,
+            _ => true,
+        }
+    }
+
+    /// Whether the worker can start `skill` now.
+    fn can_start(&self, skill: &str) -> bool {
+        self.available
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|s| s == skill))
+    }
+}
+
+/// What a heartbeat says, as the store records it (already bounded and validated).
+pub(super) struct Report {
+    pub(super) status: String,
+    /// A new catalog (with its skill names), when the heartbeat carries one.
+    pub(super) catalog: Option<(Vec<SkillInfo>, Vec<String>)>,
+    pub(super) skills_hash: Option<String>,
+    pub(super) available: Option<Vec<String>>,
+    /// The rest of the heartbeat.
+    pub(super) heartbeat: rxon_core::Heartbeat,
 }
 
 impl WorkerRecord {
@@ -173,6 +230,7 @@ impl Store {
                 phase: Phase::Queued,
                 result: None,
                 progress: VecDeque::new(),
+                events: VecDeque::new(),
                 lease: None,
                 lapsed_holder: None,
             },
@@ -186,14 +244,21 @@ impl Store {
         &mut self,
         worker_id: &str,
         lease: Option<Instant>,
+        poll_epoch: u64,
     ) -> std::result::Result<Option<TaskPayload>, ()> {
         loop {
             let worker = match self.workers.get(worker_id) {
                 Some(w) if w.is_active() => w,
                 _ => return Err(()),
             };
+            if !worker.reported.takes_work(poll_epoch) {
+                return Ok(None);
+            }
             let mut best: Option<(u64, &String)> = None;
             for skill in &worker.skills {
+                if !worker.reported.can_start(skill) {
+                    continue;
+                }
                 if let Some(&(seq, _)) = self.queues.get(skill).and_then(VecDeque::front)
                     && best.is_none_or(|(b, _)| seq < b)
                 {
@@ -545,7 +610,8 @@ impl Store {
         &mut self,
         cfg: &Config,
         worker_id: &str,
-        skills: Vec<String>,
+        (catalog, skills): (Vec<SkillInfo>, Vec<String>),
+        registration: rxon_core::WorkerRegistration,
         protocol: rxon_core::Protocol,
         now: Instant,
     ) -> std::result::Result<(), ()> {
@@ -567,12 +633,44 @@ impl Store {
                 pending_cancels: Vec::new(),
                 pending_polls: 0,
                 protocol,
+                reported: Reported::default(),
             });
+        w.reported = Reported {
+            catalog,
+            skills_hash: registration.skills_hash.clone(),
+            registration,
+            ..Reported::default()
+        };
         w.skills = skills;
         w.protocol = protocol;
         w.status = WorkerStatus::Active;
         w.last_seen = now;
         Ok(())
+    }
+
+    /// Records what a heartbeat of `worker_id` reports. Returns whether the worker must
+    /// send its whole state again (`require_full_sync`): it gave a `skills_hash` without
+    /// a catalog, and the hash is not the one of the catalog held here.
+    pub(super) fn report(&mut self, worker_id: &str, report: Report) -> bool {
+        let Some(w) = self.workers.get_mut(worker_id) else {
+            return true;
+        };
+        let r = &mut w.reported;
+        r.epoch += 1;
+        r.heartbeat = Some(report.heartbeat);
+        r.status = Some(report.status);
+        r.available = report.available.filter(|a| !a.is_empty());
+        match report.catalog {
+            Some((catalog, names)) => {
+                r.catalog = catalog;
+                r.skills_hash = report.skills_hash;
+                w.skills = names;
+                false
+            }
+            None => report
+                .skills_hash
+                .is_some_and(|h| r.catalog.is_empty() || r.skills_hash.as_deref() != Some(&h)),
+        }
     }
 
     /// What the host sees of each worker (`command_channel` is the caller's to fill).
@@ -583,6 +681,16 @@ impl Store {
             .map(|(id, w)| WorkerInfo {
                 worker_id: id.clone(),
                 skills: w.skills.clone(),
+                catalog: w.reported.catalog.clone(),
+                registration: rxon_core::WorkerRegistration {
+                    supported_skills: w.reported.catalog.clone(),
+                    ..w.reported.registration.clone()
+                },
+                last_heartbeat: w.reported.heartbeat.clone(),
+                skills_hash: w.reported.skills_hash.clone(),
+                reported_status: w.reported.status.clone(),
+                available_skills: w.reported.available.clone(),
+                protocol: w.protocol,
                 status: w.status,
                 current_tasks: w.current.clone(),
                 last_seen: w.last_seen,

@@ -47,6 +47,11 @@ pub struct Capabilities {
     /// [`FaultProxy`](crate::faults::FaultProxy) can stand in for (needed by
     /// [`silent_connections_are_replaced`]).
     pub tcp: bool,
+    /// The transport carries the 1.0b17 messages: events of any type, skill catalogs
+    /// with contracts, `skills_hash`, `available_skills`. Without it (a 1.0b3 wire)
+    /// the cases check the 1.0b3 behaviour instead: custom events are refused as
+    /// `Unsupported`, catalogs arrive as names.
+    pub v1b17: bool,
 }
 
 impl Capabilities {
@@ -54,12 +59,19 @@ impl Capabilities {
     pub fn none() -> Self {
         Self::default()
     }
-    /// Commands, progress and a TCP endpoint: what a full network transport has.
+    /// Commands, progress, a TCP endpoint and 1.0b17 messages: what a full network
+    /// transport has.
     pub fn all() -> Self {
         Self::none()
             .with_commands(true)
             .with_progress(true)
             .with_tcp(true)
+            .with_v1b17(true)
+    }
+    /// Sets [`v1b17`](Self::v1b17).
+    pub fn with_v1b17(mut self, yes: bool) -> Self {
+        self.v1b17 = yes;
+        self
     }
     /// Sets [`commands`](Self::commands).
     pub fn with_commands(mut self, yes: bool) -> Self {
@@ -796,6 +808,325 @@ pub async fn progress_is_delivered_or_refused(h: &dyn Harness) {
     env.stop().await;
 }
 
+/// Events (1.0b17): a custom event from the task's holder reaches the orchestrator with
+/// its payload, a `"progress"` event is stored as progress, an event about a task the
+/// sender does not hold is refused (403), one about an unknown task is refused (404).
+/// On a 1.0b3 wire a custom event is refused as `Unsupported` (never dropped).
+pub async fn events_are_delivered_or_refused(h: &dyn Harness) {
+    use rxon_core::WorkerEventPayload;
+    let env = Env::default(h).await;
+    let t = env.worker(h, "w-1").await;
+    let other = env.worker(h, "w-2").await;
+    env.orch.enqueue(task("t-e", "echo")).expect("enqueue");
+    let got = within(t.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll")
+        .expect("a task");
+    let payload = rxon_core::map! {"frame": 7, "name": "ünïcode", "nested": {"ok": true, "list": [1, 2.5, null]}};
+    let custom = WorkerEventPayload::new("w-1", "frame_rendered", payload.clone())
+        .for_task(&got.task_id, &got.job_id);
+    let sent = within(t.emit_event(&custom)).await;
+    if !h.capabilities().v1b17 {
+        let err = sent.expect_err("a 1.0b3 wire has no custom events");
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        env.stop().await;
+        return;
+    }
+    sent.expect("the holder's event is taken");
+    let events = env.orch.task_events("t-e");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].event_type, "frame_rendered");
+    assert_eq!(events[0].payload, payload, "the payload arrives unchanged");
+    assert_eq!(events[0].worker_id, "w-1");
+    let progress = WorkerEventPayload::new(
+        "w-1",
+        rxon_core::constants::EVENT_TYPE_PROGRESS,
+        rxon_core::map! {"progress": 0.25, "message": "a quarter"},
+    )
+    .for_task(&got.task_id, &got.job_id);
+    within(t.emit_event(&progress))
+        .await
+        .expect("a progress event");
+    let stored = env.orch.task_progress("t-e");
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].progress, 0.25);
+    assert_eq!(stored[0].message.as_deref(), Some("a quarter"));
+    // Another worker, with a valid credential, about a task it does not hold.
+    let intruder = WorkerEventPayload::new("w-2", "frame_rendered", Map::new())
+        .for_task(&got.task_id, &got.job_id);
+    let err = within(other.emit_event(&intruder))
+        .await
+        .expect_err("an event about another worker's task is refused");
+    assert_eq!(err.status(), Some(403), "{err}");
+    let unknown =
+        WorkerEventPayload::new("w-1", "frame_rendered", Map::new()).for_task("t-nope", "j-nope");
+    let err = within(t.emit_event(&unknown))
+        .await
+        .expect_err("an event about an unknown task is refused");
+    assert_eq!(err.status(), Some(404), "{err}");
+    assert_eq!(
+        env.orch.task_events("t-e").len(),
+        1,
+        "refused events are not stored"
+    );
+    env.stop().await;
+}
+
+/// A worker whose heartbeat says `draining` (or `offline`) is handed no task, even with
+/// a poll waiting; once it says `idle` again, it gets the task.
+pub async fn draining_and_offline_workers_get_no_task(h: &dyn Harness) {
+    use rxon_core::constants::{WORKER_STATUS_DRAINING, WORKER_STATUS_IDLE, WORKER_STATUS_OFFLINE};
+    let env = Env::default(h).await;
+    let t = env.worker(h, "w-1").await;
+    env.orch.enqueue(task("t-d", "echo")).expect("enqueue");
+    for status in [WORKER_STATUS_DRAINING, WORKER_STATUS_OFFLINE] {
+        let hb = Heartbeat {
+            worker_id: "w-1".into(),
+            status: status.into(),
+            ..Default::default()
+        };
+        within(t.send_heartbeat(&hb)).await.expect("heartbeat");
+        let got = within(t.poll_task(Duration::from_millis(300)))
+            .await
+            .expect("poll");
+        assert_eq!(got, None, "a {status} worker gets no task");
+        assert_eq!(env.orch.queued(), 1, "the task stays queued");
+    }
+    let hb = Heartbeat {
+        worker_id: "w-1".into(),
+        status: WORKER_STATUS_IDLE.into(),
+        ..Default::default()
+    };
+    within(t.send_heartbeat(&hb)).await.expect("heartbeat");
+    let got = within(t.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll");
+    assert_eq!(got.map(|t| t.task_id).as_deref(), Some("t-d"));
+    env.stop().await;
+}
+
+/// A skill with a contract, for the catalog cases.
+fn contract_skill() -> SkillInfo {
+    let mut s = SkillInfo::new("echo");
+    s.version = Some("2.1.0".into());
+    s.skill_type = Some("text".into());
+    s.description = Some("repeats its input".into());
+    s.input_schema = Some(rxon_core::map! {
+        "type": "object",
+        "properties": {"text": {"type": "string", "maxLength": 100}},
+        "required": ["text"],
+    });
+    s.output_schema = Some(rxon_core::map! {"type": "object"});
+    s.events_schema = Some(rxon_core::map! {"frame_rendered": {"type": "object"}});
+    s.output_statuses = Some(vec!["success".into(), "failure".into()]);
+    s
+}
+
+/// `skills_hash` (1.0b17): the catalog goes once with its hash; a heartbeat with the
+/// same hash and no catalog is fine; one with an unknown hash and no catalog is
+/// answered `require_full_sync`; one with a catalog replaces it. On a 1.0b3 wire the
+/// catalog travels as names in every heartbeat.
+pub async fn skills_hash_and_full_sync(h: &dyn Harness) {
+    let env = Env::default(h).await;
+    let t: Arc<dyn Transport> = h
+        .transport(&env.config("w-1", TOKEN))
+        .expect("transport")
+        .into();
+    within(t.connect()).await.expect("connect");
+    let mut reg = registration("w-1", &[]);
+    reg.supported_skills = vec![contract_skill()];
+    reg.skills_hash = Some("hash-1".into());
+    within(t.register(&reg)).await.expect("register");
+    let info = env.orch.workers().pop().expect("the worker");
+    if !h.capabilities().v1b17 {
+        assert_eq!(info.skills, ["echo"]);
+        let hb = Heartbeat {
+            worker_id: "w-1".into(),
+            status: "idle".into(),
+            supported_skills: Some(SkillInfo::list(["echo", "reverse"])),
+            ..Default::default()
+        };
+        let reply = within(t.send_heartbeat(&hb)).await.expect("heartbeat");
+        assert!(!reply.require_full_sync, "{reply:?}");
+        let info = env.orch.workers().pop().expect("the worker");
+        assert_eq!(info.skills, ["echo", "reverse"], "the names arrive");
+        env.stop().await;
+        return;
+    }
+    assert_eq!(
+        info.catalog,
+        [contract_skill()],
+        "the contract arrives intact"
+    );
+    assert_eq!(info.skills_hash.as_deref(), Some("hash-1"));
+    let beat = |hash: &str, skills: Option<Vec<SkillInfo>>| Heartbeat {
+        worker_id: "w-1".into(),
+        status: "idle".into(),
+        skills_hash: Some(hash.into()),
+        supported_skills: skills,
+        ..Default::default()
+    };
+    let reply = within(t.send_heartbeat(&beat("hash-1", None)))
+        .await
+        .expect("heartbeat");
+    assert!(!reply.require_full_sync, "the known hash: {reply:?}");
+    let reply = within(t.send_heartbeat(&beat("hash-2", None)))
+        .await
+        .expect("heartbeat");
+    assert!(reply.require_full_sync, "an unknown hash: {reply:?}");
+    let mut v2 = contract_skill();
+    v2.version = Some("3.0.0".into());
+    let reply = within(t.send_heartbeat(&beat("hash-2", Some(vec![v2.clone()]))))
+        .await
+        .expect("heartbeat");
+    assert!(!reply.require_full_sync, "with the catalog: {reply:?}");
+    let info = env.orch.workers().pop().expect("the worker");
+    assert_eq!(info.catalog, [v2]);
+    assert_eq!(info.skills_hash.as_deref(), Some("hash-2"));
+    let reply = within(t.send_heartbeat(&beat("hash-2", None)))
+        .await
+        .expect("heartbeat");
+    assert!(!reply.require_full_sync, "the new hash is known: {reply:?}");
+    env.stop().await;
+}
+
+/// Every field a registration and a heartbeat carry arrives as sent (a transport that
+/// drops one fails here): the ones both generations carry, and on 1.0b17 wires the
+/// catalog, `skills_hash`, `available_skills` and `hot_skills`.
+pub async fn registration_and_heartbeat_fields_arrive_intact(h: &dyn Harness) {
+    use rxon_core::{InstalledArtifact, Resources, WorkerCapabilities};
+    let b17 = h.capabilities().v1b17;
+    let env = Env::default(h).await;
+    let t: Arc<dyn Transport> = h
+        .transport(&env.config("w-1", TOKEN))
+        .expect("transport")
+        .into();
+    within(t.connect()).await.expect("connect");
+    let reg = WorkerRegistration {
+        worker_id: "w-1".into(),
+        worker_type: "gpu-box".into(),
+        supported_skills: if b17 {
+            vec![contract_skill(), SkillInfo::new("reverse")]
+        } else {
+            SkillInfo::list(["echo", "reverse"])
+        },
+        resources: Resources {
+            max_concurrent_tasks: 3,
+            cpu_cores: 16,
+            ..Default::default()
+        },
+        installed_software: [("python".to_owned(), "3.11".to_owned())].into(),
+        installed_artifacts: vec![InstalledArtifact::new("llama", "7b")],
+        capabilities: WorkerCapabilities {
+            hostname: "box-1".into(),
+            ip_address: "10.0.0.7".into(),
+            cost_per_skill: [("echo".to_owned(), 0.5)].into(),
+            ..Default::default()
+        },
+        skills_hash: b17.then(|| "hash-1".into()),
+        available_skills: b17.then(|| vec!["echo".into()]),
+        hot_skills: b17.then(|| vec!["reverse".into()]),
+        ..Default::default()
+    };
+    within(t.register(&reg)).await.expect("register");
+    let info = env.orch.workers().pop().expect("the worker");
+    let got = &info.registration;
+    assert_eq!(got.worker_type, reg.worker_type);
+    assert_eq!(got.supported_skills, reg.supported_skills);
+    assert_eq!(got.resources.max_concurrent_tasks, 3, "{:?}", got.resources);
+    assert_eq!(got.resources.cpu_cores, 16, "{:?}", got.resources);
+    assert_eq!(got.installed_software, reg.installed_software);
+    assert_eq!(
+        got.installed_artifacts
+            .iter()
+            .map(|a| (a.name.as_str(), a.version.as_str()))
+            .collect::<Vec<_>>(),
+        [("llama", "7b")]
+    );
+    assert_eq!(got.capabilities.hostname, "box-1");
+    assert_eq!(got.capabilities.ip_address, "10.0.0.7");
+    assert_eq!(
+        got.capabilities.cost_per_skill,
+        reg.capabilities.cost_per_skill
+    );
+    assert_eq!(got.skills_hash, reg.skills_hash);
+    assert_eq!(got.available_skills, reg.available_skills);
+    assert_eq!(got.hot_skills, reg.hot_skills);
+    let hb = Heartbeat {
+        worker_id: "w-1".into(),
+        status: "busy".into(),
+        load: if b17 { 0.0 } else { 0.5 },
+        current_tasks: vec!["t-a".into(), "t-b".into()],
+        supported_skills: (!b17).then(|| SkillInfo::list(["echo", "reverse"])),
+        skills_hash: b17.then(|| "hash-1".into()),
+        available_skills: b17.then(|| vec!["reverse".into()]),
+        hot_skills: Some(vec!["echo".into()]),
+        ..Default::default()
+    };
+    within(t.send_heartbeat(&hb)).await.expect("heartbeat");
+    let info = env.orch.workers().pop().expect("the worker");
+    assert_eq!(info.reported_status.as_deref(), Some("busy"));
+    assert_eq!(info.available_skills, hb.available_skills);
+    let got = info.last_heartbeat.expect("the heartbeat is kept");
+    assert_eq!(got.status, "busy");
+    assert_eq!(got.current_tasks, hb.current_tasks);
+    assert_eq!(got.hot_skills, hb.hot_skills);
+    assert_eq!(got.skills_hash, hb.skills_hash);
+    if !b17 {
+        assert_eq!(got.load, 0.5);
+    }
+    env.stop().await;
+}
+
+/// Two polls of one worker at once (a worker with two free slots): each gets its own
+/// task, none gets a task twice.
+pub async fn concurrent_pollers_share_no_task(h: &dyn Harness) {
+    let env = Env::default(h).await;
+    let t = env.worker(h, "w-1").await;
+    let (a, b) = (t.clone(), t.clone());
+    let first = tokio::spawn(async move { a.poll_task(Duration::from_secs(10)).await });
+    let second = tokio::spawn(async move { b.poll_task(Duration::from_secs(10)).await });
+    env.orch
+        .wait_for_pollers(2, BOUND)
+        .await
+        .expect("both polls reach the orchestrator");
+    env.orch.enqueue(task("t-1", "echo")).expect("enqueue");
+    env.orch.enqueue(task("t-2", "echo")).expect("enqueue");
+    let mut got: Vec<String> = Vec::new();
+    for poll in [first, second] {
+        let task = within(poll)
+            .await
+            .expect("poll task")
+            .expect("poll")
+            .expect("each poll gets a task");
+        got.push(task.task_id);
+    }
+    got.sort();
+    assert_eq!(got, ["t-1", "t-2"]);
+    assert_eq!(env.orch.queued(), 0);
+    env.stop().await;
+}
+
+/// `close()` ends a poll parked on the orchestrator: it returns (no task, or `Closed`)
+/// within the bound, not after its 60 s wait, and the transport stays closed.
+pub async fn close_ends_a_parked_poll(h: &dyn Harness) {
+    let env = Env::default(h).await;
+    let t = env.worker(h, "w-1").await;
+    let poller = env.parked_poll(&t).await;
+    within(t.close()).await.expect("close");
+    let polled = within(poller).await.expect("poll task");
+    match polled {
+        Ok(None) => {}
+        Err(e) if e.kind() == ErrorKind::Closed => {}
+        other => panic!("a closed transport's poll ends with no task or Closed: {other:?}"),
+    }
+    let err = within(t.poll_task(Duration::from_millis(100)))
+        .await
+        .expect_err("closed");
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+    env.stop().await;
+}
+
 /// Every connection goes silent at once, with no FIN and no RST (what a worker behind a
 /// NAT or firewall sees when its mapping is dropped). With `keepalive` at 250 ms and
 /// `request_timeout` at 2 s, the transport notices within its own deadlines: polls find
@@ -959,6 +1290,12 @@ macro_rules! __conformance_cases {
             stop_ends_pending_polls: none,
             cancel_reaches_the_worker: none,
             progress_is_delivered_or_refused: none,
+            events_are_delivered_or_refused: none,
+            draining_and_offline_workers_get_no_task: none,
+            skills_hash_and_full_sync: none,
+            registration_and_heartbeat_fields_arrive_intact: none,
+            concurrent_pollers_share_no_task: none,
+            close_ends_a_parked_poll: none,
             silent_connections_are_replaced: tcp,
             lifecycle_and_unreachable_peer: none,
         );

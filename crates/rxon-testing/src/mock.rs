@@ -4,7 +4,8 @@ use rxon_core::transport::Lifecycle;
 use rxon_core::{
     BoxFuture, ErrorKind, Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, Result,
     ResultOutcome, RxonError, TaskPayload, TaskResult, TokenResponse, Transport, TransportConfig,
-    TransportFactory, WorkerCommand, WorkerRegistration, validate::validate_identifier,
+    TransportFactory, WorkerCommand, WorkerEventPayload, WorkerRegistration,
+    validate::validate_identifier,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,8 @@ pub enum Operation {
     Heartbeat,
     /// [`Transport::send_progress`].
     Progress,
+    /// [`Transport::emit_event`].
+    Event,
     /// [`Transport::refresh_token`].
     Token,
 }
@@ -41,6 +44,7 @@ struct Inner {
     heartbeats: Vec<Heartbeat>,
     results: Vec<TaskResult>,
     progress: Vec<ProgressUpdatePayload>,
+    events: Vec<WorkerEventPayload>,
     result_outcomes: VecDeque<ResultOutcome>,
     heartbeat_replies: VecDeque<HeartbeatReply>,
     failures: HashMap<Operation, VecDeque<(ErrorKind, String)>>,
@@ -213,6 +217,10 @@ impl MockHandle {
     /// Progress updates received so far.
     pub fn progress(&self) -> Vec<ProgressUpdatePayload> {
         self.shared.lock().progress.clone()
+    }
+    /// Events other than through [`progress`](Self::progress) received so far.
+    pub fn events(&self) -> Vec<WorkerEventPayload> {
+        self.shared.lock().events.clone()
     }
     /// Tasks pushed and not yet polled.
     pub fn queued_tasks(&self) -> usize {
@@ -472,6 +480,14 @@ impl Transport for MockTransport {
         Box::pin(async move {
             self.ready(Operation::Progress)?;
             self.shared.update(|i| i.progress.push(progress.clone()));
+            Ok(())
+        })
+    }
+
+    fn emit_event<'a>(&'a self, event: &'a WorkerEventPayload) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.ready(Operation::Event)?;
+            self.shared.update(|i| i.events.push(event.clone()));
             Ok(())
         })
     }

@@ -7,7 +7,8 @@
 //!   ([`Wire`] is implemented for every message a transport sends or receives);
 //! - [`canonical`]: the reference's normalization and its sorted compact JSON;
 //! - [`envelope`]: the 1.0b17 signed envelope (HMAC-SHA256 with `ring`): sealing,
-//!   verifying, the replay cache, and task signatures.
+//!   verifying, the replay cache, and task signatures;
+//! - [`catalog`]: the `skills_hash` of a skill catalog.
 //!
 //! The mapping between the generations and the model is documented in
 //! docs/protocol.md; in short: 1.0b3 sees skills as names, `load`, `installed_models`
@@ -32,6 +33,7 @@
 
 pub mod b3;
 pub mod canonical;
+pub mod catalog;
 mod dialect;
 pub mod envelope;
 

@@ -9,7 +9,7 @@ use rxon_core::policy::{Policy, Token, TokenExchange};
 use rxon_core::{
     BoxFuture, Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, Result,
     ResultOutcome, RxonError, TaskPayload, TaskResult, TokenResponse, Transport, TransportConfig,
-    TransportFactory, WorkerCommand, WorkerRegistration,
+    TransportFactory, WorkerCommand, WorkerEventPayload, WorkerRegistration,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -321,6 +321,14 @@ impl WsTransport {
         {
             waiting.remove(&id);
         }
+        // A call that close() cut short ends as the contract says: Closed.
+        let answer = answer.map_err(|e| {
+            if self.inner.policy.is_closed() {
+                RxonError::closed(format!("{what}: the transport was closed"))
+            } else {
+                e
+            }
+        });
         match answer? {
             ServerFrame::Reply { reply, .. } => Ok(reply),
             ServerFrame::Error { error, .. } => {
@@ -602,6 +610,21 @@ impl Transport for WsTransport {
             {
                 Reply::Progress => Ok(()),
                 other => Err(unexpected("progress", &other)),
+            }
+        })
+    }
+
+    fn emit_event<'a>(&'a self, event: &'a WorkerEventPayload) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            match self
+                .call(
+                    Call::Event(event.clone()),
+                    self.inner.policy.options().request_timeout,
+                )
+                .await?
+            {
+                Reply::Event => Ok(()),
+                other => Err(unexpected("event", &other)),
             }
         })
     }

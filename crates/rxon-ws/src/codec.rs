@@ -2,7 +2,7 @@
 
 use rxon_core::{
     Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, ResultOutcome, RxonError,
-    TaskPayload, TaskResult, TokenResponse, WorkerCommand, WorkerRegistration,
+    TaskPayload, TaskResult, TokenResponse, WorkerCommand, WorkerEventPayload, WorkerRegistration,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -101,6 +101,7 @@ pub(crate) enum Call {
     Result(TaskResult),
     Heartbeat(Heartbeat),
     Progress(ProgressUpdatePayload),
+    Event(WorkerEventPayload),
     Token,
 }
 
@@ -112,6 +113,7 @@ impl Call {
             Call::Result(_) => "result",
             Call::Heartbeat(_) => "heartbeat",
             Call::Progress(_) => "progress",
+            Call::Event(_) => "event",
             Call::Token => "token",
         }
     }
@@ -145,6 +147,7 @@ pub(crate) enum Reply {
     Result(ResultOutcome),
     Heartbeat(HeartbeatReply),
     Progress,
+    Event,
     Token(TokenResponse),
 }
 
@@ -172,6 +175,13 @@ mod tests {
                 call: Call::Token,
             },
             ClientFrame {
+                id: 4,
+                call: Call::Event(
+                    WorkerEventPayload::new("w", "frame", rxon_core::map! {"n": 1})
+                        .for_task("t", "j"),
+                ),
+            },
+            ClientFrame {
                 id: 3,
                 call: Call::Register(WorkerRegistration {
                     worker_id: "w".into(),
@@ -191,6 +201,10 @@ mod tests {
             ServerFrame::Reply {
                 id: 2,
                 reply: Reply::Progress,
+            },
+            ServerFrame::Reply {
+                id: 5,
+                reply: Reply::Event,
             },
             ServerFrame::Reply {
                 id: 3,

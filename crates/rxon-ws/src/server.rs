@@ -451,6 +451,10 @@ async fn execute(
             handler.progress(ctx, p).await?;
             Reply::Progress
         }
+        Call::Event(e) => {
+            handler.event(ctx, e).await?;
+            Reply::Event
+        }
         Call::Token => Reply::Token(handler.token(ctx).await?),
     })
 }

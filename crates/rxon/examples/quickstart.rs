@@ -11,8 +11,8 @@
 //!
 //! The embedded orchestrator listens on a free port; the workers (the `rxon::worker`
 //! runtime over `HttpTransport`) register, poll and report. The batch includes a task
-//! that reports progress, one that fails on invalid input, and one that is cancelled
-//! mid-flight over the command channel. The program prints a summary and exits 0 only
+//! that reports progress and then a custom event (`rendered`), one that fails on invalid
+//! input, and one that is cancelled mid-flight over the command channel. The program prints a summary and exits 0 only
 //! if every task ended as expected.
 #![allow(clippy::print_stdout)]
 
@@ -234,6 +234,7 @@ async fn run(args: Args) -> rxon::Result<bool> {
         latencies.get(i).copied().unwrap_or_default()
     };
     let progress_reports = orchestrator.task_progress("render").len();
+    let events = orchestrator.task_events("render");
     println!(
         "  tasks          {total} in {elapsed:.2?} ({:.0} tasks/s)",
         total as f64 / elapsed.as_secs_f64()
@@ -242,6 +243,15 @@ async fn run(args: Args) -> rxon::Result<bool> {
     println!("  failed         {failed} (expected: bad-input, INVALID_INPUT_ERROR)");
     println!("  cancelled      {cancelled} (expected: doomed, cancelled mid-flight)");
     println!("  progress       {progress_reports} updates from \"render\"");
+    println!(
+        "  events         {} from \"render\" ({})",
+        events.len(),
+        events
+            .iter()
+            .map(|e| format!("{} {}", e.event_type, Value::Object(e.payload.clone())))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!(
         "  latency        p50 {:.1?}  p90 {:.1?}  p99 {:.1?}  max {:.1?}",
         pct(0.5),
@@ -254,6 +264,13 @@ async fn run(args: Args) -> rxon::Result<bool> {
     }
     if progress_reports == 0 {
         unexpected.push("\"render\" reported no progress".into());
+    }
+    let rendered = params(&[("frames", Value::from(5u8))]);
+    if events.len() != 1 || events[0].event_type != "rendered" || events[0].payload != rendered {
+        unexpected.push(format!(
+            "\"render\" should have sent one rendered event with {}",
+            Value::Object(rendered)
+        ));
     }
     if let Some(r) = orchestrator.task_result("bad-input")
         && r.error.map(|e| e.code) != Some(ErrorCode::InvalidInput)
@@ -303,5 +320,9 @@ async fn render(task: TaskPayload, ctx: rxon::worker::TaskContext) -> Result<Map
             () = ctx.cancelled() => return Err(TaskFailure::transient("cancelled")),
         }
     }
+    // A custom event (1.0b17) about this task; a refusal fails the task.
+    ctx.emit_event("rendered", params(&[("frames", Value::from(steps))]))
+        .await
+        .map_err(|e| TaskFailure::internal(format!("the rendered event was refused: {e}")))?;
     Ok(params(&[("frames", Value::from(steps))]))
 }

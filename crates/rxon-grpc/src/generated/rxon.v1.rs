@@ -47,12 +47,39 @@ pub struct FileMetadata {
     #[prost(string, optional, tag = "3")]
     pub etag: ::core::option::Option<::prost::alloc::string::String>,
 }
+/// A skill with its contract (1.0b17). Schemas are JSON objects.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SkillInfo {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, optional, tag = "2")]
+    pub r#type: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "3")]
+    pub description: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "4")]
+    pub version: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(bytes = "vec", optional, tag = "5")]
+    pub input_schema_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "6")]
+    pub output_schema_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
+    /// JSON object: event_type -> schema.
+    #[prost(bytes = "vec", optional, tag = "7")]
+    pub events_schema_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
+    #[prost(message, optional, tag = "8")]
+    pub output_statuses: ::core::option::Option<StringList>,
+    /// Empty means "json-schema".
+    #[prost(string, tag = "9")]
+    pub schema_dialect: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", optional, tag = "10")]
+    pub properties_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct WorkerRegistration {
     #[prost(string, tag = "1")]
     pub worker_id: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub worker_type: ::prost::alloc::string::String,
+    /// The skills' names (1.0b3 peers read only these).
     #[prost(string, repeated, tag = "3")]
     pub supported_skills: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     #[prost(message, optional, tag = "4")]
@@ -66,6 +93,16 @@ pub struct WorkerRegistration {
     pub installed_models: ::prost::alloc::vec::Vec<InstalledModel>,
     #[prost(message, optional, tag = "7")]
     pub capabilities: ::core::option::Option<WorkerCapabilities>,
+    /// The catalog with contracts, in the order of supported_skills (1.0b17); when
+    /// empty, the names above are the catalog.
+    #[prost(message, repeated, tag = "8")]
+    pub skills: ::prost::alloc::vec::Vec<SkillInfo>,
+    #[prost(string, optional, tag = "9")]
+    pub skills_hash: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(message, optional, tag = "10")]
+    pub available_skills: ::core::option::Option<StringList>,
+    #[prost(message, optional, tag = "11")]
+    pub hot_skills: ::core::option::Option<StringList>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisterReply {
@@ -185,6 +222,17 @@ pub struct Heartbeat {
     >,
     #[prost(message, optional, tag = "8")]
     pub hot_skills: ::core::option::Option<StringList>,
+    /// 1.0b17: the catalog with contracts (see WorkerRegistration.skills).
+    #[prost(message, repeated, tag = "9")]
+    pub skills: ::prost::alloc::vec::Vec<SkillInfo>,
+    #[prost(string, optional, tag = "10")]
+    pub skills_hash: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(message, optional, tag = "11")]
+    pub available_skills: ::core::option::Option<StringList>,
+    /// Set when the heartbeat leaves the catalog out (it sends skills_hash instead); a
+    /// 1.0b3 peer reads that as an empty supported_skills.
+    #[prost(bool, tag = "12")]
+    pub catalog_omitted: bool,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct HeartbeatReply {
@@ -211,6 +259,41 @@ pub struct ProgressUpdate {
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ProgressReply {}
+/// An event (1.0b17 WorkerEventPayload); the payload is a JSON object.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct WorkerEvent {
+    #[prost(string, tag = "1")]
+    pub event_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub worker_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub origin_worker_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub event_type: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "5")]
+    pub payload_json: ::prost::alloc::vec::Vec<u8>,
+    #[prost(string, optional, tag = "6")]
+    pub origin_task_id: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "7")]
+    pub target_job_id: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "8")]
+    pub target_task_id: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(map = "string, string", tag = "9")]
+    pub trace_context: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+    #[prost(double, tag = "10")]
+    pub priority: f64,
+    #[prost(string, repeated, tag = "11")]
+    pub bubbling_chain: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(bytes = "vec", optional, tag = "12")]
+    pub metadata_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
+    #[prost(int64, optional, tag = "13")]
+    pub timestamp: ::core::option::Option<i64>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EventReply {}
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct TokenRequest {}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -437,6 +520,28 @@ pub mod worker_service_client {
                 .insert(GrpcMethod::new("rxon.v1.WorkerService", "SendProgress"));
             self.inner.unary(req, path, codec).await
         }
+        /// Any event about a task the worker holds (progress included), 1.0b17.
+        pub async fn emit_event(
+            &mut self,
+            request: impl tonic::IntoRequest<super::WorkerEvent>,
+        ) -> std::result::Result<tonic::Response<super::EventReply>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/rxon.v1.WorkerService/EmitEvent",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("rxon.v1.WorkerService", "EmitEvent"));
+            self.inner.unary(req, path, codec).await
+        }
         /// Exchange the current credential for a short-lived token (STS).
         pub async fn token(
             &mut self,
@@ -524,6 +629,11 @@ pub mod worker_service_server {
             &self,
             request: tonic::Request<super::ProgressUpdate>,
         ) -> std::result::Result<tonic::Response<super::ProgressReply>, tonic::Status>;
+        /// Any event about a task the worker holds (progress included), 1.0b17.
+        async fn emit_event(
+            &self,
+            request: tonic::Request<super::WorkerEvent>,
+        ) -> std::result::Result<tonic::Response<super::EventReply>, tonic::Status>;
         /// Exchange the current credential for a short-lived token (STS).
         async fn token(
             &self,
@@ -822,6 +932,51 @@ pub mod worker_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = SendProgressSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/rxon.v1.WorkerService/EmitEvent" => {
+                    #[allow(non_camel_case_types)]
+                    struct EmitEventSvc<T: WorkerService>(pub Arc<T>);
+                    impl<
+                        T: WorkerService,
+                    > tonic::server::UnaryService<super::WorkerEvent>
+                    for EmitEventSvc<T> {
+                        type Response = super::EventReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::WorkerEvent>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as WorkerService>::emit_event(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = EmitEventSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -1,5 +1,6 @@
 //! The shared conformance suite over HTTP: `HttpListener` on 127.0.0.1 and clients built
-//! through the URL factory (`Box<dyn Transport>`).
+//! through the URL factory (`Box<dyn Transport>`), once as configured by default
+//! (`protocol = auto`, which finds 1.0b17 here) and once pinned to 1.0b3.
 
 use rxon_core::{Listener, ListenerOptions, Transport, TransportConfig, TransportFactory};
 use rxon_http::{HttpListener, HttpTransportFactory};
@@ -25,6 +26,31 @@ impl Harness for Http {
 }
 
 rxon_testing::conformance_tests!(Http);
+
+/// The same listener, with clients pinned to 1.0b3: the 1.0b3 wire, unsigned.
+struct HttpB3;
+
+impl Harness for HttpB3 {
+    fn listener(&self, poll_wait: Duration) -> Box<dyn Listener> {
+        Http.listener(poll_wait)
+    }
+
+    fn transport(&self, config: &TransportConfig) -> rxon_core::Result<Box<dyn Transport>> {
+        let mut config = config.clone();
+        config.options.protocol = rxon_core::ProtocolChoice::Pinned(rxon_core::Protocol::V1b3);
+        let t = HttpTransportFactory.create(&config)?;
+        assert_eq!(t.known_protocol(), Some(rxon_core::Protocol::V1b3));
+        Ok(t)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::all().with_v1b17(false)
+    }
+}
+
+mod v1b3 {
+    rxon_testing::conformance_tests!(super::HttpB3);
+}
 
 /// Every common knob of `ListenerOptions` reaches the listener's own configuration.
 #[test]

@@ -18,7 +18,10 @@ impl Harness for Local {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::none().with_commands(true).with_progress(true)
+        Capabilities::none()
+            .with_commands(true)
+            .with_progress(true)
+            .with_v1b17(true)
     }
 }
 

@@ -53,7 +53,7 @@ use rxon_core::{
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
@@ -75,6 +75,7 @@ pub const FIRST_BACKOFF: Duration = rxon_core::retry::MIN_RETRY_AFTER;
 pub struct WorkerBuilder {
     transport: Arc<dyn Transport>,
     handlers: BTreeMap<String, TaskHandler>,
+    skills: BTreeMap<String, SkillInfo>,
     registration: WorkerRegistration,
     max_concurrent: usize,
     heartbeat_interval: Duration,
@@ -96,14 +97,43 @@ impl std::fmt::Debug for WorkerBuilder {
 
 impl WorkerBuilder {
     /// Handles tasks of `task_type` with `handler`. The task types become the
-    /// registration's `supported_skills`.
-    pub fn handler<F, Fut>(mut self, task_type: &str, handler: F) -> Self
+    /// registration's `supported_skills` (skills without a contract; see
+    /// [`skill`](Self::skill) to declare one).
+    pub fn handler<F, Fut>(self, task_type: &str, handler: F) -> Self
+    where
+        F: Fn(TaskPayload, TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<Map, TaskFailure>> + Send + 'static,
+    {
+        self.skill(SkillInfo::new(task_type), handler)
+    }
+
+    /// Handles tasks of `skill.name` with `handler`, declaring the skill's contract
+    /// (version, description, `input_schema`, `output_schema`, `events_schema`…) in the
+    /// registration's catalog, where orchestrators read it.
+    ///
+    /// ```
+    /// # fn demo(transport: rxon::DynTransport) -> rxon::Result<rxon::worker::Worker> {
+    /// use rxon::{map, SkillInfo};
+    /// let mut resize = SkillInfo::new("resize");
+    /// resize.version = Some("2.1".into());
+    /// resize.input_schema = Some(map! {
+    ///     "type": "object",
+    ///     "properties": {"width": {"type": "integer", "minimum": 1}},
+    ///     "required": ["width"],
+    /// });
+    /// rxon::worker::Worker::builder(transport)
+    ///     .skill(resize, |task, _ctx| async move { Ok(task.params) })
+    ///     .build()
+    /// # }
+    /// ```
+    pub fn skill<F, Fut>(mut self, skill: SkillInfo, handler: F) -> Self
     where
         F: Fn(TaskPayload, TaskContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<Map, TaskFailure>> + Send + 'static,
     {
         let handler: TaskHandler = Arc::new(move |task, ctx| Box::pin(handler(task, ctx)));
-        self.handlers.insert(task_type.to_owned(), handler);
+        self.handlers.insert(skill.name.clone(), handler);
+        self.skills.insert(skill.name.clone(), skill);
         self
     }
 
@@ -166,7 +196,19 @@ impl WorkerBuilder {
         }
         let mut registration = self.registration;
         registration.worker_id = self.transport.worker_id().to_owned();
-        registration.supported_skills = SkillInfo::list(self.handlers.keys().cloned());
+        registration.supported_skills = self.skills.into_values().collect();
+        registration.skills_hash = Some(
+            rxon_wire::catalog::skills_hash(
+                &registration.supported_skills,
+                &registration.capabilities.cost_per_skill,
+                registration
+                    .capabilities
+                    .extra
+                    .as_ref()
+                    .unwrap_or(&Map::new()),
+            )
+            .map_err(|e| RxonError::config(format!("the skill catalog: {e}")))?,
+        );
         registration.resources.max_concurrent_tasks =
             u32::try_from(self.max_concurrent).unwrap_or(u32::MAX);
         if registration.worker_type.is_empty() {
@@ -185,6 +227,7 @@ impl WorkerBuilder {
                 cancel_grace: self.cancel_grace,
                 shutdown_grace: self.shutdown_grace,
                 running: Mutex::new(HashMap::new()),
+                catalog_synced: AtomicBool::new(false),
                 shutdown,
                 stats: Stats::default(),
             }),
@@ -231,6 +274,9 @@ struct Inner {
     cancel_grace: Duration,
     shutdown_grace: Duration,
     running: Mutex<HashMap<String, Running>>,
+    /// The orchestrator holds this worker's catalog (a registration went through), so
+    /// 1.0b17 heartbeats send only its `skills_hash`.
+    catalog_synced: AtomicBool,
     shutdown: watch::Sender<bool>,
     stats: Stats,
 }
@@ -271,6 +317,7 @@ impl Worker {
         WorkerBuilder {
             transport: transport.into(),
             handlers: BTreeMap::new(),
+            skills: BTreeMap::new(),
             registration: WorkerRegistration::default(),
             max_concurrent: 1,
             heartbeat_interval: Duration::from_secs(5),
@@ -431,6 +478,7 @@ impl Inner {
         loop {
             match self.transport.register(&self.registration).await {
                 Ok(reply) => {
+                    self.catalog_synced.store(true, Ordering::Relaxed);
                     if let Some(warning) = reply.warning {
                         tracing::warn!(%warning, "orchestrator warning at registration");
                     }
@@ -473,6 +521,10 @@ impl Inner {
                     .map(|s| s.name.clone())
                     .collect()
             };
+            // The catalog goes once; then its hash says "unchanged". A 1.0b3 peer reads
+            // a heartbeat without one as "no skills", so it always gets it.
+            let omit_catalog = self.catalog_synced.load(Ordering::Relaxed)
+                && self.transport.known_protocol() != Some(rxon_core::Protocol::V1b3);
             let heartbeat = Heartbeat {
                 worker_id: self.registration.worker_id.clone(),
                 status: if draining {
@@ -485,7 +537,9 @@ impl Inner {
                 .into(),
                 load: current.len() as f64 / self.max_concurrent as f64,
                 current_tasks: current,
-                supported_skills: Some(self.registration.supported_skills.clone()),
+                supported_skills: (!omit_catalog)
+                    .then(|| self.registration.supported_skills.clone()),
+                skills_hash: self.registration.skills_hash.clone(),
                 available_skills: Some(available),
                 ..Default::default()
             };
@@ -496,9 +550,7 @@ impl Inner {
                     }
                     if reply.require_full_sync {
                         tracing::info!("orchestrator asked for a full sync; registering again");
-                        if let Err(e) = self.transport.register(&self.registration).await {
-                            tracing::warn!(error = %e, "re-registration failed");
-                        }
+                        self.reregister().await;
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::Closed => return,
@@ -506,11 +558,21 @@ impl Inner {
                 // its session: register again, as the reference SDK does.
                 Err(e) if e.is_auth() || e.status() == Some(404) => {
                     tracing::warn!(error = %e, "heartbeat refused; registering again");
-                    if let Err(e) = self.transport.register(&self.registration).await {
-                        tracing::warn!(error = %e, "re-registration failed");
-                    }
+                    self.reregister().await;
                 }
                 Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            }
+        }
+    }
+
+    /// Registers again (the whole state); until that succeeds, heartbeats carry the
+    /// whole catalog.
+    async fn reregister(&self) {
+        match self.transport.register(&self.registration).await {
+            Ok(_) => self.catalog_synced.store(true, Ordering::Relaxed),
+            Err(e) => {
+                self.catalog_synced.store(false, Ordering::Relaxed);
+                tracing::warn!(error = %e, "re-registration failed");
             }
         }
     }
@@ -589,6 +651,7 @@ impl Inner {
         let ctx = TaskContext {
             task_id: task.task_id.clone(),
             job_id: task.job_id.clone(),
+            worker_id: self.registration.worker_id.clone(),
             transport: self.transport.clone(),
             cancelled: cancelled.clone(),
         };

@@ -1,6 +1,9 @@
 //! What a task handler sees and returns: [`TaskContext`], [`TaskFailure`].
 
-use rxon_core::{ErrorCode, Map, ProgressUpdatePayload, RxonError, TaskError, Transport, Value};
+use rxon_core::{
+    ErrorCode, Map, ProgressUpdatePayload, RxonError, TaskError, Transport, Value,
+    WorkerEventPayload,
+};
 use std::fmt;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -96,6 +99,7 @@ impl From<RxonError> for TaskFailure {
 pub struct TaskContext {
     pub(crate) task_id: String,
     pub(crate) job_id: String,
+    pub(crate) worker_id: String,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) cancelled: watch::Receiver<bool>,
 }
@@ -131,6 +135,17 @@ impl TaskContext {
     pub async fn cancelled(&self) {
         let mut rx = self.cancelled.clone();
         let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Sends an event of `event_type` about this task (1.0b17; any type the skill
+    /// declares in its `events_schema`), e.g. `ctx.emit_event("frame_rendered",
+    /// map! {"frame": 7})`. Unlike [`progress`](Self::progress), the outcome is
+    /// returned: the orchestrator may refuse the event (a payload its schema rejects,
+    /// a task this worker no longer holds), and a 1.0b3 orchestrator has no events.
+    pub async fn emit_event(&self, event_type: &str, payload: Map) -> rxon_core::Result<()> {
+        let event = WorkerEventPayload::new(&self.worker_id, event_type, payload)
+            .for_task(&self.task_id, &self.job_id);
+        self.transport.emit_event(&event).await
     }
 
     /// Reports progress (`0.0..=1.0` by convention). Failures to deliver are logged,
