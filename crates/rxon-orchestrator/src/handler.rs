@@ -515,7 +515,14 @@ impl Handler for Orchestrator {
         Box::pin(async move {
             let inner = &*self.inner;
             validate_identifier(&event.worker_id, "worker_id").map_err(bad_request)?;
-            validate_identifier(&event.event_type, "event_type").map_err(bad_request)?;
+            // Any name a skill may declare (dots, colons…), bounded and printable.
+            let kind = &event.event_type;
+            if kind.is_empty() || kind.len() > 256 || kind.chars().any(char::is_control) {
+                return Err(HandlerError::bad_request(format!(
+                    "invalid event_type {:?}: use 1-256 printable characters",
+                    shown(kind)
+                )));
+            }
             let progress = if event.event_type == rxon_core::constants::EVENT_TYPE_PROGRESS {
                 Some(event.as_progress().ok_or_else(|| {
                     HandlerError::bad_request(

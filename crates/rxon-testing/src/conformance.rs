@@ -823,7 +823,8 @@ pub async fn events_are_delivered_or_refused(h: &dyn Harness) {
         .expect("poll")
         .expect("a task");
     let payload = rxon_core::map! {"frame": 7, "name": "ünïcode", "nested": {"ok": true, "list": [1, 2.5, null]}};
-    let custom = WorkerEventPayload::new("w-1", "frame_rendered", payload.clone())
+    // Any printable name a skill declares, dots included.
+    let custom = WorkerEventPayload::new("w-1", "frame.rendered", payload.clone())
         .for_task(&got.task_id, &got.job_id);
     let sent = within(t.emit_event(&custom)).await;
     if !h.capabilities().v1b17 {
@@ -835,7 +836,7 @@ pub async fn events_are_delivered_or_refused(h: &dyn Harness) {
     sent.expect("the holder's event is taken");
     let events = env.orch.task_events("t-e");
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0].event_type, "frame_rendered");
+    assert_eq!(events[0].event_type, "frame.rendered");
     assert_eq!(events[0].payload, payload, "the payload arrives unchanged");
     assert_eq!(events[0].worker_id, "w-1");
     let progress = WorkerEventPayload::new(
@@ -879,25 +880,24 @@ pub async fn draining_and_offline_workers_get_no_task(h: &dyn Harness) {
     let env = Env::default(h).await;
     let t = env.worker(h, "w-1").await;
     env.orch.enqueue(task("t-d", "echo")).expect("enqueue");
+    let beat = |status: &str| Heartbeat {
+        worker_id: "w-1".into(),
+        status: status.into(),
+        ..Default::default()
+    };
     for status in [WORKER_STATUS_DRAINING, WORKER_STATUS_OFFLINE] {
-        let hb = Heartbeat {
-            worker_id: "w-1".into(),
-            status: status.into(),
-            ..Default::default()
-        };
-        within(t.send_heartbeat(&hb)).await.expect("heartbeat");
+        within(t.send_heartbeat(&beat(status)))
+            .await
+            .expect("heartbeat");
         let got = within(t.poll_task(Duration::from_millis(300)))
             .await
             .expect("poll");
         assert_eq!(got, None, "a {status} worker gets no task");
         assert_eq!(env.orch.queued(), 1, "the task stays queued");
     }
-    let hb = Heartbeat {
-        worker_id: "w-1".into(),
-        status: WORKER_STATUS_IDLE.into(),
-        ..Default::default()
-    };
-    within(t.send_heartbeat(&hb)).await.expect("heartbeat");
+    within(t.send_heartbeat(&beat(WORKER_STATUS_IDLE)))
+        .await
+        .expect("heartbeat");
     let got = within(t.poll_task(Duration::from_secs(5)))
         .await
         .expect("poll");
