@@ -2,7 +2,6 @@
 
 use super::auth::{self, Credential};
 use super::state::State;
-use super::store::Report;
 use super::{Inner, MAX_SKILLS, Orchestrator};
 use rxon_core::validate::validate_identifier;
 use rxon_core::{
@@ -89,37 +88,35 @@ fn bad_request(e: rxon_core::RxonError) -> HandlerError {
     HandlerError::bad_request(e.message())
 }
 
-/// Checks a skill list from a worker: at most [`MAX_SKILLS`], valid names; returns the
-/// catalog without repeated names, and the names.
-fn catalog(skills: Vec<SkillInfo>) -> HandlerResult<(Vec<SkillInfo>, Vec<String>)> {
+/// Checks a skill list from a worker (at most [`MAX_SKILLS`], valid names) and returns
+/// it without repeated names.
+fn catalog(skills: Vec<SkillInfo>) -> HandlerResult<Vec<SkillInfo>> {
     if skills.len() > MAX_SKILLS {
         return Err(HandlerError::bad_request(format!(
             "too many supported_skills (at most {MAX_SKILLS})"
         )));
     }
-    let mut names: Vec<String> = Vec::with_capacity(skills.len());
-    let mut kept = Vec::with_capacity(skills.len());
+    let mut kept: Vec<SkillInfo> = Vec::with_capacity(skills.len());
     for skill in skills {
         validate_identifier(&skill.name, "skill").map_err(bad_request)?;
-        if !names.contains(&skill.name) {
-            names.push(skill.name.clone());
+        if !kept.iter().any(|k| k.name == skill.name) {
             kept.push(skill);
         }
     }
-    Ok((kept, names))
+    Ok(kept)
 }
 
 /// Checks a list of skill names (`available_skills`): bounded, valid names.
-fn skill_names(names: Vec<String>) -> HandlerResult<Vec<String>> {
+fn skill_names(names: &[String]) -> HandlerResult<()> {
     if names.len() > MAX_SKILLS {
         return Err(HandlerError::bad_request(format!(
             "too many skills listed (at most {MAX_SKILLS})"
         )));
     }
-    for name in &names {
+    for name in names {
         validate_identifier(name, "skill").map_err(bad_request)?;
     }
-    Ok(names)
+    Ok(())
 }
 
 /// At most this many characters of a peer's string in an error message.
@@ -412,52 +409,37 @@ impl Handler for Orchestrator {
             let mut st = inner.lock();
             let cred = inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
             inner.act_as(&st, &cred, &ctx, &worker_id)?;
-            let Some(mut heartbeat) = heartbeat else {
-                // An empty heartbeat (a liveness ping, or a peer's protocol probe).
-                return Ok(match st.store.workers.get_mut(&worker_id) {
-                    Some(w) if w.is_active() => {
-                        w.last_seen = Instant::now();
-                        HeartbeatReply {
-                            cancel_task_ids: st.store.heartbeat_cancels(&worker_id, None),
-                            ..HeartbeatReply::default()
-                        }
-                    }
-                    _ => HeartbeatReply {
-                        require_full_sync: true,
-                        ..HeartbeatReply::default()
-                    },
-                });
-            };
             // Checked before anything is recorded: a bad heartbeat changes nothing.
-            // An empty catalog says nothing new (a 1.0b3 heartbeat without skills,
-            // the last `offline` one).
-            let catalog = match heartbeat.supported_skills.take() {
-                Some(skills) if !skills.is_empty() => Some(catalog(skills)?),
-                _ => None,
+            // `None`: an empty heartbeat (a liveness ping, or a peer's protocol probe).
+            let checked = match heartbeat {
+                None => None,
+                Some(mut heartbeat) => {
+                    // An empty catalog says nothing new (a 1.0b3 heartbeat without
+                    // skills, the last `offline` one).
+                    let catalog = match heartbeat.supported_skills.take() {
+                        Some(skills) if !skills.is_empty() => Some(catalog(skills)?),
+                        _ => None,
+                    };
+                    if let Some(names) = &heartbeat.available_skills {
+                        skill_names(names)?;
+                    }
+                    heartbeat.current_tasks.truncate(MAX_LISTED);
+                    Some((heartbeat, catalog))
+                }
             };
+            let listed = checked.as_ref().map(|(h, _)| h.current_tasks.clone());
             // The tasks it lists are tasks it has: their claims are confirmed.
-            heartbeat.current_tasks.truncate(MAX_LISTED);
-            let listed = heartbeat.current_tasks.clone();
-            for task_id in &listed {
+            for task_id in listed.iter().flatten() {
                 st.store.confirm(&worker_id, task_id);
             }
-            let report = Report {
-                status: shown(&heartbeat.status),
-                catalog,
-                skills_hash: heartbeat.skills_hash.clone().map(|h| shown(&h)),
-                available: heartbeat
-                    .available_skills
-                    .clone()
-                    .map(skill_names)
-                    .transpose()?,
-                heartbeat,
-            };
             let reply = match st.store.workers.get_mut(&worker_id) {
                 Some(w) if w.is_active() => {
                     w.last_seen = Instant::now();
-                    let require_full_sync = st.store.report(&worker_id, report);
+                    let require_full_sync = checked.is_some_and(|(heartbeat, catalog)| {
+                        st.store.report(&worker_id, heartbeat, catalog)
+                    });
                     HeartbeatReply {
-                        cancel_task_ids: st.store.heartbeat_cancels(&worker_id, Some(&listed)),
+                        cancel_task_ids: st.store.heartbeat_cancels(&worker_id, listed.as_deref()),
                         require_full_sync,
                         ..HeartbeatReply::default()
                     }

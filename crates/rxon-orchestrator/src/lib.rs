@@ -181,22 +181,15 @@ pub struct WorkerInfo {
     pub worker_id: String,
     /// Task types it offers (its catalog's names).
     pub skills: Vec<String>,
-    /// Its skill catalog, with each skill's contract (schemas, version…).
-    pub catalog: Vec<rxon_core::SkillInfo>,
-    /// The hash it gave the catalog (`skills_hash`), if any.
+    /// The hash it gave its current catalog (`skills_hash`), if any.
     pub skills_hash: Option<String>,
-    /// The status its last heartbeat reported (`idle`, `busy`, `full`, `draining`,
-    /// `offline`…); `None` before its first heartbeat. `draining`, `offline` and `full`
-    /// workers are handed no task.
-    pub reported_status: Option<String>,
-    /// The skills it said it can start now (`available_skills`), when it said.
-    pub available_skills: Option<Vec<String>>,
     /// The protocol generation it registered with.
     pub protocol: rxon_core::Protocol,
-    /// Its registration as received (the envelope removed), with its current catalog.
+    /// Its registration as received (the envelope removed), with its current catalog
+    /// (each skill's contract: schemas, version…) as `supported_skills`.
     pub registration: rxon_core::WorkerRegistration,
     /// Its last heartbeat with a body, as received (without the catalog, which is in
-    /// [`catalog`](Self::catalog)).
+    /// `registration.supported_skills`).
     pub last_heartbeat: Option<rxon_core::Heartbeat>,
     /// Active or gone.
     pub status: WorkerStatus,
@@ -206,6 +199,20 @@ pub struct WorkerInfo {
     pub last_seen: Instant,
     /// Whether it has an open command channel.
     pub command_channel: bool,
+}
+
+impl WorkerInfo {
+    /// Its skill catalog, with each skill's contract.
+    pub fn catalog(&self) -> &[rxon_core::SkillInfo] {
+        &self.registration.supported_skills
+    }
+
+    /// The status its last heartbeat reported (`idle`, `busy`, `full`, `draining`,
+    /// `offline`…); `None` before its first heartbeat. `draining` and `offline`
+    /// workers are handed no task, nor a `full` one on a poll begun before it said so.
+    pub fn reported_status(&self) -> Option<&str> {
+        self.last_heartbeat.as_ref().map(|h| h.status.as_str())
+    }
 }
 
 struct Inner {

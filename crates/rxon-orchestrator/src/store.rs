@@ -86,7 +86,6 @@ impl TaskRecord {
 
 #[derive(Debug)]
 pub(super) struct WorkerRecord {
-    pub(super) skills: Vec<String>,
     pub(super) status: WorkerStatus,
     pub(super) last_seen: Instant,
     /// Claimed tasks, in claim order.
@@ -108,29 +107,41 @@ pub(super) struct WorkerRecord {
 /// that carries one) and its state (heartbeats).
 #[derive(Debug, Default)]
 pub(super) struct Reported {
-    /// The catalog: every skill with its contract.
+    /// The catalog: every skill with its contract (the names are the task types the
+    /// worker is handed).
     pub(super) catalog: Vec<SkillInfo>,
-    /// The hash the worker gave its catalog (`skills_hash`).
+    /// The hash the worker gave the catalog held here (`skills_hash`); a heartbeat
+    /// with another hash and no catalog does not change it.
     pub(super) skills_hash: Option<String>,
-    /// `idle`, `busy`, `full`, `draining`, `offline`… (`None`: no heartbeat yet).
-    pub(super) status: Option<String>,
-    /// The skills it can start now, when it says (a non-empty `available_skills`).
-    pub(super) available: Option<Vec<String>>,
     /// Heartbeats received since registration: a poll begun before the last one is
     /// older than what the worker said there.
     pub(super) epoch: u64,
     /// The registration, its catalog moved to `catalog`.
     pub(super) registration: rxon_core::WorkerRegistration,
-    /// The last heartbeat with a body, its catalog moved to `catalog`.
+    /// The last heartbeat with a body (its `status` and `available_skills` decide
+    /// dispatch), its catalog moved to `catalog`.
     pub(super) heartbeat: Option<rxon_core::Heartbeat>,
 }
 
 impl Reported {
+    /// `idle`, `busy`, `full`, `draining`, `offline`… (`None`: no heartbeat yet).
+    pub(super) fn status(&self) -> Option<&str> {
+        self.heartbeat.as_ref().map(|h| h.status.as_str())
+    }
+
+    /// The skills it can start now, when it says (a non-empty `available_skills`).
+    pub(super) fn available(&self) -> Option<&[String]> {
+        self.heartbeat
+            .as_ref()
+            .and_then(|h| h.available_skills.as_deref())
+            .filter(|a| !a.is_empty())
+    }
+
     /// Whether a poll begun at `poll_epoch` may be handed a task: never while the
     /// worker drains or is offline; not when it said it was full after the poll began
     /// (a poll begun after a `full` heartbeat says a slot is free again).
     fn takes_work(&self, poll_epoch: u64) -> bool {
-        match self.status.as_deref() {
+        match self.status() {
             Some(WORKER_STATUS_DRAINING | WORKER_STATUS_OFFLINE) => false,
             Some(WORKER_STATUS_FULL) => self.epoch <= poll_epoch,
             _ => true,
@@ -139,21 +150,9 @@ impl Reported {
 
     /// Whether the worker can start `skill` now.
     fn can_start(&self, skill: &str) -> bool {
-        self.available
-            .as_ref()
+        self.available()
             .is_none_or(|a| a.iter().any(|s| s == skill))
     }
-}
-
-/// What a heartbeat says, as the store records it (already bounded and validated).
-pub(super) struct Report {
-    pub(super) status: String,
-    /// A new catalog (with its skill names), when the heartbeat carries one.
-    pub(super) catalog: Option<(Vec<SkillInfo>, Vec<String>)>,
-    pub(super) skills_hash: Option<String>,
-    pub(super) available: Option<Vec<String>>,
-    /// The rest of the heartbeat.
-    pub(super) heartbeat: rxon_core::Heartbeat,
 }
 
 impl WorkerRecord {
@@ -255,7 +254,7 @@ impl Store {
                 return Ok(None);
             }
             let mut best: Option<(u64, &String)> = None;
-            for skill in &worker.skills {
+            for skill in worker.reported.catalog.iter().map(|s| &s.name) {
                 if !worker.reported.can_start(skill) {
                     continue;
                 }
@@ -610,7 +609,7 @@ impl Store {
         &mut self,
         cfg: &Config,
         worker_id: &str,
-        (catalog, skills): (Vec<SkillInfo>, Vec<String>),
+        catalog: Vec<SkillInfo>,
         registration: rxon_core::WorkerRegistration,
         protocol: rxon_core::Protocol,
         now: Instant,
@@ -626,7 +625,6 @@ impl Store {
             .workers
             .entry(worker_id.to_owned())
             .or_insert_with(|| WorkerRecord {
-                skills: Vec::new(),
                 status: WorkerStatus::Active,
                 last_seen: now,
                 current: Vec::new(),
@@ -641,35 +639,38 @@ impl Store {
             registration,
             ..Reported::default()
         };
-        w.skills = skills;
         w.protocol = protocol;
         w.status = WorkerStatus::Active;
         w.last_seen = now;
         Ok(())
     }
 
-    /// Records what a heartbeat of `worker_id` reports. Returns whether the worker must
-    /// send its whole state again (`require_full_sync`): it gave a `skills_hash` without
-    /// a catalog, and the hash is not the one of the catalog held here.
-    pub(super) fn report(&mut self, worker_id: &str, report: Report) -> bool {
+    /// Records a heartbeat of `worker_id` (already checked), with the catalog it
+    /// carries, if any. Returns whether the worker must send its whole state again
+    /// (`require_full_sync`): it gave a `skills_hash` without a catalog, and the hash is
+    /// not the one of the catalog held here.
+    pub(super) fn report(
+        &mut self,
+        worker_id: &str,
+        heartbeat: rxon_core::Heartbeat,
+        catalog: Option<Vec<SkillInfo>>,
+    ) -> bool {
         let Some(w) = self.workers.get_mut(worker_id) else {
             return true;
         };
         let r = &mut w.reported;
         r.epoch += 1;
-        r.heartbeat = Some(report.heartbeat);
-        r.status = Some(report.status);
-        r.available = report.available.filter(|a| !a.is_empty());
-        match report.catalog {
-            Some((catalog, names)) => {
+        let hash = heartbeat.skills_hash.clone();
+        r.heartbeat = Some(heartbeat);
+        match catalog {
+            Some(catalog) => {
                 r.catalog = catalog;
-                r.skills_hash = report.skills_hash;
-                w.skills = names;
+                r.skills_hash = hash;
                 false
             }
-            None => report
-                .skills_hash
-                .is_some_and(|h| r.catalog.is_empty() || r.skills_hash.as_deref() != Some(&h)),
+            None => {
+                hash.is_some_and(|h| r.catalog.is_empty() || r.skills_hash.as_deref() != Some(&h))
+            }
         }
     }
 
@@ -680,16 +681,13 @@ impl Store {
             .iter()
             .map(|(id, w)| WorkerInfo {
                 worker_id: id.clone(),
-                skills: w.skills.clone(),
-                catalog: w.reported.catalog.clone(),
+                skills: w.reported.catalog.iter().map(|s| s.name.clone()).collect(),
                 registration: rxon_core::WorkerRegistration {
                     supported_skills: w.reported.catalog.clone(),
                     ..w.reported.registration.clone()
                 },
                 last_heartbeat: w.reported.heartbeat.clone(),
                 skills_hash: w.reported.skills_hash.clone(),
-                reported_status: w.reported.status.clone(),
-                available_skills: w.reported.available.clone(),
                 protocol: w.protocol,
                 status: w.status,
                 current_tasks: w.current.clone(),

@@ -954,7 +954,7 @@ pub async fn skills_hash_and_full_sync(h: &dyn Harness) {
         return;
     }
     assert_eq!(
-        info.catalog,
+        info.catalog(),
         [contract_skill()],
         "the contract arrives intact"
     );
@@ -981,7 +981,7 @@ pub async fn skills_hash_and_full_sync(h: &dyn Harness) {
         .expect("heartbeat");
     assert!(!reply.require_full_sync, "with the catalog: {reply:?}");
     let info = env.orch.workers().pop().expect("the worker");
-    assert_eq!(info.catalog, [v2]);
+    assert_eq!(info.catalog(), [v2]);
     assert_eq!(info.skills_hash.as_deref(), Some("hash-2"));
     let reply = within(t.send_heartbeat(&beat("hash-2", None)))
         .await
@@ -1065,9 +1065,9 @@ pub async fn registration_and_heartbeat_fields_arrive_intact(h: &dyn Harness) {
     };
     within(t.send_heartbeat(&hb)).await.expect("heartbeat");
     let info = env.orch.workers().pop().expect("the worker");
-    assert_eq!(info.reported_status.as_deref(), Some("busy"));
-    assert_eq!(info.available_skills, hb.available_skills);
+    assert_eq!(info.reported_status(), Some("busy"));
     let got = info.last_heartbeat.expect("the heartbeat is kept");
+    assert_eq!(got.available_skills, hb.available_skills);
     assert_eq!(got.status, "busy");
     assert_eq!(got.current_tasks, hb.current_tasks);
     assert_eq!(got.hot_skills, hb.hot_skills);

@@ -197,7 +197,7 @@ pub fn sign_task(task: &mut Map<String, Value>, key: &str) -> Result<(), WireErr
 }
 
 /// Seals an outgoing 1.0b17 message in place: a fresh `timestamp` (`now`, Unix
-/// seconds), a fresh random `nonce` unless the message has its own (`event_id`), then
+/// seconds), a fresh unique `nonce` unless the message has its own (`event_id`), then
 /// `security {signature, signer_id}` over the result. Call it for every attempt: an
 /// identical resend within the replay window is refused as a replay.
 ///
@@ -213,7 +213,11 @@ pub fn seal(
 ) -> Result<(), WireError> {
     message.insert("timestamp".into(), Value::from(now));
     if !message.contains_key("event_id") {
-        message.insert("nonce".into(), Value::String(next_nonce()?));
+        // A replay key must be unique, not secret (the HMAC protects the message).
+        message.insert(
+            "nonce".into(),
+            Value::String(rxon_core::messages::unique_id()),
+        );
     }
     message.remove("security");
     let value = Value::Object(std::mem::take(message));
@@ -438,25 +442,6 @@ fn nonce_text(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
-}
-
-/// A nonce unique to this process and to each call: a random 64-bit prefix drawn once,
-/// then a counter (a replay key must be unique, not secret: the HMAC protects the
-/// message). No system call per message.
-fn next_nonce() -> Result<String, WireError> {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static PREFIX: OnceLock<String> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = match PREFIX.get() {
-        Some(p) => p,
-        None => {
-            let p = random_hex(8)?;
-            PREFIX.get_or_init(|| p)
-        }
-    };
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    Ok(format!("{prefix}{n:016x}"))
 }
 
 /// Seconds since the Unix epoch: the clock of envelope timestamps.
