@@ -35,7 +35,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let examples = root.join("target/debug/examples");
     let scripts = root.join("xtask/interop");
 
-    println!("interop 1/9: Python HttpTransport -> Rust HttpListener");
+    println!("interop 1/10: Python HttpTransport -> Rust HttpListener");
     let listener = Peer::start(Command::new(examples.join("interop_listener")))?;
     let worker = Command::new(&python)
         .arg(scripts.join("py_worker.py"))
@@ -44,7 +44,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the Python worker: {e}"))?;
     let (listener_ok, _) = listener.finish()?;
 
-    println!("interop 2/9: Rust HttpTransport -> Python HttpListener");
+    println!("interop 2/10: Rust HttpTransport -> Python HttpListener");
     let mut py = Command::new(&python);
     py.arg(scripts.join("py_listener.py"));
     let py_listener = Peer::start(py)?;
@@ -54,7 +54,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the Rust worker: {e}"))?;
     let (py_listener_ok, _) = py_listener.finish()?;
 
-    println!("interop 3/9: the `worker` example -> Python HttpListener");
+    println!("interop 3/10: the `worker` example -> Python HttpListener");
     crate::cargo(&["build", "-p", "rxon", "--example", "worker"])?;
     let mut py = Command::new(&python);
     py.arg(scripts.join("py_listener.py")).arg("echo");
@@ -73,7 +73,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let saw = |needle: &str| lines.iter().any(|l| l.starts_with(needle));
 
     println!(
-        "interop 4/9: Python grpcio client (stubs from proto/) -> the `orchestrator` example's gRPC listener"
+        "interop 4/10: Python grpcio client (stubs from proto/) -> the `orchestrator` example's gRPC listener"
     );
     crate::cargo(&["build", "-p", "rxon", "--example", "orchestrator"])?;
     let mut orch = Command::new(examples.join("orchestrator"));
@@ -106,7 +106,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let (orchestrator_ok, _) = orchestrator.finish_when_done()?;
     let current = venv_current(root)?;
     println!(
-        "interop 5/9: stock avtomatika 1.0b30 running jobs on the `worker` example (protocol auto)"
+        "interop 5/10: stock avtomatika 1.0b30 running jobs on the `worker` example (protocol auto)"
     );
     let mut avt = Command::new(&current);
     avt.arg(scripts.join("avt_orchestrator.py")).args([
@@ -142,7 +142,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let avt_jobs = avt_ok && avt_lines.iter().any(|l| l == "DONE ok=3 failed=0");
 
     println!(
-        "interop 6/9: the reference SDK (avtomatika-worker 1.0b20) and a rxon 1.0b3 worker at once -> the `orchestrator` example"
+        "interop 6/10: the reference SDK (avtomatika-worker 1.0b20) and a rxon 1.0b3 worker at once -> the `orchestrator` example"
     );
     let both = signing_orchestrator(&examples)?;
     let log = std::fs::File::create(root.join("target/interop-sdk-worker.log"))
@@ -190,7 +190,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     }
 
     println!(
-        "interop 7/9: the canonical JSON and HMAC of rxon-wire against the reference signer (rxon 1.0b17) on random values"
+        "interop 7/10: the canonical JSON and HMAC of rxon-wire against the reference signer (rxon 1.0b17) on random values"
     );
     crate::cargo(&["build", "-p", "rxon-wire", "--example", "signer"])?;
     let signer = Command::new(&current)
@@ -201,7 +201,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the signer check: {e}"))?;
 
     println!(
-        "interop 8/9: rxon 1.0b17's HttpTransport, messages and signer -> the `orchestrator` example"
+        "interop 8/10: rxon 1.0b17's HttpTransport, messages and signer -> the `orchestrator` example"
     );
     let orch17 = signing_orchestrator(&examples)?;
     let py17_worker = Command::new(&current)
@@ -218,7 +218,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let (orch17_ok, _) = orch17.finish_when_done()?;
 
     println!(
-        "interop 9/9: Rust HttpTransport (auto) -> rxon 1.0b17's HttpListener, every message checked by the reference"
+        "interop 9/10: Rust HttpTransport (auto) -> rxon 1.0b17's HttpListener, every message checked by the reference"
     );
     let mut py = Command::new(&current);
     py.arg(scripts.join("py17_listener.py"))
@@ -232,6 +232,15 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .status()
         .map_err(|e| format!("cannot run the Rust 1.0b17 worker: {e}"))?;
     let (py17_listener_ok, _) = py17_listener.finish()?;
+
+    println!(
+        "interop 10/10: rxon-schema's verdicts are the reference validator's (rxon 1.0b17, fastjsonschema)"
+    );
+    let schema_vectors = Command::new(&current)
+        .arg(scripts.join("py_schema_check.py"))
+        .arg(root.join("crates/rxon-schema/tests/vectors.json"))
+        .status()
+        .map_err(|e| format!("cannot run the schema check: {e}"))?;
 
     let example_results = echo_ok
         && saw("RESULT e-ok success")
@@ -289,6 +298,10 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         (
             "signatures and canonical JSON equal the reference signer's on 5,000 random values",
             signer.success(),
+        ),
+        (
+            "JSON Schema vectors: the reference validator gives the verdicts rxon-schema is held to",
+            schema_vectors.success(),
         ),
         (
             "rxon 1.0b17 worker vs the `orchestrator` example (envelopes, signed tasks, events, refresh)",

@@ -37,6 +37,7 @@ const FEATURES: &[&str] = &[
     "serde",
     "worker",
     "wire",
+    "schema",
 ];
 
 fn main() -> ExitCode {

@@ -4,8 +4,8 @@ use super::state::State;
 use super::{
     DEFAULT_CLAIM_LEASE, DEFAULT_COMMAND_CAPACITY, DEFAULT_MAX_FINISHED_TASKS,
     DEFAULT_MAX_QUEUE_LEN, DEFAULT_MAX_WORKERS, DEFAULT_PROGRESS_HISTORY,
-    DEFAULT_REFRESH_TOKEN_TTL, DEFAULT_TOKEN_TTL, DEFAULT_WORKER_TTL, Inner, MAX_ISSUED_TOKENS,
-    Orchestrator, PROGRESS_BROADCAST_CAPACITY,
+    DEFAULT_REFRESH_TOKEN_TTL, DEFAULT_TOKEN_TTL, DEFAULT_UNPLACEABLE_AFTER, DEFAULT_WORKER_TTL,
+    Inner, MAX_ISSUED_TOKENS, Orchestrator, PROGRESS_BROADCAST_CAPACITY,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +30,7 @@ pub(super) struct Config {
     pub(super) max_issued_tokens: usize,
     pub(super) progress_history: usize,
     pub(super) command_capacity: usize,
+    pub(super) unplaceable_after: Duration,
     /// The key of the `sig` on 1.0b17 tasks.
     pub(super) task_signing_key: Option<String>,
 }
@@ -70,6 +71,7 @@ impl Default for Config {
             max_issued_tokens: MAX_ISSUED_TOKENS,
             progress_history: DEFAULT_PROGRESS_HISTORY,
             command_capacity: DEFAULT_COMMAND_CAPACITY,
+            unplaceable_after: DEFAULT_UNPLACEABLE_AFTER,
             task_signing_key: None,
         }
     }
@@ -202,6 +204,17 @@ impl OrchestratorBuilder {
         self
     }
 
+    /// How long a task may wait while every registered worker that offers its type
+    /// refuses it (its params break their `input_schema`): past that, the reaper
+    /// ([`Orchestrator::reap_expired`]) ends it as an `INVALID_INPUT_ERROR` failure
+    /// naming each worker's reason, instead of leaving it queued for ever (default
+    /// [`DEFAULT_UNPLACEABLE_AFTER`]). A task no registered worker offers to run waits
+    /// for one: [`Orchestrator::placement`] says which case a queued task is in.
+    pub fn unplaceable_after(mut self, wait: Duration) -> Self {
+        self.config.unplaceable_after = wait;
+        self
+    }
+
     /// The deadline of tasks enqueued with [`Orchestrator::enqueue`], counted from the
     /// enqueue; none by default.
     pub fn default_task_deadline(mut self, deadline: Duration) -> Self {
@@ -257,6 +270,7 @@ impl OrchestratorBuilder {
                 events: Notify::new(),
                 progress_tx,
                 event_tx,
+                contracts: rxon_schema::ContractCache::default(),
                 reaper: Mutex::new(None),
             }),
         }

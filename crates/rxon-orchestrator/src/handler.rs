@@ -2,6 +2,7 @@
 
 use super::auth::{self, Credential};
 use super::state::State;
+use super::store::Catalog;
 use super::{Inner, MAX_SKILLS, Orchestrator};
 use rxon_core::validate::validate_identifier;
 use rxon_core::{
@@ -88,22 +89,31 @@ fn bad_request(e: rxon_core::RxonError) -> HandlerError {
     HandlerError::bad_request(e.message())
 }
 
-/// Checks a skill list from a worker (at most [`MAX_SKILLS`], valid names) and returns
-/// it without repeated names.
-fn catalog(skills: Vec<SkillInfo>) -> HandlerResult<Vec<SkillInfo>> {
+/// Checks a skill list from a worker (at most [`MAX_SKILLS`], valid names, schemas
+/// that compile) and returns it without repeated names, with its contracts compiled
+/// (through the orchestrator's cache: a fleet's one catalog is compiled once).
+fn catalog(inner: &Inner, skills: Vec<SkillInfo>) -> HandlerResult<Catalog> {
     if skills.len() > MAX_SKILLS {
         return Err(HandlerError::bad_request(format!(
             "too many supported_skills (at most {MAX_SKILLS})"
         )));
     }
-    let mut kept: Vec<SkillInfo> = Vec::with_capacity(skills.len());
+    let mut out = Catalog::default();
     for skill in skills {
         validate_identifier(&skill.name, "skill").map_err(bad_request)?;
-        if !kept.iter().any(|k| k.name == skill.name) {
-            kept.push(skill);
+        if out.skills.iter().any(|k| k.name == skill.name) {
+            continue;
         }
+        let contract = inner
+            .contracts
+            .get_or_compile(&skill)
+            .map_err(|e| HandlerError::bad_request(e.to_string()))?;
+        if !contract.is_empty() {
+            out.contracts.insert(skill.name.clone(), contract);
+        }
+        out.skills.push(skill);
     }
-    Ok(kept)
+    Ok(out)
 }
 
 /// Checks a list of skill names (`available_skills`): bounded, valid names.
@@ -240,6 +250,42 @@ fn event_target(st: &State, event: &WorkerEventPayload) -> HandlerResult<String>
         .ok_or_else(|| forbidden(format!("holds no task of job {:?}", shown(job))))
 }
 
+/// The contract `worker_id` declared for the type of task `task_id`, if any.
+fn contract_of<'a>(
+    st: &'a State,
+    worker_id: &str,
+    task_id: &str,
+) -> Option<&'a rxon_schema::Contract> {
+    let task_type = &st.store.tasks.get(task_id)?.payload.task_type;
+    let w = st.store.workers.get(worker_id)?;
+    w.reported.catalog.contracts.get(task_type).map(|c| &**c)
+}
+
+/// A success whose `data` violates the `output_schema` its worker declared becomes a
+/// `CONTRACT_VIOLATION_ERROR` failure (the result is still taken, as the reference
+/// does); every other result is unchanged. The same result gives the same failure, so
+/// a resent one is a duplicate.
+fn held_to_contract(st: &State, mut result: TaskResult) -> TaskResult {
+    if result.status != rxon_core::TaskStatus::Success {
+        return result;
+    }
+    let Some(contract) = contract_of(st, &result.worker_id, &result.task_id) else {
+        return result;
+    };
+    let data = result.data.take().unwrap_or_default();
+    match contract.check_output(&data) {
+        Ok(()) => result.data = Some(data),
+        Err(v) => {
+            result.status = rxon_core::TaskStatus::Failure;
+            result.error = Some(rxon_core::TaskError::new(
+                rxon_core::ErrorCode::ContractViolation,
+                format!("the result's data violates the skill's output_schema: {v}"),
+            ));
+        }
+    }
+    result
+}
+
 impl Inner {
     /// Records a report (progress, event) about `task_id` from `holder` (when known):
     /// it confirms the holder's claim and counts as contact.
@@ -286,8 +332,12 @@ impl Handler for Orchestrator {
                 })?;
                 validate_identifier(&registration.worker_id, "worker_id").map_err(bad_request)?;
                 inner.act_as(&st, &cred, &ctx, &registration.worker_id)?;
-                let mut registration = registration;
-                let skills = catalog(std::mem::take(&mut registration.supported_skills))?;
+            }
+            // Schemas compile without the lock (an authenticated request only).
+            let mut registration = registration;
+            let skills = catalog(inner, std::mem::take(&mut registration.supported_skills))?;
+            {
+                let mut st = inner.lock();
                 let worker_id = registration.worker_id.clone();
                 st.store
                     .register(
@@ -391,6 +441,7 @@ impl Handler for Orchestrator {
                 let cred =
                     inner.admit(&mut st, &ctx, false, |_, _| Some(result.worker_id.clone()))?;
                 inner.act_as(&st, &cred, &ctx, &result.worker_id)?;
+                let result = held_to_contract(&st, result);
                 st.store.apply_result(&inner.config, result, Instant::now())
             };
             inner.events.notify_waiters();
@@ -406,9 +457,11 @@ impl Handler for Orchestrator {
         Box::pin(async move {
             let worker_id = ctx.require_worker_id()?.to_owned();
             let inner = &*self.inner;
-            let mut st = inner.lock();
-            let cred = inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
-            inner.act_as(&st, &cred, &ctx, &worker_id)?;
+            {
+                let mut st = inner.lock();
+                let cred = inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
+                inner.act_as(&st, &cred, &ctx, &worker_id)?;
+            }
             // Checked before anything is recorded: a bad heartbeat changes nothing.
             // `None`: an empty heartbeat (a liveness ping, or a peer's protocol probe).
             let checked = match heartbeat {
@@ -417,7 +470,7 @@ impl Handler for Orchestrator {
                     // An empty catalog says nothing new (a 1.0b3 heartbeat without
                     // skills, the last `offline` one).
                     let catalog = match heartbeat.supported_skills.take() {
-                        Some(skills) if !skills.is_empty() => Some(catalog(skills)?),
+                        Some(skills) if !skills.is_empty() => Some(catalog(inner, skills)?),
                         _ => None,
                     };
                     if let Some(names) = &heartbeat.available_skills {
@@ -427,6 +480,7 @@ impl Handler for Orchestrator {
                     Some((heartbeat, catalog))
                 }
             };
+            let mut st = inner.lock();
             let listed = checked.as_ref().map(|(h, _)| h.current_tasks.clone());
             // The tasks it lists are tasks it has: their claims are confirmed.
             for task_id in listed.iter().flatten() {
@@ -520,6 +574,14 @@ impl Handler for Orchestrator {
                     inner.admit(&mut st, &ctx, false, |_, _| Some(event.worker_id.clone()))?;
                 inner.act_as(&st, &cred, &ctx, &event.worker_id)?;
                 let task_id = event_target(&st, &event)?;
+                if let Some(contract) = contract_of(&st, &event.worker_id, &task_id)
+                    && let Err(v) = contract.check_event(&event.event_type, &event.payload)
+                {
+                    return Err(HandlerError::bad_request(format!(
+                        "the payload of the {:?} event violates the skill's events_schema: {v}",
+                        shown(&event.event_type)
+                    )));
+                }
                 let max = inner.config.progress_history;
                 inner.record_report(&mut st, &task_id, Some(&event.worker_id), |rec| {
                     match &progress {

@@ -122,6 +122,8 @@ pub const DEFAULT_MAX_WORKERS: usize = 10_000;
 pub const DEFAULT_MAX_FINISHED_TASKS: usize = 100_000;
 /// Default number of progress updates kept per task.
 pub const DEFAULT_PROGRESS_HISTORY: usize = 1_000;
+/// Default wait before a task every capable worker refuses is ended as a failure.
+pub const DEFAULT_UNPLACEABLE_AFTER: Duration = Duration::from_secs(30);
 /// Default capacity of a worker's command channel.
 pub const DEFAULT_COMMAND_CAPACITY: usize = 64;
 
@@ -145,6 +147,25 @@ pub enum TaskState {
     Finished(TaskStatus),
     /// Cancelled by the host.
     Cancelled,
+}
+
+/// Where a queued task stands with the registered workers, from
+/// [`Orchestrator::placement`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Placement {
+    /// This many active workers offer its type and accept it (they may be busy,
+    /// full or draining right now).
+    Runnable {
+        /// How many.
+        workers: usize,
+    },
+    /// No active worker offers its type: it waits for one.
+    NoWorker,
+    /// Every active worker offering its type refuses it, each for the reason given
+    /// (`(worker_id, reason)`, sorted by worker). Ended after
+    /// [`OrchestratorBuilder::unplaceable_after`].
+    Refused(Vec<(String, String)>),
 }
 
 /// What [`Orchestrator::cancel`] did.
@@ -225,6 +246,8 @@ struct Inner {
     events: Notify,
     progress_tx: broadcast::Sender<ProgressUpdatePayload>,
     event_tx: broadcast::Sender<WorkerEventPayload>,
+    /// Compiled skill contracts, shared by the workers that declare the same skill.
+    contracts: rxon_schema::ContractCache,
     reaper: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
@@ -239,7 +262,8 @@ impl Inner {
             let mut st = self.lock();
             let now = Instant::now();
             let gone = st.reap(&self.config, now);
-            (gone, st.store.expire_leases(now))
+            let ended = st.store.end_unplaceable(&self.config, now);
+            (gone, st.store.expire_leases(now) + ended)
         };
         if !gone.is_empty() || lapsed > 0 {
             self.work.notify_waiters();
@@ -487,6 +511,12 @@ impl Orchestrator {
             .get(task_id)
             .map(|r| r.events.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Where the queued task `task_id` stands with the registered workers; `None` when
+    /// it is not queued (unknown, running or ended).
+    pub fn placement(&self, task_id: &str) -> Option<Placement> {
+        self.inner.lock().store.placement(task_id)
     }
 
     /// Tasks waiting in queues.

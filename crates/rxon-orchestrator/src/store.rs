@@ -13,7 +13,7 @@
 //! shared backend implements as one transaction or script): enqueue, claim, apply a
 //! result, cancel, confirm, expire leases, reap, register.
 
-use super::{CancelOutcome, Config, TaskState, WorkerInfo, WorkerStatus};
+use super::{CancelOutcome, Config, Placement, TaskState, WorkerInfo, WorkerStatus};
 use rxon_core::constants::{WORKER_STATUS_DRAINING, WORKER_STATUS_FULL, WORKER_STATUS_OFFLINE};
 use rxon_core::validate::validate_identifier;
 use rxon_core::{
@@ -43,6 +43,8 @@ pub(super) enum Phase {
 pub(super) struct TaskRecord {
     pub(super) payload: TaskPayload,
     seq: u64,
+    /// When it was enqueued (a requeue keeps it).
+    enqueued: Instant,
     deadline: Option<Instant>,
     pub(super) phase: Phase,
     pub(super) result: Option<TaskResult>,
@@ -103,13 +105,26 @@ pub(super) struct WorkerRecord {
     pub(super) reported: Reported,
 }
 
+/// How many queued tasks of one type a claim looks at for one whose params the
+/// worker's input schema accepts.
+pub(super) const MAX_SCAN: usize = 64;
+
+/// A worker's skills, each with its compiled contract (when it declares schemas).
+#[derive(Debug, Default)]
+pub(super) struct Catalog {
+    /// Every skill with its contract as sent (the names are the task types the worker
+    /// is handed).
+    pub(super) skills: Vec<SkillInfo>,
+    /// The compiled contracts of the skills that declare schemas, by name.
+    pub(super) contracts: std::collections::BTreeMap<String, std::sync::Arc<rxon_schema::Contract>>,
+}
+
 /// A worker's own account of itself: its skill catalog (registration, or a heartbeat
 /// that carries one) and its state (heartbeats).
 #[derive(Debug, Default)]
 pub(super) struct Reported {
-    /// The catalog: every skill with its contract (the names are the task types the
-    /// worker is handed).
-    pub(super) catalog: Vec<SkillInfo>,
+    /// The catalog.
+    pub(super) catalog: Catalog,
     /// The hash the worker gave the catalog held here (`skills_hash`); a heartbeat
     /// with another hash and no catalog does not change it.
     pub(super) skills_hash: Option<String>,
@@ -156,6 +171,22 @@ impl Reported {
 }
 
 impl WorkerRecord {
+    /// Whether this worker offers `task`'s type and, if so, why it refuses it:
+    /// `None` (not offered), `Some(None)` (accepted), `Some(Some(reason))`.
+    fn verdict(&self, task: &TaskPayload) -> Option<Option<String>> {
+        let catalog = &self.reported.catalog;
+        if !catalog.skills.iter().any(|s| s.name == task.task_type) {
+            return None;
+        }
+        Some(
+            catalog
+                .contracts
+                .get(&task.task_type)
+                .and_then(|c| c.check_input(&task.params).err())
+                .map(|v| format!("the params violate its input_schema: {v}")),
+        )
+    }
+
     pub(super) fn is_active(&self) -> bool {
         self.status == WorkerStatus::Active
     }
@@ -225,6 +256,7 @@ impl Store {
             TaskRecord {
                 payload: task,
                 seq,
+                enqueued: now,
                 deadline: deadline.and_then(|d| now.checked_add(d)),
                 phase: Phase::Queued,
                 result: None,
@@ -253,22 +285,36 @@ impl Store {
             if !worker.reported.takes_work(poll_epoch) {
                 return Ok(None);
             }
-            let mut best: Option<(u64, &String)> = None;
-            for skill in worker.reported.catalog.iter().map(|s| &s.name) {
+            // The oldest task, over the worker's skills, whose params its input schema
+            // accepts: a skill with a schema looks past the tasks it refuses (at most
+            // MAX_SCAN of them; they stay queued, in order, for other workers).
+            let mut best: Option<(u64, &String, usize)> = None;
+            for skill in &worker.reported.catalog.skills {
+                let skill = &skill.name;
                 if !worker.reported.can_start(skill) {
                     continue;
                 }
-                if let Some(&(seq, _)) = self.queues.get(skill).and_then(VecDeque::front)
-                    && best.is_none_or(|(b, _)| seq < b)
+                let Some(queue) = self.queues.get(skill) else {
+                    continue;
+                };
+                let checks = worker.reported.catalog.contracts.contains_key(skill);
+                let scan = if checks { MAX_SCAN } else { 1 };
+                let accepted = queue.iter().take(scan).enumerate().find(|(_, (_, id))| {
+                    self.tasks
+                        .get(id)
+                        .is_none_or(|r| worker.verdict(&r.payload) == Some(None))
+                });
+                if let Some((pos, &(seq, _))) = accepted
+                    && best.is_none_or(|(b, _, _)| seq < b)
                 {
-                    best = Some((seq, skill));
+                    best = Some((seq, skill, pos));
                 }
             }
-            let Some((_, skill)) = best else {
+            let Some((_, skill, pos)) = best else {
                 return Ok(None);
             };
             let skill = skill.clone();
-            let Some(task_id) = self.pop_queue(&skill) else {
+            let Some(task_id) = self.take_queued(&skill, pos) else {
                 return Ok(None);
             };
             let Some(rec) = self.tasks.get_mut(&task_id) else {
@@ -293,9 +339,10 @@ impl Store {
         }
     }
 
-    fn pop_queue(&mut self, task_type: &str) -> Option<String> {
+    /// Takes the queue entry at `pos` of `task_type`'s queue.
+    fn take_queued(&mut self, task_type: &str, pos: usize) -> Option<String> {
         let q = self.queues.get_mut(task_type)?;
-        let (_, id) = q.pop_front()?;
+        let (_, id) = q.remove(pos)?;
         if q.is_empty() {
             self.queues.remove(task_type);
         }
@@ -609,7 +656,7 @@ impl Store {
         &mut self,
         cfg: &Config,
         worker_id: &str,
-        catalog: Vec<SkillInfo>,
+        catalog: Catalog,
         registration: rxon_core::WorkerRegistration,
         protocol: rxon_core::Protocol,
         now: Instant,
@@ -653,7 +700,7 @@ impl Store {
         &mut self,
         worker_id: &str,
         heartbeat: rxon_core::Heartbeat,
-        catalog: Option<Vec<SkillInfo>>,
+        catalog: Option<Catalog>,
     ) -> bool {
         let Some(w) = self.workers.get_mut(worker_id) else {
             return true;
@@ -668,10 +715,87 @@ impl Store {
                 r.skills_hash = hash;
                 false
             }
-            None => {
-                hash.is_some_and(|h| r.catalog.is_empty() || r.skills_hash.as_deref() != Some(&h))
+            None => hash.is_some_and(|h| {
+                r.catalog.skills.is_empty() || r.skills_hash.as_deref() != Some(&h)
+            }),
+        }
+    }
+
+    /// Where the queued task `task_id` stands with the active workers.
+    pub(super) fn placement(&self, task_id: &str) -> Option<Placement> {
+        let rec = self.tasks.get(task_id)?;
+        if rec.phase != Phase::Queued {
+            return None;
+        }
+        let mut runnable = 0;
+        let mut refused = Vec::new();
+        for (id, w) in &self.workers {
+            if !w.is_active() {
+                continue;
+            }
+            match w.verdict(&rec.payload) {
+                None => {}
+                Some(None) => runnable += 1,
+                Some(Some(reason)) => refused.push((id.clone(), reason)),
             }
         }
+        Some(if runnable > 0 {
+            Placement::Runnable { workers: runnable }
+        } else if refused.is_empty() {
+            Placement::NoWorker
+        } else {
+            refused.sort();
+            Placement::Refused(refused)
+        })
+    }
+
+    /// Ends, as `INVALID_INPUT_ERROR` failures, the tasks queued for longer than
+    /// `unplaceable_after` that every active worker offering their type refuses (at
+    /// most [`MAX_SCAN`] per type and call, oldest first). Returns how many.
+    pub(super) fn end_unplaceable(&mut self, cfg: &Config, now: Instant) -> usize {
+        let mut doomed: Vec<(String, String)> = Vec::new();
+        for queue in self.queues.values() {
+            for (_, id) in queue.iter().take(MAX_SCAN) {
+                let Some(rec) = self.tasks.get(id) else {
+                    continue;
+                };
+                if now.saturating_duration_since(rec.enqueued) < cfg.unplaceable_after {
+                    continue;
+                }
+                if let Some(Placement::Refused(reasons)) = self.placement(id) {
+                    // One line per distinct reason, with the workers that gave it.
+                    let mut by_reason: std::collections::BTreeMap<&str, Vec<&str>> =
+                        Default::default();
+                    for (w, r) in &reasons {
+                        by_reason.entry(r).or_default().push(w);
+                    }
+                    let why: Vec<String> = by_reason
+                        .iter()
+                        .map(|(r, ws)| format!("{r} (workers {})", ws.join(", ")))
+                        .collect();
+                    doomed.push((id.clone(), why.join("; ")));
+                }
+            }
+        }
+        for (id, why) in &doomed {
+            let Some(rec) = self.tasks.get_mut(id) else {
+                continue;
+            };
+            let task_type = rec.payload.task_type.clone();
+            // No worker ran it: the failure names none.
+            rec.result = Some(TaskResult::failure(
+                &rec.payload,
+                String::new(),
+                TaskError::new(
+                    ErrorCode::InvalidInput,
+                    format!("every worker offering {task_type:?} refuses this task: {why}"),
+                ),
+            ));
+            rec.phase = Phase::Finished;
+            self.unqueue(id, &task_type);
+            self.ended(cfg, id);
+        }
+        doomed.len()
     }
 
     /// What the host sees of each worker (`command_channel` is the caller's to fill).
@@ -681,9 +805,15 @@ impl Store {
             .iter()
             .map(|(id, w)| WorkerInfo {
                 worker_id: id.clone(),
-                skills: w.reported.catalog.iter().map(|s| s.name.clone()).collect(),
+                skills: w
+                    .reported
+                    .catalog
+                    .skills
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect(),
                 registration: rxon_core::WorkerRegistration {
-                    supported_skills: w.reported.catalog.clone(),
+                    supported_skills: w.reported.catalog.skills.clone(),
                     ..w.reported.registration.clone()
                 },
                 last_heartbeat: w.reported.heartbeat.clone(),

@@ -1078,6 +1078,78 @@ pub async fn registration_and_heartbeat_fields_arrive_intact(h: &dyn Harness) {
     env.stop().await;
 }
 
+/// A skill's declared schemas (1.0b17), checked by the orchestrator whatever the wire:
+/// a task whose params the worker's `input_schema` rejects is not handed to it (it
+/// stays queued), a success whose data breaks `output_schema` is taken as a
+/// `CONTRACT_VIOLATION_ERROR` failure, an event whose payload breaks `events_schema` is
+/// refused (400). On a 1.0b3 wire the catalog is names only: nothing is checked.
+pub async fn schema_violations_are_reported(h: &dyn Harness) {
+    let env = Env::default(h).await;
+    let t: Arc<dyn Transport> = h
+        .transport(&env.config("w-1", TOKEN))
+        .expect("transport")
+        .into();
+    within(t.connect()).await.expect("connect");
+    let mut skill = SkillInfo::new("echo");
+    skill.input_schema = Some(rxon_core::map! {
+        "type": "object",
+        "properties": {"text": {"type": "string"}},
+        "required": ["text"],
+    });
+    skill.output_schema = Some(rxon_core::map! {"type": "object", "required": ["echo"]});
+    skill.events_schema = Some(rxon_core::map! {"frame.rendered": {"required": ["frame"]}});
+    let mut reg = registration("w-1", &[]);
+    reg.supported_skills = vec![skill];
+    within(t.register(&reg)).await.expect("register");
+    let mut bad = task("t-bad", "echo");
+    bad.params = rxon_core::map! {"text": 5};
+    env.orch.enqueue(bad).expect("enqueue");
+    env.orch.enqueue(task("t-good", "echo")).expect("enqueue");
+    let got = within(t.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll")
+        .expect("a task");
+    if !h.capabilities().v1b17 {
+        assert_eq!(got.task_id, "t-bad", "no schema travels: FIFO as usual");
+        env.stop().await;
+        return;
+    }
+    assert_eq!(
+        got.task_id, "t-good",
+        "the task the schema rejects is passed over"
+    );
+    assert_eq!(
+        env.orch.task_state("t-bad"),
+        Some(rxon_orchestrator::TaskState::Queued)
+    );
+    let refused = rxon_core::WorkerEventPayload::new("w-1", "frame.rendered", Map::new())
+        .for_task(&got.task_id, &got.job_id);
+    let err = within(t.emit_event(&refused))
+        .await
+        .expect_err("a payload the events schema rejects");
+    assert_eq!(err.status(), Some(400), "{err}");
+    let fine =
+        rxon_core::WorkerEventPayload::new("w-1", "frame.rendered", rxon_core::map! {"frame": 1})
+            .for_task(&got.task_id, &got.job_id);
+    within(t.emit_event(&fine)).await.expect("a valid event");
+    assert_eq!(env.orch.task_events("t-good").len(), 1);
+    let broken = TaskResult::success(&got, "w-1", rxon_core::map! {"other": 1});
+    let outcome = within(t.send_result(&broken)).await.expect("result");
+    assert!(outcome.is_accepted(), "still taken: {outcome:?}");
+    let stored = env.orch.task_result("t-good").expect("applied");
+    assert_eq!(stored.status, TaskStatus::Failure);
+    assert_eq!(
+        stored.error.map(|e| e.code),
+        Some(rxon_core::ErrorCode::ContractViolation)
+    );
+    let again = within(t.send_result(&broken)).await.expect("result");
+    assert!(
+        again.is_accepted(),
+        "the same result again is a duplicate: {again:?}"
+    );
+    env.stop().await;
+}
+
 /// Two polls of one worker at once (a worker with two free slots): each gets its own
 /// task, none gets a task twice.
 pub async fn concurrent_pollers_share_no_task(h: &dyn Harness) {
@@ -1294,6 +1366,7 @@ macro_rules! __conformance_cases {
             draining_and_offline_workers_get_no_task: none,
             skills_hash_and_full_sync: none,
             registration_and_heartbeat_fields_arrive_intact: none,
+            schema_violations_are_reported: none,
             concurrent_pollers_share_no_task: none,
             close_ends_a_parked_poll: none,
             silent_connections_are_replaced: tcp,

@@ -11,8 +11,10 @@
 //!
 //! The embedded orchestrator listens on a free port; the workers (the `rxon::worker`
 //! runtime over `HttpTransport`) register, poll and report. The batch includes a task
-//! that reports progress and then a custom event (`rendered`), one that fails on invalid
-//! input, and one that is cancelled mid-flight over the command channel. The program prints a summary and exits 0 only
+//! that reports progress and then a custom event (`rendered`), one whose params the
+//! `echo` skill's declared input schema refuses (the orchestrator hands it to no worker
+//! and reports it as `INVALID_INPUT_ERROR`), and one that is cancelled mid-flight over
+//! the command channel. The program prints a summary and exits 0 only
 //! if every task ended as expected.
 #![allow(clippy::print_stdout)]
 
@@ -71,7 +73,12 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> rxon::Result<bool> {
-    let orchestrator = Orchestrator::builder().token(TOKEN).build();
+    // A task every worker refuses is reported after 200 ms (checked by the reaper).
+    let orchestrator = Orchestrator::builder()
+        .token(TOKEN)
+        .unplaceable_after(Duration::from_millis(200))
+        .build();
+    let _reaper = orchestrator.spawn_reaper(Duration::from_millis(100));
     let listener: Box<dyn Listener> = match args.transport {
         TransportKind::Http => {
             let mut config = HttpListenerConfig::default();
@@ -110,7 +117,7 @@ async fn run(args: Args) -> rxon::Result<bool> {
             .poll_timeout(Duration::from_secs(2))
             .heartbeat_interval(Duration::from_secs(2))
             .shutdown_grace(Duration::from_secs(5))
-            .handler("echo", echo)
+            .skill(echo_skill(), echo)
             .handler("render", render)
             .build()?;
         let w = worker.clone();
@@ -141,7 +148,7 @@ async fn run(args: Args) -> rxon::Result<bool> {
             2 => (
                 "bad-input".to_string(),
                 "echo",
-                params(&[("fail", Value::from(true))]),
+                params(&[("n", Value::from("three"))]),
                 TaskStatus::Failure,
             ),
             _ => (
@@ -240,7 +247,7 @@ async fn run(args: Args) -> rxon::Result<bool> {
         total as f64 / elapsed.as_secs_f64()
     );
     println!("  succeeded      {ok}");
-    println!("  failed         {failed} (expected: bad-input, INVALID_INPUT_ERROR)");
+    println!("  failed         {failed} (expected: bad-input, refused by echo's input_schema)");
     println!("  cancelled      {cancelled} (expected: doomed, cancelled mid-flight)");
     println!("  progress       {progress_reports} updates from \"render\"");
     println!(
@@ -272,10 +279,12 @@ async fn run(args: Args) -> rxon::Result<bool> {
             Value::Object(rendered)
         ));
     }
-    if let Some(r) = orchestrator.task_result("bad-input")
-        && r.error.map(|e| e.code) != Some(ErrorCode::InvalidInput)
-    {
-        unexpected.push("bad-input did not fail with INVALID_INPUT_ERROR".into());
+    match orchestrator.task_result("bad-input").and_then(|r| r.error) {
+        Some(e) if e.code == ErrorCode::InvalidInput && e.message.contains("input_schema") => {
+            println!("  refused        bad-input: {}", e.message);
+        }
+        _ => unexpected
+            .push("bad-input was not refused by the input_schema (INVALID_INPUT_ERROR)".into()),
     }
     if unexpected.is_empty() {
         println!("  result         every task ended as expected");
@@ -295,10 +304,20 @@ fn params(pairs: &[(&str, Value)]) -> Map {
         .collect()
 }
 
+/// `echo` declares its contract: params with an integer `n`, an object back.
+fn echo_skill() -> rxon::SkillInfo {
+    let mut skill = rxon::SkillInfo::new("echo");
+    skill.version = Some("1.0".into());
+    skill.input_schema = Some(rxon::map! {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 0}},
+        "required": ["n"],
+    });
+    skill.output_schema = Some(rxon::map! {"type": "object", "required": ["echo"]});
+    skill
+}
+
 async fn echo(task: TaskPayload, _ctx: rxon::worker::TaskContext) -> Result<Map, TaskFailure> {
-    if task.params.get("fail").and_then(Value::as_bool) == Some(true) {
-        return Err(TaskFailure::invalid_input("asked to fail"));
-    }
     Ok(params(&[("echo", Value::Object(task.params))]))
 }
 

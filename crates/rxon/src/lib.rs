@@ -94,6 +94,11 @@ pub use rxon_http as http;
 #[cfg_attr(docsrs, doc(cfg(feature = "wire")))]
 pub use rxon_wire as wire;
 
+/// Skill contracts: JSON Schema for a skill's params, outputs and events.
+#[cfg(feature = "schema")]
+#[cfg_attr(docsrs, doc(cfg(feature = "schema")))]
+pub use rxon_schema as schema;
+
 /// WebSocket command channel and transport.
 #[cfg(feature = "ws")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ws")))]

@@ -1269,3 +1269,83 @@ async fn a_lapsed_holders_result_is_applied_instead_of_running_the_task_again() 
     let outcome = send(&o, success(&t2, "w-2", 1)).await;
     assert!(ignored(&outcome).is_some(), "{outcome:?}");
 }
+
+fn schema_skill(name: &str, schema: Map) -> SkillInfo {
+    let mut s = SkillInfo::new(name);
+    s.input_schema = Some(schema);
+    s
+}
+
+/// A task every worker offering its type refuses (its params break their input
+/// schemas) is reported as such, and ended after `unplaceable_after` by the reaper as
+/// an `INVALID_INPUT_ERROR` failure naming each worker's reason; a task no worker
+/// offers waits; one a worker accepts is runnable.
+#[tokio::test]
+async fn tasks_nobody_can_run_are_reported_then_ended() {
+    let o = Orchestrator::builder()
+        .token("secret")
+        .unplaceable_after(Duration::ZERO)
+        .build();
+    let width = rxon_core::map! {"properties": {"w": {"type": "integer"}}, "required": ["w"]};
+    for id in ["w-1", "w-2"] {
+        let mut reg = registration(id, &[]);
+        reg.supported_skills = vec![schema_skill("resize", width.clone())];
+        o.register(ctx(), reg).await.unwrap();
+    }
+    let mut bad = task("bad", "resize");
+    bad.params = rxon_core::map! {"w": "wide"};
+    o.enqueue(bad).unwrap();
+    let mut good = task("good", "resize");
+    good.params = rxon_core::map! {"w": 3};
+    o.enqueue(good).unwrap();
+    o.enqueue(task("lonely", "crop")).unwrap();
+    match o.placement("bad") {
+        Some(rxon_orchestrator::Placement::Refused(reasons)) => {
+            let who: Vec<&str> = reasons.iter().map(|(w, _)| w.as_str()).collect();
+            assert_eq!(who, ["w-1", "w-2"]);
+            assert!(reasons[0].1.contains("input_schema"), "{reasons:?}");
+        }
+        other => panic!("refused by both: {other:?}"),
+    }
+    assert_eq!(
+        o.placement("good"),
+        Some(rxon_orchestrator::Placement::Runnable { workers: 2 })
+    );
+    assert_eq!(
+        o.placement("lonely"),
+        Some(rxon_orchestrator::Placement::NoWorker)
+    );
+    o.reap_expired();
+    let ended = o.task_result("bad").expect("ended by the reaper");
+    let error = ended.error.expect("a failure");
+    assert_eq!(error.code, ErrorCode::InvalidInput);
+    assert!(error.message.contains("w-1, w-2"), "{}", error.message);
+    assert_eq!(
+        o.task_state("good"),
+        Some(TaskState::Queued),
+        "runnable: kept"
+    );
+    assert_eq!(
+        o.task_state("lonely"),
+        Some(TaskState::Queued),
+        "waits for a worker"
+    );
+    assert_eq!(o.placement("bad"), None, "not queued any more");
+    // Dispatch passed over "bad" all along; "good" goes out.
+    assert_eq!(
+        poll(&o, "w-1", NOW).await.map(|t| t.task_id).as_deref(),
+        Some("good")
+    );
+}
+
+/// A schema that does not compile refuses the registration (400), naming the skill.
+#[tokio::test]
+async fn a_registration_with_a_broken_schema_is_refused() {
+    let o = orch();
+    let mut reg = registration("w-1", &[]);
+    reg.supported_skills = vec![schema_skill("resize", rxon_core::map! {"type": "nonsense"})];
+    let err = o.register(ctx(), reg).await.unwrap_err();
+    assert_eq!(err.kind(), HandlerErrorKind::BadRequest);
+    assert!(err.message().contains("\"resize\""), "{}", err.message());
+    assert!(o.workers().is_empty(), "nothing registered");
+}

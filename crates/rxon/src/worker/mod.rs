@@ -194,6 +194,15 @@ impl WorkerBuilder {
         for task_type in self.handlers.keys() {
             rxon_core::validate::validate_identifier(task_type, "task type")?;
         }
+        // A schema that does not compile is this worker's mistake: say so now.
+        let mut contracts = BTreeMap::new();
+        for skill in self.skills.values() {
+            let contract = rxon_schema::Contract::compile(skill)
+                .map_err(|e| RxonError::config(e.to_string()))?;
+            if !contract.is_empty() {
+                contracts.insert(skill.name.clone(), Arc::new(contract));
+            }
+        }
         let mut registration = self.registration;
         registration.worker_id = self.transport.worker_id().to_owned();
         registration.supported_skills = self.skills.into_values().collect();
@@ -219,6 +228,7 @@ impl WorkerBuilder {
             inner: Arc::new(Inner {
                 transport: self.transport,
                 handlers: self.handlers,
+                contracts,
                 registration,
                 max_concurrent: self.max_concurrent,
                 heartbeat_interval: self.heartbeat_interval,
@@ -266,6 +276,8 @@ struct Running {
 struct Inner {
     transport: Arc<dyn Transport>,
     handlers: BTreeMap<String, TaskHandler>,
+    /// The compiled contracts of the skills that declare schemas.
+    contracts: BTreeMap<String, Arc<rxon_schema::Contract>>,
     registration: WorkerRegistration,
     max_concurrent: usize,
     heartbeat_interval: Duration,
@@ -648,10 +660,23 @@ impl Inner {
             );
             return TaskResult::failure(task, worker_id, error);
         };
+        let contract = self.contracts.get(&task.task_type).cloned();
+        // The skill's own contract, both ways: bad params never reach the handler, and
+        // a result that breaks the promised output is not sent as a success.
+        if let Some(c) = &contract
+            && let Err(v) = c.check_input(&task.params)
+        {
+            let error = TaskError::new(
+                ErrorCode::InvalidInput,
+                format!("the params violate the skill's input_schema: {v}"),
+            );
+            return TaskResult::failure(task, worker_id, error);
+        }
         let ctx = TaskContext {
             task_id: task.task_id.clone(),
             job_id: task.job_id.clone(),
             worker_id: self.registration.worker_id.clone(),
+            contract: contract.clone(),
             transport: self.transport.clone(),
             cancelled: cancelled.clone(),
         };
@@ -666,7 +691,13 @@ impl Inner {
         };
         tokio::select! {
             joined = &mut work => match joined {
-                Ok(Ok(data)) => TaskResult::success(task, worker_id, data),
+                Ok(Ok(data)) => match contract.as_ref().map(|c| c.check_output(&data)) {
+                    Some(Err(v)) => TaskResult::failure(task, worker_id, TaskError::new(
+                        ErrorCode::ContractViolation,
+                        format!("the handler's output violates the skill's output_schema: {v}"),
+                    )),
+                    _ => TaskResult::success(task, worker_id, data),
+                },
                 Ok(Err(failure)) if *cancelled.borrow() => {
                     tracing::debug!(%failure, "handler ended after a cancel");
                     self.stopped_result(task)

@@ -100,6 +100,7 @@ pub struct TaskContext {
     pub(crate) task_id: String,
     pub(crate) job_id: String,
     pub(crate) worker_id: String,
+    pub(crate) contract: Option<Arc<rxon_schema::Contract>>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) cancelled: watch::Receiver<bool>,
 }
@@ -142,7 +143,17 @@ impl TaskContext {
     /// map! {"frame": 7})`. Unlike [`progress`](Self::progress), the outcome is
     /// returned: the orchestrator may refuse the event (a payload its schema rejects,
     /// a task this worker no longer holds), and a 1.0b3 orchestrator has no events.
+    ///
+    /// A payload the skill's own `events_schema` rejects is refused here
+    /// ([`ErrorKind::InvalidInput`](rxon_core::ErrorKind::InvalidInput)), before it is sent.
     pub async fn emit_event(&self, event_type: &str, payload: Map) -> rxon_core::Result<()> {
+        if let Some(c) = &self.contract
+            && let Err(v) = c.check_event(event_type, &payload)
+        {
+            return Err(RxonError::invalid_input(format!(
+                "the payload of the {event_type:?} event violates the skill's events_schema: {v}"
+            )));
+        }
         let event = WorkerEventPayload::new(&self.worker_id, event_type, payload)
             .for_task(&self.task_id, &self.job_id);
         self.transport.emit_event(&event).await

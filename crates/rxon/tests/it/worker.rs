@@ -439,3 +439,135 @@ async fn building_needs_handlers_with_valid_types() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
+
+/// A skill's declared contract holds both ways in the runtime: params its input schema
+/// rejects never reach the handler (`INVALID_INPUT_ERROR`), an output that breaks the
+/// output schema is reported as `CONTRACT_VIOLATION_ERROR`, an event payload that
+/// breaks its events schema is refused before it is sent; the catalog reaches the
+/// orchestrator with the schemas and a `skills_hash`, and later heartbeats send only
+/// the hash.
+#[tokio::test]
+async fn a_declared_contract_is_held_both_ways() {
+    let env = local().await;
+    let mut skill = rxon::SkillInfo::new("resize");
+    skill.input_schema = Some(rxon::map! {
+        "type": "object",
+        "properties": {"width": {"type": "integer", "minimum": 1}},
+        "required": ["width"],
+    });
+    skill.output_schema = Some(rxon::map! {"type": "object", "required": ["width"]});
+    skill.events_schema = Some(rxon::map! {"resized": {"required": ["width"]}});
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let worker = Worker::builder(env.transport("w-1"))
+        .poll_timeout(Duration::from_millis(200))
+        .heartbeat_interval(Duration::from_millis(50))
+        .skill(skill.clone(), move |task, ctx| {
+            let runs = counted.clone();
+            async move {
+                runs.fetch_add(1, Ordering::Relaxed);
+                let refused = ctx.emit_event("resized", Map::new()).await;
+                assert_eq!(refused.unwrap_err().kind(), ErrorKind::InvalidInput);
+                let width = task.params["width"].clone();
+                ctx.emit_event("resized", params(&[("width", width.clone())]))
+                    .await
+                    .map_err(|e| TaskFailure::internal(e.to_string()))?;
+                if task.params.contains_key("break") {
+                    return Ok(Map::new());
+                }
+                Ok(params(&[("width", width)]))
+            }
+        })
+        .build()
+        .unwrap();
+    let running = Running::start(&worker);
+    // The orchestrator hands over only what the worker's schema accepts: "zero" waits.
+    env.orch
+        .enqueue(task("zero", "resize", params(&[("width", Value::from(0))])))
+        .unwrap();
+    env.orch
+        .enqueue(task("ok", "resize", params(&[("width", Value::from(640))])))
+        .unwrap();
+    env.orch
+        .enqueue(task(
+            "broken",
+            "resize",
+            params(&[("width", Value::from(8)), ("break", Value::from(true))]),
+        ))
+        .unwrap();
+    let ok = result(&env.orch, "ok").await;
+    assert_eq!(ok.status, TaskStatus::Success, "{ok:?}");
+    let broken = result(&env.orch, "broken").await;
+    assert_eq!(
+        broken.error.map(|e| e.code),
+        Some(ErrorCode::ContractViolation)
+    );
+    assert_eq!(env.orch.task_events("ok").len(), 1, "only the valid event");
+    assert_eq!(
+        env.orch.task_state("zero"),
+        Some(rxon::orchestrator::TaskState::Queued),
+        "no worker whose schema accepts it: it waits"
+    );
+    let info = env.orch.workers().pop().unwrap();
+    assert_eq!(info.catalog(), [skill]);
+    assert!(info.skills_hash.is_some());
+    running.shutdown().await;
+    assert_eq!(
+        runs.load(Ordering::Relaxed),
+        2,
+        "the rejected task never ran"
+    );
+}
+
+/// The runtime checks params itself: a task whose params its schema rejects (handed
+/// over by an orchestrator that does not check) fails with `INVALID_INPUT_ERROR`
+/// without running the handler. The registration carries the catalog and its hash;
+/// heartbeats after it carry only the hash.
+#[tokio::test]
+async fn params_the_schema_rejects_never_reach_the_handler() {
+    let mock = MockHandle::new();
+    let transport: Arc<dyn Transport> = Arc::new(mock.transport("w-1", "t").unwrap());
+    let mut skill = rxon::SkillInfo::new("resize");
+    skill.input_schema = Some(rxon::map! {"required": ["width"]});
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let worker = Worker::builder(transport)
+        .poll_timeout(Duration::from_millis(100))
+        .heartbeat_interval(Duration::from_millis(20))
+        .skill(skill, move |task, _ctx| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            async move { Ok(task.params) }
+        })
+        .build()
+        .unwrap();
+    mock.push_task(task("t-1", "resize", Map::new()));
+    let running = Running::start(&worker);
+    let results = mock.wait_for_results(1, BOUND).await.unwrap();
+    let error = results[0].error.clone().expect("a failure");
+    assert_eq!(error.code, ErrorCode::InvalidInput);
+    assert!(error.message.contains("input_schema"), "{}", error.message);
+    let registration = mock.registrations().remove(0);
+    let hash = registration.skills_hash.clone().expect("a skills_hash");
+    assert!(registration.supported_skills[0].input_schema.is_some());
+    let beat = mock.wait_for_heartbeats(1, BOUND).await.unwrap().remove(0);
+    assert_eq!(beat.supported_skills, None, "only the hash");
+    assert_eq!(beat.skills_hash, Some(hash));
+    running.shutdown().await;
+    assert_eq!(runs.load(Ordering::Relaxed), 0);
+}
+
+/// A schema that does not compile is a configuration error at `build()`, naming the
+/// skill.
+#[tokio::test]
+async fn a_schema_that_does_not_compile_fails_the_build() {
+    let mock = MockHandle::new();
+    let transport: Arc<dyn Transport> = Arc::new(mock.transport("w-1", "t").unwrap());
+    let mut skill = rxon::SkillInfo::new("resize");
+    skill.output_schema = Some(rxon::map! {"type": "nonsense"});
+    let err = Worker::builder(transport)
+        .skill(skill, |task, _ctx| async move { Ok(task.params) })
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("\"resize\""), "{err}");
+}
