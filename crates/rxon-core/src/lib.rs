@@ -62,6 +62,7 @@ pub mod constants;
 pub mod error;
 pub mod future;
 pub mod listener;
+pub mod matching;
 pub mod messages;
 pub mod policy;
 pub mod protocol;

@@ -205,9 +205,11 @@ impl OrchestratorBuilder {
     }
 
     /// How long a task may wait while every registered worker that offers its type
-    /// refuses it (its params break their `input_schema`): past that, the reaper
-    /// ([`Orchestrator::reap_expired`]) ends it as an `INVALID_INPUT_ERROR` failure
-    /// naming each worker's reason, instead of leaving it queued for ever (default
+    /// refuses it (its params break their `input_schema`, or they miss its
+    /// [requirements](crate::TaskOptions::requirements)): past that, the reaper
+    /// ([`Orchestrator::reap_expired`]) ends it as an `INVALID_INPUT_ERROR` (params) or
+    /// `RESOURCE_EXHAUSTED` (requirements) failure naming each worker's reason,
+    /// instead of leaving it queued for ever (default
     /// [`DEFAULT_UNPLACEABLE_AFTER`]). A task no registered worker offers to run waits
     /// for one: [`Orchestrator::placement`] says which case a queued task is in.
     pub fn unplaceable_after(mut self, wait: Duration) -> Self {

@@ -95,6 +95,7 @@ pub use local::{
 use builder::Config;
 pub use builder::OrchestratorBuilder;
 
+use rxon_core::matching::ResourceRequirements;
 use rxon_core::{
     ProgressUpdatePayload, Result, RxonError, TaskPayload, TaskResult, TaskStatus,
     WorkerEventPayload,
@@ -149,6 +150,29 @@ pub enum TaskState {
     Cancelled,
 }
 
+/// How [`Orchestrator::enqueue_with`] queues a task.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TaskOptions {
+    /// Its deadline from now (else the orchestrator's default, if any).
+    pub deadline: Option<Duration>,
+    /// What the worker that runs it must have.
+    pub requirements: ResourceRequirements,
+}
+
+impl TaskOptions {
+    /// Sets [`deadline`](Self::deadline).
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+    /// Sets [`requirements`](Self::requirements).
+    pub fn with_requirements(mut self, requirements: ResourceRequirements) -> Self {
+        self.requirements = requirements;
+        self
+    }
+}
+
 /// Where a queued task stands with the registered workers, from
 /// [`Orchestrator::placement`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,7 +186,8 @@ pub enum Placement {
     },
     /// No active worker offers its type: it waits for one.
     NoWorker,
-    /// Every active worker offering its type refuses it, each for the reason given
+    /// Every active worker offering its type refuses it (its params break their input
+    /// schema, or they miss its requirements), each for the reason given
     /// (`(worker_id, reason)`, sorted by worker). Ended after
     /// [`OrchestratorBuilder::unplaceable_after`].
     Refused(Vec<(String, String)>),
@@ -370,20 +395,54 @@ impl Orchestrator {
     /// [`ErrorKind::RateLimited`](rxon_core::ErrorKind::RateLimited) when the
     /// orchestrator already holds its maximum of unfinished tasks.
     pub fn enqueue(&self, task: TaskPayload) -> Result<()> {
-        self.enqueue_inner(task, self.inner.config.default_task_deadline)
+        self.enqueue_inner(
+            task,
+            self.inner.config.default_task_deadline,
+            ResourceRequirements::default(),
+        )
     }
 
     /// Queues `task` with a deadline `deadline` from now: a result arriving later is
     /// ignored as `deadline_exceeded`, and the task ends as a `LATE_RESULT` failure.
     pub fn enqueue_with_deadline(&self, task: TaskPayload, deadline: Duration) -> Result<()> {
-        self.enqueue_inner(task, Some(deadline))
+        self.enqueue_inner(task, Some(deadline), ResourceRequirements::default())
     }
 
-    fn enqueue_inner(&self, task: TaskPayload, deadline: Option<Duration>) -> Result<()> {
-        self.inner
-            .lock()
-            .store
-            .enqueue(&self.inner.config, task, deadline, Instant::now())?;
+    /// Queues `task` with `options`: a deadline, and what the worker that runs it must
+    /// have ([`ResourceRequirements`]: devices, properties, artifacts, software, skill
+    /// version and type). Only workers that meet them are handed the task; when every
+    /// registered worker offering its type misses them, [`placement`](Self::placement)
+    /// says so, and the task ends after
+    /// [`OrchestratorBuilder::unplaceable_after`] as a `RESOURCE_EXHAUSTED` failure.
+    ///
+    /// ```
+    /// use rxon_orchestrator::{Orchestrator, TaskOptions};
+    /// use rxon_core::{map, matching::ResourceRequirements, TaskPayload};
+    /// let orch = Orchestrator::new();
+    /// let mut needs = ResourceRequirements::default();
+    /// needs.resources.properties = Some(map! {"ram_gb": 64});
+    /// let task = TaskPayload { job_id: "j".into(), task_id: "t".into(), task_type: "train".into(), ..Default::default() };
+    /// orch.enqueue_with(task, TaskOptions::default().with_requirements(needs))?;
+    /// # Ok::<(), rxon_core::RxonError>(())
+    /// ```
+    pub fn enqueue_with(&self, task: TaskPayload, options: TaskOptions) -> Result<()> {
+        let deadline = options.deadline.or(self.inner.config.default_task_deadline);
+        self.enqueue_inner(task, deadline, options.requirements)
+    }
+
+    fn enqueue_inner(
+        &self,
+        task: TaskPayload,
+        deadline: Option<Duration>,
+        requirements: ResourceRequirements,
+    ) -> Result<()> {
+        self.inner.lock().store.enqueue(
+            &self.inner.config,
+            task,
+            deadline,
+            requirements,
+            Instant::now(),
+        )?;
         self.inner.work.notify_waiters();
         self.inner.events.notify_waiters();
         Ok(())

@@ -15,6 +15,7 @@
 
 use super::{CancelOutcome, Config, Placement, TaskState, WorkerInfo, WorkerStatus};
 use rxon_core::constants::{WORKER_STATUS_DRAINING, WORKER_STATUS_FULL, WORKER_STATUS_OFFLINE};
+use rxon_core::matching::ResourceRequirements;
 use rxon_core::validate::validate_identifier;
 use rxon_core::{
     ErrorCode, IgnoredReason, ProgressUpdatePayload, Result, ResultOutcome, RxonError, SkillInfo,
@@ -42,6 +43,8 @@ pub(super) enum Phase {
 #[derive(Debug)]
 pub(super) struct TaskRecord {
     pub(super) payload: TaskPayload,
+    /// What its worker must have.
+    requirements: ResourceRequirements,
     seq: u64,
     /// When it was enqueued (a requeue keeps it).
     enqueued: Instant,
@@ -103,6 +106,23 @@ pub(super) struct WorkerRecord {
     pub(super) protocol: rxon_core::Protocol,
     /// What the worker last said about itself.
     pub(super) reported: Reported,
+}
+
+/// Why a worker that offers a task's type cannot run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// It misses the task's resource requirements.
+    Resources(String),
+    /// Its input schema rejects the task's params.
+    Params(String),
+}
+
+impl Refusal {
+    fn reason(&self) -> &str {
+        match self {
+            Refusal::Resources(r) | Refusal::Params(r) => r,
+        }
+    }
 }
 
 /// How many queued tasks of one type a claim looks at for one whose params the
@@ -171,19 +191,21 @@ impl Reported {
 }
 
 impl WorkerRecord {
-    /// Whether this worker offers `task`'s type and, if so, why it refuses it:
-    /// `None` (not offered), `Some(None)` (accepted), `Some(Some(reason))`.
-    fn verdict(&self, task: &TaskPayload) -> Option<Option<String>> {
+    /// Whether this worker offers the task's type and, if so, why it refuses it:
+    /// `None` (not offered), `Some(None)` (accepted), `Some(Some(refusal))`.
+    fn verdict(&self, rec: &TaskRecord) -> Option<Option<Refusal>> {
+        let task = &rec.payload;
         let catalog = &self.reported.catalog;
-        if !catalog.skills.iter().any(|s| s.name == task.task_type) {
-            return None;
+        let skill = catalog.skills.iter().find(|s| s.name == task.task_type)?;
+        if let Err(why) = rec.requirements.check(&self.reported.registration, skill) {
+            return Some(Some(Refusal::Resources(why)));
         }
         Some(
             catalog
                 .contracts
                 .get(&task.task_type)
                 .and_then(|c| c.check_input(&task.params).err())
-                .map(|v| format!("the params violate its input_schema: {v}")),
+                .map(|v| Refusal::Params(format!("the params violate its input_schema: {v}"))),
         )
     }
 
@@ -223,6 +245,7 @@ impl Store {
         cfg: &Config,
         task: TaskPayload,
         deadline: Option<std::time::Duration>,
+        requirements: ResourceRequirements,
         now: Instant,
     ) -> Result<()> {
         validate_identifier(&task.job_id, "job_id")?;
@@ -255,6 +278,7 @@ impl Store {
             task.task_id.clone(),
             TaskRecord {
                 payload: task,
+                requirements,
                 seq,
                 enqueued: now,
                 deadline: deadline.and_then(|d| now.checked_add(d)),
@@ -297,13 +321,16 @@ impl Store {
                 let Some(queue) = self.queues.get(skill) else {
                     continue;
                 };
-                let checks = worker.reported.catalog.contracts.contains_key(skill);
-                let scan = if checks { MAX_SCAN } else { 1 };
-                let accepted = queue.iter().take(scan).enumerate().find(|(_, (_, id))| {
-                    self.tasks
-                        .get(id)
-                        .is_none_or(|r| worker.verdict(&r.payload) == Some(None))
-                });
+                // Usually the first entry; past it only when the worker refuses it.
+                let accepted = queue
+                    .iter()
+                    .take(MAX_SCAN)
+                    .enumerate()
+                    .find(|(_, (_, id))| {
+                        self.tasks
+                            .get(id)
+                            .is_none_or(|r| worker.verdict(r) == Some(None))
+                    });
                 if let Some((pos, &(seq, _))) = accepted
                     && best.is_none_or(|(b, _, _)| seq < b)
                 {
@@ -721,8 +748,9 @@ impl Store {
         }
     }
 
-    /// Where the queued task `task_id` stands with the active workers.
-    pub(super) fn placement(&self, task_id: &str) -> Option<Placement> {
+    /// How the active workers offering a queued task's type stand with it: how many
+    /// accept it, and each refusal; `None` when `task_id` is not queued.
+    fn verdicts(&self, task_id: &str) -> Option<(usize, Vec<(String, Refusal)>)> {
         let rec = self.tasks.get(task_id)?;
         if rec.phase != Phase::Queued {
             return None;
@@ -733,27 +761,39 @@ impl Store {
             if !w.is_active() {
                 continue;
             }
-            match w.verdict(&rec.payload) {
+            match w.verdict(rec) {
                 None => {}
                 Some(None) => runnable += 1,
-                Some(Some(reason)) => refused.push((id.clone(), reason)),
+                Some(Some(refusal)) => refused.push((id.clone(), refusal)),
             }
         }
+        refused.sort_by(|a, b| a.0.cmp(&b.0));
+        Some((runnable, refused))
+    }
+
+    /// Where the queued task `task_id` stands with the active workers.
+    pub(super) fn placement(&self, task_id: &str) -> Option<Placement> {
+        let (runnable, refused) = self.verdicts(task_id)?;
         Some(if runnable > 0 {
             Placement::Runnable { workers: runnable }
         } else if refused.is_empty() {
             Placement::NoWorker
         } else {
-            refused.sort();
-            Placement::Refused(refused)
+            Placement::Refused(
+                refused
+                    .into_iter()
+                    .map(|(w, r)| (w, r.reason().to_owned()))
+                    .collect(),
+            )
         })
     }
 
-    /// Ends, as `INVALID_INPUT_ERROR` failures, the tasks queued for longer than
-    /// `unplaceable_after` that every active worker offering their type refuses (at
-    /// most [`MAX_SCAN`] per type and call, oldest first). Returns how many.
+    /// Ends the tasks queued for longer than `unplaceable_after` that every active
+    /// worker offering their type refuses (at most [`MAX_SCAN`] per type and call,
+    /// oldest first): `INVALID_INPUT_ERROR` when every refusal is of the params,
+    /// `RESOURCE_EXHAUSTED` when a worker lacks what the task requires. Returns how many.
     pub(super) fn end_unplaceable(&mut self, cfg: &Config, now: Instant) -> usize {
-        let mut doomed: Vec<(String, String)> = Vec::new();
+        let mut doomed: Vec<(String, ErrorCode, String)> = Vec::new();
         for queue in self.queues.values() {
             for (_, id) in queue.iter().take(MAX_SCAN) {
                 let Some(rec) = self.tasks.get(id) else {
@@ -762,22 +802,30 @@ impl Store {
                 if now.saturating_duration_since(rec.enqueued) < cfg.unplaceable_after {
                     continue;
                 }
-                if let Some(Placement::Refused(reasons)) = self.placement(id) {
-                    // One line per distinct reason, with the workers that gave it.
-                    let mut by_reason: std::collections::BTreeMap<&str, Vec<&str>> =
-                        Default::default();
-                    for (w, r) in &reasons {
-                        by_reason.entry(r).or_default().push(w);
-                    }
-                    let why: Vec<String> = by_reason
-                        .iter()
-                        .map(|(r, ws)| format!("{r} (workers {})", ws.join(", ")))
-                        .collect();
-                    doomed.push((id.clone(), why.join("; ")));
+                let Some((0, refused)) = self.verdicts(id) else {
+                    continue;
+                };
+                if refused.is_empty() {
+                    continue; // no worker offers the type: it waits for one
                 }
+                let code = if refused.iter().all(|(_, r)| matches!(r, Refusal::Params(_))) {
+                    ErrorCode::InvalidInput
+                } else {
+                    ErrorCode::ResourceExhausted
+                };
+                // One line per distinct reason, with the workers that gave it.
+                let mut by_reason: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+                for (w, r) in &refused {
+                    by_reason.entry(r.reason()).or_default().push(w);
+                }
+                let why: Vec<String> = by_reason
+                    .iter()
+                    .map(|(r, ws)| format!("{r} (workers {})", ws.join(", ")))
+                    .collect();
+                doomed.push((id.clone(), code, why.join("; ")));
             }
         }
-        for (id, why) in &doomed {
+        for (id, code, why) in &doomed {
             let Some(rec) = self.tasks.get_mut(id) else {
                 continue;
             };
@@ -787,7 +835,7 @@ impl Store {
                 &rec.payload,
                 String::new(),
                 TaskError::new(
-                    ErrorCode::InvalidInput,
+                    code.clone(),
                     format!("every worker offering {task_type:?} refuses this task: {why}"),
                 ),
             ));

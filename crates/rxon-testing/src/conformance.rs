@@ -1150,6 +1150,76 @@ pub async fn schema_violations_are_reported(h: &dyn Harness) {
     env.stop().await;
 }
 
+/// Resource matching: what a worker declares at registration (cores, its GPU,
+/// software, artifacts: fields every wire carries) decides which tasks it is handed. A
+/// task that needs a big machine is passed over by the small worker, which gets the
+/// next task it can run instead, and goes to the big one.
+pub async fn resource_matching_dispatch(h: &dyn Harness) {
+    use rxon_core::matching::ResourceRequirements;
+    use rxon_core::{GpuInfo, InstalledArtifact};
+    let env = Env::default(h).await;
+    let connect = |id: &str| {
+        let t: Arc<dyn Transport> = h
+            .transport(&env.config(id, TOKEN))
+            .expect("transport")
+            .into();
+        t
+    };
+    let (small, big) = (connect("w-small"), connect("w-big"));
+    within(small.connect()).await.expect("connect");
+    within(big.connect()).await.expect("connect");
+    let mut reg = registration("w-small", &["echo"]);
+    reg.resources.cpu_cores = 2;
+    within(small.register(&reg)).await.expect("register");
+    let mut reg = registration("w-big", &["echo"]);
+    reg.resources.cpu_cores = 16;
+    reg.resources.gpu_info = Some(GpuInfo {
+        model: "NVIDIA A100-SXM4".into(),
+        vram_gb: 80,
+    });
+    reg.installed_software = [("cuda".to_owned(), "12.1".to_owned())].into();
+    reg.installed_artifacts = vec![InstalledArtifact::new("llama", "7b")];
+    within(big.register(&reg)).await.expect("register");
+    let mut needs = ResourceRequirements::default();
+    needs.resources.cpu_cores = 8;
+    needs.resources.gpu_info = Some(GpuInfo {
+        model: "a100".into(),
+        vram_gb: 40,
+    });
+    needs.installed_software = [("cuda".to_owned(), "any".to_owned())].into();
+    needs.installed_artifacts = vec![InstalledArtifact::new("llama", "7b")];
+    env.orch
+        .enqueue_with(
+            task("t-big", "echo"),
+            rxon_orchestrator::TaskOptions::default().with_requirements(needs),
+        )
+        .expect("enqueue");
+    env.orch.enqueue(task("t-plain", "echo")).expect("enqueue");
+    let got = within(small.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll")
+        .map(|t| t.task_id);
+    assert_eq!(
+        got.as_deref(),
+        Some("t-plain"),
+        "the small worker skips t-big"
+    );
+    let got = within(small.poll_task(Duration::from_millis(300)))
+        .await
+        .expect("poll");
+    assert_eq!(got, None, "nothing else fits the small worker");
+    let got = within(big.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll")
+        .map(|t| t.task_id);
+    assert_eq!(
+        got.as_deref(),
+        Some("t-big"),
+        "the big worker has what it needs"
+    );
+    env.stop().await;
+}
+
 /// Two polls of one worker at once (a worker with two free slots): each gets its own
 /// task, none gets a task twice.
 pub async fn concurrent_pollers_share_no_task(h: &dyn Harness) {
@@ -1367,6 +1437,7 @@ macro_rules! __conformance_cases {
             skills_hash_and_full_sync: none,
             registration_and_heartbeat_fields_arrive_intact: none,
             schema_violations_are_reported: none,
+            resource_matching_dispatch: none,
             concurrent_pollers_share_no_task: none,
             close_ends_a_parked_poll: none,
             silent_connections_are_replaced: tcp,

@@ -1349,3 +1349,74 @@ async fn a_registration_with_a_broken_schema_is_refused() {
     assert!(err.message().contains("\"resize\""), "{}", err.message());
     assert!(o.workers().is_empty(), "nothing registered");
 }
+
+/// Resource matching in dispatch: a task that needs a GPU and a software version goes
+/// to the worker that has them, even when another worker polls first; a task nobody
+/// can host is refused by every worker and ended as `RESOURCE_EXHAUSTED`.
+#[tokio::test]
+async fn dispatch_matches_resources() {
+    use rxon_core::matching::ResourceRequirements;
+    use rxon_orchestrator::{Placement, TaskOptions};
+    let o = Orchestrator::builder()
+        .token("secret")
+        .unplaceable_after(Duration::ZERO)
+        .build();
+    let mut big = registration("big", &["train"]);
+    big.resources.cpu_cores = 32;
+    big.resources.gpu_info = Some(rxon_core::GpuInfo {
+        model: "NVIDIA A100".into(),
+        vram_gb: 80,
+    });
+    big.installed_software = [("cuda".to_owned(), "12.1".to_owned())].into();
+    o.register(ctx(), big).await.unwrap();
+    let mut small = registration("small", &["train"]);
+    small.resources.cpu_cores = 4;
+    o.register(ctx(), small).await.unwrap();
+    let mut needs = ResourceRequirements::default();
+    needs.resources.gpu_info = Some(rxon_core::GpuInfo {
+        model: "a100".into(),
+        vram_gb: 40,
+    });
+    needs.installed_software = [("cuda".to_owned(), "any".to_owned())].into();
+    o.enqueue_with(
+        task("gpu", "train"),
+        TaskOptions::default().with_requirements(needs),
+    )
+    .unwrap();
+    let mut huge = ResourceRequirements::default();
+    huge.resources.cpu_cores = 64;
+    o.enqueue_with(
+        task("huge", "train"),
+        TaskOptions::default().with_requirements(huge),
+    )
+    .unwrap();
+    o.enqueue(task("any", "train")).unwrap();
+    assert_eq!(o.placement("gpu"), Some(Placement::Runnable { workers: 1 }));
+    // "small" polls first: it gets the task it can run, not the GPU one before it.
+    assert_eq!(
+        poll(&o, "small", NOW).await.map(|t| t.task_id).as_deref(),
+        Some("any")
+    );
+    assert_eq!(poll(&o, "small", NOW).await, None, "nothing else fits it");
+    assert_eq!(
+        poll(&o, "big", NOW).await.map(|t| t.task_id).as_deref(),
+        Some("gpu")
+    );
+    match o.placement("huge") {
+        Some(Placement::Refused(r)) => {
+            assert_eq!(r.len(), 2, "{r:?}");
+            assert!(r.iter().all(|(_, why)| why.contains("cpu_cores")), "{r:?}");
+        }
+        other => panic!("nobody has 64 cores: {other:?}"),
+    }
+    o.reap_expired();
+    let error = o.task_result("huge").unwrap().error.unwrap();
+    assert_eq!(error.code, ErrorCode::ResourceExhausted);
+    assert!(
+        error
+            .message
+            .contains("cpu_cores is 32, which does not meet 64"),
+        "{}",
+        error.message
+    );
+}
