@@ -320,6 +320,9 @@ message! {
         /// Send time, Unix seconds (1.0b17 envelope; set by the wire layer).
         #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
         pub timestamp: Option<i64>,
+        /// The replay key of this message (1.0b17 envelope; set by the wire layer).
+        #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+        pub nonce: Option<String>,
         /// Signature (1.0b17 envelope; set by the wire layer).
         #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
         pub security: Option<SecurityContext>,
@@ -768,6 +771,12 @@ pub struct TaskResult {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub timestamp: Option<i64>,
+    /// The replay key of this message (1.0b17 envelope; set by the wire layer).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub nonce: Option<String>,
     /// Signature (1.0b17 envelope; set by the wire layer).
     #[cfg_attr(
         feature = "serde",
@@ -805,6 +814,7 @@ impl TaskResult {
             costs: None,
             metadata: None,
             timestamp: None,
+            nonce: None,
             security: None,
         }
     }
@@ -829,6 +839,7 @@ impl Default for TaskResult {
             costs: None,
             metadata: None,
             timestamp: None,
+            nonce: None,
             security: None,
         }
     }
@@ -876,6 +887,9 @@ message! {
         /// Send time, Unix seconds (1.0b17 envelope; set by the wire layer).
         #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
         pub timestamp: Option<i64>,
+        /// The replay key of this message (1.0b17 envelope; set by the wire layer).
+        #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+        pub nonce: Option<String>,
         /// Signature (1.0b17 envelope; set by the wire layer).
         #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
         pub security: Option<SecurityContext>,

@@ -97,6 +97,22 @@ pub enum ProtocolChoice {
 }
 
 impl ProtocolChoice {
+    /// The generation a transport that has no negotiation of its own speaks (the
+    /// WebSocket transport and gRPC, whose peers are rxon listeners that serve both):
+    /// the pinned one, else the latest.
+    ///
+    /// ```
+    /// use rxon_core::protocol::{Protocol, ProtocolChoice};
+    /// assert_eq!(ProtocolChoice::Auto.without_negotiation(), Protocol::V1b17);
+    /// assert_eq!(ProtocolChoice::Pinned(Protocol::V1b3).without_negotiation(), Protocol::V1b3);
+    /// ```
+    pub fn without_negotiation(self) -> Protocol {
+        match self {
+            ProtocolChoice::Auto => Protocol::LATEST,
+            ProtocolChoice::Pinned(p) => p,
+        }
+    }
+
     /// The configuration spelling.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -5,9 +5,7 @@ use crate::pb;
 use crate::pb::worker_service_client::WorkerServiceClient;
 use crate::server::WORKER_ID_METADATA;
 use crate::status::from_status;
-use rxon_core::constants::{
-    AUTH_HEADER_WORKER, POLL_REQUEST_MARGIN_SECS, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
-};
+use rxon_core::constants::{AUTH_HEADER_WORKER, POLL_REQUEST_MARGIN_SECS, PROTOCOL_VERSION_HEADER};
 use rxon_core::policy::{Policy, Token, TokenExchange};
 use rxon_core::{
     BoxFuture, Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, Result,
@@ -44,6 +42,13 @@ struct Inner {
     policy: Policy,
     commands: tokio::sync::Mutex<Option<tonic::Streaming<pb::WorkerCommand>>>,
     closed: watch::Sender<bool>,
+    /// The generation spoken: pinned, else the latest (rxon listeners serve both).
+    protocol: rxon_core::Protocol,
+    /// The secret of the 1.0b17 envelope.
+    signing_key: String,
+    /// The orchestrator's key for tasks' `sig`, and whether a task must carry one.
+    task_key: Option<String>,
+    require_task_signature: bool,
 }
 
 impl std::fmt::Debug for GrpcTransport {
@@ -105,6 +110,10 @@ impl GrpcTransport {
                 policy: Policy::new("gRPC", config, |d| Box::pin(tokio::time::sleep(d))),
                 commands: tokio::sync::Mutex::new(None),
                 closed: watch::channel(false).0,
+                protocol: config.options.protocol.without_negotiation(),
+                signing_key: config.envelope_key().to_owned(),
+                task_key: config.options.task_key.clone(),
+                require_task_signature: config.options.require_task_signature,
             }),
         })
     }
@@ -138,7 +147,7 @@ impl Inner {
                 .as_str()
                 .parse::<tonic::metadata::MetadataKey<_>>()
                 .map_err(|_| RxonError::config("metadata key"))?,
-            value(PROTOCOL_VERSION)?,
+            value(self.protocol.as_str())?,
         );
         meta.insert(WORKER_ID_METADATA, value(&self.worker_id)?);
         if let Some(t) = timeout {
@@ -152,19 +161,19 @@ impl Inner {
     async fn call<T, R, F, Fut>(
         &self,
         what: &'static str,
-        message: T,
+        message: impl Fn() -> Result<T>,
         timeout: Duration,
         call: F,
     ) -> Result<R>
     where
-        T: Clone,
         F: Fn(Client, Request<T>) -> Fut,
         Fut: Future<Output = std::result::Result<Response<R>, Status>>,
     {
         let (message, call) = (&message, &call);
         self.policy
             .call(self, |token| async move {
-                let request = self.request(message.clone(), token.as_str(), Some(timeout))?;
+                // Built for each attempt: a signed message is sealed afresh.
+                let request = self.request(message()?, token.as_str(), Some(timeout))?;
                 match tokio::time::timeout(timeout, call(self.client.clone(), request)).await {
                     Err(_) => Err(RxonError::timeout(format!(
                         "{what}: no reply within {timeout:?}"
@@ -178,6 +187,29 @@ impl Inner {
 }
 
 /// The `Token` call with the token given.
+impl Inner {
+    /// `message` as this attempt sends it: in 1.0b17 sealed afresh
+    /// ([`rxon_wire::guard::seal_message`], as every transport seals) over what the
+    /// listener will read from the protobuf message, so that it verifies there.
+    fn sealed<M: rxon_wire::Wire, P>(
+        &self,
+        message: &M,
+        to_pb: fn(&M) -> P,
+        from_pb: fn(P) -> std::result::Result<M, Invalid>,
+        ignore: &[&str],
+    ) -> Result<P> {
+        if !self.protocol.signs() {
+            return Ok(to_pb(message));
+        }
+        let carried = from_pb(to_pb(message))
+            .map_err(|e| RxonError::invalid_input(format!("cannot encode {}: {e}", M::NAME)))?;
+        let sealed =
+            rxon_wire::guard::seal_message(&carried, &self.signing_key, &self.worker_id, ignore)
+                .map_err(|e| e.outgoing("the signed envelope"))?;
+        Ok(to_pb(&sealed))
+    }
+}
+
 impl TokenExchange for Inner {
     fn exchange_token<'a>(&'a self, token: &'a Token) -> BoxFuture<'a, Result<TokenResponse>> {
         Box::pin(async move {
@@ -233,7 +265,14 @@ impl Transport for GrpcTransport {
                 .inner
                 .call(
                     "register",
-                    registration_to_pb(registration),
+                    || {
+                        self.inner.sealed(
+                            registration,
+                            registration_to_pb,
+                            registration_from_pb,
+                            &[],
+                        )
+                    },
                     self.inner.policy.options().request_timeout,
                     |mut c, r| async move { c.register(r).await },
                 )
@@ -250,26 +289,39 @@ impl Transport for GrpcTransport {
             let deadline = timeout + Duration::from_secs(POLL_REQUEST_MARGIN_SECS);
             let reply = self
                 .inner
-                .call("poll", message, deadline, |mut c, r| async move {
-                    c.poll(r).await
-                })
+                .call(
+                    "poll",
+                    || Ok(message),
+                    deadline,
+                    |mut c, r| async move { c.poll(r).await },
+                )
                 .await?;
-            reply
+            let task = reply
                 .task
                 .map(|t| Self::decode("poll", task_from_pb(t)))
-                .transpose()
+                .transpose()?;
+            if let Some(task) = &task {
+                // The orchestrator's `sig`, checked as every transport checks it.
+                let inner = &self.inner;
+                rxon_wire::guard::check_task_message(
+                    task,
+                    inner.task_key.as_deref(),
+                    inner.require_task_signature,
+                )?;
+            }
+            Ok(task)
         })
     }
 
     fn send_result<'a>(&'a self, result: &'a TaskResult) -> BoxFuture<'a, Result<ResultOutcome>> {
         Box::pin(async move {
-            let (inner, message) = (&*self.inner, result_to_pb(result));
+            let inner = &*self.inner;
             let timeout = inner.policy.options().request_timeout;
-            let message = &message;
             inner
                 .policy
                 .send_result(inner, |token| async move {
-                    let request = inner.request(message.clone(), token.as_str(), Some(timeout))?;
+                    let message = inner.sealed(result, result_to_pb, result_from_pb, &[])?;
+                    let request = inner.request(message, token.as_str(), Some(timeout))?;
                     let mut client = inner.client.clone();
                     match tokio::time::timeout(timeout, client.send_result(request)).await {
                         Err(_) => Err(RxonError::timeout(format!(
@@ -292,7 +344,10 @@ impl Transport for GrpcTransport {
                 .inner
                 .call(
                     "heartbeat",
-                    heartbeat_to_pb(heartbeat),
+                    || {
+                        self.inner
+                            .sealed(heartbeat, heartbeat_to_pb, heartbeat_from_pb, &[])
+                    },
                     self.inner.policy.options().request_timeout,
                     |mut c, r| async move { c.send_heartbeat(r).await },
                 )
@@ -309,7 +364,7 @@ impl Transport for GrpcTransport {
             self.inner
                 .call(
                     "progress",
-                    progress_to_pb(progress),
+                    || Ok(progress_to_pb(progress)),
                     self.inner.policy.options().request_timeout,
                     |mut c, r| async move { c.send_progress(r).await },
                 )
@@ -318,12 +373,23 @@ impl Transport for GrpcTransport {
         })
     }
 
+    fn known_protocol(&self) -> Option<rxon_core::Protocol> {
+        Some(self.inner.protocol)
+    }
+
     fn emit_event<'a>(&'a self, event: &'a WorkerEventPayload) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.inner
                 .call(
                     "event",
-                    event_to_pb(event),
+                    || {
+                        self.inner.sealed(
+                            event,
+                            event_to_pb,
+                            event_from_pb,
+                            rxon_wire::envelope::EVENT_UNSIGNED,
+                        )
+                    },
                     self.inner.policy.options().request_timeout,
                     |mut c, r| async move { c.emit_event(r).await },
                 )

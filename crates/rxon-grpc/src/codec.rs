@@ -7,8 +7,8 @@ use crate::pb;
 use rxon_core::{
     CommandName, ErrorCode, FileMetadata, GpuInfo, Heartbeat, HeartbeatReply, IgnoredReason,
     InstalledArtifact, Map, ProgressUpdatePayload, RegisterReply, Resources, ResultOutcome,
-    SkillInfo, TaskError, TaskPayload, TaskResult, TaskStatus, TokenResponse, WorkerCapabilities,
-    WorkerCommand, WorkerEventPayload, WorkerRegistration,
+    SecurityContext, SkillInfo, TaskError, TaskPayload, TaskResult, TaskStatus, TokenResponse,
+    WorkerCapabilities, WorkerCommand, WorkerEventPayload, WorkerRegistration,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -72,6 +72,27 @@ fn files_from_pb(
 
 fn strings(list: &Option<Vec<String>>) -> Option<pb::StringList> {
     list.clone().map(|values| pb::StringList { values })
+}
+
+fn security_to_pb(s: &Option<SecurityContext>) -> Option<pb::SecurityContext> {
+    s.as_ref().map(|s| pb::SecurityContext {
+        signature: s.signature.clone(),
+        signer_id: s.signer_id.clone(),
+        identity_chain: s.identity_chain.clone().unwrap_or_default(),
+        metadata_json: s.metadata.as_ref().map(json),
+    })
+}
+
+fn security_from_pb(s: Option<pb::SecurityContext>) -> Result<Option<SecurityContext>, Invalid> {
+    s.map(|s| {
+        Ok(SecurityContext {
+            metadata: opt_map_from(s.metadata_json.as_ref(), "security.metadata_json")?,
+            signature: s.signature,
+            signer_id: s.signer_id,
+            identity_chain: (!s.identity_chain.is_empty()).then_some(s.identity_chain),
+        })
+    })
+    .transpose()
 }
 
 fn skill_to_pb(s: &SkillInfo) -> pb::SkillInfo {
@@ -149,6 +170,9 @@ pub(crate) fn registration_to_pb(r: &WorkerRegistration) -> pb::WorkerRegistrati
         skills_hash: r.skills_hash.clone(),
         available_skills: strings(&r.available_skills),
         hot_skills: strings(&r.hot_skills),
+        timestamp: r.timestamp,
+        nonce: r.nonce.clone(),
+        security: security_to_pb(&r.security),
         resources: Some(pb::Resources {
             max_concurrent_tasks: r.resources.max_concurrent_tasks,
             cpu_cores: r.resources.cpu_cores,
@@ -188,6 +212,9 @@ pub(crate) fn registration_from_pb(
         skills_hash: r.skills_hash,
         available_skills: r.available_skills.map(|l| l.values),
         hot_skills: r.hot_skills.map(|l| l.values),
+        timestamp: r.timestamp,
+        nonce: r.nonce,
+        security: security_from_pb(r.security)?,
         resources: Resources {
             max_concurrent_tasks: resources.max_concurrent_tasks,
             cpu_cores: resources.cpu_cores,
@@ -244,6 +271,15 @@ pub(crate) fn task_to_pb(t: &TaskPayload) -> pb::TaskPayload {
         params_json: json(&t.params),
         tracing_context: t.tracing_context.clone().into_iter().collect(),
         params_metadata: files_to_pb(&t.params_metadata),
+        priority: t.priority,
+        deadline: t.deadline,
+        policy_json: t.policy.as_ref().map(json),
+        metadata_json: t.metadata.as_ref().map(json),
+        timestamp: t.timestamp,
+        sig: t.sig.clone(),
+        step: t.step,
+        depth: t.depth,
+        parent_hash: t.parent_hash.clone(),
     }
 }
 
@@ -255,7 +291,16 @@ pub(crate) fn task_from_pb(t: pb::TaskPayload) -> Result<TaskPayload, Invalid> {
         params: map_from(&t.params_json, "params_json")?,
         tracing_context: t.tracing_context.into_iter().collect(),
         params_metadata: files_from_pb(t.params_metadata),
-        ..Default::default()
+        priority: t.priority,
+        deadline: t.deadline,
+        policy: opt_map_from(t.policy_json.as_ref(), "policy_json")?,
+        metadata: opt_map_from(t.metadata_json.as_ref(), "metadata_json")?,
+        timestamp: t.timestamp,
+        sig: t.sig,
+        step: t.step,
+        depth: t.depth,
+        parent_hash: t.parent_hash,
+        security: None,
     })
 }
 
@@ -272,6 +317,12 @@ pub(crate) fn result_to_pb(r: &TaskResult) -> pb::TaskResult {
             details_json: e.details.as_ref().map(json),
         }),
         data_metadata: files_to_pb(&r.data_metadata),
+        origin_worker_id: r.origin_worker_id.clone(),
+        costs_json: r.costs.as_ref().map(json),
+        metadata_json: r.metadata.as_ref().map(json),
+        timestamp: r.timestamp,
+        nonce: r.nonce.clone(),
+        security: security_to_pb(&r.security),
     }
 }
 
@@ -293,7 +344,12 @@ pub(crate) fn result_from_pb(r: pb::TaskResult) -> Result<TaskResult, Invalid> {
             })
             .transpose()?,
         data_metadata: files_from_pb(r.data_metadata),
-        ..Default::default()
+        origin_worker_id: r.origin_worker_id,
+        costs: opt_map_from(r.costs_json.as_ref(), "costs_json")?,
+        metadata: opt_map_from(r.metadata_json.as_ref(), "metadata_json")?,
+        timestamp: r.timestamp,
+        nonce: r.nonce,
+        security: security_from_pb(r.security)?,
     })
 }
 
@@ -336,6 +392,9 @@ pub(crate) fn heartbeat_to_pb(h: &Heartbeat) -> pb::Heartbeat {
         skills_hash: h.skills_hash.clone(),
         available_skills: strings(&h.available_skills),
         catalog_omitted: h.supported_skills.is_none(),
+        timestamp: h.timestamp,
+        nonce: h.nonce.clone(),
+        security: security_to_pb(&h.security),
         hot_cache: h.hot_cache.clone(),
         skill_dependencies: h
             .skill_dependencies
@@ -360,6 +419,9 @@ pub(crate) fn heartbeat_from_pb(h: pb::Heartbeat) -> Result<Heartbeat, Invalid> 
         },
         skills_hash: h.skills_hash,
         available_skills: h.available_skills.map(|l| l.values),
+        timestamp: h.timestamp,
+        nonce: h.nonce,
+        security: security_from_pb(h.security)?,
         hot_cache: h.hot_cache,
         skill_dependencies: (!h.skill_dependencies.is_empty()).then(|| {
             h.skill_dependencies
@@ -432,6 +494,7 @@ pub(crate) fn event_to_pb(e: &WorkerEventPayload) -> pb::WorkerEvent {
         bubbling_chain: e.bubbling_chain.clone().unwrap_or_default(),
         metadata_json: e.metadata.as_ref().map(json),
         timestamp: e.timestamp,
+        security: security_to_pb(&e.security),
     }
 }
 
@@ -450,7 +513,7 @@ pub(crate) fn event_from_pb(e: pb::WorkerEvent) -> Result<WorkerEventPayload, In
         priority: e.priority,
         bubbling_chain: (!e.bubbling_chain.is_empty()).then_some(e.bubbling_chain),
         timestamp: e.timestamp,
-        security: None,
+        security: security_from_pb(e.security)?,
     })
 }
 
@@ -459,6 +522,7 @@ pub(crate) fn token_to_pb(t: &TokenResponse) -> pb::TokenResponse {
         access_token: t.access_token.clone(),
         expires_in: t.expires_in,
         worker_id: t.worker_id.clone(),
+        refresh_token: t.refresh_token.clone(),
     }
 }
 
@@ -467,6 +531,7 @@ pub(crate) fn token_from_pb(t: pb::TokenResponse) -> TokenResponse {
         access_token: t.access_token,
         expires_in: t.expires_in,
         worker_id: t.worker_id,
+        refresh_token: t.refresh_token,
         ..Default::default()
     }
 }

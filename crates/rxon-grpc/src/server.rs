@@ -55,6 +55,9 @@ pub struct GrpcListenerConfig {
     /// within this long is closed, so one dropped silently by a NAT or firewall does
     /// not keep its polls and command stream open forever. Zero turns the pings off.
     pub keepalive: Duration,
+    /// How many 1.0b17 nonces are remembered against replays (default
+    /// [`DEFAULT_REPLAY_CAPACITY`](rxon_wire::envelope::DEFAULT_REPLAY_CAPACITY)).
+    pub replay_cache_capacity: usize,
 }
 
 /// The common knobs; `handshake_timeout` is the handshake deadline.
@@ -68,6 +71,7 @@ impl From<ListenerOptions> for GrpcListenerConfig {
             max_connections: o.max_connections,
             handshake_timeout: o.handshake_timeout,
             keepalive: o.keepalive,
+            replay_cache_capacity: rxon_wire::envelope::DEFAULT_REPLAY_CAPACITY,
         }
     }
 }
@@ -82,6 +86,7 @@ impl Default for GrpcListenerConfig {
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(30),
+            replay_cache_capacity: rxon_wire::envelope::DEFAULT_REPLAY_CAPACITY,
         }
     }
 }
@@ -318,6 +323,9 @@ impl Listener for GrpcListener {
                 poll_wait: self.config.poll_wait,
                 stop: stop_rx.clone(),
                 handshakes: handshakes.clone(),
+                verifier: Arc::new(rxon_wire::envelope::Verifier::new(
+                    self.config.replay_cache_capacity,
+                )),
             })
             .max_decoding_message_size(self.config.max_message_bytes)
             .max_encoding_message_size(self.config.max_message_bytes);
@@ -377,6 +385,8 @@ struct Service {
     poll_wait: Duration,
     stop: watch::Receiver<bool>,
     handshakes: Handshakes,
+    /// The replay cache of every connection.
+    verifier: Arc<rxon_wire::envelope::Verifier>,
 }
 
 impl Service {
@@ -418,6 +428,43 @@ impl Service {
         Ok(ctx)
     }
 
+    /// A 1.0b17 call's message carries the signed envelope: admitted before the
+    /// handler sees it, as on every transport ([`rxon_wire::guard::admit_message`]).
+    async fn admit<M: rxon_wire::Wire>(
+        &self,
+        message: &mut M,
+        ctx: &RequestContext,
+        ignore: &[&str],
+    ) -> std::result::Result<(), Status> {
+        if !ctx.protocol().signs() {
+            return Ok(());
+        }
+        rxon_wire::guard::admit_message(&*self.handler, &self.verifier, message, ctx, ignore)
+            .await
+            .map_err(|e| to_status(&e))
+    }
+
+    /// A task as a 1.0b17 worker receives it: stamped and signed when the handler has
+    /// a task key ([`rxon_wire::guard::task_for_worker`]).
+    fn task_for(
+        &self,
+        ctx: &RequestContext,
+        task: &rxon_core::TaskPayload,
+    ) -> std::result::Result<pb::TaskPayload, Status> {
+        let key = self.handler.task_signing_key();
+        if !ctx.protocol().signs() {
+            return Ok(task_to_pb(task));
+        }
+        let Some(key) = key else {
+            return Ok(task_to_pb(task));
+        };
+        // Signed over what the worker will read from the protobuf message.
+        let carried = task_from_pb(task_to_pb(task)).map_err(Status::internal)?;
+        let signed = rxon_wire::guard::signed_task(&carried, &key)
+            .map_err(|e| Status::internal(format!("cannot sign the task: {e}")))?;
+        Ok(task_to_pb(&signed))
+    }
+
     /// Poll and heartbeat name their worker in `x-worker-id` metadata.
     fn worker_id(ctx: &RequestContext) -> std::result::Result<(), Status> {
         ctx.worker_id
@@ -450,7 +497,8 @@ impl WorkerService for Service {
         request: Request<pb::WorkerRegistration>,
     ) -> std::result::Result<Response<pb::RegisterReply>, Status> {
         let ctx = self.context(&request).await?;
-        let registration = registration_from_pb(request.into_inner()).map_err(invalid)?;
+        let mut registration = registration_from_pb(request.into_inner()).map_err(invalid)?;
+        self.admit(&mut registration, &ctx, &[]).await?;
         let reply = self
             .handler
             .register(ctx, registration)
@@ -466,6 +514,7 @@ impl WorkerService for Service {
         let ctx = self.context(&request).await?;
         Self::worker_id(&ctx)?;
         let wait = Duration::from_millis(request.get_ref().timeout_ms).min(self.poll_wait);
+        let ctx_for_task = ctx.clone();
         let poll =
             tokio::time::timeout(wait + Duration::from_secs(5), self.handler.poll(ctx, wait));
         let task = tokio::select! {
@@ -473,7 +522,10 @@ impl WorkerService for Service {
             () = stopped(self.stop.clone()) => None,
         };
         Ok(Response::new(pb::PollReply {
-            task: task.as_ref().map(task_to_pb),
+            task: task
+                .as_ref()
+                .map(|t| self.task_for(&ctx_for_task, t))
+                .transpose()?,
         }))
     }
 
@@ -482,7 +534,8 @@ impl WorkerService for Service {
         request: Request<pb::TaskResult>,
     ) -> std::result::Result<Response<pb::ResultReply>, Status> {
         let ctx = self.context(&request).await?;
-        let result = result_from_pb(request.into_inner()).map_err(invalid)?;
+        let mut result = result_from_pb(request.into_inner()).map_err(invalid)?;
+        self.admit(&mut result, &ctx, &[]).await?;
         let outcome = self
             .handler
             .result(ctx, result)
@@ -497,7 +550,8 @@ impl WorkerService for Service {
     ) -> std::result::Result<Response<pb::HeartbeatReply>, Status> {
         let ctx = self.context(&request).await?;
         Self::worker_id(&ctx)?;
-        let heartbeat = heartbeat_from_pb(request.into_inner()).map_err(invalid)?;
+        let mut heartbeat = heartbeat_from_pb(request.into_inner()).map_err(invalid)?;
+        self.admit(&mut heartbeat, &ctx, &[]).await?;
         let reply = self
             .handler
             .heartbeat(ctx, Some(heartbeat))
@@ -524,7 +578,9 @@ impl WorkerService for Service {
         request: Request<pb::WorkerEvent>,
     ) -> std::result::Result<Response<pb::EventReply>, Status> {
         let ctx = self.context(&request).await?;
-        let event = event_from_pb(request.into_inner()).map_err(invalid)?;
+        let mut event = event_from_pb(request.into_inner()).map_err(invalid)?;
+        self.admit(&mut event, &ctx, rxon_wire::envelope::EVENT_UNSIGNED)
+            .await?;
         self.handler
             .event(ctx, event)
             .await

@@ -188,11 +188,7 @@ impl HttpTransport {
                 version_warned: AtomicBool::new(false),
                 choice: config.options.protocol,
                 protocol: tokio::sync::OnceCell::new(),
-                signing_key: config
-                    .options
-                    .signing_key
-                    .clone()
-                    .unwrap_or_else(|| config.token.clone()),
+                signing_key: config.envelope_key().to_owned(),
                 task_key: config.options.task_key.clone(),
                 require_task_signature: config.options.require_task_signature,
                 refresh_token: Mutex::new(None),
@@ -346,24 +342,18 @@ impl HttpTransport {
     }
 
     /// Checks a 1.0b17 task's `sig` (over the task as received) when a task key is
-    /// configured.
+    /// configured ([`rxon_wire::guard::check_task`]).
     fn check_task(&self, raw: &Value) -> Result<()> {
-        let Some(key) = &self.inner.task_key else {
-            return Ok(());
-        };
-        let why = match raw.get("sig").filter(|s| !s.is_null()) {
-            None if !self.inner.require_task_signature => return Ok(()),
-            None => "it carries no signature",
-            Some(_) if envelope::verify_task(raw, key) => return Ok(()),
-            Some(_) => "its signature does not verify",
-        };
-        let id = |k: &str| raw.get(k).and_then(Value::as_str).unwrap_or("?");
-        let task_id = id("task_id");
-        tracing::warn!(task_id, job_id = id("job_id"), "task refused: {why}");
-        Err(
-            RxonError::protocol(format!("task {task_id} refused: {why}"))
-                .with_detail("task_id", task_id),
-        )
+        let checked = rxon_wire::guard::check_task(
+            raw,
+            self.inner.task_key.as_deref(),
+            self.inner.require_task_signature,
+        );
+        if let Err(e) = &checked {
+            let id = |k: &str| raw.get(k).and_then(Value::as_str).unwrap_or("?");
+            tracing::warn!(task_id = id("task_id"), job_id = id("job_id"), "{e}");
+        }
+        checked
     }
 }
 

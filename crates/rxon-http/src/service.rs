@@ -15,7 +15,7 @@ use rxon_core::{
 };
 use rxon_net::status::{error_body, handler_error_status};
 use rxon_wire::Wire;
-use rxon_wire::envelope::{EVENT_UNSIGNED, Verifier, unix_now};
+use rxon_wire::envelope::{EVENT_UNSIGNED, Verifier};
 use serde_json::Value;
 use std::convert::Infallible;
 use std::future::Future;
@@ -492,24 +492,16 @@ impl HttpService {
         if !protocol.signs() {
             return json(protocol, StatusCode::OK, task);
         }
-        let mut value = match rxon_wire::encode(protocol, task) {
-            Ok(Value::Object(m)) => m,
-            Ok(_) | Err(_) => {
-                return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the task");
-            }
-        };
-        if let Some(key) = self.handler.task_signing_key() {
-            // A signed task carries the time it was signed (unless the handler set one).
-            value
-                .entry("timestamp")
-                .or_insert_with(|| Value::from(unix_now()));
-            if let Err(e) = rxon_wire::envelope::sign_task(&mut value, &key) {
+        let key = self.handler.task_signing_key();
+        let value = match rxon_wire::guard::task_for_worker(task, key.as_deref()) {
+            Ok(value) => value,
+            Err(e) => {
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("cannot sign the task: {e}"),
+                    &format!("cannot encode or sign the task: {e}"),
                 );
             }
-        }
+        };
         match rxon_wire::to_bytes(&Value::Object(value)) {
             Ok(body) => with_body(StatusCode::OK, Bytes::from(body)),
             Err(e) => error(
@@ -613,45 +605,17 @@ impl HttpService {
         Ok(message)
     }
 
-    /// The 1.0b17 envelope check: clock, signature (keyed by what the handler says
-    /// signs this worker's messages), replay.
+    /// The 1.0b17 envelope check, as every transport makes it
+    /// ([`rxon_wire::guard::admit`]).
     async fn check_envelope(
         &self,
         value: &Value,
         ctx: &RequestContext,
         ignore: &[&str],
     ) -> Result<(), HttpResponse> {
-        // The identity: the path's or X-Worker-ID's worker, else the body's. A body
-        // naming another worker than the hint is refused: the envelope is checked, and
-        // the handler acts, for one worker only.
-        let body_id = value.get("worker_id").and_then(Value::as_str);
-        let worker = match (&ctx.worker_id, body_id) {
-            (Some(hint), Some(body)) if !body.is_empty() && body != hint => {
-                return Err(error(
-                    StatusCode::FORBIDDEN,
-                    "the message's worker_id is not the worker the request names",
-                ));
-            }
-            (Some(hint), _) => hint.clone(),
-            (None, Some(id)) if is_valid_identifier(id) => id.to_owned(),
-            (None, _) => return Err(invalid_worker_id()),
-        };
-        let mut asking = ctx.clone();
-        asking.worker_id = Some(worker.clone());
-        // The credential first: a refused one (401) must not spend the message's nonce,
-        // or the worker's retry with a fresh token would be taken for a replay.
-        self.handler
-            .authenticate(asking.clone())
+        rxon_wire::guard::admit(&*self.handler, &self.verifier, value, ctx, ignore)
             .await
-            .map_err(|e| handler_error(&e))?;
-        let key = self
-            .handler
-            .envelope_key(asking)
-            .await
-            .map_err(|e| handler_error(&e))?;
-        self.verifier
-            .check_with(value, &worker, key.as_deref(), unix_now(), ignore)
-            .map_err(|refusal| error(StatusCode::FORBIDDEN, refusal.message()))
+            .map_err(|e| handler_error(&e))
     }
 }
 

@@ -630,8 +630,16 @@ impl Handler for Orchestrator {
     fn authenticate(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<()>> {
         Box::pin(async move {
             let inner = &*self.inner;
-            let mut st = inner.lock();
-            let cred = inner.admit(&mut st, &ctx, true, |_, _| None)?;
+            let st = inner.lock();
+            // Not counted against the rate limit: this check precedes an operation
+            // that counts itself (a session's requests, a signed message's handling).
+            let cred = auth::authenticate(
+                &inner.config,
+                &st,
+                ctx.token.as_deref(),
+                true,
+                Instant::now(),
+            )?;
             if let Some(worker_id) = &ctx.worker_id {
                 inner.act_as(&st, &cred, &ctx, worker_id)?;
             }

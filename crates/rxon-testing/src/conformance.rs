@@ -52,6 +52,10 @@ pub struct Capabilities {
     /// the cases check the 1.0b3 behaviour instead: custom events are refused as
     /// `Unsupported`, catalogs arrive as names.
     pub v1b17: bool,
+    /// The transport seals its 1.0b17 messages in the signed envelope and the
+    /// listener checks it (network transports speaking 1.0b17; not the in-process one,
+    /// where nothing travels).
+    pub signs: bool,
 }
 
 impl Capabilities {
@@ -67,6 +71,12 @@ impl Capabilities {
             .with_progress(true)
             .with_tcp(true)
             .with_v1b17(true)
+            .with_signs(true)
+    }
+    /// Sets [`signs`](Self::signs).
+    pub fn with_signs(mut self, yes: bool) -> Self {
+        self.signs = yes;
+        self
     }
     /// Sets [`v1b17`](Self::v1b17).
     pub fn with_v1b17(mut self, yes: bool) -> Self {
@@ -1220,6 +1230,52 @@ pub async fn resource_matching_dispatch(h: &dyn Harness) {
     env.stop().await;
 }
 
+/// The signed envelope (1.0b17): a worker that signs with the wrong key is refused
+/// (403) on every message, the right key is accepted; the orchestrator keys a
+/// worker's envelope by its token. A transport without signing (a 1.0b3 wire, the
+/// in-process one) accepts either: nothing is signed there.
+pub async fn signed_envelopes_are_verified(h: &dyn Harness) {
+    let env = Env::default(h).await;
+    let mut config = env.config("w-forger", TOKEN);
+    config.options.signing_key = Some("not-the-token".into());
+    let forger: Arc<dyn Transport> = h.transport(&config).expect("transport").into();
+    within(forger.connect()).await.expect("connect");
+    let sent = within(forger.register(&registration("w-forger", &["echo"]))).await;
+    if !h.capabilities().signs {
+        sent.expect("nothing is signed on this wire");
+        env.stop().await;
+        return;
+    }
+    let err = sent.expect_err("a wrong signature is refused");
+    assert_eq!(err.status(), Some(403), "{err}");
+    assert!(
+        !env.orch.workers().iter().any(|w| w.worker_id == "w-forger"),
+        "nothing registered"
+    );
+    let t = env.worker(h, "w-1").await;
+    env.orch.enqueue(task("t-s", "echo")).expect("enqueue");
+    let got = within(t.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll")
+        .expect("a task");
+    // Two identical results, each sealed afresh: the second is a duplicate, not a
+    // replay.
+    for _ in 0..2 {
+        let outcome = within(t.send_result(&echo(&got, "w-1")))
+            .await
+            .expect("result");
+        assert!(outcome.is_accepted(), "{outcome:?}");
+    }
+    assert_eq!(
+        env.orch
+            .task_result("t-s")
+            .map(|r| (r.timestamp, r.security)),
+        Some((None, None)),
+        "the envelope is removed before the handler"
+    );
+    env.stop().await;
+}
+
 /// Two polls of one worker at once (a worker with two free slots): each gets its own
 /// task, none gets a task twice.
 pub async fn concurrent_pollers_share_no_task(h: &dyn Harness) {
@@ -1438,6 +1494,7 @@ macro_rules! __conformance_cases {
             registration_and_heartbeat_fields_arrive_intact: none,
             schema_violations_are_reported: none,
             resource_matching_dispatch: none,
+            signed_envelopes_are_verified: none,
             concurrent_pollers_share_no_task: none,
             close_ends_a_parked_poll: none,
             silent_connections_are_replaced: tcp,

@@ -12,7 +12,16 @@ use serde_json::{Map, Value, json};
 
 /// `sealed`: the message carries the worker's envelope.
 macro_rules! sealed_impl {
+    // A message whose replay key is the `nonce` the sealing adds.
     (sealed) => {
+        fn clear_envelope(&mut self) {
+            self.timestamp = None;
+            self.nonce = None;
+            self.security = None;
+        }
+    };
+    // A message whose own id is its replay key (events: `event_id`).
+    (sealed_by_id) => {
         fn clear_envelope(&mut self) {
             self.timestamp = None;
             self.security = None;
@@ -150,7 +159,7 @@ two_shapes!(TokenResponse, "TokenResponse", B3Token, out: nothing, into: nothing
 two_shapes!(WorkerCommand, "WorkerCommand", B3Command, out: nothing, into: nothing);
 
 one_shape!(ProgressUpdatePayload, "ProgressUpdatePayload");
-one_shape!(WorkerEventPayload, "WorkerEventPayload", sealed);
+one_shape!(WorkerEventPayload, "WorkerEventPayload", sealed_by_id);
 one_shape!(RegisterReply, "RegisterReply");
 one_shape!(HeartbeatReply, "HeartbeatReply");
 one_shape!(ResultOutcome, "ResultOutcome");
@@ -170,12 +179,18 @@ fn resources_out(r: &mut Map<String, Value>) {
         }
     }
     if let Some(Value::Object(gpu)) = r.remove("gpu_info") {
+        let model = gpu.get("model").cloned().unwrap_or(Value::Null);
         let device = json!({
             "type": "gpu",
-            "model": gpu.get("model").cloned().unwrap_or(Value::Null),
+            "model": model,
             "properties": {"vram_gb": gpu.get("vram_gb").cloned().unwrap_or(Value::Null)},
         });
+        // A GPU of that model listed already is this one (a message read from 1.0b17
+        // holds both): written once, so that writing what was read gives the same JSON.
+        let listed =
+            |d: &Value| d.get("type") == Some(&json!("gpu")) && d.get("model") == Some(&model);
         match r.get_mut("devices") {
+            Some(Value::Array(d)) if d.iter().any(listed) => {}
             Some(Value::Array(d)) => d.push(device),
             _ => {
                 r.insert("devices".into(), Value::Array(vec![device]));

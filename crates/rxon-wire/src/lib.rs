@@ -8,6 +8,8 @@
 //! - [`canonical`]: the reference's normalization and its sorted compact JSON;
 //! - [`envelope`]: the 1.0b17 signed envelope (HMAC-SHA256 with `ring`): sealing,
 //!   verifying, the replay cache, and task signatures;
+//! - [`guard`]: the envelope as every transport applies it (`seal_message` on the
+//!   worker side, `admit` on the listener side), written once;
 //! - [`catalog`]: the `skills_hash` of a skill catalog.
 //!
 //! The mapping between the generations and the model is documented in
@@ -36,6 +38,7 @@ pub mod canonical;
 pub mod catalog;
 mod dialect;
 pub mod envelope;
+pub mod guard;
 
 use rxon_core::{HandlerError, Protocol, RxonError};
 use serde_json::Value;

@@ -2,15 +2,15 @@
 
 use crate::codec::{Call, ClientFrame, Codec, PATH_PREFIX, PollArgs, Reply, ServerFrame};
 use futures_util::{SinkExt, StreamExt};
-use rxon_core::constants::{
-    AUTH_HEADER_WORKER, POLL_REQUEST_MARGIN_SECS, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
-};
+use rxon_core::constants::{AUTH_HEADER_WORKER, POLL_REQUEST_MARGIN_SECS, PROTOCOL_VERSION_HEADER};
 use rxon_core::policy::{Policy, Token, TokenExchange};
 use rxon_core::{
     BoxFuture, Heartbeat, HeartbeatReply, ProgressUpdatePayload, RegisterReply, Result,
     ResultOutcome, RxonError, TaskPayload, TaskResult, TokenResponse, Transport, TransportConfig,
     TransportFactory, WorkerCommand, WorkerEventPayload, WorkerRegistration,
 };
+use rxon_wire::envelope::EVENT_UNSIGNED;
+use rxon_wire::guard::seal_message;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,6 +69,13 @@ struct Inner {
     commands: tokio::sync::Mutex<mpsc::Receiver<WorkerCommand>>,
     closed: watch::Sender<bool>,
     next_id: AtomicU64,
+    /// The generation spoken: pinned, else the latest (rxon listeners serve both).
+    protocol: rxon_core::Protocol,
+    /// The secret of the 1.0b17 envelope.
+    signing_key: String,
+    /// The orchestrator's key for tasks' `sig`, and whether a task must carry one.
+    task_key: Option<String>,
+    require_task_signature: bool,
 }
 
 impl std::fmt::Debug for WsTransport {
@@ -118,6 +125,10 @@ impl WsTransport {
                 commands: tokio::sync::Mutex::new(commands),
                 closed: watch::channel(false).0,
                 next_id: AtomicU64::new(1),
+                protocol: config.options.protocol.without_negotiation(),
+                signing_key: config.envelope_key().to_owned(),
+                task_key: config.options.task_key.clone(),
+                require_task_signature: config.options.require_task_signature,
             }),
         })
     }
@@ -168,7 +179,7 @@ impl WsTransport {
         );
         h.insert(
             PROTOCOL_VERSION_HEADER,
-            http::HeaderValue::from_static(PROTOCOL_VERSION),
+            http::HeaderValue::from_static(inner.protocol.as_str()),
         );
         let offer: Vec<&str> = inner.codecs.iter().map(|c| c.subprotocol()).collect();
         h.insert(
@@ -258,7 +269,25 @@ impl WsTransport {
     }
 
     /// One request and its reply, within `timeout`.
+    /// `call` as this attempt sends it: in 1.0b17 a worker message is sealed afresh
+    /// ([`rxon_wire::guard::seal_message`], as every transport seals).
+    fn sealed(&self, call: &Call) -> Result<Call> {
+        if !self.inner.protocol.signs() {
+            return Ok(call.clone());
+        }
+        let (key, me) = (&self.inner.signing_key, &self.inner.worker_id);
+        let seal = |e: rxon_wire::WireError| e.outgoing("the signed envelope");
+        Ok(match call {
+            Call::Register(m) => Call::Register(seal_message(m, key, me, &[]).map_err(seal)?),
+            Call::Heartbeat(m) => Call::Heartbeat(seal_message(m, key, me, &[]).map_err(seal)?),
+            Call::Result(m) => Call::Result(seal_message(m, key, me, &[]).map_err(seal)?),
+            Call::Event(m) => Call::Event(seal_message(m, key, me, EVENT_UNSIGNED).map_err(seal)?),
+            other => other.clone(),
+        })
+    }
+
     async fn request(&self, call: &Call, timeout: Duration) -> Result<Reply> {
+        let call = &self.sealed(call)?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         // A session can die between being handed out and taking the request: then
@@ -556,7 +585,17 @@ impl Transport for WsTransport {
             };
             let deadline = timeout + Duration::from_secs(POLL_REQUEST_MARGIN_SECS);
             match self.call(Call::Poll(args), deadline).await? {
-                Reply::Poll(task) => Ok(task.map(|t| *t)),
+                Reply::Poll(task) => {
+                    if let Some(task) = &task {
+                        // The orchestrator's `sig`, checked as every transport checks it.
+                        rxon_wire::guard::check_task_message(
+                            task,
+                            self.inner.task_key.as_deref(),
+                            self.inner.require_task_signature,
+                        )?;
+                    }
+                    Ok(task.map(|t| *t))
+                }
                 other => Err(unexpected("poll", &other)),
             }
         })
@@ -612,6 +651,10 @@ impl Transport for WsTransport {
                 other => Err(unexpected("progress", &other)),
             }
         })
+    }
+
+    fn known_protocol(&self) -> Option<rxon_core::Protocol> {
+        Some(self.inner.protocol)
     }
 
     fn emit_event<'a>(&'a self, event: &'a WorkerEventPayload) -> BoxFuture<'a, Result<()>> {

@@ -13,6 +13,8 @@ use rxon_core::{
     constants::{AUTH_HEADER_WORKER, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER},
 };
 use rxon_http::{ConnectionInfo, ConnectionSlot, HttpListener, HttpListenerConfig, Mount};
+use rxon_wire::envelope::{EVENT_UNSIGNED, Verifier};
+use rxon_wire::guard::admit_message;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,6 +42,9 @@ pub struct WsConfig {
     /// between two pings is disconnected, so a connection dropped silently by a NAT or
     /// firewall does not stay open forever. Zero turns the pings off.
     pub keepalive: Duration,
+    /// How many 1.0b17 nonces are remembered against replays (default
+    /// [`DEFAULT_REPLAY_CAPACITY`](rxon_wire::envelope::DEFAULT_REPLAY_CAPACITY)).
+    pub replay_cache_capacity: usize,
 }
 
 impl Default for WsConfig {
@@ -49,6 +54,7 @@ impl Default for WsConfig {
             max_message_bytes: 16 * 1024 * 1024,
             max_in_flight: 64,
             keepalive: Duration::from_secs(30),
+            replay_cache_capacity: rxon_wire::envelope::DEFAULT_REPLAY_CAPACITY,
         }
     }
 }
@@ -60,6 +66,8 @@ impl Default for WsConfig {
 pub struct WsMount {
     handler: Arc<dyn Handler>,
     config: Arc<WsConfig>,
+    /// The replay cache of every session on this route.
+    verifier: Arc<Verifier>,
 }
 
 impl std::fmt::Debug for WsMount {
@@ -75,6 +83,7 @@ impl WsMount {
     pub fn new(handler: Arc<dyn Handler>, config: WsConfig) -> Self {
         WsMount {
             handler,
+            verifier: Arc::new(Verifier::new(config.replay_cache_capacity)),
             config: Arc::new(config),
         }
     }
@@ -190,6 +199,7 @@ impl Mount for WsMount {
                         let session_ctx = Session {
                             handler: this.handler,
                             config: this.config,
+                            verifier: this.verifier,
                             ctx,
                             heard,
                         };
@@ -233,6 +243,7 @@ async fn stopping(shutdown: &mut Option<watch::Receiver<bool>>) {
 struct Session {
     handler: Arc<dyn Handler>,
     config: Arc<WsConfig>,
+    verifier: Arc<Verifier>,
     ctx: RequestContext,
     /// Set whenever bytes arrive from the worker.
     heard: Arc<AtomicBool>,
@@ -251,6 +262,7 @@ async fn session<S>(
     let Session {
         handler,
         config,
+        verifier,
         ctx,
         heard,
     } = session;
@@ -342,14 +354,27 @@ async fn session<S>(
         };
         let mut ctx = ctx.clone();
         ctx.token = token.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let (handler, config, out, token) =
-            (handler.clone(), config.clone(), out.clone(), token.clone());
+        let (handler, config, verifier, out, token) = (
+            handler.clone(),
+            config.clone(),
+            verifier.clone(),
+            out.clone(),
+            token.clone(),
+        );
         let shutdown = shutdown.clone();
         let reopen = commands.is_none() && matches!(frame.call, Call::Token);
         let commands_out = out.clone();
         let reply = async move {
             let id = frame.id;
-            let answer = execute(&handler, &config, ctx.clone(), frame.call, shutdown).await;
+            let answer = execute(
+                &handler,
+                &config,
+                &verifier,
+                ctx.clone(),
+                frame.call,
+                shutdown,
+            )
+            .await;
             if let Ok(Reply::Token(t)) = &answer {
                 *token.lock().unwrap_or_else(|p| p.into_inner()) = Some(t.access_token.clone());
             }
@@ -430,10 +455,24 @@ async fn open_commands(
 async fn execute(
     handler: &Arc<dyn Handler>,
     config: &WsConfig,
+    verifier: &Verifier,
     ctx: RequestContext,
-    call: Call,
+    mut call: Call,
     mut shutdown: Option<watch::Receiver<bool>>,
 ) -> std::result::Result<Reply, HandlerError> {
+    // A 1.0b17 session's messages carry the signed envelope: admitted first, as on
+    // every transport.
+    let signs = ctx.protocol().signs();
+    if signs {
+        let h = &**handler;
+        match &mut call {
+            Call::Register(m) => admit_message(h, verifier, m, &ctx, &[]).await?,
+            Call::Heartbeat(m) => admit_message(h, verifier, m, &ctx, &[]).await?,
+            Call::Result(m) => admit_message(h, verifier, m, &ctx, &[]).await?,
+            Call::Event(m) => admit_message(h, verifier, m, &ctx, EVENT_UNSIGNED).await?,
+            Call::Poll(_) | Call::Progress(_) | Call::Token => {}
+        }
+    }
     Ok(match call {
         Call::Register(r) => Reply::Register(handler.register(ctx, r).await?),
         Call::Poll(args) => {
@@ -442,6 +481,15 @@ async fn execute(
             let task = tokio::select! {
                 r = poll => r.unwrap_or(Ok(None))?,
                 () = stopping(&mut shutdown) => None,
+            };
+            // A 1.0b17 session's tasks carry the orchestrator's `sig` when it has a key.
+            let task = match (task, handler.task_signing_key()) {
+                (Some(t), Some(key)) if signs => {
+                    Some(rxon_wire::guard::signed_task(&t, &key).map_err(|e| {
+                        HandlerError::internal(format!("cannot sign the task: {e}"))
+                    })?)
+                }
+                (task, _) => task,
             };
             Reply::Poll(task.map(Box::new))
         }

@@ -133,6 +133,15 @@ impl Default for TransportOptions {
 }
 
 impl TransportConfig {
+    /// The secret that signs this worker's 1.0b17 envelopes: `signing_key` when set,
+    /// else the token (as the reference worker signs with its static token).
+    pub fn envelope_key(&self) -> &str {
+        self.options
+            .signing_key
+            .as_deref()
+            .unwrap_or(self.token.as_str())
+    }
+
     /// A configuration with default options.
     pub fn new(
         url: impl Into<String>,

@@ -47,6 +47,20 @@ pub struct FileMetadata {
     #[prost(string, optional, tag = "3")]
     pub etag: ::core::option::Option<::prost::alloc::string::String>,
 }
+/// The signed envelope of a 1.0b17 worker message (with its timestamp and nonce
+/// fields): HMAC-SHA256 over the message's 1.0b17 JSON, as on HTTP.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SecurityContext {
+    #[prost(string, optional, tag = "1")]
+    pub signature: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "2")]
+    pub signer_id: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "3")]
+    pub identity_chain: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// JSON object, when set.
+    #[prost(bytes = "vec", optional, tag = "4")]
+    pub metadata_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
+}
 /// A skill with its contract (1.0b17). Schemas are JSON objects.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SkillInfo {
@@ -103,6 +117,13 @@ pub struct WorkerRegistration {
     pub available_skills: ::core::option::Option<StringList>,
     #[prost(message, optional, tag = "11")]
     pub hot_skills: ::core::option::Option<StringList>,
+    /// The 1.0b17 envelope.
+    #[prost(int64, optional, tag = "12")]
+    pub timestamp: ::core::option::Option<i64>,
+    #[prost(string, optional, tag = "13")]
+    pub nonce: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(message, optional, tag = "14")]
+    pub security: ::core::option::Option<SecurityContext>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisterReply {
@@ -149,6 +170,27 @@ pub struct TaskPayload {
         ::prost::alloc::string::String,
         FileMetadata,
     >,
+    /// 1.0b17 lineage and the orchestrator's signature (`sig`, over the task's 1.0b17
+    /// JSON without it).
+    #[prost(double, tag = "7")]
+    pub priority: f64,
+    #[prost(int64, optional, tag = "8")]
+    pub deadline: ::core::option::Option<i64>,
+    /// JSON objects, when set.
+    #[prost(bytes = "vec", optional, tag = "9")]
+    pub policy_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "10")]
+    pub metadata_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
+    #[prost(int64, optional, tag = "11")]
+    pub timestamp: ::core::option::Option<i64>,
+    #[prost(string, optional, tag = "12")]
+    pub sig: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint64, tag = "13")]
+    pub step: u64,
+    #[prost(uint64, tag = "14")]
+    pub depth: u64,
+    #[prost(string, optional, tag = "15")]
+    pub parent_hash: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct TaskError {
@@ -182,6 +224,21 @@ pub struct TaskResult {
         ::prost::alloc::string::String,
         FileMetadata,
     >,
+    /// 1.0b17.
+    #[prost(string, optional, tag = "8")]
+    pub origin_worker_id: ::core::option::Option<::prost::alloc::string::String>,
+    /// JSON objects, when set.
+    #[prost(bytes = "vec", optional, tag = "9")]
+    pub costs_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "10")]
+    pub metadata_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
+    /// The 1.0b17 envelope.
+    #[prost(int64, optional, tag = "11")]
+    pub timestamp: ::core::option::Option<i64>,
+    #[prost(string, optional, tag = "12")]
+    pub nonce: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(message, optional, tag = "13")]
+    pub security: ::core::option::Option<SecurityContext>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ResultReply {
@@ -233,6 +290,13 @@ pub struct Heartbeat {
     /// 1.0b3 peer reads that as an empty supported_skills.
     #[prost(bool, tag = "12")]
     pub catalog_omitted: bool,
+    /// The 1.0b17 envelope.
+    #[prost(int64, optional, tag = "13")]
+    pub timestamp: ::core::option::Option<i64>,
+    #[prost(string, optional, tag = "14")]
+    pub nonce: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(message, optional, tag = "15")]
+    pub security: ::core::option::Option<SecurityContext>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct HeartbeatReply {
@@ -291,6 +355,8 @@ pub struct WorkerEvent {
     pub metadata_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
     #[prost(int64, optional, tag = "13")]
     pub timestamp: ::core::option::Option<i64>,
+    #[prost(message, optional, tag = "14")]
+    pub security: ::core::option::Option<SecurityContext>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct EventReply {}
@@ -304,6 +370,9 @@ pub struct TokenResponse {
     pub expires_in: u64,
     #[prost(string, tag = "3")]
     pub worker_id: ::prost::alloc::string::String,
+    /// 1.0b17.
+    #[prost(string, optional, tag = "4")]
+    pub refresh_token: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct CommandsRequest {}

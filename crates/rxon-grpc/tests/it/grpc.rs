@@ -339,3 +339,57 @@ async fn a_stalled_handshake_is_closed_at_the_deadline_whatever_it_sent() {
     plain.stop(Duration::from_secs(2)).await.unwrap();
     tls.stop(Duration::from_secs(2)).await.unwrap();
 }
+
+/// The 1.0b17 envelope on gRPC, at the message level: a sealed registration is taken
+/// once; the same message again is refused as a replay, and one changed after sealing
+/// as forged (both `PERMISSION_DENIED`, 403 to a worker).
+#[tokio::test]
+async fn a_sealed_message_is_taken_once_and_a_forged_one_never() {
+    use rxon_grpc::pb;
+    let orch = rxon_orchestrator::Orchestrator::builder()
+        .token("t")
+        .build();
+    let l = GrpcListener::with_config(GrpcListenerConfig::default());
+    l.start(Arc::new(orch.clone())).await.unwrap();
+    let url = l.endpoint().unwrap().replacen("grpc://", "http://", 1);
+    let mut client = pb::worker_service_client::WorkerServiceClient::connect(url)
+        .await
+        .unwrap();
+    let registration = WorkerRegistration {
+        worker_id: "w-1".into(),
+        supported_skills: SkillInfo::list(["echo"]),
+        ..Default::default()
+    };
+    let sealed = rxon_wire::guard::seal_message(&registration, "t", "w-1", &[]).unwrap();
+    let message = |r: &WorkerRegistration| {
+        let mut m = pb::WorkerRegistration {
+            worker_id: r.worker_id.clone(),
+            supported_skills: vec!["echo".into()],
+            timestamp: r.timestamp,
+            nonce: r.nonce.clone(),
+            security: r.security.as_ref().map(|s| pb::SecurityContext {
+                signature: s.signature.clone(),
+                signer_id: s.signer_id.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        m.worker_type = r.worker_type.clone();
+        let mut request = tonic::Request::new(m);
+        let meta = request.metadata_mut();
+        meta.insert("x-worker-token", "t".parse().unwrap());
+        meta.insert("x-rxon-version", "1.0b17".parse().unwrap());
+        meta.insert("x-worker-id", "w-1".parse().unwrap());
+        request
+    };
+    client.register(message(&sealed)).await.expect("taken once");
+    let replay = client.register(message(&sealed)).await.unwrap_err();
+    assert_eq!(replay.code(), tonic::Code::PermissionDenied, "{replay:?}");
+    assert!(replay.message().contains("replay"), "{replay:?}");
+    let mut forged = sealed.clone();
+    forged.worker_type = "not-what-was-signed".into();
+    let forged = client.register(message(&forged)).await.unwrap_err();
+    assert_eq!(forged.code(), tonic::Code::PermissionDenied, "{forged:?}");
+    assert!(forged.message().contains("signature"), "{forged:?}");
+    l.stop(Duration::from_secs(2)).await.unwrap();
+}

@@ -44,7 +44,7 @@ impl Harness for HttpB3 {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::all().with_v1b17(false)
+        Capabilities::all().with_v1b17(false).with_signs(false)
     }
 }
 

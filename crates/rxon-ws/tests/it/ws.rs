@@ -293,6 +293,11 @@ async fn pings_within(url: &str, window: Duration) -> usize {
     request
         .headers_mut()
         .insert("X-Worker-Token", "t".parse().unwrap());
+    // The worker registered with 1.0b17 (the transport's default): a 1.0b3 session for
+    // it would be refused as a downgrade.
+    request
+        .headers_mut()
+        .insert("X-RXON-Version", "1.0b17".parse().unwrap());
     if url.contains(rxon_ws::PATH_PREFIX) {
         // The WebSocket transport's session needs a codec; the command channel has none.
         request
@@ -383,6 +388,75 @@ async fn unread_commands_never_hold_up_replies() {
         reply.cancel_task_ids.len(),
         80,
         "every cancel is in the reply"
+    );
+    l.stop(Duration::from_secs(2)).await.unwrap();
+}
+
+/// The 1.0b17 envelope on the WebSocket transport, at the frame level: a sealed
+/// registration is taken once; the same frame again is refused as a replay (403), and
+/// one whose content was changed after sealing is refused as forged (403).
+#[tokio::test]
+async fn a_sealed_frame_is_taken_once_and_a_forged_one_never() {
+    let orch = Orchestrator::builder().token("t").build();
+    let l = listener(&orch, "127.0.0.1:0".parse().unwrap(), 1 << 20).await;
+    let url = format!("{}{}w-1", l.endpoint().unwrap(), rxon_ws::PATH_PREFIX);
+    let mut request = url.as_str().into_client_request().unwrap();
+    let h = request.headers_mut();
+    h.insert("X-Worker-Token", "t".parse().unwrap());
+    h.insert("X-RXON-Version", "1.0b17".parse().unwrap());
+    h.insert("Sec-WebSocket-Protocol", "rxon.v1.json".parse().unwrap());
+    let authority = request.uri().authority().unwrap().as_str().to_owned();
+    let tcp = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let (mut ws, _) = tokio::time::timeout(BOUND, tokio_tungstenite::client_async(request, tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    let registration = WorkerRegistration {
+        worker_id: "w-1".into(),
+        supported_skills: SkillInfo::list(["echo"]),
+        ..Default::default()
+    };
+    let sealed = rxon_wire::guard::seal_message(&registration, "t", "w-1", &[]).unwrap();
+    let frame = |id: u64, body: &WorkerRegistration| {
+        let f = serde_json::json!({"id": id, "call": {"op": "register", "body": body}});
+        Message::Text(f.to_string().into())
+    };
+    let mut forged = sealed.clone();
+    forged.worker_type = "not-what-was-signed".into();
+    let mut answers = Vec::new();
+    for (id, body) in [(1, &sealed), (2, &sealed), (3, &forged)] {
+        ws.send(frame(id, body)).await.unwrap();
+        let reply = loop {
+            let m = tokio::time::timeout(BOUND, ws.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if let Message::Text(t) = m {
+                break serde_json::from_str::<serde_json::Value>(&t).unwrap();
+            }
+        };
+        answers.push(reply);
+    }
+    assert_eq!(answers[0]["type"], "reply", "{}", answers[0]);
+    assert_eq!(answers[1]["type"], "error", "{}", answers[1]);
+    assert_eq!(answers[1]["error"]["status"], 403);
+    assert!(
+        answers[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("replay"),
+        "{}",
+        answers[1]
+    );
+    assert_eq!(answers[2]["error"]["status"], 403, "{}", answers[2]);
+    assert!(
+        answers[2]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("signature"),
+        "{}",
+        answers[2]
     );
     l.stop(Duration::from_secs(2)).await.unwrap();
 }
