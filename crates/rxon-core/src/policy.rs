@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | connect before use, `Closed` after close, no command after close | [`Policy::ready`], [`Policy::next_command`] |
 //! | a refused credential (401 / `UNAUTHENTICATED`) is refreshed once, concurrent refusals share one refresh, then the call is retried once | [`Policy::call`], [`Credential`] |
+//! | an issued token the token service refuses (expired, revoked) is exchanged again with the configured credential | [`Credential`] |
 //! | an issued token is renewed before it expires (a fifth of its lifetime before, at most a minute), once, by one caller | [`Credential::renew_if_due`], [`renew_margin`] |
 //! | results are retried on network failures with an exact doubling backoff, never on refusals or "ignored" answers | [`Policy::send_result`] |
 //! | a peer's retry-after hint is clamped | [`RxonError::with_retry_after`](crate::RxonError::with_retry_after) |
@@ -119,6 +120,9 @@ impl<T: TokenExchange + ?Sized> TokenExchange for Arc<T> {
 /// `Debug` shows the generation, never the token.
 pub struct Credential {
     current: Mutex<Token>,
+    /// The configured credential (generation 0): what an exchange falls back to when
+    /// the token service refuses an issued token (expired, revoked).
+    configured: String,
     /// When the current token should be replaced before it expires (set from an
     /// exchange's `expires_in`), and the clock that says so.
     renew_at: Mutex<Option<Instant>>,
@@ -152,6 +156,7 @@ impl Credential {
                 value: token.into(),
                 generation: 0,
             }),
+            configured: token.into(),
             renew_at: Mutex::new(None),
             clock,
             gate: Gate::default(),
@@ -253,7 +258,16 @@ impl Credential {
 
     async fn exchange(&self, exchange: &dyn TokenExchange) -> Result<TokenResponse> {
         let token = self.current();
-        let response = exchange.exchange_token(&token).await?;
+        let response = match exchange.exchange_token(&token).await {
+            // An issued token the token service refuses (it expired, was revoked):
+            // ask again with the configured credential, as the reference worker does.
+            Err(e) if e.is_auth() && token.generation > 0 => {
+                exchange
+                    .exchange_token(&Token::configured(&self.configured))
+                    .await?
+            }
+            other => other?,
+        };
         if response.access_token.is_empty() {
             return Err(RxonError::protocol(
                 "the token service answered an empty access_token",

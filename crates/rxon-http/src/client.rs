@@ -107,8 +107,6 @@ pub(crate) struct Inner {
     require_task_signature: bool,
     /// The refresh token of the last STS answer (1.0b17).
     refresh_token: Mutex<Option<String>>,
-    /// The credential of the configuration, kept after refreshes replace it.
-    configured_token: String,
     /// The header of the current token, by generation: built once per token, not per
     /// request.
     header: std::sync::Mutex<Option<(u64, HeaderValue)>>,
@@ -192,7 +190,6 @@ impl HttpTransport {
                 task_key: config.options.task_key.clone(),
                 require_task_signature: config.options.require_task_signature,
                 refresh_token: Mutex::new(None),
-                configured_token: config.token.clone(),
                 header: std::sync::Mutex::new(None),
                 tls: channel_tls,
                 channel: OnceLock::new(),
@@ -605,20 +602,6 @@ impl Inner {
         }
     }
 
-    /// The token endpoint with `token`; when that refuses an issued token (expired,
-    /// or forgotten by a restarted orchestrator), once more with the configured
-    /// credential, so that a worker whose issued token died is not locked out.
-    async fn sts_or_static(&self, protocol: Protocol, token: &Token) -> Result<TokenResponse> {
-        match self.sts(protocol, token, None).await {
-            Err(e) if e.is_auth() && token.generation() > 0 => {
-                tracing::info!(error = %e, "the issued token was refused; asking with the configured credential");
-                self.sts(protocol, &Token::configured(&self.configured_token), None)
-                    .await
-            }
-            other => other,
-        }
-    }
-
     /// One STS call: the refresh endpoint with `refresh` (1.0b17), or the token
     /// endpoint.
     async fn sts(
@@ -683,11 +666,11 @@ impl TokenExchange for Inner {
                     Err(e) if !e.is_network() => {
                         tracing::info!(error = %e, "refresh token refused; asking the token endpoint");
                         *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                        self.sts_or_static(protocol, token).await
+                        self.sts(protocol, token, None).await
                     }
                     Err(e) => Err(e),
                 },
-                None => self.sts_or_static(protocol, token).await,
+                None => self.sts(protocol, token, None).await,
             }?;
             if let Some(r) = &response.refresh_token {
                 *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());

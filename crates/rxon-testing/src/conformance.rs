@@ -1276,6 +1276,80 @@ pub async fn signed_envelopes_are_verified(h: &dyn Harness) {
     env.stop().await;
 }
 
+/// A short-lived token that expires while the worker works: the transport renews it
+/// (before expiry, or after one refusal) from its bootstrap credential, and the
+/// worker's operations go on without an error.
+pub async fn a_token_expiring_mid_session_is_replaced(h: &dyn Harness) {
+    let orch = Orchestrator::builder()
+        .token(TOKEN)
+        .sts_credential(BOOTSTRAP)
+        .token_ttl(Duration::from_secs(1))
+        .build();
+    let env = Env::start(h, orch, Duration::from_millis(300)).await;
+    let t = h
+        .transport(&env.config("w-1", BOOTSTRAP))
+        .expect("transport builds");
+    within(t.connect()).await.expect("connect");
+    within(t.register(&registration("w-1", &["echo"])))
+        .await
+        .expect("register with an issued token");
+    // The token's lifetime is the thing under test: let it run out for real.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let hb = Heartbeat {
+        worker_id: "w-1".into(),
+        status: "idle".into(),
+        ..Default::default()
+    };
+    within(t.send_heartbeat(&hb))
+        .await
+        .expect("a heartbeat after the first token expired");
+    env.orch.enqueue(task("t-x", "echo")).expect("enqueue");
+    let got = within(t.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll")
+        .expect("a task");
+    let outcome = within(t.send_result(&echo(&got, "w-1")))
+        .await
+        .expect("result");
+    assert!(outcome.is_accepted(), "{outcome:?}");
+    env.stop().await;
+}
+
+/// A message larger than the listener's limit is refused (an error, not a hang and
+/// not a partial result), and the transport goes on working afterwards.
+///
+/// Needs [`Capabilities::tcp`]: an in-process transport moves no bytes to limit.
+pub async fn oversized_messages_are_refused(h: &dyn Harness) {
+    assert!(
+        h.capabilities().tcp,
+        "oversized_messages_are_refused needs a network transport (Capabilities::tcp)"
+    );
+    let env = Env::default(h).await;
+    let t = env.worker(h, "w-1").await;
+    env.orch.enqueue(task("t-big", "echo")).expect("enqueue");
+    let got = within(t.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll")
+        .expect("a task");
+    let limit = rxon_core::ListenerOptions::default().max_message_bytes;
+    let huge = TaskResult::success(
+        &got,
+        "w-1",
+        rxon_core::map! {"blob": ("x".repeat(limit + 1024))},
+    );
+    let sent = within(t.send_result(&huge)).await;
+    assert!(
+        !matches!(sent, Ok(ResultOutcome::Accepted)),
+        "an oversized result is not taken: {sent:?}"
+    );
+    assert_eq!(env.orch.task_result("t-big"), None, "nothing was applied");
+    let small = within(t.send_result(&echo(&got, "w-1")))
+        .await
+        .expect("the transport still works");
+    assert!(small.is_accepted(), "{small:?}");
+    env.stop().await;
+}
+
 /// Two polls of one worker at once (a worker with two free slots): each gets its own
 /// task, none gets a task twice.
 pub async fn concurrent_pollers_share_no_task(h: &dyn Harness) {
@@ -1495,6 +1569,8 @@ macro_rules! __conformance_cases {
             schema_violations_are_reported: none,
             resource_matching_dispatch: none,
             signed_envelopes_are_verified: none,
+            a_token_expiring_mid_session_is_replaced: none,
+            oversized_messages_are_refused: tcp,
             concurrent_pollers_share_no_task: none,
             close_ends_a_parked_poll: none,
             silent_connections_are_replaced: tcp,

@@ -1,6 +1,8 @@
 //! The worker side: [`WsTransport`].
 
-use crate::codec::{Call, ClientFrame, Codec, PATH_PREFIX, PollArgs, Reply, ServerFrame};
+use crate::codec::{
+    Call, ClientFrame, Codec, PATH_PREFIX, PollArgs, Reply, ServerFrame, TokenArgs,
+};
 use futures_util::{SinkExt, StreamExt};
 use rxon_core::constants::{AUTH_HEADER_WORKER, POLL_REQUEST_MARGIN_SECS, PROTOCOL_VERSION_HEADER};
 use rxon_core::policy::{Policy, Token, TokenExchange};
@@ -390,10 +392,19 @@ impl WsTransport {
 /// One token request on the session (the session then carries the new token); the
 /// policy's [`Credential`](rxon_core::policy::Credential) installs it.
 impl TokenExchange for WsTransport {
-    fn exchange_token<'a>(&'a self, _: &'a Token) -> BoxFuture<'a, Result<TokenResponse>> {
+    fn exchange_token<'a>(&'a self, token: &'a Token) -> BoxFuture<'a, Result<TokenResponse>> {
         Box::pin(async move {
+            // The session's credential is the current token; the configured one (the
+            // fallback after a refused issued token) is named explicitly.
+            let call = if token.generation() == 0 && token.as_str() != self.token() {
+                Call::TokenWith(TokenArgs {
+                    credential: token.as_str().to_owned(),
+                })
+            } else {
+                Call::Token
+            };
             match self
-                .request(&Call::Token, self.inner.policy.options().request_timeout)
+                .request(&call, self.inner.policy.options().request_timeout)
                 .await?
             {
                 Reply::Token(t) => Ok(t),

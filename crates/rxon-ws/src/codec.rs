@@ -103,6 +103,23 @@ pub(crate) enum Call {
     Progress(ProgressUpdatePayload),
     Event(WorkerEventPayload),
     Token,
+    /// A token for the credential given (not the session's): the configured one, when
+    /// the token service refused the session's issued token.
+    TokenWith(TokenArgs),
+}
+
+/// The credential of a `token_with` request (redacted in `Debug`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TokenArgs {
+    pub(crate) credential: String,
+}
+
+impl std::fmt::Debug for TokenArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenArgs")
+            .field("credential", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Call {
@@ -114,7 +131,7 @@ impl Call {
             Call::Heartbeat(_) => "heartbeat",
             Call::Progress(_) => "progress",
             Call::Event(_) => "event",
-            Call::Token => "token",
+            Call::Token | Call::TokenWith(_) => "token",
         }
     }
 }

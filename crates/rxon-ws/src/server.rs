@@ -362,7 +362,7 @@ async fn session<S>(
             token.clone(),
         );
         let shutdown = shutdown.clone();
-        let reopen = commands.is_none() && matches!(frame.call, Call::Token);
+        let reopen = commands.is_none() && matches!(frame.call, Call::Token | Call::TokenWith(_));
         let commands_out = out.clone();
         let reply = async move {
             let id = frame.id;
@@ -470,7 +470,7 @@ async fn execute(
             Call::Heartbeat(m) => admit_message(h, verifier, m, &ctx, &[]).await?,
             Call::Result(m) => admit_message(h, verifier, m, &ctx, &[]).await?,
             Call::Event(m) => admit_message(h, verifier, m, &ctx, EVENT_UNSIGNED).await?,
-            Call::Poll(_) | Call::Progress(_) | Call::Token => {}
+            Call::Poll(_) | Call::Progress(_) | Call::Token | Call::TokenWith(_) => {}
         }
     }
     Ok(match call {
@@ -504,6 +504,11 @@ async fn execute(
             Reply::Event
         }
         Call::Token => Reply::Token(handler.token(ctx).await?),
+        Call::TokenWith(args) => {
+            let mut ctx = ctx;
+            ctx.token = Some(args.credential);
+            Reply::Token(handler.token(ctx).await?)
+        }
     })
 }
 
