@@ -5,10 +5,11 @@
 
 use crate::pb;
 use rxon_core::{
-    CommandName, ErrorCode, FileMetadata, GpuInfo, Heartbeat, HeartbeatReply, IgnoredReason,
-    InstalledArtifact, Map, ProgressUpdatePayload, RegisterReply, Resources, ResultOutcome,
-    SecurityContext, SkillInfo, TaskError, TaskPayload, TaskResult, TaskStatus, TokenResponse,
-    WorkerCapabilities, WorkerCommand, WorkerEventPayload, WorkerRegistration,
+    CommandName, DeviceUsage, ErrorCode, FileMetadata, GpuInfo, HardwareDevice, Heartbeat,
+    HeartbeatReply, IgnoredReason, InstalledArtifact, Map, ProgressUpdatePayload, RegisterReply,
+    Resources, ResourcesUsage, ResultOutcome, SecurityContext, SkillInfo, TaskError, TaskPayload,
+    TaskResult, TaskStatus, TokenResponse, WorkerCapabilities, WorkerCommand, WorkerEventPayload,
+    WorkerRegistration,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -43,6 +44,7 @@ fn files_to_pb(
                     uri: f.uri.clone(),
                     size: f.size,
                     etag: f.etag.clone(),
+                    metadata_json: f.metadata.as_ref().map(json),
                 },
             )
         })
@@ -51,22 +53,81 @@ fn files_to_pb(
 
 fn files_from_pb(
     files: HashMap<String, pb::FileMetadata>,
-) -> Option<BTreeMap<String, FileMetadata>> {
-    (!files.is_empty()).then(|| {
-        files
-            .into_iter()
-            .map(|(k, f)| {
-                (
-                    k,
-                    FileMetadata {
-                        uri: f.uri,
-                        size: f.size,
-                        etag: f.etag,
-                        metadata: None,
-                    },
-                )
+) -> Result<Option<BTreeMap<String, FileMetadata>>, Invalid> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    files
+        .into_iter()
+        .map(|(k, f)| {
+            let metadata = opt_map_from(f.metadata_json.as_ref(), &format!("{k}.metadata_json"))?;
+            Ok((
+                k,
+                FileMetadata {
+                    uri: f.uri,
+                    size: f.size,
+                    etag: f.etag,
+                    metadata,
+                },
+            ))
+        })
+        .collect::<Result<_, Invalid>>()
+        .map(Some)
+}
+
+fn device_to_pb(d: &HardwareDevice) -> pb::HardwareDevice {
+    pb::HardwareDevice {
+        r#type: d.device_type.clone(),
+        model: d.model.clone(),
+        id: d.id.clone(),
+        properties_json: d.properties.as_ref().map(json),
+        metrics_json: d.metrics.as_ref().map(json),
+    }
+}
+
+fn device_from_pb(d: pb::HardwareDevice) -> Result<HardwareDevice, Invalid> {
+    Ok(HardwareDevice {
+        properties: opt_map_from(d.properties_json.as_ref(), "devices.properties_json")?,
+        metrics: opt_map_from(d.metrics_json.as_ref(), "devices.metrics_json")?,
+        device_type: d.r#type,
+        model: d.model,
+        id: d.id,
+    })
+}
+
+fn usage_to_pb(u: &ResourcesUsage) -> pb::ResourcesUsage {
+    pb::ResourcesUsage {
+        cpu_load_percent: u.cpu_load_percent,
+        ram_used_gb: u.ram_used_gb,
+        devices_usage: u
+            .devices_usage
+            .iter()
+            .flatten()
+            .map(|d| pb::DeviceUsage {
+                unit_id: d.unit_id.clone(),
+                load_percent: d.load_percent,
+                metrics_json: d.metrics.as_ref().map(json),
             })
-            .collect()
+            .collect(),
+    }
+}
+
+fn usage_from_pb(u: pb::ResourcesUsage) -> Result<ResourcesUsage, Invalid> {
+    let devices = u
+        .devices_usage
+        .into_iter()
+        .map(|d| {
+            Ok(DeviceUsage {
+                metrics: opt_map_from(d.metrics_json.as_ref(), "usage.metrics_json")?,
+                unit_id: d.unit_id,
+                load_percent: d.load_percent,
+            })
+        })
+        .collect::<Result<Vec<_>, Invalid>>()?;
+    Ok(ResourcesUsage {
+        cpu_load_percent: u.cpu_load_percent,
+        ram_used_gb: u.ram_used_gb,
+        devices_usage: (!devices.is_empty()).then_some(devices),
     })
 }
 
@@ -180,7 +241,16 @@ pub(crate) fn registration_to_pb(r: &WorkerRegistration) -> pb::WorkerRegistrati
                 model: g.model.clone(),
                 vram_gb: g.vram_gb,
             }),
+            devices: r
+                .resources
+                .devices
+                .iter()
+                .flatten()
+                .map(device_to_pb)
+                .collect(),
+            properties_json: r.resources.properties.as_ref().map(json),
         }),
+        metadata_json: r.metadata.as_ref().map(json),
         installed_software: r.installed_software.clone().into_iter().collect(),
         installed_models: r
             .installed_artifacts
@@ -188,6 +258,8 @@ pub(crate) fn registration_to_pb(r: &WorkerRegistration) -> pb::WorkerRegistrati
             .map(|m| pb::InstalledModel {
                 name: m.name.clone(),
                 version: m.version.clone(),
+                r#type: m.artifact_type.clone(),
+                properties_json: m.properties.as_ref().map(json),
             })
             .collect(),
         capabilities: Some(pb::WorkerCapabilities {
@@ -222,14 +294,39 @@ pub(crate) fn registration_from_pb(
                 model: g.model,
                 vram_gb: g.vram_gb,
             }),
-            ..Default::default()
+            devices: if resources.devices.is_empty() {
+                None
+            } else {
+                Some(
+                    resources
+                        .devices
+                        .into_iter()
+                        .map(device_from_pb)
+                        .collect::<Result<_, _>>()?,
+                )
+            },
+            properties: opt_map_from(
+                resources.properties_json.as_ref(),
+                "resources.properties_json",
+            )?,
         },
+        metadata: opt_map_from(r.metadata_json.as_ref(), "metadata_json")?,
         installed_software: r.installed_software.into_iter().collect(),
         installed_artifacts: r
             .installed_models
             .into_iter()
-            .map(|m| InstalledArtifact::new(m.name, m.version))
-            .collect(),
+            .map(|m| {
+                Ok::<_, Invalid>(InstalledArtifact {
+                    properties: opt_map_from(
+                        m.properties_json.as_ref(),
+                        "installed_models.properties_json",
+                    )?,
+                    name: m.name,
+                    version: m.version,
+                    artifact_type: m.r#type,
+                })
+            })
+            .collect::<Result<_, _>>()?,
         capabilities: WorkerCapabilities {
             hostname: caps.hostname,
             ip_address: caps.ip_address,
@@ -280,6 +377,7 @@ pub(crate) fn task_to_pb(t: &TaskPayload) -> pb::TaskPayload {
         step: t.step,
         depth: t.depth,
         parent_hash: t.parent_hash.clone(),
+        security: security_to_pb(&t.security),
     }
 }
 
@@ -290,7 +388,7 @@ pub(crate) fn task_from_pb(t: pb::TaskPayload) -> Result<TaskPayload, Invalid> {
         task_type: t.r#type,
         params: map_from(&t.params_json, "params_json")?,
         tracing_context: t.tracing_context.into_iter().collect(),
-        params_metadata: files_from_pb(t.params_metadata),
+        params_metadata: files_from_pb(t.params_metadata)?,
         priority: t.priority,
         deadline: t.deadline,
         policy: opt_map_from(t.policy_json.as_ref(), "policy_json")?,
@@ -300,7 +398,7 @@ pub(crate) fn task_from_pb(t: pb::TaskPayload) -> Result<TaskPayload, Invalid> {
         step: t.step,
         depth: t.depth,
         parent_hash: t.parent_hash,
-        security: None,
+        security: security_from_pb(t.security)?,
     })
 }
 
@@ -343,7 +441,7 @@ pub(crate) fn result_from_pb(r: pb::TaskResult) -> Result<TaskResult, Invalid> {
                 })
             })
             .transpose()?,
-        data_metadata: files_from_pb(r.data_metadata),
+        data_metadata: files_from_pb(r.data_metadata)?,
         origin_worker_id: r.origin_worker_id,
         costs: opt_map_from(r.costs_json.as_ref(), "costs_json")?,
         metadata: opt_map_from(r.metadata_json.as_ref(), "metadata_json")?,
@@ -392,6 +490,8 @@ pub(crate) fn heartbeat_to_pb(h: &Heartbeat) -> pb::Heartbeat {
         skills_hash: h.skills_hash.clone(),
         available_skills: strings(&h.available_skills),
         catalog_omitted: h.supported_skills.is_none(),
+        usage: h.usage.as_ref().map(usage_to_pb),
+        metadata_json: h.metadata.as_ref().map(json),
         timestamp: h.timestamp,
         nonce: h.nonce.clone(),
         security: security_to_pb(&h.security),
@@ -419,6 +519,8 @@ pub(crate) fn heartbeat_from_pb(h: pb::Heartbeat) -> Result<Heartbeat, Invalid> 
         },
         skills_hash: h.skills_hash,
         available_skills: h.available_skills.map(|l| l.values),
+        usage: h.usage.map(usage_from_pb).transpose()?,
+        metadata: opt_map_from(h.metadata_json.as_ref(), "metadata_json")?,
         timestamp: h.timestamp,
         nonce: h.nonce,
         security: security_from_pb(h.security)?,
@@ -559,6 +661,129 @@ pub(crate) fn command_from_pb(c: pb::WorkerCommand) -> Result<WorkerCommand, Inv
 mod tests {
     use super::*;
     use rxon_core::Value;
+
+    /// Every 1.0b17 field travels: the protobuf round trip gives back the message
+    /// (a transport dropping one would fail the envelope check too).
+    #[test]
+    fn every_1b17_field_survives_the_protobuf_round_trip() {
+        use rxon_core::map;
+        let security = Some(SecurityContext {
+            signature: Some("ab".into()),
+            signer_id: Some("w".into()),
+            identity_chain: Some(vec!["a".into()]),
+            metadata: Some(map! {"k": 1}),
+        });
+        let mut skill = SkillInfo::new("echo");
+        skill.version = Some("2".into());
+        skill.input_schema = Some(map! {"type": "object"});
+        let registration = WorkerRegistration {
+            worker_id: "w".into(),
+            worker_type: "gpu".into(),
+            supported_skills: vec![skill],
+            available_skills: Some(vec!["echo".into()]),
+            hot_skills: Some(vec!["echo".into()]),
+            resources: Resources {
+                max_concurrent_tasks: 2,
+                cpu_cores: 8,
+                devices: Some(vec![HardwareDevice {
+                    device_type: "gpu".into(),
+                    model: Some("A100".into()),
+                    id: Some("0".into()),
+                    properties: Some(map! {"vram_gb": 80}),
+                    metrics: Some(map! {"temp": 40.5}),
+                }]),
+                properties: Some(map! {"ram_gb": 64}),
+                ..Default::default()
+            },
+            installed_artifacts: vec![InstalledArtifact {
+                name: "llama".into(),
+                version: "7b".into(),
+                artifact_type: Some("model".into()),
+                properties: Some(map! {"quant": "q4"}),
+            }],
+            skills_hash: Some("h".into()),
+            metadata: Some(map! {"m": true}),
+            timestamp: Some(1),
+            nonce: Some("n".into()),
+            security: security.clone(),
+            ..Default::default()
+        };
+        assert_eq!(
+            registration_from_pb(registration_to_pb(&registration)).unwrap(),
+            registration
+        );
+        let heartbeat = Heartbeat {
+            worker_id: "w".into(),
+            status: "busy".into(),
+            usage: Some(ResourcesUsage {
+                cpu_load_percent: 50.0,
+                ram_used_gb: 3.5,
+                devices_usage: Some(vec![DeviceUsage {
+                    unit_id: "0".into(),
+                    load_percent: 90.0,
+                    metrics: Some(map! {"w": 300}),
+                }]),
+            }),
+            current_tasks: vec!["t".into()],
+            supported_skills: None,
+            skills_hash: Some("h".into()),
+            metadata: Some(map! {"m": 1}),
+            timestamp: Some(2),
+            nonce: Some("n".into()),
+            security: security.clone(),
+            ..Default::default()
+        };
+        assert_eq!(
+            heartbeat_from_pb(heartbeat_to_pb(&heartbeat)).unwrap(),
+            heartbeat
+        );
+        let task = TaskPayload {
+            job_id: "j".into(),
+            task_id: "t".into(),
+            task_type: "echo".into(),
+            params: map! {"x": 1},
+            params_metadata: Some(
+                [(
+                    "in".to_owned(),
+                    FileMetadata {
+                        uri: "s3://b/k".into(),
+                        size: 3,
+                        etag: Some("e".into()),
+                        metadata: Some(map! {"ct": "text/plain"}),
+                    },
+                )]
+                .into(),
+            ),
+            priority: 2.5,
+            deadline: Some(99),
+            security: security.clone(),
+            metadata: Some(map! {"m": 1}),
+            timestamp: Some(3),
+            policy: Some(map! {"allowed_skills": ["echo"]}),
+            sig: Some("s".into()),
+            step: 4,
+            depth: 1,
+            parent_hash: Some("p".into()),
+            ..Default::default()
+        };
+        assert_eq!(task_from_pb(task_to_pb(&task)).unwrap(), task);
+        let mut result = TaskResult::success(&task, "w", map! {"ok": true});
+        result.origin_worker_id = Some("w0".into());
+        result.costs = Some(map! {"execution_time_seconds": 0.2});
+        result.metadata = Some(map! {"m": 1});
+        result.timestamp = Some(4);
+        result.nonce = Some("n".into());
+        result.security = security;
+        assert_eq!(result_from_pb(result_to_pb(&result)).unwrap(), result);
+        let token = TokenResponse {
+            access_token: "a".into(),
+            expires_in: 60,
+            worker_id: "w".into(),
+            refresh_token: Some("r".into()),
+            ..Default::default()
+        };
+        assert_eq!(token_from_pb(token_to_pb(&token)), token);
+    }
 
     #[test]
     fn messages_survive_the_protobuf_round_trip() {

@@ -8,7 +8,22 @@ pub struct GpuInfo {
     #[prost(uint64, tag = "2")]
     pub vram_gb: u64,
 }
+/// A device a worker offers (1.0b17).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct HardwareDevice {
+    #[prost(string, tag = "1")]
+    pub r#type: ::prost::alloc::string::String,
+    #[prost(string, optional, tag = "2")]
+    pub model: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "3")]
+    pub id: ::core::option::Option<::prost::alloc::string::String>,
+    /// JSON objects, when set.
+    #[prost(bytes = "vec", optional, tag = "4")]
+    pub properties_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "5")]
+    pub metrics_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Resources {
     #[prost(uint32, tag = "1")]
     pub max_concurrent_tasks: u32,
@@ -16,6 +31,11 @@ pub struct Resources {
     pub cpu_cores: u32,
     #[prost(message, optional, tag = "3")]
     pub gpu_info: ::core::option::Option<GpuInfo>,
+    /// 1.0b17: devices (empty means unset) and properties (a JSON object).
+    #[prost(message, repeated, tag = "4")]
+    pub devices: ::prost::alloc::vec::Vec<HardwareDevice>,
+    #[prost(bytes = "vec", optional, tag = "5")]
+    pub properties_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct InstalledModel {
@@ -23,6 +43,31 @@ pub struct InstalledModel {
     pub name: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub version: ::prost::alloc::string::String,
+    /// 1.0b17 (InstalledArtifact).
+    #[prost(string, optional, tag = "3")]
+    pub r#type: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(bytes = "vec", optional, tag = "4")]
+    pub properties_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
+}
+/// What a worker uses now (1.0b17 heartbeats).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DeviceUsage {
+    #[prost(string, tag = "1")]
+    pub unit_id: ::prost::alloc::string::String,
+    #[prost(double, tag = "2")]
+    pub load_percent: f64,
+    #[prost(bytes = "vec", optional, tag = "3")]
+    pub metrics_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ResourcesUsage {
+    #[prost(double, tag = "1")]
+    pub cpu_load_percent: f64,
+    #[prost(double, tag = "2")]
+    pub ram_used_gb: f64,
+    /// Empty means unset.
+    #[prost(message, repeated, tag = "3")]
+    pub devices_usage: ::prost::alloc::vec::Vec<DeviceUsage>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct WorkerCapabilities {
@@ -46,6 +91,9 @@ pub struct FileMetadata {
     pub size: u64,
     #[prost(string, optional, tag = "3")]
     pub etag: ::core::option::Option<::prost::alloc::string::String>,
+    /// 1.0b17: a JSON object, when set.
+    #[prost(bytes = "vec", optional, tag = "4")]
+    pub metadata_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
 }
 /// The signed envelope of a 1.0b17 worker message (with its timestamp and nonce
 /// fields): HMAC-SHA256 over the message's 1.0b17 JSON, as on HTTP.
@@ -124,6 +172,9 @@ pub struct WorkerRegistration {
     pub nonce: ::core::option::Option<::prost::alloc::string::String>,
     #[prost(message, optional, tag = "14")]
     pub security: ::core::option::Option<SecurityContext>,
+    /// 1.0b17: a JSON object, when set.
+    #[prost(bytes = "vec", optional, tag = "15")]
+    pub metadata_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisterReply {
@@ -191,6 +242,8 @@ pub struct TaskPayload {
     pub depth: u64,
     #[prost(string, optional, tag = "15")]
     pub parent_hash: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(message, optional, tag = "16")]
+    pub security: ::core::option::Option<SecurityContext>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct TaskError {
@@ -297,6 +350,11 @@ pub struct Heartbeat {
     pub nonce: ::core::option::Option<::prost::alloc::string::String>,
     #[prost(message, optional, tag = "15")]
     pub security: ::core::option::Option<SecurityContext>,
+    /// 1.0b17.
+    #[prost(message, optional, tag = "16")]
+    pub usage: ::core::option::Option<ResourcesUsage>,
+    #[prost(bytes = "vec", optional, tag = "17")]
+    pub metadata_json: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct HeartbeatReply {
