@@ -234,13 +234,18 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let (py17_listener_ok, _) = py17_listener.finish()?;
 
     println!(
-        "interop 10/10: rxon-schema's verdicts are the reference validator's (rxon 1.0b17, fastjsonschema)"
+        "interop 10/10: rxon-schema's and rxon_core::matching's verdicts are the reference's (rxon 1.0b17: fastjsonschema, *.matches)"
     );
     let schema_vectors = Command::new(&current)
         .arg(scripts.join("py_schema_check.py"))
         .arg(root.join("crates/rxon-schema/tests/vectors.json"))
         .status()
         .map_err(|e| format!("cannot run the schema check: {e}"))?;
+    let matching_vectors = Command::new(&current)
+        .arg(scripts.join("py_matching_check.py"))
+        .arg(root.join("crates/rxon-core/tests/it/matching_vectors.json"))
+        .status()
+        .map_err(|e| format!("cannot run the matching check: {e}"))?;
 
     let example_results = echo_ok
         && saw("RESULT e-ok success")
@@ -302,6 +307,10 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         (
             "JSON Schema vectors: the reference validator gives the verdicts rxon-schema is held to",
             schema_vectors.success(),
+        ),
+        (
+            "resource matching vectors: the reference's *.matches gives the verdicts rxon_core::matching is held to",
+            matching_vectors.success(),
         ),
         (
             "rxon 1.0b17 worker vs the `orchestrator` example (envelopes, signed tasks, events, refresh)",

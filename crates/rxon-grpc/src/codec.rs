@@ -334,7 +334,6 @@ pub(crate) fn registration_from_pb(
             s3_config_hash: caps.s3_config_hash,
             extra: opt_map_from(caps.extra_json.as_ref(), "capabilities.extra_json")?,
         },
-        ..Default::default()
     })
 }
 
@@ -532,7 +531,6 @@ pub(crate) fn heartbeat_from_pb(h: pb::Heartbeat) -> Result<Heartbeat, Invalid> 
                 .collect()
         }),
         hot_skills: h.hot_skills.map(|l| l.values),
-        ..Default::default()
     })
 }
 

@@ -5,4 +5,6 @@
 mod config_formats;
 mod dyn_traits;
 #[cfg(feature = "serde")]
+mod matching;
+#[cfg(feature = "serde")]
 mod values;
