@@ -232,6 +232,14 @@ fn task(id: &str, task_type: &str) -> TaskPayload {
     }
 }
 
+/// The next task `t` is handed, within 5 s (the case fails without one).
+async fn next_task(t: &dyn Transport) -> TaskPayload {
+    within(t.poll_task(Duration::from_secs(5)))
+        .await
+        .expect("poll")
+        .expect("a task")
+}
+
 fn echo(task: &TaskPayload, worker_id: &str) -> TaskResult {
     let mut data = Map::new();
     data.insert(
@@ -250,10 +258,7 @@ pub async fn every_operation(h: &dyn Harness) {
         "the orchestrator knows the registered worker"
     );
     env.orch.enqueue(task("t-1", "echo")).expect("enqueue");
-    let got = within(t.poll_task(Duration::from_secs(5)))
-        .await
-        .expect("poll")
-        .expect("a task");
+    let got = next_task(&*t).await;
     assert_eq!(got, task("t-1", "echo"), "the task arrives unchanged");
     let outcome = within(t.send_result(&echo(&got, "w-1")))
         .await
@@ -347,10 +352,7 @@ pub async fn duplicate_results_apply_once(h: &dyn Harness) {
     let env = Env::default(h).await;
     env.orch.enqueue(task("t-d", "echo")).expect("enqueue");
     let t = env.worker(h, "w-1").await;
-    let got = within(t.poll_task(Duration::from_secs(5)))
-        .await
-        .expect("poll")
-        .expect("a task");
+    let got = next_task(&*t).await;
     let result = echo(&got, "w-1");
     for _ in 0..2 {
         let outcome = within(t.send_result(&result)).await.expect("result");
@@ -379,10 +381,7 @@ pub async fn ignored_results_carry_their_reason(h: &dyn Harness) {
 
     // Held by another worker.
     env.orch.enqueue(task("t-held", "echo")).expect("enqueue");
-    let held = within(t1.poll_task(Duration::from_secs(5)))
-        .await
-        .expect("poll")
-        .expect("a task");
+    let held = next_task(&t1).await;
     let outcome = within(t2.send_result(&echo(&held, "w-2")))
         .await
         .expect("result");
@@ -406,10 +405,7 @@ pub async fn ignored_results_carry_their_reason(h: &dyn Harness) {
     env.orch
         .enqueue_with_deadline(task("t-late", "echo"), Duration::ZERO)
         .expect("enqueue");
-    let late = within(t1.poll_task(Duration::from_secs(5)))
-        .await
-        .expect("poll")
-        .expect("a task");
+    let late = next_task(&t1).await;
     let outcome = within(t1.send_result(&echo(&late, "w-1")))
         .await
         .expect("result");
@@ -674,10 +670,7 @@ pub async fn results_are_retried_on_network_failures(h: &dyn Harness) {
         .await
         .expect("register");
     orch.enqueue(task("t-1", "echo")).expect("enqueue");
-    let got = within(t.poll_task(Duration::from_secs(5)))
-        .await
-        .expect("poll")
-        .expect("a task");
+    let got = next_task(&*t).await;
     let outcome = within(t.send_result(&echo(&got, "w-1")))
         .await
         .expect("the third attempt reaches the orchestrator");
@@ -745,10 +738,7 @@ pub async fn cancel_reaches_the_worker(h: &dyn Harness) {
     let env = Env::default(h).await;
     let t = env.worker(h, "w-1").await;
     env.orch.enqueue(task("t-c", "echo")).expect("enqueue");
-    let got = within(t.poll_task(Duration::from_secs(5)))
-        .await
-        .expect("poll")
-        .expect("a task");
+    let got = next_task(&*t).await;
     let commands = h.capabilities().commands.then(|| {
         let t = t.clone();
         tokio::spawn(async move { t.next_command().await })
@@ -798,10 +788,7 @@ pub async fn progress_is_delivered_or_refused(h: &dyn Harness) {
     let env = Env::default(h).await;
     let t = env.worker(h, "w-1").await;
     env.orch.enqueue(task("t-p", "echo")).expect("enqueue");
-    let got = within(t.poll_task(Duration::from_secs(5)))
-        .await
-        .expect("poll")
-        .expect("a task");
+    let got = next_task(&*t).await;
     let update = ProgressUpdatePayload::new(&got.task_id, &got.job_id, 0.5);
     let sent = within(t.send_progress(&update)).await;
     if h.capabilities().progress {
@@ -828,10 +815,7 @@ pub async fn events_are_delivered_or_refused(h: &dyn Harness) {
     let t = env.worker(h, "w-1").await;
     let other = env.worker(h, "w-2").await;
     env.orch.enqueue(task("t-e", "echo")).expect("enqueue");
-    let got = within(t.poll_task(Duration::from_secs(5)))
-        .await
-        .expect("poll")
-        .expect("a task");
+    let got = next_task(&*t).await;
     let payload = rxon_core::map! {"frame": 7, "name": "ünïcode", "nested": {"ok": true, "list": [1, 2.5, null]}};
     // Any printable name a skill declares, dots included.
     let custom = WorkerEventPayload::new("w-1", "frame.rendered", payload.clone())
@@ -1115,10 +1099,7 @@ pub async fn schema_violations_are_reported(h: &dyn Harness) {
     bad.params = rxon_core::map! {"text": 5};
     env.orch.enqueue(bad).expect("enqueue");
     env.orch.enqueue(task("t-good", "echo")).expect("enqueue");
-    let got = within(t.poll_task(Duration::from_secs(5)))
-        .await
-        .expect("poll")
-        .expect("a task");
+    let got = next_task(&*t).await;
     if !h.capabilities().v1b17 {
         assert_eq!(got.task_id, "t-bad", "no schema travels: FIFO as usual");
         env.stop().await;
@@ -1254,10 +1235,7 @@ pub async fn signed_envelopes_are_verified(h: &dyn Harness) {
     );
     let t = env.worker(h, "w-1").await;
     env.orch.enqueue(task("t-s", "echo")).expect("enqueue");
-    let got = within(t.poll_task(Duration::from_secs(5)))
-        .await
-        .expect("poll")
-        .expect("a task");
+    let got = next_task(&*t).await;
     // Two identical results, each sealed afresh: the second is a duplicate, not a
     // replay.
     for _ in 0..2 {
@@ -1304,10 +1282,7 @@ pub async fn a_token_expiring_mid_session_is_replaced(h: &dyn Harness) {
         .await
         .expect("a heartbeat after the first token expired");
     env.orch.enqueue(task("t-x", "echo")).expect("enqueue");
-    let got = within(t.poll_task(Duration::from_secs(5)))
-        .await
-        .expect("poll")
-        .expect("a task");
+    let got = next_task(&*t).await;
     let outcome = within(t.send_result(&echo(&got, "w-1")))
         .await
         .expect("result");
@@ -1327,10 +1302,7 @@ pub async fn oversized_messages_are_refused(h: &dyn Harness) {
     let env = Env::default(h).await;
     let t = env.worker(h, "w-1").await;
     env.orch.enqueue(task("t-big", "echo")).expect("enqueue");
-    let got = within(t.poll_task(Duration::from_secs(5)))
-        .await
-        .expect("poll")
-        .expect("a task");
+    let got = next_task(&*t).await;
     let limit = rxon_core::ListenerOptions::default().max_message_bytes;
     let huge = TaskResult::success(
         &got,
@@ -1432,10 +1404,7 @@ pub async fn silent_connections_are_replaced(h: &dyn Harness) {
         .await
         .expect("register");
     env.orch.enqueue(task("t-held", "echo")).expect("enqueue");
-    let held = within(t.poll_task(Duration::from_secs(5)))
-        .await
-        .expect("poll")
-        .expect("a task");
+    let held = next_task(&*t).await;
     let commands = h.capabilities().commands.then(|| {
         let t = t.clone();
         tokio::spawn(async move {

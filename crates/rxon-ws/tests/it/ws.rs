@@ -284,32 +284,33 @@ async fn large_frames_on_a_slow_link_are_not_mistaken_for_silence() {
     l.stop(Duration::from_secs(2)).await.unwrap();
 }
 
+/// A raw WebSocket to `url` as worker `w-1` with token `t`, speaking 1.0b17 (the
+/// transport's default: a 1.0b3 session for a worker registered with 1.0b17 would be
+/// refused as a downgrade), with the JSON subprotocol on the transport's route (the
+/// command channel has none).
+async fn raw_session(url: &str) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    let mut request = url.into_client_request().unwrap();
+    let h = request.headers_mut();
+    h.insert("X-Worker-Token", "t".parse().unwrap());
+    h.insert("X-RXON-Version", "1.0b17".parse().unwrap());
+    if url.contains(rxon_ws::PATH_PREFIX) {
+        h.insert("Sec-WebSocket-Protocol", "rxon.v1.json".parse().unwrap());
+    }
+    let authority = request.uri().authority().unwrap().as_str().to_owned();
+    let tcp = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let (ws, _) = tokio::time::timeout(BOUND, tokio_tungstenite::client_async(request, tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    ws
+}
+
 /// Opens a raw WebSocket to `url` (with the token, and the JSON subprotocol on the
 /// transport's route) and returns how many pings the listener sent within `window`. The
 /// client answers them (tungstenite replies to pings as it reads), so the listener never
 /// takes it for silent.
 async fn pings_within(url: &str, window: Duration) -> usize {
-    let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("X-Worker-Token", "t".parse().unwrap());
-    // The worker registered with 1.0b17 (the transport's default): a 1.0b3 session for
-    // it would be refused as a downgrade.
-    request
-        .headers_mut()
-        .insert("X-RXON-Version", "1.0b17".parse().unwrap());
-    if url.contains(rxon_ws::PATH_PREFIX) {
-        // The WebSocket transport's session needs a codec; the command channel has none.
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", "rxon.v1.json".parse().unwrap());
-    }
-    let authority = request.uri().authority().unwrap().as_str().to_owned();
-    let tcp = tokio::net::TcpStream::connect(authority).await.unwrap();
-    let (mut ws, _) = tokio::time::timeout(BOUND, tokio_tungstenite::client_async(request, tcp))
-        .await
-        .unwrap()
-        .unwrap();
+    let mut ws = raw_session(url).await;
     let mut pings = 0;
     let until = tokio::time::Instant::now() + window;
     while let Ok(Some(frame)) = tokio::time::timeout_at(until, ws.next()).await {
@@ -400,17 +401,7 @@ async fn a_sealed_frame_is_taken_once_and_a_forged_one_never() {
     let orch = Orchestrator::builder().token("t").build();
     let l = listener(&orch, "127.0.0.1:0".parse().unwrap(), 1 << 20).await;
     let url = format!("{}{}w-1", l.endpoint().unwrap(), rxon_ws::PATH_PREFIX);
-    let mut request = url.as_str().into_client_request().unwrap();
-    let h = request.headers_mut();
-    h.insert("X-Worker-Token", "t".parse().unwrap());
-    h.insert("X-RXON-Version", "1.0b17".parse().unwrap());
-    h.insert("Sec-WebSocket-Protocol", "rxon.v1.json".parse().unwrap());
-    let authority = request.uri().authority().unwrap().as_str().to_owned();
-    let tcp = tokio::net::TcpStream::connect(authority).await.unwrap();
-    let (mut ws, _) = tokio::time::timeout(BOUND, tokio_tungstenite::client_async(request, tcp))
-        .await
-        .unwrap()
-        .unwrap();
+    let mut ws = raw_session(&url).await;
     let registration = WorkerRegistration {
         worker_id: "w-1".into(),
         supported_skills: SkillInfo::list(["echo"]),
