@@ -75,7 +75,9 @@ pub mod value;
 mod serde_support;
 
 pub use codes::{CommandName, ErrorCode, IgnoredReason, JobStatus, TaskStatus};
-pub use config::{ServerTlsOptions, TlsOptions, TransportConfig, TransportOptions};
+pub use config::{
+    Proxy, ProxyAuth, ServerTlsOptions, TlsOptions, TransportConfig, TransportOptions,
+};
 pub use constants::PROTOCOL_VERSION;
 pub use error::{ErrorKind, HandlerError, HandlerErrorKind, HandlerResult, Result, RxonError};
 pub use future::BoxFuture;

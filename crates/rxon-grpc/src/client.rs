@@ -100,7 +100,9 @@ impl GrpcTransport {
                 .tls_config(tls)
                 .map_err(|e| RxonError::config(format!("TLS: {e}")))?;
         }
-        let client = WorkerServiceClient::new(endpoint.connect_lazy())
+        // The one dialer (direct or through the proxy); tonic adds TLS on top.
+        let channel = endpoint.connect_with_connector_lazy(rxon_net::dial::Connector::new(o));
+        let client = WorkerServiceClient::new(channel)
             .max_decoding_message_size(o.max_message_bytes)
             .max_encoding_message_size(o.max_message_bytes);
         Ok(GrpcTransport {

@@ -10,7 +10,6 @@ use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rxon_core::constants::{
     AUTH_HEADER_WORKER, POLL_REQUEST_MARGIN_SECS, PROTOCOL_VERSION_HEADER, WORKER_ID_HEADER,
@@ -25,6 +24,7 @@ use rxon_core::{
     TransportFactory, TransportOptions, WorkerCommand, WorkerEventPayload, WorkerRegistration,
 };
 use rxon_net::dial::ClientStream;
+use rxon_net::dial::Connector;
 use rxon_net::status::error_for_status;
 use rxon_wire::Wire;
 use rxon_wire::envelope::{self, EVENT_UNSIGNED};
@@ -94,7 +94,7 @@ pub(crate) struct Inner {
     worker_id: String,
     /// Lifecycle, credential, options: the contract's rules.
     policy: Policy,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<Connector>, Full<Bytes>>,
     version_warned: AtomicBool,
     /// `protocol` from the configuration.
     choice: ProtocolChoice,
@@ -153,10 +153,8 @@ impl HttpTransport {
             rxon_net::tls::plain_client_config()?
         };
         let channel_tls = (scheme == "https").then(|| Arc::new(tls.clone()));
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(config.options.connect_timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
+        // Every connection through the one dialer: directly or through the proxy.
+        let http = rxon_net::dial::Connector::new(&config.options);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http();
@@ -241,8 +239,7 @@ impl HttpTransport {
         rxon_net::dial::connect_stream(
             &self.inner.base_url,
             self.inner.tls.as_ref(),
-            self.options().tls.server_name.as_deref(),
-            self.options().connect_timeout,
+            self.options(),
         )
         .await
     }

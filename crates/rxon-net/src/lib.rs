@@ -1,7 +1,8 @@
 //! The network plumbing the tokio-based RXON transports share, so that each transport
 //! crate writes only its wire: how bytes move, not how connections are made.
 //!
-//! - [`dial`]: the one dialer (TCP, then TLS for secure URLs);
+//! - [`dial`]: the one dialer (TCP directly or through a `socks5h://` proxy, then TLS
+//!   for secure URLs), also as a `tower` connector for hyper and tonic;
 //! - [`tls`]: the one PEM loader and the rustls client and server configurations for
 //!   [`TlsOptions`](rxon_core::TlsOptions) and
 //!   [`ServerTlsOptions`](rxon_core::ServerTlsOptions);
@@ -19,5 +20,6 @@
 pub mod dial;
 pub mod io;
 pub mod keepalive;
+mod socks;
 pub mod status;
 pub mod tls;

@@ -9,7 +9,7 @@
 //!   URL;
 //! - the [`conformance`] suite every transport and listener runs, end to end against
 //!   the embedded orchestrator of `rxon-orchestrator`;
-//! - a fault-injecting TCP proxy ([`faults`]), throwaway certificates (`pki`), a real
+//! - a fault-injecting TCP proxy ([`faults`]), a SOCKS5 server ([`socks`]), throwaway certificates (`pki`), a real
 //!   S3 server (`s3`), a log capture ([`Captured`]) and small handlers for tests.
 //!
 //! ```
@@ -41,6 +41,7 @@ mod mock;
 pub mod pki;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod socks;
 
 pub use capture::Captured;
 pub use handlers::{ContextEcho, FixedTask};

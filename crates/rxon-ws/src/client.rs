@@ -192,8 +192,7 @@ impl WsTransport {
         let stream = rxon_net::dial::connect_stream(
             &inner.base_url.replacen("ws", "http", 1),
             inner.tls.as_ref(),
-            inner.policy.options().tls.server_name.as_deref(),
-            inner.policy.options().connect_timeout,
+            inner.policy.options(),
         )
         .await?;
         // Any byte read is proof of life, a large frame still arriving included.

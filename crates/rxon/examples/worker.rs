@@ -6,6 +6,8 @@
 //! # pin the generation, and check the orchestrator's task signatures:
 //! cargo run --example worker -- … --protocol 1.0b17 --task-key "$ORCHESTRATOR_SECRET_KEY"
 //! RXON_URL=… RXON_WORKER_ID=… RXON_WORKER_TOKEN=… cargo run --example worker
+//! # an onion service, through a tor daemon's SOCKS port (names resolved by the proxy):
+//! cargo run --example worker -- --url http://<56 chars>.onion … --proxy socks5h://127.0.0.1:9050
 //! cargo run --example worker -- --config worker.toml     # a TransportConfig in TOML
 //! ```
 //!
@@ -45,6 +47,10 @@ struct Args {
     /// are refused.
     #[arg(long, env = "RXON_TASK_KEY", hide_env_values = true)]
     task_key: Option<String>,
+    /// Dial through this proxy: `socks5h://[user:pass@]host:port` (e.g. a tor daemon's
+    /// SOCKS port, 9050) or `arti` (the embedded Tor client, feature `tor`).
+    #[arg(long, env = "RXON_PROXY", hide_env_values = true)]
+    proxy: Option<String>,
     /// A TOML transport configuration; flags and environment override its values.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -89,6 +95,9 @@ async fn run(args: Args) -> rxon::Result<()> {
     }
     if let Some(token) = args.token {
         config.token = token;
+    }
+    if let Some(p) = args.proxy.as_deref().filter(|p| !p.trim().is_empty()) {
+        config.options.proxy = Some(p.parse()?);
     }
     if let Some(p) = &args.protocol {
         config.options.protocol = p.parse()?;

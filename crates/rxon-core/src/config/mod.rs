@@ -13,6 +13,7 @@
 //! result_retries = 3
 //! result_retry_delay = "100ms"
 //! protocol = "auto"             # or "1.0b3" / "1.0b17" to pin the generation
+//! proxy = "socks5h://127.0.0.1:9050"  # e.g. a Tor daemon's SOCKS port, for .onion URLs
 //!
 //! [tls]
 //! ca_file = "/etc/rxon/ca.pem"
@@ -34,11 +35,13 @@ use crate::value::{Map, Value};
 use std::fmt;
 
 mod parse;
+mod proxy;
 mod tls;
 
 #[cfg(feature = "serde")]
 pub use parse::duration_serde;
 pub use parse::{parse_duration, url_scheme};
+pub use proxy::{MAX_PROXY_CREDENTIAL, Proxy, ProxyAuth};
 use std::path::PathBuf;
 use std::time::Duration;
 pub use tls::{ServerTlsOptions, TlsOptions};
@@ -92,6 +95,10 @@ pub struct TransportOptions {
     pub max_message_bytes: usize,
     /// TLS files.
     pub tls: TlsOptions,
+    /// Dial through this proxy (`socks5h://host:port`, or `arti` for the embedded Tor
+    /// client); `None` (default) dials directly. TLS runs end to end through it.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub proxy: Option<Proxy>,
     /// Protocol generation: `"auto"` (default: ask the orchestrator), `"1.0b3"` or
     /// `"1.0b17"` (see [`ProtocolChoice`]).
     pub protocol: ProtocolChoice,
@@ -123,6 +130,7 @@ impl Default for TransportOptions {
             result_retry_delay: Duration::from_millis(DEFAULT_RESULT_RETRY_DELAY_MS),
             max_message_bytes: 16 * 1024 * 1024,
             tls: TlsOptions::default(),
+            proxy: None,
             protocol: ProtocolChoice::Auto,
             signing_key: None,
             task_key: None,
@@ -179,7 +187,7 @@ impl TransportConfig {
     /// `{prefix}_WORKER_ID`, `{prefix}_TOKEN` and, optionally, `{prefix}_POLL_TIMEOUT`,
     /// `_REQUEST_TIMEOUT`, `_CONNECT_TIMEOUT`, `_KEEPALIVE`, `_RESULT_RETRIES`, `_RESULT_RETRY_DELAY`,
     /// `_MAX_MESSAGE_BYTES`, `_TLS_CA_FILE`, `_TLS_CLIENT_CERT`, `_TLS_CLIENT_KEY`,
-    /// `_TLS_SERVER_NAME`, `_PROTOCOL`, `_SIGNING_KEY`, `_TASK_KEY`,
+    /// `_TLS_SERVER_NAME`, `_PROXY`, `_PROTOCOL`, `_SIGNING_KEY`, `_TASK_KEY`,
     /// `_REQUIRE_TASK_SIGNATURE`.
     pub fn from_env(prefix: &str) -> Result<Self> {
         Self::from_lookup(prefix, |k| std::env::var(k).ok())
@@ -238,6 +246,11 @@ impl TransportConfig {
         o.tls.client_cert = get("TLS_CLIENT_CERT").map(PathBuf::from);
         o.tls.client_key = get("TLS_CLIENT_KEY").map(PathBuf::from);
         o.tls.server_name = get("TLS_SERVER_NAME");
+        if let Some(p) = get("PROXY").filter(|p| !p.trim().is_empty()) {
+            o.proxy = Some(p.parse().map_err(|e: RxonError| {
+                RxonError::config(format!("{prefix}_PROXY: {}", e.message()))
+            })?);
+        }
         if let Some(p) = get("PROTOCOL") {
             o.protocol = p.parse().map_err(|e: RxonError| {
                 RxonError::config(format!("{prefix}_PROTOCOL: {}", e.message()))
@@ -291,6 +304,9 @@ impl TransportOptions {
         if self.max_message_bytes == 0 {
             return Err(RxonError::config("max_message_bytes must be positive"));
         }
+        if let Some(proxy) = &self.proxy {
+            proxy.validate()?;
+        }
         if self.tls.client_cert.is_some() != self.tls.client_key.is_some() {
             return Err(RxonError::config(
                 "tls.client_cert and tls.client_key must be given together",
@@ -318,6 +334,7 @@ impl fmt::Debug for TransportOptions {
             .field("result_retry_delay", &self.result_retry_delay)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("tls", &self.tls)
+            .field("proxy", &self.proxy)
             .field("protocol", &self.protocol)
             .field("signing_key", &redacted(&self.signing_key))
             .field("task_key", &redacted(&self.task_key))

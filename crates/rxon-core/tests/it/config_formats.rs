@@ -88,3 +88,50 @@ fn typos_and_bad_values_are_errors_not_defaults() {
     let missing = serde_json::from_str::<TransportConfig>(r#"{"url":"http://h"}"#).unwrap_err();
     assert!(missing.to_string().contains("worker_id"), "{missing}");
 }
+
+#[test]
+fn a_proxy_from_toml_json_and_the_environment() {
+    let cfg: TransportConfig = toml::from_str(
+        "url = \"http://x.onion\"\nworker_id = \"w\"\ntoken = \"t\"\n\
+         proxy = \"socks5h://w1:s%40lt@127.0.0.1:9050\"\n",
+    )
+    .unwrap();
+    let want = rxon_core::Proxy::socks5h("127.0.0.1", 9050).with_auth("w1", "s@lt");
+    assert_eq!(cfg.options.proxy.as_ref(), Some(&want));
+    // Serialized with the password (a configuration file), shown without it.
+    let text = serde_json::to_string(&cfg).unwrap();
+    assert!(
+        text.contains(r#""proxy":"socks5h://w1:s%40lt@127.0.0.1:9050""#),
+        "{text}"
+    );
+    assert_eq!(serde_json::from_str::<TransportConfig>(&text).unwrap(), cfg);
+    assert!(!format!("{cfg:?}").contains("s@lt") && !format!("{cfg:?}").contains("s%40lt"));
+    let leaky = toml::from_str::<TransportConfig>(
+        "url = \"http://h\"\nworker_id = \"w\"\ntoken = \"t\"\nproxy = \"socks5://h:1\"\n",
+    )
+    .unwrap_err();
+    assert!(leaky.to_string().contains("socks5h://"), "{leaky}");
+
+    let vars = [
+        ("R_URL", "grpc://x.onion:50051"),
+        ("R_WORKER_ID", "w"),
+        ("R_TOKEN", "t"),
+        ("R_PROXY", "arti"),
+    ];
+    let lookup = |k: &str| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    };
+    let cfg = TransportConfig::from_lookup("R", lookup).unwrap();
+    assert_eq!(cfg.options.proxy, Some(rxon_core::Proxy::Arti));
+    let bad = TransportConfig::from_lookup("R", |k| {
+        if k == "R_PROXY" {
+            Some("socks4://h:1".into())
+        } else {
+            lookup(k)
+        }
+    })
+    .unwrap_err();
+    assert!(bad.to_string().contains("R_PROXY"), "{bad}");
+}

@@ -71,3 +71,12 @@ fn listener_options_reach_the_config() {
     assert_eq!(c.handshake_timeout, Duration::from_secs(6));
     assert!(c.tls.is_some());
 }
+
+/// Both again with the worker behind a SOCKS5 proxy (tonic through the one dialer).
+mod plain_through_socks {
+    rxon_testing::conformance_tests!(rxon_testing::socks::ThroughSocks::new(super::Plain));
+}
+
+mod mtls_through_socks {
+    rxon_testing::conformance_tests!(rxon_testing::socks::ThroughSocks::new(super::Mtls));
+}

@@ -65,3 +65,9 @@ fn listener_options_reach_the_config() {
     assert_eq!(c.header_read_timeout, Duration::from_secs(6));
     assert!(c.tls.is_some());
 }
+
+/// Every case again with the worker behind a SOCKS5 proxy (`socks5h://`), the
+/// orchestrator named by a host only the proxy can route.
+mod through_socks {
+    rxon_testing::conformance_tests!(rxon_testing::socks::ThroughSocks::new(super::Http));
+}

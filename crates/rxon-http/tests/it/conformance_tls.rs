@@ -33,3 +33,9 @@ impl Harness for Https {
 }
 
 rxon_testing::conformance_tests!(Https);
+
+/// mTLS end to end through a SOCKS5 proxy: the proxy carries the bytes, the worker
+/// verifies the orchestrator's certificate and presents its own.
+mod through_socks {
+    rxon_testing::conformance_tests!(rxon_testing::socks::ThroughSocks::new(super::Https));
+}

@@ -7,8 +7,10 @@ use rxon_core::{
 };
 use rxon_http::{HttpListener, HttpListenerConfig};
 use rxon_testing::conformance::{Capabilities, Harness};
+use rxon_testing::pki::Pki;
+use rxon_testing::socks::ThroughSocks;
 use rxon_ws::{WsConfig, WsListener, WsListenerConfig, WsMount, WsTransportFactory};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 fn ws_config(poll_wait: Duration) -> WsConfig {
@@ -133,4 +135,43 @@ fn listener_options_reach_the_config() {
     assert_eq!(c.ws.keepalive, Duration::from_secs(4));
     assert_eq!(c.max_connections, 5);
     assert!(c.tls.is_some());
+}
+
+fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| Pki::new(&["127.0.0.1"], "ws-worker").expect("certificates"))
+}
+
+/// `wss://` with required client certificates.
+struct Wss;
+
+impl Harness for Wss {
+    fn listener(&self, poll_wait: Duration) -> Box<dyn Listener> {
+        Box::new(WsListener::with_options(
+            ListenerOptions::default()
+                .with_poll_wait(poll_wait)
+                .with_tls(pki().server_mtls()),
+        ))
+    }
+
+    fn transport(&self, config: &TransportConfig) -> rxon_core::Result<Box<dyn Transport>> {
+        WsTransportFactory.create(&pki().client_mtls(config))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        both()
+    }
+}
+
+mod mtls {
+    rxon_testing::conformance_tests!(super::Wss);
+}
+
+/// Plain and mTLS again with the worker behind a SOCKS5 proxy.
+mod through_socks {
+    rxon_testing::conformance_tests!(super::ThroughSocks::new(super::Standalone(None)));
+}
+
+mod mtls_through_socks {
+    rxon_testing::conformance_tests!(super::ThroughSocks::new(super::Wss));
 }

@@ -1,0 +1,3 @@
+//! The dialer through a real SOCKS5 server on loopback.
+
+mod socks;
