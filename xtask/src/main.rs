@@ -15,12 +15,17 @@
 //!   (default 3,000 tasks per transport and 3,000 hand-off races), release build.
 //! - `deny`: `cargo deny check bans licenses sources` (needs `cargo-deny` installed;
 //!   `.ci/run` installs it).
+//! - `tor-net up|down`: a private Tor network on 127.0.0.1 (needs `tor`); `up` prints
+//!   the `RXON_TOR_NET` file the Tor tests read.
+//! - `tor-test`: a private Tor network for the length of the Tor tests (the ones named
+//!   `tor::`, ignored by a plain `cargo test`), then stopped.
 #![allow(clippy::print_stdout)]
 
 mod bench;
 #[cfg(feature = "codegen")]
 mod codegen;
 mod interop;
+mod tornet;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -52,10 +57,16 @@ fn main() -> ExitCode {
             std::env::args().nth(3).as_deref().unwrap_or("3000"),
         ),
         Some("deny") => deny(),
+        Some("tor-net") => match std::env::args().nth(2).as_deref() {
+            Some("up") => tornet::up(&workspace_root(), None).map(|_| ()),
+            Some("down") => tornet::down(&workspace_root()),
+            _ => Err("usage: cargo xtask tor-net up|down".into()),
+        },
+        Some("tor-test") => tor_test(),
         Some("codegen") => codegen(std::env::args().nth(2).as_deref() == Some("--check")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci [--skip-tests]|deps-check|interop|bench|soak [tasks] [races]|deny|codegen [--check]>"
+                "usage: cargo xtask <ci [--skip-tests]|deps-check|interop|bench|soak [tasks] [races]|deny|codegen [--check]|tor-net up|down|tor-test>"
             );
             return ExitCode::from(2);
         }
@@ -67,6 +78,32 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The Tor tests on a private network started for them (its start overlaps the build).
+fn tor_test() -> Result<(), String> {
+    let root = workspace_root();
+    let owner = std::process::id();
+    let net = std::thread::spawn({
+        let root = root.clone();
+        move || tornet::up(&root, Some(owner))
+    });
+    let built = cargo(&["test", "--workspace", "--all-features", "--no-run"]);
+    let env = net.join().map_err(|_| "the tor-net thread panicked")??;
+    let result = built.and_then(|()| {
+        run(Command::new(cargo_bin())
+            .args([
+                "test",
+                "--workspace",
+                "--all-features",
+                "--",
+                "--ignored",
+                "tor::",
+            ])
+            .env("RXON_TOR_NET", &env))
+    });
+    tornet::down(&root)?;
+    result
 }
 
 /// The fault tests at soak size; each prints its figures.

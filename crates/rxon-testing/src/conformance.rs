@@ -1599,6 +1599,11 @@ __conformance_cases!(__conformance_case_list!());
 /// dev-dependency.
 #[macro_export]
 macro_rules! conformance_tests {
+    // Every case ignored by a plain `cargo test`: run by `cargo xtask tor-test`
+    // (`--ignored tor::`) on a private Tor network.
+    ($harness:expr, needs: tor) => {
+        $crate::__conformance_cases!(__conformance_stamp!(@ $harness, tor));
+    };
     ($harness:expr, without: tcp) => {
         $crate::__conformance_cases!(__conformance_stamp!(@ $harness, without_tcp));
     };
@@ -1617,6 +1622,13 @@ macro_rules! __conformance_stamp {
     (@one $harness:expr, without_tcp, $case:ident, tcp) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         #[ignore = "skipped: the harness lacks Capabilities::tcp"]
+        async fn $case() {
+            $crate::conformance::$case(&$harness).await
+        }
+    };
+    (@one $harness:expr, tor, $case:ident, $needs:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[ignore = "needs a private Tor network (RXON_TOR_NET): cargo xtask tor-test"]
         async fn $case() {
             $crate::conformance::$case(&$harness).await
         }

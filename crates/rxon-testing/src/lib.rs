@@ -42,6 +42,8 @@ pub mod pki;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod socks;
+#[cfg(feature = "tor")]
+pub mod tor;
 
 pub use capture::Captured;
 pub use handlers::{ContextEcho, FixedTask};

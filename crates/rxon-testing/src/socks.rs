@@ -321,12 +321,18 @@ impl<H> ThroughSocks<H> {
 /// `url` with its `host:port` replaced by `name:port`; returns the new URL and the
 /// original `host:port` (`None` when the URL has no authority).
 pub fn rename_host(url: &str, name: &str) -> Option<(String, String, u16)> {
+    let (scheme, host, port, path) = split_url(url)?;
+    Some((format!("{scheme}://{name}:{port}{path}"), host, port))
+}
+
+/// `scheme://host:port/path` as its scheme, host (without brackets), port and path.
+pub fn split_url(url: &str) -> Option<(String, String, u16, String)> {
     let (scheme, rest) = url.split_once("://")?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let (host, port) = authority.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
     let host = host.trim_matches(['[', ']']).to_owned();
-    Some((format!("{scheme}://{name}:{port}{path}"), host, port))
+    Some((scheme.to_owned(), host, port, path.to_owned()))
 }
 
 impl<H: crate::conformance::Harness> crate::conformance::Harness for ThroughSocks<H> {

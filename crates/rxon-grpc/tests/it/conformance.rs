@@ -80,3 +80,12 @@ mod plain_through_socks {
 mod mtls_through_socks {
     rxon_testing::conformance_tests!(rxon_testing::socks::ThroughSocks::new(super::Mtls));
 }
+
+/// Both over a real onion service of the private Tor network (`cargo xtask tor-test`).
+mod plain_tor {
+    rxon_testing::conformance_tests!(rxon_testing::tor::ThroughTor::new(super::Plain), needs: tor);
+}
+
+mod mtls_tor {
+    rxon_testing::conformance_tests!(rxon_testing::tor::ThroughTor::new(super::Mtls), needs: tor);
+}

@@ -71,3 +71,9 @@ fn listener_options_reach_the_config() {
 mod through_socks {
     rxon_testing::conformance_tests!(rxon_testing::socks::ThroughSocks::new(super::Http));
 }
+
+/// Every case over a real onion service of the private Tor network
+/// (`cargo xtask tor-test`).
+mod tor {
+    rxon_testing::conformance_tests!(rxon_testing::tor::ThroughTor::new(super::Http), needs: tor);
+}

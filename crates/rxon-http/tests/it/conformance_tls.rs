@@ -39,3 +39,8 @@ rxon_testing::conformance_tests!(Https);
 mod through_socks {
     rxon_testing::conformance_tests!(rxon_testing::socks::ThroughSocks::new(super::Https));
 }
+
+/// mTLS end to end over a real onion service (`cargo xtask tor-test`).
+mod tls_tor {
+    rxon_testing::conformance_tests!(rxon_testing::tor::ThroughTor::new(super::Https), needs: tor);
+}

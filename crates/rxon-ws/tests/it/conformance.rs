@@ -175,3 +175,13 @@ mod through_socks {
 mod mtls_through_socks {
     rxon_testing::conformance_tests!(super::ThroughSocks::new(super::Wss));
 }
+
+/// Plain and mTLS over a real onion service of the private Tor network
+/// (`cargo xtask tor-test`).
+mod plain_tor {
+    rxon_testing::conformance_tests!(rxon_testing::tor::ThroughTor::new(super::Standalone(None)), needs: tor);
+}
+
+mod mtls_tor {
+    rxon_testing::conformance_tests!(rxon_testing::tor::ThroughTor::new(super::Wss), needs: tor);
+}
