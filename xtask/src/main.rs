@@ -43,6 +43,7 @@ const FEATURES: &[&str] = &[
     "worker",
     "wire",
     "schema",
+    "tor-control",
 ];
 
 fn main() -> ExitCode {

@@ -111,7 +111,6 @@ fn gateway() -> &'static Gateway {
     })
 }
 
-
 /// Binds the relays, publishes the service, starts forwarding.
 async fn publish(control: &std::path::Path, slots: &Slots) -> Result<(String, TorControl), String> {
     let mut ports = Vec::new();

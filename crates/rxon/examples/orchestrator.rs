@@ -13,6 +13,15 @@
 //! curl -s localhost:8080/admin/workers
 //! ```
 //!
+//! As an onion service (no open port, no public address), with a tor daemon whose
+//! control port is enabled (`ControlPort 9051` or `ControlSocket /run/tor/control`):
+//!
+//! ```text
+//! cargo run --example orchestrator -- --token secret --tor 127.0.0.1:9051
+//! # prints: onion service: http://<56 chars>.onion (worker routes, WebSocket on /_worker/rxon/)
+//! cargo run --example worker -- --url http://<56 chars>.onion --proxy socks5h://127.0.0.1:9050 …
+//! ```
+//!
 //! Workers use the RXON routes on the same port: HTTP (`/_worker/...`, with the
 //! WebSocket command channel) and the WebSocket transport (`ws://host:port`, under
 //! `/_worker/rxon/`), both served by the one orchestrator. With `--admin-token`, admin requests need it in `X-Client-Token`.
@@ -59,6 +68,15 @@ struct Args {
     /// Also serve gRPC (`rxon.v1.WorkerService`) on this address.
     #[arg(long)]
     grpc_listen: Option<SocketAddr>,
+    /// Publish the listeners as an onion service through this tor control port
+    /// (`IP:PORT` or a unix socket path); prints the onion address once published.
+    /// The service lasts as long as this process.
+    #[arg(long)]
+    tor: Option<String>,
+    /// Password of the tor control port (`HashedControlPassword`); cookie and no
+    /// authentication need none.
+    #[arg(long, env = "RXON_TOR_CONTROL_PASSWORD", hide_env_values = true)]
+    tor_password: Option<String>,
 }
 
 struct App {
@@ -160,6 +178,20 @@ async fn run(args: Args) -> rxon::Result<()> {
         .local_addr()
         .map_err(|e| rxon::RxonError::network(e.to_string()))?;
     println!("orchestrator listening on http://{addr} (Ctrl-C to stop)");
+    // Held for the life of the process: the onion service ends with its connection.
+    let _onion = match &args.tor {
+        Some(control) => Some(
+            publish_onion(
+                control,
+                args.tor_password.as_deref(),
+                addr,
+                ws_listener.as_ref().and(args.ws_listen),
+                grpc_listener.as_ref().and(args.grpc_listen),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     loop {
         let (stream, _) = tokio::select! {
             accepted = tcp.accept() => match accepted {
@@ -191,6 +223,38 @@ async fn run(args: Args) -> rxon::Result<()> {
     }
     println!("orchestrator stopped");
     Ok(())
+}
+
+/// Publishes the listeners as one onion service: HTTP on port 80, the WebSocket and
+/// gRPC listeners on their own port numbers. Returns the control connection, which
+/// keeps the service up.
+async fn publish_onion(
+    control: &str,
+    password: Option<&str>,
+    http: SocketAddr,
+    ws: Option<SocketAddr>,
+    grpc: Option<SocketAddr>,
+) -> rxon::Result<rxon::tor::TorControl> {
+    use rxon::tor::{OnionSpec, TorControl};
+    let mut tor = TorControl::connect(&control.parse()?).await?;
+    tor.authenticate(password).await?;
+    let mut spec = OnionSpec::forward(80, http);
+    spec.ports
+        .extend(ws.into_iter().chain(grpc).map(|a| (a.port(), a)));
+    let onion = tor.add_onion(&spec).await?;
+    println!("publishing onion service {} …", onion.hostname());
+    tor.wait_published(&onion, std::time::Duration::from_secs(180))
+        .await?;
+    let host = onion.hostname();
+    println!("onion service: http://{host} (worker routes, WebSocket on /_worker/rxon/)");
+    if let Some(a) = ws {
+        println!("onion service: ws://{host}:{}", a.port());
+    }
+    if let Some(a) = grpc {
+        println!("onion service: grpc://{host}:{}", a.port());
+    }
+    println!("workers: --url http://{host} --proxy socks5h://127.0.0.1:9050 (a tor SOCKS port)");
+    Ok(tor)
 }
 
 impl App {

@@ -124,6 +124,11 @@ pub use rxon_orchestrator as orchestrator;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub use rxon_testing as testing;
 
+/// Onion services through the tor daemon's control port (`rxon-tor`).
+#[cfg(feature = "tor-control")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tor-control")))]
+pub use rxon_tor as tor;
+
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

@@ -19,11 +19,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The example's binary, which `cargo test` builds with the tests.
 fn example() -> PathBuf {
+    example_named("orchestrator")
+}
+
+fn example_named(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let debug = exe.parent().and_then(|deps| deps.parent()).unwrap();
     let path = debug
         .join("examples")
-        .join(format!("orchestrator{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.exists(),
         "{} is missing: run the whole test suite (`cargo test --workspace --all-features`) or \
@@ -37,6 +41,8 @@ fn example() -> PathBuf {
 struct Running {
     child: Child,
     addr: SocketAddr,
+    /// The lines of stdout after the address.
+    lines: std::sync::mpsc::Receiver<String>,
     /// Taken by [`stop`](Self::stop).
     stderr: Option<std::thread::JoinHandle<String>>,
 }
@@ -59,13 +65,19 @@ impl Running {
         // Stdout is read to its end, so the example never writes into a closed pipe.
         let stdout = BufReader::new(child.stdout.take().unwrap());
         let (found, address) = std::sync::mpsc::channel();
+        let (more, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in stdout.lines().map_while(Result::ok) {
                 let addr = line
                     .split_once("orchestrator listening on http://")
                     .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok());
-                if let Some(addr) = addr {
-                    let _ = found.send(addr);
+                match addr {
+                    Some(addr) => {
+                        let _ = found.send(addr);
+                    }
+                    None => {
+                        let _ = more.send(line);
+                    }
                 }
             }
         });
@@ -75,6 +87,7 @@ impl Running {
         Running {
             child,
             addr,
+            lines,
             stderr: Some(stderr),
         }
     }
@@ -183,4 +196,114 @@ async fn the_admin_api_accepts_only_the_exact_admin_token() {
         200
     );
     running.stop();
+}
+
+/// The two examples over a real onion service of the private Tor network: the
+/// orchestrator publishes itself through the service tor's control socket (`--tor`),
+/// the worker example reaches it through the client tor's SOCKS port (`--proxy`).
+mod tor {
+    use super::*;
+
+    /// `(SOCKS, CONTROL)` of the network `RXON_TOR_NET` describes.
+    fn net() -> (String, String) {
+        let path = std::env::var("RXON_TOR_NET")
+            .expect("RXON_TOR_NET is not set: run with `cargo xtask tor-test`");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap()
+                .to_owned()
+        };
+        (get("SOCKS"), get("CONTROL"))
+    }
+
+    /// `method path` with a JSON body on loopback; the status and the body.
+    async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Client-Token: adm-1\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
+            .await
+            .expect("the example answers in time")
+            .unwrap();
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap();
+        (status, body)
+    }
+
+    #[tokio::test]
+    #[ignore = "needs a private Tor network (RXON_TOR_NET): cargo xtask tor-test"]
+    async fn the_examples_meet_over_an_onion_service() {
+        let (socks, control) = net();
+        let orch = Running::start(&[
+            "--token",
+            "tor-secret",
+            "--admin-token",
+            "adm-1",
+            "--tor",
+            &control,
+        ]);
+        let onion = loop {
+            let line = orch
+                .lines
+                .recv_timeout(Duration::from_secs(180))
+                .expect("the example prints its onion address");
+            if let Some(rest) = line.strip_prefix("onion service: http://") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        assert!(onion.ends_with(".onion") && onion.len() == 62, "{onion}");
+        let mut worker = Command::new(example_named("worker"))
+            .args(["--url", &format!("http://{onion}"), "--worker-id", "tor-w1"])
+            .args([
+                "--token",
+                "tor-secret",
+                "--proxy",
+                &format!("socks5h://{socks}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (status, body) = admin(
+            orch.addr,
+            "POST",
+            "/admin/tasks",
+            r#"{"type":"echo","params":{"via":"tor"}}"#,
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["task_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // The worker is another process: its progress is read back from the admin API,
+        // a bounded number of times.
+        let mut last = String::new();
+        for _ in 0..600 {
+            let (_, body) = admin(orch.addr, "GET", &format!("/admin/tasks/{id}"), "").await;
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if v["state"] == "success" {
+                assert_eq!(v["result"]["data"]["echo"]["via"], "tor", "{body}");
+                let _ = worker.kill();
+                let _ = worker.wait();
+                return;
+            }
+            last = body;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = worker.kill();
+        let _ = worker.wait();
+        panic!("the task did not complete over Tor within 60 s: {last}");
+    }
 }
