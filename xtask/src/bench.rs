@@ -117,7 +117,42 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     if rows.iter().any(|r| r.errors > 0) {
         return Err("some cycles failed; see the errors column".into());
     }
-    Ok(())
+    tor(root)
+}
+
+/// One worker's cycle over loopback and over an onion service of a private Tor network
+/// (started here, stopped after), per transport. Skipped, saying so, without `tor`.
+pub(crate) fn tor(root: &Path) -> Result<(), String> {
+    if !Command::new("tor")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        println!("bench: tor rows skipped: `tor` is not installed (apt-get install -y tor)");
+        return Ok(());
+    }
+    let owner = std::process::id();
+    let net = std::thread::spawn({
+        let root = root.to_owned();
+        move || crate::tornet::up(&root, Some(owner))
+    });
+    let built = crate::cargo(&["build", "--release", "-p", "rxon-bench"]);
+    let env = net.join().map_err(|_| "the tor-net thread panicked")??;
+    let bench = root.join("target/release/rxon-bench");
+    let result = built.and_then(|()| {
+        for kind in ["http", "ws", "grpc"] {
+            for via in [&[][..], &["tor"][..]] {
+                let mut args = vec!["cycle", kind, "200"];
+                args.extend_from_slice(via);
+                let line = run_to_end(Command::new(&bench).args(&args).env("RXON_TOR_NET", &env))?;
+                println!("bench: cycle {}", line.trim());
+            }
+        }
+        Ok(())
+    });
+    crate::tornet::down(root)?;
+    result
 }
 
 /// Runs one `rxon-bench` measurement and returns the line of figures it prints.

@@ -19,6 +19,8 @@
 //!   the `RXON_TOR_NET` file the Tor tests read.
 //! - `tor-test`: a private Tor network for the length of the Tor tests (the ones named
 //!   `tor::`, ignored by a plain `cargo test`), then stopped.
+//! - `tor-bench`: one worker's cycle (poll + result) over loopback and over an onion
+//!   service of a private Tor network, per transport (also the last part of `bench`).
 #![allow(clippy::print_stdout)]
 
 mod bench;
@@ -44,6 +46,7 @@ const FEATURES: &[&str] = &[
     "wire",
     "schema",
     "tor-control",
+    "tor",
 ];
 
 fn main() -> ExitCode {
@@ -64,10 +67,11 @@ fn main() -> ExitCode {
             _ => Err("usage: cargo xtask tor-net up|down".into()),
         },
         Some("tor-test") => tor_test(),
+        Some("tor-bench") => bench::tor(&workspace_root()),
         Some("codegen") => codegen(std::env::args().nth(2).as_deref() == Some("--check")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci [--skip-tests]|deps-check|interop|bench|soak [tasks] [races]|deny|codegen [--check]|tor-net up|down|tor-test>"
+                "usage: cargo xtask <ci [--skip-tests]|deps-check|interop|bench|soak [tasks] [races]|deny|codegen [--check]|tor-net up|down|tor-test|tor-bench>"
             );
             return ExitCode::from(2);
         }

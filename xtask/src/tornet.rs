@@ -23,6 +23,8 @@ const RELAYS: usize = 4;
 const CONSENSUS_TIMEOUT: Duration = Duration::from_secs(180);
 /// Bound on the client's bootstrap and the service's first descriptor upload.
 const READY_TIMEOUT: Duration = Duration::from_secs(240);
+/// Seconds between votes (the smallest a testing network allows is 10).
+const VOTING_INTERVAL_SECS: u64 = 20;
 
 /// Where `up` records the running network: `target/tor-net.env` points at its directory.
 pub(crate) fn pointer(root: &Path) -> PathBuf {
@@ -130,12 +132,13 @@ fn start(base: &Path, owner: Option<u32>, started: Instant) -> Result<String, St
         &auth,
         &format!(
             "AuthoritativeDirectory 1\nV3AuthoritativeDirectory 1\nDirPort 127.0.0.1:{dir_port}\n\
-             V3AuthVotingInterval 20\nV3AuthVoteDelay 4\nV3AuthDistDelay 4\n\
-             TestingV3AuthInitialVotingInterval 20\nTestingV3AuthInitialVoteDelay 4\n\
+             V3AuthVotingInterval {VOTING_INTERVAL_SECS}\nV3AuthVoteDelay 4\nV3AuthDistDelay 4\n\
+             TestingV3AuthInitialVotingInterval {VOTING_INTERVAL_SECS}\nTestingV3AuthInitialVoteDelay 4\n\
              TestingV3AuthInitialDistDelay 4\nExitPolicy reject *:*\n"
         ),
         &mut pids,
     )?;
+    let mut relays = vec![(auth.dir.clone(), or)];
     for i in 0..RELAYS {
         let relay = Node {
             name: format!("tnrelay{i}"),
@@ -149,6 +152,7 @@ fn start(base: &Path, owner: Option<u32>, started: Instant) -> Result<String, St
              ExitPolicy reject *:*\n",
             &mut pids,
         )?;
+        relays.push((relay.dir.clone(), relay.or_port.unwrap_or_default()));
     }
     wait_for(CONSENSUS_TIMEOUT, "a consensus listing every relay", || {
         consensus_ready(&auth.dir, RELAYS + 1)
@@ -201,12 +205,33 @@ fn start(base: &Path, owner: Option<u32>, started: Instant) -> Result<String, St
         consensus_at.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
+    // What a client other than tor (arti) needs: the authority's v3 identity, and every
+    // relay as a fallback directory (RSA and ed25519 identities, OR port).
+    let mut fallbacks = Vec::new();
+    for (dir, or) in &relays {
+        let id = |file: &str| {
+            std::fs::read_to_string(dir.join(file))
+                .ok()
+                .and_then(|t| t.split_whitespace().nth(1).map(str::to_owned))
+                .ok_or_else(|| format!("{}: no {file}", dir.display()))
+        };
+        fallbacks.push(format!(
+            "{},{},127.0.0.1:{or}",
+            id("fingerprint")?,
+            id("fingerprint-ed25519")?
+        ));
+    }
     Ok(format!(
-        "SOCKS=127.0.0.1:{socks}\nCONTROL={}\nCLIENT_CONTROL={}\nONION={}\nPIDS={}\n",
+        "SOCKS=127.0.0.1:{socks}\nCONTROL={}\nCLIENT_CONTROL={}\nONION={}\nPIDS={}\n\
+         AUTHORITY_V3IDENT={v3ident}\nAUTHORITY_DIR=127.0.0.1:{dir_port}\nFALLBACKS={}\n\
+         HSDIR_INTERVAL_MINUTES={}\n",
         service.dir.join("control").display(),
         client.dir.join("control").display(),
         onion.trim(),
-        pids_text(&pids)
+        pids_text(&pids),
+        fallbacks.join(";"),
+        // TestingTorNetwork: one time period = one shared-random run of 24 votes.
+        24 * VOTING_INTERVAL_SECS / 60
     ))
 }
 

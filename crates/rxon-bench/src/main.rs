@@ -68,6 +68,11 @@ fn main() -> ExitCode {
             Ok(n) => runtime.block_on(dispatch(kind, n)),
             Err(_) => Err("samples must be a number".into()),
         },
+        ["cycle", kind, samples, via @ ..] => match (samples.parse(), via) {
+            (Ok(n), []) => runtime.block_on(cycle(kind, n, false)),
+            (Ok(n), ["tor"]) => runtime.block_on(cycle(kind, n, true)),
+            _ => Err("usage: cycle <http|ws|grpc> <samples> [tor]".into()),
+        },
         ["idle", kind, n] => match n.parse() {
             Ok(n) => runtime.block_on(idle::run(kind, n)),
             Err(_) => Err("n must be a number".into()),
@@ -91,7 +96,7 @@ fn main() -> ExitCode {
             }
         }
         _ => Err(
-            "usage: rxon-bench serve <http|ws|grpc|hyper> | load <url> <workers> <seconds> [server-pid] | load-hyper <url> <workers> <seconds> [server-pid] | dispatch <http|ws|grpc> <samples> | blob <MiB> | idle <rxon|hyper> <n>".into(),
+            "usage: rxon-bench serve <http|ws|grpc|hyper> | load <url> <workers> <seconds> [server-pid] | load-hyper <url> <workers> <seconds> [server-pid] | dispatch <http|ws|grpc> <samples> | cycle <http|ws|grpc> <samples> [tor] | blob <MiB> | idle <rxon|hyper> <n>".into(),
         ),
     };
     match outcome {
@@ -508,6 +513,111 @@ async fn dispatch(kind: &str, samples: usize) -> Result<(), String> {
     println!(
         "{}",
         serde_json::json!({"transport": kind, "samples": latencies.len(), "p50_us": pct(0.5), "p99_us": pct(0.99)})
+    );
+    Ok(())
+}
+
+/// One worker's cycle, a task already queued: poll (answered at once) then result
+/// (applied), `samples` times; p50/p99 in microseconds. With `tor`, the listener is an
+/// onion service of the private network `RXON_TOR_NET` describes (published through
+/// its service tor) and the worker dials it through the client tor's SOCKS port.
+async fn cycle(kind: &str, samples: usize, tor: bool) -> Result<(), String> {
+    let orchestrator = rxon::orchestrator::Orchestrator::builder()
+        .token("bench")
+        .build();
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().map_err(|_| "addr")?;
+    let listener: Box<dyn Listener> = match kind {
+        "http" => Box::new(rxon::http::HttpListener::bind(addr)),
+        "ws" => Box::new(rxon::ws::WsListener::bind(addr)),
+        "grpc" => Box::new(rxon::grpc::GrpcListener::bind(addr)),
+        other => return Err(format!("unknown transport {other:?}")),
+    };
+    listener
+        .start(Arc::new(orchestrator.clone()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut url = listener.endpoint().unwrap_or_default();
+    let mut options = rxon::TransportOptions::default();
+    // Held while measuring: the onion service lives as long as its control connection.
+    let mut _control = None;
+    if tor {
+        let net = rxon::testing::tor::TorNet::from_env()?;
+        let local: std::net::SocketAddr = url
+            .rsplit_once("://")
+            .map(|(_, a)| a.trim_end_matches('/'))
+            .and_then(|a| a.parse().ok())
+            .ok_or("the listener's address")?;
+        let mut control =
+            rxon::tor::TorControl::connect(&rxon::tor::ControlAddr::Unix(net.control.clone()))
+                .await
+                .map_err(|e| e.to_string())?;
+        control
+            .authenticate(None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let onion = control
+            .add_onion(&rxon::tor::OnionSpec::forward(80, local))
+            .await
+            .map_err(|e| e.to_string())?;
+        control
+            .wait_published(&onion, Duration::from_secs(120))
+            .await
+            .map_err(|e| e.to_string())?;
+        let scheme = url.split_once("://").map_or("http", |(s, _)| s).to_owned();
+        url = format!("{scheme}://{}:80", onion.hostname());
+        options.proxy = Some(
+            net.proxy_url()
+                .parse()
+                .map_err(|e: rxon::RxonError| e.to_string())?,
+        );
+        options.connect_timeout = Duration::from_secs(60);
+        _control = Some(control);
+    }
+    let transport: Arc<dyn Transport> =
+        rxon::create_transport(&url, "bench-0", "bench", options).map_err(|e| e.to_string())?;
+    transport.connect().await.map_err(|e| e.to_string())?;
+    let registration = WorkerRegistration {
+        worker_id: "bench-0".into(),
+        supported_skills: vec!["echo".into()],
+        ..Default::default()
+    };
+    transport
+        .register(&registration)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut latencies = Vec::with_capacity(samples);
+    // One cycle first: it opens the connection (over Tor, the rendezvous circuit).
+    for i in 0..=samples {
+        let mut next = task();
+        next.task_id = format!("c-{i}");
+        orchestrator.enqueue(next).map_err(|e| e.to_string())?;
+        let start = Instant::now();
+        let got = transport
+            .poll_task(Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("a queued task was not handed out")?;
+        let result = rxon::TaskResult::success(&got, "bench-0", rxon::Map::new());
+        transport
+            .send_result(&result)
+            .await
+            .map_err(|e| e.to_string())?;
+        if i > 0 {
+            latencies.push(start.elapsed());
+        }
+    }
+    listener
+        .stop(Duration::from_secs(2))
+        .await
+        .map_err(|e| e.to_string())?;
+    latencies.sort();
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    println!(
+        "{}",
+        serde_json::json!({"transport": kind, "via": if tor { "onion" } else { "loopback" }, "samples": latencies.len(), "p50_ms": pct(0.5), "p99_ms": pct(0.99)})
     );
     Ok(())
 }

@@ -6,13 +6,34 @@ use rustls::ClientConfig;
 use rxon_core::{Proxy, Result, RxonError, TransportOptions};
 use std::sync::Arc;
 
-/// A plain TCP or a TLS client stream.
+/// A connection to the orchestrator before TLS: a TCP stream (direct, or through a
+/// SOCKS5 proxy, which hands the same socket over), or a stream of the embedded Tor
+/// client (feature `tor`).
+pub enum RawStream {
+    /// TCP.
+    Tcp(tokio::net::TcpStream),
+    /// A stream of the embedded Tor client.
+    #[cfg(feature = "tor")]
+    Tor(std::pin::Pin<Box<arti_client::DataStream>>),
+}
+
+impl std::fmt::Debug for RawStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RawStream::Tcp(s) => f.debug_tuple("Tcp").field(s).finish(),
+            #[cfg(feature = "tor")]
+            RawStream::Tor(_) => f.write_str("Tor(..)"),
+        }
+    }
+}
+
+/// A plain or a TLS client stream.
 #[derive(Debug)]
 pub enum ClientStream {
-    /// Plain TCP.
-    Plain(tokio::net::TcpStream),
-    /// TLS over TCP.
-    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+    /// Plain.
+    Plain(RawStream),
+    /// TLS over the raw stream.
+    Tls(Box<tokio_rustls::client::TlsStream<RawStream>>),
 }
 
 /// The host and port of `base_url` (`scheme://host[:port]`), the port defaulting to
@@ -44,16 +65,18 @@ pub fn is_onion(host: &str) -> bool {
             .is_some_and(|tail| tail.eq_ignore_ascii_case(".onion"))
 }
 
-/// A TCP stream to `host:port`: directly, or through `options.proxy` (a SOCKS5 CONNECT
-/// carrying the host name, never resolved here). The whole of it (TCP connect and proxy
-/// handshake) is bounded by `options.connect_timeout`.
-pub async fn connect_tcp(
-    host: &str,
-    port: u16,
-    options: &TransportOptions,
-) -> Result<tokio::net::TcpStream> {
+/// A stream to `host:port`: directly, through `options.proxy` (a SOCKS5 CONNECT
+/// carrying the host name, never resolved here), or through the embedded Tor client
+/// (`proxy = "arti"`, or a `.onion` host with no proxy, with the feature `tor`). The
+/// connection (TCP connect and proxy handshake) is bounded by
+/// `options.connect_timeout`; the embedded client's first bootstrap by its own bound.
+pub async fn connect_tcp(host: &str, port: u16, options: &TransportOptions) -> Result<RawStream> {
     let limit = options.connect_timeout;
     let tcp = match &options.proxy {
+        #[cfg(feature = "tor")]
+        None if is_onion(host) => return arti(host, port, limit).await,
+        #[cfg(feature = "tor")]
+        Some(Proxy::Arti) => return arti(host, port, limit).await,
         None if is_onion(host) => {
             return Err(RxonError::config(format!(
                 "{host} is a Tor onion service: set proxy = \"socks5h://127.0.0.1:9050\" \
@@ -84,6 +107,7 @@ pub async fn connect_tcp(
                 "connecting to {host}:{port} through the proxy {proxy} timed out after {limit:?}"
             ))
         })??,
+        #[cfg(not(feature = "tor"))]
         Some(Proxy::Arti) => {
             return Err(RxonError::config(
                 "proxy = \"arti\" needs the embedded Tor client, which this build does not \
@@ -98,7 +122,20 @@ pub async fn connect_tcp(
         }
     };
     let _ = tcp.set_nodelay(true);
-    Ok(tcp)
+    Ok(RawStream::Tcp(tcp))
+}
+
+#[cfg(feature = "tor")]
+async fn arti(host: &str, port: u16, limit: std::time::Duration) -> Result<RawStream> {
+    rxon_tor::arti::client().await?;
+    let stream = tokio::time::timeout(limit, rxon_tor::arti::connect(host, port))
+        .await
+        .map_err(|_| {
+            RxonError::timeout(format!(
+                "connecting to {host}:{port} over Tor (arti) timed out after {limit:?}"
+            ))
+        })??;
+    Ok(RawStream::Tor(Box::pin(stream)))
 }
 
 /// Connects to the host and port of `base_url` (`scheme://host[:port]`) with
@@ -144,8 +181,14 @@ impl Connector {
     }
 }
 
+impl hyper_util::client::legacy::connect::Connection for RawStream {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        hyper_util::client::legacy::connect::Connected::new()
+    }
+}
+
 impl tower_service::Service<http::Uri> for Connector {
-    type Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+    type Response = hyper_util::rt::TokioIo<RawStream>;
     type Error = RxonError;
     type Future = std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<Self::Response>> + Send + 'static>,
@@ -163,6 +206,54 @@ impl tower_service::Service<http::Uri> for Connector {
             let tcp = connect_tcp(&host, port, &options).await?;
             Ok(hyper_util::rt::TokioIo::new(tcp))
         })
+    }
+}
+
+macro_rules! each_raw {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            RawStream::Tcp($s) => {
+                let $s = std::pin::Pin::new($s);
+                $e
+            }
+            #[cfg(feature = "tor")]
+            RawStream::Tor($s) => {
+                let $s = $s.as_mut();
+                $e
+            }
+        }
+    };
+}
+
+impl tokio::io::AsyncRead for RawStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        each_raw!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl tokio::io::AsyncWrite for RawStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        each_raw!(self, s => s.poll_write(cx, buf))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        each_raw!(self, s => s.poll_flush(cx))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        each_raw!(self, s => s.poll_shutdown(cx))
     }
 }
 

@@ -30,6 +30,12 @@ pub struct TorNet {
     pub socks: SocketAddr,
     /// The control socket of the tor that hosts onion services.
     pub control: PathBuf,
+    /// The directory authority's v3 identity (hex).
+    pub authority_v3ident: String,
+    /// Every relay as `(RSA identity hex, ed25519 identity base64, OR port)`.
+    pub fallbacks: Vec<(String, String, SocketAddr)>,
+    /// The onion-service time period of this testing network, in minutes.
+    pub hsdir_interval_minutes: i32,
 }
 
 impl TorNet {
@@ -46,12 +52,58 @@ impl TorNet {
                 .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
                 .ok_or_else(|| format!("{path}: no {key}="))
         };
+        let mut fallbacks = Vec::new();
+        for f in get("FALLBACKS")?.split(';').filter(|f| !f.is_empty()) {
+            let mut parts = f.split(',');
+            let (Some(rsa), Some(ed), Some(or)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(format!("{path}: bad FALLBACKS entry {f:?}"));
+            };
+            let or = or
+                .parse()
+                .map_err(|_| format!("{path}: bad OR port in {f:?}"))?;
+            fallbacks.push((rsa.to_owned(), ed.to_owned(), or));
+        }
         Ok(TorNet {
             socks: get("SOCKS")?
                 .parse()
                 .map_err(|_| format!("{path}: bad SOCKS"))?,
             control: PathBuf::from(get("CONTROL")?),
+            authority_v3ident: get("AUTHORITY_V3IDENT")?.to_owned(),
+            fallbacks,
+            hsdir_interval_minutes: get("HSDIR_INTERVAL_MINUTES")?
+                .parse()
+                .map_err(|_| format!("{path}: bad HSDIR_INTERVAL_MINUTES"))?,
         })
+    }
+
+    /// Points the process's embedded Tor client (arti) at this network, with state and
+    /// cache in a fresh temporary directory. Once per process; later calls do nothing.
+    #[cfg(feature = "arti")]
+    pub fn configure_arti(&self) -> Result<(), String> {
+        use rxon_tor::arti::{ArtiConfig, Fallback, PrivateNetwork};
+        static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+        DONE.get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("rxon-arti-{}", std::process::id()));
+            let network = PrivateNetwork {
+                authorities: vec![self.authority_v3ident.clone()],
+                fallbacks: self
+                    .fallbacks
+                    .iter()
+                    .map(|(rsa, ed, or)| Fallback {
+                        rsa_identity: rsa.clone(),
+                        ed_identity: ed.clone(),
+                        orport: *or,
+                    })
+                    .collect(),
+                trust_any_permissions: true,
+                net_params: vec![("hsdir_interval".into(), self.hsdir_interval_minutes)],
+            };
+            let mut config = ArtiConfig::default().with_dirs(dir.join("state"), dir.join("cache"));
+            config.network = Some(network);
+            config.bootstrap_timeout = Duration::from_secs(120);
+            rxon_tor::arti::configure(config).map_err(|e| e.to_string())
+        })
+        .clone()
     }
 
     /// `socks5h://` URL of the client tor.
@@ -152,16 +204,28 @@ async fn publish(control: &std::path::Path, slots: &Slots) -> Result<(String, To
 pub struct ThroughTor<H> {
     inner: H,
     id: usize,
+    /// Dial with the embedded client (`proxy = "arti"`) instead of the SOCKS port.
+    arti: bool,
 }
 
 impl<H> ThroughTor<H> {
-    /// Wraps `inner`.
+    /// Wraps `inner`: workers dial through the client tor's SOCKS port.
     pub fn new(inner: H) -> Self {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
         ThroughTor {
             inner,
             id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            arti: false,
         }
+    }
+
+    /// Wraps `inner`: workers dial with the embedded Tor client (arti), pointed at the
+    /// private network (needs the `arti` feature here and `rxon-net`'s `tor`).
+    #[cfg(feature = "arti")]
+    pub fn arti(inner: H) -> Self {
+        let mut h = Self::new(inner);
+        h.arti = true;
+        h
     }
 
     /// The virtual port forwarding to `target` for this harness (claimed if needed).
@@ -204,7 +268,13 @@ impl<H: Harness> Harness for ThroughTor<H> {
         let virt = self.slot_for(SocketAddr::new(ip, port))?;
         let mut over = config.clone();
         over.url = format!("{scheme}://{}:{virt}{path}", g.hostname);
-        over.options.proxy = Some(g.net.proxy_url().parse()?);
+        over.options.proxy = Some(if self.arti {
+            #[cfg(feature = "arti")]
+            g.net.configure_arti().map_err(RxonError::config)?;
+            rxon_core::Proxy::Arti
+        } else {
+            g.net.proxy_url().parse()?
+        });
         // Latency-tolerant: a first stream to an onion builds a rendezvous circuit.
         over.options.connect_timeout = over.options.connect_timeout.max(Duration::from_secs(60));
         if over.options.tls.server_name.is_none() {

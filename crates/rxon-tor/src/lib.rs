@@ -11,12 +11,15 @@
 //! | feature | what it adds |
 //! | --- | --- |
 //! | (none) | [`control`]: `ADD_ONION` / `DEL_ONION` / `HS_DESC` through a tor daemon |
+//! | `arti` | `arti`: the embedded Tor client (`arti-client`): dial onions with no daemon |
 //!
 //! MSRV: the workspace's `rust-version`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "arti")]
+pub mod arti;
 pub mod control;
 
 pub use control::{ControlAddr, OnionService, OnionSpec, TorControl};
