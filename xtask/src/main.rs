@@ -101,6 +101,7 @@ fn tor_test() -> Result<(), String> {
                 "test",
                 "--workspace",
                 "--all-features",
+                "--no-fail-fast",
                 "--",
                 "--ignored",
                 "tor::",

@@ -1,4 +1,4 @@
-//! `cargo xtask tor-net up|down|status`: a private Tor network on 127.0.0.1 only (one
+//! `cargo xtask tor-net up|down`: a private Tor network on loopback only (one
 //! directory authority, four relays that exit to loopback only, a client with a SOCKS
 //! port, and a tor hosting onion services), for the tests that run RXON over real
 //! onion services with no internet. `cargo xtask tor-test` brings one up, runs the
@@ -34,6 +34,9 @@ pub(crate) fn pointer(root: &Path) -> PathBuf {
 struct Node {
     name: String,
     dir: PathBuf,
+    /// The relay's own loopback address: each relay on its own /16 of 127.0.0.0/8, so
+    /// that clients which keep one relay per subnet on a path (arti) find paths.
+    addr: std::net::Ipv4Addr,
     or_port: Option<u16>,
 }
 
@@ -81,19 +84,21 @@ pub(crate) fn up(root: &Path, owner: Option<u32>) -> Result<PathBuf, String> {
 }
 
 fn start(base: &Path, owner: Option<u32>, started: Instant) -> Result<String, String> {
+    let auth_addr = std::net::Ipv4Addr::new(127, 1, 0, 1);
     let auth = Node {
         name: "tnauth0".into(),
         dir: base.join("a0"),
-        or_port: Some(free_port()?),
+        addr: auth_addr,
+        or_port: Some(free_port(auth_addr)?),
     };
-    let dir_port = free_port()?;
+    let dir_port = free_port(auth_addr)?;
     std::fs::create_dir_all(auth.dir.join("keys")).map_err(|e| e.to_string())?;
     // The authority's v3 identity and signing keys and certificate.
     let keys = auth.dir.join("keys");
     let mut gencert = Command::new("tor-gencert")
         .current_dir(&keys)
         .args(["--create-identity-key", "-m", "12", "-a"])
-        .arg(format!("127.0.0.1:{dir_port}"))
+        .arg(format!("{auth_addr}:{dir_port}"))
         .args(["--passphrase-fd", "0"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -115,7 +120,7 @@ fn start(base: &Path, owner: Option<u32>, started: Instant) -> Result<String, St
     let fingerprint = relay_fingerprint(&auth)?;
     let or = auth.or_port.unwrap_or_default();
     let dir_authority = format!(
-        "DirAuthority {} orport={or} no-v2 v3ident={v3ident} 127.0.0.1:{dir_port} {fingerprint}",
+        "DirAuthority {} orport={or} no-v2 v3ident={v3ident} {auth_addr}:{dir_port} {fingerprint}",
         auth.name
     );
     let mut pids = Vec::new();
@@ -131,19 +136,22 @@ fn start(base: &Path, owner: Option<u32>, started: Instant) -> Result<String, St
     spawn(
         &auth,
         &format!(
-            "AuthoritativeDirectory 1\nV3AuthoritativeDirectory 1\nDirPort 127.0.0.1:{dir_port}\n\
+            "AuthoritativeDirectory 1\nV3AuthoritativeDirectory 1\nDirPort {auth_addr}:{dir_port}\n\
              V3AuthVotingInterval {VOTING_INTERVAL_SECS}\nV3AuthVoteDelay 4\nV3AuthDistDelay 4\n\
              TestingV3AuthInitialVotingInterval {VOTING_INTERVAL_SECS}\nTestingV3AuthInitialVoteDelay 4\n\
-             TestingV3AuthInitialDistDelay 4\nExitPolicy reject *:*\n"
+             TestingV3AuthInitialDistDelay 4\nExitPolicy reject *:*\n\
+             AuthDirVoteStableGuaranteeMinUptime 0\nAuthDirVoteStableGuaranteeMTBF 0\n"
         ),
         &mut pids,
     )?;
-    let mut relays = vec![(auth.dir.clone(), or)];
+    let mut relays = vec![(auth.dir.clone(), auth_addr, or)];
     for i in 0..RELAYS {
+        let addr = std::net::Ipv4Addr::new(127, 2 + u8::try_from(i).unwrap_or(0), 0, 1);
         let relay = Node {
             name: format!("tnrelay{i}"),
             dir: base.join(format!("r{i}")),
-            or_port: Some(free_port()?),
+            addr,
+            or_port: Some(free_port(addr)?),
         };
         std::fs::create_dir_all(&relay.dir).map_err(|e| e.to_string())?;
         spawn(
@@ -152,21 +160,24 @@ fn start(base: &Path, owner: Option<u32>, started: Instant) -> Result<String, St
              ExitPolicy reject *:*\n",
             &mut pids,
         )?;
-        relays.push((relay.dir.clone(), relay.or_port.unwrap_or_default()));
+        relays.push((relay.dir.clone(), addr, relay.or_port.unwrap_or_default()));
     }
     wait_for(CONSENSUS_TIMEOUT, "a consensus listing every relay", || {
         consensus_ready(&auth.dir, RELAYS + 1)
     })?;
     let consensus_at = started.elapsed();
-    let socks = free_port()?;
+    let local = std::net::Ipv4Addr::LOCALHOST;
+    let socks = free_port(local)?;
     let client = Node {
         name: "tnclient".into(),
         dir: base.join("c"),
+        addr: local,
         or_port: None,
     };
     let service = Node {
         name: "tnservice".into(),
         dir: base.join("s"),
+        addr: local,
         or_port: None,
     };
     for n in [&client, &service] {
@@ -184,7 +195,7 @@ fn start(base: &Path, owner: Option<u32>, started: Instant) -> Result<String, St
             "HiddenServiceDir {}/hs\nHiddenServiceVersion 3\nHiddenServicePort 80 127.0.0.1:{}\n\
              Log [rend]info file {}/rend.log\n",
             service.dir.display(),
-            free_port()?,
+            free_port(local)?,
             service.dir.display()
         ),
         &mut pids,
@@ -208,7 +219,7 @@ fn start(base: &Path, owner: Option<u32>, started: Instant) -> Result<String, St
     // What a client other than tor (arti) needs: the authority's v3 identity, and every
     // relay as a fallback directory (RSA and ed25519 identities, OR port).
     let mut fallbacks = Vec::new();
-    for (dir, or) in &relays {
+    for (dir, addr, or) in &relays {
         let id = |file: &str| {
             std::fs::read_to_string(dir.join(file))
                 .ok()
@@ -216,14 +227,14 @@ fn start(base: &Path, owner: Option<u32>, started: Instant) -> Result<String, St
                 .ok_or_else(|| format!("{}: no {file}", dir.display()))
         };
         fallbacks.push(format!(
-            "{},{},127.0.0.1:{or}",
+            "{},{},{addr}:{or}",
             id("fingerprint")?,
             id("fingerprint-ed25519")?
         ));
     }
     Ok(format!(
         "SOCKS=127.0.0.1:{socks}\nCONTROL={}\nCLIENT_CONTROL={}\nONION={}\nPIDS={}\n\
-         AUTHORITY_V3IDENT={v3ident}\nAUTHORITY_DIR=127.0.0.1:{dir_port}\nFALLBACKS={}\n\
+         AUTHORITY_V3IDENT={v3ident}\nAUTHORITY_DIR={auth_addr}:{dir_port}\nFALLBACKS={}\n\
          HSDIR_INTERVAL_MINUTES={}\n",
         service.dir.join("control").display(),
         client.dir.join("control").display(),
@@ -247,20 +258,22 @@ fn torrc_text(node: &Node, dir_authority: &str, owner: Option<u32>) -> String {
     let mut t = format!(
         "TestingTorNetwork 1\nDataDirectory {d}\nPidFile {d}/pid\nNickname {}\n\
          Log notice file {d}/notice.log\nRunAsDaemon 0\nSafeLogging 0\nShutdownWaitLength 0\n\
-         {dir_authority}\nUseDefaultFallbackDirs 0\nAddress 127.0.0.1\nAddressDisableIPv6 1\n\
-         OutboundBindAddress 127.0.0.1\nClientUseIPv6 0\nControlSocket {d}/control\n\
+         {dir_authority}\nUseDefaultFallbackDirs 0\nAddress {a}\nAddressDisableIPv6 1\n\
+         OutboundBindAddress {a}\nClientUseIPv6 0\nControlSocket {d}/control\n\
          CookieAuthentication 1\nPathsNeededToBuildCircuits 0.67\nTestingDirAuthVoteExit *\n\
          TestingDirAuthVoteHSDir *\nTestingDirAuthVoteGuard *\nTestingMinExitFlagThreshold 0\n\
          V3AuthNIntervalsValid 2\n",
-        node.name
+        node.name,
+        a = node.addr
     );
     if let Some(or) = node.or_port {
         let resolv = node.dir.join("resolv.conf");
         let _ = std::fs::write(&resolv, "nameserver 127.0.0.1\n");
         let _ = write!(
             t,
-            "ORPort 127.0.0.1:{or}\nAssumeReachable 1\n\
+            "ORPort {}:{or}\nAssumeReachable 1\n\
              ServerDNSResolvConfFile {}\nServerDNSDetectHijacking 0\n",
+            node.addr,
             resolv.display()
         );
     }
@@ -377,8 +390,8 @@ fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) -> Res
     Ok(())
 }
 
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+fn free_port(addr: std::net::Ipv4Addr) -> Result<u16, String> {
+    let l = TcpListener::bind((addr, 0)).map_err(|e| e.to_string())?;
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
 

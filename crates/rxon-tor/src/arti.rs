@@ -240,3 +240,155 @@ async fn bootstrap() -> Result<Client> {
         ))),
     }
 }
+
+/// An onion service of the embedded client that forwards each stream to a loopback
+/// listener, as a tor daemon's `HiddenServicePort` does: serve the HTTP, WebSocket or
+/// gRPC listener on 127.0.0.1 and publish it with no tor daemon. Its key lives in the
+/// client's state directory under `nickname`, so the address stays the same across
+/// restarts. Dropping it stops forwarding and takes the service down.
+pub struct ArtiOnion {
+    hostname: String,
+    service: Arc<tor_hsservice::RunningOnionService>,
+    forward: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for ArtiOnion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtiOnion")
+            .field("hostname", &self.hostname)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ArtiOnion {
+    /// Launches the service `nickname` forwarding `(virtual port, loopback target)`
+    /// pairs, and waits (at most `timeout`) until it is reachable: introduction points
+    /// established and the descriptor published. Streams to other ports are refused.
+    pub async fn launch(
+        nickname: &str,
+        ports: &[(u16, SocketAddr)],
+        timeout: Duration,
+    ) -> Result<ArtiOnion> {
+        use futures_util::StreamExt;
+        if ports.is_empty() {
+            return Err(RxonError::config(
+                "an onion service needs at least one port",
+            ));
+        }
+        let client = client().await?;
+        let nick: tor_hsservice::HsNickname = nickname
+            .parse()
+            .map_err(|e| RxonError::config(format!("onion service nickname {nickname:?}: {e}")))?;
+        let config = arti_client::config::onion_service::OnionServiceConfigBuilder::default()
+            .nickname(nick)
+            .build()
+            .map_err(|e| RxonError::config(format!("onion service: {e}")))?;
+        let (service, requests) = client
+            .launch_onion_service(config)
+            .map_err(|e| RxonError::config(format!("launching the onion service: {e}")))?
+            .ok_or_else(|| {
+                RxonError::config("the onion service is disabled in arti's configuration")
+            })?;
+        let hostname = {
+            use safelog::DisplayRedacted;
+            service
+                .onion_address()
+                .ok_or_else(|| RxonError::protocol("arti gave the onion service no address"))?
+                .display_unredacted()
+                .to_string()
+        };
+        let ports = ports.to_vec();
+        let forward = tokio::spawn(async move {
+            let mut streams = std::pin::pin!(tor_hsservice::handle_rend_requests(requests));
+            while let Some(request) = streams.next().await {
+                let port = match request.request() {
+                    tor_proto::stream::IncomingStreamRequest::Begin(begin) => begin.port(),
+                    _ => 0,
+                };
+                let Some(&(_, target)) = ports.iter().find(|(v, _)| *v == port) else {
+                    let _ = request
+                        .reject(tor_cell::relaycell::msg::End::new_misc())
+                        .await;
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let Ok(mut local) = tokio::net::TcpStream::connect(target).await else {
+                        let end = tor_cell::relaycell::msg::End::new_misc();
+                        let _ = request.reject(end).await;
+                        return;
+                    };
+                    let connected = tor_cell::relaycell::msg::Connected::new_empty();
+                    if let Ok(stream) = request.accept(connected).await {
+                        let mut stream = Box::pin(stream);
+                        let _ = tokio::io::copy_bidirectional(&mut stream, &mut local).await;
+                    }
+                });
+            }
+        });
+        let onion = ArtiOnion {
+            hostname,
+            service,
+            forward,
+        };
+        onion.wait_reachable(timeout).await?;
+        tracing::info!(onion = %onion.hostname, "onion service reachable");
+        Ok(onion)
+    }
+
+    /// `<56 chars>.onion`.
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    async fn wait_reachable(&self, timeout: Duration) -> Result<()> {
+        use futures_util::StreamExt;
+        let mut events = self.service.status_events();
+        let wait = async {
+            let now = self.service.status();
+            if published(now.state(), now.current_problem().is_some()) {
+                return Ok(());
+            }
+            while let Some(status) = events.next().await {
+                let state = status.state();
+                tracing::debug!(?state, problem = ?status.current_problem(), "onion service");
+                if published(state, status.current_problem().is_some()) {
+                    return Ok(());
+                }
+                if matches!(state, tor_hsservice::status::State::Broken) {
+                    return Err(RxonError::network(format!(
+                        "the onion service {} broke: {:?}",
+                        self.hostname,
+                        status.current_problem()
+                    )));
+                }
+            }
+            Err(RxonError::closed("the onion service stopped"))
+        };
+        tokio::time::timeout(timeout, wait).await.map_err(|_| {
+            RxonError::timeout(format!(
+                "the onion service {} was not reachable within {timeout:?}",
+                self.hostname
+            ))
+        })?
+    }
+}
+
+/// Whether a service in `state` has published its descriptor: fully reachable,
+/// degraded but reachable, or `DegradedUnreachable` with no problem reported (what
+/// arti says until it has uploaded for the next time period too, which on a small
+/// network can wait out its upload rate limit; clients of the current period reach it
+/// already). `DegradedUnreachable` with a problem (failed uploads) is not published.
+fn published(state: tor_hsservice::status::State, problem: bool) -> bool {
+    use tor_hsservice::status::State;
+    match state {
+        State::Running | State::DegradedReachable => true,
+        State::DegradedUnreachable => !problem,
+        _ => false,
+    }
+}
+
+impl Drop for ArtiOnion {
+    fn drop(&mut self) {
+        self.forward.abort();
+    }
+}

@@ -20,6 +20,9 @@
 //! cargo run --example orchestrator -- --token secret --tor 127.0.0.1:9051
 //! # prints: onion service: http://<56 chars>.onion (worker routes, WebSocket on /_worker/rxon/)
 //! cargo run --example worker -- --url http://<56 chars>.onion --proxy socks5h://127.0.0.1:9050 …
+//! # or with the embedded Tor client, no daemon at all (the key, hence the address,
+//! # is kept in arti's state directory):
+//! cargo run --example orchestrator --features tor -- --token secret --tor arti
 //! ```
 //!
 //! Workers use the RXON routes on the same port: HTTP (`/_worker/...`, with the
@@ -69,8 +72,9 @@ struct Args {
     #[arg(long)]
     grpc_listen: Option<SocketAddr>,
     /// Publish the listeners as an onion service through this tor control port
-    /// (`IP:PORT` or a unix socket path); prints the onion address once published.
-    /// The service lasts as long as this process.
+    /// (`IP:PORT` or a unix socket path), or `arti` for the embedded Tor client (built
+    /// with `--features tor`); prints the onion address once published. The service
+    /// lasts as long as this process.
     #[arg(long)]
     tor: Option<String>,
     /// Password of the tor control port (`HashedControlPassword`); cookie and no
@@ -225,27 +229,48 @@ async fn run(args: Args) -> rxon::Result<()> {
     Ok(())
 }
 
+/// What keeps the onion service up: the control connection, or arti's service.
+enum Onion {
+    Daemon(#[allow(dead_code)] rxon::tor::TorControl),
+    #[cfg(feature = "tor")]
+    Arti(#[allow(dead_code)] rxon::tor::arti::ArtiOnion),
+}
+
 /// Publishes the listeners as one onion service: HTTP on port 80, the WebSocket and
-/// gRPC listeners on their own port numbers. Returns the control connection, which
-/// keeps the service up.
+/// gRPC listeners on their own port numbers.
 async fn publish_onion(
     control: &str,
     password: Option<&str>,
     http: SocketAddr,
     ws: Option<SocketAddr>,
     grpc: Option<SocketAddr>,
-) -> rxon::Result<rxon::tor::TorControl> {
+) -> rxon::Result<Onion> {
     use rxon::tor::{OnionSpec, TorControl};
-    let mut tor = TorControl::connect(&control.parse()?).await?;
-    tor.authenticate(password).await?;
-    let mut spec = OnionSpec::forward(80, http);
-    spec.ports
-        .extend(ws.into_iter().chain(grpc).map(|a| (a.port(), a)));
-    let onion = tor.add_onion(&spec).await?;
-    println!("publishing onion service {} …", onion.hostname());
-    tor.wait_published(&onion, std::time::Duration::from_secs(180))
-        .await?;
-    let host = onion.hostname();
+    let mut ports = vec![(80, http)];
+    ports.extend(ws.into_iter().chain(grpc).map(|a| (a.port(), a)));
+    let publish = std::time::Duration::from_secs(180);
+    let (host, keep) = if control == "arti" {
+        #[cfg(feature = "tor")]
+        {
+            println!("publishing onion service with the embedded Tor client …");
+            let onion =
+                rxon::tor::arti::ArtiOnion::launch("rxon-orchestrator", &ports, publish).await?;
+            (onion.hostname().to_owned(), Onion::Arti(onion))
+        }
+        #[cfg(not(feature = "tor"))]
+        return Err(rxon::RxonError::config(
+            "--tor arti needs the embedded Tor client: cargo run --example orchestrator --features tor",
+        ));
+    } else {
+        let mut tor = TorControl::connect(&control.parse()?).await?;
+        tor.authenticate(password).await?;
+        let mut spec = OnionSpec::forward(80, http);
+        spec.ports = ports;
+        let onion = tor.add_onion(&spec).await?;
+        println!("publishing onion service {} …", onion.hostname());
+        tor.wait_published(&onion, publish).await?;
+        (onion.hostname(), Onion::Daemon(tor))
+    };
     println!("onion service: http://{host} (worker routes, WebSocket on /_worker/rxon/)");
     if let Some(a) = ws {
         println!("onion service: ws://{host}:{}", a.port());
@@ -253,8 +278,10 @@ async fn publish_onion(
     if let Some(a) = grpc {
         println!("onion service: grpc://{host}:{}", a.port());
     }
-    println!("workers: --url http://{host} --proxy socks5h://127.0.0.1:9050 (a tor SOCKS port)");
-    Ok(tor)
+    println!(
+        "workers: --url http://{host} --proxy socks5h://127.0.0.1:9050 (a tor SOCKS port) or --proxy arti"
+    );
+    Ok(keep)
 }
 
 impl App {

@@ -58,9 +58,20 @@ async fn tor_publishes_reaches_and_removes_an_onion() {
         socks.split(':').nth(1).unwrap().parse().unwrap(),
     ));
     options.connect_timeout = Duration::from_secs(60);
-    let mut s = rxon_net::dial::connect_tcp(&onion.hostname(), 80, &options)
-        .await
-        .unwrap();
+    // A client that asked an HSDir just before the descriptor reached it caches the
+    // miss and asks again after 5 s on a testing network (15 min on the real one):
+    // up to 3 dials, 5 s apart.
+    let mut attempt = 0;
+    let mut s = loop {
+        attempt += 1;
+        match rxon_net::dial::connect_tcp(&onion.hostname(), 80, &options).await {
+            Ok(s) => break s,
+            Err(e) if attempt < 3 && e.to_string().contains("unreachable") => {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            Err(e) => panic!("dial {attempt}: {e}"),
+        }
+    };
     s.write_all(b"over tor").await.unwrap();
     let mut buf = [0u8; 8];
     s.read_exact(&mut buf).await.unwrap();
