@@ -327,6 +327,17 @@ fn launch(node: &Node, torrc: &Path) -> Result<u32, String> {
         .process_group(0)
         .spawn()
         .map_err(|e| format!("tor: {e}"))?;
+    let started = wait_pid(node, &mut child);
+    if started.is_err() {
+        // Not recorded yet: stop it here, or nothing will.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    started
+}
+
+/// Waits for the PidFile of the tor just started as `child`; its PID.
+fn wait_pid(node: &Node, child: &mut std::process::Child) -> Result<u32, String> {
     let pid_file = node.dir.join("pid");
     let mut exited = None;
     wait_for(Duration::from_secs(20), "tor's PidFile", || {

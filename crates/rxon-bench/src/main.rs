@@ -354,10 +354,7 @@ async fn report(
         .server
         .map(|(pid, before)| process_cpu_seconds(pid) - before);
     all.sort();
-    let pct = |p: f64| {
-        let i = ((all.len() as f64 - 1.0) * p).round() as usize;
-        all.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
-    };
+    let pct = |p: f64| percentile(&all, p).as_secs_f64() * 1e6;
     let mut figures = serde_json::json!({
         "cycles": all.len(),
         "seconds": elapsed,
@@ -449,12 +446,11 @@ async fn load_hyper(
     report(runs, window).await
 }
 
-/// Dispatch latency: a worker parked in a long-poll against the embedded orchestrator;
-/// the time from enqueue to the worker holding the task, `samples` times.
-async fn dispatch(kind: &str, samples: usize) -> Result<(), String> {
-    let orchestrator = rxon::orchestrator::Orchestrator::builder()
-        .token("bench")
-        .build();
+/// A started listener of `kind` on a free loopback port, serving `orchestrator`.
+async fn started_listener(
+    kind: &str,
+    orchestrator: &rxon::orchestrator::Orchestrator,
+) -> Result<Box<dyn Listener>, String> {
     let addr: std::net::SocketAddr = "127.0.0.1:0".parse().map_err(|_| "addr")?;
     let listener: Box<dyn Listener> = match kind {
         "http" => Box::new(rxon::http::HttpListener::bind(addr)),
@@ -466,10 +462,16 @@ async fn dispatch(kind: &str, samples: usize) -> Result<(), String> {
         .start(Arc::new(orchestrator.clone()))
         .await
         .map_err(|e| e.to_string())?;
-    let url = listener.endpoint().unwrap_or_default();
+    Ok(listener)
+}
+
+/// The worker `bench-0` (skill `echo`) connected to `url` and registered.
+async fn registered_worker(
+    url: &str,
+    options: rxon::TransportOptions,
+) -> Result<Arc<dyn Transport>, String> {
     let transport: Arc<dyn Transport> =
-        rxon::create_transport(&url, "bench-0", "bench", Default::default())
-            .map_err(|e| e.to_string())?;
+        rxon::create_transport(url, "bench-0", "bench", options).map_err(|e| e.to_string())?;
     transport.connect().await.map_err(|e| e.to_string())?;
     let registration = WorkerRegistration {
         worker_id: "bench-0".into(),
@@ -480,6 +482,24 @@ async fn dispatch(kind: &str, samples: usize) -> Result<(), String> {
         .register(&registration)
         .await
         .map_err(|e| e.to_string())?;
+    Ok(transport)
+}
+
+/// The `p` quantile (0..=1) of sorted `latencies` (zero when empty).
+fn percentile(latencies: &[Duration], p: f64) -> Duration {
+    let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+    latencies.get(i).copied().unwrap_or_default()
+}
+
+/// Dispatch latency: a worker parked in a long-poll against the embedded orchestrator;
+/// the time from enqueue to the worker holding the task, `samples` times.
+async fn dispatch(kind: &str, samples: usize) -> Result<(), String> {
+    let orchestrator = rxon::orchestrator::Orchestrator::builder()
+        .token("bench")
+        .build();
+    let listener = started_listener(kind, &orchestrator).await?;
+    let url = listener.endpoint().unwrap_or_default();
+    let transport = registered_worker(&url, Default::default()).await?;
     let mut latencies = Vec::with_capacity(samples);
     for i in 0..samples {
         let t = transport.clone();
@@ -506,10 +526,7 @@ async fn dispatch(kind: &str, samples: usize) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     latencies.sort();
-    let pct = |p: f64| {
-        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
-    };
+    let pct = |p: f64| percentile(&latencies, p).as_secs_f64() * 1e6;
     println!(
         "{}",
         serde_json::json!({"transport": kind, "samples": latencies.len(), "p50_us": pct(0.5), "p99_us": pct(0.99)})
@@ -525,17 +542,7 @@ async fn cycle(kind: &str, samples: usize, tor: bool) -> Result<(), String> {
     let orchestrator = rxon::orchestrator::Orchestrator::builder()
         .token("bench")
         .build();
-    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().map_err(|_| "addr")?;
-    let listener: Box<dyn Listener> = match kind {
-        "http" => Box::new(rxon::http::HttpListener::bind(addr)),
-        "ws" => Box::new(rxon::ws::WsListener::bind(addr)),
-        "grpc" => Box::new(rxon::grpc::GrpcListener::bind(addr)),
-        other => return Err(format!("unknown transport {other:?}")),
-    };
-    listener
-        .start(Arc::new(orchestrator.clone()))
-        .await
-        .map_err(|e| e.to_string())?;
+    let listener = started_listener(kind, &orchestrator).await?;
     let mut url = listener.endpoint().unwrap_or_default();
     let mut options = rxon::TransportOptions::default();
     // Held while measuring: the onion service lives as long as its control connection.
@@ -573,18 +580,7 @@ async fn cycle(kind: &str, samples: usize, tor: bool) -> Result<(), String> {
         options.connect_timeout = Duration::from_secs(60);
         _control = Some(control);
     }
-    let transport: Arc<dyn Transport> =
-        rxon::create_transport(&url, "bench-0", "bench", options).map_err(|e| e.to_string())?;
-    transport.connect().await.map_err(|e| e.to_string())?;
-    let registration = WorkerRegistration {
-        worker_id: "bench-0".into(),
-        supported_skills: vec!["echo".into()],
-        ..Default::default()
-    };
-    transport
-        .register(&registration)
-        .await
-        .map_err(|e| e.to_string())?;
+    let transport = registered_worker(&url, options).await?;
     let mut latencies = Vec::with_capacity(samples);
     // One cycle first: it opens the connection (over Tor, the rendezvous circuit).
     for i in 0..=samples {
@@ -611,10 +607,7 @@ async fn cycle(kind: &str, samples: usize, tor: bool) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     latencies.sort();
-    let pct = |p: f64| {
-        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
+    let pct = |p: f64| percentile(&latencies, p).as_secs_f64() * 1e3;
     println!(
         "{}",
         serde_json::json!({"transport": kind, "via": if tor { "onion" } else { "loopback" }, "samples": latencies.len(), "p50_ms": pct(0.5), "p99_ms": pct(0.99)})

@@ -373,11 +373,13 @@ impl ArtiOnion {
     }
 }
 
-/// Whether a service in `state` has published its descriptor: fully reachable,
-/// degraded but reachable, or `DegradedUnreachable` with no problem reported (what
-/// arti says until it has uploaded for the next time period too, which on a small
-/// network can wait out its upload rate limit; clients of the current period reach it
-/// already). `DegradedUnreachable` with a problem (failed uploads) is not published.
+/// Whether a service in `state` counts as published: `Running`, `DegradedReachable`,
+/// or `DegradedUnreachable` with no problem reported. arti stays in the last until it
+/// has uploaded descriptors for both the current and the next time period, which on
+/// a small network can wait out its upload rate limit for minutes while clients of the
+/// current period already reach the service; the same state also comes just before
+/// the first upload, so a caller that must know dials the service (a client of a
+/// testing network asks again after 5 s, of the real one after 15 minutes).
 fn published(state: tor_hsservice::status::State, problem: bool) -> bool {
     use tor_hsservice::status::State;
     match state {

@@ -146,6 +146,10 @@ pub struct TorControl {
     /// Asynchronous events (`650 …`) read while waiting for a reply.
     events: std::collections::VecDeque<String>,
     addr: ControlAddr,
+    /// `HS_DESC` events are subscribed to.
+    subscribed: bool,
+    /// A wait timed out mid-reply: what comes next cannot be matched to a command.
+    broken: bool,
 }
 
 impl fmt::Debug for TorControl {
@@ -183,6 +187,8 @@ impl TorControl {
             io: BufReader::new(io),
             events: Default::default(),
             addr: addr.clone(),
+            subscribed: false,
+            broken: false,
         })
     }
 
@@ -207,9 +213,7 @@ impl TorControl {
         } else if methods.contains(&"COOKIE") {
             let file = cookie_file(auth)
                 .ok_or_else(|| self.protocol_error("COOKIE authentication without COOKIEFILE"))?;
-            let cookie = tokio::fs::read(&file).await.map_err(|e| {
-                RxonError::config(format!("tor control: reading the cookie {file}: {e}"))
-            })?;
+            let cookie = read_cookie(&file).await?;
             if cookie.len() != 32 {
                 return Err(self.protocol_error("the cookie file does not hold 32 bytes"));
             }
@@ -267,6 +271,11 @@ impl TorControl {
         for (virt, target) in &spec.ports {
             line.push_str(&format!(" Port={virt},{target}"));
         }
+        // Subscribed first: an upload finishing right after ADD_ONION is not missed.
+        if !self.subscribed {
+            self.command("SETEVENTS HS_DESC").await?;
+            self.subscribed = true;
+        }
         let reply = self.command(&line).await?;
         let field = |name: &str| {
             reply
@@ -287,7 +296,10 @@ impl TorControl {
     /// Waits until the service's descriptor is on the directories: every upload tor
     /// started for it answered, at least one with success. Bounded by `timeout`.
     pub async fn wait_published(&mut self, onion: &OnionService, timeout: Duration) -> Result<()> {
-        self.command("SETEVENTS HS_DESC").await?;
+        if !self.subscribed {
+            self.command("SETEVENTS HS_DESC").await?;
+            self.subscribed = true;
+        }
         let id = onion.service_id.clone();
         let wait = async {
             let (mut started, mut done, mut ok) = (0u32, 0u32, 0u32);
@@ -320,14 +332,20 @@ impl TorControl {
                 }
             }
         };
-        let result = tokio::time::timeout(timeout, wait).await.map_err(|_| {
-            RxonError::timeout(format!(
+        let result = tokio::time::timeout(timeout, wait).await;
+        if result.is_err() {
+            // A line may be half read: nothing that follows can be trusted.
+            self.broken = true;
+            return Err(RxonError::timeout(format!(
                 "the descriptor of {} was not published within {timeout:?}",
                 onion.hostname()
-            ))
-        });
-        let _ = self.command("SETEVENTS").await;
-        result?
+            )));
+        }
+        if self.command("SETEVENTS").await.is_ok() {
+            self.subscribed = false;
+            self.events.clear();
+        }
+        result.unwrap_or(Ok(()))
     }
 
     /// Removes a service published on this connection (or a detached one).
@@ -353,6 +371,12 @@ impl TorControl {
     }
 
     async fn command(&mut self, line: &str) -> Result<Reply> {
+        if self.broken {
+            return Err(RxonError::closed(format!(
+                "tor control {}: the connection is unusable after a timeout; reconnect",
+                self.addr
+            )));
+        }
         let io_err =
             |e: std::io::Error| RxonError::network(format!("tor control: {e}")).with_source(e);
         self.io
@@ -361,9 +385,15 @@ impl TorControl {
             .await
             .map_err(io_err)?;
         let verb = line.split(' ').next().unwrap_or("").to_owned();
-        let reply = tokio::time::timeout(REPLY_TIMEOUT, self.reply())
-            .await
-            .map_err(|_| RxonError::timeout(format!("tor control: no answer to {verb}")))??;
+        let reply = match tokio::time::timeout(REPLY_TIMEOUT, self.reply()).await {
+            Ok(reply) => reply?,
+            Err(_) => {
+                self.broken = true;
+                return Err(RxonError::timeout(format!(
+                    "tor control: no answer to {verb}"
+                )));
+            }
+        };
         if reply.code == 250 {
             Ok(reply)
         } else {
@@ -383,10 +413,14 @@ impl TorControl {
             if line.len() < 4 {
                 return Err(self.protocol_error("a reply line shorter than its status"));
             }
-            let code: u16 = line[..3]
-                .parse()
-                .map_err(|_| self.protocol_error("a reply line without a status"))?;
-            let (sep, text) = (line.as_bytes()[3], line[4..].to_owned());
+            let code: u16 = line
+                .get(..3)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| self.protocol_error("a reply line without a status"))?;
+            let (Some(&sep), Some(text)) = (line.as_bytes().get(3), line.get(4..)) else {
+                return Err(self.protocol_error("a reply line without a separator"));
+            };
+            let text = text.to_owned();
             if code == 650 {
                 // Multi-line events are not subscribed to; keep the first line.
                 self.events.push_back(text);
@@ -445,6 +479,27 @@ impl TorControl {
     fn protocol_error(&self, what: &str) -> RxonError {
         RxonError::protocol(format!("tor control {}: {what}", self.addr))
     }
+}
+
+/// The cookie file tor named: a regular file, at most 33 bytes read, within 5 s.
+async fn read_cookie(file: &str) -> Result<Vec<u8>> {
+    let fail = |e: std::io::Error| {
+        RxonError::config(format!("tor control: reading the cookie {file}: {e}"))
+    };
+    let read = async {
+        let f = tokio::fs::File::open(file).await.map_err(fail)?;
+        if !f.metadata().await.map_err(fail)?.is_file() {
+            return Err(RxonError::config(format!(
+                "tor control: the cookie {file} is not a regular file"
+            )));
+        }
+        let mut cookie = Vec::with_capacity(33);
+        f.take(33).read_to_end(&mut cookie).await.map_err(fail)?;
+        Ok(cookie)
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .map_err(|_| RxonError::timeout(format!("tor control: reading the cookie {file}")))?
 }
 
 /// `COOKIEFILE="…"` of a PROTOCOLINFO AUTH line, unescaped.

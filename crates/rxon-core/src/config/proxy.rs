@@ -41,7 +41,7 @@ pub enum Proxy {
 pub struct ProxyAuth {
     /// The username (1–255 bytes).
     pub username: String,
-    /// The password (0–255 bytes).
+    /// The password (1–255 bytes).
     pub password: String,
 }
 
@@ -91,9 +91,10 @@ impl Proxy {
                     "proxy: the username must have 1 to 255 bytes (RFC 1929)",
                 ));
             }
-            if a.password.len() > MAX_PROXY_CREDENTIAL {
+            if a.password.is_empty() || a.password.len() > MAX_PROXY_CREDENTIAL {
                 return Err(RxonError::config(
-                    "proxy: the password must have at most 255 bytes (RFC 1929)",
+                    "proxy: the password must have 1 to 255 bytes (RFC 1929; for Tor, any \
+                     value: the pair only selects a circuit)",
                 ));
             }
         }
@@ -311,6 +312,8 @@ mod tests {
             "socks5h://@h:1",
             "socks5h://u:p%zz@h:1",
             "socks5h://[::1:1",
+            "socks5h://user@h:1",
+            "socks5h://user:@h:1",
         ] {
             assert!(bad.parse::<Proxy>().is_err(), "{bad}");
         }

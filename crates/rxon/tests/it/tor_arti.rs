@@ -92,13 +92,25 @@ mod onion_arti_tor {
             config.options.connect_timeout = Duration::from_secs(60);
             let t: Arc<dyn Transport> = rxon::create_transport_from_config(&config).unwrap();
             t.connect().await.unwrap();
-            t.register(&rxon::WorkerRegistration {
+            let registration = rxon::WorkerRegistration {
                 worker_id: id.clone(),
                 supported_skills: vec!["echo".into()],
                 ..Default::default()
-            })
-            .await
-            .unwrap();
+            };
+            // `launch` may return just before the first descriptor upload (see
+            // `ArtiOnion::launch`); the client tor asks again after 5 s on a testing
+            // network: up to 6 attempts, 5 s apart.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match t.register(&registration).await {
+                    Ok(_) => break,
+                    Err(e) if attempt < 6 && e.to_string().contains("unreachable") => {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                    Err(e) => panic!("register, attempt {attempt}: {e}"),
+                }
+            }
             let task = rxon::TaskPayload {
                 job_id: format!("j-{i}"),
                 task_id: format!("t-{i}"),
