@@ -41,7 +41,8 @@ fn example_named(name: &str) -> PathBuf {
 struct Running {
     child: Child,
     addr: SocketAddr,
-    /// The lines of stdout after the address.
+    /// The lines of stdout after the address (read by the Tor test).
+    #[cfg_attr(not(feature = "tor"), allow(dead_code))]
     lines: std::sync::mpsc::Receiver<String>,
     /// Taken by [`stop`](Self::stop).
     stderr: Option<std::thread::JoinHandle<String>>,
@@ -201,22 +202,9 @@ async fn the_admin_api_accepts_only_the_exact_admin_token() {
 /// The two examples over a real onion service of the private Tor network: the
 /// orchestrator publishes itself through the service tor's control socket (`--tor`),
 /// the worker example reaches it through the client tor's SOCKS port (`--proxy`).
+#[cfg(feature = "tor")]
 mod tor {
     use super::*;
-
-    /// `(SOCKS, CONTROL)` of the network `RXON_TOR_NET` describes.
-    fn net() -> (String, String) {
-        let path = std::env::var("RXON_TOR_NET")
-            .expect("RXON_TOR_NET is not set: run with `cargo xtask tor-test`");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let get = |k: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .unwrap()
-                .to_owned()
-        };
-        (get("SOCKS"), get("CONTROL"))
-    }
 
     /// `method path` with a JSON body on loopback; the status and the body.
     async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
@@ -244,7 +232,8 @@ mod tor {
     #[tokio::test]
     #[ignore = "needs a private Tor network (RXON_TOR_NET): cargo xtask tor-test"]
     async fn the_examples_meet_over_an_onion_service() {
-        let (socks, control) = net();
+        let net = rxon::testing::tor::TorNet::from_env().unwrap();
+        let (socks, control) = (net.socks.to_string(), net.control.display().to_string());
         let orch = Running::start(&[
             "--token",
             "tor-secret",
