@@ -511,7 +511,10 @@ async fn dispatch(kind: &str, samples: usize) -> Result<(), String> {
         let mut next = task();
         next.task_id = format!("d-{i}");
         let start = Instant::now();
-        orchestrator.enqueue(next).map_err(|e| e.to_string())?;
+        orchestrator
+            .enqueue(next)
+            .await
+            .map_err(|e| e.to_string())?;
         let got = poll
             .await
             .map_err(|e| e.to_string())?
@@ -586,7 +589,10 @@ async fn cycle(kind: &str, samples: usize, tor: bool) -> Result<(), String> {
     for i in 0..=samples {
         let mut next = task();
         next.task_id = format!("c-{i}");
-        orchestrator.enqueue(next).map_err(|e| e.to_string())?;
+        orchestrator
+            .enqueue(next)
+            .await
+            .map_err(|e| e.to_string())?;
         let start = Instant::now();
         let got = transport
             .poll_task(Duration::from_secs(5))

@@ -42,10 +42,12 @@ async fn run() -> rxon_core::Result<usize> {
         .token("good")
         .sts_credential("bootstrap")
         .build();
-    orchestrator.enqueue(task("t-ok"))?;
-    orchestrator.enqueue(task("t-fail"))?;
-    orchestrator.enqueue_with_deadline(task("t-late"), Duration::from_millis(1))?;
-    orchestrator.enqueue(task("t-cmd"))?;
+    orchestrator.enqueue(task("t-ok")).await?;
+    orchestrator.enqueue(task("t-fail")).await?;
+    orchestrator
+        .enqueue_with_deadline(task("t-late"), Duration::from_millis(1))
+        .await?;
+    orchestrator.enqueue(task("t-cmd")).await?;
     // Cancel t-cmd through the command channel once the Python worker opens it and the
     // channel has outlived five of the listener's keepalives: the Python worker answers
     // the listener's pings.
@@ -64,7 +66,7 @@ async fn run() -> rxon_core::Result<usize> {
                     "the listener's keepalive closed the Python worker's command channel",
                 ));
             }
-            orchestrator.cancel("t-cmd")
+            orchestrator.cancel("t-cmd").await
         })
     };
 
@@ -91,7 +93,7 @@ async fn run() -> rxon_core::Result<usize> {
         println!("{} listener saw {name}", if ok { "PASS" } else { "FAIL" });
         failed += usize::from(!ok);
     };
-    let ok = orchestrator.task_result("t-ok");
+    let ok = orchestrator.task_result("t-ok").await;
     check(
         "the success result with its data",
         ok.as_ref().is_some_and(|r| {
@@ -103,7 +105,7 @@ async fn run() -> rxon_core::Result<usize> {
                     == Some("hello")
         }),
     );
-    let fail = orchestrator.task_result("t-fail");
+    let fail = orchestrator.task_result("t-fail").await;
     check(
         "the failure result with its error code",
         fail.as_ref().is_some_and(|r| {
@@ -113,7 +115,7 @@ async fn run() -> rxon_core::Result<usize> {
     );
     check(
         "exactly two applied results",
-        orchestrator.applied_results() == 2,
+        orchestrator.applied_results().await == 2,
     );
     check(
         "the cancel pushed over the command channel, after five keepalives",
@@ -123,6 +125,7 @@ async fn run() -> rxon_core::Result<usize> {
         "progress over the command channel",
         orchestrator
             .task_progress("t-cmd")
+            .await
             .iter()
             .any(|p| p.progress == 0.5 && p.message.as_deref() == Some("half")),
     );
@@ -130,6 +133,7 @@ async fn run() -> rxon_core::Result<usize> {
         "the registered Python worker",
         orchestrator
             .workers()
+            .await
             .iter()
             .any(|w| w.worker_id == "py-worker"),
     );

@@ -89,7 +89,7 @@ impl Default for Config {
 ///     .worker_ttl(Duration::from_secs(10))
 ///     .rate_limit(100, Duration::from_secs(1))
 ///     .build();
-/// assert_eq!(orch.queued(), 0);
+/// assert!(!orch.is_open());
 /// ```
 #[derive(Clone, Default)]
 pub struct OrchestratorBuilder {

@@ -56,7 +56,7 @@
 //!     task_id: "t1".into(),
 //!     task_type: "echo".into(),
 //!     ..Default::default()
-//! })?;
+//! }).await?;
 //!
 //! // What a listener does for a worker:
 //! let ctx = || RequestContext::new("in-process").with_token("secret");
@@ -67,13 +67,13 @@
 //! };
 //! orch.register(ctx(), registration).await?;
 //! let task = orch.poll(ctx().with_worker_id("w1"), Duration::from_secs(5)).await?.expect("a task");
-//! assert_eq!(orch.task_state("t1"), Some(TaskState::Running { worker_id: "w1".into() }));
+//! assert_eq!(orch.task_state("t1").await, Some(TaskState::Running { worker_id: "w1".into() }));
 //! let outcome = orch.result(ctx(), TaskResult::success(&task, "w1", Map::new())).await?;
 //! assert!(outcome.is_accepted());
 //!
 //! let result = orch.wait_result("t1", Duration::from_secs(5)).await?;
 //! assert_eq!(result.status, TaskStatus::Success);
-//! assert_eq!(orch.task_state("t1"), Some(TaskState::Finished(TaskStatus::Success)));
+//! assert_eq!(orch.task_state("t1").await, Some(TaskState::Finished(TaskStatus::Success)));
 //! # Ok::<(), rxon_core::RxonError>(())
 //! # }).unwrap();
 //! ```
@@ -394,18 +394,20 @@ impl Orchestrator {
     /// an invalid job id, task id or task type or a task id already known, and with
     /// [`ErrorKind::RateLimited`](rxon_core::ErrorKind::RateLimited) when the
     /// orchestrator already holds its maximum of unfinished tasks.
-    pub fn enqueue(&self, task: TaskPayload) -> Result<()> {
+    pub async fn enqueue(&self, task: TaskPayload) -> Result<()> {
         self.enqueue_inner(
             task,
             self.inner.config.default_task_deadline,
             ResourceRequirements::default(),
         )
+        .await
     }
 
     /// Queues `task` with a deadline `deadline` from now: a result arriving later is
     /// ignored as `deadline_exceeded`, and the task ends as a `LATE_RESULT` failure.
-    pub fn enqueue_with_deadline(&self, task: TaskPayload, deadline: Duration) -> Result<()> {
+    pub async fn enqueue_with_deadline(&self, task: TaskPayload, deadline: Duration) -> Result<()> {
         self.enqueue_inner(task, Some(deadline), ResourceRequirements::default())
+            .await
     }
 
     /// Queues `task` with `options`: a deadline, and what the worker that runs it must
@@ -416,21 +418,24 @@ impl Orchestrator {
     /// [`OrchestratorBuilder::unplaceable_after`] as a `RESOURCE_EXHAUSTED` failure.
     ///
     /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// use rxon_orchestrator::{Orchestrator, TaskOptions};
     /// use rxon_core::{map, matching::ResourceRequirements, TaskPayload};
     /// let orch = Orchestrator::new();
     /// let mut needs = ResourceRequirements::default();
     /// needs.resources.properties = Some(map! {"ram_gb": 64});
     /// let task = TaskPayload { job_id: "j".into(), task_id: "t".into(), task_type: "train".into(), ..Default::default() };
-    /// orch.enqueue_with(task, TaskOptions::default().with_requirements(needs))?;
+    /// orch.enqueue_with(task, TaskOptions::default().with_requirements(needs)).await?;
     /// # Ok::<(), rxon_core::RxonError>(())
+    /// # }).unwrap();
     /// ```
-    pub fn enqueue_with(&self, task: TaskPayload, options: TaskOptions) -> Result<()> {
+    pub async fn enqueue_with(&self, task: TaskPayload, options: TaskOptions) -> Result<()> {
         let deadline = options.deadline.or(self.inner.config.default_task_deadline);
         self.enqueue_inner(task, deadline, options.requirements)
+            .await
     }
 
-    fn enqueue_inner(
+    async fn enqueue_inner(
         &self,
         task: TaskPayload,
         deadline: Option<Duration>,
@@ -452,7 +457,7 @@ impl Orchestrator {
     /// [`CancelOutcome`]). Fails with
     /// [`ErrorKind::InvalidInput`](rxon_core::ErrorKind::InvalidInput) for an unknown
     /// task id.
-    pub fn cancel(&self, task_id: &str) -> Result<CancelOutcome> {
+    pub async fn cancel(&self, task_id: &str) -> Result<CancelOutcome> {
         let out = self.inner.lock().cancel(&self.inner.config, task_id)?;
         self.inner.events.notify_waiters();
         Ok(out)
@@ -462,7 +467,7 @@ impl Orchestrator {
     /// enqueue order. Fails with
     /// [`ErrorKind::InvalidInput`](rxon_core::ErrorKind::InvalidInput) when no task of
     /// the job is known.
-    pub fn cancel_job(&self, job_id: &str) -> Result<Vec<(String, CancelOutcome)>> {
+    pub async fn cancel_job(&self, job_id: &str) -> Result<Vec<(String, CancelOutcome)>> {
         let out = {
             let mut st = self.inner.lock();
             let ids = st.store.job_tasks(job_id);
@@ -513,7 +518,7 @@ impl Orchestrator {
 
     /// The recorded result of `task_id`, if it has one. (The handler operation of the
     /// same name is `Handler::result(&orch, ctx, result)`.)
-    pub fn task_result(&self, task_id: &str) -> Option<TaskResult> {
+    pub async fn task_result(&self, task_id: &str) -> Option<TaskResult> {
         self.inner
             .lock()
             .store
@@ -523,7 +528,7 @@ impl Orchestrator {
     }
 
     /// The state of `task_id`; `None` for a task never enqueued or no longer retained.
-    pub fn task_state(&self, task_id: &str) -> Option<TaskState> {
+    pub async fn task_state(&self, task_id: &str) -> Option<TaskState> {
         self.inner
             .lock()
             .store
@@ -533,7 +538,7 @@ impl Orchestrator {
     }
 
     /// Every known worker, sorted by id.
-    pub fn workers(&self) -> Vec<WorkerInfo> {
+    pub async fn workers(&self) -> Vec<WorkerInfo> {
         self.inner.lock().worker_info()
     }
 
@@ -544,7 +549,7 @@ impl Orchestrator {
 
     /// The progress updates kept for `task_id`, oldest first. (The handler operation of
     /// the same name is `Handler::progress(&orch, ctx, update)`.)
-    pub fn task_progress(&self, task_id: &str) -> Vec<ProgressUpdatePayload> {
+    pub async fn task_progress(&self, task_id: &str) -> Vec<ProgressUpdatePayload> {
         self.inner
             .lock()
             .store
@@ -562,7 +567,7 @@ impl Orchestrator {
 
     /// The events other than progress kept for `task_id`, oldest first (at most
     /// [`OrchestratorBuilder::progress_history`] of them).
-    pub fn task_events(&self, task_id: &str) -> Vec<WorkerEventPayload> {
+    pub async fn task_events(&self, task_id: &str) -> Vec<WorkerEventPayload> {
         self.inner
             .lock()
             .store
@@ -574,23 +579,23 @@ impl Orchestrator {
 
     /// Where the queued task `task_id` stands with the registered workers; `None` when
     /// it is not queued (unknown, running or ended).
-    pub fn placement(&self, task_id: &str) -> Option<Placement> {
+    pub async fn placement(&self, task_id: &str) -> Option<Placement> {
         self.inner.lock().store.placement(task_id)
     }
 
     /// Tasks waiting in queues.
-    pub fn queued(&self) -> usize {
+    pub async fn queued(&self) -> usize {
         self.inner.lock().store.queued
     }
 
     /// Results applied so far; duplicates of an applied result are not counted.
-    pub fn applied_results(&self) -> u64 {
+    pub async fn applied_results(&self) -> u64 {
         self.inner.lock().store.applied_results
     }
 
     /// How many claims lapsed unconfirmed and had their task requeued (see
     /// [`OrchestratorBuilder::claim_lease`]).
-    pub fn lapsed_claims(&self) -> u64 {
+    pub async fn lapsed_claims(&self) -> u64 {
         self.inner.lock().store.lapsed_claims
     }
 
@@ -693,7 +698,7 @@ impl Orchestrator {
     /// whose claim lapsed unconfirmed (see [`OrchestratorBuilder::claim_lease`]).
     /// Returns the ids of the workers marked gone, sorted; their command channels are
     /// closed.
-    pub fn reap_expired(&self) -> Vec<String> {
+    pub async fn reap_expired(&self) -> Vec<String> {
         self.inner.reap()
     }
 

@@ -64,7 +64,7 @@ fn lookup(name: &str) -> Option<Arc<Endpoint>> {
 /// let worker = LocalTransportFactory.create(&config)?;
 /// worker.connect().await?;
 /// worker.register(&WorkerRegistration { worker_id: "w1".into(), ..Default::default() }).await?;
-/// assert_eq!(orchestrator.workers()[0].worker_id, "w1");
+/// assert_eq!(orchestrator.workers().await[0].worker_id, "w1");
 /// # Ok::<(), rxon_core::RxonError>(())
 /// # }).unwrap();
 /// ```

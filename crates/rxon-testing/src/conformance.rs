@@ -254,17 +254,28 @@ pub async fn every_operation(h: &dyn Harness) {
     let env = Env::default(h).await;
     let t = env.worker(h, "w-1").await;
     assert!(
-        env.orch.workers().iter().any(|w| w.worker_id == "w-1"),
+        env.orch
+            .workers()
+            .await
+            .iter()
+            .any(|w| w.worker_id == "w-1"),
         "the orchestrator knows the registered worker"
     );
-    env.orch.enqueue(task("t-1", "echo")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-1", "echo"))
+        .await
+        .expect("enqueue");
     let got = next_task(&*t).await;
     assert_eq!(got, task("t-1", "echo"), "the task arrives unchanged");
     let outcome = within(t.send_result(&echo(&got, "w-1")))
         .await
         .expect("result");
     assert!(outcome.is_accepted(), "{outcome:?}");
-    let stored = env.orch.task_result("t-1").expect("the result was applied");
+    let stored = env
+        .orch
+        .task_result("t-1")
+        .await
+        .expect("the result was applied");
     assert_eq!(stored, echo(&got, "w-1"), "the result arrives unchanged");
     let hb = Heartbeat {
         worker_id: "w-1".into(),
@@ -314,7 +325,10 @@ pub async fn parked_poll_wakes_for_new_task(h: &dyn Harness) {
     let env = Env::start(h, orch, Duration::from_secs(60)).await;
     let t = env.worker(h, "w-1").await;
     let poller = env.parked_poll(&t).await;
-    env.orch.enqueue(task("t-late", "echo")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-late", "echo"))
+        .await
+        .expect("enqueue");
     // Far less than the 60 s wait: the hand-off is immediate.
     let got = tokio::time::timeout(Duration::from_secs(10), poller)
         .await
@@ -329,7 +343,7 @@ pub async fn parked_poll_wakes_for_new_task(h: &dyn Harness) {
 pub async fn skills_and_fifo(h: &dyn Harness) {
     let env = Env::default(h).await;
     for (id, ty) in [("a", "echo"), ("b", "other"), ("c", "echo")] {
-        env.orch.enqueue(task(id, ty)).expect("enqueue");
+        env.orch.enqueue(task(id, ty)).await.expect("enqueue");
     }
     let t = env.worker(h, "w-1").await;
     let mut seen = Vec::new();
@@ -343,14 +357,17 @@ pub async fn skills_and_fifo(h: &dyn Harness) {
         }
     }
     assert_eq!(seen, ["a", "c"], "FIFO within the worker's skills only");
-    assert_eq!(env.orch.queued(), 1, "the other type stays queued");
+    assert_eq!(env.orch.queued().await, 1, "the other type stays queued");
     env.stop().await;
 }
 
 /// A duplicate of an applied result is accepted once; a different one is stale.
 pub async fn duplicate_results_apply_once(h: &dyn Harness) {
     let env = Env::default(h).await;
-    env.orch.enqueue(task("t-d", "echo")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-d", "echo"))
+        .await
+        .expect("enqueue");
     let t = env.worker(h, "w-1").await;
     let got = next_task(&*t).await;
     let result = echo(&got, "w-1");
@@ -361,7 +378,7 @@ pub async fn duplicate_results_apply_once(h: &dyn Harness) {
             "a duplicate is acknowledged: {outcome:?}"
         );
     }
-    assert_eq!(env.orch.applied_results(), 1, "applied once");
+    assert_eq!(env.orch.applied_results().await, 1, "applied once");
     let different = TaskResult::cancelled(&got, "w-1");
     let outcome = within(t.send_result(&different)).await.expect("result");
     assert_eq!(outcome.ignored_reason(), Some(&IgnoredReason::StaleTask));
@@ -380,7 +397,10 @@ pub async fn ignored_results_carry_their_reason(h: &dyn Harness) {
     assert_eq!(outcome.ignored_reason(), Some(&IgnoredReason::JobNotFound));
 
     // Held by another worker.
-    env.orch.enqueue(task("t-held", "echo")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-held", "echo"))
+        .await
+        .expect("enqueue");
     let held = next_task(&t1).await;
     let outcome = within(t2.send_result(&echo(&held, "w-2")))
         .await
@@ -391,7 +411,7 @@ pub async fn ignored_results_carry_their_reason(h: &dyn Harness) {
     );
 
     // Cancelled job.
-    let outcome_cancel = env.orch.cancel("t-held").expect("cancel");
+    let outcome_cancel = env.orch.cancel("t-held").await.expect("cancel");
     assert!(
         matches!(outcome_cancel, CancelOutcome::Signalled { .. }),
         "{outcome_cancel:?}"
@@ -404,6 +424,7 @@ pub async fn ignored_results_carry_their_reason(h: &dyn Harness) {
     // Past the deadline: a zero deadline has passed by the time any result arrives.
     env.orch
         .enqueue_with_deadline(task("t-late", "echo"), Duration::ZERO)
+        .await
         .expect("enqueue");
     let late = next_task(&t1).await;
     let outcome = within(t1.send_result(&echo(&late, "w-1")))
@@ -423,7 +444,7 @@ pub async fn ignored_results_carry_their_reason(h: &dyn Harness) {
         ),
         "the orchestrator's message reaches the worker"
     );
-    assert_eq!(env.orch.applied_results(), 0);
+    assert_eq!(env.orch.applied_results().await, 0);
     env.stop().await;
 }
 
@@ -438,7 +459,10 @@ pub async fn token_refresh_and_auth_failure(h: &dyn Harness) {
     within(t.register(&registration("w-1", &["echo"])))
         .await
         .expect("register succeeds after one refresh");
-    env.orch.enqueue(task("t-a", "echo")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-a", "echo"))
+        .await
+        .expect("enqueue");
     let got = within(t.poll_task(Duration::from_secs(5)))
         .await
         .expect("poll");
@@ -669,7 +693,7 @@ pub async fn results_are_retried_on_network_failures(h: &dyn Harness) {
     within(t.register(&registration("w-1", &["echo"])))
         .await
         .expect("register");
-    orch.enqueue(task("t-1", "echo")).expect("enqueue");
+    orch.enqueue(task("t-1", "echo")).await.expect("enqueue");
     let got = next_task(&*t).await;
     let outcome = within(t.send_result(&echo(&got, "w-1")))
         .await
@@ -718,16 +742,19 @@ pub async fn stop_ends_pending_polls(h: &dyn Harness) {
     let t = env.worker(h, "w-1").await;
     // A task the worker does not serve stays queued through the stop: stopping ends
     // polls, it neither hands out nor drops work.
-    env.orch.enqueue(task("t-other", "other")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-other", "other"))
+        .await
+        .expect("enqueue");
     let poller = env.parked_poll(&t).await;
     let orch = env.orch.clone();
     env.stop().await;
     let polled = within(poller).await.expect("poll task");
     assert_eq!(polled.expect("a stopping listener answers no task"), None);
     assert_eq!(orch.pending_polls(), 0, "the parked poll ended");
-    assert_eq!(orch.queued(), 1, "the queued task is still queued");
+    assert_eq!(orch.queued().await, 1, "the queued task is still queued");
     assert_eq!(
-        orch.task_state("t-other"),
+        orch.task_state("t-other").await,
         Some(rxon_orchestrator::TaskState::Queued)
     );
 }
@@ -737,7 +764,10 @@ pub async fn stop_ends_pending_polls(h: &dyn Harness) {
 pub async fn cancel_reaches_the_worker(h: &dyn Harness) {
     let env = Env::default(h).await;
     let t = env.worker(h, "w-1").await;
-    env.orch.enqueue(task("t-c", "echo")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-c", "echo"))
+        .await
+        .expect("enqueue");
     let got = next_task(&*t).await;
     let commands = h.capabilities().commands.then(|| {
         let t = t.clone();
@@ -749,7 +779,7 @@ pub async fn cancel_reaches_the_worker(h: &dyn Harness) {
             .await
             .expect("the worker opens its command channel");
     }
-    let outcome = env.orch.cancel(&got.task_id).expect("cancel");
+    let outcome = env.orch.cancel(&got.task_id).await.expect("cancel");
     assert!(
         matches!(outcome, CancelOutcome::Signalled { .. }),
         "{outcome:?}"
@@ -776,7 +806,7 @@ pub async fn cancel_reaches_the_worker(h: &dyn Harness) {
         "confirming a cancel is accepted: {outcome:?}"
     );
     assert_eq!(
-        env.orch.task_result("t-c").map(|r| r.status),
+        env.orch.task_result("t-c").await.map(|r| r.status),
         Some(TaskStatus::Cancelled)
     );
     env.stop().await;
@@ -787,17 +817,20 @@ pub async fn cancel_reaches_the_worker(h: &dyn Harness) {
 pub async fn progress_is_delivered_or_refused(h: &dyn Harness) {
     let env = Env::default(h).await;
     let t = env.worker(h, "w-1").await;
-    env.orch.enqueue(task("t-p", "echo")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-p", "echo"))
+        .await
+        .expect("enqueue");
     let got = next_task(&*t).await;
     let update = ProgressUpdatePayload::new(&got.task_id, &got.job_id, 0.5);
     let sent = within(t.send_progress(&update)).await;
     if h.capabilities().progress {
         sent.expect("progress is sent");
         let mut progress = env.orch.subscribe_progress();
-        if env.orch.task_progress("t-p").is_empty() {
+        if env.orch.task_progress("t-p").await.is_empty() {
             within(progress.recv()).await.expect("progress arrives");
         }
-        assert_eq!(env.orch.task_progress("t-p")[0].progress, 0.5);
+        assert_eq!(env.orch.task_progress("t-p").await[0].progress, 0.5);
     } else {
         let err = sent.expect_err("without a channel, progress is refused");
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
@@ -814,7 +847,10 @@ pub async fn events_are_delivered_or_refused(h: &dyn Harness) {
     let env = Env::default(h).await;
     let t = env.worker(h, "w-1").await;
     let other = env.worker(h, "w-2").await;
-    env.orch.enqueue(task("t-e", "echo")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-e", "echo"))
+        .await
+        .expect("enqueue");
     let got = next_task(&*t).await;
     let payload = rxon_core::map! {"frame": 7, "name": "ünïcode", "nested": {"ok": true, "list": [1, 2.5, null]}};
     // Any printable name a skill declares, dots included.
@@ -828,7 +864,7 @@ pub async fn events_are_delivered_or_refused(h: &dyn Harness) {
         return;
     }
     sent.expect("the holder's event is taken");
-    let events = env.orch.task_events("t-e");
+    let events = env.orch.task_events("t-e").await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].event_type, "frame.rendered");
     assert_eq!(events[0].payload, payload, "the payload arrives unchanged");
@@ -842,7 +878,7 @@ pub async fn events_are_delivered_or_refused(h: &dyn Harness) {
     within(t.emit_event(&progress))
         .await
         .expect("a progress event");
-    let stored = env.orch.task_progress("t-e");
+    let stored = env.orch.task_progress("t-e").await;
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(stored[0].progress, 0.25);
     assert_eq!(stored[0].message.as_deref(), Some("a quarter"));
@@ -860,7 +896,7 @@ pub async fn events_are_delivered_or_refused(h: &dyn Harness) {
         .expect_err("an event about an unknown task is refused");
     assert_eq!(err.status(), Some(404), "{err}");
     assert_eq!(
-        env.orch.task_events("t-e").len(),
+        env.orch.task_events("t-e").await.len(),
         1,
         "refused events are not stored"
     );
@@ -873,7 +909,10 @@ pub async fn draining_and_offline_workers_get_no_task(h: &dyn Harness) {
     use rxon_core::constants::{WORKER_STATUS_DRAINING, WORKER_STATUS_IDLE, WORKER_STATUS_OFFLINE};
     let env = Env::default(h).await;
     let t = env.worker(h, "w-1").await;
-    env.orch.enqueue(task("t-d", "echo")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-d", "echo"))
+        .await
+        .expect("enqueue");
     let beat = |status: &str| Heartbeat {
         worker_id: "w-1".into(),
         status: status.into(),
@@ -887,7 +926,7 @@ pub async fn draining_and_offline_workers_get_no_task(h: &dyn Harness) {
             .await
             .expect("poll");
         assert_eq!(got, None, "a {status} worker gets no task");
-        assert_eq!(env.orch.queued(), 1, "the task stays queued");
+        assert_eq!(env.orch.queued().await, 1, "the task stays queued");
     }
     within(t.send_heartbeat(&beat(WORKER_STATUS_IDLE)))
         .await
@@ -931,7 +970,7 @@ pub async fn skills_hash_and_full_sync(h: &dyn Harness) {
     reg.supported_skills = vec![contract_skill()];
     reg.skills_hash = Some("hash-1".into());
     within(t.register(&reg)).await.expect("register");
-    let info = env.orch.workers().pop().expect("the worker");
+    let info = env.orch.workers().await.pop().expect("the worker");
     if !h.capabilities().v1b17 {
         assert_eq!(info.skills, ["echo"]);
         let hb = Heartbeat {
@@ -942,7 +981,7 @@ pub async fn skills_hash_and_full_sync(h: &dyn Harness) {
         };
         let reply = within(t.send_heartbeat(&hb)).await.expect("heartbeat");
         assert!(!reply.require_full_sync, "{reply:?}");
-        let info = env.orch.workers().pop().expect("the worker");
+        let info = env.orch.workers().await.pop().expect("the worker");
         assert_eq!(info.skills, ["echo", "reverse"], "the names arrive");
         env.stop().await;
         return;
@@ -974,7 +1013,7 @@ pub async fn skills_hash_and_full_sync(h: &dyn Harness) {
         .await
         .expect("heartbeat");
     assert!(!reply.require_full_sync, "with the catalog: {reply:?}");
-    let info = env.orch.workers().pop().expect("the worker");
+    let info = env.orch.workers().await.pop().expect("the worker");
     assert_eq!(info.catalog(), [v2]);
     assert_eq!(info.skills_hash.as_deref(), Some("hash-2"));
     let reply = within(t.send_heartbeat(&beat("hash-2", None)))
@@ -1023,7 +1062,7 @@ pub async fn registration_and_heartbeat_fields_arrive_intact(h: &dyn Harness) {
         ..Default::default()
     };
     within(t.register(&reg)).await.expect("register");
-    let info = env.orch.workers().pop().expect("the worker");
+    let info = env.orch.workers().await.pop().expect("the worker");
     let got = &info.registration;
     assert_eq!(got.worker_type, reg.worker_type);
     assert_eq!(got.supported_skills, reg.supported_skills);
@@ -1058,7 +1097,7 @@ pub async fn registration_and_heartbeat_fields_arrive_intact(h: &dyn Harness) {
         ..Default::default()
     };
     within(t.send_heartbeat(&hb)).await.expect("heartbeat");
-    let info = env.orch.workers().pop().expect("the worker");
+    let info = env.orch.workers().await.pop().expect("the worker");
     assert_eq!(info.reported_status(), Some("busy"));
     let got = info.last_heartbeat.expect("the heartbeat is kept");
     assert_eq!(got.available_skills, hb.available_skills);
@@ -1097,8 +1136,11 @@ pub async fn schema_violations_are_reported(h: &dyn Harness) {
     within(t.register(&reg)).await.expect("register");
     let mut bad = task("t-bad", "echo");
     bad.params = rxon_core::map! {"text": 5};
-    env.orch.enqueue(bad).expect("enqueue");
-    env.orch.enqueue(task("t-good", "echo")).expect("enqueue");
+    env.orch.enqueue(bad).await.expect("enqueue");
+    env.orch
+        .enqueue(task("t-good", "echo"))
+        .await
+        .expect("enqueue");
     let got = next_task(&*t).await;
     if !h.capabilities().v1b17 {
         assert_eq!(got.task_id, "t-bad", "no schema travels: FIFO as usual");
@@ -1110,7 +1152,7 @@ pub async fn schema_violations_are_reported(h: &dyn Harness) {
         "the task the schema rejects is passed over"
     );
     assert_eq!(
-        env.orch.task_state("t-bad"),
+        env.orch.task_state("t-bad").await,
         Some(rxon_orchestrator::TaskState::Queued)
     );
     let refused = rxon_core::WorkerEventPayload::new("w-1", "frame.rendered", Map::new())
@@ -1123,11 +1165,11 @@ pub async fn schema_violations_are_reported(h: &dyn Harness) {
         rxon_core::WorkerEventPayload::new("w-1", "frame.rendered", rxon_core::map! {"frame": 1})
             .for_task(&got.task_id, &got.job_id);
     within(t.emit_event(&fine)).await.expect("a valid event");
-    assert_eq!(env.orch.task_events("t-good").len(), 1);
+    assert_eq!(env.orch.task_events("t-good").await.len(), 1);
     let broken = TaskResult::success(&got, "w-1", rxon_core::map! {"other": 1});
     let outcome = within(t.send_result(&broken)).await.expect("result");
     assert!(outcome.is_accepted(), "still taken: {outcome:?}");
-    let stored = env.orch.task_result("t-good").expect("applied");
+    let stored = env.orch.task_result("t-good").await.expect("applied");
     assert_eq!(stored.status, TaskStatus::Failure);
     assert_eq!(
         stored.error.map(|e| e.code),
@@ -1184,8 +1226,12 @@ pub async fn resource_matching_dispatch(h: &dyn Harness) {
             task("t-big", "echo"),
             rxon_orchestrator::TaskOptions::default().with_requirements(needs),
         )
+        .await
         .expect("enqueue");
-    env.orch.enqueue(task("t-plain", "echo")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-plain", "echo"))
+        .await
+        .expect("enqueue");
     let got = within(small.poll_task(Duration::from_secs(5)))
         .await
         .expect("poll")
@@ -1230,11 +1276,18 @@ pub async fn signed_envelopes_are_verified(h: &dyn Harness) {
     let err = sent.expect_err("a wrong signature is refused");
     assert_eq!(err.status(), Some(403), "{err}");
     assert!(
-        !env.orch.workers().iter().any(|w| w.worker_id == "w-forger"),
+        !env.orch
+            .workers()
+            .await
+            .iter()
+            .any(|w| w.worker_id == "w-forger"),
         "nothing registered"
     );
     let t = env.worker(h, "w-1").await;
-    env.orch.enqueue(task("t-s", "echo")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-s", "echo"))
+        .await
+        .expect("enqueue");
     let got = next_task(&*t).await;
     // Two identical results, each sealed afresh: the second is a duplicate, not a
     // replay.
@@ -1247,6 +1300,7 @@ pub async fn signed_envelopes_are_verified(h: &dyn Harness) {
     assert_eq!(
         env.orch
             .task_result("t-s")
+            .await
             .map(|r| (r.timestamp, r.security)),
         Some((None, None)),
         "the envelope is removed before the handler"
@@ -1281,7 +1335,10 @@ pub async fn a_token_expiring_mid_session_is_replaced(h: &dyn Harness) {
     within(t.send_heartbeat(&hb))
         .await
         .expect("a heartbeat after the first token expired");
-    env.orch.enqueue(task("t-x", "echo")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-x", "echo"))
+        .await
+        .expect("enqueue");
     let got = next_task(&*t).await;
     let outcome = within(t.send_result(&echo(&got, "w-1")))
         .await
@@ -1301,7 +1358,10 @@ pub async fn oversized_messages_are_refused(h: &dyn Harness) {
     );
     let env = Env::default(h).await;
     let t = env.worker(h, "w-1").await;
-    env.orch.enqueue(task("t-big", "echo")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-big", "echo"))
+        .await
+        .expect("enqueue");
     let got = next_task(&*t).await;
     let limit = rxon_core::ListenerOptions::default().max_message_bytes;
     let huge = TaskResult::success(
@@ -1314,7 +1374,11 @@ pub async fn oversized_messages_are_refused(h: &dyn Harness) {
         !matches!(sent, Ok(ResultOutcome::Accepted)),
         "an oversized result is not taken: {sent:?}"
     );
-    assert_eq!(env.orch.task_result("t-big"), None, "nothing was applied");
+    assert_eq!(
+        env.orch.task_result("t-big").await,
+        None,
+        "nothing was applied"
+    );
     let small = within(t.send_result(&echo(&got, "w-1")))
         .await
         .expect("the transport still works");
@@ -1334,8 +1398,14 @@ pub async fn concurrent_pollers_share_no_task(h: &dyn Harness) {
         .wait_for_pollers(2, BOUND)
         .await
         .expect("both polls reach the orchestrator");
-    env.orch.enqueue(task("t-1", "echo")).expect("enqueue");
-    env.orch.enqueue(task("t-2", "echo")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-1", "echo"))
+        .await
+        .expect("enqueue");
+    env.orch
+        .enqueue(task("t-2", "echo"))
+        .await
+        .expect("enqueue");
     let mut got: Vec<String> = Vec::new();
     for poll in [first, second] {
         let task = within(poll)
@@ -1347,7 +1417,7 @@ pub async fn concurrent_pollers_share_no_task(h: &dyn Harness) {
     }
     got.sort();
     assert_eq!(got, ["t-1", "t-2"]);
-    assert_eq!(env.orch.queued(), 0);
+    assert_eq!(env.orch.queued().await, 0);
     env.stop().await;
 }
 
@@ -1403,7 +1473,10 @@ pub async fn silent_connections_are_replaced(h: &dyn Harness) {
     within(t.register(&registration("w-1", &["echo"])))
         .await
         .expect("register");
-    env.orch.enqueue(task("t-held", "echo")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-held", "echo"))
+        .await
+        .expect("enqueue");
     let held = next_task(&*t).await;
     let commands = h.capabilities().commands.then(|| {
         let t = t.clone();
@@ -1429,12 +1502,15 @@ pub async fn silent_connections_are_replaced(h: &dyn Harness) {
     }
 
     proxy.strand_all();
-    let outcome = env.orch.cancel(&held.task_id).expect("cancel");
+    let outcome = env.orch.cancel(&held.task_id).await.expect("cancel");
     assert!(
         matches!(outcome, CancelOutcome::Signalled { .. }),
         "{outcome:?}"
     );
-    env.orch.enqueue(task("t-after", "echo")).expect("enqueue");
+    env.orch
+        .enqueue(task("t-after", "echo"))
+        .await
+        .expect("enqueue");
     let mut failures = Vec::new();
     let after = loop {
         assert!(

@@ -314,8 +314,8 @@ impl App {
                 .as_slice(),
         ) {
             (Method::POST, ["tasks"]) => self.create_task(req).await,
-            (Method::GET, ["tasks", id]) => self.task(id),
-            (Method::POST, ["tasks", id, "cancel"]) => match self.orchestrator.cancel(id) {
+            (Method::GET, ["tasks", id]) => self.task(id).await,
+            (Method::POST, ["tasks", id, "cancel"]) => match self.orchestrator.cancel(id).await {
                 Ok(outcome) => reply(
                     StatusCode::OK,
                     json!({"task_id": id, "outcome": format!("{outcome:?}")}),
@@ -325,7 +325,7 @@ impl App {
             (Method::GET, ["workers"]) => {
                 let workers: Vec<Json> = self
                     .orchestrator
-                    .workers()
+                    .workers().await
                     .into_iter()
                     .map(|w| {
                         json!({
@@ -383,14 +383,14 @@ impl App {
             params: new.params,
             ..Default::default()
         };
-        match self.orchestrator.enqueue(task) {
+        match self.orchestrator.enqueue(task).await {
             Ok(()) => reply(StatusCode::CREATED, json!({"task_id": task_id})),
             Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e.message()})),
         }
     }
 
-    fn task(&self, id: &str) -> Response<Full<Bytes>> {
-        let Some(state) = self.orchestrator.task_state(id) else {
+    async fn task(&self, id: &str) -> Response<Full<Bytes>> {
+        let Some(state) = self.orchestrator.task_state(id).await else {
             return reply(StatusCode::NOT_FOUND, json!({"error": "no such task"}));
         };
         let (state, worker) = match state {
@@ -403,10 +403,12 @@ impl App {
         let result = self
             .orchestrator
             .task_result(id)
+            .await
             .and_then(|r| serde_json::to_value(r).ok());
         let progress = self
             .orchestrator
             .task_progress(id)
+            .await
             .last()
             .map(|p| p.progress);
         reply(

@@ -159,13 +159,15 @@ async fn run(args: Args) -> rxon::Result<bool> {
             ),
         };
         enqueued_at.push(Instant::now());
-        orchestrator.enqueue(TaskPayload {
-            job_id: format!("job-{}", n / 10),
-            task_id: id.clone(),
-            task_type: task_type.into(),
-            params,
-            ..Default::default()
-        })?;
+        orchestrator
+            .enqueue(TaskPayload {
+                job_id: format!("job-{}", n / 10),
+                task_id: id.clone(),
+                task_type: task_type.into(),
+                params,
+                ..Default::default()
+            })
+            .await?;
         expected.push((id, want));
     }
 
@@ -175,7 +177,7 @@ async fn run(args: Args) -> rxon::Result<bool> {
         tokio::spawn(async move {
             while let Ok(update) = progress.recv().await {
                 if update.task_id == "doomed" {
-                    return orchestrator.cancel("doomed").is_ok();
+                    return orchestrator.cancel("doomed").await.is_ok();
                 }
             }
             false
@@ -240,8 +242,8 @@ async fn run(args: Args) -> rxon::Result<bool> {
         let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
         latencies.get(i).copied().unwrap_or_default()
     };
-    let progress_reports = orchestrator.task_progress("render").len();
-    let events = orchestrator.task_events("render");
+    let progress_reports = orchestrator.task_progress("render").await.len();
+    let events = orchestrator.task_events("render").await;
     println!(
         "  tasks          {total} in {elapsed:.2?} ({:.0} tasks/s)",
         total as f64 / elapsed.as_secs_f64()
@@ -279,7 +281,11 @@ async fn run(args: Args) -> rxon::Result<bool> {
             Value::Object(rendered)
         ));
     }
-    match orchestrator.task_result("bad-input").and_then(|r| r.error) {
+    match orchestrator
+        .task_result("bad-input")
+        .await
+        .and_then(|r| r.error)
+    {
         Some(e) if e.code == ErrorCode::InvalidInput && e.message.contains("input_schema") => {
             println!("  refused        bad-input: {}", e.message);
         }

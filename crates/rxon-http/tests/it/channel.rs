@@ -70,7 +70,7 @@ async fn commands_reach_the_worker_across_a_listener_restart() {
     let t = registered(&listener.endpoint().unwrap()).await;
     let mut held = Vec::new();
     for id in ["t-1", "t-2"] {
-        orch.enqueue(task(id)).unwrap();
+        orch.enqueue(task(id)).await.unwrap();
         held.push(t.poll_task(Duration::from_secs(5)).await.unwrap().unwrap());
     }
 
@@ -79,7 +79,7 @@ async fn commands_reach_the_worker_across_a_listener_restart() {
         tokio::spawn(async move { next(&t).await })
     };
     orch.wait_for_command_channel("w-1", BOUND).await.unwrap();
-    orch.cancel("t-1").unwrap();
+    orch.cancel("t-1").await.unwrap();
     let first = reader.await.unwrap().unwrap().unwrap();
     assert_eq!(first.task_id.as_deref(), Some("t-1"));
     // The heartbeat reply lists it too, until the worker reports the cancelled task:
@@ -102,7 +102,10 @@ async fn commands_reach_the_worker_across_a_listener_restart() {
     // The listener goes away; a cancel issued meanwhile must not be lost.
     listener.stop(Duration::from_secs(5)).await.unwrap();
     assert!(
-        matches!(orch.cancel("t-2").unwrap(), CancelOutcome::Signalled { .. }),
+        matches!(
+            orch.cancel("t-2").await.unwrap(),
+            CancelOutcome::Signalled { .. }
+        ),
         "t-2 is held by w-1"
     );
     let listener = start_on(&orch, addr).await;
@@ -271,14 +274,14 @@ async fn a_zero_keepalive_keeps_the_channel_working() {
     let listener = HttpListener::with_config(config);
     listener.start(Arc::new(orch.clone())).await.unwrap();
     let t = registered(&listener.endpoint().unwrap()).await;
-    orch.enqueue(task("t-1")).unwrap();
+    orch.enqueue(task("t-1")).await.unwrap();
     t.poll_task(Duration::from_secs(5)).await.unwrap().unwrap();
     let reader = {
         let t = t.clone();
         tokio::spawn(async move { next(&t).await })
     };
     orch.wait_for_command_channel("w-1", BOUND).await.unwrap();
-    orch.cancel("t-1").unwrap();
+    orch.cancel("t-1").await.unwrap();
     let command = reader.await.unwrap().unwrap().unwrap();
     assert_eq!(command.task_id.as_deref(), Some("t-1"));
     listener.stop(Duration::from_secs(2)).await.unwrap();
@@ -298,7 +301,7 @@ async fn unread_commands_never_block_the_channel() {
     let t = registered(&listener.endpoint().unwrap()).await;
     let mut held = Vec::new();
     for i in 0..80 {
-        orch.enqueue(task(&format!("t-{i}"))).unwrap();
+        orch.enqueue(task(&format!("t-{i}"))).await.unwrap();
         held.push(t.poll_task(Duration::from_secs(5)).await.unwrap().unwrap());
     }
     let progress = |task: &TaskPayload, message: &str| ProgressUpdatePayload {
@@ -315,7 +318,7 @@ async fn unread_commands_never_block_the_channel() {
         .unwrap();
     orch.wait_for_command_channel("w-1", BOUND).await.unwrap();
     for task in &held[..79] {
-        orch.cancel(&task.task_id).unwrap();
+        orch.cancel(&task.task_id).await.unwrap();
     }
     let mut updates = orch.subscribe_progress();
     // Several in a row: between them the channel reads the 79 command frames.
@@ -354,7 +357,7 @@ async fn signed_event_frames_are_verified_and_forged_ones_skipped() {
     })
     .await
     .unwrap();
-    orch.enqueue(task("t-ev")).unwrap();
+    orch.enqueue(task("t-ev")).await.unwrap();
     let held = t.poll_task(Duration::from_secs(5)).await.unwrap().unwrap();
 
     let ws_url = format!("{}/_worker/ws/w-1", url.replacen("http", "ws", 1));
@@ -399,6 +402,6 @@ async fn signed_event_frames_are_verified_and_forged_ones_skipped() {
         Some("good"),
         "the forged frame was skipped"
     );
-    assert_eq!(orch.task_progress("t-ev").len(), 1);
+    assert_eq!(orch.task_progress("t-ev").await.len(), 1);
     listener.stop(BOUND).await.unwrap();
 }

@@ -96,6 +96,7 @@ async fn registered_with_a_task(params: Map) -> HttpService {
         params,
         ..Default::default()
     })
+    .await
     .unwrap();
     s
 }

@@ -244,6 +244,7 @@ async fn an_orchestrator_binding_certificates_refuses_another_workers_id() {
     assert_eq!(err.details()["status"].as_u64(), Some(403), "{err}");
     let names: Vec<String> = orchestrator
         .workers()
+        .await
         .into_iter()
         .map(|w| w.worker_id)
         .collect();

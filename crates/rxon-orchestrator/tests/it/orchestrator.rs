@@ -71,18 +71,18 @@ async fn fifo_within_a_type_and_globally_oldest_across_types() {
         ("b2", "b"),
         ("c1", "c"),
     ] {
-        o.enqueue(task(id, ty)).unwrap();
+        o.enqueue(task(id, ty)).await.unwrap();
     }
-    assert_eq!(o.queued(), 5);
+    assert_eq!(o.queued().await, 5);
     register(&o, "w", &["b", "a"]).await;
     let mut got = Vec::new();
     while let Some(t) = poll(&o, "w", NOW).await {
         got.push(t.task_id);
     }
     assert_eq!(got, ["a1", "b1", "a2", "b2"]);
-    assert_eq!(o.queued(), 1, "type c is nobody's skill");
-    assert_eq!(o.task_state("c1"), Some(TaskState::Queued));
-    let info = &o.workers()[0];
+    assert_eq!(o.queued().await, 1, "type c is nobody's skill");
+    assert_eq!(o.task_state("c1").await, Some(TaskState::Queued));
+    let info = &o.workers().await[0];
     assert_eq!(info.current_tasks, ["a1", "b1", "a2", "b2"]);
     assert_eq!(info.skills, ["b", "a"]);
     assert_eq!(info.status, WorkerStatus::Active);
@@ -93,17 +93,17 @@ async fn a_worker_only_gets_the_types_it_registered_for() {
     let o = orch();
     register(&o, "wa", &["a"]).await;
     register(&o, "wb", &["b"]).await;
-    o.enqueue(task("t-b", "b")).unwrap();
+    o.enqueue(task("t-b", "b")).await.unwrap();
     assert_eq!(poll(&o, "wa", NOW).await, None);
     assert_eq!(poll(&o, "wb", NOW).await.unwrap().task_id, "t-b");
     assert_eq!(
-        o.task_state("t-b"),
+        o.task_state("t-b").await,
         Some(TaskState::Running {
             worker_id: "wb".into()
         })
     );
     // Re-registering changes the skills.
-    o.enqueue(task("t-b2", "b")).unwrap();
+    o.enqueue(task("t-b2", "b")).await.unwrap();
     register(&o, "wa", &["a", "b"]).await;
     assert_eq!(poll(&o, "wa", NOW).await.unwrap().task_id, "t-b2");
 }
@@ -111,14 +111,14 @@ async fn a_worker_only_gets_the_types_it_registered_for() {
 #[tokio::test]
 async fn polling_before_registering_is_not_found() {
     let o = orch();
-    o.enqueue(task("t", "a")).unwrap();
+    o.enqueue(task("t", "a")).await.unwrap();
     let err = o
         .poll(ctx().with_worker_id("ghost"), NOW)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), HandlerErrorKind::NotFound);
     assert!(err.message().contains("not registered"), "{err}");
-    assert_eq!(o.queued(), 1);
+    assert_eq!(o.queued().await, 1);
     assert_eq!(o.pending_polls(), 0);
 }
 
@@ -136,7 +136,7 @@ async fn a_parked_poll_is_woken_by_enqueue_through_dyn_handler() {
     };
     o.wait_for_pollers(1, WAIT).await.unwrap();
     assert_eq!(o.pending_polls(), 1);
-    o.enqueue(task("late", "a")).unwrap();
+    o.enqueue(task("late", "a")).await.unwrap();
     let got = tokio::time::timeout(WAIT, poller)
         .await
         .expect("the poll woke up")
@@ -144,7 +144,7 @@ async fn a_parked_poll_is_woken_by_enqueue_through_dyn_handler() {
         .unwrap();
     assert_eq!(got.unwrap().task_id, "late");
     assert_eq!(o.pending_polls(), 0);
-    assert_eq!(o.queued(), 0);
+    assert_eq!(o.queued().await, 0);
 }
 
 #[tokio::test]
@@ -159,15 +159,15 @@ async fn a_parked_poll_ignores_other_types_and_takes_its_own() {
         })
     };
     o.wait_for_pollers(1, WAIT).await.unwrap();
-    o.enqueue(task("other", "b")).unwrap();
+    o.enqueue(task("other", "b")).await.unwrap();
     // The poll was woken, found nothing of its type and parked again.
     tokio::task::yield_now().await;
     o.wait_for_pollers(1, WAIT).await.unwrap();
     assert!(!poller.is_finished());
-    o.enqueue(task("mine", "a")).unwrap();
+    o.enqueue(task("mine", "a")).await.unwrap();
     let got = tokio::time::timeout(WAIT, poller).await.unwrap().unwrap();
     assert_eq!(got.unwrap().unwrap().task_id, "mine");
-    assert_eq!(o.task_state("other"), Some(TaskState::Queued));
+    assert_eq!(o.task_state("other").await, Some(TaskState::Queued));
 }
 
 #[tokio::test(start_paused = true)]
@@ -192,11 +192,11 @@ async fn a_dropped_poll_loses_no_task() {
     let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_pending())).await;
     assert!(first, "no task yet: the poll parks");
     assert_eq!(o.pending_polls(), 1);
-    o.enqueue(task("kept", "a")).unwrap();
+    o.enqueue(task("kept", "a")).await.unwrap();
     drop(fut);
     assert_eq!(o.pending_polls(), 0);
-    assert_eq!(o.queued(), 1);
-    assert_eq!(o.task_state("kept"), Some(TaskState::Queued));
+    assert_eq!(o.queued().await, 1);
+    assert_eq!(o.task_state("kept").await, Some(TaskState::Queued));
 
     // A spawned poll aborted while parked loses nothing either.
     register(&o, "w2", &["b"]).await;
@@ -211,8 +211,8 @@ async fn a_dropped_poll_loses_no_task() {
     poller.abort();
     assert!(poller.await.unwrap_err().is_cancelled());
     assert_eq!(o.pending_polls(), 0);
-    o.enqueue(task("kept-b", "b")).unwrap();
-    assert_eq!(o.task_state("kept-b"), Some(TaskState::Queued));
+    o.enqueue(task("kept-b", "b")).await.unwrap();
+    assert_eq!(o.task_state("kept-b").await, Some(TaskState::Queued));
     assert_eq!(poll(&o, "w2", NOW).await.unwrap().task_id, "kept-b");
 
     assert_eq!(poll(&o, "w", NOW).await.unwrap().task_id, "kept");
@@ -222,20 +222,24 @@ async fn a_dropped_poll_loses_no_task() {
 async fn results_are_applied_once_and_duplicates_accepted() {
     let o = orch();
     register(&o, "w", &["a"]).await;
-    o.enqueue(task("t", "a")).unwrap();
+    o.enqueue(task("t", "a")).await.unwrap();
     let t = poll(&o, "w", NOW).await.unwrap();
     let r = success(&t, "w", 7);
     assert_eq!(send(&o, r.clone()).await, ResultOutcome::Accepted);
-    assert_eq!(o.applied_results(), 1);
+    assert_eq!(o.applied_results().await, 1);
     assert_eq!(send(&o, r.clone()).await, ResultOutcome::Accepted);
-    assert_eq!(o.applied_results(), 1, "a duplicate is not applied twice");
-    assert_eq!(o.task_result("t"), Some(r.clone()));
     assert_eq!(
-        o.task_state("t"),
+        o.applied_results().await,
+        1,
+        "a duplicate is not applied twice"
+    );
+    assert_eq!(o.task_result("t").await, Some(r.clone()));
+    assert_eq!(
+        o.task_state("t").await,
         Some(TaskState::Finished(TaskStatus::Success))
     );
     assert_eq!(o.wait_result("t", WAIT).await.unwrap(), r);
-    assert!(o.workers()[0].current_tasks.is_empty());
+    assert!(o.workers().await[0].current_tasks.is_empty());
 
     // A different result for the finished task is stale.
     let other = success(&t, "w", 8);
@@ -243,8 +247,8 @@ async fn results_are_applied_once_and_duplicates_accepted() {
         ignored(&send(&o, other).await),
         Some(&IgnoredReason::StaleTask)
     );
-    assert_eq!(o.task_result("t"), Some(r));
-    assert_eq!(o.applied_results(), 1);
+    assert_eq!(o.task_result("t").await, Some(r));
+    assert_eq!(o.applied_results().await, 1);
 }
 
 #[tokio::test]
@@ -261,13 +265,13 @@ async fn every_ignored_reason() {
     );
 
     // Queued, not assigned to anyone.
-    o.enqueue(task("queued", "a")).unwrap();
+    o.enqueue(task("queued", "a")).await.unwrap();
     let early = success(&task("queued", "a"), "w1", 1);
     assert_eq!(
         ignored(&send(&o, early).await),
         Some(&IgnoredReason::StaleTask)
     );
-    assert_eq!(o.task_state("queued"), Some(TaskState::Queued));
+    assert_eq!(o.task_state("queued").await, Some(TaskState::Queued));
 
     // Held by another worker.
     let t = poll(&o, "w1", NOW).await.unwrap();
@@ -277,16 +281,16 @@ async fn every_ignored_reason() {
         Some(&IgnoredReason::WorkerMismatch)
     );
     assert_eq!(
-        o.task_state("queued"),
+        o.task_state("queued").await,
         Some(TaskState::Running {
             worker_id: "w1".into()
         })
     );
 
     // Cancelled.
-    o.enqueue(task("doomed", "a")).unwrap();
+    o.enqueue(task("doomed", "a")).await.unwrap();
     let d = poll(&o, "w2", NOW).await.unwrap();
-    o.cancel("doomed").unwrap();
+    o.cancel("doomed").await.unwrap();
     assert_eq!(
         ignored(&send(&o, success(&d, "w2", 1)).await),
         Some(&IgnoredReason::JobCancelled)
@@ -298,7 +302,7 @@ async fn every_ignored_reason() {
         ignored(&send(&o, success(&t, "w1", 2)).await),
         Some(&IgnoredReason::StaleTask)
     );
-    assert_eq!(o.applied_results(), 1);
+    assert_eq!(o.applied_results().await, 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -308,8 +312,9 @@ async fn a_result_after_the_deadline_is_ignored_and_the_task_fails_late() {
         .default_task_deadline(Duration::from_secs(10))
         .build();
     register(&o, "w", &["a"]).await;
-    o.enqueue(task("slow", "a")).unwrap();
+    o.enqueue(task("slow", "a")).await.unwrap();
     o.enqueue_with_deadline(task("quick", "a"), Duration::from_secs(100))
+        .await
         .unwrap();
     let slow = poll(&o, "w", NOW).await.unwrap();
     let quick = poll(&o, "w", NOW).await.unwrap();
@@ -326,34 +331,37 @@ async fn a_result_after_the_deadline_is_ignored_and_the_task_fails_late() {
         "a retry is refused the same way"
     );
     assert_eq!(
-        o.task_state("slow"),
+        o.task_state("slow").await,
         Some(TaskState::Finished(TaskStatus::Failure))
     );
     let recorded = o.wait_result("slow", WAIT).await.unwrap();
     assert_eq!(recorded.error.unwrap().code, ErrorCode::LateResult);
-    assert_eq!(o.applied_results(), 0);
+    assert_eq!(o.applied_results().await, 0);
 
     // The explicit deadline has not passed.
     assert!(send(&o, success(&quick, "w", 1)).await.is_accepted());
-    assert_eq!(o.applied_results(), 1);
+    assert_eq!(o.applied_results().await, 1);
 }
 
 #[tokio::test]
 async fn cancelling_a_queued_task_dequeues_it() {
     let o = orch();
-    o.enqueue(task("t1", "a")).unwrap();
-    o.enqueue(task("t2", "a")).unwrap();
-    assert_eq!(o.cancel("t1").unwrap(), CancelOutcome::Dequeued);
-    assert_eq!(o.queued(), 1);
-    assert_eq!(o.task_state("t1"), Some(TaskState::Cancelled));
-    assert_eq!(o.cancel("t1").unwrap(), CancelOutcome::AlreadyFinished);
+    o.enqueue(task("t1", "a")).await.unwrap();
+    o.enqueue(task("t2", "a")).await.unwrap();
+    assert_eq!(o.cancel("t1").await.unwrap(), CancelOutcome::Dequeued);
+    assert_eq!(o.queued().await, 1);
+    assert_eq!(o.task_state("t1").await, Some(TaskState::Cancelled));
+    assert_eq!(
+        o.cancel("t1").await.unwrap(),
+        CancelOutcome::AlreadyFinished
+    );
     let err = o.wait_result("t1", WAIT).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "no result will come");
     register(&o, "w", &["a"]).await;
     assert_eq!(poll(&o, "w", NOW).await.unwrap().task_id, "t2");
     assert_eq!(poll(&o, "w", NOW).await, None);
     assert_eq!(
-        o.cancel("missing").unwrap_err().kind(),
+        o.cancel("missing").await.unwrap_err().kind(),
         ErrorKind::InvalidInput
     );
 }
@@ -364,16 +372,16 @@ async fn cancelling_a_held_task_signals_the_channel_and_the_heartbeat() {
     let h: Arc<dyn Handler> = Arc::new(o.clone());
     register(&*h, "w", &["a"]).await;
     let mut rx = h.commands(ctx().with_worker_id("w")).await.unwrap();
-    o.enqueue(task("t", "a")).unwrap();
+    o.enqueue(task("t", "a")).await.unwrap();
     let t = poll(&*h, "w", NOW).await.unwrap();
 
     assert_eq!(
-        o.cancel("t").unwrap(),
+        o.cancel("t").await.unwrap(),
         CancelOutcome::Signalled {
             worker_id: "w".into()
         }
     );
-    assert_eq!(o.task_state("t"), Some(TaskState::Cancelled));
+    assert_eq!(o.task_state("t").await, Some(TaskState::Cancelled));
     let cmd = tokio::time::timeout(WAIT, rx.recv())
         .await
         .unwrap()
@@ -413,19 +421,19 @@ async fn cancelling_a_held_task_signals_the_channel_and_the_heartbeat() {
     let confirm = TaskResult::cancelled(&t, "w");
     assert!(send(&*h, confirm.clone()).await.is_accepted());
     assert!(send(&*h, confirm.clone()).await.is_accepted());
-    assert_eq!(o.applied_results(), 1);
+    assert_eq!(o.applied_results().await, 1);
     assert_eq!(o.wait_result("t", WAIT).await.unwrap(), confirm);
-    assert!(o.workers()[0].current_tasks.is_empty());
-    assert_eq!(o.cancel("t").unwrap(), CancelOutcome::AlreadyFinished);
+    assert!(o.workers().await[0].current_tasks.is_empty());
+    assert_eq!(o.cancel("t").await.unwrap(), CancelOutcome::AlreadyFinished);
 }
 
 #[tokio::test]
 async fn a_cancelled_task_applies_one_result_whatever_arrives_after() {
     let o = orch();
     register(&o, "w", &["a"]).await;
-    o.enqueue(task("t", "a")).unwrap();
+    o.enqueue(task("t", "a")).await.unwrap();
     let t = poll(&o, "w", NOW).await.unwrap();
-    o.cancel("t").unwrap();
+    o.cancel("t").await.unwrap();
     let confirm = TaskResult::cancelled(&t, "w");
     assert!(send(&o, confirm.clone()).await.is_accepted());
 
@@ -441,23 +449,27 @@ async fn a_cancelled_task_applies_one_result_whatever_arrives_after() {
             "{later:?}"
         );
     }
-    assert_eq!(o.applied_results(), 1, "one result applied");
-    assert_eq!(o.task_result("t"), Some(confirm.clone()), "the first one");
+    assert_eq!(o.applied_results().await, 1, "one result applied");
+    assert_eq!(
+        o.task_result("t").await,
+        Some(confirm.clone()),
+        "the first one"
+    );
     // The first result repeated is still a duplicate, accepted.
     assert!(send(&o, confirm).await.is_accepted());
-    assert_eq!(o.applied_results(), 1);
+    assert_eq!(o.applied_results().await, 1);
 }
 
 #[tokio::test]
 async fn a_cancel_with_no_channel_open_waits_in_the_heartbeat_list() {
     let o = orch();
     register(&o, "w", &["a"]).await;
-    o.enqueue(task("t1", "a")).unwrap();
-    o.enqueue(task("t2", "a")).unwrap();
+    o.enqueue(task("t1", "a")).await.unwrap();
+    o.enqueue(task("t2", "a")).await.unwrap();
     let t1 = poll(&o, "w", NOW).await.unwrap();
     poll(&o, "w", NOW).await.unwrap();
-    o.cancel("t1").unwrap();
-    o.cancel("t2").unwrap();
+    o.cancel("t1").await.unwrap();
+    o.cancel("t2").await.unwrap();
     let hb = Heartbeat {
         worker_id: "w".into(),
         status: "busy".into(),
@@ -474,7 +486,7 @@ async fn a_cancel_with_no_channel_open_waits_in_the_heartbeat_list() {
         ignored(&send(&o, success(&t1, "w", 1)).await),
         Some(&IgnoredReason::JobCancelled)
     );
-    assert_eq!(o.workers()[0].current_tasks, ["t2"]);
+    assert_eq!(o.workers().await[0].current_tasks, ["t2"]);
     let reply = o
         .heartbeat(ctx().with_worker_id("w"), Some(hb))
         .await
@@ -488,7 +500,7 @@ async fn a_cancel_with_no_channel_open_waits_in_the_heartbeat_list() {
         o.wait_result("t1", WAIT).await.unwrap_err().kind(),
         ErrorKind::InvalidInput
     );
-    assert_eq!(o.applied_results(), 0);
+    assert_eq!(o.applied_results().await, 0);
 }
 
 #[tokio::test]
@@ -500,11 +512,12 @@ async fn cancel_job_cancels_each_of_its_tasks() {
             job_id: "job-x".into(),
             ..task(id, "a")
         })
+        .await
         .unwrap();
     }
-    o.enqueue(task("other", "a")).unwrap();
+    o.enqueue(task("other", "a")).await.unwrap();
     poll(&o, "w", NOW).await.unwrap();
-    let out = o.cancel_job("job-x").unwrap();
+    let out = o.cancel_job("job-x").await.unwrap();
     assert_eq!(
         out,
         [
@@ -517,9 +530,9 @@ async fn cancel_job_cancels_each_of_its_tasks() {
             ("x2".to_string(), CancelOutcome::Dequeued),
         ]
     );
-    assert_eq!(o.queued(), 1);
+    assert_eq!(o.queued().await, 1);
     assert_eq!(
-        o.cancel_job("job-none").unwrap_err().kind(),
+        o.cancel_job("job-none").await.unwrap_err().kind(),
         ErrorKind::InvalidInput
     );
 }
@@ -536,9 +549,9 @@ async fn a_newer_command_channel_replaces_the_older() {
     let mut old = o.commands(ctx().with_worker_id("w")).await.unwrap();
     let mut new = o.commands(ctx().with_worker_id("w")).await.unwrap();
     assert_eq!(tokio::time::timeout(WAIT, old.recv()).await.unwrap(), None);
-    o.enqueue(task("t", "a")).unwrap();
+    o.enqueue(task("t", "a")).await.unwrap();
     poll(&o, "w", NOW).await.unwrap();
-    o.cancel("t").unwrap();
+    o.cancel("t").await.unwrap();
     let cmd = tokio::time::timeout(WAIT, new.recv())
         .await
         .unwrap()
@@ -570,21 +583,22 @@ async fn reaping_requeues_the_tasks_of_silent_workers_in_order() {
     register(&o, "w1", &["a"]).await;
     let mut rx = o.commands(ctx().with_worker_id("w1")).await.unwrap();
     for id in ["t1", "t2", "t3"] {
-        o.enqueue(task(id, "a")).unwrap();
+        o.enqueue(task(id, "a")).await.unwrap();
     }
     let t1 = poll(&o, "w1", NOW).await.unwrap();
     poll(&o, "w1", NOW).await.unwrap(); // t2
     tokio::time::advance(Duration::from_secs(20)).await;
-    assert!(o.reap_expired().is_empty(), "20 s is within the TTL");
-    o.enqueue(task("t4", "a")).unwrap();
+    assert!(o.reap_expired().await.is_empty(), "20 s is within the TTL");
+    o.enqueue(task("t4", "a")).await.unwrap();
     tokio::time::advance(Duration::from_secs(11)).await;
     register(&o, "w2", &["a"]).await;
-    assert_eq!(o.queued(), 2);
-    assert_eq!(o.reap_expired(), ["w1"]);
-    assert_eq!(o.queued(), 4);
-    assert_eq!(o.task_state("t1"), Some(TaskState::Queued));
+    assert_eq!(o.queued().await, 2);
+    assert_eq!(o.reap_expired().await, ["w1"]);
+    assert_eq!(o.queued().await, 4);
+    assert_eq!(o.task_state("t1").await, Some(TaskState::Queued));
     let w1 = o
         .workers()
+        .await
         .into_iter()
         .find(|w| w.worker_id == "w1")
         .unwrap();
@@ -612,7 +626,7 @@ async fn reaping_requeues_the_tasks_of_silent_workers_in_order() {
         Some(&IgnoredReason::WorkerMismatch)
     );
     register(&o, "w1", &["a"]).await;
-    assert_eq!(o.workers()[0].status, WorkerStatus::Active);
+    assert_eq!(o.workers().await[0].status, WorkerStatus::Active);
 }
 
 #[tokio::test(start_paused = true)]
@@ -628,12 +642,12 @@ async fn a_worker_with_a_poll_in_progress_is_not_reaped() {
     };
     o.wait_for_pollers(1, WAIT).await.unwrap();
     tokio::time::advance(Duration::from_secs(60)).await;
-    assert!(o.reap_expired().is_empty());
+    assert!(o.reap_expired().await.is_empty());
     assert_eq!(poller.await.unwrap().unwrap(), None);
     // The poll's end counts as contact.
-    assert!(o.reap_expired().is_empty());
+    assert!(o.reap_expired().await.is_empty());
     tokio::time::advance(Duration::from_secs(31)).await;
-    assert_eq!(o.reap_expired(), ["w"]);
+    assert_eq!(o.reap_expired().await, ["w"]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -643,12 +657,12 @@ async fn the_reaper_runs_periodically_and_stops_with_the_orchestrator() {
         .worker_ttl(Duration::from_secs(5))
         .build();
     register(&o, "w", &["a"]).await;
-    o.enqueue(task("t", "a")).unwrap();
+    o.enqueue(task("t", "a")).await.unwrap();
     poll(&o, "w", NOW).await.unwrap();
     let reaper = o.spawn_reaper(Duration::from_secs(1));
     tokio::time::sleep(Duration::from_secs(7)).await;
-    assert_eq!(o.workers()[0].status, WorkerStatus::Gone);
-    assert_eq!(o.task_state("t"), Some(TaskState::Queued));
+    assert_eq!(o.workers().await[0].status, WorkerStatus::Gone);
+    assert_eq!(o.task_state("t").await, Some(TaskState::Queued));
     drop(o);
     let ended = tokio::time::timeout(WAIT, reaper)
         .await
@@ -798,7 +812,7 @@ async fn sts_bootstrap_flow_and_expiry() {
 async fn bad_tokens_are_refused_on_every_operation() {
     let o = orch();
     register(&o, "w", &["a"]).await;
-    o.enqueue(task("t", "a")).unwrap();
+    o.enqueue(task("t", "a")).await.unwrap();
     let t = poll(&o, "w", NOW).await.unwrap();
     let h: Arc<dyn Handler> = Arc::new(o.clone());
     for bad in [
@@ -826,8 +840,8 @@ async fn bad_tokens_are_refused_on_every_operation() {
             "{bad:?}: {kinds:?}"
         );
     }
-    assert_eq!(o.applied_results(), 0);
-    assert!(o.task_progress("t").is_empty());
+    assert_eq!(o.applied_results().await, 0);
+    assert!(o.task_progress("t").await.is_empty());
 
     // With no token configured, any non-empty token is accepted.
     let open = Orchestrator::new();
@@ -881,20 +895,20 @@ async fn enqueue_validates_identifiers_duplicates_and_the_bound() {
         task("t", "../x"),
         task(&"x".repeat(257), "a"),
     ] {
-        let err = o.enqueue(bad.clone()).unwrap_err();
+        let err = o.enqueue(bad.clone()).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}");
     }
-    o.enqueue(task("t", "a")).unwrap();
-    let err = o.enqueue(task("t", "b")).unwrap_err();
+    o.enqueue(task("t", "a")).await.unwrap();
+    let err = o.enqueue(task("t", "b")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.message().contains("duplicate"));
-    o.enqueue(task("u", "a")).unwrap();
-    let err = o.enqueue(task("v", "a")).unwrap_err();
+    o.enqueue(task("u", "a")).await.unwrap();
+    let err = o.enqueue(task("v", "a")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RateLimited, "{err}");
-    assert_eq!(o.queued(), 2);
+    assert_eq!(o.queued().await, 2);
     // A finished task frees a place.
-    o.cancel("t").unwrap();
-    o.enqueue(task("v", "a")).unwrap();
+    o.cancel("t").await.unwrap();
+    o.enqueue(task("v", "a")).await.unwrap();
 }
 
 #[tokio::test]
@@ -904,13 +918,13 @@ async fn registration_validates_the_worker_and_its_skills() {
         let err = o.register(ctx(), r).await.unwrap_err();
         assert_eq!(err.kind(), HandlerErrorKind::BadRequest);
     }
-    assert!(o.workers().is_empty());
+    assert!(o.workers().await.is_empty());
     let reply = o
         .register(ctx(), registration("w", &["x", "x"]))
         .await
         .unwrap();
     assert_eq!(reply.status, "registered");
-    assert_eq!(o.workers()[0].skills, ["x"]);
+    assert_eq!(o.workers().await[0].skills, ["x"]);
 }
 
 #[tokio::test]
@@ -920,12 +934,17 @@ async fn progress_is_recorded_broadcast_and_bounded() {
         .progress_history(3)
         .build();
     let mut sub = o.subscribe_progress();
-    o.enqueue(task("t", "a")).unwrap();
+    o.enqueue(task("t", "a")).await.unwrap();
     for i in 0..5 {
         let p = ProgressUpdatePayload::new("t", "job-t", f64::from(i) / 4.0);
         Handler::progress(&o, ctx(), p).await.unwrap();
     }
-    let kept: Vec<f64> = o.task_progress("t").iter().map(|p| p.progress).collect();
+    let kept: Vec<f64> = o
+        .task_progress("t")
+        .await
+        .iter()
+        .map(|p| p.progress)
+        .collect();
     assert_eq!(kept, [0.5, 0.75, 1.0]);
     for i in 0..5 {
         let p = tokio::time::timeout(WAIT, sub.recv())
@@ -944,7 +963,7 @@ async fn progress_is_recorded_broadcast_and_bounded() {
 #[tokio::test(start_paused = true)]
 async fn wait_result_times_out_or_refuses_unknown_tasks() {
     let o = orch();
-    o.enqueue(task("t", "a")).unwrap();
+    o.enqueue(task("t", "a")).await.unwrap();
     let err = o
         .wait_result("t", Duration::from_secs(30))
         .await
@@ -960,7 +979,7 @@ async fn wait_result_times_out_or_refuses_unknown_tasks() {
 async fn wait_result_is_woken_by_the_result() {
     let o = orch();
     register(&o, "w", &["a"]).await;
-    o.enqueue(task("t", "a")).unwrap();
+    o.enqueue(task("t", "a")).await.unwrap();
     let waiter = {
         let o = o.clone();
         tokio::spawn(async move { o.wait_result("t", Duration::from_secs(60)).await })
@@ -971,7 +990,7 @@ async fn wait_result_is_woken_by_the_result() {
     let got = tokio::time::timeout(WAIT, waiter).await.unwrap().unwrap();
     assert_eq!(got.unwrap(), failure);
     assert_eq!(
-        o.task_state("t"),
+        o.task_state("t").await,
         Some(TaskState::Finished(TaskStatus::Failure))
     );
 }
@@ -992,7 +1011,7 @@ async fn many_parked_polls_each_get_one_task() {
     }
     o.wait_for_pollers(n, WAIT).await.unwrap();
     for i in 0..n {
-        o.enqueue(task(&format!("t{i}"), "a")).unwrap();
+        o.enqueue(task(&format!("t{i}"), "a")).await.unwrap();
     }
     let mut got = Vec::new();
     for p in pollers {
@@ -1003,22 +1022,22 @@ async fn many_parked_polls_each_get_one_task() {
     let mut want: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
     want.sort();
     assert_eq!(got, want, "no task handed out twice, none lost");
-    assert_eq!(o.queued(), 0);
+    assert_eq!(o.queued().await, 0);
 }
 
 #[tokio::test]
 async fn finished_tasks_are_retained_up_to_the_bound() {
     let o = Orchestrator::builder().max_finished_tasks(2).build();
     for id in ["t1", "t2", "t3"] {
-        o.enqueue(task(id, "a")).unwrap();
-        o.cancel(id).unwrap();
+        o.enqueue(task(id, "a")).await.unwrap();
+        o.cancel(id).await.unwrap();
     }
     assert_eq!(
-        o.task_state("t1"),
+        o.task_state("t1").await,
         None,
         "the oldest ended task is forgotten"
     );
-    assert_eq!(o.task_state("t3"), Some(TaskState::Cancelled));
+    assert_eq!(o.task_state("t3").await, Some(TaskState::Cancelled));
 }
 
 #[tokio::test]
@@ -1037,7 +1056,7 @@ async fn a_worker_token_acts_only_as_its_worker() {
     )
     .await
     .unwrap();
-    o.enqueue(task("a", "t")).unwrap();
+    o.enqueue(task("a", "t")).await.unwrap();
     let got = o
         .poll(as_w1().with_worker_id("w-1"), NOW)
         .await
@@ -1087,7 +1106,7 @@ async fn a_worker_token_acts_only_as_its_worker() {
         .unwrap_err();
     assert_eq!(e.kind(), HandlerErrorKind::Forbidden);
     assert_eq!(
-        o.task_state("a"),
+        o.task_state("a").await,
         Some(TaskState::Running {
             worker_id: "w-1".into()
         })
@@ -1181,7 +1200,7 @@ async fn an_unconfirmed_claim_lapses_and_its_task_is_requeued() {
     register(&o, "w-1", &["t"]).await;
     register(&o, "w-2", &["t"]).await;
     for id in ["lost", "kept", "progressed"] {
-        o.enqueue(task(id, "t")).unwrap();
+        o.enqueue(task(id, "t")).await.unwrap();
     }
     // Three claims; only two are ever confirmed.
     for _ in 0..3 {
@@ -1203,20 +1222,20 @@ async fn an_unconfirmed_claim_lapses_and_its_task_is_requeued() {
     .unwrap();
 
     tokio::time::advance(Duration::from_secs(9)).await;
-    o.reap_expired();
-    assert_eq!(o.lapsed_claims(), 0, "not before the lease");
+    o.reap_expired().await;
+    assert_eq!(o.lapsed_claims().await, 0, "not before the lease");
     tokio::time::advance(Duration::from_secs(2)).await;
-    o.reap_expired();
-    assert_eq!(o.lapsed_claims(), 1);
-    assert_eq!(o.task_state("lost"), Some(TaskState::Queued));
+    o.reap_expired().await;
+    assert_eq!(o.lapsed_claims().await, 1);
+    assert_eq!(o.task_state("lost").await, Some(TaskState::Queued));
     assert_eq!(
-        o.task_state("kept"),
+        o.task_state("kept").await,
         Some(TaskState::Running {
             worker_id: "w-1".into()
         })
     );
     assert_eq!(
-        o.task_state("progressed"),
+        o.task_state("progressed").await,
         Some(TaskState::Running {
             worker_id: "w-1".into()
         })
@@ -1224,6 +1243,7 @@ async fn an_unconfirmed_claim_lapses_and_its_task_is_requeued() {
     // w-1 no longer holds it; another worker gets it.
     let info = o
         .workers()
+        .await
         .into_iter()
         .find(|w| w.worker_id == "w-1")
         .unwrap();
@@ -1238,33 +1258,33 @@ async fn a_lapsed_holders_result_is_applied_instead_of_running_the_task_again() 
         .claim_lease(Duration::from_secs(1))
         .build();
     register(&o, "w-1", &["t"]).await;
-    o.enqueue(task("slow", "t")).unwrap();
+    o.enqueue(task("slow", "t")).await.unwrap();
     let t = poll(&o, "w-1", NOW).await.unwrap();
     tokio::time::advance(Duration::from_secs(2)).await;
-    o.reap_expired();
-    assert_eq!(o.task_state("slow"), Some(TaskState::Queued));
-    assert_eq!(o.queued(), 1);
+    o.reap_expired().await;
+    assert_eq!(o.task_state("slow").await, Some(TaskState::Queued));
+    assert_eq!(o.queued().await, 1);
     // The worker had it after all.
     assert_eq!(
         send(&o, success(&t, "w-1", 7)).await,
         ResultOutcome::Accepted
     );
     assert_eq!(
-        o.task_state("slow"),
+        o.task_state("slow").await,
         Some(TaskState::Finished(TaskStatus::Success))
     );
-    assert_eq!((o.queued(), o.applied_results()), (0, 1));
+    assert_eq!((o.queued().await, o.applied_results().await), (0, 1));
     // A second delivery of the same result changes nothing.
     assert_eq!(
         send(&o, success(&t, "w-1", 7)).await,
         ResultOutcome::Accepted
     );
-    assert_eq!(o.applied_results(), 1);
+    assert_eq!(o.applied_results().await, 1);
     // Another worker's result for a requeued task is still refused.
-    o.enqueue(task("other", "t")).unwrap();
+    o.enqueue(task("other", "t")).await.unwrap();
     let t2 = poll(&o, "w-1", NOW).await.unwrap();
     tokio::time::advance(Duration::from_secs(2)).await;
-    o.reap_expired();
+    o.reap_expired().await;
     register(&o, "w-2", &["t"]).await;
     let outcome = send(&o, success(&t2, "w-2", 1)).await;
     assert!(ignored(&outcome).is_some(), "{outcome:?}");
@@ -1294,12 +1314,12 @@ async fn tasks_nobody_can_run_are_reported_then_ended() {
     }
     let mut bad = task("bad", "resize");
     bad.params = rxon_core::map! {"w": "wide"};
-    o.enqueue(bad).unwrap();
+    o.enqueue(bad).await.unwrap();
     let mut good = task("good", "resize");
     good.params = rxon_core::map! {"w": 3};
-    o.enqueue(good).unwrap();
-    o.enqueue(task("lonely", "crop")).unwrap();
-    match o.placement("bad") {
+    o.enqueue(good).await.unwrap();
+    o.enqueue(task("lonely", "crop")).await.unwrap();
+    match o.placement("bad").await {
         Some(rxon_orchestrator::Placement::Refused(reasons)) => {
             let who: Vec<&str> = reasons.iter().map(|(w, _)| w.as_str()).collect();
             assert_eq!(who, ["w-1", "w-2"]);
@@ -1308,29 +1328,29 @@ async fn tasks_nobody_can_run_are_reported_then_ended() {
         other => panic!("refused by both: {other:?}"),
     }
     assert_eq!(
-        o.placement("good"),
+        o.placement("good").await,
         Some(rxon_orchestrator::Placement::Runnable { workers: 2 })
     );
     assert_eq!(
-        o.placement("lonely"),
+        o.placement("lonely").await,
         Some(rxon_orchestrator::Placement::NoWorker)
     );
-    o.reap_expired();
-    let ended = o.task_result("bad").expect("ended by the reaper");
+    o.reap_expired().await;
+    let ended = o.task_result("bad").await.expect("ended by the reaper");
     let error = ended.error.expect("a failure");
     assert_eq!(error.code, ErrorCode::InvalidInput);
     assert!(error.message.contains("w-1, w-2"), "{}", error.message);
     assert_eq!(
-        o.task_state("good"),
+        o.task_state("good").await,
         Some(TaskState::Queued),
         "runnable: kept"
     );
     assert_eq!(
-        o.task_state("lonely"),
+        o.task_state("lonely").await,
         Some(TaskState::Queued),
         "waits for a worker"
     );
-    assert_eq!(o.placement("bad"), None, "not queued any more");
+    assert_eq!(o.placement("bad").await, None, "not queued any more");
     // Dispatch passed over "bad" all along; "good" goes out.
     assert_eq!(
         poll(&o, "w-1", NOW).await.map(|t| t.task_id).as_deref(),
@@ -1347,7 +1367,7 @@ async fn a_registration_with_a_broken_schema_is_refused() {
     let err = o.register(ctx(), reg).await.unwrap_err();
     assert_eq!(err.kind(), HandlerErrorKind::BadRequest);
     assert!(err.message().contains("\"resize\""), "{}", err.message());
-    assert!(o.workers().is_empty(), "nothing registered");
+    assert!(o.workers().await.is_empty(), "nothing registered");
 }
 
 /// Resource matching in dispatch: a task that needs a GPU and a software version goes
@@ -1382,6 +1402,7 @@ async fn dispatch_matches_resources() {
         task("gpu", "train"),
         TaskOptions::default().with_requirements(needs),
     )
+    .await
     .unwrap();
     let mut huge = ResourceRequirements::default();
     huge.resources.cpu_cores = 64;
@@ -1389,9 +1410,13 @@ async fn dispatch_matches_resources() {
         task("huge", "train"),
         TaskOptions::default().with_requirements(huge),
     )
+    .await
     .unwrap();
-    o.enqueue(task("any", "train")).unwrap();
-    assert_eq!(o.placement("gpu"), Some(Placement::Runnable { workers: 1 }));
+    o.enqueue(task("any", "train")).await.unwrap();
+    assert_eq!(
+        o.placement("gpu").await,
+        Some(Placement::Runnable { workers: 1 })
+    );
     // "small" polls first: it gets the task it can run, not the GPU one before it.
     assert_eq!(
         poll(&o, "small", NOW).await.map(|t| t.task_id).as_deref(),
@@ -1402,15 +1427,15 @@ async fn dispatch_matches_resources() {
         poll(&o, "big", NOW).await.map(|t| t.task_id).as_deref(),
         Some("gpu")
     );
-    match o.placement("huge") {
+    match o.placement("huge").await {
         Some(Placement::Refused(r)) => {
             assert_eq!(r.len(), 2, "{r:?}");
             assert!(r.iter().all(|(_, why)| why.contains("cpu_cores")), "{r:?}");
         }
         other => panic!("nobody has 64 cores: {other:?}"),
     }
-    o.reap_expired();
-    let error = o.task_result("huge").unwrap().error.unwrap();
+    o.reap_expired().await;
+    let error = o.task_result("huge").await.unwrap().error.unwrap();
     assert_eq!(error.code, ErrorCode::ResourceExhausted);
     assert!(
         error

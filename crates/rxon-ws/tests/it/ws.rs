@@ -61,6 +61,7 @@ async fn hand_out(orch: &Orchestrator, t: &WsTransport, id: &str) -> TaskPayload
         task_type: "echo".into(),
         ..Default::default()
     })
+    .await
     .unwrap();
     tokio::time::timeout(BOUND, t.poll_task(Duration::from_secs(5)))
         .await
@@ -105,7 +106,7 @@ async fn operations_share_one_socket_while_a_poll_waits() {
         "MessagePack is preferred"
     );
 
-    orch.enqueue(task("first")).unwrap();
+    orch.enqueue(task("first")).await.unwrap();
     let first = t.poll_task(Duration::from_secs(5)).await.unwrap().unwrap();
     let poller = {
         let t = t.clone();
@@ -124,7 +125,7 @@ async fn operations_share_one_socket_while_a_poll_waits() {
     };
     t.send_heartbeat(&hb).await.unwrap();
     assert!(!poller.is_finished(), "the poll is still waiting");
-    orch.enqueue(task("second")).unwrap();
+    orch.enqueue(task("second")).await.unwrap();
     let second = tokio::time::timeout(BOUND, poller)
         .await
         .unwrap()
@@ -149,7 +150,7 @@ async fn a_restarted_listener_is_reached_again() {
     assert!(err.is_network(), "{err}");
     let l = listener(&orch, addr, 1 << 20).await;
     // The next operation reconnects.
-    orch.enqueue(task("after")).unwrap();
+    orch.enqueue(task("after")).await.unwrap();
     let got = t.poll_task(Duration::from_secs(5)).await.unwrap().unwrap();
     assert_eq!(got.task_id, "after");
     l.stop(BOUND).await.unwrap();
@@ -251,6 +252,7 @@ async fn large_frames_on_a_slow_link_are_not_mistaken_for_silence() {
         params,
         ..Default::default()
     })
+    .await
     .unwrap();
     let started = std::time::Instant::now();
     let task = tokio::time::timeout(BOUND, t.poll_task(Duration::from_secs(5)))
@@ -374,7 +376,7 @@ async fn unread_commands_never_hold_up_replies() {
         ids.push(hand_out(&orch, &t, &id).await.task_id);
     }
     for id in &ids {
-        orch.cancel(id).unwrap();
+        orch.cancel(id).await.unwrap();
     }
     let hb = Heartbeat {
         worker_id: "w-1".into(),

@@ -234,7 +234,7 @@ async fn exactly_once_under_faults(kind: &str) {
 
     let started = Instant::now();
     for i in 0..tasks {
-        orch.enqueue(task(&format!("{kind}-{i}"))).unwrap();
+        orch.enqueue(task(&format!("{kind}-{i}"))).await.unwrap();
     }
     // Restart the listener once about a third of the way through, and cut every open
     // connection at that moment too.
@@ -265,8 +265,8 @@ async fn exactly_once_under_faults(kind: &str) {
         ends_cleanly(run, Duration::from_secs(15)).await;
     }
     second.stop(Duration::from_secs(2)).await.unwrap();
-    let applied = orch.applied_results();
-    let lapsed = orch.lapsed_claims();
+    let applied = orch.applied_results().await;
+    let lapsed = orch.lapsed_claims().await;
     let executions = executions.lock().unwrap().clone();
     let never_ran: Vec<String> = (0..tasks)
         .map(|i| format!("{kind}-{i}"))
@@ -358,11 +358,11 @@ async fn a_task_handed_to_a_vanished_poll_is_requeued(kind: &str) {
             }
         };
         let id = format!("race-{i}");
-        let lapsed_before = orch.lapsed_claims();
+        let lapsed_before = orch.lapsed_claims().await;
         let gone_at = if silence {
             proxy.strand_all();
             let at = Instant::now();
-            orch.enqueue(task(&id)).unwrap();
+            orch.enqueue(task(&id)).await.unwrap();
             at
         } else {
             // Vary which side wins: the enqueue, or the connection's end.
@@ -371,7 +371,7 @@ async fn a_task_handed_to_a_vanished_poll_is_requeued(kind: &str) {
                 for _ in 0..spins {
                     tokio::task::yield_now().await;
                 }
-                orch.enqueue(task(&id)).unwrap();
+                orch.enqueue(task(&id)).await.unwrap();
             };
             let vanish = async { proxy.reset_all() };
             tokio::join!(hand_off, vanish);
@@ -389,9 +389,9 @@ async fn a_task_handed_to_a_vanished_poll_is_requeued(kind: &str) {
             .await;
         let requeued_in = gone_at.elapsed();
         if queued.is_err() {
-            orphaned.push((id.clone(), orch.task_state(&id)));
+            orphaned.push((id.clone(), orch.task_state(&id).await));
         }
-        let lost_a_claim = orch.lapsed_claims() > lapsed_before;
+        let lost_a_claim = orch.lapsed_claims().await > lapsed_before;
         if lost_a_claim {
             worst = worst.max(requeued_in);
         }
@@ -421,7 +421,7 @@ async fn a_task_handed_to_a_vanished_poll_is_requeued(kind: &str) {
             .await
             .unwrap();
         // Clear the stage for the next attempt.
-        orch.cancel(&id).unwrap();
+        orch.cancel(&id).await.unwrap();
     }
     println!(
         "hand-off race {kind}: attempts {races}; resets during the hand-off {}: claimed by the \
@@ -467,7 +467,7 @@ async fn a_worker_shutting_down_completes_what_its_last_poll_received(kind: &str
         .await
         .unwrap();
     stop.shutdown();
-    orch.enqueue(task("last")).unwrap();
+    orch.enqueue(task("last")).await.unwrap();
     let result = orch
         .wait_result("last", Duration::from_secs(10))
         .await
@@ -478,9 +478,9 @@ async fn a_worker_shutting_down_completes_what_its_last_poll_received(kind: &str
         .expect("the worker exits after its drain")
         .unwrap()
         .unwrap();
-    orch.enqueue(task("after")).unwrap();
-    assert_eq!(orch.task_state("after"), Some(TaskState::Queued));
-    assert_eq!(orch.applied_results(), 1);
+    orch.enqueue(task("after")).await.unwrap();
+    assert_eq!(orch.task_state("after").await, Some(TaskState::Queued));
+    assert_eq!(orch.applied_results().await, 1);
     l.stop(Duration::from_secs(2)).await.unwrap();
 }
 
@@ -515,7 +515,7 @@ async fn polls_and_the_command_channel_back_off_and_recover(kind: &str) {
     let attempts = proxy.stats().refused - before;
     proxy.set_fault(rxon::testing::faults::Fault::Pass);
     let back = Instant::now();
-    orch.enqueue(task("after-outage")).unwrap();
+    orch.enqueue(task("after-outage")).await.unwrap();
     orch.wait_result("after-outage", Duration::from_secs(10))
         .await
         .unwrap();
@@ -587,7 +587,7 @@ async fn recovers_from_silently_dropped_connections(kind: &str) {
         .unwrap();
     let mut held = task("held");
     held.task_type = "hold".into();
-    orch.enqueue(held).unwrap();
+    orch.enqueue(held).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), started.notified())
         .await
         .expect("the held task started");
@@ -596,8 +596,8 @@ async fn recovers_from_silently_dropped_connections(kind: &str) {
     let accepted_before = proxy.stats().accepted;
     let silenced = Instant::now();
     proxy.strand_all();
-    orch.cancel("held").unwrap();
-    orch.enqueue(task("after")).unwrap();
+    orch.cancel("held").await.unwrap();
+    orch.enqueue(task("after")).await.unwrap();
     let after = orch
         .wait_result("after", Duration::from_secs(30))
         .await
@@ -615,7 +615,7 @@ async fn recovers_from_silently_dropped_connections(kind: &str) {
          {poll_wait:?}, lease {lease:?}; new task done after {poll_recovery:?}, cancel \
          delivered after {cancel_delivery:?}, {reconnects} new connections, {} lapsed claims",
         stats.stranded,
-        orch.lapsed_claims()
+        orch.lapsed_claims().await
     );
     stop.shutdown();
     ends_cleanly(run, Duration::from_secs(10)).await;
@@ -627,7 +627,7 @@ async fn recovers_from_silently_dropped_connections(kind: &str) {
     );
     assert_eq!(after.status, TaskStatus::Success);
     assert_eq!(cancelled.status, TaskStatus::Cancelled);
-    assert_eq!(orch.applied_results(), 2, "one result per task");
+    assert_eq!(orch.applied_results().await, 2, "one result per task");
     // HTTP/1 has no ping: a poll on a dead connection ends at its deadline (wait plus a
     // 5 s margin), and a task handed to it waits out the lease. WebSocket and HTTP/2
     // notice within two keepalives.
@@ -672,7 +672,7 @@ async fn recovers_from_a_black_hole(kind: &str) {
     orch.wait_for_command_channel("w-hole", Duration::from_secs(10))
         .await
         .unwrap();
-    orch.enqueue(task("before")).unwrap();
+    orch.enqueue(task("before")).await.unwrap();
     orch.wait_result("before", Duration::from_secs(10))
         .await
         .unwrap();
@@ -684,7 +684,7 @@ async fn recovers_from_a_black_hole(kind: &str) {
     let attempts = proxy.stats().accepted - before;
     proxy.set_fault(rxon::testing::faults::Fault::Pass);
     let back = Instant::now();
-    orch.enqueue(task("after")).unwrap();
+    orch.enqueue(task("after")).await.unwrap();
     let after = orch
         .wait_result("after", Duration::from_secs(30))
         .await
@@ -693,13 +693,13 @@ async fn recovers_from_a_black_hole(kind: &str) {
     println!(
         "black hole {kind}: {outage:?}, {attempts} connections opened during it, new task done \
          {recovery:?} after it closed, {} lapsed claims",
-        orch.lapsed_claims()
+        orch.lapsed_claims().await
     );
     stop.shutdown();
     ends_cleanly(run, Duration::from_secs(10)).await;
     env.listener.stop(Duration::from_secs(2)).await.unwrap();
     assert_eq!(after.status, TaskStatus::Success);
-    assert_eq!(orch.applied_results(), 2, "one result per task");
+    assert_eq!(orch.applied_results().await, 2, "one result per task");
     // Polls back off from 200 ms doubling (about 5 tries in 4 s), the command channel
     // from 1 s (about 3), each try bounded by a 1 s deadline; a busy loop makes hundreds.
     assert!(attempts <= 20, "no busy reconnect loop: {attempts}");
@@ -820,7 +820,7 @@ async fn a_stopping_listener_leaves_no_task_with_a_worker_that_never_got_it(kind
         let (_, stopped) = tokio::join!(
             async {
                 for id in &ids {
-                    orch.enqueue(task(id)).unwrap();
+                    orch.enqueue(task(id)).await.unwrap();
                     tokio::task::yield_now().await;
                 }
             },
@@ -837,7 +837,7 @@ async fn a_stopping_listener_leaves_no_task_with_a_worker_that_never_got_it(kind
         for id in &ids {
             if received.contains(id) {
                 assert!(
-                    matches!(orch.task_state(id), Some(TaskState::Running { .. })),
+                    matches!(orch.task_state(id).await, Some(TaskState::Running { .. })),
                     "{id} was received"
                 );
             } else {
@@ -849,7 +849,7 @@ async fn a_stopping_listener_leaves_no_task_with_a_worker_that_never_got_it(kind
             }
         }
         received_total += received.len();
-        requeued_total += orch.lapsed_claims();
+        requeued_total += orch.lapsed_claims().await;
     }
     println!(
         "stop under hand-off {kind}: rounds {rounds} × 5 tasks, received {received_total}, \

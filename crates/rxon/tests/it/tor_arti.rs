@@ -117,7 +117,7 @@ mod onion_arti_tor {
                 task_type: "echo".into(),
                 ..Default::default()
             };
-            orch.enqueue(task).unwrap();
+            orch.enqueue(task).await.unwrap();
             let got = t
                 .poll_task(Duration::from_secs(10))
                 .await
@@ -133,7 +133,7 @@ mod onion_arti_tor {
                 .await
                 .unwrap();
             assert_eq!(
-                orch.cancel(&got.task_id).unwrap(),
+                orch.cancel(&got.task_id).await.unwrap(),
                 CancelOutcome::Signalled {
                     worker_id: id.clone()
                 }

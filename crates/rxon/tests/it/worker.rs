@@ -122,6 +122,7 @@ async fn runs_at_most_max_concurrent_tasks_at_once() {
     for i in 0..9 {
         env.orch
             .enqueue(task(&format!("s-{i}"), "slow", Map::new()))
+            .await
             .unwrap();
     }
     tokio::time::timeout(BOUND, async {
@@ -173,6 +174,7 @@ async fn errors_panics_and_timeouts_become_failure_results() {
     for what in ["fail", "panic", "hang", "fine"] {
         env.orch
             .enqueue(task(what, "job", params(&[("do", Value::from(what))])))
+            .await
             .unwrap();
     }
     let fail = result(&env.orch, "fail").await;
@@ -227,7 +229,10 @@ async fn a_cancel_command_stops_the_task_and_reports_cancelled() {
         .unwrap();
     let running = Running::start(&worker);
     let began = started.notified();
-    env.orch.enqueue(task("c-1", "long", Map::new())).unwrap();
+    env.orch
+        .enqueue(task("c-1", "long", Map::new()))
+        .await
+        .unwrap();
     tokio::time::timeout(BOUND, began)
         .await
         .expect("task started");
@@ -235,10 +240,10 @@ async fn a_cancel_command_stops_the_task_and_reports_cancelled() {
         .wait_for_command_channel("w-1", BOUND)
         .await
         .unwrap();
-    env.orch.cancel("c-1").unwrap();
+    env.orch.cancel("c-1").await.unwrap();
     assert_eq!(result(&env.orch, "c-1").await.status, TaskStatus::Cancelled);
     assert_eq!(
-        env.orch.task_progress("c-1")[0].message.as_deref(),
+        env.orch.task_progress("c-1").await[0].message.as_deref(),
         Some("started")
     );
     running.shutdown().await;
@@ -401,9 +406,13 @@ async fn shutdown_lets_running_tasks_finish_then_cancels_stragglers() {
             .unwrap()
     };
     let running = Running::start(&worker);
-    env.orch.enqueue(task("g-1", "gated", Map::new())).unwrap();
+    env.orch
+        .enqueue(task("g-1", "gated", Map::new()))
+        .await
+        .unwrap();
     env.orch
         .enqueue(task("s-1", "stubborn", Map::new()))
+        .await
         .unwrap();
     tokio::time::timeout(BOUND, async {
         loop {
@@ -484,9 +493,11 @@ async fn a_declared_contract_is_held_both_ways() {
     // The orchestrator hands over only what the worker's schema accepts: "zero" waits.
     env.orch
         .enqueue(task("zero", "resize", params(&[("width", Value::from(0))])))
+        .await
         .unwrap();
     env.orch
         .enqueue(task("ok", "resize", params(&[("width", Value::from(640))])))
+        .await
         .unwrap();
     env.orch
         .enqueue(task(
@@ -494,6 +505,7 @@ async fn a_declared_contract_is_held_both_ways() {
             "resize",
             params(&[("width", Value::from(8)), ("break", Value::from(true))]),
         ))
+        .await
         .unwrap();
     let ok = result(&env.orch, "ok").await;
     assert_eq!(ok.status, TaskStatus::Success, "{ok:?}");
@@ -502,13 +514,17 @@ async fn a_declared_contract_is_held_both_ways() {
         broken.error.map(|e| e.code),
         Some(ErrorCode::ContractViolation)
     );
-    assert_eq!(env.orch.task_events("ok").len(), 1, "only the valid event");
     assert_eq!(
-        env.orch.task_state("zero"),
+        env.orch.task_events("ok").await.len(),
+        1,
+        "only the valid event"
+    );
+    assert_eq!(
+        env.orch.task_state("zero").await,
         Some(rxon::orchestrator::TaskState::Queued),
         "no worker whose schema accepts it: it waits"
     );
-    let info = env.orch.workers().pop().unwrap();
+    let info = env.orch.workers().await.pop().unwrap();
     assert_eq!(info.catalog(), [skill]);
     assert!(info.skills_hash.is_some());
     running.shutdown().await;
