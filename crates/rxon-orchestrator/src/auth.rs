@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 /// A token minted by the STS operation. `Debug` never shows the root credential.
 #[derive(Clone)]
-pub(super) struct IssuedToken {
+pub(crate) struct IssuedToken {
     /// The worker it was issued to; `None` when the request named none (the reference's
     /// HTTP STS request carries only the credential), so the token proves no worker.
     pub(super) worker_id: Option<String>,
@@ -33,7 +33,7 @@ impl std::fmt::Debug for IssuedToken {
 }
 
 impl IssuedToken {
-    fn valid_at(&self, now: Instant) -> bool {
+    pub(super) fn valid_at(&self, now: Instant) -> bool {
         self.expires_at.is_none_or(|at| now < at)
     }
 }
@@ -101,6 +101,18 @@ pub(super) fn authenticate(
     for_sts: bool,
     now: Instant,
 ) -> HandlerResult<Credential> {
+    let issued = token.and_then(|t| st.tokens.get(t));
+    authenticate_with(cfg, issued, token, for_sts, now)
+}
+
+/// [`authenticate`] with the issued token of that name, if any, already looked up.
+pub(super) fn authenticate_with(
+    cfg: &Config,
+    issued: Option<&IssuedToken>,
+    token: Option<&str>,
+    for_sts: bool,
+    now: Instant,
+) -> HandlerResult<Credential> {
     let token = match token {
         Some(t) if !t.is_empty() => t,
         _ => return Err(HandlerError::unauthorized("missing worker token")),
@@ -125,7 +137,7 @@ pub(super) fn authenticate(
             worker_id: worker_id.clone(),
         });
     }
-    if let Some(issued) = st.tokens.get(token) {
+    if let Some(issued) = issued {
         return if issued.valid_at(now) {
             Ok(Credential::Issued {
                 worker_id: issued.worker_id.clone(),
@@ -259,6 +271,16 @@ pub(super) fn mint(
             now,
         )),
     };
+    token_response(cfg, access_token, refresh_token, worker_id)
+}
+
+/// The answer of the token operations.
+pub(super) fn token_response(
+    cfg: &Config,
+    access_token: String,
+    refresh_token: Option<String>,
+    worker_id: Option<String>,
+) -> TokenResponse {
     TokenResponse {
         access_token,
         expires_in: whole_seconds_up(cfg.token_ttl),
@@ -269,7 +291,7 @@ pub(super) fn mint(
 }
 
 /// Which refresh token an answer carries.
-pub(super) enum Refresh {
+pub(crate) enum Refresh {
     /// None (a 1.0b3 worker).
     None,
     /// A new one.
@@ -316,11 +338,16 @@ pub(super) fn redeem(
     hint: Option<&str>,
     now: Instant,
 ) -> HandlerResult<(Option<String>, Option<String>)> {
-    let Some(issued) = st
-        .refresh_tokens
-        .get(refresh_token)
-        .filter(|t| t.valid_at(now))
-    else {
+    redeem_with(st.refresh_tokens.get(refresh_token), hint, now)
+}
+
+/// [`redeem`] with the refresh token already looked up.
+pub(super) fn redeem_with(
+    issued: Option<&IssuedToken>,
+    hint: Option<&str>,
+    now: Instant,
+) -> HandlerResult<(Option<String>, Option<String>)> {
+    let Some(issued) = issued.filter(|t| t.valid_at(now)) else {
         return Err(HandlerError::forbidden(
             "Unauthorized: Invalid refresh token (not found)",
         ));
@@ -338,16 +365,30 @@ pub(super) fn redeem(
 /// The static credential behind `token`: itself when it is a configured token or
 /// bootstrap credential, the root of an issued token, `None` otherwise.
 pub(super) fn root_of(cfg: &Config, st: &State, token: &str, now: Instant) -> Option<String> {
-    if matches_any(&cfg.sts_credentials, token)
+    static_root(cfg, token).or_else(|| {
+        st.tokens
+            .get(token)
+            .filter(|t| t.valid_at(now))
+            .and_then(|t| t.root.clone())
+    })
+}
+
+/// `token` itself when it is a configured static credential (token, worker token or
+/// bootstrap credential).
+pub(super) fn static_root(cfg: &Config, token: &str) -> Option<String> {
+    (matches_any(&cfg.sts_credentials, token)
         || matches_any(&cfg.tokens, token)
-        || matches_any(cfg.worker_tokens.iter().map(|(t, _)| t), token)
-    {
-        return Some(token.to_owned());
-    }
-    st.tokens
-        .get(token)
-        .filter(|t| t.valid_at(now))
-        .and_then(|t| t.root.clone())
+        || matches_any(cfg.worker_tokens.iter().map(|(t, _)| t), token))
+    .then(|| token.to_owned())
+}
+
+/// Every configured static credential (the roots issued tokens descend from).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(super) fn static_credentials(cfg: &Config) -> impl Iterator<Item = &String> {
+    cfg.sts_credentials
+        .iter()
+        .chain(&cfg.tokens)
+        .chain(cfg.worker_tokens.iter().map(|(t, _)| t))
 }
 
 /// A value that is hard to guess from earlier tokens (randomly keyed hash; not

@@ -94,6 +94,7 @@ impl Default for Config {
 #[derive(Clone, Default)]
 pub struct OrchestratorBuilder {
     config: Config,
+    storage: crate::Storage,
 }
 
 impl std::fmt::Debug for OrchestratorBuilder {
@@ -260,12 +261,32 @@ impl OrchestratorBuilder {
         self
     }
 
+    /// Where the state lives (default [`Storage::Memory`](crate::Storage::Memory)).
+    /// With [`Storage::Redis`](crate::Storage::Redis) (feature `redis`), every
+    /// orchestrator built on the same server and prefix, in any process, serves one
+    /// fleet: tasks, queues, claims, workers, tokens and rate limits are shared. The
+    /// connection opens on first use; a storage that cannot be reached fails the
+    /// operations (`503` to workers, a network error to the host) until it can.
+    pub fn storage(mut self, storage: crate::Storage) -> Self {
+        self.storage = storage;
+        self
+    }
+
     /// Builds the orchestrator.
     pub fn build(self) -> Orchestrator {
         let (progress_tx, _) = broadcast::channel(PROGRESS_BROADCAST_CAPACITY);
         let (event_tx, _) = broadcast::channel(PROGRESS_BROADCAST_CAPACITY);
+        #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+        let storage = self.storage;
         Orchestrator {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|_me| Inner {
+                #[cfg(feature = "redis")]
+                redis: match &storage {
+                    crate::Storage::Redis { url, prefix } => {
+                        Some(crate::redis::Redis::new(url, prefix, _me.clone()))
+                    }
+                    crate::Storage::Memory => None,
+                },
                 config: self.config,
                 state: Mutex::new(State::default()),
                 work: Notify::new(),

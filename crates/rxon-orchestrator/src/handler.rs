@@ -16,10 +16,24 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// A worker's command channel, as handed to a listener.
-struct ChannelReceiver {
+pub(super) struct ChannelReceiver {
     rx: mpsc::Receiver<WorkerCommand>,
     inner: Weak<Inner>,
     worker_id: String,
+}
+
+impl ChannelReceiver {
+    pub(super) fn new(
+        rx: mpsc::Receiver<WorkerCommand>,
+        orch: &Orchestrator,
+        worker_id: String,
+    ) -> Self {
+        ChannelReceiver {
+            rx,
+            inner: Arc::downgrade(&orch.inner),
+            worker_id,
+        }
+    }
 }
 
 impl CommandReceiver for ChannelReceiver {
@@ -33,6 +47,10 @@ impl CommandReceiver for ChannelReceiver {
         let (Some(inner), Some(task_id)) = (self.inner.upgrade(), command.task_id) else {
             return;
         };
+        #[cfg(feature = "redis")]
+        if let Some(r) = inner.redis.as_ref() {
+            return r.undelivered(self.worker_id.clone(), task_id);
+        }
         let mut st = inner.lock();
         let still_held = st
             .store
@@ -85,14 +103,14 @@ impl Drop for PollGuard<'_> {
 /// Most `current_tasks` entries of one heartbeat looked at.
 const MAX_LISTED: usize = 4_096;
 
-fn bad_request(e: rxon_core::RxonError) -> HandlerError {
+pub(super) fn bad_request(e: rxon_core::RxonError) -> HandlerError {
     HandlerError::bad_request(e.message())
 }
 
 /// Checks a skill list from a worker (at most [`MAX_SKILLS`], valid names, schemas
 /// that compile) and returns it without repeated names, with its contracts compiled
 /// (through the orchestrator's cache: a fleet's one catalog is compiled once).
-fn catalog(inner: &Inner, skills: Vec<SkillInfo>) -> HandlerResult<Catalog> {
+pub(super) fn catalog(inner: &Inner, skills: Vec<SkillInfo>) -> HandlerResult<Catalog> {
     if skills.len() > MAX_SKILLS {
         return Err(HandlerError::bad_request(format!(
             "too many supported_skills (at most {MAX_SKILLS})"
@@ -117,7 +135,7 @@ fn catalog(inner: &Inner, skills: Vec<SkillInfo>) -> HandlerResult<Catalog> {
 }
 
 /// Checks a list of skill names (`available_skills`): bounded, valid names.
-fn skill_names(names: &[String]) -> HandlerResult<()> {
+pub(super) fn skill_names(names: &[String]) -> HandlerResult<()> {
     if names.len() > MAX_SKILLS {
         return Err(HandlerError::bad_request(format!(
             "too many skills listed (at most {MAX_SKILLS})"
@@ -129,12 +147,74 @@ fn skill_names(names: &[String]) -> HandlerResult<()> {
     Ok(())
 }
 
+/// Checks a heartbeat before anything is recorded (a bad heartbeat changes nothing),
+/// its catalog compiled; `None` for an empty heartbeat (a liveness ping, or a peer's
+/// protocol probe).
+pub(super) fn checked_heartbeat(
+    inner: &Inner,
+    heartbeat: Option<Heartbeat>,
+) -> HandlerResult<Option<(Heartbeat, Option<Catalog>)>> {
+    let Some(mut heartbeat) = heartbeat else {
+        return Ok(None);
+    };
+    // An empty catalog says nothing new (a 1.0b3 heartbeat without skills, the last
+    // `offline` one).
+    let catalog = match heartbeat.supported_skills.take() {
+        Some(skills) if !skills.is_empty() => Some(catalog(inner, skills)?),
+        _ => None,
+    };
+    if let Some(names) = &heartbeat.available_skills {
+        skill_names(names)?;
+    }
+    heartbeat.current_tasks.truncate(MAX_LISTED);
+    Ok(Some((heartbeat, catalog)))
+}
+
+/// Checks an event's sender and type; a progress event is returned as progress.
+pub(super) fn checked_event(
+    event: &WorkerEventPayload,
+) -> HandlerResult<Option<ProgressUpdatePayload>> {
+    validate_identifier(&event.worker_id, "worker_id").map_err(bad_request)?;
+    // Any name a skill may declare (dots, colons…), bounded and printable.
+    let kind = &event.event_type;
+    if kind.is_empty() || kind.len() > 256 || kind.chars().any(char::is_control) {
+        return Err(HandlerError::bad_request(format!(
+            "invalid event_type {:?}: use 1-256 printable characters",
+            shown(kind)
+        )));
+    }
+    if event.event_type != rxon_core::constants::EVENT_TYPE_PROGRESS {
+        return Ok(None);
+    }
+    event.as_progress().map(Some).ok_or_else(|| {
+        HandlerError::bad_request(
+            "a progress event needs a numeric payload.progress and a target task",
+        )
+    })
+}
+
+/// The refusal of an event whose payload its skill's `events_schema` rejects.
+pub(super) fn check_event_payload(
+    contract: Option<&rxon_schema::Contract>,
+    event: &WorkerEventPayload,
+) -> HandlerResult<()> {
+    if let Some(contract) = contract
+        && let Err(v) = contract.check_event(&event.event_type, &event.payload)
+    {
+        return Err(HandlerError::bad_request(format!(
+            "the payload of the {:?} event violates the skill's events_schema: {v}",
+            shown(&event.event_type)
+        )));
+    }
+    Ok(())
+}
+
 /// At most this many characters of a peer's string in an error message.
-fn shown(s: &str) -> String {
+pub(super) fn shown(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-fn not_registered(worker_id: &str) -> HandlerError {
+pub(super) fn not_registered(worker_id: &str) -> HandlerError {
     let shown: String = worker_id.chars().take(64).collect();
     HandlerError::not_found(format!("worker {shown:?} is not registered"))
 }
@@ -173,21 +253,35 @@ impl Inner {
         claimed: &str,
     ) -> HandlerResult<()> {
         auth::check_identity(&self.config, cred, ctx.cert_identity.as_deref(), claimed)?;
-        match st.store.workers.get(claimed) {
-            Some(w) if w.is_active() && ctx.protocol() < w.protocol => {
-                Err(HandlerError::forbidden(format!(
-                    "worker {claimed:?} registered with RXON {}: its requests must use it (signed), not {}",
-                    w.protocol,
-                    ctx.protocol()
-                )))
-            }
-            _ => Ok(()),
-        }
+        let registered = st
+            .store
+            .workers
+            .get(claimed)
+            .filter(|w| w.is_active())
+            .map(|w| w.protocol);
+        refuse_downgrade(ctx, claimed, registered)
+    }
+}
+
+/// Refuses a request of an older generation than the one the active worker `claimed`
+/// registered with (`registered`).
+pub(super) fn refuse_downgrade(
+    ctx: &RequestContext,
+    claimed: &str,
+    registered: Option<rxon_core::Protocol>,
+) -> HandlerResult<()> {
+    match registered {
+        Some(p) if ctx.protocol() < p => Err(HandlerError::forbidden(format!(
+            "worker {:?} registered with RXON {p}: its requests must use it (signed), not {}",
+            shown(claimed),
+            ctx.protocol()
+        ))),
+        _ => Ok(()),
     }
 }
 
 /// Appends `item`, dropping the oldest beyond `max` (none kept when `max` is 0).
-fn push_bounded<T>(list: &mut std::collections::VecDeque<T>, item: T, max: usize) {
+pub(super) fn push_bounded<T>(list: &mut std::collections::VecDeque<T>, item: T, max: usize) {
     if max == 0 {
         return;
     }
@@ -203,38 +297,16 @@ fn push_bounded<T>(list: &mut std::collections::VecDeque<T>, item: T, max: usize
 /// task, 400 when the event names no target.
 fn event_target(st: &State, event: &WorkerEventPayload) -> HandlerResult<String> {
     let sender = event.worker_id.as_str();
-    let forbidden = |what: String| {
-        HandlerError::forbidden(format!("Forbidden: worker {:?} {what}", shown(sender)))
-    };
     if let Some(task_id) = event.task_id() {
-        let Some(rec) = st.store.tasks.get(task_id) else {
-            return Err(HandlerError::not_found(format!(
-                "no task {:?}",
-                shown(task_id)
-            )));
-        };
-        if rec.holder() != Some(sender) {
-            return Err(forbidden(format!(
-                "does not hold task {:?}",
-                shown(task_id)
-            )));
-        }
-        if let Some(job) = &event.target_job_id
-            && *job != rec.payload.job_id
-        {
-            return Err(forbidden(format!(
-                "holds task {:?}, which is not part of job {:?}",
-                shown(task_id),
-                shown(job)
-            )));
-        }
+        let rec = st.store.tasks.get(task_id);
+        check_event_task(
+            event,
+            task_id,
+            rec.map(|r| (r.holder(), r.payload.job_id.as_str())),
+        )?;
         return Ok(task_id.to_owned());
     }
-    let Some(job) = &event.target_job_id else {
-        return Err(HandlerError::bad_request(
-            "the event names no target task or job",
-        ));
-    };
+    let job = event_job(event)?;
     st.store
         .workers
         .get(sender)
@@ -247,7 +319,60 @@ fn event_target(st: &State, event: &WorkerEventPayload) -> HandlerResult<String>
                 .is_some_and(|r| r.payload.job_id == *job)
         })
         .cloned()
-        .ok_or_else(|| forbidden(format!("holds no task of job {:?}", shown(job))))
+        .ok_or_else(|| no_task_of_job(sender, job))
+}
+
+/// Checks that the sender of an event for `task_id` holds it, and that the task is of
+/// the event's job if it names one; `task` is the task's holder and job (`None`: no
+/// such task).
+pub(super) fn check_event_task(
+    event: &WorkerEventPayload,
+    task_id: &str,
+    task: Option<(Option<&str>, &str)>,
+) -> HandlerResult<()> {
+    let sender = event.worker_id.as_str();
+    let forbidden = |what: String| {
+        HandlerError::forbidden(format!("Forbidden: worker {:?} {what}", shown(sender)))
+    };
+    let Some((holder, job_id)) = task else {
+        return Err(HandlerError::not_found(format!(
+            "no task {:?}",
+            shown(task_id)
+        )));
+    };
+    if holder != Some(sender) {
+        return Err(forbidden(format!(
+            "does not hold task {:?}",
+            shown(task_id)
+        )));
+    }
+    if let Some(job) = &event.target_job_id
+        && job != job_id
+    {
+        return Err(forbidden(format!(
+            "holds task {:?}, which is not part of job {:?}",
+            shown(task_id),
+            shown(job)
+        )));
+    }
+    Ok(())
+}
+
+/// The job an event that names no task is for (400 when it names none either).
+pub(super) fn event_job(event: &WorkerEventPayload) -> HandlerResult<&str> {
+    event
+        .target_job_id
+        .as_deref()
+        .ok_or_else(|| HandlerError::bad_request("the event names no target task or job"))
+}
+
+/// The refusal of an event for a job of which its sender holds no task.
+pub(super) fn no_task_of_job(sender: &str, job: &str) -> HandlerError {
+    HandlerError::forbidden(format!(
+        "Forbidden: worker {:?} holds no task of job {:?}",
+        shown(sender),
+        shown(job)
+    ))
 }
 
 /// The contract `worker_id` declared for the type of task `task_id`, if any.
@@ -265,13 +390,21 @@ fn contract_of<'a>(
 /// `CONTRACT_VIOLATION_ERROR` failure (the result is still taken, as the reference
 /// does); every other result is unchanged. The same result gives the same failure, so
 /// a resent one is a duplicate.
-fn held_to_contract(st: &State, mut result: TaskResult) -> TaskResult {
+fn held_to_contract(st: &State, result: TaskResult) -> TaskResult {
     if result.status != rxon_core::TaskStatus::Success {
         return result;
     }
     let Some(contract) = contract_of(st, &result.worker_id, &result.task_id) else {
         return result;
     };
+    held_to(contract, result)
+}
+
+/// [`held_to_contract`] with the contract found.
+pub(super) fn held_to(contract: &rxon_schema::Contract, mut result: TaskResult) -> TaskResult {
+    if result.status != rxon_core::TaskStatus::Success {
+        return result;
+    }
     let data = result.data.take().unwrap_or_default();
     match contract.check_output(&data) {
         Ok(()) => result.data = Some(data),
@@ -324,6 +457,10 @@ impl Handler for Orchestrator {
         registration: WorkerRegistration,
     ) -> BoxFuture<'_, HandlerResult<RegisterReply>> {
         Box::pin(async move {
+            #[cfg(feature = "redis")]
+            if let Some(r) = self.inner.redis.as_ref() {
+                return r.register(self, ctx, registration).await;
+            }
             let inner = &*self.inner;
             {
                 let mut st = inner.lock();
@@ -379,6 +516,10 @@ impl Handler for Orchestrator {
         wait: Duration,
     ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
         Box::pin(async move {
+            #[cfg(feature = "redis")]
+            if let Some(r) = self.inner.redis.as_ref() {
+                return r.poll(self, ctx, wait).await;
+            }
             let worker_id = ctx.require_worker_id()?.to_owned();
             let inner = &*self.inner;
             let poll_epoch = {
@@ -435,6 +576,10 @@ impl Handler for Orchestrator {
         result: TaskResult,
     ) -> BoxFuture<'_, HandlerResult<ResultOutcome>> {
         Box::pin(async move {
+            #[cfg(feature = "redis")]
+            if let Some(r) = self.inner.redis.as_ref() {
+                return r.result(self, ctx, result).await;
+            }
             let inner = &*self.inner;
             let outcome = {
                 let mut st = inner.lock();
@@ -455,6 +600,10 @@ impl Handler for Orchestrator {
         heartbeat: Option<Heartbeat>,
     ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
         Box::pin(async move {
+            #[cfg(feature = "redis")]
+            if let Some(r) = self.inner.redis.as_ref() {
+                return r.heartbeat(self, ctx, heartbeat).await;
+            }
             let worker_id = ctx.require_worker_id()?.to_owned();
             let inner = &*self.inner;
             {
@@ -462,24 +611,7 @@ impl Handler for Orchestrator {
                 let cred = inner.admit(&mut st, &ctx, false, |_, _| Some(worker_id.clone()))?;
                 inner.act_as(&st, &cred, &ctx, &worker_id)?;
             }
-            // Checked before anything is recorded: a bad heartbeat changes nothing.
-            // `None`: an empty heartbeat (a liveness ping, or a peer's protocol probe).
-            let checked = match heartbeat {
-                None => None,
-                Some(mut heartbeat) => {
-                    // An empty catalog says nothing new (a 1.0b3 heartbeat without
-                    // skills, the last `offline` one).
-                    let catalog = match heartbeat.supported_skills.take() {
-                        Some(skills) if !skills.is_empty() => Some(catalog(inner, skills)?),
-                        _ => None,
-                    };
-                    if let Some(names) = &heartbeat.available_skills {
-                        skill_names(names)?;
-                    }
-                    heartbeat.current_tasks.truncate(MAX_LISTED);
-                    Some((heartbeat, catalog))
-                }
-            };
+            let checked = checked_heartbeat(inner, heartbeat)?;
             let mut st = inner.lock();
             let listed = checked.as_ref().map(|(h, _)| h.current_tasks.clone());
             // The tasks it lists are tasks it has: their claims are confirmed.
@@ -513,6 +645,10 @@ impl Handler for Orchestrator {
         progress: ProgressUpdatePayload,
     ) -> BoxFuture<'_, HandlerResult<()>> {
         Box::pin(async move {
+            #[cfg(feature = "redis")]
+            if let Some(r) = self.inner.redis.as_ref() {
+                return r.progress(self, ctx, progress).await;
+            }
             let inner = &*self.inner;
             {
                 let mut st = inner.lock();
@@ -549,39 +685,19 @@ impl Handler for Orchestrator {
         event: WorkerEventPayload,
     ) -> BoxFuture<'_, HandlerResult<()>> {
         Box::pin(async move {
-            let inner = &*self.inner;
-            validate_identifier(&event.worker_id, "worker_id").map_err(bad_request)?;
-            // Any name a skill may declare (dots, colons…), bounded and printable.
-            let kind = &event.event_type;
-            if kind.is_empty() || kind.len() > 256 || kind.chars().any(char::is_control) {
-                return Err(HandlerError::bad_request(format!(
-                    "invalid event_type {:?}: use 1-256 printable characters",
-                    shown(kind)
-                )));
+            #[cfg(feature = "redis")]
+            if let Some(r) = self.inner.redis.as_ref() {
+                return r.event(self, ctx, event).await;
             }
-            let progress = if event.event_type == rxon_core::constants::EVENT_TYPE_PROGRESS {
-                Some(event.as_progress().ok_or_else(|| {
-                    HandlerError::bad_request(
-                        "a progress event needs a numeric payload.progress and a target task",
-                    )
-                })?)
-            } else {
-                None
-            };
+            let inner = &*self.inner;
+            let progress = checked_event(&event)?;
             {
                 let mut st = inner.lock();
                 let cred =
                     inner.admit(&mut st, &ctx, false, |_, _| Some(event.worker_id.clone()))?;
                 inner.act_as(&st, &cred, &ctx, &event.worker_id)?;
                 let task_id = event_target(&st, &event)?;
-                if let Some(contract) = contract_of(&st, &event.worker_id, &task_id)
-                    && let Err(v) = contract.check_event(&event.event_type, &event.payload)
-                {
-                    return Err(HandlerError::bad_request(format!(
-                        "the payload of the {:?} event violates the skill's events_schema: {v}",
-                        shown(&event.event_type)
-                    )));
-                }
+                check_event_payload(contract_of(&st, &event.worker_id, &task_id), &event)?;
                 let max = inner.config.progress_history;
                 inner.record_report(&mut st, &task_id, Some(&event.worker_id), |rec| {
                     match &progress {
@@ -606,6 +722,10 @@ impl Handler for Orchestrator {
     /// credential is configured at all.
     fn envelope_key(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<Option<String>>> {
         Box::pin(async move {
+            #[cfg(feature = "redis")]
+            if let Some(r) = self.inner.redis.as_ref() {
+                return r.envelope_key(self, ctx).await;
+            }
             let worker_id = ctx.require_worker_id()?;
             let inner = &*self.inner;
             if let Some(own) = inner.config.worker_token_of(worker_id) {
@@ -629,6 +749,10 @@ impl Handler for Orchestrator {
     /// worker, that may act as that worker.
     fn authenticate(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<()>> {
         Box::pin(async move {
+            #[cfg(feature = "redis")]
+            if let Some(r) = self.inner.redis.as_ref() {
+                return r.authenticate(self, ctx).await;
+            }
             let inner = &*self.inner;
             let st = inner.lock();
             // Not counted against the rate limit: this check precedes an operation
@@ -649,6 +773,10 @@ impl Handler for Orchestrator {
 
     fn token(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
         Box::pin(async move {
+            #[cfg(feature = "redis")]
+            if let Some(r) = self.inner.redis.as_ref() {
+                return r.token(self, ctx).await;
+            }
             let inner = &*self.inner;
             let mut st = inner.lock();
             let cred = inner.admit(&mut st, &ctx, true, |cred, _| {
@@ -692,6 +820,10 @@ impl Handler for Orchestrator {
         refresh_token: String,
     ) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
         Box::pin(async move {
+            #[cfg(feature = "redis")]
+            if let Some(r) = self.inner.redis.as_ref() {
+                return r.refresh(self, ctx, refresh_token).await;
+            }
             let inner = &*self.inner;
             let mut st = inner.lock();
             let now = Instant::now();
@@ -716,6 +848,10 @@ impl Handler for Orchestrator {
         ctx: RequestContext,
     ) -> BoxFuture<'_, HandlerResult<Box<dyn CommandReceiver>>> {
         Box::pin(async move {
+            #[cfg(feature = "redis")]
+            if let Some(r) = self.inner.redis.as_ref() {
+                return r.commands(self, ctx).await;
+            }
             let inner = &*self.inner;
             let mut st = inner.lock();
             let cred = inner.admit(&mut st, &ctx, false, |_, _| None)?;
@@ -759,11 +895,7 @@ impl Handler for Orchestrator {
             st.channels.insert(worker_id.clone(), tx);
             drop(st);
             inner.events.notify_waiters();
-            Ok(Box::new(ChannelReceiver {
-                rx,
-                inner: Arc::downgrade(&self.inner),
-                worker_id,
-            }) as Box<dyn CommandReceiver>)
+            Ok(Box::new(ChannelReceiver::new(rx, self, worker_id)) as Box<dyn CommandReceiver>)
         })
     }
 }

@@ -9,11 +9,12 @@
 //!
 //! # What it is, and what it is not (yet)
 //!
-//! - It keeps its state in memory, in one process: a restart forgets queued tasks, and
-//!   one process serves every worker. The state a shared backend would have to provide
-//!   (queues, claims with leases, results applied once, the workers' claims) sits
-//!   behind one internal seam, the task store (`src/store.rs`); a backend for several
-//!   processes replaces it, and the rest of the orchestrator stays as it is.
+//! - By default it keeps its state in memory, in one process: a restart forgets queued
+//!   tasks, and one process serves every worker. With feature `redis` and
+//!   [`OrchestratorBuilder::storage`]`(`[`Storage::redis`]`(url)?)`, the state lives in
+//!   Redis: several listener processes (on several machines) serve one fleet, and the
+//!   state survives their restarts (and Redis's own, with its append-only file on).
+//!   The host API is async for that reason: each call may be a round trip.
 //! - It has no workflow engine, persistence, scheduling or admin API of its own; the
 //!   `orchestrator` example of the `rxon` crate shows an admin API beside it.
 //! - Stability: this crate follows semver like the rest of the workspace (0.x: a minor
@@ -85,8 +86,13 @@ mod auth;
 mod builder;
 mod handler;
 mod local;
+#[cfg(feature = "redis")]
+mod redis;
 mod state;
+mod storage;
 mod store;
+
+pub use storage::{DEFAULT_REDIS_PREFIX, Storage};
 
 pub use local::{
     LOCAL_SCHEMES, LOCAL_TRANSPORT_NAME, LocalListener, LocalTransport, LocalTransportFactory,
@@ -274,6 +280,30 @@ struct Inner {
     /// Compiled skill contracts, shared by the workers that declare the same skill.
     contracts: rxon_schema::ContractCache,
     reaper: Mutex<Option<tokio::task::AbortHandle>>,
+    /// The shared storage, when one is configured (else the state is `state`'s).
+    #[cfg(feature = "redis")]
+    redis: Option<redis::Redis>,
+}
+
+/// Runs `$body` with the shared storage `$r` and returns its value, when the
+/// orchestrator has one.
+macro_rules! on_shared {
+    ($inner:expr, |$r:ident| $body:expr) => {
+        #[cfg(feature = "redis")]
+        if let Some($r) = $inner.redis.as_ref() {
+            return $body;
+        }
+    };
+}
+
+/// A storage failure on a host operation that cannot report one: logged, and the
+/// operation answers as if nothing was found.
+#[cfg(feature = "redis")]
+fn logged<T: Default>(what: &str, r: std::result::Result<T, ::redis::RedisError>) -> T {
+    r.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "{what}: storage unavailable");
+        T::default()
+    })
 }
 
 impl Inner {
@@ -282,7 +312,8 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn reap(&self) -> Vec<String> {
+    async fn reap(&self) -> Vec<String> {
+        on_shared!(self, |r| logged("reap", r.reap(self).await));
         let (gone, lapsed) = {
             let mut st = self.lock();
             let now = Instant::now();
@@ -325,6 +356,38 @@ impl Inner {
     }
 }
 
+#[cfg(feature = "redis")]
+impl Inner {
+    /// [`wait_event`](Self::wait_event) for the shared storage: `check` asks the
+    /// storage again on every change any process announces.
+    async fn wait_shared<T, F>(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut() -> F,
+    ) -> Result<Option<T>>
+    where
+        F: std::future::Future<Output = std::result::Result<Option<T>, ::redis::RedisError>>,
+    {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let notified = self.events.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(v) = check().await.map_err(redis::storage_error)? {
+                return Ok(Some(v));
+            }
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, notified).await.is_err() {
+                        return Ok(None);
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         let reaper = self.reaper.get_mut().unwrap_or_else(|p| p.into_inner());
@@ -346,6 +409,15 @@ pub struct Orchestrator {
 impl std::fmt::Debug for Orchestrator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let st = self.inner.lock();
+        #[cfg(feature = "redis")]
+        if let Some(r) = self.inner.redis.as_ref() {
+            return f
+                .debug_struct("Orchestrator")
+                .field("storage", &"redis")
+                .field("prefix", &r.prefix())
+                .field("pending_polls", &st.pending_polls)
+                .finish_non_exhaustive();
+        }
         f.debug_struct("Orchestrator")
             .field("queued", &st.store.queued)
             .field("tasks", &st.store.tasks.len())
@@ -441,6 +513,9 @@ impl Orchestrator {
         deadline: Option<Duration>,
         requirements: ResourceRequirements,
     ) -> Result<()> {
+        on_shared!(self.inner, |r| r
+            .enqueue(&self.inner, task, deadline, requirements)
+            .await);
         self.inner.lock().store.enqueue(
             &self.inner.config,
             task,
@@ -458,6 +533,7 @@ impl Orchestrator {
     /// [`ErrorKind::InvalidInput`](rxon_core::ErrorKind::InvalidInput) for an unknown
     /// task id.
     pub async fn cancel(&self, task_id: &str) -> Result<CancelOutcome> {
+        on_shared!(self.inner, |r| r.cancel(&self.inner, task_id).await);
         let out = self.inner.lock().cancel(&self.inner.config, task_id)?;
         self.inner.events.notify_waiters();
         Ok(out)
@@ -468,6 +544,19 @@ impl Orchestrator {
     /// [`ErrorKind::InvalidInput`](rxon_core::ErrorKind::InvalidInput) when no task of
     /// the job is known.
     pub async fn cancel_job(&self, job_id: &str) -> Result<Vec<(String, CancelOutcome)>> {
+        #[cfg(feature = "redis")]
+        if let Some(r) = self.inner.redis.as_ref() {
+            let ids = r.job_tasks(job_id).await?;
+            if ids.is_empty() {
+                return Err(RxonError::invalid_input(format!("no job {job_id:?}")));
+            }
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let outcome = r.cancel(&self.inner, &id).await?;
+                out.push((id, outcome));
+            }
+            return Ok(out);
+        }
         let out = {
             let mut st = self.inner.lock();
             let ids = st.store.job_tasks(job_id);
@@ -492,6 +581,18 @@ impl Orchestrator {
     /// [`ErrorKind::InvalidInput`](rxon_core::ErrorKind::InvalidInput) when the task is
     /// unknown or can no longer get a result (cancelled with no worker left to confirm).
     pub async fn wait_result(&self, task_id: &str, timeout: Duration) -> Result<TaskResult> {
+        #[cfg(feature = "redis")]
+        if let Some(r) = self.inner.redis.as_ref() {
+            let waited = self
+                .inner
+                .wait_shared(timeout, || r.result_state(task_id))
+                .await?;
+            return waited.unwrap_or_else(|| {
+                Err(RxonError::timeout(format!(
+                    "no result for task {task_id:?} within {timeout:?}"
+                )))
+            });
+        }
         let waited = self
             .inner
             .wait_event(timeout, |st| match st.store.tasks.get(task_id) {
@@ -519,6 +620,10 @@ impl Orchestrator {
     /// The recorded result of `task_id`, if it has one. (The handler operation of the
     /// same name is `Handler::result(&orch, ctx, result)`.)
     pub async fn task_result(&self, task_id: &str) -> Option<TaskResult> {
+        on_shared!(self.inner, |r| logged(
+            "task_result",
+            r.task_result(task_id).await
+        ));
         self.inner
             .lock()
             .store
@@ -529,6 +634,10 @@ impl Orchestrator {
 
     /// The state of `task_id`; `None` for a task never enqueued or no longer retained.
     pub async fn task_state(&self, task_id: &str) -> Option<TaskState> {
+        on_shared!(self.inner, |r| logged(
+            "task_state",
+            r.task_state(task_id).await
+        ));
         self.inner
             .lock()
             .store
@@ -539,6 +648,10 @@ impl Orchestrator {
 
     /// Every known worker, sorted by id.
     pub async fn workers(&self) -> Vec<WorkerInfo> {
+        on_shared!(self.inner, |r| logged(
+            "workers",
+            r.workers(&self.inner).await
+        ));
         self.inner.lock().worker_info()
     }
 
@@ -550,6 +663,10 @@ impl Orchestrator {
     /// The progress updates kept for `task_id`, oldest first. (The handler operation of
     /// the same name is `Handler::progress(&orch, ctx, update)`.)
     pub async fn task_progress(&self, task_id: &str) -> Vec<ProgressUpdatePayload> {
+        on_shared!(self.inner, |r| logged(
+            "task_progress",
+            r.reports("tp", task_id).await
+        ));
         self.inner
             .lock()
             .store
@@ -568,6 +685,10 @@ impl Orchestrator {
     /// The events other than progress kept for `task_id`, oldest first (at most
     /// [`OrchestratorBuilder::progress_history`] of them).
     pub async fn task_events(&self, task_id: &str) -> Vec<WorkerEventPayload> {
+        on_shared!(self.inner, |r| logged(
+            "task_events",
+            r.reports("te", task_id).await
+        ));
         self.inner
             .lock()
             .store
@@ -580,22 +701,39 @@ impl Orchestrator {
     /// Where the queued task `task_id` stands with the registered workers; `None` when
     /// it is not queued (unknown, running or ended).
     pub async fn placement(&self, task_id: &str) -> Option<Placement> {
+        on_shared!(self.inner, |r| logged(
+            "placement",
+            r.placement(&self.inner, task_id).await
+        ));
         self.inner.lock().store.placement(task_id)
     }
 
     /// Tasks waiting in queues.
     pub async fn queued(&self) -> usize {
+        on_shared!(self.inner, |r| usize::try_from(logged(
+            "queued",
+            r.counter("queued").await
+        ))
+        .unwrap_or(usize::MAX));
         self.inner.lock().store.queued
     }
 
     /// Results applied so far; duplicates of an applied result are not counted.
     pub async fn applied_results(&self) -> u64 {
+        on_shared!(self.inner, |r| logged(
+            "applied_results",
+            r.counter("applied").await
+        ));
         self.inner.lock().store.applied_results
     }
 
     /// How many claims lapsed unconfirmed and had their task requeued (see
     /// [`OrchestratorBuilder::claim_lease`]).
     pub async fn lapsed_claims(&self) -> u64 {
+        on_shared!(self.inner, |r| logged(
+            "lapsed_claims",
+            r.counter("lapsed").await
+        ));
         self.inner.lock().store.lapsed_claims
     }
 
@@ -616,6 +754,18 @@ impl Orchestrator {
     /// Waits until at least `n` results have been applied; fails with
     /// [`ErrorKind::Timeout`](rxon_core::ErrorKind::Timeout) after `timeout`.
     pub async fn wait_for_applied_results(&self, n: u64, timeout: Duration) -> Result<()> {
+        #[cfg(feature = "redis")]
+        if let Some(r) = self.inner.redis.as_ref() {
+            return self
+                .inner
+                .wait_shared(timeout, move || async move {
+                    Ok((r.counter("applied").await? >= n).then_some(()))
+                })
+                .await?
+                .ok_or_else(|| {
+                    RxonError::timeout(format!("fewer than {n} results within {timeout:?}"))
+                });
+        }
         self.inner
             .wait_event(timeout, |st| (st.store.applied_results >= n).then_some(()))
             .await
@@ -639,6 +789,18 @@ impl Orchestrator {
         want: &TaskState,
         timeout: Duration,
     ) -> Result<()> {
+        #[cfg(feature = "redis")]
+        if let Some(r) = self.inner.redis.as_ref() {
+            return self
+                .inner
+                .wait_shared(timeout, move || async move {
+                    Ok((r.task_state(task_id).await?.as_ref() == Some(want)).then_some(()))
+                })
+                .await?
+                .ok_or_else(|| {
+                    RxonError::timeout(format!("task {task_id:?} not {want:?} within {timeout:?}"))
+                });
+        }
         self.inner
             .wait_event(timeout, |st| {
                 st.store
@@ -699,7 +861,7 @@ impl Orchestrator {
     /// Returns the ids of the workers marked gone, sorted; their command channels are
     /// closed.
     pub async fn reap_expired(&self) -> Vec<String> {
-        self.inner.reap()
+        self.inner.reap().await
     }
 
     /// Runs [`reap_expired`](Self::reap_expired) every `interval` (at least 1 ms) on a
@@ -719,7 +881,7 @@ impl Orchestrator {
                 ticks.tick().await;
                 match weak.upgrade() {
                     Some(inner) => {
-                        inner.reap();
+                        inner.reap().await;
                     }
                     None => return,
                 }

@@ -118,7 +118,7 @@ pub(super) enum Refusal {
 }
 
 impl Refusal {
-    fn reason(&self) -> &str {
+    pub(super) fn reason(&self) -> &str {
         match self {
             Refusal::Resources(r) | Refusal::Params(r) => r,
         }
@@ -159,54 +159,79 @@ pub(super) struct Reported {
 }
 
 impl Reported {
-    /// `idle`, `busy`, `full`, `draining`, `offline`… (`None`: no heartbeat yet).
-    pub(super) fn status(&self) -> Option<&str> {
-        self.heartbeat.as_ref().map(|h| h.status.as_str())
-    }
-
-    /// The skills it can start now, when it says (a non-empty `available_skills`).
-    pub(super) fn available(&self) -> Option<&[String]> {
-        self.heartbeat
-            .as_ref()
-            .and_then(|h| h.available_skills.as_deref())
-            .filter(|a| !a.is_empty())
-    }
-
-    /// Whether a poll begun at `poll_epoch` may be handed a task: never while the
-    /// worker drains or is offline; not when it said it was full after the poll began
-    /// (a poll begun after a `full` heartbeat says a slot is free again).
-    fn takes_work(&self, poll_epoch: u64) -> bool {
-        match self.status() {
-            Some(WORKER_STATUS_DRAINING | WORKER_STATUS_OFFLINE) => false,
-            Some(WORKER_STATUS_FULL) => self.epoch <= poll_epoch,
-            _ => true,
-        }
+    /// Whether a poll begun at `poll_epoch` may be handed a task: see [`takes_work`].
+    pub(super) fn takes_work(&self, poll_epoch: u64) -> bool {
+        takes_work(self.heartbeat.as_ref(), self.epoch, poll_epoch)
     }
 
     /// Whether the worker can start `skill` now.
-    fn can_start(&self, skill: &str) -> bool {
-        self.available()
-            .is_none_or(|a| a.iter().any(|s| s == skill))
+    pub(super) fn can_start(&self, skill: &str) -> bool {
+        can_start(self.heartbeat.as_ref(), skill)
     }
 }
 
+/// Whether a poll begun at heartbeat `poll_epoch` of a worker now at heartbeat `epoch`,
+/// whose last heartbeat with a body is `heartbeat`, may be handed a task: never while
+/// the worker drains or is offline; not when it said it was full after the poll began
+/// (a poll begun after a `full` heartbeat says a slot is free again).
+pub(super) fn takes_work(
+    heartbeat: Option<&rxon_core::Heartbeat>,
+    epoch: u64,
+    poll_epoch: u64,
+) -> bool {
+    match heartbeat.map(|h| h.status.as_str()) {
+        Some(WORKER_STATUS_DRAINING | WORKER_STATUS_OFFLINE) => false,
+        Some(WORKER_STATUS_FULL) => epoch <= poll_epoch,
+        _ => true,
+    }
+}
+
+/// Whether a worker whose last heartbeat is `heartbeat` can start `skill` now (a
+/// non-empty `available_skills` lists the skills it can).
+pub(super) fn can_start(heartbeat: Option<&rxon_core::Heartbeat>, skill: &str) -> bool {
+    heartbeat
+        .and_then(|h| h.available_skills.as_deref())
+        .filter(|a| !a.is_empty())
+        .is_none_or(|a| a.iter().any(|s| s == skill))
+}
+
+impl Reported {
+    /// Whether this worker offers the task's type and, if so, why it refuses it: see
+    /// [`verdict`].
+    pub(super) fn verdict(
+        &self,
+        task: &TaskPayload,
+        requirements: &ResourceRequirements,
+    ) -> Option<Option<Refusal>> {
+        verdict(&self.catalog, &self.registration, task, requirements)
+    }
+}
+
+/// Whether a worker with `catalog` and `registration` offers the task's type and, if
+/// so, why it refuses it: `None` (not offered), `Some(None)` (accepted),
+/// `Some(Some(refusal))`.
+pub(super) fn verdict(
+    catalog: &Catalog,
+    registration: &rxon_core::WorkerRegistration,
+    task: &TaskPayload,
+    requirements: &ResourceRequirements,
+) -> Option<Option<Refusal>> {
+    let skill = catalog.skills.iter().find(|s| s.name == task.task_type)?;
+    if let Err(why) = requirements.check(registration, skill) {
+        return Some(Some(Refusal::Resources(why)));
+    }
+    Some(
+        catalog
+            .contracts
+            .get(&task.task_type)
+            .and_then(|c| c.check_input(&task.params).err())
+            .map(|v| Refusal::Params(format!("the params violate its input_schema: {v}"))),
+    )
+}
+
 impl WorkerRecord {
-    /// Whether this worker offers the task's type and, if so, why it refuses it:
-    /// `None` (not offered), `Some(None)` (accepted), `Some(Some(refusal))`.
     fn verdict(&self, rec: &TaskRecord) -> Option<Option<Refusal>> {
-        let task = &rec.payload;
-        let catalog = &self.reported.catalog;
-        let skill = catalog.skills.iter().find(|s| s.name == task.task_type)?;
-        if let Err(why) = rec.requirements.check(&self.reported.registration, skill) {
-            return Some(Some(Refusal::Resources(why)));
-        }
-        Some(
-            catalog
-                .contracts
-                .get(&task.task_type)
-                .and_then(|c| c.check_input(&task.params).err())
-                .map(|v| Refusal::Params(format!("the params violate its input_schema: {v}"))),
-        )
+        self.reported.verdict(&rec.payload, &rec.requirements)
     }
 
     pub(super) fn is_active(&self) -> bool {
@@ -248,23 +273,12 @@ impl Store {
         requirements: ResourceRequirements,
         now: Instant,
     ) -> Result<()> {
-        validate_identifier(&task.job_id, "job_id")?;
-        validate_identifier(&task.task_id, "task_id")?;
-        validate_identifier(&task.task_type, "task_type")?;
+        check_new_task(&task)?;
         if self.tasks.contains_key(&task.task_id) {
-            return Err(
-                RxonError::invalid_input(format!("duplicate task_id {:?}", task.task_id))
-                    .with_detail("field", "task_id"),
-            );
+            return Err(duplicate_task(&task.task_id));
         }
         if self.unfinished >= cfg.max_queue_len {
-            return Err(RxonError::rate_limited(
-                format!(
-                    "orchestrator queue is full ({} unfinished tasks)",
-                    cfg.max_queue_len
-                ),
-                None,
-            ));
+            return Err(queue_full(cfg));
         }
         self.next_seq += 1;
         let seq = self.next_seq;
@@ -435,26 +449,17 @@ impl Store {
     ) -> ResultOutcome {
         self.touch(&result.worker_id, now);
         let Some(rec) = self.tasks.get_mut(&result.task_id) else {
-            return ResultOutcome::ignored(
-                IgnoredReason::JobNotFound,
-                format!("no task {:?}", result.task_id),
-            );
+            return Verdict::Unknown.outcome(&result.task_id);
         };
         match rec.phase.clone() {
             Phase::Finished => {
                 if rec.result.as_ref() == Some(&result) {
                     ResultOutcome::Accepted
                 } else {
-                    ResultOutcome::ignored(
-                        IgnoredReason::StaleTask,
-                        format!("task {:?} already has a result", result.task_id),
-                    )
+                    Verdict::DuplicateOther.outcome(&result.task_id)
                 }
             }
-            Phase::Expired => ResultOutcome::ignored(
-                IgnoredReason::DeadlineExceeded,
-                format!("task {:?} passed its deadline", result.task_id),
-            ),
+            Phase::Expired => Verdict::Late.outcome(&result.task_id),
             Phase::Queued if rec.lapsed_holder.as_deref() == Some(result.worker_id.as_str()) => {
                 // The claim lapsed unconfirmed, yet the worker had the task after all:
                 // take its result rather than run the task again.
@@ -467,20 +472,14 @@ impl Store {
                 self.unqueue(&task_id, &task_type);
                 self.apply_result(cfg, result, now)
             }
-            Phase::Queued => ResultOutcome::ignored(
-                IgnoredReason::StaleTask,
-                format!("task {:?} is not assigned to any worker", result.task_id),
-            ),
+            Phase::Queued => Verdict::Unassigned.outcome(&result.task_id),
             Phase::Cancelled { holder } => {
                 if rec.result.as_ref() == Some(&result) {
                     return ResultOutcome::Accepted;
                 }
                 let from_holder = holder.as_deref() == Some(result.worker_id.as_str());
                 if !from_holder {
-                    return ResultOutcome::ignored(
-                        IgnoredReason::JobCancelled,
-                        format!("task {:?} was cancelled", result.task_id),
-                    );
+                    return Verdict::Cancelled.outcome(&result.task_id);
                 }
                 // The holder is done with the task either way, and nothing it sends later
                 // is applied: the same result again is accepted above, any other one
@@ -497,36 +496,19 @@ impl Store {
                 if confirmed {
                     ResultOutcome::Accepted
                 } else {
-                    ResultOutcome::ignored(
-                        IgnoredReason::JobCancelled,
-                        format!("task {:?} was cancelled", result.task_id),
-                    )
+                    Verdict::Cancelled.outcome(&result.task_id)
                 }
             }
             Phase::Running { worker_id } => {
                 if worker_id != result.worker_id {
-                    return ResultOutcome::ignored(
-                        IgnoredReason::WorkerMismatch,
-                        format!("task {:?} is assigned to another worker", result.task_id),
-                    );
+                    return Verdict::Mismatch.outcome(&result.task_id);
                 }
                 let late = rec.deadline.is_some_and(|d| now > d);
                 let task_id = result.task_id.clone();
                 let outcome = if late {
-                    let failure = TaskResult::failure(
-                        &rec.payload,
-                        worker_id.clone(),
-                        TaskError::new(
-                            ErrorCode::LateResult,
-                            "the result arrived after the task's deadline",
-                        ),
-                    );
                     rec.phase = Phase::Expired;
-                    rec.result = Some(failure);
-                    ResultOutcome::ignored(
-                        IgnoredReason::DeadlineExceeded,
-                        format!("task {task_id:?} passed its deadline"),
-                    )
+                    rec.result = Some(late_failure(&rec.payload, &worker_id));
+                    Verdict::Late.outcome(&task_id)
                 } else {
                     rec.phase = Phase::Finished;
                     rec.result = Some(result);
@@ -774,26 +756,14 @@ impl Store {
     /// Where the queued task `task_id` stands with the active workers.
     pub(super) fn placement(&self, task_id: &str) -> Option<Placement> {
         let (runnable, refused) = self.verdicts(task_id)?;
-        Some(if runnable > 0 {
-            Placement::Runnable { workers: runnable }
-        } else if refused.is_empty() {
-            Placement::NoWorker
-        } else {
-            Placement::Refused(
-                refused
-                    .into_iter()
-                    .map(|(w, r)| (w, r.reason().to_owned()))
-                    .collect(),
-            )
-        })
+        Some(placement_of(runnable, refused))
     }
 
     /// Ends the tasks queued for longer than `unplaceable_after` that every active
     /// worker offering their type refuses (at most [`MAX_SCAN`] per type and call,
-    /// oldest first): `INVALID_INPUT_ERROR` when every refusal is of the params,
-    /// `RESOURCE_EXHAUSTED` when a worker lacks what the task requires. Returns how many.
+    /// oldest first): see [`unplaceable_failure`]. Returns how many.
     pub(super) fn end_unplaceable(&mut self, cfg: &Config, now: Instant) -> usize {
-        let mut doomed: Vec<(String, ErrorCode, String)> = Vec::new();
+        let mut doomed: Vec<(String, TaskResult)> = Vec::new();
         for queue in self.queues.values() {
             for (_, id) in queue.iter().take(MAX_SCAN) {
                 let Some(rec) = self.tasks.get(id) else {
@@ -805,45 +775,23 @@ impl Store {
                 let Some((0, refused)) = self.verdicts(id) else {
                     continue;
                 };
-                if refused.is_empty() {
-                    continue; // no worker offers the type: it waits for one
+                if let Some(failure) = unplaceable_failure(&rec.payload, &refused) {
+                    doomed.push((id.clone(), failure));
                 }
-                let code = if refused.iter().all(|(_, r)| matches!(r, Refusal::Params(_))) {
-                    ErrorCode::InvalidInput
-                } else {
-                    ErrorCode::ResourceExhausted
-                };
-                // One line per distinct reason, with the workers that gave it.
-                let mut by_reason: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-                for (w, r) in &refused {
-                    by_reason.entry(r.reason()).or_default().push(w);
-                }
-                let why: Vec<String> = by_reason
-                    .iter()
-                    .map(|(r, ws)| format!("{r} (workers {})", ws.join(", ")))
-                    .collect();
-                doomed.push((id.clone(), code, why.join("; ")));
             }
         }
-        for (id, code, why) in &doomed {
-            let Some(rec) = self.tasks.get_mut(id) else {
+        let n = doomed.len();
+        for (id, failure) in doomed {
+            let Some(rec) = self.tasks.get_mut(&id) else {
                 continue;
             };
             let task_type = rec.payload.task_type.clone();
-            // No worker ran it: the failure names none.
-            rec.result = Some(TaskResult::failure(
-                &rec.payload,
-                String::new(),
-                TaskError::new(
-                    code.clone(),
-                    format!("every worker offering {task_type:?} refuses this task: {why}"),
-                ),
-            ));
+            rec.result = Some(failure);
             rec.phase = Phase::Finished;
-            self.unqueue(id, &task_type);
-            self.ended(cfg, id);
+            self.unqueue(&id, &task_type);
+            self.ended(cfg, &id);
         }
-        doomed.len()
+        n
     }
 
     /// What the host sees of each worker (`command_channel` is the caller's to fill).
@@ -888,4 +836,140 @@ impl Store {
         ids.sort();
         ids.into_iter().map(|(_, id)| id.clone()).collect()
     }
+}
+
+/// Where a queued task stands, given how many active workers accept it and each
+/// refusal of the others that offer its type.
+pub(super) fn placement_of(runnable: usize, refused: Vec<(String, Refusal)>) -> Placement {
+    if runnable > 0 {
+        Placement::Runnable { workers: runnable }
+    } else if refused.is_empty() {
+        Placement::NoWorker
+    } else {
+        Placement::Refused(
+            refused
+                .into_iter()
+                .map(|(w, r)| (w, r.reason().to_owned()))
+                .collect(),
+        )
+    }
+}
+
+/// The failure that ends a task every worker offering its type refuses (`None` when
+/// no worker refuses it: it waits for one): `INVALID_INPUT_ERROR` when every refusal
+/// is of the params, `RESOURCE_EXHAUSTED` when a worker lacks what the task requires.
+/// No worker ran it: the failure names none.
+pub(super) fn unplaceable_failure(
+    task: &TaskPayload,
+    refused: &[(String, Refusal)],
+) -> Option<TaskResult> {
+    if refused.is_empty() {
+        return None;
+    }
+    let code = if refused.iter().all(|(_, r)| matches!(r, Refusal::Params(_))) {
+        ErrorCode::InvalidInput
+    } else {
+        ErrorCode::ResourceExhausted
+    };
+    // One line per distinct reason, with the workers that gave it.
+    let mut by_reason: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (w, r) in refused {
+        by_reason.entry(r.reason()).or_default().push(w);
+    }
+    let why: Vec<String> = by_reason
+        .iter()
+        .map(|(r, ws)| format!("{r} (workers {})", ws.join(", ")))
+        .collect();
+    Some(TaskResult::failure(
+        task,
+        String::new(),
+        TaskError::new(
+            code,
+            format!(
+                "every worker offering {:?} refuses this task: {}",
+                task.task_type,
+                why.join("; ")
+            ),
+        ),
+    ))
+}
+
+/// What became of a result, as both storages decide it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Applied, or the same result again.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Accepted,
+    /// No such task.
+    Unknown,
+    /// The task already has another result.
+    DuplicateOther,
+    /// The task passed its deadline.
+    Late,
+    /// The task is queued, held by no worker.
+    Unassigned,
+    /// The task was cancelled.
+    Cancelled,
+    /// Another worker holds the task.
+    Mismatch,
+}
+
+impl Verdict {
+    /// The answer to the worker that sent a result for `task_id`.
+    pub(super) fn outcome(self, task_id: &str) -> ResultOutcome {
+        let (reason, what) = match self {
+            Verdict::Accepted => return ResultOutcome::Accepted,
+            Verdict::Unknown => {
+                return ResultOutcome::ignored(
+                    IgnoredReason::JobNotFound,
+                    format!("no task {task_id:?}"),
+                );
+            }
+            Verdict::DuplicateOther => (IgnoredReason::StaleTask, "already has a result"),
+            Verdict::Late => (IgnoredReason::DeadlineExceeded, "passed its deadline"),
+            Verdict::Unassigned => (IgnoredReason::StaleTask, "is not assigned to any worker"),
+            Verdict::Cancelled => (IgnoredReason::JobCancelled, "was cancelled"),
+            Verdict::Mismatch => (
+                IgnoredReason::WorkerMismatch,
+                "is assigned to another worker",
+            ),
+        };
+        ResultOutcome::ignored(reason, format!("task {task_id:?} {what}"))
+    }
+}
+
+/// The failure a task ends with when its holder's result came after the deadline.
+pub(super) fn late_failure(task: &TaskPayload, worker_id: &str) -> TaskResult {
+    TaskResult::failure(
+        task,
+        worker_id.to_owned(),
+        TaskError::new(
+            ErrorCode::LateResult,
+            "the result arrived after the task's deadline",
+        ),
+    )
+}
+
+/// Checks the identifiers of a task to enqueue.
+pub(super) fn check_new_task(task: &TaskPayload) -> Result<()> {
+    validate_identifier(&task.job_id, "job_id")?;
+    validate_identifier(&task.task_id, "task_id")?;
+    validate_identifier(&task.task_type, "task_type")
+}
+
+/// The refusal of a task whose id is already known.
+pub(super) fn duplicate_task(task_id: &str) -> RxonError {
+    RxonError::invalid_input(format!("duplicate task_id {task_id:?}"))
+        .with_detail("field", "task_id")
+}
+
+/// The refusal of a task when the orchestrator holds its maximum of unfinished ones.
+pub(super) fn queue_full(cfg: &Config) -> RxonError {
+    RxonError::rate_limited(
+        format!(
+            "orchestrator queue is full ({} unfinished tasks)",
+            cfg.max_queue_len
+        ),
+        None,
+    )
 }

@@ -127,6 +127,18 @@ pub trait Harness: Send + Sync {
     fn capabilities(&self) -> Capabilities {
         Capabilities::none()
     }
+
+    /// The storage of each orchestrator the suite builds (default
+    /// [`Storage::Memory`](rxon_orchestrator::Storage::Memory)); a shared storage
+    /// should give each call state of its own (a fresh key prefix).
+    fn storage(&self) -> rxon_orchestrator::Storage {
+        rxon_orchestrator::Storage::Memory
+    }
+}
+
+/// An orchestrator builder on the harness's storage.
+fn builder(h: &dyn Harness) -> rxon_orchestrator::OrchestratorBuilder {
+    Orchestrator::builder().storage(h.storage())
 }
 
 /// An orchestrator served by a started listener.
@@ -153,10 +165,7 @@ impl Env {
     }
 
     async fn default(h: &dyn Harness) -> Env {
-        let orch = Orchestrator::builder()
-            .token(TOKEN)
-            .sts_credential(BOOTSTRAP)
-            .build();
+        let orch = builder(h).token(TOKEN).sts_credential(BOOTSTRAP).build();
         Env::start(h, orch, Duration::from_millis(300)).await
     }
 
@@ -305,7 +314,7 @@ pub async fn poll_without_task_is_none(h: &dyn Harness) {
 /// A poll ends with `Ok(None)` close to its own timeout, even when the listener would
 /// wait far longer.
 pub async fn poll_honours_its_timeout(h: &dyn Harness) {
-    let orch = Orchestrator::builder().token(TOKEN).build();
+    let orch = builder(h).token(TOKEN).build();
     let env = Env::start(h, orch, Duration::from_secs(60)).await;
     let t = env.worker(h, "w-1").await;
     let got = tokio::time::timeout(
@@ -321,7 +330,7 @@ pub async fn poll_honours_its_timeout(h: &dyn Harness) {
 
 /// A parked poll gets a task enqueued while it waits, without waiting out its timeout.
 pub async fn parked_poll_wakes_for_new_task(h: &dyn Harness) {
-    let orch = Orchestrator::builder().token(TOKEN).build();
+    let orch = builder(h).token(TOKEN).build();
     let env = Env::start(h, orch, Duration::from_secs(60)).await;
     let t = env.worker(h, "w-1").await;
     let poller = env.parked_poll(&t).await;
@@ -481,7 +490,7 @@ pub async fn token_refresh_and_auth_failure(h: &dyn Harness) {
 
 /// Over the rate limit: `RateLimited` with the orchestrator's retry-after.
 pub async fn rate_limited(h: &dyn Harness) {
-    let orch = Orchestrator::builder()
+    let orch = builder(h)
         .token(TOKEN)
         .rate_limit(3, Duration::from_secs(60))
         .build();
@@ -622,7 +631,7 @@ impl rxon_core::Handler for Throttling {
 pub async fn retry_after_hints_are_clamped(h: &dyn Harness) {
     use rxon_core::retry::{MAX_RETRY_AFTER, MIN_RETRY_AFTER};
     let handler = Arc::new(Throttling::new(
-        Orchestrator::builder().token(TOKEN).build(),
+        builder(h).token(TOKEN).build(),
         Duration::ZERO,
         0,
     ));
@@ -678,7 +687,7 @@ pub async fn retry_after_hints_are_clamped(h: &dyn Harness) {
 /// attempts.
 pub async fn results_are_retried_on_network_failures(h: &dyn Harness) {
     use std::sync::atomic::Ordering;
-    let orch = Orchestrator::builder().token(TOKEN).build();
+    let orch = builder(h).token(TOKEN).build();
     let handler = Arc::new(Throttling::new(orch.clone(), Duration::ZERO, 2));
     let listener = h.listener(Duration::from_millis(300));
     within(listener.start(handler.clone()))
@@ -737,7 +746,7 @@ pub async fn invalid_identifiers(h: &dyn Harness) {
 
 /// Stopping the listener ends pending polls with "no task", within its deadline.
 pub async fn stop_ends_pending_polls(h: &dyn Harness) {
-    let orch = Orchestrator::builder().token(TOKEN).build();
+    let orch = builder(h).token(TOKEN).build();
     let env = Env::start(h, orch, Duration::from_secs(60)).await;
     let t = env.worker(h, "w-1").await;
     // A task the worker does not serve stays queued through the stop: stopping ends
@@ -1312,7 +1321,7 @@ pub async fn signed_envelopes_are_verified(h: &dyn Harness) {
 /// (before expiry, or after one refusal) from its bootstrap credential, and the
 /// worker's operations go on without an error.
 pub async fn a_token_expiring_mid_session_is_replaced(h: &dyn Harness) {
-    let orch = Orchestrator::builder()
+    let orch = builder(h)
         .token(TOKEN)
         .sts_credential(BOOTSTRAP)
         .token_ttl(Duration::from_secs(1))

@@ -39,6 +39,7 @@ mod handlers;
 mod mock;
 #[cfg(feature = "pki")]
 pub mod pki;
+pub mod redis;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod socks;

@@ -25,6 +25,16 @@
 //! cargo run --example orchestrator --features tor -- --token secret --tor arti
 //! ```
 //!
+//! Several processes serve one fleet on a shared Redis storage (each with the same
+//! tokens and keys), behind a TCP load balancer or with workers pointed at either:
+//!
+//! ```text
+//! cargo run --example orchestrator --features redis -- --token secret \
+//!     --storage redis://127.0.0.1:6379/0 --listen 127.0.0.1:8080
+//! cargo run --example orchestrator --features redis -- --token secret \
+//!     --storage redis://127.0.0.1:6379/0 --listen 127.0.0.1:8082
+//! ```
+//!
 //! Workers use the RXON routes on the same port: HTTP (`/_worker/...`, with the
 //! WebSocket command channel) and the WebSocket transport (`ws://host:port`, under
 //! `/_worker/rxon/`), both served by the one orchestrator. With `--admin-token`, admin requests need it in `X-Client-Token`.
@@ -81,6 +91,15 @@ struct Args {
     /// authentication need none.
     #[arg(long, env = "RXON_TOR_CONTROL_PASSWORD", hide_env_values = true)]
     tor_password: Option<String>,
+    /// Where the state lives: `memory`, or `redis://[:password@]host:port/db` (built
+    /// with `--features redis`), which several orchestrator processes can share.
+    #[arg(
+        long,
+        env = "RXON_STORAGE",
+        default_value = "memory",
+        hide_env_values = true
+    )]
+    storage: rxon::orchestrator::Storage,
 }
 
 struct App {
@@ -106,7 +125,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> rxon::Result<()> {
-    let mut builder = Orchestrator::builder();
+    let mut builder = Orchestrator::builder().storage(args.storage.clone());
     for t in &args.tokens {
         builder = builder.token(t.clone());
     }

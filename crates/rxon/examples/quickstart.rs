@@ -7,6 +7,7 @@
 //! cargo run --example quickstart -- --transport ws    # one WebSocket per worker
 //! cargo run --example quickstart -- --transport grpc
 //! cargo run --example quickstart -- --transport local # in-process, no sockets
+//! cargo run --example quickstart --features redis -- --storage redis://127.0.0.1:6379/0
 //! ```
 //!
 //! The embedded orchestrator listens on a free port; the workers (the `rxon::worker`
@@ -55,6 +56,10 @@ struct Args {
     /// Tasks each worker runs at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
     concurrency: u16,
+    /// Where the orchestrator keeps its state: `memory`, or a `redis://` URL (built
+    /// with `--features redis`).
+    #[arg(long, default_value = "memory")]
+    storage: rxon::orchestrator::Storage,
 }
 
 const TOKEN: &str = "quickstart-token";
@@ -75,6 +80,7 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> rxon::Result<bool> {
     // A task every worker refuses is reported after 200 ms (checked by the reaper).
     let orchestrator = Orchestrator::builder()
+        .storage(args.storage.clone())
         .token(TOKEN)
         .unplaceable_after(Duration::from_millis(200))
         .build();

@@ -26,3 +26,31 @@ impl Harness for Local {
 }
 
 rxon_testing::conformance_tests!(Local, without: tcp);
+
+/// The same suite with every orchestrator on the Redis storage.
+#[cfg(feature = "redis")]
+mod on_redis {
+    use super::*;
+
+    struct LocalRedis;
+
+    impl Harness for LocalRedis {
+        fn listener(&self, poll_wait: Duration) -> Box<dyn Listener> {
+            Local.listener(poll_wait)
+        }
+
+        fn transport(&self, config: &TransportConfig) -> rxon_core::Result<Box<dyn Transport>> {
+            Local.transport(config)
+        }
+
+        fn capabilities(&self) -> Capabilities {
+            Local.capabilities()
+        }
+
+        fn storage(&self) -> rxon_orchestrator::Storage {
+            crate::shared::storage()
+        }
+    }
+
+    rxon_testing::conformance_tests!(LocalRedis, without: tcp);
+}
