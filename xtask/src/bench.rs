@@ -108,6 +108,11 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             one_line(&bench, &["dispatch", kind, "500"])?
         );
     }
+    // The Redis storage: enqueue → a parked worker holds the task, in the process of the
+    // enqueue and in another listener process (a real redis-server on loopback).
+    for line in one_line(&bench, &["dispatch-shared", "500"])?.lines() {
+        println!("bench: dispatch latency {line}");
+    }
     // Idle cost: parked long-polls held by our listener and by a bare hyper server.
     for (kind, n) in [("rxon", "1000"), ("rxon", "10000"), ("hyper", "10000")] {
         println!("bench: idle {}", one_line(&bench, &["idle", kind, n])?);

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! rxon-bench serve <http|ws|grpc|hyper>     # prints "LISTENING <url>", serves until stdin closes
+//! rxon-bench serve-shared <redis-url> <prefix> <addr>  # an HTTP listener process of a Redis-backed orchestrator
+//! rxon-bench dispatch-shared <n>            # the same on Redis: same process, then across processes
 //! rxon-bench load <url> <workers> <seconds> [server-pid]  # prints one JSON line of figures
 //! rxon-bench load-hyper <url> <w> <s> [server-pid]       # the same cycles, bare hyper client
 //! rxon-bench dispatch <http|ws|grpc> <n>    # enqueue → parked worker holds the task
@@ -33,6 +35,7 @@ use tokio::io::AsyncReadExt;
 
 mod blob;
 mod idle;
+mod shared;
 
 /// The task every poll gets.
 fn task() -> TaskPayload {
@@ -81,6 +84,11 @@ fn main() -> ExitCode {
             Ok(n) => runtime.block_on(idle::serve(kind, n)),
             Err(_) => Err("n must be a number".into()),
         },
+        ["serve-shared", url, prefix, addr] => runtime.block_on(shared::serve(url, prefix, addr)),
+        ["dispatch-shared", samples] => match samples.parse() {
+            Ok(n) => runtime.block_on(shared::dispatch(n)),
+            Err(_) => Err("samples must be a number".into()),
+        },
         ["blob", mib] => match mib.parse() {
             Ok(mib) => runtime.block_on(blob::run(mib)),
             Err(_) => Err("MiB must be a number".into()),
@@ -96,7 +104,7 @@ fn main() -> ExitCode {
             }
         }
         _ => Err(
-            "usage: rxon-bench serve <http|ws|grpc|hyper> | load <url> <workers> <seconds> [server-pid] | load-hyper <url> <workers> <seconds> [server-pid] | dispatch <http|ws|grpc> <samples> | cycle <http|ws|grpc> <samples> [tor] | blob <MiB> | idle <rxon|hyper> <n>".into(),
+            "usage: rxon-bench serve <http|ws|grpc|hyper> | load <url> <workers> <seconds> [server-pid] | load-hyper <url> <workers> <seconds> [server-pid] | dispatch <http|ws|grpc> <samples> | cycle <http|ws|grpc> <samples> [tor] | serve-shared <redis-url> <prefix> <addr> | dispatch-shared <samples> | blob <MiB> | idle <rxon|hyper> <n>".into(),
         ),
     };
     match outcome {

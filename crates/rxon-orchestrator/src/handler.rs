@@ -100,6 +100,40 @@ impl Drop for PollGuard<'_> {
     }
 }
 
+impl Inner {
+    /// Waits for work: tries `attempt` at once and again on every wake-up of the work
+    /// signal (enqueue, requeue, registration, in any process), until it yields a
+    /// task, fails, or `wait` ends (`Ok(None)`).
+    pub(super) async fn park<F>(
+        &self,
+        wait: Duration,
+        mut attempt: impl FnMut() -> F,
+    ) -> HandlerResult<Option<TaskPayload>>
+    where
+        F: std::future::Future<Output = HandlerResult<Option<TaskPayload>>>,
+    {
+        let deadline = Instant::now().checked_add(wait);
+        loop {
+            let notified = self.work.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Register interest before looking at the queues, so a wake-up in between
+            // is not missed.
+            notified.as_mut().enable();
+            if let Some(task) = attempt().await? {
+                return Ok(Some(task));
+            }
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, notified).await.is_err() {
+                        return Ok(None);
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+}
+
 /// Most `current_tasks` entries of one heartbeat looked at.
 const MAX_LISTED: usize = 4_096;
 
@@ -543,30 +577,20 @@ impl Handler for Orchestrator {
                 worker_id: &worker_id,
             };
             inner.events.notify_waiters();
-            let deadline = Instant::now().checked_add(wait);
-            loop {
-                let notified = inner.work.notified();
-                let mut notified = std::pin::pin!(notified);
-                // Register interest before looking at the queues, so an enqueue in
-                // between wakes this poll.
-                notified.as_mut().enable();
-                // The claim and the return happen in the same step of this future: a
-                // future dropped while waiting has claimed nothing.
-                let lease = Instant::now().checked_add(inner.config.claim_lease);
-                match inner.lock().store.claim(&worker_id, lease, poll_epoch) {
-                    Ok(Some(task)) => return Ok(Some(task)),
-                    Ok(None) => {}
-                    Err(()) => return Err(not_registered(&worker_id)),
-                }
-                match deadline {
-                    Some(d) => {
-                        if tokio::time::timeout_at(d, notified).await.is_err() {
-                            return Ok(None);
-                        }
-                    }
-                    None => notified.await,
-                }
-            }
+            inner
+                .park(wait, || {
+                    // The claim and the return happen in the same step of this future:
+                    // a future dropped while waiting has claimed nothing.
+                    let lease = Instant::now().checked_add(inner.config.claim_lease);
+                    std::future::ready(
+                        inner
+                            .lock()
+                            .store
+                            .claim(&worker_id, lease, poll_epoch)
+                            .map_err(|()| not_registered(&worker_id)),
+                    )
+                })
+                .await
         })
     }
 

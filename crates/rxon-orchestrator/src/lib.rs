@@ -369,12 +369,25 @@ impl Inner {
         F: std::future::Future<Output = std::result::Result<Option<T>, ::redis::RedisError>>,
     {
         let deadline = Instant::now().checked_add(timeout);
+        let mut backoff = Duration::from_millis(20);
         loop {
             let notified = self.events.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            if let Some(v) = check().await.map_err(redis::storage_error)? {
-                return Ok(Some(v));
+            match check().await {
+                Ok(Some(v)) => return Ok(Some(v)),
+                Ok(None) => {}
+                // A lost connection (Redis restarting, say) is reopened in the
+                // background: ask again until the wait ends.
+                Err(e)
+                    if redis::transient(&e)
+                        && deadline.is_none_or(|d| Instant::now() + backoff < d) =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    continue;
+                }
+                Err(e) => return Err(redis::storage_error(e)),
             }
             match deadline {
                 Some(d) => {

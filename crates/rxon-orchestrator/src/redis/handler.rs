@@ -145,6 +145,21 @@ impl Redis {
         }
     }
 
+    /// Admits the request of worker `worker_id` (its rate-limit key) acting as itself.
+    async fn admit_as(
+        &self,
+        inner: &Inner,
+        con: &mut ConnectionManager,
+        ctx: &RequestContext,
+        worker_id: &str,
+    ) -> HandlerResult<Credential> {
+        let cred = self
+            .admit(inner, con, ctx, false, |_| Some(worker_id.to_owned()))
+            .await?;
+        self.act_as(inner, con, &cred, ctx, worker_id).await?;
+        Ok(cred)
+    }
+
     /// Refuses acting as `claimed` when the credential or certificate proves another
     /// worker, or the request is of an older generation than `claimed` registered with.
     async fn act_as(
@@ -441,11 +456,7 @@ impl Redis {
         let inner = &*orch.inner;
         let worker_id = ctx.require_worker_id()?.to_owned();
         let mut con = self.con_h().await?;
-        let cred = self
-            .admit(inner, &mut con, &ctx, false, |_| Some(worker_id.clone()))
-            .await?;
-        self.act_as(inner, &mut con, &cred, &ctx, &worker_id)
-            .await?;
+        self.admit_as(inner, &mut con, &ctx, &worker_id).await?;
         let until = now_ms().saturating_add(millis(wait));
         let Some((_, poll_epoch)) = self
             .poll_mark(&mut con, &worker_id, Some(until))
@@ -461,32 +472,23 @@ impl Redis {
             worker_id: &worker_id,
         };
         inner.events.notify_waiters();
-        let deadline = Instant::now().checked_add(wait);
-        loop {
-            let notified = inner.work.notified();
-            let mut notified = std::pin::pin!(notified);
-            // Register interest before looking at the queues, so a wake-up in
-            // between is not missed.
-            notified.as_mut().enable();
-            let lease = now_ms().checked_add(millis(inner.config.claim_lease));
-            match self
-                .claim(inner, &mut con, &worker_id, lease, poll_epoch)
-                .await
-            {
-                Ok(Some(task)) => return Ok(Some(task)),
-                Ok(None) => {}
-                Err(ClaimError::Gone) => return Err(not_registered(&worker_id)),
-                Err(ClaimError::Storage(e)) => return Err(unavailable(e)),
-            }
-            match deadline {
-                Some(d) => {
-                    if tokio::time::timeout_at(d, notified).await.is_err() {
-                        return Ok(None);
+        inner
+            .park(wait, || {
+                let mut con = con.clone();
+                let worker_id = worker_id.as_str();
+                async move {
+                    let lease = now_ms().checked_add(millis(inner.config.claim_lease));
+                    match self
+                        .claim(inner, &mut con, worker_id, lease, poll_epoch)
+                        .await
+                    {
+                        Ok(task) => Ok(task),
+                        Err(ClaimError::Gone) => Err(not_registered(worker_id)),
+                        Err(ClaimError::Storage(e)) => Err(unavailable(e)),
                     }
                 }
-                None => notified.await,
-            }
-        }
+            })
+            .await
     }
 
     pub(crate) async fn result(
@@ -498,10 +500,7 @@ impl Redis {
         let inner = &*orch.inner;
         let mut con = self.con_h().await?;
         let wid = result.worker_id.clone();
-        let cred = self
-            .admit(inner, &mut con, &ctx, false, |_| Some(wid.clone()))
-            .await?;
-        self.act_as(inner, &mut con, &cred, &ctx, &wid).await?;
+        self.admit_as(inner, &mut con, &ctx, &wid).await?;
         let result = self
             .held_to_contract(inner, &mut con, result)
             .await
@@ -568,11 +567,7 @@ impl Redis {
         let inner = &*orch.inner;
         let worker_id = ctx.require_worker_id()?.to_owned();
         let mut con = self.con_h().await?;
-        let cred = self
-            .admit(inner, &mut con, &ctx, false, |_| Some(worker_id.clone()))
-            .await?;
-        self.act_as(inner, &mut con, &cred, &ctx, &worker_id)
-            .await?;
+        self.admit_as(inner, &mut con, &ctx, &worker_id).await?;
         let checked = checked_heartbeat(inner, heartbeat)?;
         let (listed, body, skills, hash, nsk) = match &checked {
             None => (
@@ -716,10 +711,7 @@ impl Redis {
         let progress = checked_event(&event)?;
         let mut con = self.con_h().await?;
         let sender = event.worker_id.clone();
-        let cred = self
-            .admit(inner, &mut con, &ctx, false, |_| Some(sender.clone()))
-            .await?;
-        self.act_as(inner, &mut con, &cred, &ctx, &sender).await?;
+        self.admit_as(inner, &mut con, &ctx, &sender).await?;
         let task_id = self.event_target(&mut con, &event).await?;
         let contract = self
             .contract_of(inner, &mut con, &sender, &task_id)

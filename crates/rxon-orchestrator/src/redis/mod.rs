@@ -206,6 +206,12 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> R<T>
     })
 }
 
+/// Whether a failure is of the connection (dropped, refused, timed out), which the
+/// connection manager repairs by itself: a read may be asked again.
+pub(crate) fn transient(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}
+
 /// A storage failure, for the worker-facing operations.
 pub(super) fn unavailable(e: RedisError) -> HandlerError {
     HandlerError::unavailable(format!("storage unavailable: {e}"))
