@@ -42,7 +42,11 @@ fn task(id: &str) -> TaskPayload {
 
 /// The host side: an orchestrator on the same state, in this process.
 fn host(url: &str) -> Orchestrator {
-    let storage = Storage::redis(url).unwrap().with_prefix(PREFIX).unwrap();
+    host_on(url, PREFIX)
+}
+
+fn host_on(url: &str, prefix: &str) -> Orchestrator {
+    let storage = Storage::redis(url).unwrap().with_prefix(prefix).unwrap();
     Orchestrator::builder()
         .token("bench")
         .storage(storage)
@@ -52,8 +56,12 @@ fn host(url: &str) -> Orchestrator {
 
 /// A listener process on `addr` (port 0: any), and the address it listens on.
 async fn listener_process(redis: &str, addr: &str) -> (Child, SocketAddr) {
+    listener_process_on(redis, PREFIX, addr).await
+}
+
+async fn listener_process_on(redis: &str, prefix: &str, addr: &str) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rxon-bench"))
-        .args(["serve-shared", redis, PREFIX, addr])
+        .args(["serve-shared", redis, prefix, addr])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -198,4 +206,130 @@ async fn three_processes_one_redis_exactly_once_under_faults() {
         drop(child.stdin.take()); // a clean stop
         let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
     }
+}
+
+/// The worker's `park` mark (Unix ms; 0 when absent): set by the process where its
+/// poll parks.
+fn parked_until(redis: &RedisServer, prefix: &str, worker: &str) -> i64 {
+    let reply = redis
+        .command(&["HGET", &format!("{prefix}:w:{worker}"), "park"])
+        .unwrap();
+    reply
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn registered(url: &str, worker: &str) -> Arc<dyn Transport> {
+    let t: Arc<dyn Transport> =
+        rxon::create_transport(url, worker, "bench", Default::default()).unwrap();
+    t.connect().await.unwrap();
+    t.register(&rxon::WorkerRegistration {
+        worker_id: worker.into(),
+        supported_skills: vec!["work".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    t
+}
+
+/// The hand-off race across processes: a poll parked on a listener process, the task
+/// enqueued by another process while the poll's connection is cut (or silenced): the
+/// task is never orphaned, and a claim lost with the connection is requeued within the
+/// lease and a reaper round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_handed_across_processes_to_a_vanished_poll_is_requeued() {
+    const RACE: &str = "race";
+    let races = env_or("RXON_SOAK_RACES", 10);
+    let redis = RedisServer::start().expect("redis-server (apt-get install redis-server)");
+    let url = redis.url();
+    let (mut child, addr) = listener_process_on(&url, RACE, "127.0.0.1:0").await;
+    let proxy = FaultProxy::start(addr).await.unwrap();
+    let host = host_on(&url, RACE);
+    let mut t = registered(&proxy.url("http"), "w-race").await;
+    let mut worst = Duration::ZERO;
+    let mut lost_claims = 0u64;
+    let mut orphaned = Vec::new();
+    for i in 0..races {
+        let silence = i % 2 == 1;
+        // A poll parked on the listener process (bounded tries: right after a cut, the
+        // first poll may fail on the connection the transport has not seen die).
+        let mut tries = 0;
+        let (poll, parked) = loop {
+            tries += 1;
+            assert!(tries <= 5, "no poll parked in 5 tries");
+            let before = parked_until(&redis, RACE, "w-race");
+            let mut poll = {
+                let t = t.clone();
+                tokio::spawn(async move { t.poll_task(Duration::from_secs(10)).await })
+            };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let parked = loop {
+                if parked_until(&redis, RACE, "w-race") > before {
+                    break true;
+                }
+                if poll.is_finished() || Instant::now() > deadline {
+                    break false;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            };
+            if parked {
+                break (poll, parked_until(&redis, RACE, "w-race"));
+            }
+            let e = (&mut poll)
+                .await
+                .unwrap()
+                .expect_err("nothing is queued: a poll ends early only on an error");
+            assert!(e.is_network(), "{e}");
+        };
+        let id = format!("race-{i}");
+        let lapsed_before = host.lapsed_claims().await;
+        if silence {
+            proxy.strand_all();
+            host.enqueue(task(&id)).await.unwrap();
+        } else {
+            let (_, ()) = tokio::join!(host.enqueue(task(&id)), async { proxy.reset_all() });
+        }
+        let gone_at = Instant::now();
+        // The parked poll ends on the listener process (its mark is cleared): it
+        // claimed the task, or the connection's end dropped it first.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while parked_until(&redis, RACE, "w-race") >= parked {
+            assert!(Instant::now() < deadline, "{id}: the parked poll did not end");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Then the task is queued again (or was never taken): no worker confirms it.
+        let queued = host
+            .wait_for_task_state(&id, &TaskState::Queued, LEASE * 20)
+            .await;
+        let requeued_in = gone_at.elapsed();
+        if queued.is_err() {
+            orphaned.push((id.clone(), host.task_state(&id).await));
+        }
+        if host.lapsed_claims().await > lapsed_before {
+            lost_claims += 1;
+            worst = worst.max(requeued_in);
+        }
+        poll.abort();
+        t.close().await.unwrap();
+        t = registered(&proxy.url("http"), "w-race").await;
+        host.cancel(&id).await.unwrap();
+    }
+    println!(
+        "hand-off race across processes: attempts {races}, claims lost with the connection \
+         {lost_claims}, orphaned {}, worst time until requeue {worst:?} (lease {LEASE:?}, \
+         reaper round 50ms)",
+        orphaned.len()
+    );
+    drop(child.stdin.take());
+    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    assert!(orphaned.is_empty(), "orphaned: {orphaned:?}");
+    assert!(
+        lost_claims >= (races / 2) as u64,
+        "every silenced poll lost its claim"
+    );
+    let bound = LEASE + Duration::from_millis(50) + Duration::from_millis(250);
+    assert!(worst < bound, "worst requeue {worst:?}, bound {bound:?}");
 }
