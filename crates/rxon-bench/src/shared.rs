@@ -85,28 +85,32 @@ pub(crate) async fn spawn(
 /// when its poll is parked on the same process as the enqueue, then on another
 /// process (a `serve-shared` child); one JSON line each.
 pub(crate) async fn dispatch(samples: usize) -> Result<(), String> {
-    let redis = rxon::testing::redis::RedisServer::start()?;
-    let url = redis.url();
-    let here = orchestrator(&url, "same")?;
-    let listener = super::started_listener("http", &here).await?;
-    let local_url = listener.endpoint().unwrap_or_default();
-    let same = measure(&redis, "same", &here, &local_url, samples).await?;
-    listener
-        .stop(Duration::from_secs(2))
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut child, remote_url) = spawn(&url, "across", "127.0.0.1:0").await?;
-    let host = orchestrator(&url, "across")?;
-    let across = measure(&redis, "across", &host, &remote_url, samples).await?;
-    drop(child.stdin.take());
-    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-    for (name, mut latencies) in [("same_process", same), ("across_processes", across)] {
-        latencies.sort();
-        let pct = |p: f64| super::percentile(&latencies, p).as_secs_f64() * 1e6;
-        println!(
-            "{}",
-            serde_json::json!({"storage": "redis", "dispatch": name, "samples": latencies.len(), "p50_us": pct(0.5), "p99_us": pct(0.99)})
-        );
+    // `always`: nothing acknowledged is lost even when Redis is killed (an fsync per
+    // write); `everysec`: up to a second of writes lost then.
+    for fsync in ["always", "everysec"] {
+        let redis = rxon::testing::redis::RedisServer::start_with_appendfsync(fsync)?;
+        let url = redis.url();
+        let here = orchestrator(&url, "same")?;
+        let listener = super::started_listener("http", &here).await?;
+        let local_url = listener.endpoint().unwrap_or_default();
+        let same = measure(&redis, "same", &here, &local_url, samples).await?;
+        listener
+            .stop(Duration::from_secs(2))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut child, remote_url) = spawn(&url, "across", "127.0.0.1:0").await?;
+        let host = orchestrator(&url, "across")?;
+        let across = measure(&redis, "across", &host, &remote_url, samples).await?;
+        drop(child.stdin.take());
+        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        for (name, mut latencies) in [("same_process", same), ("across_processes", across)] {
+            latencies.sort();
+            let pct = |p: f64| super::percentile(&latencies, p).as_secs_f64() * 1e6;
+            println!(
+                "{}",
+                serde_json::json!({"storage": "redis", "appendfsync": fsync, "dispatch": name, "samples": latencies.len(), "p50_us": pct(0.5), "p99_us": pct(0.99)})
+            );
+        }
     }
     Ok(())
 }

@@ -297,7 +297,10 @@ async fn a_task_handed_across_processes_to_a_vanished_poll_is_requeued() {
         // claimed the task, or the connection's end dropped it first.
         let deadline = Instant::now() + Duration::from_secs(5);
         while parked_until(&redis, RACE, "w-race") >= parked {
-            assert!(Instant::now() < deadline, "{id}: the parked poll did not end");
+            assert!(
+                Instant::now() < deadline,
+                "{id}: the parked poll did not end"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         // Then the task is queued again (or was never taken): no worker confirms it.

@@ -1,7 +1,7 @@
 //! A real Redis server for tests of the shared storage: the distribution's
 //! `redis-server`, started on `127.0.0.1` on a free port with its own temporary
-//! directory and the append-only file on (`appendfsync always`: nothing acknowledged
-//! is lost when it is killed), stopped on drop.
+//! directory and the append-only file on (`appendfsync always` unless asked otherwise:
+//! nothing acknowledged is lost when it is killed), stopped on drop.
 //!
 //! The binary is `redis-server` from `PATH`, or `RXON_REDIS_SERVER`. Starting fails
 //! with a message saying why (not installed, did not come up in time): a test using
@@ -25,6 +25,7 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    appendfsync: String,
 }
 
 fn binary() -> String {
@@ -42,6 +43,16 @@ impl RedisServer {
     /// Starts a server on a free loopback port. Blocks until it answers (at most
     /// 20 s).
     pub fn start() -> Result<Self, String> {
+        Self::start_with_appendfsync("always")
+    }
+
+    /// The same with another `appendfsync` policy (`always`, `everysec`, `no`):
+    /// `everysec` saves an fsync per write and may lose up to a second of writes when
+    /// the server is killed.
+    pub fn start_with_appendfsync(policy: &str) -> Result<Self, String> {
+        if !["always", "everysec", "no"].contains(&policy) {
+            return Err(format!("unknown appendfsync policy {policy:?}"));
+        }
         let dir = std::env::temp_dir().join(format!(
             "rxon-redis-{}-{}",
             std::process::id(),
@@ -56,6 +67,7 @@ impl RedisServer {
                 child: None,
                 port: free_port()?,
                 dir: dir.clone(),
+                appendfsync: policy.to_owned(),
             };
             match server.spawn() {
                 Ok(()) => return Ok(server),
@@ -82,7 +94,7 @@ impl RedisServer {
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "always",
+                &self.appendfsync,
                 "--logfile",
                 "redis.log",
             ])

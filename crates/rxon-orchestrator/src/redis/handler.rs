@@ -37,6 +37,26 @@ impl From<::redis::RedisError> for ClaimError {
     }
 }
 
+/// What a poll knows of its worker: catalog version, heartbeat epoch, last heartbeat.
+struct View {
+    cv: String,
+    epoch: String,
+    heartbeat: Option<Heartbeat>,
+}
+
+impl View {
+    fn new(cv: String, epoch: String, heartbeat: &str) -> R<View> {
+        let heartbeat = (!heartbeat.is_empty())
+            .then(|| parse("heartbeat", heartbeat))
+            .transpose()?;
+        Ok(View {
+            cv,
+            epoch,
+            heartbeat,
+        })
+    }
+}
+
 /// Whether a token may be one the STS operation issued (`sts-…`): only those are
 /// looked up in the storage.
 fn looks_issued(token: &str) -> bool {
@@ -247,7 +267,7 @@ impl Redis {
         con: &mut ConnectionManager,
         worker_id: &str,
         until: Option<i64>,
-    ) -> R<Option<(String, u64)>> {
+    ) -> R<Option<View>> {
         let out: Vec<String> = scripts()
             .poll
             .arg(&self.prefix)
@@ -256,14 +276,32 @@ impl Redis {
             .arg(until.map(|u| u.to_string()).unwrap_or_default())
             .invoke_async(con)
             .await?;
-        Ok(match out.as_slice() {
-            [cv, epoch] => Some((cv.clone(), epoch.parse().unwrap_or(0))),
-            _ => None,
-        })
+        match out.as_slice() {
+            [cv, epoch, hb] => Ok(Some(View::new(cv.clone(), epoch.clone(), hb)?)),
+            _ => Ok(None),
+        }
     }
 
-    /// Claims the oldest queued task `worker_id` can run, as the in-memory store does:
-    /// the choice made here, the claim taken by a script that checks nothing changed.
+    /// The worker's state as a claim needs it.
+    async fn view(&self, con: &mut ConnectionManager, worker_id: &str) -> Result<View, ClaimError> {
+        let [st, cv, epoch, hb]: [Option<String>; 4] = con
+            .hmget(self.key(&["w", worker_id]), &["st", "cv", "epoch", "hb"])
+            .await?;
+        if st.as_deref() != Some("a") {
+            return Err(ClaimError::Gone);
+        }
+        Ok(View::new(
+            cv.unwrap_or_default(),
+            epoch.unwrap_or_else(|| "0".to_owned()),
+            hb.as_deref().unwrap_or_default(),
+        )?)
+    }
+
+    /// Claims the oldest queued task `worker_id` can run, as the in-memory store does.
+    /// Usually one script: when the oldest task over the worker's skills is one nothing
+    /// can refuse (no schema, no requirements), `take.lua` takes it; otherwise the
+    /// choice is made here and `claim.lua` takes it if nothing changed meanwhile.
+    /// `view` is what the poll last knew of its worker (refreshed when stale).
     async fn claim(
         &self,
         inner: &Inner,
@@ -271,28 +309,57 @@ impl Redis {
         worker_id: &str,
         lease: Option<i64>,
         poll_epoch: u64,
+        view: &mut Option<View>,
     ) -> std::result::Result<Option<TaskPayload>, ClaimError> {
-        let wkey = self.key(&["w", worker_id]);
+        let lease = lease.map(|l| l.to_string()).unwrap_or_default();
         for _ in 0..super::MAX_CLAIM_ATTEMPTS {
-            let (st, cv, epoch, hb): (
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-            ) = con.hmget(&wkey, &["st", "cv", "epoch", "hb"]).await?;
-            if st.as_deref() != Some("a") {
-                return Err(ClaimError::Gone);
-            }
-            let cv = cv.unwrap_or_default();
-            let epoch_s = epoch.unwrap_or_else(|| "0".to_owned());
-            let heartbeat: Option<Heartbeat> =
-                hb.as_deref().map(|h| parse("heartbeat", h)).transpose()?;
-            if !store::takes_work(heartbeat.as_ref(), epoch_s.parse().unwrap_or(0), poll_epoch) {
+            let v = match view.take() {
+                Some(v) => v,
+                None => self.view(con, worker_id).await?,
+            };
+            if !store::takes_work(
+                v.heartbeat.as_ref(),
+                v.epoch.parse().unwrap_or(0),
+                poll_epoch,
+            ) {
+                *view = Some(v);
                 return Ok(None);
             }
-            let known = self.known(inner, con, worker_id, &cv).await?;
-            let Some((task_id, task_type)) = self.choose(con, &known, heartbeat.as_ref()).await?
+            let known = self.known(inner, con, worker_id, &v.cv).await?;
+            let mut fast = scripts().take.prepare_invoke();
+            fast.arg(&self.prefix)
+                .arg(worker_id)
+                .arg(&lease)
+                .arg(&v.cv)
+                .arg(&v.epoch);
+            let mut any = false;
+            for skill in &known.catalog.skills {
+                if store::can_start(v.heartbeat.as_ref(), &skill.name) {
+                    let plain = !known.catalog.contracts.contains_key(&skill.name);
+                    fast.arg(&skill.name).arg(if plain { "1" } else { "0" });
+                    any = true;
+                }
+            }
+            if !any {
+                *view = Some(v);
+                return Ok(None);
+            }
+            let answer: Vec<String> = fast.invoke_async(con).await?;
+            match answer.first().map(String::as_str) {
+                Some("ok") => {
+                    return Ok(Some(parse("task", answer.get(1).map_or("{}", |p| p))?));
+                }
+                Some("none") => {
+                    *view = Some(v);
+                    return Ok(None);
+                }
+                Some("gone") => return Err(ClaimError::Gone),
+                Some("slow") => {}
+                _ => continue, // the worker changed: look at it again
+            }
+            let Some((task_id, task_type)) = self.choose(con, &known, v.heartbeat.as_ref()).await?
             else {
+                *view = Some(v);
                 return Ok(None);
             };
             let answer: Vec<String> = scripts()
@@ -300,16 +367,19 @@ impl Redis {
                 .arg(&self.prefix)
                 .arg(&task_id)
                 .arg(worker_id)
-                .arg(lease.map(|l| l.to_string()).unwrap_or_default())
-                .arg(&cv)
-                .arg(&epoch_s)
+                .arg(&lease)
+                .arg(&v.cv)
+                .arg(&v.epoch)
                 .arg(&task_type)
                 .invoke_async(con)
                 .await?;
-            match answer.as_slice() {
-                [ok, payload] if ok == "ok" => return Ok(Some(parse("task", payload)?)),
-                [gone] if gone == "gone" => return Err(ClaimError::Gone),
-                _ => {} // taken by another worker, or the worker changed: choose again
+            match answer.first().map(String::as_str) {
+                Some("ok") => {
+                    return Ok(Some(parse("task", answer.get(1).map_or("{}", |p| p))?));
+                }
+                Some("gone") => return Err(ClaimError::Gone),
+                Some("taken") => *view = Some(v), // another worker was faster: again
+                _ => {}                           // the worker changed: look again
             }
         }
         Ok(None)
@@ -458,13 +528,15 @@ impl Redis {
         let mut con = self.con_h().await?;
         self.admit_as(inner, &mut con, &ctx, &worker_id).await?;
         let until = now_ms().saturating_add(millis(wait));
-        let Some((_, poll_epoch)) = self
+        let Some(first) = self
             .poll_mark(&mut con, &worker_id, Some(until))
             .await
             .map_err(unavailable)?
         else {
             return Err(not_registered(&worker_id));
         };
+        let poll_epoch = first.epoch.parse().unwrap_or(0);
+        let view = std::sync::Mutex::new(Some(first));
         inner.lock().pending_polls += 1;
         let _guard = SharedPollGuard {
             orch,
@@ -476,12 +548,15 @@ impl Redis {
             .park(wait, || {
                 let mut con = con.clone();
                 let worker_id = worker_id.as_str();
+                let view = &view;
                 async move {
                     let lease = now_ms().checked_add(millis(inner.config.claim_lease));
-                    match self
-                        .claim(inner, &mut con, worker_id, lease, poll_epoch)
-                        .await
-                    {
+                    let mut known = view.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    let claimed = self
+                        .claim(inner, &mut con, worker_id, lease, poll_epoch, &mut known)
+                        .await;
+                    *view.lock().unwrap_or_else(|p| p.into_inner()) = known;
+                    match claimed {
                         Ok(task) => Ok(task),
                         Err(ClaimError::Gone) => Err(not_registered(worker_id)),
                         Err(ClaimError::Storage(e)) => Err(unavailable(e)),

@@ -102,6 +102,7 @@ macro_rules! script {
 pub(super) struct Scripts {
     pub(super) enqueue: Script,
     pub(super) claim: Script,
+    pub(super) take: Script,
     pub(super) result: Script,
     pub(super) cancel: Script,
     pub(super) register: Script,
@@ -118,6 +119,7 @@ pub(super) fn scripts() -> &'static Scripts {
     S.get_or_init(|| Scripts {
         enqueue: script!("enqueue"),
         claim: script!("claim"),
+        take: script!("take"),
         result: script!("result"),
         cancel: script!("cancel"),
         register: script!("register"),

@@ -14,15 +14,5 @@ if not ph then
   return {'taken'}
 end
 if ph ~= 'q' then return {'taken'} end
-unqueue(id, ty)
-redis.call('HSET', t, 'ph', 'r', 'h', wid)
-redis.call('HDEL', t, 'lapsed')
-if ARGV[4] ~= '' then
-  redis.call('HSET', t, 'lease', ARGV[4])
-  redis.call('ZADD', P .. ':leases', ARGV[4], id)
-else
-  redis.call('HDEL', t, 'lease')
-end
-redis.call('RPUSH', P .. ':wc:' .. wid, id)
-changed()
+take(id, ty, wid, ARGV[4])
 return {'ok', p}

@@ -67,3 +67,19 @@ local function confirm(w, id)
     redis.call('ZREM', P .. ':leases', id)
   end
 end
+
+-- Worker `wid` takes queued task `id` of type `ty`, with a lease until `lease` ('' none).
+local function take(id, ty, wid, lease)
+  local t = tk(id)
+  unqueue(id, ty)
+  redis.call('HSET', t, 'ph', 'r', 'h', wid)
+  redis.call('HDEL', t, 'lapsed')
+  if lease ~= '' then
+    redis.call('HSET', t, 'lease', lease)
+    redis.call('ZADD', P .. ':leases', lease, id)
+  else
+    redis.call('HDEL', t, 'lease')
+  end
+  redis.call('RPUSH', P .. ':wc:' .. wid, id)
+  changed()
+end

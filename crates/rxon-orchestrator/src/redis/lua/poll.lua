@@ -1,8 +1,9 @@
 -- ARGV: prefix, worker_id, now, parked until ('' when the poll ends).
--- Returns {catalog version, epoch} or {} for a worker that is not active.
+-- Returns {catalog version, epoch, last heartbeat ('' none)} or {} for a worker that
+-- is not active.
 local wid, now = ARGV[2], ARGV[3]
 local w = wk(wid)
-local st, cv, ep = unpack(redis.call('HMGET', w, 'st', 'cv', 'epoch'))
+local st, cv, ep, hb = unpack(redis.call('HMGET', w, 'st', 'cv', 'epoch', 'hb'))
 if st ~= 'a' then return {} end
 if ARGV[4] ~= '' then
   redis.call('HSET', w, 'seen', now, 'park', ARGV[4])
@@ -11,4 +12,4 @@ else
   redis.call('HSET', w, 'seen', now, 'park', now)
   redis.call('ZADD', P .. ':alive', now, wid)
 end
-return {cv, ep}
+return {cv, ep, hb or ''}
