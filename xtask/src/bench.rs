@@ -113,8 +113,21 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     for line in one_line(&bench, &["dispatch-shared", "500"])?.lines() {
         println!("bench: dispatch latency {line}");
     }
+    // Jobs end to end (enqueue → worker → result applied) with 1, 2 and 3 listener
+    // processes on one Redis (appendfsync always), with each side's CPU per job.
+    for processes in ["1", "2", "3"] {
+        println!(
+            "bench: shared storage {}",
+            one_line(&bench, &["load-shared", processes, "12", "5"])?
+        );
+    }
     // Idle cost: parked long-polls held by our listener and by a bare hyper server.
-    for (kind, n) in [("rxon", "1000"), ("rxon", "10000"), ("hyper", "10000")] {
+    for (kind, n) in [
+        ("rxon", "1000"),
+        ("rxon", "10000"),
+        ("rxon-redis", "10000"),
+        ("hyper", "10000"),
+    ] {
         println!("bench: idle {}", one_line(&bench, &["idle", kind, n])?);
     }
     // Blob storage: one 1 GiB object up to a real S3-compatible server and back.

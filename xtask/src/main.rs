@@ -135,6 +135,22 @@ fn soak(tasks: &str, races: &str) -> Result<(), String> {
             "1",
         ])
         .env("RXON_SOAK_TASKS", tasks)
+        .env("RXON_SOAK_RACES", races))?;
+    // The same across listener processes on one Redis (needs redis-server).
+    run(Command::new(cargo_bin())
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "rxon-bench",
+            "--test",
+            "scale_out",
+            "--",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("RXON_SOAK_TASKS", tasks)
         .env("RXON_SOAK_RACES", races))
 }
 

@@ -10,6 +10,8 @@
 //!
 //! - `rxon`: `HttpListener` over the embedded `Orchestrator` (polls park in its queue
 //!   hand-off, as in production).
+//! - `rxon-redis`: the same with the orchestrator's state in Redis (a `redis-server` the
+//!   child starts: its memory is not the listener's).
 //! - `hyper`: a bare hyper server whose poll route just sleeps: the cost of the HTTP
 //!   connection alone.
 
@@ -32,12 +34,20 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub(crate) async fn serve(kind: &str, capacity: usize) -> Result<(), String> {
     let addr: std::net::SocketAddr = "127.0.0.1:0".parse().map_err(|_| "addr")?;
     let mut serving: Option<rxon::http::HttpListener> = None;
+    // `rxon-redis`: the orchestrator's state in a redis-server of its own (another
+    // process, so not in this one's memory).
+    let mut _redis = None;
     let (url, pending): (String, Box<dyn Fn() -> usize + Send>) = match kind {
-        "rxon" => {
-            let orchestrator = Orchestrator::builder()
-                .token("bench")
-                .max_workers(capacity)
-                .build();
+        "rxon" | "rxon-redis" => {
+            let mut builder = Orchestrator::builder().token("bench").max_workers(capacity);
+            if kind == "rxon-redis" {
+                let server = rxon::testing::redis::RedisServer::start_with_appendfsync("everysec")?;
+                let storage =
+                    rxon::orchestrator::Storage::redis(server.url()).map_err(|e| e.to_string())?;
+                builder = builder.storage(storage);
+                _redis = Some(server);
+            }
+            let orchestrator = builder.build();
             let mut config = rxon::http::HttpListenerConfig::default();
             config.bind = addr;
             config.max_connections = capacity + 16;

@@ -4,6 +4,7 @@
 //! rxon-bench serve <http|ws|grpc|hyper>     # prints "LISTENING <url>", serves until stdin closes
 //! rxon-bench serve-shared <redis-url> <prefix> <addr>  # an HTTP listener process of a Redis-backed orchestrator
 //! rxon-bench dispatch-shared <n>            # the same on Redis: same process, then across processes
+//! rxon-bench load-shared <processes> <workers> <seconds>  # jobs end to end on Redis, CPU of each side
 //! rxon-bench load <url> <workers> <seconds> [server-pid]  # prints one JSON line of figures
 //! rxon-bench load-hyper <url> <w> <s> [server-pid]       # the same cycles, bare hyper client
 //! rxon-bench dispatch <http|ws|grpc> <n>    # enqueue → parked worker holds the task
@@ -85,6 +86,12 @@ fn main() -> ExitCode {
             Err(_) => Err("n must be a number".into()),
         },
         ["serve-shared", url, prefix, addr] => runtime.block_on(shared::serve(url, prefix, addr)),
+        ["load-shared", processes, workers, seconds] => {
+            match (processes.parse(), workers.parse(), seconds.parse()) {
+                (Ok(p), Ok(w), Ok(s)) => runtime.block_on(shared::load(p, w, s)),
+                _ => Err("usage: load-shared <processes> <workers> <seconds>".into()),
+            }
+        }
         ["dispatch-shared", samples] => match samples.parse() {
             Ok(n) => runtime.block_on(shared::dispatch(n)),
             Err(_) => Err("samples must be a number".into()),
@@ -104,7 +111,7 @@ fn main() -> ExitCode {
             }
         }
         _ => Err(
-            "usage: rxon-bench serve <http|ws|grpc|hyper> | load <url> <workers> <seconds> [server-pid] | load-hyper <url> <workers> <seconds> [server-pid] | dispatch <http|ws|grpc> <samples> | cycle <http|ws|grpc> <samples> [tor] | serve-shared <redis-url> <prefix> <addr> | dispatch-shared <samples> | blob <MiB> | idle <rxon|hyper> <n>".into(),
+            "usage: rxon-bench serve <http|ws|grpc|hyper> | load <url> <workers> <seconds> [server-pid] | load-hyper <url> <workers> <seconds> [server-pid] | dispatch <http|ws|grpc> <samples> | cycle <http|ws|grpc> <samples> [tor] | serve-shared <redis-url> <prefix> <addr> | dispatch-shared <samples> | load-shared <processes> <workers> <seconds> | blob <MiB> | idle <rxon|hyper> <n>".into(),
         ),
     };
     match outcome {

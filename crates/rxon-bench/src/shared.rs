@@ -169,3 +169,102 @@ fn parked_until(redis: &rxon::testing::redis::RedisServer, key: &str) -> Result<
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or(0))
 }
+
+/// Jobs end to end on the Redis storage with `processes` listener processes: `workers`
+/// loops, spread over the processes, each enqueueing a task (from this process, the
+/// host) then polling for one and reporting its result, for `seconds`. One JSON line:
+/// jobs per second, and CPU per 1000 jobs of the listener processes, of Redis and of
+/// this process (host and workers).
+pub(crate) async fn load(processes: usize, workers: usize, seconds: u64) -> Result<(), String> {
+    let redis = rxon::testing::redis::RedisServer::start()?;
+    let url = redis.url();
+    let mut children = Vec::new();
+    let mut urls = Vec::new();
+    for _ in 0..processes.max(1) {
+        let (child, served) = spawn(&url, "load", "127.0.0.1:0").await?;
+        children.push(child);
+        urls.push(served);
+    }
+    let host = orchestrator(&url, "load")?;
+    let mut transports = Vec::with_capacity(workers.max(1));
+    for i in 0..workers.max(1) {
+        let id = format!("bench-{i}");
+        let t: Arc<dyn rxon::Transport> =
+            rxon::create_transport(&urls[i % urls.len()], &id, "bench", Default::default())
+                .map_err(|e| e.to_string())?;
+        t.connect().await.map_err(|e| e.to_string())?;
+        t.register(&rxon::WorkerRegistration {
+            worker_id: id,
+            supported_skills: vec!["echo".into()],
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        transports.push(t);
+    }
+    let pids: Vec<u32> = children.iter().filter_map(|c| c.id()).collect();
+    let cpu = |pids: &[u32]| -> f64 { pids.iter().map(|&p| super::process_cpu_seconds(p)).sum() };
+    let redis_pid = [redis.pid().unwrap_or_default()];
+    let (server0, redis0, client0) = (cpu(&pids), cpu(&redis_pid), super::cpu_seconds());
+    let started = Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut runs = tokio::task::JoinSet::new();
+    for t in transports {
+        let (host, next) = (host.clone(), next.clone());
+        runs.spawn(super::cycles(until, move || {
+            let (t, host, next) = (t.clone(), host.clone(), next.clone());
+            async move {
+                let mut task = super::task();
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                task.task_id = format!("job-{n}");
+                host.enqueue(task).await?;
+                let Some(got) = t.poll_task(Duration::from_secs(1)).await? else {
+                    return Ok::<bool, rxon::RxonError>(false);
+                };
+                let result = rxon::TaskResult::success(&got, t.worker_id(), rxon::Map::new());
+                t.send_result(&result).await?;
+                Ok(true)
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    while let Some(done) = runs.join_next().await {
+        let (l, e) = done.map_err(|e| e.to_string())?;
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64().max(f64::EPSILON);
+    let jobs = all.len();
+    let per_1000 = |cpu_s: f64| 1e6 * cpu_s / (jobs.max(1) as f64);
+    let (server, redis_cpu, client) = (
+        cpu(&pids) - server0,
+        cpu(&redis_pid) - redis0,
+        super::cpu_seconds() - client0,
+    );
+    all.sort();
+    let pct = |p: f64| super::percentile(&all, p).as_secs_f64() * 1e6;
+    println!(
+        "{}",
+        serde_json::json!({
+            "storage": "redis",
+            "listener_processes": processes.max(1),
+            "workers": workers.max(1),
+            "jobs": jobs,
+            "jobs_per_s": jobs as f64 / elapsed,
+            "p50_us": pct(0.5),
+            "p99_us": pct(0.99),
+            "errors": errors,
+            "listeners_cpu_ms_per_1000": per_1000(server),
+            "redis_cpu_ms_per_1000": per_1000(redis_cpu),
+            "host_and_workers_cpu_ms_per_1000": per_1000(client),
+            "applied": host.applied_results().await,
+        })
+    );
+    for mut child in children {
+        drop(child.stdin.take());
+        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    }
+    Ok(())
+}

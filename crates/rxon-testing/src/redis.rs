@@ -161,6 +161,11 @@ impl RedisServer {
         self.port
     }
 
+    /// The server's process id (`None` while it is not running).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server with SIGKILL and starts it again on the same port and
     /// directory: it reloads its append-only file.
     pub fn restart(&mut self) -> Result<(), String> {

@@ -525,11 +525,12 @@ impl Redis {
     ) -> HandlerResult<Option<TaskPayload>> {
         let inner = &*orch.inner;
         let worker_id = ctx.require_worker_id()?.to_owned();
-        let mut con = self.con_h().await?;
-        self.admit_as(inner, &mut con, &ctx, &worker_id).await?;
+        // The steps before and after the wait are boxed: a parked poll's future holds
+        // only what the wait needs (polls park by the thousand).
+        let mut con = Box::pin(self.con_h()).await?;
+        Box::pin(self.admit_as(inner, &mut con, &ctx, &worker_id)).await?;
         let until = now_ms().saturating_add(millis(wait));
-        let Some(first) = self
-            .poll_mark(&mut con, &worker_id, Some(until))
+        let Some(first) = Box::pin(self.poll_mark(&mut con, &worker_id, Some(until)))
             .await
             .map_err(unavailable)?
         else {
@@ -552,9 +553,10 @@ impl Redis {
                 async move {
                     let lease = now_ms().checked_add(millis(inner.config.claim_lease));
                     let mut known = view.lock().unwrap_or_else(|p| p.into_inner()).take();
-                    let claimed = self
-                        .claim(inner, &mut con, worker_id, lease, poll_epoch, &mut known)
-                        .await;
+                    let claimed = Box::pin(
+                        self.claim(inner, &mut con, worker_id, lease, poll_epoch, &mut known),
+                    )
+                    .await;
                     *view.lock().unwrap_or_else(|p| p.into_inner()) = known;
                     match claimed {
                         Ok(task) => Ok(task),
