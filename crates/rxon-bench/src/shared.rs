@@ -124,7 +124,7 @@ async fn measure(
     samples: usize,
 ) -> Result<Vec<Duration>, String> {
     let transport = super::registered_worker(served, Default::default()).await?;
-    let park_key = format!("{prefix}:w:bench-0");
+    let park_key = format!("{prefix}:park:bench-0");
     let mut latencies = Vec::with_capacity(samples);
     for i in 0..samples {
         let before = parked_until(redis, &park_key)?;
@@ -159,13 +159,13 @@ async fn measure(
     Ok(latencies)
 }
 
-/// The worker's `park` mark (Unix ms), 0 when absent.
+/// When the worker's last parked poll's wait ends (Unix ms), 0 when none is parked.
 fn parked_until(redis: &rxon::testing::redis::RedisServer, key: &str) -> Result<i64, String> {
-    let reply = redis.command(&["HGET", key, "park"])?;
-    // A bulk string `$n\r\n<digits>\r\n`, or `$-1` when absent.
+    let reply = redis.command(&["ZRANGE", key, "-1", "-1", "WITHSCORES"])?;
+    // `*2`, the poll's id, its score (the end of its wait); `*0` when none is parked.
     Ok(reply
         .lines()
-        .nth(1)
+        .nth(4)
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or(0))
 }

@@ -208,15 +208,22 @@ async fn three_processes_one_redis_exactly_once_under_faults() {
     }
 }
 
-/// The worker's `park` mark (Unix ms; 0 when absent): set by the process where its
-/// poll parks.
+/// When the worker's last parked poll's wait ends (Unix ms; 0 when none is parked):
+/// marked by the process where the poll parks, cleared when it ends.
 fn parked_until(redis: &RedisServer, prefix: &str, worker: &str) -> i64 {
     let reply = redis
-        .command(&["HGET", &format!("{prefix}:w:{worker}"), "park"])
+        .command(&[
+            "ZRANGE",
+            &format!("{prefix}:park:{worker}"),
+            "-1",
+            "-1",
+            "WITHSCORES",
+        ])
         .unwrap();
+    // `*2`, the poll's id, its score (the end of its wait); `*0` when none is parked.
     reply
         .lines()
-        .nth(1)
+        .nth(4)
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or(0)
 }

@@ -565,7 +565,13 @@ impl Orchestrator {
             }
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
-                let outcome = r.cancel(&self.inner, &id).await?;
+                // A task forgotten since the list was read (retention) has ended.
+                let outcome = match r.cancel(&self.inner, &id).await {
+                    Err(e) if e.kind() == rxon_core::ErrorKind::InvalidInput => {
+                        CancelOutcome::AlreadyFinished
+                    }
+                    other => other?,
+                };
                 out.push((id, outcome));
             }
             return Ok(out);

@@ -53,18 +53,19 @@ impl Storage {
         })
     }
 
-    /// The same storage with key prefix `prefix` (letters, digits, `_ - . :`; ignored
-    /// for [`Storage::Memory`]).
+    /// The same storage with key prefix `prefix` (letters, digits, `_ - .`, at most
+    /// 64; ignored for [`Storage::Memory`]). No `:`: it separates the parts of keys, so
+    /// that two prefixes never share one.
     pub fn with_prefix(self, prefix: impl Into<String>) -> Result<Storage> {
         let prefix = prefix.into();
         let ok = !prefix.is_empty()
             && prefix.len() <= 64
             && prefix
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
         if !ok {
             return Err(RxonError::config(format!(
-                "invalid storage prefix {:?}: use 1-64 letters, digits, '_', '-', '.' or ':'",
+                "invalid storage prefix {:?}: use 1-64 letters, digits, '_', '-' or '.'",
                 prefix.chars().take(64).collect::<String>()
             )));
         }
@@ -182,7 +183,11 @@ mod tests {
         }
         let p = s.clone().with_prefix("tenant-a").unwrap();
         assert!(matches!(&p, Storage::Redis { prefix, .. } if prefix == "tenant-a"));
-        assert!(s.with_prefix("bad prefix").is_err());
+        assert!(s.clone().with_prefix("bad prefix").is_err());
+        assert!(
+            s.with_prefix("a:t").is_err(),
+            "':' would let prefixes share keys"
+        );
         assert!(!Storage::Memory.is_shared());
     }
 }

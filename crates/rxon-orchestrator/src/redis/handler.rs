@@ -266,6 +266,7 @@ impl Redis {
         &self,
         con: &mut ConnectionManager,
         worker_id: &str,
+        poll_id: &str,
         until: Option<i64>,
     ) -> R<Option<View>> {
         let out: Vec<String> = scripts()
@@ -274,6 +275,7 @@ impl Redis {
             .arg(worker_id)
             .arg(now_ms())
             .arg(until.map(|u| u.to_string()).unwrap_or_default())
+            .arg(poll_id)
             .invoke_async(con)
             .await?;
         match out.as_slice() {
@@ -312,7 +314,16 @@ impl Redis {
         view: &mut Option<View>,
     ) -> std::result::Result<Option<TaskPayload>, ClaimError> {
         let lease = lease.map(|l| l.to_string()).unwrap_or_default();
-        for _ in 0..super::MAX_CLAIM_ATTEMPTS {
+        // Each lost race is progress (another worker took a task, or a stale entry was
+        // dropped): keep trying, yielding after the first attempts, for a bounded time.
+        let started = Instant::now();
+        for attempt in 0.. {
+            if attempt >= super::MAX_CLAIM_ATTEMPTS {
+                if started.elapsed() > super::MAX_CLAIM_TIME {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             let v = match view.take() {
                 Some(v) => v,
                 None => self.view(con, worker_id).await?,
@@ -530,7 +541,8 @@ impl Redis {
         let mut con = Box::pin(self.con_h()).await?;
         Box::pin(self.admit_as(inner, &mut con, &ctx, &worker_id)).await?;
         let until = now_ms().saturating_add(millis(wait));
-        let Some(first) = Box::pin(self.poll_mark(&mut con, &worker_id, Some(until)))
+        let poll_id = self.poll_id();
+        let Some(first) = Box::pin(self.poll_mark(&mut con, &worker_id, &poll_id, Some(until)))
             .await
             .map_err(unavailable)?
         else {
@@ -543,6 +555,7 @@ impl Redis {
             orch,
             con: con.clone(),
             worker_id: &worker_id,
+            poll_id: &poll_id,
         };
         inner.events.notify_waiters();
         inner
@@ -1040,6 +1053,7 @@ struct SharedPollGuard<'a> {
     orch: &'a Orchestrator,
     con: ConnectionManager,
     worker_id: &'a str,
+    poll_id: &'a str,
 }
 
 impl Drop for SharedPollGuard<'_> {
@@ -1057,6 +1071,7 @@ impl Drop for SharedPollGuard<'_> {
             let mut con = self.con.clone();
             let prefix = redis.prefix().to_owned();
             let worker_id = self.worker_id.to_owned();
+            let poll_id = self.poll_id.to_owned();
             handle.spawn(async move {
                 let _: R<Vec<String>> = scripts()
                     .poll
@@ -1064,6 +1079,7 @@ impl Drop for SharedPollGuard<'_> {
                     .arg(worker_id)
                     .arg(now_ms())
                     .arg("")
+                    .arg(poll_id)
                     .invoke_async(&mut con)
                     .await;
             });

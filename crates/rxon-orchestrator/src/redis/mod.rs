@@ -21,8 +21,11 @@
 //! `P:wc:{worker}` / `P:wx:{worker}` (claimed tasks / pending cancels), `P:workers`,
 //! `P:alive` (workers by last contact), `P:tok:{digest}` / `P:rt:{digest}` (issued
 //! and refresh tokens, expiring with them), `P:own:{digest}` (who registered with a
-//! token), `P:rl:{key}` (rate-limit windows). Tokens are keyed by their SHA-256, and
-//! an issued token's root credential is kept as a digest too: no secret is stored.
+//! token), `P:rl:{key}` (rate-limit windows), `P:park:{worker}` (its parked polls, by
+//! the end of their wait). Tokens are keyed by their SHA-256, and an issued token's
+//! root credential is kept as a digest too: no token is stored in the clear, but anyone
+//! who can read the server can test guesses of a static credential against its digest
+//! offline. Use high-entropy static credentials, and keep Redis private.
 //!
 //! Times are milliseconds since the Unix epoch from the process's clock: processes
 //! on several machines need synchronised clocks (NTP) for leases and deadlines.
@@ -47,8 +50,10 @@ use tokio::time::Instant;
 /// The version of the layout of the keys; an orchestrator refuses a server holding
 /// another one.
 const FORMAT: &str = "1";
-/// Most attempts of one claim that lose the chosen task to another worker.
+/// Attempts of one claim that lose the chosen task to another worker before it
+/// yields between attempts, and the longest it keeps trying.
 const MAX_CLAIM_ATTEMPTS: usize = 16;
+const MAX_CLAIM_TIME: Duration = Duration::from_millis(100);
 /// Most leases expired, and workers reaped, by one script run.
 const REAP_BATCH: usize = 1_000;
 /// Bounds on one connection attempt and one command.
@@ -56,6 +61,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a new connection waits for its subscription before it is used anyway.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the subscription's connection is checked.
+const PUBSUB_PING: Duration = Duration::from_secs(5);
 /// The channels each process subscribes to.
 const CHANNELS: [&str; 6] = ["work", "ev", "cmd", "gone", "prog", "evt"];
 
@@ -73,6 +80,8 @@ pub(crate) struct Redis {
     known: Mutex<HashMap<String, (String, Arc<Known>)>>,
     subscriber: Mutex<Option<tokio::task::AbortHandle>>,
     me: Weak<Inner>,
+    /// Numbers this process's polls (their marks in `P:park:{worker}`).
+    polls: std::sync::atomic::AtomicU64,
 }
 
 /// What a worker said of itself at registration (and in heartbeats with a catalog).
@@ -214,9 +223,11 @@ pub(crate) fn transient(e: &RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
 }
 
-/// A storage failure, for the worker-facing operations.
+/// A storage failure, for the worker-facing operations: the details go to the log,
+/// not to the peer.
 pub(super) fn unavailable(e: RedisError) -> HandlerError {
-    HandlerError::unavailable(format!("storage unavailable: {e}"))
+    tracing::warn!(error = %e, "storage unavailable");
+    HandlerError::unavailable("storage unavailable, retry later")
 }
 
 /// A storage failure, for the host operations.
@@ -236,7 +247,16 @@ impl Redis {
             known: Mutex::new(HashMap::new()),
             subscriber: Mutex::new(None),
             me,
+            polls: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// A poll id no other poll of any process has.
+    pub(super) fn poll_id(&self) -> String {
+        let n = self
+            .polls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}-{n}", self.origin)
     }
 
     pub(super) fn prefix(&self) -> &str {
@@ -413,10 +433,12 @@ impl Redis {
             [o, holder, job] if o == "signalled" => {
                 let command = WorkerCommand::cancel_task(task_id, Some(job.clone()));
                 let message = format!("{holder}\n{}", json(&command));
-                let _: i64 = con
-                    .publish(self.key(&["cmd"]), message)
-                    .await
-                    .map_err(host_error)?;
+                // The cancel is applied and in the worker's heartbeat replies whatever
+                // becomes of this message.
+                let sent: R<i64> = con.publish(self.key(&["cmd"]), message).await;
+                if let Err(e) = sent {
+                    tracing::warn!(error = %e, "a cancel's message to the holder's process was not sent; the heartbeat reply carries it");
+                }
                 CancelOutcome::Signalled {
                     worker_id: holder.clone(),
                 }
@@ -804,10 +826,15 @@ async fn subscribe(
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(20);
     loop {
-        if let Ok(mut pubsub) = client.get_async_pubsub().await {
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await;
+        if let Ok(Ok(mut pubsub)) = connected {
             let mut subscribed = true;
             for c in CHANNELS {
-                if pubsub.subscribe(format!("{prefix}:{c}")).await.is_err() {
+                let sub = tokio::time::timeout(
+                    RESPONSE_TIMEOUT,
+                    pubsub.subscribe(format!("{prefix}:{c}")),
+                );
+                if !matches!(sub.await, Ok(Ok(()))) {
                     subscribed = false;
                     break;
                 }
@@ -825,13 +852,29 @@ async fn subscribe(
                     }
                     None => return,
                 }
-                let mut messages = pubsub.on_message();
-                while let Some(msg) = messages.next().await {
-                    let Some(inner) = me.upgrade() else { return };
-                    let channel = msg.get_channel_name();
-                    let kind = channel.rsplit(':').next().unwrap_or_default();
-                    let payload: String = msg.get_payload().unwrap_or_default();
-                    deliver(&inner, &origin, kind, &payload);
+                let (mut sink, mut messages) = pubsub.split();
+                let mut pings = tokio::time::interval(PUBSUB_PING);
+                pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                pings.tick().await;
+                loop {
+                    tokio::select! {
+                        msg = messages.next() => {
+                            let Some(msg) = msg else { break };
+                            let Some(inner) = me.upgrade() else { return };
+                            let channel = msg.get_channel_name();
+                            let kind = channel.rsplit(':').next().unwrap_or_default();
+                            let payload: String = msg.get_payload().unwrap_or_default();
+                            deliver(&inner, &origin, kind, &payload);
+                        }
+                        _ = pings.tick() => {
+                            // A half-open connection would leave this process deaf to
+                            // every wake-up: one unanswered ping and it subscribes again.
+                            let pong = tokio::time::timeout(RESPONSE_TIMEOUT, sink.ping::<String>()).await;
+                            if !matches!(pong, Ok(Ok(_))) {
+                                break;
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -186,3 +186,25 @@ async fn state_survives_a_process_and_a_redis_restart() {
     let next = poll(&c, "w", NOW).await.unwrap();
     assert_eq!(next.task_id, "t2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_parked_on_one_process_keeps_its_worker_whatever_ends_on_another() {
+    let ttl = Duration::from_millis(300);
+    let (a, b) = pair(|b| b.worker_ttl(ttl));
+    register(&a, "w", &["echo"]).await;
+    let parked = {
+        let b = b.clone();
+        tokio::spawn(async move { poll(&b, "w", Duration::from_secs(3)).await })
+    };
+    b.wait_for_pollers(1, WAIT).await.unwrap();
+    // Another poll of the same worker starts and ends on the other process.
+    assert_eq!(poll(&a, "w", NOW).await, None);
+    let _ra = a.spawn_reaper(Duration::from_millis(20));
+    // Waiting for the worker's silence to outlast its TTL.
+    tokio::time::sleep(ttl * 3).await;
+    assert_eq!(a.workers().await[0].status, WorkerStatus::Active);
+    // The parked poll still gets work.
+    a.enqueue(task("t1", "echo")).await.unwrap();
+    let got = tokio::time::timeout(WAIT, parked).await.unwrap().unwrap();
+    assert_eq!(got.map(|t| t.task_id).as_deref(), Some("t1"));
+}

@@ -13,6 +13,10 @@ if not ph then
   unqueue(id, ARGV[7])
   return {'taken'}
 end
-if ph ~= 'q' then return {'taken'} end
+if ph ~= 'q' then
+  -- Not queued, yet in the queue: a stale entry; drop it.
+  unqueue(id, ty)
+  return {'taken'}
+end
 take(id, ty, wid, ARGV[4])
 return {'ok', p}

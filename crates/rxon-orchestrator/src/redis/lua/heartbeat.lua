@@ -15,7 +15,7 @@ if ARGV[5] ~= '' then
   if ARGV[6] ~= '' then
     redis.call('HSET', w, 'skills', ARGV[6], 'nsk', ARGV[8])
     if ARGV[7] ~= '' then redis.call('HSET', w, 'hash', ARGV[7]) else redis.call('HDEL', w, 'hash') end
-    redis.call('HINCRBY', w, 'cv', 1)
+    redis.call('HSET', w, 'cv', redis.call('HINCRBY', N, 'cv', 1))
   elseif ARGV[7] ~= '' then
     local nsk, hash = unpack(redis.call('HMGET', w, 'nsk', 'hash'))
     if tonumber(nsk or '0') == 0 or hash ~= ARGV[7] then full = 1 end
@@ -32,7 +32,10 @@ if listed ~= '' then
     if set[id] or redis.call('HEXISTS', tk(id), 'lease') == 1 then table.insert(keep, id) end
   end
   redis.call('DEL', x)
-  if #keep > 0 then redis.call('RPUSH', x, unpack(keep)) end
+  -- In chunks: unpack is bounded by Lua's stack.
+  for i = 1, #keep, 1000 do
+    redis.call('RPUSH', x, unpack(keep, i, math.min(i + 999, #keep)))
+  end
   cancels = keep
 end
 local out = {full}

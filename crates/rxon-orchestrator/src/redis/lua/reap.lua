@@ -6,12 +6,13 @@ local alive = P .. ':alive'
 local due = redis.call('ZRANGEBYSCORE', alive, '-inf', '(' .. (now - ttl), 'LIMIT', 0, tonumber(ARGV[4]))
 for _, wid in ipairs(due) do
   local w = wk(wid)
-  local st, seen, park = unpack(redis.call('HMGET', w, 'st', 'seen', 'park'))
+  local st, seen = unpack(redis.call('HMGET', w, 'st', 'seen'))
+  local parked = redis.call('ZCOUNT', P .. ':park:' .. wid, '(' .. now, '+inf')
   if st ~= 'a' then
     redis.call('ZREM', alive, wid)
-  elseif now - tonumber(seen or '0') > ttl and tonumber(park or '0') <= now then
+  elseif now - tonumber(seen or '0') > ttl and parked == 0 then
     redis.call('HSET', w, 'st', 'g')
-    redis.call('DEL', P .. ':wx:' .. wid)
+    redis.call('DEL', P .. ':wx:' .. wid, P .. ':park:' .. wid)
     local held = redis.call('LRANGE', P .. ':wc:' .. wid, 0, -1)
     redis.call('DEL', P .. ':wc:' .. wid)
     for _, id in ipairs(held) do
