@@ -351,11 +351,10 @@ where
     (latencies, errors)
 }
 
-/// Joins the worker loops, closes the window and prints one JSON line of figures.
-async fn report(
+/// Joins the worker loops: every cycle's latency, and the failed cycles.
+async fn joined(
     mut runs: tokio::task::JoinSet<(Vec<Duration>, u64)>,
-    window: Window,
-) -> Result<(), String> {
+) -> Result<(Vec<Duration>, u64), String> {
     let mut all = Vec::new();
     let mut errors = 0;
     while let Some(done) = runs.join_next().await {
@@ -363,6 +362,15 @@ async fn report(
         all.extend(l);
         errors += e;
     }
+    Ok((all, errors))
+}
+
+/// Joins the worker loops, closes the window and prints one JSON line of figures.
+async fn report(
+    runs: tokio::task::JoinSet<(Vec<Duration>, u64)>,
+    window: Window,
+) -> Result<(), String> {
+    let (mut all, errors) = joined(runs).await?;
     let elapsed = window.started.elapsed().as_secs_f64().max(f64::EPSILON);
     let client_cpu = cpu_seconds() - window.client_cpu_s;
     let server_cpu = window

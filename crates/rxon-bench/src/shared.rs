@@ -228,13 +228,7 @@ pub(crate) async fn load(processes: usize, workers: usize, seconds: u64) -> Resu
             }
         }));
     }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    while let Some(done) = runs.join_next().await {
-        let (l, e) = done.map_err(|e| e.to_string())?;
-        all.extend(l);
-        errors += e;
-    }
+    let (mut all, errors) = super::joined(runs).await?;
     let elapsed = started.elapsed().as_secs_f64().max(f64::EPSILON);
     let jobs = all.len();
     let per_1000 = |cpu_s: f64| 1e6 * cpu_s / (jobs.max(1) as f64);

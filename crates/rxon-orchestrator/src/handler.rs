@@ -894,29 +894,23 @@ impl Handler for Orchestrator {
             };
             validate_identifier(&worker_id, "worker_id").map_err(bad_request)?;
             inner.act_as(&st, &cred, &ctx, &worker_id)?;
-            let cap = inner.config.max_workers.max(1);
-            if !st.channels.contains_key(&worker_id) && st.channels.len() >= cap {
-                st.channels.retain(|_, tx| !tx.is_closed());
-                if st.channels.len() >= cap {
-                    return Err(HandlerError::unavailable(format!(
-                        "too many command channels (at most {cap})"
-                    )));
-                }
-            }
-            let (tx, rx) = mpsc::channel(inner.config.command_capacity.max(1));
             // A worker that reconnects gets the cancels it has not acknowledged yet.
-            if let Some(w) = st.store.workers.get(&worker_id) {
-                for task_id in &w.pending_cancels {
+            let pending: Vec<WorkerCommand> = st
+                .store
+                .workers
+                .get(&worker_id)
+                .into_iter()
+                .flat_map(|w| &w.pending_cancels)
+                .map(|task_id| {
                     let job_id = st
                         .store
                         .tasks
                         .get(task_id)
                         .map(|t| t.payload.job_id.clone());
-                    let _ = tx.try_send(WorkerCommand::cancel_task(task_id.clone(), job_id));
-                }
-            }
-            // Replacing the sender closes the worker's previous channel.
-            st.channels.insert(worker_id.clone(), tx);
+                    WorkerCommand::cancel_task(task_id.clone(), job_id)
+                })
+                .collect();
+            let rx = st.open_channel(&inner.config, &worker_id, pending)?;
             drop(st);
             inner.events.notify_waiters();
             Ok(Box::new(ChannelReceiver::new(rx, self, worker_id)) as Box<dyn CommandReceiver>)

@@ -6,7 +6,7 @@
 use super::auth::{IssuedToken, Window};
 use super::store::Store;
 use super::{CancelOutcome, Config, WorkerInfo};
-use rxon_core::{Result, WorkerCommand};
+use rxon_core::{HandlerError, HandlerResult, Result, WorkerCommand};
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -42,6 +42,31 @@ impl State {
             self.channels.remove(worker_id);
         }
         Ok(outcome)
+    }
+
+    /// Opens `worker_id`'s command channel in this process with `pending` already in
+    /// it, replacing (and so closing) its previous one; at most `max_workers` channels.
+    pub(super) fn open_channel(
+        &mut self,
+        cfg: &Config,
+        worker_id: &str,
+        pending: impl IntoIterator<Item = WorkerCommand>,
+    ) -> HandlerResult<mpsc::Receiver<WorkerCommand>> {
+        let cap = cfg.max_workers.max(1);
+        if !self.channels.contains_key(worker_id) && self.channels.len() >= cap {
+            self.channels.retain(|_, tx| !tx.is_closed());
+            if self.channels.len() >= cap {
+                return Err(HandlerError::unavailable(format!(
+                    "too many command channels (at most {cap})"
+                )));
+            }
+        }
+        let (tx, rx) = mpsc::channel(cfg.command_capacity.max(1));
+        for command in pending {
+            let _ = tx.try_send(command);
+        }
+        self.channels.insert(worker_id.to_owned(), tx);
+        Ok(rx)
     }
 
     /// Marks silent workers as gone (closing their command channels) and requeues what

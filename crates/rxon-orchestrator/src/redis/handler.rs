@@ -20,7 +20,6 @@ use rxon_core::{
 };
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// Why a claim found nothing to return.
@@ -1000,25 +999,13 @@ impl Redis {
                 .map_err(unavailable)?;
             jobs.push(job);
         }
-        let rx = {
-            let mut st = inner.lock();
-            let cap = inner.config.max_workers.max(1);
-            if !st.channels.contains_key(&worker_id) && st.channels.len() >= cap {
-                st.channels.retain(|_, tx| !tx.is_closed());
-                if st.channels.len() >= cap {
-                    return Err(HandlerError::unavailable(format!(
-                        "too many command channels (at most {cap})"
-                    )));
-                }
-            }
-            let (tx, rx) = mpsc::channel(inner.config.command_capacity.max(1));
-            for (id, job) in pending.into_iter().zip(jobs) {
-                let _ = tx.try_send(WorkerCommand::cancel_task(id, job));
-            }
-            // Replacing the sender closes the worker's previous channel.
-            st.channels.insert(worker_id.clone(), tx);
-            rx
-        };
+        let pending = pending
+            .into_iter()
+            .zip(jobs)
+            .map(|(id, job)| WorkerCommand::cancel_task(id, job));
+        let rx = inner
+            .lock()
+            .open_channel(&inner.config, &worker_id, pending)?;
         inner.events.notify_waiters();
         Ok(Box::new(ChannelReceiver::new(rx, orch, worker_id)) as Box<dyn CommandReceiver>)
     }
