@@ -13,6 +13,12 @@ use std::time::{Duration, Instant};
 /// Workers of the load generator and seconds per target.
 const WORKERS: usize = 32;
 const SECONDS: u64 = 5;
+/// The rows the others are set against.
+const HYPER_CEILING: &str = "bare hyper (ceiling)";
+const TONIC_CEILING: &str = "bare tonic (gRPC ceiling)";
+const PYTHON: &str = "Python rxon 1.0b3 HTTP";
+/// Alternating pairs of the worker-side measurement.
+const WORKER_SIDE_PAIRS: usize = 5;
 /// How long a server may take to exit once its stdin is closed; after that it is killed.
 const SERVER_EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -31,13 +37,19 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let bench = root.join("target/release/rxon-bench");
     let python = venv(root)?;
     let mut rows = Vec::new();
+    // Every rxon row is pinned to a generation: 1.0b3 (plain) or 1.0b17 (each result
+    // sealed by the worker and verified by the listener, each task signed by the
+    // listener and checked by the worker). The ceilings and Python get 1.0b3 requests.
     for (name, kind, protocol) in [
-        ("bare hyper (ceiling)", "hyper", None),
+        (HYPER_CEILING, "hyper", Some("1.0b3")),
+        (TONIC_CEILING, "tonic", Some("1.0b3")),
         ("rxon HTTP", "http", Some("1.0b3")),
         ("rxon HTTP 1.0b17 signed", "http", Some("1.0b17")),
-        ("rxon WebSocket", "ws", None),
-        ("rxon gRPC", "grpc", None),
-        ("Python rxon 1.0b3 HTTP", "python", None),
+        ("rxon WebSocket", "ws", Some("1.0b3")),
+        ("rxon WebSocket 1.0b17 signed", "ws", Some("1.0b17")),
+        ("rxon gRPC", "grpc", Some("1.0b3")),
+        ("rxon gRPC 1.0b17 signed", "grpc", Some("1.0b17")),
+        (PYTHON, "python", None),
     ] {
         let server = if kind == "python" {
             let mut c = Command::new(&python);
@@ -67,7 +79,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         stop_server(peer, &server_shown)?;
         let figures = parse(name, &load?, true)?;
         println!(
-            "bench: {:<24} {:>9.0} cycles/s  p50 {:>7.0} us  p99 {:>7.0} us  server {:>6.1} ms/1000  client {:>6.1} ms/1000  errors {}",
+            "bench: {:<28} {:>9.0} cycles/s  p50 {:>7.0} us  p99 {:>7.0} us  server {:>6.1} ms/1000  client {:>6.1} ms/1000  errors {}",
             figures.name,
             figures.cycles_per_s,
             figures.p50_us,
@@ -78,28 +90,43 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         );
         rows.push(figures);
     }
-    let get = |n: &str| rows.iter().find(|r| r.name.starts_with(n));
-    if let (Some(ceiling), Some(python)) = (get("bare hyper"), get("Python")) {
+    let get = |n: &str| rows.iter().find(|r| r.name == n);
+    if let (Some(ceiling), Some(python)) = (get(HYPER_CEILING), get(PYTHON)) {
         for ours in rows.iter().filter(|r| r.name.starts_with("rxon")) {
+            // gRPC rows are also set against the bare tonic server: HTTP/2 and protobuf
+            // cost what they cost whoever serves them.
+            let tonic = match get(TONIC_CEILING) {
+                Some(t) if ours.name.contains("gRPC") => format!(
+                    ", {:>5.1}% of bare tonic",
+                    100.0 * ours.cycles_per_s / t.cycles_per_s.max(f64::EPSILON)
+                ),
+                _ => String::new(),
+            };
             println!(
-                "bench: {:<16} {:>5.1}x Python cycles/s, {:>5.1}% of the ceiling, server CPU per cycle {:>5.2}x Python's",
+                "bench: {:<28} {:>5.1}x Python cycles/s, {:>5.1}% of bare hyper{tonic}, server CPU per cycle {:>5.2}x Python's",
                 ours.name,
-                ours.cycles_per_s / python.cycles_per_s,
-                100.0 * ours.cycles_per_s / ceiling.cycles_per_s,
+                ours.cycles_per_s / python.cycles_per_s.max(f64::EPSILON),
+                100.0 * ours.cycles_per_s / ceiling.cycles_per_s.max(f64::EPSILON),
                 ours.server_ms_per_1000 / python.server_ms_per_1000.max(f64::EPSILON),
             );
         }
     }
-    if let (Some(b3), Some(b17)) = (get("rxon HTTP"), get("rxon HTTP 1.0b17")) {
-        // One cycle = a poll (a signed task, checked) and a result (sealed, verified).
-        println!(
-            "bench: 1.0b17 signing cost  server {:+.1} ms/1000 cycles ({:+.1}%), client {:+.1} ms/1000 cycles ({:+.1}%), cycles/s {:.1}% of 1.0b3",
-            b17.server_ms_per_1000 - b3.server_ms_per_1000,
-            100.0 * (b17.server_ms_per_1000 / b3.server_ms_per_1000.max(f64::EPSILON) - 1.0),
-            b17.client_ms_per_1000 - b3.client_ms_per_1000,
-            100.0 * (b17.client_ms_per_1000 / b3.client_ms_per_1000.max(f64::EPSILON) - 1.0),
-            100.0 * b17.cycles_per_s / b3.cycles_per_s.max(f64::EPSILON),
+    for transport in ["HTTP", "WebSocket", "gRPC"] {
+        let (b3, b17) = (
+            get(&format!("rxon {transport}")),
+            get(&format!("rxon {transport} 1.0b17 signed")),
         );
+        if let (Some(b3), Some(b17)) = (b3, b17) {
+            // One cycle = a poll (a signed task, checked) and a result (sealed, verified).
+            println!(
+                "bench: 1.0b17 signing cost {transport:<9}  server {:+.1} ms/1000 cycles ({:+.1}%), client {:+.1} ms/1000 cycles ({:+.1}%), cycles/s {:.1}% of 1.0b3",
+                b17.server_ms_per_1000 - b3.server_ms_per_1000,
+                100.0 * (b17.server_ms_per_1000 / b3.server_ms_per_1000.max(f64::EPSILON) - 1.0),
+                b17.client_ms_per_1000 - b3.client_ms_per_1000,
+                100.0 * (b17.client_ms_per_1000 / b3.client_ms_per_1000.max(f64::EPSILON) - 1.0),
+                100.0 * b17.cycles_per_s / b3.cycles_per_s.max(f64::EPSILON),
+            );
+        }
     }
     worker_side(&bench)?;
     for kind in ["http", "ws", "grpc"] {
@@ -121,14 +148,23 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             one_line(&bench, &["load-shared", processes, "12", "5"])?
         );
     }
-    // Idle cost: parked long-polls held by our listener and by a bare hyper server.
+    // Idle cost: parked long-polls held by our listeners (HTTP on both storages,
+    // WebSocket, gRPC), by a bare hyper server and by the Python reference (aiohttp).
     for (kind, n) in [
         ("rxon", "1000"),
         ("rxon", "10000"),
         ("rxon-redis", "10000"),
+        ("ws", "10000"),
+        ("grpc", "10000"),
         ("hyper", "10000"),
+        ("python", "10000"),
     ] {
-        println!("bench: idle {}", one_line(&bench, &["idle", kind, n])?);
+        let line = run_to_end(
+            Command::new(&bench)
+                .args(["idle", kind, n])
+                .env("RXON_BENCH_PYTHON", &python),
+        )?;
+        println!("bench: idle {}", line.trim());
     }
     // Blob storage: one 1 GiB object up to a real S3-compatible server and back.
     println!("bench: blob {}", one_line(&bench, &["blob", "1024"])?);
@@ -244,19 +280,24 @@ fn stop_server(mut peer: Peer, shown: &str) -> Result<(), String> {
 }
 
 /// Worker-side cost: `HttpTransport` against a bare hyper client making the same
-/// requests, both against the bare hyper server, alternating three times each.
+/// requests, both against the bare hyper server, in [`WORKER_SIDE_PAIRS`] pairs run back
+/// to back (which goes first alternates), so that each ratio compares two runs made
+/// under the same load of the machine. Prints each pair, then the median and the spread.
 fn worker_side(bench: &Path) -> Result<(), String> {
-    let mut ours = Vec::new();
-    let mut bare = Vec::new();
-    for _ in 0..3 {
-        for (mode, into) in [("load", &mut ours), ("load-hyper", &mut bare)] {
+    let mut ratios = Vec::with_capacity(WORKER_SIDE_PAIRS);
+    for pair in 0..WORKER_SIDE_PAIRS {
+        let mut order = [("load", 0.0), ("load-hyper", 0.0)];
+        if pair % 2 == 1 {
+            order.reverse();
+        }
+        for (mode, into) in &mut order {
             let mut server = Command::new(bench);
             server.args(["serve", "hyper"]);
             let (peer, server_shown) = start_server(server)?;
             // Pinned, so no protocol probe: the same requests as the bare client.
             let out = run_to_end(
                 Command::new(bench)
-                    .args([mode, &peer.url, &WORKERS.to_string(), &SECONDS.to_string()])
+                    .args([*mode, &peer.url, &WORKERS.to_string(), &SECONDS.to_string()])
                     .env("RXON_BENCH_PROTOCOL", "1.0b3"),
             );
             stop_server(peer, &server_shown)?;
@@ -264,17 +305,29 @@ fn worker_side(bench: &Path) -> Result<(), String> {
             if f.errors > 0 {
                 return Err(format!("{mode}: {} failed cycles", f.errors));
             }
-            into.push(f.client_ms_per_1000);
+            *into = f.client_ms_per_1000;
         }
+        let of = |mode: &str| {
+            order
+                .iter()
+                .find(|(m, _)| *m == mode)
+                .map_or(0.0, |(_, v)| *v)
+        };
+        let (ours, bare) = (of("load"), of("load-hyper"));
+        let ratio = ours / bare.max(f64::EPSILON);
+        println!(
+            "bench: worker side pair {}: HttpTransport {ours:.1} ms CPU per 1000 cycles, bare hyper client {bare:.1} ms: {ratio:.2}x",
+            pair + 1
+        );
+        ratios.push(ratio);
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (ours, bare) = (median(&mut ours), median(&mut bare));
+    ratios.sort_by(f64::total_cmp);
+    let (low, high) = (ratios[0], ratios[ratios.len() - 1]);
     println!(
-        "bench: worker side: HttpTransport {ours:.1} ms CPU per 1000 cycles, bare hyper client {bare:.1} ms: {:.2}x",
-        ours / bare.max(f64::EPSILON)
+        "bench: worker side: HttpTransport / bare hyper client CPU per cycle, {} pairs: median {:.2}x, spread {low:.2}x to {high:.2}x, pairs at or under 1.2x: {}",
+        ratios.len(),
+        ratios[ratios.len() / 2],
+        ratios.iter().filter(|r| **r <= 1.2).count()
     );
     Ok(())
 }

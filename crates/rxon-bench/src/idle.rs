@@ -1,7 +1,7 @@
 //! Idle cost: what a listener process holds per parked long-poll, and the CPU it burns
 //! while nothing happens.
 //!
-//! `rxon-bench idle <rxon|hyper> <n>` starts `rxon-bench serve-idle <kind>` as a child
+//! `rxon-bench idle <rxon|rxon-redis|ws|grpc|hyper|python> <n>` starts `rxon-bench serve-idle <kind>` as a child
 //! process (so its memory is the listener's alone), registers `n` workers over raw TCP
 //! connections and leaves one poll parked on each. It then reads the child's resident
 //! memory before and after, and its CPU time over 5 idle seconds (divided by the time
@@ -12,8 +12,13 @@
 //!   hand-off, as in production).
 //! - `rxon-redis`: the same with the orchestrator's state in Redis (a `redis-server` the
 //!   child starts: its memory is not the listener's).
+//! - `ws`, `grpc`: `WsListener` and `GrpcListener` over the embedded `Orchestrator`, the
+//!   workers on the project's own `WsTransport` and `GrpcTransport` (1.0b3), one
+//!   connection each, a poll parked on each;
 //! - `hyper`: a bare hyper server whose poll route just sleeps: the cost of the HTTP
-//!   connection alone.
+//!   connection alone;
+//! - `python`: the Python reference's `HttpListener` (rxon 1.0b3 on aiohttp) whose poll
+//!   handler sleeps (`xtask/interop/py_idle_listener.py`, run by `RXON_BENCH_PYTHON`).
 
 use http_body_util::{BodyExt, Full};
 use rxon::orchestrator::Orchestrator;
@@ -26,6 +31,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 const POLL_WAIT: Duration = Duration::from_secs(300);
+/// The Python row's listener: the reference's aiohttp `HttpListener` (rxon 1.0b3).
+const PY_IDLE_LISTENER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../xtask/interop/py_idle_listener.py"
+);
 const IDLE_WINDOW: Duration = Duration::from_secs(5);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -33,12 +43,12 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// resident memory and CPU time.
 pub(crate) async fn serve(kind: &str, capacity: usize) -> Result<(), String> {
     let addr: std::net::SocketAddr = "127.0.0.1:0".parse().map_err(|_| "addr")?;
-    let mut serving: Option<rxon::http::HttpListener> = None;
+    let mut serving: Option<Box<dyn Listener>> = None;
     // `rxon-redis`: the orchestrator's state in a redis-server of its own (another
     // process, so not in this one's memory).
     let mut _redis = None;
     let (url, pending): (String, Box<dyn Fn() -> usize + Send>) = match kind {
-        "rxon" | "rxon-redis" => {
+        "rxon" | "rxon-redis" | "ws" | "grpc" => {
             let mut builder = Orchestrator::builder().token("bench").max_workers(capacity);
             if kind == "rxon-redis" {
                 let server = rxon::testing::redis::RedisServer::start_with_appendfsync("everysec")?;
@@ -48,11 +58,15 @@ pub(crate) async fn serve(kind: &str, capacity: usize) -> Result<(), String> {
                 _redis = Some(server);
             }
             let orchestrator = builder.build();
-            let mut config = rxon::http::HttpListenerConfig::default();
-            config.bind = addr;
-            config.max_connections = capacity + 16;
-            config.service.poll_wait = POLL_WAIT;
-            let listener = rxon::http::HttpListener::with_config(config);
+            let mut options = rxon::ListenerOptions::default();
+            options.bind = addr;
+            options.max_connections = capacity + 16;
+            options.poll_wait = POLL_WAIT;
+            let listener: Box<dyn Listener> = match kind {
+                "ws" => Box::new(rxon::ws::WsListener::with_options(options)),
+                "grpc" => Box::new(rxon::grpc::GrpcListener::with_options(options)),
+                _ => Box::new(rxon::http::HttpListener::with_options(options)),
+            };
             listener
                 .start(Arc::new(orchestrator.clone()))
                 .await
@@ -141,9 +155,20 @@ pub(crate) async fn run(kind: &str, n: usize) -> Result<(), String> {
         Some(wrapper) => wrapper.into(),
         None => std::env::current_exe().map_err(|e| e.to_string())?,
     };
-    let shown = format!("{} serve-idle {kind} {n}", exe.display());
-    let mut child = tokio::process::Command::new(&exe)
-        .args(["serve-idle", kind, &n.to_string()])
+    let mut command = if kind == "python" {
+        let python = std::env::var_os("RXON_BENCH_PYTHON").ok_or(
+            "idle python needs RXON_BENCH_PYTHON: a Python with rxon==1.0b3 (cargo xtask bench sets it)",
+        )?;
+        let mut c = tokio::process::Command::new(python);
+        c.arg(PY_IDLE_LISTENER);
+        c
+    } else {
+        let mut c = tokio::process::Command::new(&exe);
+        c.args(["serve-idle", kind, &n.to_string()]);
+        c
+    };
+    let shown = format!("{:?}", command.as_std()).replace('"', "");
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -160,7 +185,6 @@ pub(crate) async fn run(kind: &str, n: usize) -> Result<(), String> {
                 .ok_or_else(|| "the idle server did not announce its URL".to_owned())
         });
     let url = announced.map_err(|e| with_exit_status(&mut child, &shown, e))?;
-    let addr = url.trim_start_matches("http://").to_owned();
 
     let mut status = async || -> Result<Status, String> {
         to_child
@@ -190,10 +214,16 @@ pub(crate) async fn run(kind: &str, n: usize) -> Result<(), String> {
         let mut parked = tokio::task::JoinSet::new();
         let gate = Arc::new(tokio::sync::Semaphore::new(128));
         for i in 0..n {
-            let (addr, gate) = (addr.clone(), gate.clone());
+            let (url, gate, kind) = (url.clone(), gate.clone(), kind.to_owned());
             parked.spawn(async move {
                 let permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
-                let conn = park_one(&addr, &format!("idle-{i}")).await;
+                let worker_id = format!("idle-{i}");
+                let conn = match kind.as_str() {
+                    "ws" | "grpc" => park_transport(&url, &worker_id).await,
+                    _ => park_one(url.trim_start_matches("http://"), &worker_id)
+                        .await
+                        .map(|c| Box::new(c) as Box<dyn Send>),
+                };
                 drop(permit);
                 conn
             });
@@ -257,6 +287,41 @@ fn with_exit_status(child: &mut tokio::process::Child, shown: &str, e: String) -
     match child.try_wait() {
         Ok(Some(exit)) => format!("{e} ({shown} exited early with {exit})"),
         _ => e,
+    }
+}
+
+/// A worker over the project's own transport for `url` (WebSocket or gRPC, 1.0b3):
+/// registered, with a poll sent; returns what keeps its connection and its poll alive.
+/// The poll is parked once the listener counts it (the caller waits for that).
+async fn park_transport(url: &str, worker_id: &str) -> Result<Box<dyn Send>, String> {
+    let mut options = rxon::TransportOptions::default();
+    options.protocol = rxon::ProtocolChoice::Pinned(rxon::Protocol::V1b3);
+    let transport =
+        rxon::create_transport(url, worker_id, "bench", options).map_err(|e| e.to_string())?;
+    transport.connect().await.map_err(|e| e.to_string())?;
+    let registration = WorkerRegistration {
+        worker_id: worker_id.to_owned(),
+        worker_type: "bench".into(),
+        supported_skills: vec!["echo".into()],
+        ..Default::default()
+    };
+    transport
+        .register(&registration)
+        .await
+        .map_err(|e| format!("registration of {worker_id}: {e}"))?;
+    let poll = tokio::spawn({
+        let transport = transport.clone();
+        async move { transport.poll_task(POLL_WAIT).await }
+    });
+    Ok(Box::new((transport, AbortOnDrop(poll))))
+}
+
+/// Aborts the task when dropped (a parked poll outlives nothing it is held by).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -1,7 +1,7 @@
 //! Benchmark servers and the load generator behind `cargo xtask bench`.
 //!
 //! ```text
-//! rxon-bench serve <http|ws|grpc|hyper>     # prints "LISTENING <url>", serves until stdin closes
+//! rxon-bench serve <http|ws|grpc|hyper|tonic>  # prints "LISTENING <url>", serves until stdin closes
 //! rxon-bench serve-shared <redis-url> <prefix> <addr>  # an HTTP listener process of a Redis-backed orchestrator
 //! rxon-bench dispatch-shared <n>            # the same on Redis: same process, then across processes
 //! rxon-bench load-shared <processes> <workers> <seconds>  # jobs end to end on Redis, CPU of each side
@@ -9,13 +9,15 @@
 //! rxon-bench load-hyper <url> <w> <s> [server-pid]       # the same cycles, bare hyper client
 //! rxon-bench dispatch <http|ws|grpc> <n>    # enqueue → parked worker holds the task
 //! rxon-bench blob <MiB>                     # one object up to S3 (moto) and back, peak RSS
-//! rxon-bench idle <rxon|hyper> <n>          # listener memory and CPU with n parked polls
+//! rxon-bench idle <rxon|rxon-redis|ws|grpc|hyper|python> <n>  # listener memory and CPU with n parked polls
 //! ```
 //!
 //! The servers answer every poll with a task at once and accept every result, so a
 //! poll → result cycle measures the transport and the listener, not an orchestrator's
 //! queueing. `hyper` is a bare hyper server answering the same two routes with fixed
-//! bodies: the ceiling no RXON listener can beat. The load generator runs `workers`
+//! bodies: the ceiling no RXON HTTP listener can beat; `tonic`, a bare tonic server of
+//! `rxon.v1.WorkerService` with fixed answers, is the gRPC listener's. The load
+//! generator runs `workers`
 //! loops of poll → result over the project's own transports (chosen by the URL).
 //!
 //! The load generator's clock starts once every worker's client is built, and only then
@@ -35,6 +37,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
 mod blob;
+mod ceiling;
 mod idle;
 mod shared;
 
@@ -111,7 +114,7 @@ fn main() -> ExitCode {
             }
         }
         _ => Err(
-            "usage: rxon-bench serve <http|ws|grpc|hyper> | load <url> <workers> <seconds> [server-pid] | load-hyper <url> <workers> <seconds> [server-pid] | dispatch <http|ws|grpc> <samples> | cycle <http|ws|grpc> <samples> [tor] | serve-shared <redis-url> <prefix> <addr> | dispatch-shared <samples> | load-shared <processes> <workers> <seconds> | blob <MiB> | idle <rxon|hyper> <n>".into(),
+            "usage: rxon-bench serve <http|ws|grpc|hyper|tonic> | load <url> <workers> <seconds> [server-pid] | load-hyper <url> <workers> <seconds> [server-pid] | dispatch <http|ws|grpc> <samples> | cycle <http|ws|grpc> <samples> [tor] | serve-shared <redis-url> <prefix> <addr> | dispatch-shared <samples> | load-shared <processes> <workers> <seconds> | blob <MiB> | idle <rxon|rxon-redis|ws|grpc|hyper|python> <n>".into(),
         ),
     };
     match outcome {
@@ -204,7 +207,8 @@ async fn serve(kind: &str) -> Result<(), String> {
         "grpc" => Box::new(rxon::grpc::GrpcListener::bind(
             "127.0.0.1:0".parse().map_err(|_| "addr")?,
         )),
-        "hyper" => return bare_hyper().await,
+        "hyper" => return ceiling::hyper().await,
+        "tonic" => return ceiling::tonic().await,
         other => return Err(format!("unknown server kind {other:?}")),
     };
     listener.start(handler).await.map_err(|e| e.to_string())?;
@@ -222,51 +226,6 @@ async fn wait_for_stdin_eof() {
         .take(1 << 20)
         .read_to_end(&mut sink)
         .await;
-}
-
-/// The ceiling: fixed answers to the two routes a cycle uses, nothing else.
-async fn bare_hyper() -> Result<(), String> {
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let addr = tcp.local_addr().map_err(|e| e.to_string())?;
-    let task = Bytes::from(serde_json::to_vec(&task()).map_err(|e| e.to_string())?);
-    let ok = Bytes::from_static(br#"{"status":"ok"}"#);
-    println!("LISTENING http://{addr}");
-    let accept = async move {
-        while let Ok((stream, _)) = tcp.accept().await {
-            let _ = stream.set_nodelay(true);
-            let (task, ok) = (task.clone(), ok.clone());
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let body = if req.method() == http::Method::GET {
-                            task.clone()
-                        } else {
-                            ok.clone()
-                        };
-                        async move {
-                            // Read the request body like a real server would.
-                            let _ = req.into_body().collect().await;
-                            let mut r = http::Response::new(Full::new(body));
-                            r.headers_mut().insert(
-                                http::header::CONTENT_TYPE,
-                                http::HeaderValue::from_static("application/json"),
-                            );
-                            Ok::<_, std::convert::Infallible>(r)
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    };
-    tokio::select! {
-        () = accept => {}
-        () = wait_for_stdin_eof() => {}
-    }
-    Ok(())
 }
 
 async fn load(url: &str, workers: usize, seconds: u64, server: Option<u32>) -> Result<(), String> {

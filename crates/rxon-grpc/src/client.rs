@@ -16,6 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Response, Status};
 
@@ -44,11 +45,43 @@ struct Inner {
     closed: watch::Sender<bool>,
     /// The generation spoken: pinned, else the latest (rxon listeners serve both).
     protocol: rxon_core::Protocol,
+    /// What every call carries, parsed once.
+    metadata: Metadata,
     /// The secret of the 1.0b17 envelope.
     signing_key: String,
     /// The orchestrator's key for tasks' `sig`, and whether a task must carry one.
     task_key: Option<String>,
     require_task_signature: bool,
+}
+
+/// The metadata keys and the values every call of one transport carries.
+struct Metadata {
+    token_key: MetadataKey<Ascii>,
+    version_key: MetadataKey<Ascii>,
+    version: MetadataValue<Ascii>,
+    worker_id: MetadataValue<Ascii>,
+}
+
+impl Metadata {
+    fn new(protocol: rxon_core::Protocol, worker_id: &str) -> Result<Metadata> {
+        let key = |name: &str| {
+            MetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes())
+                .map_err(|_| RxonError::config(format!("metadata key {name}")))
+        };
+        Ok(Metadata {
+            token_key: key(AUTH_HEADER_WORKER)?,
+            version_key: key(PROTOCOL_VERSION_HEADER)?,
+            version: MetadataValue::from_static(protocol.as_str()),
+            worker_id: metadata_value(worker_id)?,
+        })
+    }
+}
+
+/// A credential or id as a metadata value.
+fn metadata_value(v: &str) -> Result<MetadataValue<Ascii>> {
+    v.parse().map_err(|_| {
+        RxonError::config("a credential or id contains characters not allowed in metadata")
+    })
 }
 
 impl std::fmt::Debug for GrpcTransport {
@@ -113,6 +146,10 @@ impl GrpcTransport {
                 commands: tokio::sync::Mutex::new(None),
                 closed: watch::channel(false).0,
                 protocol: config.options.protocol.without_negotiation(),
+                metadata: Metadata::new(
+                    config.options.protocol.without_negotiation(),
+                    &config.worker_id,
+                )?,
                 signing_key: config.envelope_key().to_owned(),
                 task_key: config.options.task_key.clone(),
                 require_task_signature: config.options.require_task_signature,
@@ -130,28 +167,12 @@ impl Inner {
     fn request<T>(&self, message: T, token: &str, timeout: Option<Duration>) -> Result<Request<T>> {
         let mut request = Request::new(message);
         let meta = request.metadata_mut();
-        let value = |v: &str| {
-            v.parse().map_err(|_| {
-                RxonError::config("a credential or id contains characters not allowed in metadata")
-            })
-        };
+        meta.insert(self.metadata.token_key.clone(), metadata_value(token)?);
         meta.insert(
-            AUTH_HEADER_WORKER
-                .to_ascii_lowercase()
-                .as_str()
-                .parse::<tonic::metadata::MetadataKey<_>>()
-                .map_err(|_| RxonError::config("metadata key"))?,
-            value(token)?,
+            self.metadata.version_key.clone(),
+            self.metadata.version.clone(),
         );
-        meta.insert(
-            PROTOCOL_VERSION_HEADER
-                .to_ascii_lowercase()
-                .as_str()
-                .parse::<tonic::metadata::MetadataKey<_>>()
-                .map_err(|_| RxonError::config("metadata key"))?,
-            value(self.protocol.as_str())?,
-        );
-        meta.insert(WORKER_ID_METADATA, value(&self.worker_id)?);
+        meta.insert(WORKER_ID_METADATA, self.metadata.worker_id.clone());
         if let Some(t) = timeout {
             request.set_timeout(t);
         }

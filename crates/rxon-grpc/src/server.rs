@@ -326,6 +326,7 @@ impl Listener for GrpcListener {
                 verifier: Arc::new(rxon_wire::envelope::Verifier::new(
                     self.config.replay_cache_capacity,
                 )),
+                keys: MetadataKeys::default(),
             })
             .max_decoding_message_size(self.config.max_message_bytes)
             .max_encoding_message_size(self.config.max_message_bytes);
@@ -387,6 +388,22 @@ struct Service {
     handshakes: Handshakes,
     /// The replay cache of every connection.
     verifier: Arc<rxon_wire::envelope::Verifier>,
+    keys: MetadataKeys,
+}
+
+/// The metadata keys read from every call, in the lowercase gRPC requires.
+struct MetadataKeys {
+    token: String,
+    version: String,
+}
+
+impl Default for MetadataKeys {
+    fn default() -> Self {
+        MetadataKeys {
+            token: AUTH_HEADER_WORKER.to_ascii_lowercase(),
+            version: PROTOCOL_VERSION_HEADER.to_ascii_lowercase(),
+        }
+    }
 }
 
 impl Service {
@@ -413,8 +430,8 @@ impl Service {
         let meta = request.metadata();
         let text = |k: &str| meta.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let mut ctx = RequestContext::new(TRANSPORT_NAME);
-        ctx.token = text(&AUTH_HEADER_WORKER.to_ascii_lowercase());
-        ctx.protocol_version = text(&PROTOCOL_VERSION_HEADER.to_ascii_lowercase());
+        ctx.token = text(&self.keys.token);
+        ctx.protocol_version = text(&self.keys.version);
         if let Some(id) = text(WORKER_ID_METADATA) {
             if !is_valid_identifier(&id) {
                 return Err(Status::invalid_argument("invalid x-worker-id"));
@@ -451,11 +468,10 @@ impl Service {
         ctx: &RequestContext,
         task: &rxon_core::TaskPayload,
     ) -> std::result::Result<pb::TaskPayload, Status> {
-        let key = self.handler.task_signing_key();
         if !ctx.protocol().signs() {
             return Ok(task_to_pb(task));
         }
-        let Some(key) = key else {
+        let Some(key) = self.handler.task_signing_key() else {
             return Ok(task_to_pb(task));
         };
         // Signed over what the worker will read from the protobuf message.

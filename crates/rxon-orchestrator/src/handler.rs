@@ -12,19 +12,18 @@ use rxon_core::{
 };
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// A worker's command channel, as handed to a listener.
 pub(super) struct ChannelReceiver {
-    rx: mpsc::Receiver<WorkerCommand>,
+    rx: crate::state::CommandReceiver,
     inner: Weak<Inner>,
     worker_id: String,
 }
 
 impl ChannelReceiver {
     pub(super) fn new(
-        rx: mpsc::Receiver<WorkerCommand>,
+        rx: crate::state::CommandReceiver,
         orch: &Orchestrator,
         worker_id: String,
     ) -> Self {
@@ -38,7 +37,7 @@ impl ChannelReceiver {
 
 impl CommandReceiver for ChannelReceiver {
     fn recv(&mut self) -> BoxFuture<'_, Option<WorkerCommand>> {
-        Box::pin(self.rx.recv())
+        Box::pin(async { self.rx.recv().await.map(|command| *command) })
     }
 
     /// A cancel the listener could not write goes back into the worker's heartbeat
@@ -165,6 +164,8 @@ pub(super) fn catalog(inner: &Inner, skills: Vec<SkillInfo>) -> HandlerResult<Ca
         }
         out.skills.push(skill);
     }
+    // Kept for the worker's whole life: no spare capacity from the pushes.
+    out.skills.shrink_to_fit();
     Ok(out)
 }
 
@@ -550,9 +551,11 @@ impl Handler for Orchestrator {
         wait: Duration,
     ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
         Box::pin(async move {
+            // Boxed: a poll parked on the in-memory storage is not sized for the
+            // Redis one's future (every parked worker holds one).
             #[cfg(feature = "redis")]
             if let Some(r) = self.inner.redis.as_ref() {
-                return r.poll(self, ctx, wait).await;
+                return Box::pin(r.poll(self, ctx, wait)).await;
             }
             let worker_id = ctx.require_worker_id()?.to_owned();
             let inner = &*self.inner;

@@ -12,12 +12,19 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// Everything the orchestrator knows.
+/// The sending end of a worker's command channel. Commands travel boxed: a channel
+/// allocates its first block of slots when it opens, and every parked worker holds
+/// one, so a slot is a pointer rather than a whole command.
+pub(super) type CommandSender = mpsc::Sender<Box<WorkerCommand>>;
+/// The receiving end, read by the command receiver handed to the listener.
+pub(super) type CommandReceiver = mpsc::Receiver<Box<WorkerCommand>>;
+
 #[derive(Default)]
 pub(super) struct State {
     /// Tasks, queues, claims, results, workers: the shared part.
     pub(super) store: Store,
     /// Each worker's command channel (this process's connections).
-    pub(super) channels: HashMap<String, mpsc::Sender<WorkerCommand>>,
+    pub(super) channels: HashMap<String, CommandSender>,
     /// Polls parked in this process.
     pub(super) pending_polls: usize,
     /// The worker that last registered with each token, so that a command channel
@@ -35,13 +42,21 @@ impl State {
     /// (a full channel keeps the cancel in the heartbeat replies only).
     pub(super) fn cancel(&mut self, cfg: &Config, task_id: &str) -> Result<CancelOutcome> {
         let (outcome, command) = self.store.cancel(cfg, task_id)?;
-        if let (CancelOutcome::Signalled { worker_id }, Some(command)) = (&outcome, command)
-            && let Some(tx) = self.channels.get(worker_id)
-            && let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(command)
+        if let (CancelOutcome::Signalled { worker_id }, Some(command)) = (&outcome, command) {
+            self.send_command(worker_id, command);
+        }
+        Ok(outcome)
+    }
+
+    /// Puts `command` on `worker_id`'s channel, if it has one open in this process. A
+    /// full channel keeps the command in the heartbeat replies only; a closed one is
+    /// forgotten.
+    pub(super) fn send_command(&mut self, worker_id: &str, command: WorkerCommand) {
+        if let Some(tx) = self.channels.get(worker_id)
+            && let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Box::new(command))
         {
             self.channels.remove(worker_id);
         }
-        Ok(outcome)
     }
 
     /// Opens `worker_id`'s command channel in this process with `pending` already in
@@ -51,7 +66,7 @@ impl State {
         cfg: &Config,
         worker_id: &str,
         pending: impl IntoIterator<Item = WorkerCommand>,
-    ) -> HandlerResult<mpsc::Receiver<WorkerCommand>> {
+    ) -> HandlerResult<CommandReceiver> {
         let cap = cfg.max_workers.max(1);
         if !self.channels.contains_key(worker_id) && self.channels.len() >= cap {
             self.channels.retain(|_, tx| !tx.is_closed());
@@ -63,7 +78,7 @@ impl State {
         }
         let (tx, rx) = mpsc::channel(cfg.command_capacity.max(1));
         for command in pending {
-            let _ = tx.try_send(command);
+            let _ = tx.try_send(Box::new(command));
         }
         self.channels.insert(worker_id.to_owned(), tx);
         Ok(rx)

@@ -104,8 +104,10 @@ pub(super) struct WorkerRecord {
     /// The generation it registered with: a 1.0b17 worker's requests must stay 1.0b17
     /// (signed), or anyone holding its token could send unsigned 1.0b3 ones for it.
     pub(super) protocol: rxon_core::Protocol,
-    /// What the worker last said about itself.
-    pub(super) reported: Reported,
+    /// What the worker last said about itself. Boxed: the workers' table keeps spare
+    /// slots (a hash map's load factor), and each slot is then a pointer, not a whole
+    /// registration and heartbeat.
+    pub(super) reported: Box<Reported>,
 }
 
 /// Why a worker that offers a task's type cannot run it.
@@ -687,9 +689,9 @@ impl Store {
                 pending_cancels: Vec::new(),
                 pending_polls: 0,
                 protocol,
-                reported: Reported::default(),
+                reported: Box::default(),
             });
-        w.reported = Reported {
+        *w.reported = Reported {
             catalog,
             skills_hash: registration.skills_hash.clone(),
             registration,

@@ -20,4 +20,6 @@ mod server;
 
 pub use client::{SCHEMES, WsTransport, WsTransportFactory};
 pub use codec::{Codec, PATH_PREFIX, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
-pub use server::{TRANSPORT_NAME, WsConfig, WsListener, WsListenerConfig, WsMount};
+pub use server::{
+    DEFAULT_READ_BUFFER_BYTES, TRANSPORT_NAME, WsConfig, WsListener, WsListenerConfig, WsMount,
+};

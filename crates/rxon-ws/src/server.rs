@@ -45,6 +45,28 @@ pub struct WsConfig {
     /// How many 1.0b17 nonces are remembered against replays (default
     /// [`DEFAULT_REPLAY_CAPACITY`](rxon_wire::envelope::DEFAULT_REPLAY_CAPACITY)).
     pub replay_cache_capacity: usize,
+    /// A session's read buffer: its size when the session opens, and the most read
+    /// from the socket at once (default 4 KiB, at least 64 bytes). It is what an idle
+    /// session holds for reading; a larger frame grows it to that frame's size while
+    /// it arrives. tungstenite's own default (128 KiB, zero-filled on the first read) would
+    /// make every parked worker cost that much.
+    pub read_buffer_bytes: usize,
+}
+
+/// [`WsConfig::read_buffer_bytes`] by default.
+pub const DEFAULT_READ_BUFFER_BYTES: usize = 4 * 1024;
+
+impl WsConfig {
+    /// The session's tungstenite settings.
+    fn websocket(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .max_message_size(Some(self.max_message_bytes))
+            .max_frame_size(Some(self.max_message_bytes))
+            .read_buffer_size(self.read_buffer_bytes.max(64))
+            // Every reply and command is sent and flushed on its own: nothing is
+            // gathered before writing, so no write buffer is kept for it.
+            .write_buffer_size(0)
+    }
 }
 
 impl Default for WsConfig {
@@ -55,6 +77,7 @@ impl Default for WsConfig {
             max_in_flight: 64,
             keepalive: Duration::from_secs(30),
             replay_cache_capacity: rxon_wire::envelope::DEFAULT_REPLAY_CAPACITY,
+            read_buffer_bytes: DEFAULT_READ_BUFFER_BYTES,
         }
     }
 }
@@ -184,9 +207,7 @@ impl Mount for WsMount {
                 let _slot = slot;
                 match on_upgrade.await {
                     Ok(upgraded) => {
-                        let config = WebSocketConfig::default()
-                            .max_message_size(Some(this.config.max_message_bytes))
-                            .max_frame_size(Some(this.config.max_message_bytes));
+                        let config = this.config.websocket();
                         // Any byte read is proof of life, a large frame still arriving
                         // included.
                         let heard = Arc::new(AtomicBool::new(true));
@@ -267,15 +288,17 @@ async fn session<S>(
         heard,
     } = session;
     let (mut sink, mut stream) = ws.split();
-    let (out, mut out_rx) = mpsc::channel::<Message>(256);
+    // Frames travel boxed: the channel allocates its first block of slots when it
+    // opens, and every idle session holds one, so a slot is a pointer, not a frame.
+    let (out, mut out_rx) = mpsc::channel::<Box<Message>>(256);
     let keepalive = config.keepalive;
     // No deadline per frame: a large reply to a slow worker may take long. Liveness is
     // the pings' business (the worker's frames arrive while ours go out), and the end
     // of the session bounds a writer stuck on a worker that stopped reading.
     let mut writer = tokio::spawn(async move {
         while let Some(message) = out_rx.recv().await {
-            let closing = matches!(message, Message::Close(_));
-            if sink.send(message).await.is_err() || closing {
+            let closing = matches!(*message, Message::Close(_));
+            if sink.send(*message).await.is_err() || closing {
                 break;
             }
         }
@@ -289,7 +312,7 @@ async fn session<S>(
     };
     // The session's credential: the upgrade's, then whatever a token request issued.
     let token = Arc::new(Mutex::new(ctx.token.clone()));
-    let mut commands = open_commands(&handler, &ctx, codec, &out).await;
+    let mut commands = Box::pin(open_commands(&handler, &ctx, codec, &out)).await;
     let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let mut requests = tokio::task::JoinSet::new();
     loop {
@@ -303,20 +326,24 @@ async fn session<S>(
                 // A full queue means the writer is stuck behind a worker that stopped
                 // reading; that worker misses our pongs and leaves, or goes silent and
                 // the next tick ends the session.
-                let _ = out.try_send(Message::Ping(Vec::new().into()));
+                let _ = out.try_send(Box::new(Message::Ping(Vec::new().into())));
                 continue;
             }
             () = stopping(&mut shutdown) => {
                 // Requests in flight finish first (pending polls answer "no task" at
-                // once); then the session closes with 1001.
-                let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                    while requests.join_next().await.is_some() {}
+                // once); then the session closes with 1001. Boxed, as every step taken
+                // once per session: an idle session's task is not sized for them.
+                Box::pin(async {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        while requests.join_next().await.is_some() {}
+                    })
+                    .await;
+                    let _ = out.send(Box::new(Message::Close(Some(CloseFrame {
+                        code: CloseCode::Away,
+                        reason: "listener stopping".into(),
+                    })))).await;
                 })
                 .await;
-                let _ = out.send(Message::Close(Some(CloseFrame {
-                    code: CloseCode::Away,
-                    reason: "listener stopping".into(),
-                }))).await;
                 break;
             }
         };
@@ -324,12 +351,11 @@ async fn session<S>(
             Some(Ok(m)) => m,
             Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
                 tracing::warn!(error = %e, "frame over the size limit; closing");
-                let _ = out
-                    .send(Message::Close(Some(CloseFrame {
-                        code: CloseCode::Size,
-                        reason: "frame exceeds the size limit".into(),
-                    })))
-                    .await;
+                let _ = Box::pin(out.send(Box::new(Message::Close(Some(CloseFrame {
+                    code: CloseCode::Size,
+                    reason: "frame exceeds the size limit".into(),
+                })))))
+                .await;
                 break;
             }
             Some(Err(e)) => {
@@ -364,17 +390,13 @@ async fn session<S>(
         let shutdown = shutdown.clone();
         let reopen = commands.is_none() && matches!(frame.call, Call::Token | Call::TokenWith(_));
         let commands_out = out.clone();
+        let id = frame.id;
+        let call = match frame.call {
+            Call::Poll(args) => Job::Poll(args),
+            other => Job::Other(Box::new(other)),
+        };
         let reply = async move {
-            let id = frame.id;
-            let answer = execute(
-                &handler,
-                &config,
-                &verifier,
-                ctx.clone(),
-                frame.call,
-                shutdown,
-            )
-            .await;
+            let answer = execute(&handler, &config, &verifier, ctx.clone(), call, shutdown).await;
             if let Ok(Reply::Token(t)) = &answer {
                 *token.lock().unwrap_or_else(|p| p.into_inner()) = Some(t.access_token.clone());
             }
@@ -390,14 +412,14 @@ async fn session<S>(
                 },
             };
             if let Ok(m) = codec.encode(&frame) {
-                let _ = out.send(m).await;
+                let _ = out.send(Box::new(m)).await;
             }
             drop(permit);
             // A fresh token may open the command channel the upgrade's could not.
             if reopen {
                 let mut ctx = ctx;
                 ctx.token = token.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                return open_commands(&handler, &ctx, codec, &commands_out).await;
+                return Box::pin(open_commands(&handler, &ctx, codec, &commands_out)).await;
             }
             None
         };
@@ -415,7 +437,10 @@ async fn session<S>(
         c.abort();
     }
     drop(out);
-    if tokio::time::timeout(end_limit, &mut writer).await.is_err() {
+    if Box::pin(tokio::time::timeout(end_limit, &mut writer))
+        .await
+        .is_err()
+    {
         tracing::info!("worker stopped reading; dropping the session's unsent frames");
         writer.abort();
     }
@@ -427,7 +452,7 @@ async fn open_commands(
     handler: &Arc<dyn Handler>,
     ctx: &RequestContext,
     codec: Codec,
-    out: &mpsc::Sender<Message>,
+    out: &mpsc::Sender<Box<Message>>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let mut receiver = match handler.commands(ctx.clone()).await {
         Ok(r) => r,
@@ -444,7 +469,7 @@ async fn open_commands(
             }) else {
                 continue;
             };
-            if out.send(message).await.is_err() {
+            if out.send(Box::new(message)).await.is_err() {
                 receiver.undelivered(command);
                 return;
             }
@@ -452,18 +477,61 @@ async fn open_commands(
     }))
 }
 
+/// A request as its task holds it: a poll's arguments inline, any other call boxed
+/// (a parked poll's task is not sized for the largest message).
+enum Job {
+    Poll(crate::codec::PollArgs),
+    Other(Box<Call>),
+}
+
+/// Serves one request. A poll is served here; every other call in a boxed future of
+/// its own ([`execute_call`]): a parked poll's task then holds only what a poll needs,
+/// not room for the largest call and its envelope check.
 async fn execute(
     handler: &Arc<dyn Handler>,
     config: &WsConfig,
     verifier: &Verifier,
     ctx: RequestContext,
-    mut call: Call,
+    job: Job,
     mut shutdown: Option<watch::Receiver<bool>>,
+) -> std::result::Result<Reply, HandlerError> {
+    let args = match job {
+        Job::Poll(args) => args,
+        Job::Other(call) => {
+            return Box::pin(execute_call(handler, verifier, ctx, *call)).await;
+        }
+    };
+    let signs = ctx.protocol().signs();
+    let wait = Duration::from_millis(args.timeout_ms).min(config.poll_wait);
+    let poll = tokio::time::timeout(wait + Duration::from_secs(5), handler.poll(ctx, wait));
+    let task = tokio::select! {
+        r = poll => r.unwrap_or(Ok(None))?,
+        () = stopping(&mut shutdown) => None,
+    };
+    // A 1.0b17 session's tasks carry the orchestrator's `sig` when it has a key.
+    let task = match task {
+        Some(t) if signs => match handler.task_signing_key() {
+            Some(key) => Some(
+                rxon_wire::guard::signed_task(&t, &key)
+                    .map_err(|e| HandlerError::internal(format!("cannot sign the task: {e}")))?,
+            ),
+            None => Some(t),
+        },
+        task => task,
+    };
+    Ok(Reply::Poll(task.map(Box::new)))
+}
+
+/// Serves every call but a poll.
+async fn execute_call(
+    handler: &Arc<dyn Handler>,
+    verifier: &Verifier,
+    ctx: RequestContext,
+    mut call: Call,
 ) -> std::result::Result<Reply, HandlerError> {
     // A 1.0b17 session's messages carry the signed envelope: admitted first, as on
     // every transport.
-    let signs = ctx.protocol().signs();
-    if signs {
+    if ctx.protocol().signs() {
         let h = &**handler;
         match &mut call {
             Call::Register(m) => admit_message(h, verifier, m, &ctx, &[]).await?,
@@ -475,23 +543,10 @@ async fn execute(
     }
     Ok(match call {
         Call::Register(r) => Reply::Register(handler.register(ctx, r).await?),
-        Call::Poll(args) => {
-            let wait = Duration::from_millis(args.timeout_ms).min(config.poll_wait);
-            let poll = tokio::time::timeout(wait + Duration::from_secs(5), handler.poll(ctx, wait));
-            let task = tokio::select! {
-                r = poll => r.unwrap_or(Ok(None))?,
-                () = stopping(&mut shutdown) => None,
-            };
-            // A 1.0b17 session's tasks carry the orchestrator's `sig` when it has a key.
-            let task = match (task, handler.task_signing_key()) {
-                (Some(t), Some(key)) if signs => {
-                    Some(rxon_wire::guard::signed_task(&t, &key).map_err(|e| {
-                        HandlerError::internal(format!("cannot sign the task: {e}"))
-                    })?)
-                }
-                (task, _) => task,
-            };
-            Reply::Poll(task.map(Box::new))
+        Call::Poll(_) => {
+            return Err(HandlerError::internal(
+                "a poll reached the path of the other calls",
+            ));
         }
         Call::Result(r) => Reply::Result(handler.result(ctx, r).await?),
         Call::Heartbeat(h) => Reply::Heartbeat(handler.heartbeat(ctx, Some(h)).await?),

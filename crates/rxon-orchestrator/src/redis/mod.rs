@@ -901,13 +901,7 @@ fn deliver(inner: &Inner, origin: &str, kind: &str, payload: &str) {
             let Ok(command) = serde_json::from_str::<WorkerCommand>(command) else {
                 return;
             };
-            let mut st = inner.lock();
-            if let Some(tx) = st.channels.get(worker_id)
-                && let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = tx.try_send(command)
-            {
-                // A full channel keeps the cancel in the heartbeat replies only.
-                st.channels.remove(worker_id);
-            }
+            inner.lock().send_command(worker_id, command);
         }
         "gone" => {
             inner.lock().channels.remove(payload);

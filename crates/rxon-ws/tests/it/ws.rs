@@ -453,3 +453,42 @@ async fn a_sealed_frame_is_taken_once_and_a_forged_one_never() {
     );
     l.stop(Duration::from_secs(2)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_small_read_buffer_still_takes_large_frames_whole() {
+    let orch = Orchestrator::builder().token("t").build();
+    let mut config = WsListenerConfig::default();
+    // Far below any frame of this test: every frame arrives over many reads.
+    config.ws.read_buffer_bytes = 64;
+    let l = WsListener::with_config(config);
+    l.start(Arc::new(orch.clone())).await.unwrap();
+    for codec in ["msgpack", "json"] {
+        let t = worker(&l.endpoint().unwrap(), Some(codec)).await;
+        let id = format!("t-big-{codec}");
+        let task = hand_out(&orch, &t, &id).await;
+        let big: String = (0..300_000u32)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let mut data = Map::new();
+        data.insert("blob".into(), Value::from(big.as_str()));
+        let outcome = tokio::time::timeout(
+            BOUND,
+            t.send_result(&TaskResult::success(&task, "w-1", data)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(outcome.is_accepted(), "{codec}: {outcome:?}");
+        let stored = orch.task_result(&id).await.expect("the result is stored");
+        let blob = stored.data.as_ref().and_then(|d| d["blob"].as_str());
+        assert_eq!(blob, Some(big.as_str()), "{codec}: the frame arrived whole");
+        // The session still serves small frames after the large one.
+        t.send_heartbeat(&Heartbeat {
+            worker_id: "w-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    l.stop(BOUND).await.unwrap();
+}
