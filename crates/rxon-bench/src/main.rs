@@ -296,6 +296,7 @@ async fn cycles<F, Fut, E>(until: Instant, mut cycle: F) -> (Vec<Duration>, u64)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool, E>>,
+    E: std::fmt::Display,
 {
     let mut latencies = Vec::with_capacity(16 * 1024);
     let mut errors = 0u64;
@@ -304,7 +305,13 @@ where
         match cycle().await {
             Ok(true) => latencies.push(start.elapsed()),
             Ok(false) => {}
-            Err(_) => errors += 1,
+            Err(e) => {
+                // The first failure of each loop says why (the count is in the figures).
+                if errors == 0 {
+                    eprintln!("rxon-bench: a cycle failed: {e}");
+                }
+                errors += 1;
+            }
         }
     }
     (latencies, errors)

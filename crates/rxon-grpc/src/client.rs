@@ -328,6 +328,7 @@ impl Transport for GrpcTransport {
                 let inner = &self.inner;
                 rxon_wire::guard::check_task_message(
                     task,
+                    inner.protocol,
                     inner.task_key.as_deref(),
                     inner.require_task_signature,
                 )?;

@@ -20,9 +20,9 @@
 //! This module is not covered by semver: cases are added as the contract grows.
 
 use rxon_core::{
-    ErrorKind, Heartbeat, IgnoredReason, Listener, Map, ProgressUpdatePayload, ResultOutcome,
-    SkillInfo, TaskPayload, TaskResult, TaskStatus, Transport, TransportConfig, Value,
-    WorkerRegistration,
+    ErrorKind, Heartbeat, IgnoredReason, Listener, Map, ProgressUpdatePayload, Protocol,
+    ProtocolChoice, ResultOutcome, SkillInfo, TaskPayload, TaskResult, TaskStatus, Transport,
+    TransportConfig, Value, WorkerRegistration,
 };
 use rxon_orchestrator::{CancelOutcome, Orchestrator};
 use std::sync::Arc;
@@ -1317,6 +1317,55 @@ pub async fn signed_envelopes_are_verified(h: &dyn Harness) {
     env.stop().await;
 }
 
+/// A worker holding the orchestrator's task key (signatures required, the default)
+/// checks the `sig` of 1.0b17 tasks only: pinned to 1.0b3, whose tasks are never
+/// signed, it takes its tasks; in 1.0b17 the signed task verifies; a worker holding
+/// another key refuses the task (where the wire signs).
+pub async fn task_signatures_are_checked_in_1b17_only(h: &dyn Harness) {
+    const KEY: &str = "conformance-task-key";
+    let orch = builder(h).token(TOKEN).task_signing_key(KEY).build();
+    let env = Env::start(h, orch, Duration::from_millis(300)).await;
+    let worker = |worker_id: &str, protocol: Protocol, key: &str| {
+        let mut config = env.config(worker_id, TOKEN);
+        config.options.protocol = ProtocolChoice::Pinned(protocol);
+        config.options.task_key = Some(key.into());
+        config.options.require_task_signature = true;
+        let t: Arc<dyn Transport> = h.transport(&config).expect("transport builds").into();
+        let registration = registration(worker_id, &["echo"]);
+        async move {
+            within(t.connect()).await.expect("connect");
+            within(t.register(&registration)).await.expect("register");
+            t
+        }
+    };
+    for (worker_id, protocol) in [("w-b3", Protocol::V1b3), ("w-b17", Protocol::V1b17)] {
+        let t = worker(worker_id, protocol, KEY).await;
+        let id = format!("t-{worker_id}");
+        env.orch.enqueue(task(&id, "echo")).await.expect("enqueue");
+        let got = next_task(&*t).await;
+        assert_eq!(got.task_id, id, "{protocol:?}");
+        let outcome = within(t.send_result(&echo(&got, worker_id)))
+            .await
+            .expect("result");
+        assert!(outcome.is_accepted(), "{protocol:?}: {outcome:?}");
+    }
+    if h.capabilities().signs {
+        let t = worker("w-other-key", Protocol::V1b17, "another-key").await;
+        env.orch
+            .enqueue(task("t-forged", "echo"))
+            .await
+            .expect("enqueue");
+        let refused = within(t.poll_task(Duration::from_secs(5)))
+            .await
+            .expect_err("a task signed with another key is refused");
+        assert!(
+            refused.to_string().contains("t-forged"),
+            "the refusal names the task: {refused}"
+        );
+    }
+    env.stop().await;
+}
+
 /// A short-lived token that expires while the worker works: the transport renews it
 /// (before expiry, or after one refusal) from its bootstrap credential, and the
 /// worker's operations go on without an error.
@@ -1623,6 +1672,7 @@ macro_rules! __conformance_cases {
             schema_violations_are_reported: none,
             resource_matching_dispatch: none,
             signed_envelopes_are_verified: none,
+            task_signatures_are_checked_in_1b17_only: none,
             a_token_expiring_mid_session_is_replaced: none,
             oversized_messages_are_refused: tcp,
             concurrent_pollers_share_no_task: none,

@@ -163,13 +163,15 @@ pub fn signed_task(
 }
 
 /// [`check_task`] for a task a transport decoded into the model: its 1.0b17 JSON is
-/// what the orchestrator signed ([`signed_task`]).
+/// what the orchestrator signed ([`signed_task`]). Only 1.0b17 tasks are signed: a
+/// task received in `protocol` 1.0b3 is not checked, as on HTTP.
 pub fn check_task_message(
     task: &rxon_core::TaskPayload,
+    protocol: Protocol,
     key: Option<&str>,
     require: bool,
 ) -> Result<(), rxon_core::RxonError> {
-    if key.is_none() {
+    if key.is_none() || !protocol.signs() {
         return Ok(());
     }
     let raw = crate::encode(Protocol::V1b17, task)

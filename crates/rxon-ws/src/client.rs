@@ -600,6 +600,7 @@ impl Transport for WsTransport {
                         // The orchestrator's `sig`, checked as every transport checks it.
                         rxon_wire::guard::check_task_message(
                             task,
+                            self.inner.protocol,
                             self.inner.task_key.as_deref(),
                             self.inner.require_task_signature,
                         )?;
