@@ -263,22 +263,32 @@ fn write_float(out: &mut String, f: f64) -> Result<(), WireError> {
 }
 
 fn write_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    // Runs that need no escape are copied whole; only '"', '\\' and control
+    // characters (all ASCII, so never inside a multi-byte character) are escaped.
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{:04x}", b);
+        } else {
+            out.push_str(escape);
         }
+        run = i + 1;
     }
+    out.push_str(&s[run..]);
     out.push('"');
 }
 
@@ -333,6 +343,24 @@ mod tests {
             )),
             "\"\\b\\f\\n\\r\\t\\u0000\\u0001\\u001b/\\\\\\\"😀é\u{7f}\u{2028}\""
         );
+    }
+
+    /// Every string reads back as itself: each character below U+0100 and a few
+    /// beyond, alone, between plain text and next to one another.
+    #[test]
+    fn every_string_reads_back_as_itself() {
+        let mut samples: Vec<String> = (0u32..0x100)
+            .chain([0x7ff, 0x800, 0x2028, 0xfffd, 0x1f600])
+            .filter_map(char::from_u32)
+            .flat_map(|c| [c.to_string(), format!("ab{c}cd"), format!("{c}{c}x{c}")])
+            .collect();
+        samples.push((0u8..0x80).map(char::from).collect());
+        samples.push(String::new());
+        for s in samples {
+            let written = canon(json!(s));
+            let back: String = serde_json::from_str(&written).expect("valid JSON");
+            assert_eq!(back, s, "{written}");
+        }
     }
 
     #[test]

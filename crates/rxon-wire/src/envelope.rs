@@ -38,6 +38,40 @@ pub const EVENT_UNSIGNED: &[&str] = &["bubbling_chain"];
 /// Keys a task leaves out of its `sig`.
 pub const TASK_UNSIGNED: &[&str] = &["sig", "orchestrator_signature"];
 
+/// Keys each thread keeps derived ([`hmac_key`]).
+const KEY_CACHE: usize = 8;
+
+/// The HMAC-SHA256 key of `secret`. Deriving one hashes the padded secret twice, as
+/// much as the HMAC of a short message itself, and a process signs and verifies with
+/// few secrets: each thread keeps the [`KEY_CACHE`] it used last. The cache holds what
+/// the caller already holds (the secrets it passes in), for the thread's lifetime.
+fn hmac_key(secret: &str) -> hmac::Key {
+    thread_local! {
+        static KEYS: std::cell::RefCell<Vec<(Box<str>, hmac::Key)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let derive = || hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    KEYS.try_with(|keys| {
+        let Ok(mut keys) = keys.try_borrow_mut() else {
+            return derive();
+        };
+        if let Some(i) = keys.iter().position(|(s, _)| **s == *secret) {
+            // The most recently used last: the first is the one evicted.
+            let entry = keys.remove(i);
+            let key = entry.1.clone();
+            keys.push(entry);
+            return key;
+        }
+        let key = derive();
+        if keys.len() >= KEY_CACHE {
+            keys.remove(0);
+        }
+        keys.push((secret.into(), key.clone()));
+        key
+    })
+    .unwrap_or_else(|_| derive())
+}
+
 /// The signature of `message` under `secret`: HMAC-SHA256 over its canonical JSON
 /// without `security`, `_signature` and `ignore`.
 pub fn signature(message: &Value, secret: &str, ignore: &[&str]) -> Result<String, WireError> {
@@ -45,7 +79,7 @@ pub fn signature(message: &Value, secret: &str, ignore: &[&str]) -> Result<Strin
         return Err(WireError::invalid("the signing secret is empty"));
     }
     let bytes = signed_bytes(message, ignore)?;
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let key = hmac_key(secret);
     Ok(hex(hmac::sign(&key, &bytes).as_ref()))
 }
 
@@ -80,7 +114,7 @@ pub fn verify(message: &Value, claimed: &str, secret: &str, ignore: &[&str]) -> 
     let Some(claimed) = unhex(claimed) else {
         return false;
     };
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let key = hmac_key(secret);
     hmac::verify(&key, &bytes, &claimed).is_ok()
 }
 
@@ -156,7 +190,7 @@ pub fn verify_task(task: &Value, key: &str) -> bool {
     let (Some(claimed), Ok(bytes)) = (unhex(sig), task_signed_bytes(task)) else {
         return false;
     };
-    let key = hmac::Key::new(hmac::HMAC_SHA256, key.as_bytes());
+    let key = hmac_key(key);
     hmac::verify(&key, &bytes, &claimed).is_ok()
 }
 
@@ -190,7 +224,7 @@ pub fn sign_task(task: &mut Map<String, Value>, key: &str) -> Result<(), WireErr
         unreachable!("an object stays an object")
     };
     *task = back;
-    let key = hmac::Key::new(hmac::HMAC_SHA256, key.as_bytes());
+    let key = hmac_key(key);
     let sig = hex(hmac::sign(&key, &bytes?).as_ref());
     task.insert("sig".into(), Value::String(sig));
     Ok(())
@@ -483,4 +517,41 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .chunks(2)
         .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key comes from the cache only for its own secret: secrets reused (hits),
+    /// more secrets than the cache holds (evictions) and secrets seen again after
+    /// their eviction all sign and verify as keys derived afresh do.
+    #[test]
+    fn cached_keys_sign_as_fresh_ones() {
+        let message = json!({"worker_id": "w-1", "n": 1, "text": "é\n"});
+        let bytes = signed_bytes(&message, &[]).expect("bytes");
+        let check = |secret: &str| {
+            let fresh = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+            let expected = hex(hmac::sign(&fresh, &bytes).as_ref());
+            assert_eq!(
+                signature(&message, secret, &[]).expect("signs"),
+                expected,
+                "{secret}"
+            );
+            assert!(verify(&message, &expected, secret, &[]), "{secret}");
+            assert!(
+                !verify(&message, &expected, &format!("{secret}-other"), &[]),
+                "{secret}: another secret's key must not verify"
+            );
+        };
+        for _ in 0..5 {
+            check("a");
+            check("b");
+        }
+        let many: Vec<String> = (0..KEY_CACHE * 2 + 1).map(|i| format!("s-{i}")).collect();
+        for secret in many.iter().chain(many.iter().rev()).chain(&many) {
+            check(secret);
+        }
+        check("a");
+    }
 }
