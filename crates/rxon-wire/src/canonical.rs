@@ -29,6 +29,36 @@ pub fn normalize(value: &Value) -> Result<Value, WireError> {
     normalize_at(value, 0)
 }
 
+/// [`normalize`] of a value the caller owns, done in place: the same result without
+/// a copy of the tree (what encoding a message for 1.0b17 does with the tree it just
+/// built).
+pub fn normalize_owned(mut value: Value) -> Result<Value, WireError> {
+    normalize_in_place(&mut value, 0)?;
+    Ok(value)
+}
+
+fn normalize_in_place(value: &mut Value, depth: usize) -> Result<(), WireError> {
+    if depth > MAX_DEPTH {
+        return Err(WireError::too_deep());
+    }
+    match value {
+        Value::Object(m) => {
+            m.retain(|_, v| !v.is_null());
+            for v in m.values_mut() {
+                normalize_in_place(v, depth + 1)?;
+            }
+        }
+        Value::Array(a) => {
+            for v in a {
+                normalize_in_place(v, depth + 1)?;
+            }
+        }
+        Value::Number(n) => *n = integral(n)?,
+        _ => {}
+    }
+    Ok(())
+}
+
 fn normalize_at(value: &Value, depth: usize) -> Result<Value, WireError> {
     if depth > MAX_DEPTH {
         return Err(WireError::too_deep());
@@ -360,6 +390,29 @@ mod tests {
             let written = canon(json!(s));
             let back: String = serde_json::from_str(&written).expect("valid JSON");
             assert_eq!(back, s, "{written}");
+        }
+    }
+
+    /// Normalizing in place gives what normalizing a copy gives, errors included.
+    #[test]
+    fn in_place_normalizing_is_normalizing() {
+        let mut deep = json!(1.0);
+        for _ in 0..31 {
+            deep = json!({"a": [deep, null]});
+        }
+        let cases = [
+            json!({"a": null, "b": 2.0, "c": [null, 1.5, -3.0, {"d": null, "e": 1e19}], "f": "x"}),
+            json!([1.0, {"z": null}, [[2.0]]]),
+            json!(-0.0),
+            json!([1e300]),
+            json!({"n": -1e19}),
+            json!({"big": 18_446_744_073_709_551_615u64, "neg": i64::MIN}),
+            deep,
+        ];
+        for v in cases {
+            let copied = normalize(&v).map_err(|e| e.to_string());
+            let owned = normalize_owned(v.clone()).map_err(|e| e.to_string());
+            assert_eq!(owned, copied, "{v}");
         }
     }
 

@@ -39,7 +39,7 @@ pub fn skills_hash(
     let extra =
         serde_json::to_value(extra).map_err(|e| WireError::invalid(format!("extra: {e}")))?;
     let contract = serde_json::json!({ "skills": skills, "capabilities": costs, "extra": extra });
-    let bytes = crate::canonical::to_bytes(&crate::canonical::normalize(&contract)?)?;
+    let bytes = crate::canonical::to_bytes(&crate::canonical::normalize_owned(contract)?)?;
     let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
     Ok(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
 }

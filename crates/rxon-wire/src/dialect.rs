@@ -63,7 +63,7 @@ macro_rules! two_shapes {
                             let out: fn(&mut Map<String, Value>) = $out;
                             out(m);
                         }
-                        canonical::normalize(&v)
+                        canonical::normalize_owned(v)
                     }
                 }
             }
@@ -95,7 +95,7 @@ macro_rules! one_shape {
                 let v = to_value($name, self)?;
                 match protocol {
                     Protocol::V1b3 => Ok(v),
-                    Protocol::V1b17 => canonical::normalize(&v),
+                    Protocol::V1b17 => canonical::normalize_owned(v),
                 }
             }
 
