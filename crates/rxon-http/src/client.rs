@@ -285,8 +285,7 @@ impl HttpTransport {
         timeout: Duration,
     ) -> Result<Option<Bytes>> {
         let protocol = self.protocol().await?;
-        let what = format!("{method} {path}");
-        let call = Call::new(protocol, &method, path, timeout, &what);
+        let call = Call::new(protocol, &method, path, timeout);
         let (call, body) = (&call, &body);
         self.inner
             .policy
@@ -303,7 +302,7 @@ impl HttpTransport {
                     StatusCode::NO_CONTENT => Ok(None),
                     s if s.is_success() => Ok(Some(bytes)),
                     s if s.is_client_error() || s.is_server_error() => {
-                        Err(error_for_status(s, &bytes, retry_after, what))
+                        Err(error_for_status(s, &bytes, retry_after, &what.to_string()))
                     }
                     s => Err(RxonError::protocol(format!(
                         "{what}: unexpected HTTP {}",
@@ -358,28 +357,41 @@ struct Call<'a> {
     method: &'a Method,
     path: &'a str,
     timeout: Duration,
-    /// The operation, in errors (`"POST /_worker/tasks/result"`).
-    what: &'a str,
+    /// The operation, in errors.
+    what: What<'a>,
     /// Warn (once) when the answer names another generation.
     warn_on_version: bool,
 }
 
 impl<'a> Call<'a> {
-    fn new(
-        protocol: Protocol,
-        method: &'a Method,
-        path: &'a str,
-        timeout: Duration,
-        what: &'a str,
-    ) -> Self {
+    fn new(protocol: Protocol, method: &'a Method, path: &'a str, timeout: Duration) -> Self {
         Call {
             protocol,
             method,
             path,
             timeout,
-            what,
+            what: What {
+                method,
+                path,
+                note: "",
+            },
             warn_on_version: true,
         }
+    }
+}
+
+/// An operation as errors name it (`POST /_worker/tasks/result`): written only when
+/// an error is, not for every request.
+#[derive(Clone, Copy)]
+struct What<'a> {
+    method: &'a Method,
+    path: &'a str,
+    note: &'static str,
+}
+
+impl std::fmt::Display for What<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}{}", self.method, self.path, self.note)
     }
 }
 
@@ -458,9 +470,10 @@ impl Inner {
     async fn probe(&self) -> Result<Protocol> {
         self.policy.ready()?;
         let path = heartbeat_path(&self.worker_id);
-        let what = format!("PATCH {path} (protocol probe)");
         let timeout = self.policy.options().request_timeout;
-        let mut call = Call::new(Protocol::LATEST, &Method::PATCH, &path, timeout, &what);
+        let mut call = Call::new(Protocol::LATEST, &Method::PATCH, &path, timeout);
+        call.what.note = " (protocol probe)";
+        let what = call.what;
         // The answer names the orchestrator's generation: not a mismatch to warn about.
         call.warn_on_version = false;
         let answer = self.exchange(&call, None, &self.policy.token()).await?;
@@ -617,9 +630,9 @@ impl Inner {
             ),
             None => (STS_TOKEN_ENDPOINT, None),
         };
-        let what = format!("POST {path}");
         let timeout = self.policy.options().request_timeout;
-        let call = Call::new(protocol, &Method::POST, path, timeout, &what);
+        let call = Call::new(protocol, &Method::POST, path, timeout);
+        let what = call.what.to_string();
         let Answer {
             status,
             retry_after,
@@ -795,15 +808,8 @@ impl Transport for HttpTransport {
         Box::pin(async move {
             let protocol = self.protocol().await?;
             let body = Body::message(protocol, result, &[], self.worker_id_str())?;
-            let what = format!("POST {ENDPOINT_TASK_RESULT}");
             let timeout = self.options().request_timeout;
-            let call = Call::new(
-                protocol,
-                &Method::POST,
-                ENDPOINT_TASK_RESULT,
-                timeout,
-                &what,
-            );
+            let call = Call::new(protocol, &Method::POST, ENDPOINT_TASK_RESULT, timeout);
             self.inner
                 .policy
                 .send_result(self.exchanger(), |token| {
@@ -816,9 +822,9 @@ impl Transport for HttpTransport {
                             body: bytes,
                             ..
                         } = self.inner.exchange(call, body, &token).await?;
-                        let what = call.what;
                         if !status.is_success() {
-                            return Err(error_for_status(status, &bytes, retry_after, what));
+                            let what = call.what.to_string();
+                            return Err(error_for_status(status, &bytes, retry_after, &what));
                         }
                         if status == StatusCode::NO_CONTENT || bytes.is_empty() {
                             return Ok(None);
