@@ -296,19 +296,7 @@ fn with_exit_status(child: &mut tokio::process::Child, shown: &str, e: String) -
 async fn park_transport(url: &str, worker_id: &str) -> Result<Box<dyn Send>, String> {
     let mut options = rxon::TransportOptions::default();
     options.protocol = rxon::ProtocolChoice::Pinned(rxon::Protocol::V1b3);
-    let transport =
-        rxon::create_transport(url, worker_id, "bench", options).map_err(|e| e.to_string())?;
-    transport.connect().await.map_err(|e| e.to_string())?;
-    let registration = WorkerRegistration {
-        worker_id: worker_id.to_owned(),
-        worker_type: "bench".into(),
-        supported_skills: vec!["echo".into()],
-        ..Default::default()
-    };
-    transport
-        .register(&registration)
-        .await
-        .map_err(|e| format!("registration of {worker_id}: {e}"))?;
+    let transport = crate::registered_worker(url, worker_id, options).await?;
     let poll = tokio::spawn({
         let transport = transport.clone();
         async move { transport.poll_task(POLL_WAIT).await }

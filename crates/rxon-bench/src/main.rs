@@ -454,23 +454,25 @@ async fn started_listener(
     Ok(listener)
 }
 
-/// The worker `bench-0` (skill `echo`) connected to `url` and registered.
-async fn registered_worker(
+/// The worker `worker_id` (skill `echo`) connected to `url` and registered.
+pub(crate) async fn registered_worker(
     url: &str,
+    worker_id: &str,
     options: rxon::TransportOptions,
 ) -> Result<Arc<dyn Transport>, String> {
     let transport: Arc<dyn Transport> =
-        rxon::create_transport(url, "bench-0", "bench", options).map_err(|e| e.to_string())?;
+        rxon::create_transport(url, worker_id, BENCH_TOKEN, options).map_err(|e| e.to_string())?;
     transport.connect().await.map_err(|e| e.to_string())?;
     let registration = WorkerRegistration {
-        worker_id: "bench-0".into(),
+        worker_id: worker_id.to_owned(),
+        worker_type: "bench".into(),
         supported_skills: vec!["echo".into()],
         ..Default::default()
     };
     transport
         .register(&registration)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("registration of {worker_id}: {e}"))?;
     Ok(transport)
 }
 
@@ -488,7 +490,7 @@ async fn dispatch(kind: &str, samples: usize) -> Result<(), String> {
         .build();
     let listener = started_listener(kind, &orchestrator).await?;
     let url = listener.endpoint().unwrap_or_default();
-    let transport = registered_worker(&url, Default::default()).await?;
+    let transport = registered_worker(&url, "bench-0", Default::default()).await?;
     let mut latencies = Vec::with_capacity(samples);
     for i in 0..samples {
         let t = transport.clone();
@@ -572,7 +574,7 @@ async fn cycle(kind: &str, samples: usize, tor: bool) -> Result<(), String> {
         options.connect_timeout = Duration::from_secs(60);
         _control = Some(control);
     }
-    let transport = registered_worker(&url, options).await?;
+    let transport = registered_worker(&url, "bench-0", options).await?;
     let mut latencies = Vec::with_capacity(samples);
     // One cycle first: it opens the connection (over Tor, the rendezvous circuit).
     for i in 0..=samples {

@@ -123,7 +123,7 @@ async fn measure(
     served: &str,
     samples: usize,
 ) -> Result<Vec<Duration>, String> {
-    let transport = super::registered_worker(served, Default::default()).await?;
+    let transport = super::registered_worker(served, "bench-0", Default::default()).await?;
     let park_key = format!("{prefix}:park:bench-0");
     let mut latencies = Vec::with_capacity(samples);
     for i in 0..samples {
