@@ -1,12 +1,14 @@
 //! Idle cost: what a listener process holds per parked long-poll, and the CPU it burns
 //! while nothing happens.
 //!
-//! `rxon-bench idle <rxon|rxon-redis|ws|grpc|hyper|python> <n>` starts `rxon-bench serve-idle <kind>` as a child
-//! process (so its memory is the listener's alone), registers `n` workers over raw TCP
-//! connections and leaves one poll parked on each. It then reads the child's resident
-//! memory before and after, and its CPU time over 5 idle seconds (divided by the time
-//! measured between the two readings, not by the nominal 5 s). A child that exits
-//! before it is asked to, or exits with a failure status, fails the run.
+//! `rxon-bench idle <rxon|rxon-redis|ws|grpc|hyper|python> <n>` starts the listener as
+//! a child process (`rxon-bench serve-idle <kind>`, or the Python script; so its
+//! memory is the listener's alone), registers `n` workers (over raw TCP connections on
+//! HTTP, over the project's transport on WebSocket and gRPC) and leaves one poll
+//! parked on each. It then reads the child's resident memory before and after, and its
+//! CPU time over 5 idle seconds (divided by the time measured between the two
+//! readings, not by the nominal 5 s). A child that exits before it is asked to, or
+//! exits with a failure status, fails the run.
 //!
 //! - `rxon`: `HttpListener` over the embedded `Orchestrator` (polls park in its queue
 //!   hand-off, as in production).
