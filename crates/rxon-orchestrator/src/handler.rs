@@ -614,7 +614,12 @@ impl Handler for Orchestrator {
                     inner.admit(&mut st, &ctx, false, |_, _| Some(result.worker_id.clone()))?;
                 inner.act_as(&st, &cred, &ctx, &result.worker_id)?;
                 let result = held_to_contract(&st, result);
-                st.store.apply_result(&inner.config, result, Instant::now())
+                let waited = (!st.result_waiters.is_empty()).then(|| result.task_id.clone());
+                let outcome = st.store.apply_result(&inner.config, result, Instant::now());
+                if let Some(task_id) = waited {
+                    st.wake_result(&task_id);
+                }
+                outcome
             };
             inner.events.notify_waiters();
             Ok(outcome)

@@ -319,7 +319,11 @@ impl Inner {
             let now = Instant::now();
             let gone = st.reap(&self.config, now);
             let ended = st.store.end_unplaceable(&self.config, now);
-            (gone, st.store.expire_leases(now) + ended)
+            let lapsed = st.store.expire_leases(now) + ended;
+            if !gone.is_empty() || lapsed > 0 {
+                st.wake_all_results();
+            }
+            (gone, lapsed)
         };
         if !gone.is_empty() || lapsed > 0 {
             self.work.notify_waiters();
@@ -333,11 +337,21 @@ impl Inner {
     async fn wait_event<T>(
         &self,
         timeout: Duration,
+        check: impl FnMut(&State) -> Option<T>,
+    ) -> Option<T> {
+        self.wait_on(&self.events, timeout, check).await
+    }
+
+    /// [`wait_event`](Self::wait_event) woken by `notify` only.
+    async fn wait_on<T>(
+        &self,
+        notify: &Notify,
+        timeout: Duration,
         mut check: impl FnMut(&State) -> Option<T>,
     ) -> Option<T> {
         let deadline = Instant::now().checked_add(timeout);
         loop {
-            let notified = self.events.notified();
+            let notified = notify.notified();
             let mut notified = std::pin::pin!(notified);
             // Register interest before checking, so a change in between is not missed.
             notified.as_mut().enable();
@@ -352,6 +366,41 @@ impl Inner {
                 }
                 None => notified.await,
             }
+        }
+    }
+}
+
+/// One `wait_result` call's place among the waiters of its task: the task's entry in
+/// `State::result_waiters` lives as long as someone waits (dropped with the last
+/// waiter, also when the wait itself is dropped).
+struct ResultWaiter<'a> {
+    inner: &'a Inner,
+    task_id: &'a str,
+    notify: Arc<Notify>,
+}
+
+impl<'a> ResultWaiter<'a> {
+    fn new(inner: &'a Inner, task_id: &'a str) -> Self {
+        let notify = inner
+            .lock()
+            .result_waiters
+            .entry(task_id.to_owned())
+            .or_default()
+            .clone();
+        ResultWaiter {
+            inner,
+            task_id,
+            notify,
+        }
+    }
+}
+
+impl Drop for ResultWaiter<'_> {
+    fn drop(&mut self) {
+        let mut st = self.inner.lock();
+        // The map's and this one's: no other waiter left.
+        if Arc::strong_count(&self.notify) == 2 {
+            st.result_waiters.remove(self.task_id);
         }
     }
 }
@@ -547,7 +596,12 @@ impl Orchestrator {
     /// task id.
     pub async fn cancel(&self, task_id: &str) -> Result<CancelOutcome> {
         on_shared!(self.inner, |r| r.cancel(&self.inner, task_id).await);
-        let out = self.inner.lock().cancel(&self.inner.config, task_id)?;
+        let out = {
+            let mut st = self.inner.lock();
+            let out = st.cancel(&self.inner.config, task_id)?;
+            st.wake_result(task_id);
+            out
+        };
         self.inner.events.notify_waiters();
         Ok(out)
     }
@@ -585,6 +639,7 @@ impl Orchestrator {
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 let outcome = st.cancel(&self.inner.config, &id)?;
+                st.wake_result(&id);
                 out.push((id, outcome));
             }
             out
@@ -612,21 +667,24 @@ impl Orchestrator {
                 )))
             });
         }
+        let waiters = ResultWaiter::new(&self.inner, task_id);
         let waited = self
             .inner
-            .wait_event(timeout, |st| match st.store.tasks.get(task_id) {
-                None => Some(Err(RxonError::invalid_input(format!(
-                    "no task {task_id:?}"
-                )))),
-                Some(rec) => match (&rec.result, &rec.phase) {
-                    (Some(r), _) => Some(Ok(r.clone())),
-                    (None, Phase::Cancelled { holder: None }) => {
-                        Some(Err(RxonError::invalid_input(format!(
-                            "task {task_id:?} was cancelled and will get no result"
-                        ))))
-                    }
-                    _ => None,
-                },
+            .wait_on(&waiters.notify, timeout, |st| {
+                match st.store.tasks.get(task_id) {
+                    None => Some(Err(RxonError::invalid_input(format!(
+                        "no task {task_id:?}"
+                    )))),
+                    Some(rec) => match (&rec.result, &rec.phase) {
+                        (Some(r), _) => Some(Ok(r.clone())),
+                        (None, Phase::Cancelled { holder: None }) => {
+                            Some(Err(RxonError::invalid_input(format!(
+                                "task {task_id:?} was cancelled and will get no result"
+                            ))))
+                        }
+                        _ => None,
+                    },
+                }
             })
             .await;
         waited.unwrap_or_else(|| {
@@ -916,5 +974,46 @@ impl Orchestrator {
             previous.abort();
         }
         handle
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task's entry among the result waiters lasts while someone waits: gone after a
+    /// wait that timed out, one that was dropped, and one for an unknown task.
+    #[tokio::test]
+    async fn result_waiters_leave_no_entry_behind() {
+        let o = Orchestrator::new();
+        o.enqueue(TaskPayload {
+            job_id: "j".into(),
+            task_id: "t".into(),
+            task_type: "a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let waiters = |o: &Orchestrator| o.inner.lock().result_waiters.len();
+        assert!(o.wait_result("t", Duration::from_millis(1)).await.is_err());
+        assert!(
+            o.wait_result("unknown", Duration::from_secs(5))
+                .await
+                .is_err()
+        );
+        assert_eq!(waiters(&o), 0);
+        let parked = {
+            let o = o.clone();
+            tokio::spawn(async move { o.wait_result("t", Duration::from_secs(60)).await })
+        };
+        let registered = tokio::time::timeout(Duration::from_secs(10), async {
+            while waiters(&o) == 0 {
+                tokio::task::yield_now().await;
+            }
+        });
+        registered.await.unwrap();
+        parked.abort();
+        let _ = parked.await;
+        assert_eq!(waiters(&o), 0, "a dropped wait removes its entry");
     }
 }

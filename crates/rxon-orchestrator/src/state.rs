@@ -8,6 +8,8 @@ use super::store::Store;
 use super::{CancelOutcome, Config, WorkerInfo};
 use rxon_core::{HandlerError, HandlerResult, Result, WorkerCommand};
 use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -35,9 +37,26 @@ pub(super) struct State {
     pub(super) refresh_tokens: HashMap<String, IssuedToken>,
     pub(super) next_token: u64,
     pub(super) limiter: HashMap<String, Window>,
+    /// Who waits for which task's result (`Orchestrator::wait_result`): woken one task
+    /// at a time, not with every change of the state.
+    pub(super) result_waiters: HashMap<String, Arc<Notify>>,
 }
 
 impl State {
+    /// Wakes whoever waits for `task_id`'s result.
+    pub(super) fn wake_result(&self, task_id: &str) {
+        if let Some(waiters) = self.result_waiters.get(task_id) {
+            waiters.notify_waiters();
+        }
+    }
+
+    /// Wakes every result waiter (after changes to tasks not named one by one).
+    pub(super) fn wake_all_results(&self) {
+        for waiters in self.result_waiters.values() {
+            waiters.notify_waiters();
+        }
+    }
+
     /// Cancels one task; a running one's holder also gets the command on its channel
     /// (a full channel keeps the cancel in the heartbeat replies only).
     pub(super) fn cancel(&mut self, cfg: &Config, task_id: &str) -> Result<CancelOutcome> {

@@ -639,6 +639,33 @@ async fn wait_result_is_woken_by_the_result() {
     );
 }
 
+/// Waiters of several tasks: each is woken by its own task's end (a result, a
+/// cancel), whatever happens to the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_result_is_woken_by_its_own_task_ending() {
+    let o = orch();
+    register(&o, "w", &["a"]).await;
+    o.enqueue(task("run", "a")).await.unwrap();
+    o.enqueue(task("queued", "a")).await.unwrap();
+    let wait = |id: &'static str| {
+        let o = o.clone();
+        tokio::spawn(async move { o.wait_result(id, Duration::from_secs(60)).await })
+    };
+    let (run, queued, twice) = (wait("run"), wait("queued"), wait("run"));
+    let t = poll(&o, "w", WAIT).await.unwrap();
+    assert_eq!(t.task_id, "run");
+    let done = TaskResult::success(&t, "w", Map::new());
+    assert!(send(&o, done.clone()).await.is_accepted());
+    for waiter in [run, twice] {
+        let got = tokio::time::timeout(WAIT, waiter).await.unwrap().unwrap();
+        assert_eq!(got.unwrap(), done, "every waiter of the task gets its result");
+    }
+    assert!(!queued.is_finished(), "another task's result ends no wait");
+    assert_eq!(o.cancel("queued").await.unwrap(), CancelOutcome::Dequeued);
+    let err = tokio::time::timeout(WAIT, queued).await.unwrap().unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "a cancelled task gets no result");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_parked_polls_each_get_one_task() {
     let o = orch();
