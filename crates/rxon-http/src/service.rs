@@ -136,6 +136,12 @@ impl ConnectionSlot {
 /// body, so it can be served by [`HttpListener`](crate::HttpListener) or mounted in an
 /// existing server (e.g. as an axum fallback service, or for a `/_worker` prefix).
 ///
+/// In a server of your own, set `TCP_NODELAY` on each accepted connection
+/// (`TcpStream::set_nodelay(true)`), as [`HttpListener`](crate::HttpListener) does:
+/// the command channel and mounted WebSocket sessions write small frames one after
+/// another, and Nagle's algorithm holds each back until the last one is acknowledged
+/// (a delayed acknowledgement: tens of milliseconds per task).
+///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use http_body_util::{BodyExt, Empty};

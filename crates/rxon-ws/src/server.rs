@@ -85,6 +85,10 @@ impl Default for WsConfig {
 /// The WebSocket transport's route (`/_worker/rxon/{worker_id}`) as a [`Mount`] for an
 /// `HttpListener` or `HttpService`: HTTP workers and WebSocket workers on one port,
 /// served by one handler.
+///
+/// Mounted in a server of your own, its connections need `TCP_NODELAY` (see
+/// `HttpService`): without it every frame after the first waits for a delayed
+/// acknowledgement.
 #[derive(Clone)]
 pub struct WsMount {
     handler: Arc<dyn Handler>,

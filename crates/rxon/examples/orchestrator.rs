@@ -226,6 +226,9 @@ async fn run(args: Args) -> rxon::Result<()> {
             },
             _ = tokio::signal::ctrl_c() => break,
         };
+        // Small frames (WebSocket sessions, command-channel pings) go out at once,
+        // not held back by Nagle's algorithm until the peer acknowledges the last one.
+        let _ = stream.set_nodelay(true);
         let app = app.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
