@@ -9,6 +9,7 @@
 //!     --grpc-listen 127.0.0.1:9090 --ws-listen 127.0.0.1:8081
 //! curl -s -XPOST localhost:8080/admin/tasks -d '{"type":"echo","params":{"x":1}}'
 //! curl -s localhost:8080/admin/tasks/task-1
+//! curl -s 'localhost:8080/admin/tasks/task-1?wait=10'   # answers once it has a result (≤ 10 s)
 //! curl -s -XPOST localhost:8080/admin/tasks/task-1/cancel
 //! curl -s localhost:8080/admin/workers
 //! ```
@@ -336,7 +337,16 @@ impl App {
                 .as_slice(),
         ) {
             (Method::POST, ["tasks"]) => self.create_task(req).await,
-            (Method::GET, ["tasks", id]) => self.task(id).await,
+            (Method::GET, ["tasks", id]) => match wait_param(req.uri().query()) {
+                Ok(Some(wait)) => {
+                    // Timing out, or a task that will get no result, still answers
+                    // with the task's state; only an unknown task is a 404 (below).
+                    let _ = self.orchestrator.wait_result(id, wait).await;
+                    self.task(id).await
+                }
+                Ok(None) => self.task(id).await,
+                Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e})),
+            },
             (Method::POST, ["tasks", id, "cancel"]) => match self.orchestrator.cancel(id).await {
                 Ok(outcome) => reply(
                     StatusCode::OK,
@@ -437,6 +447,30 @@ impl App {
             StatusCode::OK,
             json!({"task_id": id, "state": state, "worker_id": worker, "progress": progress, "result": result}),
         )
+    }
+}
+
+/// The longest `?wait=` a task query may ask for.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `wait=SECONDS` from a query: how long `GET /admin/tasks/{id}` waits for the task's
+/// result before answering (at most [`MAX_WAIT`]).
+fn wait_param(query: Option<&str>) -> Result<Option<std::time::Duration>, String> {
+    let Some(value) = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("wait="))
+    else {
+        return Ok(None);
+    };
+    match value.parse::<f64>() {
+        Ok(secs) if (0.0..=MAX_WAIT.as_secs_f64()).contains(&secs) => {
+            Ok(Some(std::time::Duration::from_secs_f64(secs)))
+        }
+        _ => Err(format!(
+            "wait must be 0 to {} seconds, not {value:?}",
+            MAX_WAIT.as_secs()
+        )),
     }
 }
 

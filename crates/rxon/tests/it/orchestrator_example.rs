@@ -1,6 +1,7 @@
 //! The `orchestrator` example as a user runs it, on 127.0.0.1: it says loudly when it
 //! runs with open auth, an STS credential alone closes it (a random worker token is
-//! refused), and its admin API accepts only the exact admin token.
+//! refused), its admin API accepts only the exact admin token, and a task query can
+//! wait for the task's result.
 #![cfg(all(
     feature = "http",
     feature = "ws",
@@ -199,35 +200,106 @@ async fn the_admin_api_accepts_only_the_exact_admin_token() {
     running.stop();
 }
 
+/// Writes `method path` with a JSON body and the admin token `adm-1` on a fresh
+/// connection; the connection, for [`answer`].
+async fn send_admin(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Client-Token: adm-1\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    s
+}
+
+/// The status and body of the answer on `s` (read to its end, within `limit`).
+async fn answer(mut s: tokio::net::TcpStream, limit: Duration) -> (u16, String) {
+    let mut answer = Vec::new();
+    tokio::time::timeout(limit, s.read_to_end(&mut answer))
+        .await
+        .expect("the example answers in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap();
+    (status, body)
+}
+
+/// `method path` with a JSON body on loopback; the status and the body.
+async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    answer(
+        send_admin(addr, method, path, body).await,
+        Duration::from_secs(10),
+    )
+    .await
+}
+
+/// `GET /admin/tasks/{id}?wait=S` answers once the task has its result (run by the
+/// `worker` example, started after the request was sent), or with its state when `S`
+/// passes first; a wait out of range is refused.
+#[tokio::test]
+async fn a_task_query_with_wait_answers_once_the_result_is_in() {
+    let orch = Running::start(&["--token", "w-secret", "--admin-token", "adm-1"]);
+    let (status, body) = admin(
+        orch.addr,
+        "POST",
+        "/admin/tasks",
+        r#"{"type":"echo","params":{"n":7}}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for bad in ["-1", "61", "soon", ""] {
+        let (status, body) = admin(
+            orch.addr,
+            "GET",
+            &format!("/admin/tasks/{id}?wait={bad}"),
+            "",
+        )
+        .await;
+        assert_eq!(status, 400, "wait={bad}: {body}");
+        assert!(body.contains("wait must be 0 to 60 seconds"), "{body}");
+    }
+    // No worker yet: the wait passes and the task is still queued.
+    let (status, body) = admin(orch.addr, "GET", &format!("/admin/tasks/{id}?wait=0.2"), "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""state":"queued""#), "{body}");
+    let waiting = send_admin(orch.addr, "GET", &format!("/admin/tasks/{id}?wait=30"), "").await;
+    let mut worker = Command::new(example_named("worker"))
+        .args(["--url", &format!("http://{}", orch.addr)])
+        .args(["--worker-id", "wait-w1", "--token", "w-secret"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (status, body) = answer(waiting, Duration::from_secs(40)).await;
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["state"], "success", "{body}");
+    assert_eq!(v["result"]["data"]["echo"]["n"], 7, "{body}");
+    orch.stop();
+}
+
 /// The two examples over a real onion service of the private Tor network: the
 /// orchestrator publishes itself through the service tor's control socket (`--tor`),
 /// the worker example reaches it through the client tor's SOCKS port (`--proxy`).
 #[cfg(feature = "tor")]
 mod tor {
     use super::*;
-
-    /// `method path` with a JSON body on loopback; the status and the body.
-    async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Client-Token: adm-1\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(request.as_bytes()).await.unwrap();
-        let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
-            .await
-            .expect("the example answers in time")
-            .unwrap();
-        let text = String::from_utf8_lossy(&answer).into_owned();
-        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap();
-        (status, body)
-    }
 
     #[tokio::test]
     #[ignore = "needs a private Tor network (RXON_TOR_NET): cargo xtask tor-test"]
