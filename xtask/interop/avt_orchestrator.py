@@ -83,6 +83,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--linger", type=float, default=0.0, help="keep serving this many seconds after DONE")
     p.add_argument("--serve-only", action="store_true", help="no jobs: just serve until SIGTERM/SIGINT")
     p.add_argument("--no-rate-limit", action="store_true", help="RATE_LIMITING_ENABLED=false (not stock default)")
+    p.add_argument("--no-access-log", action="store_true",
+                   help="drop aiohttp's per-request access log lines (stock avtomatika logs every request at "
+                        "INFO whatever LOG_LEVEL says: it sets the root logger to DEBUG)")
     p.add_argument("--compact-api", action="store_true",
                    help="leave DETAILED_API_RESPONSES=false (then error_message/progress are NOT in status JSON)")
     return p.parse_args()
@@ -305,6 +308,10 @@ async def amain(a: argparse.Namespace) -> int:
     engine.register_blueprint(make_blueprint("fail_flow", "/jobs/fail", "fail"))
 
     await engine.start()
+    if a.no_access_log:
+        import logging
+
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     rc = 2
     try:
         port = a.port

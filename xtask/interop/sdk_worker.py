@@ -2,7 +2,8 @@
 """Reference worker built on the stock avtomatika-worker 1.0b20 SDK.
 
 Skills:
-  echo  -> reports progress 0.5 via send_progress, then returns {"data": params} (success)
+  echo  -> reports progress 0.5 via send_progress (unless ECHO_PROGRESS=0), waits ECHO_DELAY
+           seconds (default 0.2), then returns {"data": params} (success)
   fail  -> returns status "failure" with error {code: params.get("code", "PERMANENT_ERROR"), message}
 
 Configuration is the SDK's own, via env (see avtomatika_worker/config.py):
@@ -22,16 +23,19 @@ from avtomatika_worker import Worker
 
 worker = Worker()
 ECHO_DELAY = float(os.environ.get("ECHO_DELAY", "0.2"))
+ECHO_PROGRESS = os.environ.get("ECHO_PROGRESS", "1") != "0"
 
 
 @worker.skill("echo")
 async def echo(params: dict, send_progress, task_id: str, job_id: str):
     """Echo the task params back as the result data."""
-    try:
-        await send_progress(task_id, job_id, 0.5, "halfway")
-    except Exception as e:  # progress is best effort
-        print(f"[sdk_worker] send_progress failed: {e!r}", file=sys.stderr, flush=True)
-    await asyncio.sleep(ECHO_DELAY)
+    if ECHO_PROGRESS:
+        try:
+            await send_progress(task_id, job_id, 0.5, "halfway")
+        except Exception as e:  # progress is best effort
+            print(f"[sdk_worker] send_progress failed: {e!r}", file=sys.stderr, flush=True)
+    if ECHO_DELAY > 0:
+        await asyncio.sleep(ECHO_DELAY)
     return {"data": params}
 
 

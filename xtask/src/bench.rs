@@ -32,8 +32,27 @@ struct Figures {
     server_ms_per_1000: f64,
 }
 
+/// Builds the release `rxon-bench` and the `orchestrator` and `worker` examples in one
+/// cargo run (so their shared crates are built once, with one set of features).
+fn build_release() -> Result<(), String> {
+    crate::cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "rxon-bench",
+        "-p",
+        "rxon",
+        "--bin",
+        "rxon-bench",
+        "--example",
+        "orchestrator",
+        "--example",
+        "worker",
+    ])
+}
+
 pub(crate) fn run(root: &Path) -> Result<(), String> {
-    crate::cargo(&["build", "--release", "-p", "rxon-bench"])?;
+    build_release()?;
     let bench = root.join("target/release/rxon-bench");
     let python = venv(root)?;
     let mut rows = Vec::new();
@@ -148,6 +167,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             one_line(&bench, &["load-shared", processes, "12", "5"])?
         );
     }
+    jobs_rows(root)?;
     // Idle cost: parked long-polls held by our listeners (HTTP on both storages,
     // WebSocket, gRPC), by a bare hyper server and by the Python reference (aiohttp).
     for (kind, n) in [
@@ -174,6 +194,23 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     tor(root)
 }
 
+/// Jobs end to end through each stack a user could pick (ours on each transport,
+/// avtomatika with its SDK, avtomatika with our worker), with each side's CPU per job.
+fn jobs_rows(root: &Path) -> Result<(), String> {
+    crate::jobs::run(
+        root,
+        &root.join("target/release/rxon-bench"),
+        &root.join("target/release/examples"),
+        &crate::interop::venv_current(root)?,
+    )
+}
+
+/// `cargo xtask jobs-bench`: only the jobs end to end of [`run`].
+pub(crate) fn jobs(root: &Path) -> Result<(), String> {
+    build_release()?;
+    jobs_rows(root)
+}
+
 /// One worker's cycle over loopback and over an onion service of a private Tor network
 /// (started here, stopped after), per transport. Skipped, saying so, without `tor`.
 pub(crate) fn tor(root: &Path) -> Result<(), String> {
@@ -191,7 +228,7 @@ pub(crate) fn tor(root: &Path) -> Result<(), String> {
         let root = root.to_owned();
         move || crate::tornet::up(&root, Some(owner))
     });
-    let built = crate::cargo(&["build", "--release", "-p", "rxon-bench"]);
+    let built = build_release();
     let env = net.join().map_err(|_| "the tor-net thread panicked")??;
     let bench = root.join("target/release/rxon-bench");
     let result = built.and_then(|()| {
@@ -223,7 +260,7 @@ fn shown(cmd: &Command) -> String {
 
 /// Runs `cmd` to its end and returns its standard output; an error naming the command
 /// and its exit status (with its standard error) when it does not exit successfully.
-fn run_to_end(cmd: &mut Command) -> Result<String, String> {
+pub(crate) fn run_to_end(cmd: &mut Command) -> Result<String, String> {
     let shown = shown(cmd);
     println!("bench: running {shown}");
     let out = cmd
@@ -335,17 +372,7 @@ fn worker_side(bench: &Path) -> Result<(), String> {
 /// The figures of one `rxon-bench load` line; `server`: it must carry `server_cpu_s`
 /// (it was given the server's process id).
 fn parse(name: &'static str, text: &str, server: bool) -> Result<Figures, String> {
-    let field = |key: &str| -> Result<f64, String> {
-        let at = text
-            .find(&format!("\"{key}\":"))
-            .ok_or_else(|| format!("{name}: no {key} in {text:?}"))?;
-        let rest = &text[at + key.len() + 3..];
-        let end = rest.find([',', '}']).unwrap_or(rest.len());
-        rest[..end]
-            .trim()
-            .parse()
-            .map_err(|e| format!("{name}: {key}: {e}"))
-    };
+    let field = |key: &str| json_field(text, key).map_err(|e| format!("{name}: {e}"));
     let cycles = field("cycles")?.max(1.0);
     let server_cpu_s = if server { field("server_cpu_s")? } else { 0.0 };
     Ok(Figures {
@@ -357,4 +384,17 @@ fn parse(name: &'static str, text: &str, server: bool) -> Result<Figures, String
         client_ms_per_1000: field("client_cpu_s")? * 1e6 / cycles,
         server_ms_per_1000: server_cpu_s * 1e6 / cycles,
     })
+}
+
+/// The number under `key` in a line of JSON figures printed by `rxon-bench`.
+pub(crate) fn json_field(text: &str, key: &str) -> Result<f64, String> {
+    let at = text
+        .find(&format!("\"{key}\":"))
+        .ok_or_else(|| format!("no {key} in {text:?}"))?;
+    let rest = &text[at + key.len() + 3..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end]
+        .trim()
+        .parse()
+        .map_err(|e| format!("{key}: {e}"))
 }

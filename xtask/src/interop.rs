@@ -435,7 +435,7 @@ impl Peer {
 
     /// Starts `cmd` and waits for the line that starts with `prefix`; the rest of that
     /// line is the peer's URL.
-    fn start_matching(mut cmd: Command, prefix: &str) -> Result<Peer, String> {
+    pub(crate) fn start_matching(mut cmd: Command, prefix: &str) -> Result<Peer, String> {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -470,8 +470,13 @@ impl Peer {
         }
     }
 
+    /// The lines the peer printed before the one that announced its URL.
+    pub(crate) fn earlier(&self) -> &[String] {
+        &self.earlier
+    }
+
     /// Waits (bounded) for the peer to exit on its own, keeping stdin open.
-    fn finish_when_done(mut self) -> Result<(bool, Vec<String>), String> {
+    pub(crate) fn finish_when_done(mut self) -> Result<(bool, Vec<String>), String> {
         let ok = wait_bounded(&mut self.child)?;
         let mut lines = Vec::new();
         while let Ok(line) = self.rest.recv_timeout(Duration::from_secs(1)) {
@@ -515,7 +520,7 @@ fn worker_example(examples: &Path, env: &[(&str, &str)]) -> Result<Child, String
 }
 
 /// Asks `child` to stop (SIGTERM) and waits for it, bounded; `true` on a clean exit.
-fn stop(mut child: Child) -> Result<bool, String> {
+pub(crate) fn stop(mut child: Child) -> Result<bool, String> {
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())

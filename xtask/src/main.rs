@@ -19,6 +19,9 @@
 //!   the `RXON_TOR_NET` file the Tor tests read.
 //! - `tor-test`: a private Tor network for the length of the Tor tests (the ones named
 //!   `tor::`, ignored by a plain `cargo test`), then stopped.
+//! - `jobs-bench`: jobs end to end through rxon's `orchestrator` and `worker` examples
+//!   (each transport), avtomatika with its SDK, and avtomatika with our worker (also a
+//!   part of `bench`).
 //! - `tor-bench`: one worker's cycle (poll + result) over loopback and over an onion
 //!   service of a private Tor network, per transport (also the last part of `bench`).
 #![allow(clippy::print_stdout)]
@@ -27,6 +30,7 @@ mod bench;
 #[cfg(feature = "codegen")]
 mod codegen;
 mod interop;
+mod jobs;
 mod tornet;
 
 use std::path::PathBuf;
@@ -68,10 +72,11 @@ fn main() -> ExitCode {
         },
         Some("tor-test") => tor_test(),
         Some("tor-bench") => bench::tor(&workspace_root()),
+        Some("jobs-bench") => bench::jobs(&workspace_root()),
         Some("codegen") => codegen(std::env::args().nth(2).as_deref() == Some("--check")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci [--skip-tests]|deps-check|interop|bench|soak [tasks] [races]|deny|codegen [--check]|tor-net up|down|tor-test|tor-bench>"
+                "usage: cargo xtask <ci [--skip-tests]|deps-check|interop|bench|soak [tasks] [races]|deny|codegen [--check]|tor-net up|down|tor-test|tor-bench|jobs-bench>"
             );
             return ExitCode::from(2);
         }

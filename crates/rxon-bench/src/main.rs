@@ -8,6 +8,7 @@
 //! rxon-bench load <url> <workers> <seconds> [server-pid]  # prints one JSON line of figures
 //! rxon-bench load-hyper <url> <w> <s> [server-pid]       # the same cycles, bare hyper client
 //! rxon-bench dispatch <http|ws|grpc> <n>    # enqueue → parked worker holds the task
+//! rxon-bench jobs <rxon|avtomatika> <url> <seconds> <orch-pid> <worker-pid>  # jobs end to end through a client API
 //! rxon-bench blob <MiB>                     # one object up to S3 (moto) and back, peak RSS
 //! rxon-bench idle <rxon|rxon-redis|ws|grpc|hyper|python> <n>  # listener memory and CPU with n parked polls
 //! ```
@@ -39,6 +40,7 @@ use tokio::io::AsyncReadExt;
 mod blob;
 mod ceiling;
 mod idle;
+mod jobs;
 mod shared;
 
 /// The task every poll gets.
@@ -99,6 +101,12 @@ fn main() -> ExitCode {
             Ok(n) => runtime.block_on(shared::dispatch(n)),
             Err(_) => Err("samples must be a number".into()),
         },
+        ["jobs", api, base, seconds, orchestrator, worker] => {
+            match (seconds.parse(), orchestrator.parse(), worker.parse()) {
+                (Ok(s), Ok(o), Ok(w)) => runtime.block_on(jobs::run(api, base, s, o, w)),
+                _ => Err("usage: jobs <rxon|avtomatika> <base-url> <seconds> <orchestrator-pid> <worker-pid>".into()),
+            }
+        }
         ["blob", mib] => match mib.parse() {
             Ok(mib) => runtime.block_on(blob::run(mib)),
             Err(_) => Err("MiB must be a number".into()),
