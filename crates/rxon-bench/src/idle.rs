@@ -22,7 +22,7 @@
 //! - `python`: the Python reference's `HttpListener` (rxon 1.0b3 on aiohttp) whose poll
 //!   handler sleeps (`xtask/interop/py_idle_listener.py`, run by `RXON_BENCH_PYTHON`).
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use rxon::orchestrator::Orchestrator;
 use rxon::{Listener, WorkerRegistration};
 use std::process::Stdio;
@@ -107,39 +107,22 @@ pub(crate) async fn serve(kind: &str, capacity: usize) -> Result<(), String> {
 
 /// A bare hyper server: register answers at once, a poll sleeps until `POLL_WAIT`.
 async fn parking_hyper(parked: Arc<AtomicUsize>) -> Result<String, String> {
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let addr = tcp.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = tcp.accept().await {
-            let parked = parked.clone();
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let parked = parked.clone();
-                        async move {
-                            let status = if req.method() == http::Method::GET {
-                                parked.fetch_add(1, Ordering::Relaxed);
-                                tokio::time::sleep(POLL_WAIT).await;
-                                parked.fetch_sub(1, Ordering::Relaxed);
-                                http::StatusCode::NO_CONTENT
-                            } else {
-                                // Read the body so the connection stays usable.
-                                let _ = req.into_body().collect().await;
-                                http::StatusCode::OK
-                            };
-                            let mut r = http::Response::new(Full::new(bytes::Bytes::new()));
-                            *r.status_mut() = status;
-                            Ok::<_, std::convert::Infallible>(r)
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
+    let addr = crate::serve_http1(move |req: http::Request<hyper::body::Incoming>| {
+        let parked = parked.clone();
+        async move {
+            if req.method() == http::Method::GET {
+                parked.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(POLL_WAIT).await;
+                parked.fetch_sub(1, Ordering::Relaxed);
+                http::StatusCode::NO_CONTENT
+            } else {
+                // Read the body so the connection stays usable.
+                let _ = req.into_body().collect().await;
+                http::StatusCode::OK
+            }
         }
-    });
+    })
+    .await?;
     Ok(format!("http://{addr}"))
 }
 

@@ -131,39 +131,20 @@ impl Hooks {
 
 /// Serves avtomatika's webhooks on 127.0.0.1 (`POST /hook`, JSON); their URL.
 async fn webhook_server(hooks: Arc<Hooks>) -> Result<String, String> {
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let addr = tcp.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = tcp.accept().await {
-            let _ = stream.set_nodelay(true);
-            let hooks = hooks.clone();
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let hooks = hooks.clone();
-                        async move {
-                            let body = Limited::new(req.into_body(), MAX_HOOK).collect().await;
-                            let status =
-                                match body.map(|b| serde_json::from_slice::<Json>(&b.to_bytes())) {
-                                    Ok(Ok(payload)) => {
-                                        hooks.deliver(payload);
-                                        http::StatusCode::OK
-                                    }
-                                    _ => http::StatusCode::BAD_REQUEST,
-                                };
-                            let mut r = http::Response::new(Full::new(Bytes::new()));
-                            *r.status_mut() = status;
-                            Ok::<_, std::convert::Infallible>(r)
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
+    let addr = crate::serve_http1(move |req: http::Request<hyper::body::Incoming>| {
+        let hooks = hooks.clone();
+        async move {
+            let body = Limited::new(req.into_body(), MAX_HOOK).collect().await;
+            match body.map(|b| serde_json::from_slice::<Json>(&b.to_bytes())) {
+                Ok(Ok(payload)) => {
+                    hooks.deliver(payload);
+                    http::StatusCode::OK
+                }
+                _ => http::StatusCode::BAD_REQUEST,
+            }
         }
-    });
+    })
+    .await?;
     Ok(format!("http://{addr}/hook"))
 }
 

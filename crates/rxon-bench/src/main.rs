@@ -443,6 +443,40 @@ async fn load_hyper(
     report(runs, window).await
 }
 
+/// Serves HTTP/1 on a free 127.0.0.1 port until the process ends, answering every
+/// request with `respond`'s status and an empty body; returns the address. The
+/// stand-in servers of the measurements (a parking server, a webhook receiver).
+pub(crate) async fn serve_http1<F, Fut>(respond: F) -> Result<std::net::SocketAddr, String>
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = http::StatusCode> + Send + 'static,
+{
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = tcp.accept().await {
+            let _ = stream.set_nodelay(true);
+            let respond = respond.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let status = respond(req);
+                    async move {
+                        let mut r = http::Response::new(Full::new(Bytes::new()));
+                        *r.status_mut() = status.await;
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
 /// A started listener of `kind` on a free loopback port, serving `orchestrator`.
 async fn started_listener(
     kind: &str,
