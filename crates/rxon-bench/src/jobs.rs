@@ -38,6 +38,8 @@ const WINDOW: usize = 16;
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest wait for a worker with the `echo` skill to show up.
 const WORKER_WAIT: Duration = Duration::from_secs(60);
+/// The longest one request may take, a waiting task query included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(JOB_TIMEOUT.as_secs() + 10);
 /// Largest answer read from either API.
 const MAX_ANSWER: usize = 1 << 20;
 /// Largest webhook body accepted.
@@ -168,17 +170,19 @@ impl Driver {
             None => Bytes::new(),
         };
         let req = req.body(Full::new(bytes)).map_err(|e| e.to_string())?;
-        let answer = self
-            .client
-            .request(req)
+        let exchange = async {
+            let answer = self.client.request(req).await.map_err(|e| e.to_string())?;
+            let status = answer.status().as_u16();
+            let body = Limited::new(answer.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((status, body.to_bytes()))
+        };
+        let (status, body) = tokio::time::timeout(CALL_TIMEOUT, exchange)
             .await
+            .map_err(|_| format!("{uri}: no answer within {CALL_TIMEOUT:?}"))?
             .map_err(|e| format!("{uri}: {e}"))?;
-        let status = answer.status().as_u16();
-        let body = Limited::new(answer.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| format!("{uri}: {e}"))?
-            .to_bytes();
         let json = if body.is_empty() {
             Json::Null
         } else {
