@@ -3,7 +3,7 @@
 use super::auth::{self, Credential};
 use super::state::State;
 use super::store::Catalog;
-use super::{Inner, MAX_SKILLS, Orchestrator};
+use super::{Inner, MAX_SKILLS, Orchestrator, Waiting};
 use rxon_core::validate::validate_identifier;
 use rxon_core::{
     BoxFuture, CommandReceiver, Handler, HandlerError, HandlerResult, Heartbeat, HeartbeatReply,
@@ -101,11 +101,13 @@ impl Drop for PollGuard<'_> {
 
 impl Inner {
     /// Waits for work: tries `attempt` at once and again on every wake-up of the work
-    /// signal (enqueue, requeue, registration, in any process), until it yields a
-    /// task, fails, or `wait` ends (`Ok(None)`).
-    pub(super) async fn park<F>(
-        &self,
+    /// signal (requeue, registration, in any process) or of the waiters `listen`
+    /// joins before each try (the worker's skills: an enqueue of one of them), until
+    /// it yields a task, fails, or `wait` ends (`Ok(None)`).
+    pub(super) async fn park<'a, F>(
+        &'a self,
         wait: Duration,
+        mut listen: impl FnMut() -> Option<Waiting<'a>>,
         mut attempt: impl FnMut() -> F,
     ) -> HandlerResult<Option<TaskPayload>>
     where
@@ -113,21 +115,33 @@ impl Inner {
     {
         let deadline = Instant::now().checked_add(wait);
         loop {
-            let notified = self.work.notified();
-            let mut notified = std::pin::pin!(notified);
+            let waiting = listen();
+            let mut notified: Vec<_> = std::iter::once(&self.work)
+                .chain(waiting.iter().flat_map(Waiting::notifies))
+                .map(|n| Box::pin(n.notified()))
+                .collect();
             // Register interest before looking at the queues, so a wake-up in between
             // is not missed.
-            notified.as_mut().enable();
+            for n in &mut notified {
+                n.as_mut().enable();
+            }
             if let Some(task) = attempt().await? {
                 return Ok(Some(task));
             }
+            let woken = std::future::poll_fn(|cx| {
+                if notified.iter_mut().any(|n| n.as_mut().poll(cx).is_ready()) {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            });
             match deadline {
                 Some(d) => {
-                    if tokio::time::timeout_at(d, notified).await.is_err() {
+                    if tokio::time::timeout_at(d, woken).await.is_err() {
                         return Ok(None);
                     }
                 }
-                None => notified.await,
+                None => woken.await,
             }
         }
     }
@@ -580,8 +594,28 @@ impl Handler for Orchestrator {
                 worker_id: &worker_id,
             };
             inner.events.notify_waiters();
+            // An enqueue wakes the polls of its task's skill only (each try joins the
+            // worker's skills as they are then).
+            let listen = || {
+                let mut st = inner.lock();
+                let skills: Vec<String> = st
+                    .store
+                    .workers
+                    .get(&worker_id)
+                    .map(|w| {
+                        let skills = &w.reported.catalog.skills;
+                        skills.iter().map(|s| s.name.clone()).collect()
+                    })
+                    .unwrap_or_default();
+                Some(Waiting::new(
+                    inner,
+                    &mut st,
+                    |st| &mut st.skill_waiters,
+                    skills,
+                ))
+            };
             inner
-                .park(wait, || {
+                .park(wait, listen, || {
                     // The claim and the return happen in the same step of this future:
                     // a future dropped while waiting has claimed nothing.
                     let lease = Instant::now().checked_add(inner.config.claim_lease);
@@ -617,7 +651,7 @@ impl Handler for Orchestrator {
                 let waited = (!st.result_waiters.is_empty()).then(|| result.task_id.clone());
                 let outcome = st.store.apply_result(&inner.config, result, Instant::now());
                 if let Some(task_id) = waited {
-                    st.wake_result(&task_id);
+                    st.result_waiters.wake(&task_id);
                 }
                 outcome
             };

@@ -321,7 +321,7 @@ impl Inner {
             let ended = st.store.end_unplaceable(&self.config, now);
             let lapsed = st.store.expire_leases(now) + ended;
             if !gone.is_empty() || lapsed > 0 {
-                st.wake_all_results();
+                st.result_waiters.wake_all();
             }
             (gone, lapsed)
         };
@@ -370,37 +370,44 @@ impl Inner {
     }
 }
 
-/// One `wait_result` call's place among the waiters of its task: the task's entry in
-/// `State::result_waiters` lives as long as someone waits (dropped with the last
-/// waiter, also when the wait itself is dropped).
-struct ResultWaiter<'a> {
+/// One waiter's place among the waiters of a key (`State::result_waiters`: a task;
+/// `State::skill_waiters`: a skill), left when dropped, also when the wait itself is
+/// dropped.
+pub(crate) struct Waiting<'a> {
     inner: &'a Inner,
-    task_id: &'a str,
-    notify: Arc<Notify>,
+    which: fn(&mut State) -> &mut state::Waiters,
+    keys: Vec<(String, Arc<Notify>)>,
 }
 
-impl<'a> ResultWaiter<'a> {
-    fn new(inner: &'a Inner, task_id: &'a str) -> Self {
-        let notify = inner
-            .lock()
-            .result_waiters
-            .entry(task_id.to_owned())
-            .or_default()
-            .clone();
-        ResultWaiter {
-            inner,
-            task_id,
-            notify,
-        }
+impl<'a> Waiting<'a> {
+    pub(crate) fn new(
+        inner: &'a Inner,
+        st: &mut State,
+        which: fn(&mut State) -> &mut state::Waiters,
+        keys: impl IntoIterator<Item = String>,
+    ) -> Self {
+        let waiters = which(st);
+        let keys = keys
+            .into_iter()
+            .map(|k| {
+                let notify = waiters.join(&k);
+                (k, notify)
+            })
+            .collect();
+        Waiting { inner, which, keys }
+    }
+
+    pub(crate) fn notifies(&self) -> impl Iterator<Item = &Notify> {
+        self.keys.iter().map(|(_, n)| &**n)
     }
 }
 
-impl Drop for ResultWaiter<'_> {
+impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let mut st = self.inner.lock();
-        // The map's and this one's: no other waiter left.
-        if Arc::strong_count(&self.notify) == 2 {
-            st.result_waiters.remove(self.task_id);
+        let waiters = (self.which)(&mut st);
+        for (key, notify) in self.keys.drain(..) {
+            waiters.leave(&key, notify);
         }
     }
 }
@@ -578,14 +585,21 @@ impl Orchestrator {
         on_shared!(self.inner, |r| r
             .enqueue(&self.inner, task, deadline, requirements)
             .await);
-        self.inner.lock().store.enqueue(
-            &self.inner.config,
-            task,
-            deadline,
-            requirements,
-            Instant::now(),
-        )?;
-        self.inner.work.notify_waiters();
+        {
+            let mut st = self.inner.lock();
+            let skill = (!st.skill_waiters.is_empty()).then(|| task.task_type.clone());
+            st.store.enqueue(
+                &self.inner.config,
+                task,
+                deadline,
+                requirements,
+                Instant::now(),
+            )?;
+            // Only the polls of workers with the task's skill look at the queues.
+            if let Some(skill) = skill {
+                st.skill_waiters.wake(&skill);
+            }
+        }
         self.inner.events.notify_waiters();
         Ok(())
     }
@@ -599,7 +613,7 @@ impl Orchestrator {
         let out = {
             let mut st = self.inner.lock();
             let out = st.cancel(&self.inner.config, task_id)?;
-            st.wake_result(task_id);
+            st.result_waiters.wake(task_id);
             out
         };
         self.inner.events.notify_waiters();
@@ -639,7 +653,7 @@ impl Orchestrator {
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 let outcome = st.cancel(&self.inner.config, &id)?;
-                st.wake_result(&id);
+                st.result_waiters.wake(&id);
                 out.push((id, outcome));
             }
             out
@@ -667,24 +681,27 @@ impl Orchestrator {
                 )))
             });
         }
-        let waiters = ResultWaiter::new(&self.inner, task_id);
+        let waiting = {
+            let mut st = self.inner.lock();
+            let key = task_id.to_owned();
+            Waiting::new(&self.inner, &mut st, |st| &mut st.result_waiters, [key])
+        };
+        let notify = waiting.notifies().next().unwrap_or(&self.inner.events);
         let waited = self
             .inner
-            .wait_on(&waiters.notify, timeout, |st| {
-                match st.store.tasks.get(task_id) {
-                    None => Some(Err(RxonError::invalid_input(format!(
-                        "no task {task_id:?}"
-                    )))),
-                    Some(rec) => match (&rec.result, &rec.phase) {
-                        (Some(r), _) => Some(Ok(r.clone())),
-                        (None, Phase::Cancelled { holder: None }) => {
-                            Some(Err(RxonError::invalid_input(format!(
-                                "task {task_id:?} was cancelled and will get no result"
-                            ))))
-                        }
-                        _ => None,
-                    },
-                }
+            .wait_on(notify, timeout, |st| match st.store.tasks.get(task_id) {
+                None => Some(Err(RxonError::invalid_input(format!(
+                    "no task {task_id:?}"
+                )))),
+                Some(rec) => match (&rec.result, &rec.phase) {
+                    (Some(r), _) => Some(Ok(r.clone())),
+                    (None, Phase::Cancelled { holder: None }) => {
+                        Some(Err(RxonError::invalid_input(format!(
+                            "task {task_id:?} was cancelled and will get no result"
+                        ))))
+                    }
+                    _ => None,
+                },
             })
             .await;
         waited.unwrap_or_else(|| {
@@ -980,6 +997,7 @@ impl Orchestrator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rxon_core::{Handler, RequestContext, WorkerRegistration};
 
     /// A task's entry among the result waiters lasts while someone waits: gone after a
     /// wait that timed out, one that was dropped, and one for an unknown task.
@@ -1015,5 +1033,93 @@ mod tests {
         parked.abort();
         let _ = parked.await;
         assert_eq!(waiters(&o), 0, "a dropped wait removes its entry");
+    }
+
+    /// A parked poll waits among the waiters of its worker's skills while it is
+    /// parked, and leaves them when it ends, also when it is dropped.
+    #[tokio::test]
+    async fn parked_polls_leave_no_skill_waiters_behind() {
+        let o = Orchestrator::new();
+        let ctx = || {
+            RequestContext::new("test")
+                .with_token("any")
+                .with_worker_id("w")
+        };
+        let registration = WorkerRegistration {
+            worker_id: "w".into(),
+            supported_skills: rxon_core::SkillInfo::list(["a", "b"]),
+            ..Default::default()
+        };
+        Handler::register(&o, ctx(), registration).await.unwrap();
+        let skills = |o: &Orchestrator| o.inner.lock().skill_waiters.len();
+        let parked = {
+            let o = o.clone();
+            tokio::spawn(async move { Handler::poll(&o, ctx(), Duration::from_secs(60)).await })
+        };
+        // The poll joins its skills' waiters once parked: both of them.
+        let joined = tokio::time::timeout(Duration::from_secs(10), async {
+            while skills(&o) < 2 {
+                tokio::task::yield_now().await;
+            }
+        });
+        joined.await.unwrap();
+        assert_eq!(skills(&o), 2);
+        parked.abort();
+        let _ = parked.await;
+        assert_eq!(skills(&o), 0, "a dropped poll leaves its skills");
+        let ended = Handler::poll(&o, ctx(), Duration::from_millis(1))
+            .await
+            .unwrap();
+        assert!(ended.is_none());
+        assert_eq!(skills(&o), 0, "a poll that timed out leaves its skills");
+    }
+
+    /// A poll parked before its worker registered again with one more skill joins that
+    /// skill's waiters, so that skill's enqueue wakes it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_parked_poll_listens_to_skills_registered_since() {
+        let o = Orchestrator::new();
+        let ctx = || {
+            RequestContext::new("test")
+                .with_token("any")
+                .with_worker_id("w")
+        };
+        let registration = |skills: &[&str]| WorkerRegistration {
+            worker_id: "w".into(),
+            supported_skills: rxon_core::SkillInfo::list(skills.iter().copied()),
+            ..Default::default()
+        };
+        Handler::register(&o, ctx(), registration(&["a"]))
+            .await
+            .unwrap();
+        let parked = {
+            let o = o.clone();
+            tokio::spawn(async move { Handler::poll(&o, ctx(), Duration::from_secs(60)).await })
+        };
+        let waits_on = |skill: &'static str| {
+            let o = o.clone();
+            tokio::time::timeout(Duration::from_secs(10), async move {
+                while !o.inner.lock().skill_waiters.contains(skill) {
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        waits_on("a").await.unwrap();
+        Handler::register(&o, ctx(), registration(&["a", "b"]))
+            .await
+            .unwrap();
+        waits_on("b")
+            .await
+            .expect("the parked poll joins the new skill's waiters");
+        o.enqueue(TaskPayload {
+            job_id: "j".into(),
+            task_id: "t".into(),
+            task_type: "b".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), parked).await;
+        assert_eq!(got.unwrap().unwrap().unwrap().unwrap().task_id, "t");
     }
 }

@@ -39,24 +39,72 @@ pub(super) struct State {
     pub(super) limiter: HashMap<String, Window>,
     /// Who waits for which task's result (`Orchestrator::wait_result`): woken one task
     /// at a time, not with every change of the state.
-    pub(super) result_waiters: HashMap<String, Arc<Notify>>,
+    pub(super) result_waiters: Waiters,
+    /// Parked polls by skill: an enqueued task wakes the polls of workers with its
+    /// skill only, not every parked poll.
+    pub(super) skill_waiters: Waiters,
+}
+
+/// Waiters by key (a task id, a skill name): one notification per key, shared by
+/// everyone waiting on it, kept while someone does.
+#[derive(Default)]
+pub(super) struct Waiters(HashMap<String, Arc<Notify>>);
+
+impl Waiters {
+    /// Joins the waiters of `key`; hand the notification back to
+    /// [`leave`](Self::leave).
+    pub(super) fn join(&mut self, key: &str) -> Arc<Notify> {
+        match self.0.get(key) {
+            Some(notify) => notify.clone(),
+            None => {
+                let notify = Arc::new(Notify::new());
+                self.0.insert(key.to_owned(), notify.clone());
+                notify
+            }
+        }
+    }
+
+    /// Leaves the waiters of `key`; the key goes when its last waiter does.
+    pub(super) fn leave(&mut self, key: &str, notify: Arc<Notify>) {
+        // The map's and this one's: no other waiter left.
+        if Arc::strong_count(&notify) == 2 {
+            self.0.remove(key);
+        }
+    }
+
+    /// Wakes whoever waits on `key`.
+    pub(super) fn wake(&self, key: &str) {
+        if let Some(notify) = self.0.get(key) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Wakes every waiter (after changes not named key by key).
+    pub(super) fn wake_all(&self) {
+        for notify in self.0.values() {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Whether anyone waits at all.
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many keys have waiters.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether `key` has waiters.
+    #[cfg(test)]
+    pub(super) fn contains(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
 }
 
 impl State {
-    /// Wakes whoever waits for `task_id`'s result.
-    pub(super) fn wake_result(&self, task_id: &str) {
-        if let Some(waiters) = self.result_waiters.get(task_id) {
-            waiters.notify_waiters();
-        }
-    }
-
-    /// Wakes every result waiter (after changes to tasks not named one by one).
-    pub(super) fn wake_all_results(&self) {
-        for waiters in self.result_waiters.values() {
-            waiters.notify_waiters();
-        }
-    }
-
     /// Cancels one task; a running one's holder also gets the command on its channel
     /// (a full channel keeps the cancel in the heartbeat replies only).
     pub(super) fn cancel(&mut self, cfg: &Config, task_id: &str) -> Result<CancelOutcome> {

@@ -557,26 +557,31 @@ impl Redis {
             poll_id: &poll_id,
         };
         inner.events.notify_waiters();
+        // Every process's enqueues come through the work signal (no skill waiters).
         inner
-            .park(wait, || {
-                let mut con = con.clone();
-                let worker_id = worker_id.as_str();
-                let view = &view;
-                async move {
-                    let lease = now_ms().checked_add(millis(inner.config.claim_lease));
-                    let mut known = view.lock().unwrap_or_else(|p| p.into_inner()).take();
-                    let claimed = Box::pin(
-                        self.claim(inner, &mut con, worker_id, lease, poll_epoch, &mut known),
-                    )
-                    .await;
-                    *view.lock().unwrap_or_else(|p| p.into_inner()) = known;
-                    match claimed {
-                        Ok(task) => Ok(task),
-                        Err(ClaimError::Gone) => Err(not_registered(worker_id)),
-                        Err(ClaimError::Storage(e)) => Err(unavailable(e)),
+            .park(
+                wait,
+                || None,
+                || {
+                    let mut con = con.clone();
+                    let worker_id = worker_id.as_str();
+                    let view = &view;
+                    async move {
+                        let lease = now_ms().checked_add(millis(inner.config.claim_lease));
+                        let mut known = view.lock().unwrap_or_else(|p| p.into_inner()).take();
+                        let claimed = Box::pin(
+                            self.claim(inner, &mut con, worker_id, lease, poll_epoch, &mut known),
+                        )
+                        .await;
+                        *view.lock().unwrap_or_else(|p| p.into_inner()) = known;
+                        match claimed {
+                            Ok(task) => Ok(task),
+                            Err(ClaimError::Gone) => Err(not_registered(worker_id)),
+                            Err(ClaimError::Storage(e)) => Err(unavailable(e)),
+                        }
                     }
-                }
-            })
+                },
+            )
             .await
     }
 

@@ -666,6 +666,26 @@ async fn wait_result_is_woken_by_its_own_task_ending() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "a cancelled task gets no result");
 }
 
+/// An enqueue wakes the polls of its skill only; a poll parked before its worker
+/// registered again with one more skill is woken by that skill's tasks too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_poll_takes_a_skill_its_worker_registered_since() {
+    let o = orch();
+    register(&o, "w", &["a"]).await;
+    register(&o, "other", &["c"]).await;
+    let (p1, p2) = (o.clone(), o.clone());
+    let parked = tokio::spawn(async move { poll(&p1, "w", Duration::from_secs(60)).await });
+    let bystander =
+        tokio::spawn(async move { poll(&p2, "other", Duration::from_secs(60)).await });
+    o.wait_for_pollers(2, WAIT).await.unwrap();
+    register(&o, "w", &["a", "b"]).await;
+    o.enqueue(task("t", "b")).await.unwrap();
+    let got = tokio::time::timeout(WAIT, parked).await.unwrap().unwrap();
+    assert_eq!(got.unwrap().task_id, "t");
+    assert!(!bystander.is_finished(), "a poll of another skill takes nothing");
+    bystander.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_parked_polls_each_get_one_task() {
     let o = orch();
