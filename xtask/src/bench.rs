@@ -154,6 +154,12 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             one_line(&bench, &["dispatch", kind, "500"])?
         );
     }
+    // The same in process, beside 10,000 parked polls of workers with another skill:
+    // an enqueue wakes the polls of its skill only.
+    println!(
+        "bench: dispatch latency {}",
+        one_line(&bench, &["dispatch-crowd", "10000", "500"])?
+    );
     // The Redis storage: enqueue → a parked worker holds the task, in the process of the
     // enqueue and in another listener process (a real redis-server on loopback).
     for line in one_line(&bench, &["dispatch-shared", "500"])?.lines() {

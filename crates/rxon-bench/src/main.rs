@@ -8,6 +8,7 @@
 //! rxon-bench load <url> <workers> <seconds> [server-pid]  # prints one JSON line of figures
 //! rxon-bench load-hyper <url> <w> <s> [server-pid]       # the same cycles, bare hyper client
 //! rxon-bench dispatch <http|ws|grpc> <n>    # enqueue → parked worker holds the task
+//! rxon-bench dispatch-crowd <parked> <n>   # the same in process, beside <parked> polls of another skill
 //! rxon-bench jobs <rxon|avtomatika> <url> <seconds> <orch-pid> <worker-pid>  # jobs end to end through a client API
 //! rxon-bench blob <MiB>                     # one object up to S3 (moto) and back, peak RSS
 //! rxon-bench idle <rxon|rxon-redis|ws|grpc|hyper|python> <n>  # listener memory and CPU with n parked polls
@@ -73,6 +74,10 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["serve", kind] => runtime.block_on(serve(kind)),
+        ["dispatch-crowd", parked, samples] => match (parked.parse(), samples.parse()) {
+            (Ok(p), Ok(n)) => runtime.block_on(dispatch_crowd(p, n)),
+            _ => Err("usage: dispatch-crowd <parked> <samples>".into()),
+        },
         ["dispatch", kind, samples] => match samples.parse() {
             Ok(n) => runtime.block_on(dispatch(kind, n)),
             Err(_) => Err("samples must be a number".into()),
@@ -566,6 +571,77 @@ async fn dispatch(kind: &str, samples: usize) -> Result<(), String> {
     println!(
         "{}",
         serde_json::json!({"transport": kind, "samples": latencies.len(), "p50_us": pct(0.5), "p99_us": pct(0.99)})
+    );
+    Ok(())
+}
+
+/// Enqueue → the parked poll of the one worker with the task's skill returns it, in
+/// process (the orchestrator's `Handler` called directly, no transport), while
+/// `parked` polls of workers with another skill wait beside it: what the other parked
+/// polls cost a dispatch. Prints p50/p99 in microseconds.
+async fn dispatch_crowd(parked: usize, samples: usize) -> Result<(), String> {
+    let orchestrator = rxon::orchestrator::Orchestrator::builder()
+        .token("bench")
+        .max_workers(parked + 1)
+        .build();
+    let ctx = |worker_id: &str| {
+        rxon::RequestContext::new("bench")
+            .with_token("bench")
+            .with_worker_id(worker_id)
+    };
+    let register = |worker_id: String, skill: &'static str| {
+        let o = orchestrator.clone();
+        let ctx = ctx(&worker_id);
+        async move {
+            let registration = WorkerRegistration {
+                worker_id,
+                supported_skills: rxon::SkillInfo::list([skill]),
+                ..Default::default()
+            };
+            o.register(ctx, registration)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    let mut crowd = tokio::task::JoinSet::new();
+    for i in 0..parked {
+        let id = format!("idle-{i}");
+        register(id.clone(), "other").await?;
+        let (o, ctx) = (orchestrator.clone(), ctx(&id));
+        crowd.spawn(async move { o.poll(ctx, Duration::from_secs(600)).await });
+    }
+    register("target".into(), "a").await?;
+    let mut latencies = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let (o, ctx) = (orchestrator.clone(), ctx("target"));
+        let poll = tokio::spawn(async move { o.poll(ctx, Duration::from_secs(30)).await });
+        orchestrator
+            .wait_for_pollers(parked + 1, Duration::from_secs(60))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut next = task();
+        next.task_type = "a".into();
+        next.task_id = format!("c-{i}");
+        let start = Instant::now();
+        orchestrator
+            .enqueue(next)
+            .await
+            .map_err(|e| e.to_string())?;
+        let got = poll
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        latencies.push(start.elapsed());
+        if got.is_none() {
+            return Err("the target's parked poll returned without the task".into());
+        }
+    }
+    crowd.abort_all();
+    latencies.sort();
+    let pct = |p: f64| percentile(&latencies, p).as_secs_f64() * 1e6;
+    println!(
+        "{}",
+        serde_json::json!({"other_parked_polls": parked, "samples": latencies.len(), "p50_us": pct(0.5), "p99_us": pct(0.99)})
     );
     Ok(())
 }
