@@ -538,41 +538,63 @@ async fn dispatch(kind: &str, samples: usize) -> Result<(), String> {
     let listener = started_listener(kind, &orchestrator).await?;
     let url = listener.endpoint().unwrap_or_default();
     let transport = registered_worker(&url, "bench-0", Default::default()).await?;
-    let mut latencies = Vec::with_capacity(samples);
-    for i in 0..samples {
+    let latencies = hand_offs(&orchestrator, 1, samples, "echo", || {
         let t = transport.clone();
-        let poll = tokio::spawn(async move { t.poll_task(Duration::from_secs(30)).await });
-        orchestrator
-            .wait_for_pollers(1, Duration::from_secs(10))
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut next = task();
-        next.task_id = format!("d-{i}");
-        let start = Instant::now();
-        orchestrator
-            .enqueue(next)
-            .await
-            .map_err(|e| e.to_string())?;
-        let got = poll
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        latencies.push(start.elapsed());
-        if got.is_none() {
-            return Err("a parked poll returned without the task".into());
+        async move {
+            t.poll_task(Duration::from_secs(30))
+                .await
+                .map_err(|e| e.to_string())
         }
-    }
+    })
+    .await?;
     listener
         .stop(Duration::from_secs(2))
         .await
         .map_err(|e| e.to_string())?;
-    latencies.sort();
     let pct = |p: f64| percentile(&latencies, p).as_secs_f64() * 1e6;
     println!(
         "{}",
         serde_json::json!({"transport": kind, "samples": latencies.len(), "p50_us": pct(0.5), "p99_us": pct(0.99)})
     );
     Ok(())
+}
+
+/// `samples` hand-offs: `poll` is started, and once `pollers` polls are parked a task
+/// of `task_type` is enqueued; the time until the poll returns it. Sorted.
+async fn hand_offs<P, Fut>(
+    orchestrator: &rxon::orchestrator::Orchestrator,
+    pollers: usize,
+    samples: usize,
+    task_type: &str,
+    poll: P,
+) -> Result<Vec<Duration>, String>
+where
+    P: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<TaskPayload>, String>> + Send + 'static,
+{
+    let mut latencies = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let polled = tokio::spawn(poll());
+        orchestrator
+            .wait_for_pollers(pollers, Duration::from_secs(60))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut next = task();
+        next.task_type = task_type.into();
+        next.task_id = format!("d-{i}");
+        let start = Instant::now();
+        orchestrator
+            .enqueue(next)
+            .await
+            .map_err(|e| e.to_string())?;
+        let got = polled.await.map_err(|e| e.to_string())??;
+        latencies.push(start.elapsed());
+        if got.is_none() {
+            return Err("a parked poll returned without the task".into());
+        }
+    }
+    latencies.sort();
+    Ok(latencies)
 }
 
 /// Enqueue → the parked poll of the one worker with the task's skill returns it, in
@@ -611,33 +633,16 @@ async fn dispatch_crowd(parked: usize, samples: usize) -> Result<(), String> {
         crowd.spawn(async move { o.poll(ctx, Duration::from_secs(600)).await });
     }
     register("target".into(), "a").await?;
-    let mut latencies = Vec::with_capacity(samples);
-    for i in 0..samples {
+    let latencies = hand_offs(&orchestrator, parked + 1, samples, "a", || {
         let (o, ctx) = (orchestrator.clone(), ctx("target"));
-        let poll = tokio::spawn(async move { o.poll(ctx, Duration::from_secs(30)).await });
-        orchestrator
-            .wait_for_pollers(parked + 1, Duration::from_secs(60))
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut next = task();
-        next.task_type = "a".into();
-        next.task_id = format!("c-{i}");
-        let start = Instant::now();
-        orchestrator
-            .enqueue(next)
-            .await
-            .map_err(|e| e.to_string())?;
-        let got = poll
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        latencies.push(start.elapsed());
-        if got.is_none() {
-            return Err("the target's parked poll returned without the task".into());
+        async move {
+            o.poll(ctx, Duration::from_secs(30))
+                .await
+                .map_err(|e| e.to_string())
         }
-    }
+    })
+    .await?;
     crowd.abort_all();
-    latencies.sort();
     let pct = |p: f64| percentile(&latencies, p).as_secs_f64() * 1e6;
     println!(
         "{}",

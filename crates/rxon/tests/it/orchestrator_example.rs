@@ -243,24 +243,23 @@ async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, 
     .await
 }
 
+/// `POST /admin/tasks` with `task`; the new task's id.
+async fn create_task(addr: SocketAddr, task: &str) -> String {
+    let (status, body) = admin(addr, "POST", "/admin/tasks", task).await;
+    assert_eq!(status, 201, "{body}");
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// `GET /admin/tasks/{id}?wait=S` answers once the task has its result (run by the
 /// `worker` example, started after the request was sent), or with its state when `S`
 /// passes first; a wait out of range is refused.
 #[tokio::test]
 async fn a_task_query_with_wait_answers_once_the_result_is_in() {
     let orch = Running::start(&["--token", "w-secret", "--admin-token", "adm-1"]);
-    let (status, body) = admin(
-        orch.addr,
-        "POST",
-        "/admin/tasks",
-        r#"{"type":"echo","params":{"n":7}}"#,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["task_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = create_task(orch.addr, r#"{"type":"echo","params":{"n":7}}"#).await;
     for bad in ["-1", "61", "soon", ""] {
         let (status, body) = admin(
             orch.addr,
@@ -336,18 +335,7 @@ mod tor {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let (status, body) = admin(
-            orch.addr,
-            "POST",
-            "/admin/tasks",
-            r#"{"type":"echo","params":{"via":"tor"}}"#,
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
-        let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["task_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = create_task(orch.addr, r#"{"type":"echo","params":{"via":"tor"}}"#).await;
         // The worker is another process: its progress is read back from the admin API,
         // a bounded number of times.
         let mut last = String::new();
