@@ -101,8 +101,9 @@ impl Drop for PollGuard<'_> {
 
 impl Inner {
     /// Waits for work: tries `attempt` at once and again on every wake-up of the work
-    /// signal (requeue, registration, in any process) or of the waiters `listen`
-    /// joins before each try (the worker's skills: an enqueue of one of them), until
+    /// signal (a requeue; any change on the Redis storage) or of the waiters `listen`
+    /// joins before each try (in memory: the worker's skills, woken by an enqueue of
+    /// one of them, and the worker's own key, by its registration or heartbeat), until
     /// it yields a task, fails, or `wait` ends (`Ok(None)`).
     pub(super) async fn park<'a, F>(
         &'a self,
@@ -115,10 +116,18 @@ impl Inner {
     {
         let deadline = Instant::now().checked_add(wait);
         loop {
+            // The work signal is listened to before `listen` looks at the worker: a
+            // change announced in between is heard (a `Notified` hears `notify_waiters`
+            // from its creation on).
+            let work = Box::pin(self.work.notified());
             let waiting = listen();
-            let mut notified: Vec<_> = std::iter::once(&self.work)
-                .chain(waiting.iter().flat_map(Waiting::notifies))
-                .map(|n| Box::pin(n.notified()))
+            let mut notified: Vec<_> = std::iter::once(work)
+                .chain(
+                    waiting
+                        .iter()
+                        .flat_map(Waiting::notifies)
+                        .map(|n| Box::pin(n.notified())),
+                )
                 .collect();
             // Register interest before looking at the queues, so a wake-up in between
             // is not missed.
@@ -548,9 +557,10 @@ impl Handler for Orchestrator {
                         st.token_owner.insert(token.clone(), worker_id.clone());
                     }
                 }
+                // New skills may match queued tasks for this worker's polls already
+                // waiting.
+                st.poll_waiters.wake(&crate::state::worker_key(&worker_id));
             }
-            // New skills may match queued tasks for polls already waiting.
-            inner.work.notify_waiters();
             inner.events.notify_waiters();
             Ok(RegisterReply {
                 version: Some(ctx.protocol().as_str().to_owned()),
@@ -594,10 +604,12 @@ impl Handler for Orchestrator {
                 worker_id: &worker_id,
             };
             inner.events.notify_waiters();
-            // An enqueue wakes the polls of its task's skill only (each try joins the
-            // worker's skills as they are then).
+            // An enqueue wakes the polls of its task's skill only, a registration or a
+            // heartbeat the worker's own (each try joins the worker's skills as they
+            // are then, and the worker's own key).
             let listen = || {
                 let mut st = inner.lock();
+                let own = crate::state::worker_key(&worker_id);
                 let skills: Vec<String> = st
                     .store
                     .workers
@@ -607,11 +619,12 @@ impl Handler for Orchestrator {
                         skills.iter().map(|s| s.name.clone()).collect()
                     })
                     .unwrap_or_default();
+                let keys = skills.into_iter().chain(std::iter::once(own));
                 Some(Waiting::new(
                     inner,
                     &mut st,
-                    |st| &mut st.skill_waiters,
-                    skills,
+                    |st| &mut st.poll_waiters,
+                    keys,
                 ))
             };
             inner
@@ -650,8 +663,9 @@ impl Handler for Orchestrator {
                 let result = held_to_contract(&st, result);
                 let waited = (!st.result_waiters.is_empty()).then(|| result.task_id.clone());
                 let outcome = st.store.apply_result(&inner.config, result, Instant::now());
-                if let Some(task_id) = waited {
-                    st.result_waiters.wake(&task_id);
+                match waited {
+                    Some(task_id) => st.settled(&task_id),
+                    None => st.store.forgotten.clear(),
                 }
                 outcome
             };
@@ -687,9 +701,15 @@ impl Handler for Orchestrator {
             let reply = match st.store.workers.get_mut(&worker_id) {
                 Some(w) if w.is_active() => {
                     w.last_seen = Instant::now();
+                    let reported = checked.is_some();
                     let require_full_sync = checked.is_some_and(|(heartbeat, catalog)| {
                         st.store.report(&worker_id, heartbeat, catalog)
                     });
+                    // Its status, free skills or catalog may have changed: its own
+                    // parked polls look at the queues again.
+                    if reported {
+                        st.poll_waiters.wake(&crate::state::worker_key(&worker_id));
+                    }
                     HeartbeatReply {
                         cancel_task_ids: st.store.heartbeat_cancels(&worker_id, listed.as_deref()),
                         require_full_sync,

@@ -323,6 +323,7 @@ impl Inner {
             if !gone.is_empty() || lapsed > 0 {
                 st.result_waiters.wake_all();
             }
+            st.store.forgotten.clear();
             (gone, lapsed)
         };
         if !gone.is_empty() || lapsed > 0 {
@@ -371,7 +372,7 @@ impl Inner {
 }
 
 /// One waiter's place among the waiters of a key (`State::result_waiters`: a task;
-/// `State::skill_waiters`: a skill), left when dropped, also when the wait itself is
+/// `State::poll_waiters`: a skill), left when dropped, also when the wait itself is
 /// dropped.
 pub(crate) struct Waiting<'a> {
     inner: &'a Inner,
@@ -587,7 +588,7 @@ impl Orchestrator {
             .await);
         {
             let mut st = self.inner.lock();
-            let skill = (!st.skill_waiters.is_empty()).then(|| task.task_type.clone());
+            let skill = (!st.poll_waiters.is_empty()).then(|| task.task_type.clone());
             st.store.enqueue(
                 &self.inner.config,
                 task,
@@ -597,7 +598,7 @@ impl Orchestrator {
             )?;
             // Only the polls of workers with the task's skill look at the queues.
             if let Some(skill) = skill {
-                st.skill_waiters.wake(&skill);
+                st.poll_waiters.wake(&skill);
             }
         }
         self.inner.events.notify_waiters();
@@ -613,7 +614,7 @@ impl Orchestrator {
         let out = {
             let mut st = self.inner.lock();
             let out = st.cancel(&self.inner.config, task_id)?;
-            st.result_waiters.wake(task_id);
+            st.settled(task_id);
             out
         };
         self.inner.events.notify_waiters();
@@ -653,7 +654,7 @@ impl Orchestrator {
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 let outcome = st.cancel(&self.inner.config, &id)?;
-                st.result_waiters.wake(&id);
+                st.settled(&id);
                 out.push((id, outcome));
             }
             out
@@ -1035,10 +1036,10 @@ mod tests {
         assert_eq!(waiters(&o), 0, "a dropped wait removes its entry");
     }
 
-    /// A parked poll waits among the waiters of its worker's skills while it is
-    /// parked, and leaves them when it ends, also when it is dropped.
+    /// A parked poll waits among the waiters of its worker's skills and of the worker
+    /// itself while it is parked, and leaves them when it ends, also when dropped.
     #[tokio::test]
-    async fn parked_polls_leave_no_skill_waiters_behind() {
+    async fn parked_polls_leave_no_poll_waiters_behind() {
         let o = Orchestrator::new();
         let ctx = || {
             RequestContext::new("test")
@@ -1051,19 +1052,20 @@ mod tests {
             ..Default::default()
         };
         Handler::register(&o, ctx(), registration).await.unwrap();
-        let skills = |o: &Orchestrator| o.inner.lock().skill_waiters.len();
+        let skills = |o: &Orchestrator| o.inner.lock().poll_waiters.len();
         let parked = {
             let o = o.clone();
             tokio::spawn(async move { Handler::poll(&o, ctx(), Duration::from_secs(60)).await })
         };
-        // The poll joins its skills' waiters once parked: both of them.
+        // The poll joins its skills' waiters once parked (both of them) and its
+        // worker's own.
         let joined = tokio::time::timeout(Duration::from_secs(10), async {
-            while skills(&o) < 2 {
+            while skills(&o) < 3 {
                 tokio::task::yield_now().await;
             }
         });
         joined.await.unwrap();
-        assert_eq!(skills(&o), 2);
+        assert!(o.inner.lock().poll_waiters.contains("@w"));
         parked.abort();
         let _ = parked.await;
         assert_eq!(skills(&o), 0, "a dropped poll leaves its skills");
@@ -1099,7 +1101,7 @@ mod tests {
         let waits_on = |skill: &'static str| {
             let o = o.clone();
             tokio::time::timeout(Duration::from_secs(10), async move {
-                while !o.inner.lock().skill_waiters.contains(skill) {
+                while !o.inner.lock().poll_waiters.contains(skill) {
                     tokio::task::yield_now().await;
                 }
             })
@@ -1119,6 +1121,101 @@ mod tests {
         })
         .await
         .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), parked).await;
+        assert_eq!(got.unwrap().unwrap().unwrap().unwrap().task_id, "t");
+    }
+
+    /// Tasks enqueued as `t`, `j`, of type `a`.
+    fn task(id: &str) -> TaskPayload {
+        TaskPayload {
+            job_id: "j".into(),
+            task_id: id.into(),
+            task_type: "a".into(),
+            ..Default::default()
+        }
+    }
+
+    /// Until `check` holds of the state (bounded).
+    async fn until(o: &Orchestrator, check: impl Fn(&State) -> bool) {
+        let reached = tokio::time::timeout(Duration::from_secs(10), async {
+            while !check(&o.inner.lock()) {
+                tokio::task::yield_now().await;
+            }
+        });
+        reached.await.expect("the state is reached in time");
+    }
+
+    /// A waiter of a task that is forgotten while it waits (the retention bound passes
+    /// it while its cancelled holder has not answered) hears at once that no result
+    /// will come.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wait_result_hears_that_its_task_was_forgotten() {
+        let o = Orchestrator::builder().max_finished_tasks(1).build();
+        let ctx = || {
+            RequestContext::new("test")
+                .with_token("any")
+                .with_worker_id("w")
+        };
+        let registration = WorkerRegistration {
+            worker_id: "w".into(),
+            supported_skills: rxon_core::SkillInfo::list(["a"]),
+            ..Default::default()
+        };
+        Handler::register(&o, ctx(), registration).await.unwrap();
+        o.enqueue(task("held")).await.unwrap();
+        let held = Handler::poll(&o, ctx(), Duration::from_secs(5)).await;
+        assert_eq!(held.unwrap().unwrap().task_id, "held");
+        assert!(matches!(
+            o.cancel("held").await.unwrap(),
+            CancelOutcome::Signalled { .. }
+        ));
+        let waiter = {
+            let o = o.clone();
+            tokio::spawn(async move { o.wait_result("held", Duration::from_secs(60)).await })
+        };
+        until(&o, |st| st.result_waiters.contains("held")).await;
+        o.enqueue(task("next")).await.unwrap();
+        o.cancel("next").await.unwrap();
+        assert_eq!(o.task_state("held").await, None, "forgotten past the bound");
+        let got = tokio::time::timeout(Duration::from_secs(10), waiter).await;
+        let err = got.unwrap().unwrap().unwrap_err();
+        assert_eq!(err.kind(), rxon_core::ErrorKind::InvalidInput, "{err}");
+    }
+
+    /// A heartbeat carrying a catalog with one more skill makes the worker's parked
+    /// poll listen to that skill too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_heartbeat_with_a_new_skill_reaches_the_parked_poll() {
+        let o = Orchestrator::new();
+        let ctx = || {
+            RequestContext::new("test")
+                .with_token("any")
+                .with_worker_id("w")
+        };
+        let registration = WorkerRegistration {
+            worker_id: "w".into(),
+            supported_skills: rxon_core::SkillInfo::list(["a"]),
+            ..Default::default()
+        };
+        Handler::register(&o, ctx(), registration).await.unwrap();
+        let parked = {
+            let o = o.clone();
+            tokio::spawn(async move { Handler::poll(&o, ctx(), Duration::from_secs(60)).await })
+        };
+        until(&o, |st| st.poll_waiters.contains("a")).await;
+        let heartbeat = rxon_core::Heartbeat {
+            worker_id: "w".into(),
+            status: "idle".into(),
+            supported_skills: Some(rxon_core::SkillInfo::list(["a", "b"])),
+            ..Default::default()
+        };
+        Handler::heartbeat(&o, ctx(), Some(heartbeat))
+            .await
+            .unwrap();
+        until(&o, |st| st.poll_waiters.contains("b")).await;
+        let mut next = task("t");
+        next.task_type = "b".into();
+        o.enqueue(next).await.unwrap();
         let got = tokio::time::timeout(Duration::from_secs(10), parked).await;
         assert_eq!(got.unwrap().unwrap().unwrap().unwrap().task_id, "t");
     }

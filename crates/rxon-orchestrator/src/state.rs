@@ -40,9 +40,16 @@ pub(super) struct State {
     /// Who waits for which task's result (`Orchestrator::wait_result`): woken one task
     /// at a time, not with every change of the state.
     pub(super) result_waiters: Waiters,
-    /// Parked polls by skill: an enqueued task wakes the polls of workers with its
-    /// skill only, not every parked poll.
-    pub(super) skill_waiters: Waiters,
+    /// Parked polls by skill, and by worker ([`worker_key`]): an enqueued task wakes
+    /// the polls of workers with its skill only, a worker's registration or heartbeat
+    /// its own polls only, not every parked poll.
+    pub(super) poll_waiters: Waiters,
+}
+
+/// The key of `worker_id`'s own parked polls among the poll waiters: `@` cannot start
+/// a skill name (an identifier), so it names no skill.
+pub(super) fn worker_key(worker_id: &str) -> String {
+    format!("@{worker_id}")
 }
 
 /// Waiters by key (a task id, a skill name): one notification per key, shared by
@@ -105,6 +112,15 @@ impl Waiters {
 }
 
 impl State {
+    /// Wakes the waiters of `task_id`'s result, and those of the tasks forgotten since
+    /// (the oldest ended tasks beyond the retention bound).
+    pub(super) fn settled(&mut self, task_id: &str) {
+        self.result_waiters.wake(task_id);
+        for forgotten in self.store.forgotten.drain(..) {
+            self.result_waiters.wake(&forgotten);
+        }
+    }
+
     /// Cancels one task; a running one's holder also gets the command on its channel
     /// (a full channel keeps the cancel in the heartbeat replies only).
     pub(super) fn cancel(&mut self, cfg: &Config, task_id: &str) -> Result<CancelOutcome> {

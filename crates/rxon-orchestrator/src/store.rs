@@ -131,6 +131,9 @@ impl Refusal {
 /// worker's input schema accepts.
 pub(super) const MAX_SCAN: usize = 64;
 
+/// Most forgotten task ids kept for waking their waiters between two looks.
+const MAX_FORGOTTEN: usize = 1_024;
+
 /// A worker's skills, each with its compiled contract (when it declares schemas).
 #[derive(Debug, Default)]
 pub(super) struct Catalog {
@@ -258,6 +261,9 @@ pub(crate) struct Store {
     unfinished: usize,
     /// Ended tasks, oldest first, for bounded retention.
     ended: VecDeque<String>,
+    /// Tasks forgotten (beyond the retention bound) since the caller last looked: their
+    /// result waiters must hear of it. At most [`MAX_FORGOTTEN`].
+    pub(super) forgotten: Vec<String>,
     next_seq: u64,
     pub(super) applied_results: u64,
     /// Claim leases by expiry; entries of confirmed or ended claims are skipped lazily.
@@ -430,6 +436,11 @@ impl Store {
         while self.ended.len() > cfg.max_finished_tasks {
             if let Some(old) = self.ended.pop_front() {
                 self.tasks.remove(&old);
+                // Its result waiters, if any, learn that no result will come (the
+                // caller drains this; a full list is dropped: a reap wakes them all).
+                if self.forgotten.len() < MAX_FORGOTTEN {
+                    self.forgotten.push(old);
+                }
             }
         }
     }
