@@ -39,6 +39,10 @@ struct Row {
 /// with avtomatika and its SDK.
 pub(crate) fn run(root: &Path, bench: &Path, examples: &Path, python: &Path) -> Result<(), String> {
     let scripts = root.join("xtask/interop");
+    // avtomatika's warnings (the SDK worker's repeated heartbeat nonces are logged as
+    // replay attacks, with a traceback each) go to a file, not into the figures.
+    let log = root.join("target/bench-avtomatika.log");
+    std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let mut rows = Vec::new();
     for (transport, scheme) in [("HTTP", "http"), ("WebSocket", "ws"), ("gRPC", "grpc")] {
         let mut orch = Command::new(examples.join("orchestrator"));
@@ -87,7 +91,8 @@ pub(crate) fn run(root: &Path, bench: &Path, examples: &Path, python: &Path) -> 
                 "--client-token",
                 CLIENT_TOKEN,
             ])
-            .env("LOG_LEVEL", "WARNING");
+            .env("LOG_LEVEL", "WARNING")
+            .stderr(log_file(&log)?);
         let avt = Peer::start(avt)?;
         let worker = if sdk {
             Command::new(python)
@@ -107,8 +112,10 @@ pub(crate) fn run(root: &Path, bench: &Path, examples: &Path, python: &Path) -> 
         } else {
             rxon_worker(examples, &avt.url)?
         };
-        let row = measure(name.to_owned(), bench, "avtomatika", &avt, &worker);
-        finish(worker, avt, "avt_orchestrator.py")?;
+        let row = measure(name.to_owned(), bench, "avtomatika", &avt, &worker)
+            .map_err(|e| format!("{e} (avtomatika's log: {})", log.display()));
+        finish(worker, avt, "avt_orchestrator.py")
+            .map_err(|e| format!("{e} (its log: {})", log.display()))?;
         rows.push(row?);
     }
     let Some(python_stack) = rows.iter().find(|r| r.name.contains("avtomatika-worker")) else {
@@ -126,6 +133,16 @@ pub(crate) fn run(root: &Path, bench: &Path, examples: &Path, python: &Path) -> 
         );
     }
     Ok(())
+}
+
+/// `path`, opened for appending (the two avtomatika runs of one bench follow each
+/// other in it).
+fn log_file(path: &Path) -> Result<std::fs::File, String> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
 /// rxon's `worker` example for `url`, pinned to nothing (it asks the orchestrator), with
