@@ -559,7 +559,8 @@ impl Handler for Orchestrator {
                 }
                 // New skills may match queued tasks for this worker's polls already
                 // waiting.
-                st.poll_waiters.wake(&crate::state::worker_key(&worker_id));
+                st.poll_waiters
+                    .wake_with_permit(&crate::state::worker_key(&worker_id));
             }
             inner.events.notify_waiters();
             Ok(RegisterReply {
@@ -708,7 +709,8 @@ impl Handler for Orchestrator {
                     // Its status, free skills or catalog may have changed: its own
                     // parked polls look at the queues again.
                     if reported {
-                        st.poll_waiters.wake(&crate::state::worker_key(&worker_id));
+                        st.poll_waiters
+                            .wake_with_permit(&crate::state::worker_key(&worker_id));
                     }
                     HeartbeatReply {
                         cancel_task_ids: st.store.heartbeat_cancels(&worker_id, listed.as_deref()),

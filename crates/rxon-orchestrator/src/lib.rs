@@ -653,7 +653,15 @@ impl Orchestrator {
             }
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
-                let outcome = st.cancel(&self.inner.config, &id)?;
+                // A task forgotten since the list was read (cancelling an earlier one
+                // of the job pushed it past the retention bound) has ended, as on
+                // the Redis storage.
+                let outcome = match st.cancel(&self.inner.config, &id) {
+                    Err(e) if e.kind() == rxon_core::ErrorKind::InvalidInput => {
+                        CancelOutcome::AlreadyFinished
+                    }
+                    other => other?,
+                };
                 st.settled(&id);
                 out.push((id, outcome));
             }
@@ -1218,5 +1226,40 @@ mod tests {
         o.enqueue(next).await.unwrap();
         let got = tokio::time::timeout(Duration::from_secs(10), parked).await;
         assert_eq!(got.unwrap().unwrap().unwrap().unwrap().task_id, "t");
+    }
+
+    /// Cancelling a job whose cancels push its own ended tasks past the retention bound
+    /// still cancels every task: a forgotten one counts as finished.
+    #[tokio::test]
+    async fn cancel_job_counts_its_forgotten_tasks_as_finished() {
+        let o = Orchestrator::builder().max_finished_tasks(1).build();
+        let ctx = || {
+            RequestContext::new("test")
+                .with_token("any")
+                .with_worker_id("w")
+        };
+        let registration = WorkerRegistration {
+            worker_id: "w".into(),
+            supported_skills: rxon_core::SkillInfo::list(["a"]),
+            ..Default::default()
+        };
+        Handler::register(&o, ctx(), registration).await.unwrap();
+        // t2 ends (cancelled while queued); t1, enqueued before it, waits.
+        for id in ["t1", "t2"] {
+            o.enqueue(task(id)).await.unwrap();
+        }
+        assert_eq!(o.cancel("t2").await.unwrap(), CancelOutcome::Dequeued);
+        // Cancelling t1 (listed first) pushes t2 past the bound before its turn.
+        let out = o.cancel_job("j").await.unwrap();
+        let outcomes: Vec<(&str, &CancelOutcome)> =
+            out.iter().map(|(id, c)| (id.as_str(), c)).collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("t1", &CancelOutcome::Dequeued),
+                ("t2", &CancelOutcome::AlreadyFinished),
+            ]
+        );
+        assert_eq!(o.queued().await, 0, "every task of the job is cancelled");
     }
 }

@@ -86,6 +86,16 @@ impl Waiters {
         }
     }
 
+    /// Wakes whoever waits on `key`, and leaves a permit for a waiter that joined but
+    /// is not listening yet (it wakes as soon as it listens): for a change the waiter
+    /// could not see by looking at the queues (its worker's skills or status).
+    pub(super) fn wake_with_permit(&self, key: &str) {
+        if let Some(notify) = self.0.get(key) {
+            notify.notify_waiters();
+            notify.notify_one();
+        }
+    }
+
     /// Wakes every waiter (after changes not named key by key).
     pub(super) fn wake_all(&self) {
         for notify in self.0.values() {
