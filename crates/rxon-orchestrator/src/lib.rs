@@ -1006,134 +1006,32 @@ impl Orchestrator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rxon_core::{Handler, RequestContext, WorkerRegistration};
+    use rxon_core::{Handler, HandlerResult, RequestContext, WorkerRegistration};
 
-    /// A task's entry among the result waiters lasts while someone waits: gone after a
-    /// wait that timed out, one that was dropped, and one for an unknown task.
-    #[tokio::test]
-    async fn result_waiters_leave_no_entry_behind() {
-        let o = Orchestrator::new();
-        o.enqueue(TaskPayload {
-            job_id: "j".into(),
-            task_id: "t".into(),
-            task_type: "a".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let waiters = |o: &Orchestrator| o.inner.lock().result_waiters.len();
-        assert!(o.wait_result("t", Duration::from_millis(1)).await.is_err());
-        assert!(
-            o.wait_result("unknown", Duration::from_secs(5))
-                .await
-                .is_err()
-        );
-        assert_eq!(waiters(&o), 0);
-        let parked = {
-            let o = o.clone();
-            tokio::spawn(async move { o.wait_result("t", Duration::from_secs(60)).await })
-        };
-        let registered = tokio::time::timeout(Duration::from_secs(10), async {
-            while waiters(&o) == 0 {
-                tokio::task::yield_now().await;
-            }
-        });
-        registered.await.unwrap();
-        parked.abort();
-        let _ = parked.await;
-        assert_eq!(waiters(&o), 0, "a dropped wait removes its entry");
+    /// The requests of worker `w`.
+    fn ctx() -> RequestContext {
+        RequestContext::new("test")
+            .with_token("any")
+            .with_worker_id("w")
     }
 
-    /// A parked poll waits among the waiters of its worker's skills and of the worker
-    /// itself while it is parked, and leaves them when it ends, also when dropped.
-    #[tokio::test]
-    async fn parked_polls_leave_no_poll_waiters_behind() {
-        let o = Orchestrator::new();
-        let ctx = || {
-            RequestContext::new("test")
-                .with_token("any")
-                .with_worker_id("w")
-        };
+    /// Registers worker `w` with `skills`.
+    async fn register(o: &Orchestrator, skills: &[&str]) {
         let registration = WorkerRegistration {
-            worker_id: "w".into(),
-            supported_skills: rxon_core::SkillInfo::list(["a", "b"]),
-            ..Default::default()
-        };
-        Handler::register(&o, ctx(), registration).await.unwrap();
-        let skills = |o: &Orchestrator| o.inner.lock().poll_waiters.len();
-        let parked = {
-            let o = o.clone();
-            tokio::spawn(async move { Handler::poll(&o, ctx(), Duration::from_secs(60)).await })
-        };
-        // The poll joins its skills' waiters once parked (both of them) and its
-        // worker's own.
-        let joined = tokio::time::timeout(Duration::from_secs(10), async {
-            while skills(&o) < 3 {
-                tokio::task::yield_now().await;
-            }
-        });
-        joined.await.unwrap();
-        assert!(o.inner.lock().poll_waiters.contains("@w"));
-        parked.abort();
-        let _ = parked.await;
-        assert_eq!(skills(&o), 0, "a dropped poll leaves its skills");
-        let ended = Handler::poll(&o, ctx(), Duration::from_millis(1))
-            .await
-            .unwrap();
-        assert!(ended.is_none());
-        assert_eq!(skills(&o), 0, "a poll that timed out leaves its skills");
-    }
-
-    /// A poll parked before its worker registered again with one more skill joins that
-    /// skill's waiters, so that skill's enqueue wakes it.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_parked_poll_listens_to_skills_registered_since() {
-        let o = Orchestrator::new();
-        let ctx = || {
-            RequestContext::new("test")
-                .with_token("any")
-                .with_worker_id("w")
-        };
-        let registration = |skills: &[&str]| WorkerRegistration {
             worker_id: "w".into(),
             supported_skills: rxon_core::SkillInfo::list(skills.iter().copied()),
             ..Default::default()
         };
-        Handler::register(&o, ctx(), registration(&["a"]))
-            .await
-            .unwrap();
-        let parked = {
-            let o = o.clone();
-            tokio::spawn(async move { Handler::poll(&o, ctx(), Duration::from_secs(60)).await })
-        };
-        let waits_on = |skill: &'static str| {
-            let o = o.clone();
-            tokio::time::timeout(Duration::from_secs(10), async move {
-                while !o.inner.lock().poll_waiters.contains(skill) {
-                    tokio::task::yield_now().await;
-                }
-            })
-        };
-        waits_on("a").await.unwrap();
-        Handler::register(&o, ctx(), registration(&["a", "b"]))
-            .await
-            .unwrap();
-        waits_on("b")
-            .await
-            .expect("the parked poll joins the new skill's waiters");
-        o.enqueue(TaskPayload {
-            job_id: "j".into(),
-            task_id: "t".into(),
-            task_type: "b".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(10), parked).await;
-        assert_eq!(got.unwrap().unwrap().unwrap().unwrap().task_id, "t");
+        Handler::register(o, ctx(), registration).await.unwrap();
     }
 
-    /// Tasks enqueued as `t`, `j`, of type `a`.
+    /// A poll of worker `w`, parked for up to a minute.
+    fn park(o: &Orchestrator) -> tokio::task::JoinHandle<HandlerResult<Option<TaskPayload>>> {
+        let o = o.clone();
+        tokio::spawn(async move { Handler::poll(&o, ctx(), Duration::from_secs(60)).await })
+    }
+
+    /// A task `id` of job `j`, of type `a`.
     fn task(id: &str) -> TaskPayload {
         TaskPayload {
             job_id: "j".into(),
@@ -1153,23 +1051,81 @@ mod tests {
         reached.await.expect("the state is reached in time");
     }
 
+    /// The task a parked poll returns (bounded).
+    async fn taken(
+        parked: tokio::task::JoinHandle<HandlerResult<Option<TaskPayload>>>,
+    ) -> TaskPayload {
+        let got = tokio::time::timeout(Duration::from_secs(10), parked).await;
+        got.unwrap().unwrap().unwrap().expect("a task")
+    }
+
+    /// A task's entry among the result waiters lasts while someone waits: gone after a
+    /// wait that timed out, one that was dropped, and one for an unknown task.
+    #[tokio::test]
+    async fn result_waiters_leave_no_entry_behind() {
+        let o = Orchestrator::new();
+        o.enqueue(task("t")).await.unwrap();
+        assert!(o.wait_result("t", Duration::from_millis(1)).await.is_err());
+        let unknown = o.wait_result("unknown", Duration::from_secs(5)).await;
+        assert!(unknown.is_err());
+        assert_eq!(o.inner.lock().result_waiters.len(), 0);
+        let parked = {
+            let o = o.clone();
+            tokio::spawn(async move { o.wait_result("t", Duration::from_secs(60)).await })
+        };
+        until(&o, |st| st.result_waiters.contains("t")).await;
+        parked.abort();
+        let _ = parked.await;
+        let left = o.inner.lock().result_waiters.len();
+        assert_eq!(left, 0, "a dropped wait removes its entry");
+    }
+
+    /// A parked poll waits among the waiters of its worker's skills and of the worker
+    /// itself while it is parked, and leaves them when it ends, also when dropped.
+    #[tokio::test]
+    async fn parked_polls_leave_no_poll_waiters_behind() {
+        let o = Orchestrator::new();
+        register(&o, &["a", "b"]).await;
+        let keys = |o: &Orchestrator| o.inner.lock().poll_waiters.len();
+        let parked = park(&o);
+        // Both skills and the worker's own key.
+        until(&o, |st| st.poll_waiters.len() == 3).await;
+        assert!(o.inner.lock().poll_waiters.contains("@w"));
+        parked.abort();
+        let _ = parked.await;
+        assert_eq!(keys(&o), 0, "a dropped poll leaves its keys");
+        let ended = Handler::poll(&o, ctx(), Duration::from_millis(1)).await;
+        assert!(ended.unwrap().is_none());
+        assert_eq!(keys(&o), 0, "a poll that timed out leaves its keys");
+    }
+
+    /// A poll parked before its worker registered again with one more skill joins that
+    /// skill's waiters, so that skill's enqueue wakes it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_parked_poll_listens_to_skills_registered_since() {
+        let o = Orchestrator::new();
+        register(&o, &["a"]).await;
+        let parked = park(&o);
+        until(&o, |st| st.poll_waiters.contains("a")).await;
+        register(&o, &["a", "b"]).await;
+        // The parked poll joins the new skill's waiters.
+        until(&o, |st| st.poll_waiters.contains("b")).await;
+        o.enqueue(TaskPayload {
+            task_type: "b".into(),
+            ..task("t")
+        })
+        .await
+        .unwrap();
+        assert_eq!(taken(parked).await.task_id, "t");
+    }
+
     /// A waiter of a task that is forgotten while it waits (the retention bound passes
     /// it while its cancelled holder has not answered) hears at once that no result
     /// will come.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn wait_result_hears_that_its_task_was_forgotten() {
         let o = Orchestrator::builder().max_finished_tasks(1).build();
-        let ctx = || {
-            RequestContext::new("test")
-                .with_token("any")
-                .with_worker_id("w")
-        };
-        let registration = WorkerRegistration {
-            worker_id: "w".into(),
-            supported_skills: rxon_core::SkillInfo::list(["a"]),
-            ..Default::default()
-        };
-        Handler::register(&o, ctx(), registration).await.unwrap();
+        register(&o, &["a"]).await;
         o.enqueue(task("held")).await.unwrap();
         let held = Handler::poll(&o, ctx(), Duration::from_secs(5)).await;
         assert_eq!(held.unwrap().unwrap().task_id, "held");
@@ -1195,21 +1151,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_heartbeat_with_a_new_skill_reaches_the_parked_poll() {
         let o = Orchestrator::new();
-        let ctx = || {
-            RequestContext::new("test")
-                .with_token("any")
-                .with_worker_id("w")
-        };
-        let registration = WorkerRegistration {
-            worker_id: "w".into(),
-            supported_skills: rxon_core::SkillInfo::list(["a"]),
-            ..Default::default()
-        };
-        Handler::register(&o, ctx(), registration).await.unwrap();
-        let parked = {
-            let o = o.clone();
-            tokio::spawn(async move { Handler::poll(&o, ctx(), Duration::from_secs(60)).await })
-        };
+        register(&o, &["a"]).await;
+        let parked = park(&o);
         until(&o, |st| st.poll_waiters.contains("a")).await;
         let heartbeat = rxon_core::Heartbeat {
             worker_id: "w".into(),
@@ -1221,11 +1164,13 @@ mod tests {
             .await
             .unwrap();
         until(&o, |st| st.poll_waiters.contains("b")).await;
-        let mut next = task("t");
-        next.task_type = "b".into();
-        o.enqueue(next).await.unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(10), parked).await;
-        assert_eq!(got.unwrap().unwrap().unwrap().unwrap().task_id, "t");
+        o.enqueue(TaskPayload {
+            task_type: "b".into(),
+            ..task("t")
+        })
+        .await
+        .unwrap();
+        assert_eq!(taken(parked).await.task_id, "t");
     }
 
     /// Cancelling a job whose cancels push its own ended tasks past the retention bound
@@ -1233,17 +1178,7 @@ mod tests {
     #[tokio::test]
     async fn cancel_job_counts_its_forgotten_tasks_as_finished() {
         let o = Orchestrator::builder().max_finished_tasks(1).build();
-        let ctx = || {
-            RequestContext::new("test")
-                .with_token("any")
-                .with_worker_id("w")
-        };
-        let registration = WorkerRegistration {
-            worker_id: "w".into(),
-            supported_skills: rxon_core::SkillInfo::list(["a"]),
-            ..Default::default()
-        };
-        Handler::register(&o, ctx(), registration).await.unwrap();
+        register(&o, &["a"]).await;
         // t2 ends (cancelled while queued); t1, enqueued before it, waits.
         for id in ["t1", "t2"] {
             o.enqueue(task(id)).await.unwrap();
