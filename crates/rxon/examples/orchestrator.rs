@@ -41,12 +41,15 @@
 //! `/_worker/rxon/`), both served by the one orchestrator. With `--admin-token`, admin requests need it in `X-Client-Token`.
 #![allow(clippy::print_stdout)]
 
-use bytes::Bytes;
+use axum::Router;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use clap::Parser;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use rxon::http::HttpService;
 use rxon::orchestrator::{Orchestrator, TaskState, WorkerStatus};
 use rxon::{Map, TaskPayload};
@@ -55,6 +58,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// An RXON orchestrator with an admin API.
 #[derive(Parser, Debug)]
@@ -103,12 +107,9 @@ struct Args {
     storage: rxon::orchestrator::Storage,
 }
 
-struct App {
-    orchestrator: Orchestrator,
-    rxon: HttpService,
-    admin_token: Option<String>,
-    next_id: AtomicU64,
-}
+/// How long a stop waits for open connections (parked polls answer at once, WebSocket
+/// sessions close with 1001) before the process exits anyway.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -159,7 +160,7 @@ async fn run(args: Args) -> rxon::Result<()> {
              any worker token is accepted"
         );
     }
-    let _reaper = orchestrator.spawn_reaper(std::time::Duration::from_secs(5));
+    let _reaper = orchestrator.spawn_reaper(Duration::from_secs(5));
     let handler: Arc<dyn rxon::Handler> = Arc::new(orchestrator.clone());
     let ws_listener = match args.ws_listen {
         Some(addr) => {
@@ -185,22 +186,31 @@ async fn run(args: Args) -> rxon::Result<()> {
         }
         None => None,
     };
+    // The worker routes (HTTP, its command channel, and the WebSocket transport under
+    // `/_worker/rxon/`) are one tower service: the router's fallback, beside the admin
+    // API. On stop, parked polls answer at once and sessions close.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let ws_mount: Arc<dyn rxon::http::Mount> = Arc::new(rxon::ws::WsMount::new(
         handler.clone(),
         rxon::ws::WsConfig::default(),
     ));
-    let app = Arc::new(App {
-        rxon: HttpService::new(handler).with_mounts(vec![ws_mount], true),
-        orchestrator,
-        admin_token: args.admin_token,
-        next_id: AtomicU64::new(1),
-    });
+    let worker_api = HttpService::new(handler)
+        .with_mounts(vec![ws_mount], true)
+        .with_shutdown(stopping.clone());
+    let app = Router::new()
+        .nest("/admin", admin_api(orchestrator, args.admin_token))
+        .fallback_service(worker_api);
     let tcp = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| rxon::RxonError::network(format!("cannot bind {}: {e}", args.listen)))?;
     let addr = tcp
         .local_addr()
         .map_err(|e| rxon::RxonError::network(e.to_string()))?;
+    // Small frames (WebSocket sessions, command-channel pings) go out at once, not
+    // held back by Nagle's algorithm until the peer acknowledges the last one.
+    let tcp = tcp.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     println!("orchestrator listening on http://{addr} (Ctrl-C to stop)");
     // Held for the life of the process: the onion service ends with its connection.
     let _onion = match &args.tor {
@@ -216,37 +226,24 @@ async fn run(args: Args) -> rxon::Result<()> {
         ),
         None => None,
     };
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = tcp.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            _ = tokio::signal::ctrl_c() => break,
-        };
-        // Small frames (WebSocket sessions, command-channel pings) go out at once,
-        // not held back by Nagle's algorithm until the peer acknowledges the last one.
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let app = app.clone();
-                async move { Ok::<_, std::convert::Infallible>(app.route(req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
-        });
+    let mut signal = stopping;
+    let server = tokio::spawn(
+        axum::serve(tcp, app)
+            .with_graceful_shutdown(async move {
+                let _ = signal.wait_for(|s| *s).await;
+            })
+            .into_future(),
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    let _ = stop.send(true);
+    if tokio::time::timeout(STOP_GRACE, server).await.is_err() {
+        eprintln!("orchestrator: connections still open after {STOP_GRACE:?}; closing them");
     }
     if let Some(l) = ws_listener {
-        rxon::Listener::stop(&l, std::time::Duration::from_secs(5)).await?;
+        rxon::Listener::stop(&l, STOP_GRACE).await?;
     }
     if let Some(l) = grpc_listener {
-        rxon::Listener::stop(&l, std::time::Duration::from_secs(5)).await?;
+        rxon::Listener::stop(&l, STOP_GRACE).await?;
     }
     println!("orchestrator stopped");
     Ok(())
@@ -307,179 +304,235 @@ async fn publish_onion(
     Ok(keep)
 }
 
-impl App {
-    async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let Some(rest) = req.uri().path().strip_prefix("/admin/") else {
-            return self.rxon.handle(req).await;
-        };
-        if let Some(expected) = &self.admin_token {
-            let given = req
-                .headers()
-                .get(rxon::constants::AUTH_HEADER_CLIENT)
-                .map(|v| v.as_bytes())
-                .unwrap_or_default();
-            // Constant time: the answer's timing does not tell how close a guess was.
-            if !rxon::validate::constant_time_eq(given, expected.as_bytes()) {
-                return reply(
-                    StatusCode::UNAUTHORIZED,
-                    json!({"error": "admin token required"}),
-                );
-            }
-        }
-        let segments: Vec<String> = rest.split('/').map(str::to_owned).collect();
-        let method = req.method().clone();
-        match (
-            method,
-            segments
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .as_slice(),
-        ) {
-            (Method::POST, ["tasks"]) => self.create_task(req).await,
-            (Method::GET, ["tasks", id]) => match wait_param(req.uri().query()) {
-                Ok(Some(wait)) => {
-                    // Timing out, or a task that will get no result, still answers
-                    // with the task's state; only an unknown task is a 404 (below).
-                    let _ = self.orchestrator.wait_result(id, wait).await;
-                    self.task(id).await
-                }
-                Ok(None) => self.task(id).await,
-                Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e})),
-            },
-            (Method::POST, ["tasks", id, "cancel"]) => match self.orchestrator.cancel(id).await {
-                Ok(outcome) => reply(
-                    StatusCode::OK,
-                    json!({"task_id": id, "outcome": format!("{outcome:?}")}),
-                ),
-                Err(e) => reply(StatusCode::NOT_FOUND, json!({"error": e.message()})),
-            },
-            (Method::GET, ["workers"]) => {
-                let workers: Vec<Json> = self
-                    .orchestrator
-                    .workers().await
-                    .into_iter()
-                    .map(|w| {
-                        json!({
-                            "worker_id": w.worker_id,
-                            "skills": w.skills,
-                            "status": if w.status == WorkerStatus::Active { "active" } else { "gone" },
-                            "current_tasks": w.current_tasks,
-                            "command_channel": w.command_channel,
-                        })
-                    })
-                    .collect();
-                reply(StatusCode::OK, Json::Array(workers))
-            }
-            _ => reply(
-                StatusCode::NOT_FOUND,
-                json!({"error": "no such admin route"}),
-            ),
+// The admin API: an axum router with typed extractors and JSON errors throughout.
+
+/// What the admin handlers share.
+#[derive(Clone)]
+struct Admin {
+    orchestrator: Orchestrator,
+    next_id: Arc<AtomicU64>,
+}
+
+/// The admin routes (nested under `/admin`). With `token`, every request, a wrong
+/// route's included, needs it in `X-Client-Token`.
+fn admin_api(orchestrator: Orchestrator, token: Option<String>) -> Router {
+    let admin = Admin {
+        orchestrator,
+        next_id: Arc::new(AtomicU64::new(1)),
+    };
+    Router::new()
+        .route("/tasks", post(create_task))
+        .route("/tasks/{id}", get(task))
+        .route("/tasks/{id}/cancel", post(cancel))
+        .route("/workers", get(workers))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such admin route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
+        })
+        .with_state(admin)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(
+            token.map(Arc::<str>::from),
+            require_admin_token,
+        ))
+}
+
+/// The largest admin request body.
+const MAX_BODY: usize = 1 << 20;
+
+/// The longest `?wait=` a task query may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Refuses a request without the exact admin token, when one is set.
+async fn require_admin_token(
+    State(token): State<Option<Arc<str>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(expected) = token {
+        let given = request
+            .headers()
+            .get(rxon::constants::AUTH_HEADER_CLIENT)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        // Constant time: the answer's timing does not tell how close a guess was.
+        if !rxon::validate::constant_time_eq(given, expected.as_bytes()) {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "admin token required").into_response();
         }
     }
+    next.run(request).await
+}
 
-    async fn create_task(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                return reply(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    json!({"error": e.to_string()}),
-                );
-            }
-        };
-        #[derive(serde::Deserialize)]
-        struct NewTask {
-            #[serde(rename = "type")]
-            task_type: String,
-            #[serde(default)]
-            params: Map,
-            #[serde(default)]
-            job_id: Option<String>,
-        }
-        let new: NewTask = match serde_json::from_slice(&body) {
-            Ok(t) => t,
-            Err(e) => {
-                return reply(
-                    StatusCode::BAD_REQUEST,
-                    json!({"error": format!("invalid task: {e}")}),
-                );
-            }
-        };
-        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let task_id = format!("task-{n}");
-        let task = TaskPayload {
-            job_id: new.job_id.unwrap_or_else(|| format!("job-{n}")),
-            task_id: task_id.clone(),
-            task_type: new.task_type,
-            params: new.params,
-            ..Default::default()
-        };
-        match self.orchestrator.enqueue(task).await {
-            Ok(()) => reply(StatusCode::CREATED, json!({"task_id": task_id})),
-            Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e.message()})),
-        }
-    }
+/// An admin error: its status and `{"error": message}`.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
 
-    async fn task(&self, id: &str) -> Response<Full<Bytes>> {
-        let Some(state) = self.orchestrator.task_state(id).await else {
-            return reply(StatusCode::NOT_FOUND, json!({"error": "no such task"}));
-        };
-        let (state, worker) = match state {
-            TaskState::Queued => ("queued".to_owned(), None),
-            TaskState::Running { worker_id } => ("running".to_owned(), Some(worker_id)),
-            TaskState::Finished(status) => (status.to_string(), None),
-            TaskState::Cancelled => ("cancelled".to_owned(), None),
-            other => (format!("{other:?}").to_lowercase(), None),
-        };
-        let result = self
-            .orchestrator
-            .task_result(id)
-            .await
-            .and_then(|r| serde_json::to_value(r).ok());
-        let progress = self
-            .orchestrator
-            .task_progress(id)
-            .await
-            .last()
-            .map(|p| p.progress);
-        reply(
-            StatusCode::OK,
-            json!({"task_id": id, "state": state, "worker_id": worker, "progress": progress, "result": result}),
-        )
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
 }
 
-/// The longest `?wait=` a task query may ask for.
-const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({"error": self.message}))).into_response()
+    }
+}
 
-/// `wait=SECONDS` from a query: how long `GET /admin/tasks/{id}` waits for the task's
-/// result before answering (at most [`MAX_WAIT`]).
-fn wait_param(query: Option<&str>) -> Result<Option<std::time::Duration>, String> {
-    let Some(value) = query
-        .unwrap_or_default()
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("wait="))
-    else {
-        return Ok(None);
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        ApiError::new(e.status(), e.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::new(e.status(), e.body_text())
+    }
+}
+
+/// A JSON request body, whatever its `Content-Type` says (`curl -d` sends a form's);
+/// a body too large is a 413, one that is not the expected JSON a 400, both as JSON.
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let body = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        serde_json::from_slice(&body)
+            .map(JsonBody)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+    }
+}
+
+/// `POST /admin/tasks` with `{"type": …, "params": {…}, "job_id": …}`.
+#[derive(serde::Deserialize)]
+struct NewTask {
+    #[serde(rename = "type")]
+    task_type: String,
+    #[serde(default)]
+    params: Map,
+    #[serde(default)]
+    job_id: Option<String>,
+}
+
+async fn create_task(
+    State(admin): State<Admin>,
+    JsonBody(new): JsonBody<NewTask>,
+) -> Result<(StatusCode, axum::Json<Json>), ApiError> {
+    let n = admin.next_id.fetch_add(1, Ordering::Relaxed);
+    let task_id = format!("task-{n}");
+    let task = TaskPayload {
+        job_id: new.job_id.unwrap_or_else(|| format!("job-{n}")),
+        task_id: task_id.clone(),
+        task_type: new.task_type,
+        params: new.params,
+        ..Default::default()
     };
+    admin
+        .orchestrator
+        .enqueue(task)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.message()))?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"task_id": task_id}))))
+}
+
+/// `GET /admin/tasks/{id}[?wait=SECONDS]`.
+#[derive(serde::Deserialize)]
+struct TaskQuery {
+    /// Answer once the task has its result, or after this many seconds (at most
+    /// [`MAX_WAIT`]) with its state then.
+    wait: Option<String>,
+}
+
+async fn task(
+    State(admin): State<Admin>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<TaskQuery>, QueryRejection>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let Path(id) = id?;
+    let Query(query) = query?;
+    if let Some(wait) = query.wait.as_deref().map(wait_seconds).transpose()? {
+        // Timing out, or a task that will get no result, still answers with the
+        // task's state; only an unknown task is a 404 (below).
+        let _ = admin.orchestrator.wait_result(&id, wait).await;
+    }
+    let orchestrator = &admin.orchestrator;
+    let Some(state) = orchestrator.task_state(&id).await else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such task"));
+    };
+    let (state, worker) = match state {
+        TaskState::Queued => ("queued".to_owned(), None),
+        TaskState::Running { worker_id } => ("running".to_owned(), Some(worker_id)),
+        TaskState::Finished(status) => (status.to_string(), None),
+        TaskState::Cancelled => ("cancelled".to_owned(), None),
+        other => (format!("{other:?}").to_lowercase(), None),
+    };
+    let result = orchestrator
+        .task_result(&id)
+        .await
+        .and_then(|r| serde_json::to_value(r).ok());
+    let progress = orchestrator
+        .task_progress(&id)
+        .await
+        .last()
+        .map(|p| p.progress);
+    Ok(axum::Json(json!({
+        "task_id": id, "state": state, "worker_id": worker, "progress": progress, "result": result,
+    })))
+}
+
+/// `wait=SECONDS`: 0 to [`MAX_WAIT`], fractions allowed.
+fn wait_seconds(value: &str) -> Result<Duration, ApiError> {
     match value.parse::<f64>() {
         Ok(secs) if (0.0..=MAX_WAIT.as_secs_f64()).contains(&secs) => {
-            Ok(Some(std::time::Duration::from_secs_f64(secs)))
+            Ok(Duration::from_secs_f64(secs))
         }
-        _ => Err(format!(
-            "wait must be 0 to {} seconds, not {value:?}",
-            MAX_WAIT.as_secs()
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "wait must be 0 to {} seconds, not {value:?}",
+                MAX_WAIT.as_secs()
+            ),
         )),
     }
 }
 
-fn reply(status: StatusCode, body: Json) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
+/// `POST /admin/tasks/{id}/cancel`.
+async fn cancel(
+    State(admin): State<Admin>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let Path(id) = id?;
+    let outcome = admin
+        .orchestrator
+        .cancel(&id)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e.message()))?;
+    Ok(axum::Json(
+        json!({"task_id": id, "outcome": format!("{outcome:?}")}),
+    ))
+}
+
+/// `GET /admin/workers`.
+async fn workers(State(admin): State<Admin>) -> axum::Json<Json> {
+    let workers = admin.orchestrator.workers().await.into_iter().map(|w| {
+        json!({
+            "worker_id": w.worker_id,
+            "skills": w.skills,
+            "status": if w.status == WorkerStatus::Active { "active" } else { "gone" },
+            "current_tasks": w.current_tasks,
+            "command_channel": w.command_channel,
+        })
+    });
+    axum::Json(Json::Array(workers.collect()))
 }

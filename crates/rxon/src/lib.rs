@@ -45,6 +45,37 @@
 //! # }).unwrap();
 //! ```
 //!
+//! # An orchestrator in your axum app
+//!
+//! [`http::HttpService`] is a tower `Service`: mount it as the fallback of an axum
+//! `Router`, beside your own routes. HTTP workers, their command channels and WebSocket
+//! workers ([`ws::WsMount`]: `ws://host:port`, the upgrade passing through axum) all
+//! use your port. The `orchestrator` example does this beside a whole admin API (typed
+//! extractors, JSON errors, a graceful stop), and its tests drive it over loopback.
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "http", feature = "ws", feature = "orchestrator"))]
+//! # async fn serve() -> std::io::Result<()> {
+//! use axum::serve::ListenerExt;
+//! use std::sync::Arc;
+//!
+//! let orchestrator = rxon::orchestrator::Orchestrator::builder().token("worker-secret").build();
+//! let handler: Arc<dyn rxon::Handler> = Arc::new(orchestrator.clone());
+//! let ws: Arc<dyn rxon::http::Mount> =
+//!     Arc::new(rxon::ws::WsMount::new(handler.clone(), Default::default()));
+//! let app = axum::Router::new()
+//!     .route("/healthz", axum::routing::get(|| async { "ok" }))
+//!     .fallback_service(rxon::http::HttpService::new(handler).with_mounts(vec![ws], true));
+//! // Small frames (WebSocket sessions, command-channel pings) go out at once.
+//! let tcp = tokio::net::TcpListener::bind("0.0.0.0:8080")
+//!     .await?
+//!     .tap_io(|tcp| {
+//!         let _ = tcp.set_nodelay(true);
+//!     });
+//! axum::serve(tcp, app).await
+//! # }
+//! ```
+//!
 //! # Feature flags
 //!
 //! | feature | default | provides |

@@ -1,7 +1,8 @@
 //! The `orchestrator` example as a user runs it, on 127.0.0.1: it says loudly when it
 //! runs with open auth, an STS credential alone closes it (a random worker token is
-//! refused), its admin API accepts only the exact admin token, and a task query can
-//! wait for the task's result.
+//! refused), its admin API accepts only the exact admin token and answers every error
+//! in JSON, a task query can wait for the task's result, WebSocket workers reach it
+//! through the axum router on the HTTP port, and Ctrl-C closes every connection.
 #![cfg(all(
     feature = "http",
     feature = "ws",
@@ -99,6 +100,29 @@ impl Running {
         self.kill();
         let stderr = self.stderr.take().expect("stopped once");
         stderr.join().unwrap()
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits, at most `limit`, for the example to exit; its
+    /// exit status and what it wrote to stderr.
+    fn interrupt(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        let interrupted = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(interrupted.success(), "kill -INT failed");
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the example did not exit within {limit:?} of SIGINT"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = self.stderr.take().expect("stopped once");
+        (status, stderr.join().unwrap())
     }
 
     fn kill(&mut self) {
@@ -291,6 +315,135 @@ async fn a_task_query_with_wait_answers_once_the_result_is_in() {
     assert_eq!(v["state"], "success", "{body}");
     assert_eq!(v["result"]["data"]["echo"]["n"], 7, "{body}");
     orch.stop();
+}
+
+/// A started `worker` example, killed when dropped.
+struct Worker(Child);
+
+impl Worker {
+    fn start(url: &str, worker_id: &str) -> Worker {
+        let child = Command::new(example_named("worker"))
+            .args([
+                "--url",
+                url,
+                "--worker-id",
+                worker_id,
+                "--token",
+                "w-secret",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Worker(child)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The example's worker API is the fallback of its axum router: a WebSocket worker
+/// (`ws://` on the HTTP port, the upgrade passing through axum) runs tasks beside the
+/// admin API; admin errors are JSON; and on Ctrl-C the open connections (that
+/// session, an HTTP worker's parked poll and command channel) close at once instead
+/// of holding the process for its grace period.
+#[tokio::test]
+async fn the_axum_router_serves_both_transports_json_errors_and_stops_cleanly() {
+    let orch = Running::start(&["--token", "w-secret", "--admin-token", "adm-1"]);
+    let active = |body: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let mut ids: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["status"] == "active")
+            .map(|w| w["worker_id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    // The WebSocket worker alone first: the tasks can only be its.
+    let _ws = Worker::start(&format!("ws://{}", orch.addr), "ws-w1");
+    for n in 0..3 {
+        let id = create_task(
+            orch.addr,
+            &format!(r#"{{"type":"echo","params":{{"n":{n}}}}}"#),
+        )
+        .await;
+        let waiting = send_admin(orch.addr, "GET", &format!("/admin/tasks/{id}?wait=30"), "").await;
+        let (status, body) = answer(waiting, Duration::from_secs(40)).await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["state"], "success", "{body}");
+        assert_eq!(v["result"]["data"]["echo"]["n"], n, "{body}");
+        assert_eq!(v["result"]["worker_id"], "ws-w1", "{body}");
+    }
+    // Then an HTTP worker, and a second WebSocket worker started once the HTTP one
+    // has registered (its start gives the HTTP worker's first poll time to park).
+    let registered = async |worker_id: &str| {
+        // Bounded: 300 looks, 30 s.
+        for _ in 0..300 {
+            let (status, body) = admin(orch.addr, "GET", "/admin/workers", "").await;
+            assert_eq!(status, 200, "{body}");
+            if active(&body).iter().any(|w| w == worker_id) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{worker_id} did not register");
+    };
+    let _http = Worker::start(&format!("http://{}", orch.addr), "http-w1");
+    registered("http-w1").await;
+    let _ws2 = Worker::start(&format!("ws://{}", orch.addr), "ws-w2");
+    registered("ws-w2").await;
+
+    // One byte over the 1 MiB limit: the whole body is read before the refusal.
+    let too_large = format!(
+        r#"{{"type":"echo","params":{{"s":"{}"}}}}"#,
+        "x".repeat(1 << 20)
+    )[..(1 << 20) + 1]
+        .to_owned();
+    for (method, path, body, status, says) in [
+        (
+            "POST",
+            "/admin/tasks",
+            too_large.as_str(),
+            413,
+            "length limit",
+        ),
+        ("GET", "/admin/nothing-here", "", 404, "no such admin route"),
+        ("DELETE", "/admin/workers", "", 405, "method not allowed"),
+        ("GET", "/admin/tasks/task-999", "", 404, "no such task"),
+        ("POST", "/admin/tasks/task-999/cancel", "", 404, ""),
+        ("POST", "/admin/tasks", "{", 400, "invalid JSON body"),
+        (
+            "POST",
+            "/admin/tasks",
+            r#"{"params":{}}"#,
+            400,
+            "missing field `type`",
+        ),
+    ] {
+        let (got, text) = admin(orch.addr, method, path, body).await;
+        assert_eq!(got, status, "{method} {path}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"));
+        let error = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error in {text}"));
+        assert!(error.contains(says), "{method} {path}: {error}");
+    }
+
+    let (status, stderr) = orch.interrupt(Duration::from_secs(20));
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        !stderr.contains("still open"),
+        "connections held the stop until its grace ran out: {stderr}"
+    );
 }
 
 /// The two examples over a real onion service of the private Tor network: the
