@@ -1,10 +1,13 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `ci [--skip-tests]`: every check `.ci/run` runs, in the same order; stops at the
-//!   first failure (the declared MSRV, fmt, codegen, clippy, tests, each feature alone,
+//!   first failure (the declared MSRV, fmt, docs-check, codegen, clippy, tests, each feature alone,
 //!   docs, zero-dependency check, cargo deny, interop). `--skip-tests` leaves out the
 //!   workspace tests, for `.ci/run`, which has just run them as the README says.
 //! - `deps-check`: only the zero-dependency check of `rxon-core`.
+//! - `docs-check`: each published crate's documentation has an example, its feature
+//!   table and its MSRV; the umbrella's feature lists match its Cargo.toml (also a
+//!   part of `ci`).
 //! - `bench`: poll → result throughput of every listener, the Python reference and a
 //!   bare hyper server on loopback, with ratios (see docs/performance.md).
 //! - `codegen [--check]`: regenerate (or check) the gRPC code from `proto/` (re-runs
@@ -29,6 +32,7 @@
 mod bench;
 #[cfg(feature = "codegen")]
 mod codegen;
+mod docs;
 mod interop;
 mod jobs;
 mod tornet;
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
     let result = match task.as_deref() {
         Some("ci") => ci(std::env::args().nth(2).as_deref() == Some("--skip-tests")),
         Some("deps-check") => deps_check(),
+        Some("docs-check") => docs::check(&workspace_root()),
         Some("interop") => interop::run(&workspace_root()),
         Some("bench") => bench::run(&workspace_root()),
         Some("soak") => soak(
@@ -76,7 +81,7 @@ fn main() -> ExitCode {
         Some("codegen") => codegen(std::env::args().nth(2).as_deref() == Some("--check")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci [--skip-tests]|deps-check|interop|bench|soak [tasks] [races]|deny|codegen [--check]|tor-net up|down|tor-test|tor-bench|jobs-bench>"
+                "usage: cargo xtask <ci [--skip-tests]|deps-check|docs-check|interop|bench|soak [tasks] [races]|deny|codegen [--check]|tor-net up|down|tor-test|tor-bench|jobs-bench>"
             );
             return ExitCode::from(2);
         }
@@ -219,6 +224,7 @@ fn msrv_check() -> Result<(), String> {
 fn ci(skip_tests: bool) -> Result<(), String> {
     msrv_check()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
+    docs::check(&workspace_root())?;
     codegen(true)?;
     cargo(&[
         "clippy",

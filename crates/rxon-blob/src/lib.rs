@@ -30,6 +30,15 @@
 //!
 //! The S3 backend talks through hyper and rustls (ring), the same stack as the rest of
 //! rxon; every connect, response and body chunk has a time limit.
+//!
+//! # Feature flags
+//!
+//! This crate has no features.
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.95 (edition 2024): the workspace's `rust-version`, the toolchain CI builds
+//! with (`cargo xtask ci` checks that they agree).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -43,9 +43,9 @@
 //!
 //! # Feature flags
 //!
-//! - `serde` (off by default): `Serialize` / `Deserialize` for every message, reply and
-//!   configuration type, with the reference's wire names and the decoding rules
-//!   described in [`messages`].
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `serde` | | `Serialize` / `Deserialize` for every message, reply and configuration type, with the reference's wire names and the decoding rules described in [`messages`]; the only dependency this crate can have |
 //!
 //! # Minimum supported Rust version
 //!

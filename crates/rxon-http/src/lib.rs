@@ -25,6 +25,46 @@
 //! (`/_worker/ws/{worker_id}`): the listener upgrades after authorising through
 //! [`Handler::commands`](rxon_core::Handler::commands); the worker keeps the channel open
 //! in the background (ping keepalive, reconnect with backoff from 1 s to 60 s).
+//!
+//! # Quickstart
+//!
+//! A listener serving the embedded orchestrator of `rxon-orchestrator`, and a worker's
+//! transport talking to it, on loopback:
+//!
+//! ```
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! use rxon_core::{Listener, Map, TaskPayload, TaskResult, Transport, WorkerRegistration};
+//! use std::{sync::Arc, time::Duration};
+//!
+//! let orchestrator = rxon_orchestrator::Orchestrator::builder().token("secret").build();
+//! let listener = rxon_http::HttpListener::bind("127.0.0.1:0".parse().unwrap());
+//! listener.start(Arc::new(orchestrator.clone())).await?;
+//! let url = listener.endpoint().unwrap(); // http://127.0.0.1:<port>
+//!
+//! let worker = rxon_http::HttpTransport::new(&url, "w1", "secret")?;
+//! worker.connect().await?;
+//! let skills = vec!["echo".into()];
+//! worker.register(&WorkerRegistration { worker_id: "w1".into(), supported_skills: skills, ..Default::default() }).await?;
+//! let task = TaskPayload { job_id: "j1".into(), task_id: "t1".into(), task_type: "echo".into(), ..Default::default() };
+//! orchestrator.enqueue(task).await?;
+//! let task = worker.poll_task(Duration::from_secs(5)).await?.expect("a task");
+//! let outcome = worker.send_result(&TaskResult::success(&task, "w1", Map::new())).await?;
+//! assert!(outcome.is_accepted());
+//! listener.stop(Duration::from_secs(1)).await?;
+//! # Ok::<(), rxon_core::RxonError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `tor` |  | dial through the embedded Tor client (arti, `rxon-net`'s `tor`) for `proxy = "arti"` and for `.onion` URLs with no proxy |
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.95 (edition 2024): the workspace's `rust-version`, the toolchain CI builds
+//! with (`cargo xtask ci` checks that they agree).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -78,6 +78,17 @@
 //! # Ok::<(), rxon_core::RxonError>(())
 //! # }).unwrap();
 //! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `redis` |  | the Redis storage (`Storage::redis`, `storage = "redis://…"`): several listener processes share one state |
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.95 (edition 2024): the workspace's `rust-version`, the toolchain CI builds
+//! with (`cargo xtask ci` checks that they agree).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -29,6 +29,15 @@
 //! assert!(refused.to_string().contains("/width"), "{refused}");
 //! # Ok::<(), rxon_schema::SchemaError>(())
 //! ```
+//!
+//! # Feature flags
+//!
+//! This crate has no features.
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.95 (edition 2024): the workspace's `rust-version`, the toolchain CI builds
+//! with (`cargo xtask ci` checks that they agree).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -28,6 +28,20 @@
 //! # Ok::<(), rxon_core::RxonError>(())
 //! # }).unwrap();
 //! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `pki` |  | throwaway certificates (a CA, a server and a client certificate) for TLS tests |
+//! | `s3` |  | a real S3-compatible server (moto, from PyPI) on 127.0.0.1 for blob storage tests; installs moto on first use |
+//! | `tor` |  | the conformance suite over real onion services of the private Tor network `cargo xtask tor-net up` starts (`RXON_TOR_NET`) |
+//! | `arti` |  | the same with the embedded Tor client (`ThroughTor::arti`); implies `tor` |
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.95 (edition 2024): the workspace's `rust-version`, the toolchain CI builds
+//! with (`cargo xtask ci` checks that they agree).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

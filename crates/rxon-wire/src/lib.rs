@@ -29,6 +29,15 @@
 //! assert_eq!(rxon_wire::decode::<TaskResult>(Protocol::V1b17, b17)?, ok);
 //! # Ok::<(), rxon_wire::WireError>(())
 //! ```
+//!
+//! # Feature flags
+//!
+//! This crate has no features.
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.95 (edition 2024): the workspace's `rust-version`, the toolchain CI builds
+//! with (`cargo xtask ci` checks that they agree).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

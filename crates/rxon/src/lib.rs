@@ -89,6 +89,10 @@
 //! | `blob` | | [`blob`] module: S3-compatible blob storage |
 //! | `orchestrator` | | [`orchestrator`] module: the embeddable `Orchestrator` (queues, leases, results once, cancellation, STS, rate limits) and `local://` (`LocalTransport`, `LocalListener`) |
 //! | `testing` | | [`testing`] module: `MockTransport` (`mock://`), the conformance suite, fault proxy; implies `orchestrator` |
+//! | `redis` | | the orchestrator's Redis storage (`Storage::redis`): several listener processes share one state; implies `orchestrator` |
+//! | `schema` | yes (with `worker`) | [`schema`] module: skill contracts (JSON Schema for params, outputs and events) |
+//! | `tor-control` | | [`tor`] module: onion services through a tor daemon's control port |
+//! | `tor` | | the embedded Tor client (arti) in every enabled transport: `proxy = "arti"` and `.onion` URLs with no daemon; `rxon::tor::arti`; implies `tor-control` |
 //! | `full` | | all of the above |
 //!
 //! A built-in scheme whose feature is off fails with an error naming the feature.
