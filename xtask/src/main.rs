@@ -55,6 +55,7 @@ const FEATURES: &[&str] = &[
     "schema",
     "tor-control",
     "tor",
+    "metrics",
 ];
 
 fn main() -> ExitCode {

@@ -514,7 +514,7 @@ impl Handler for Orchestrator {
         ctx: RequestContext,
         registration: WorkerRegistration,
     ) -> BoxFuture<'_, HandlerResult<RegisterReply>> {
-        Box::pin(async move {
+        Box::pin(crate::metrics::call("register", async move {
             #[cfg(feature = "redis")]
             if let Some(r) = self.inner.redis.as_ref() {
                 return r.register(self, ctx, registration).await;
@@ -567,7 +567,7 @@ impl Handler for Orchestrator {
                 version: Some(ctx.protocol().as_str().to_owned()),
                 ..RegisterReply::default()
             })
-        })
+        }))
     }
 
     fn poll(
@@ -575,7 +575,7 @@ impl Handler for Orchestrator {
         ctx: RequestContext,
         wait: Duration,
     ) -> BoxFuture<'_, HandlerResult<Option<TaskPayload>>> {
-        Box::pin(async move {
+        Box::pin(crate::metrics::poll(async move {
             // Boxed: a poll parked on the in-memory storage is not sized for the
             // Redis one's future (every parked worker holds one).
             #[cfg(feature = "redis")]
@@ -642,7 +642,7 @@ impl Handler for Orchestrator {
                     )
                 })
                 .await
-        })
+        }))
     }
 
     fn result(
@@ -650,7 +650,7 @@ impl Handler for Orchestrator {
         ctx: RequestContext,
         result: TaskResult,
     ) -> BoxFuture<'_, HandlerResult<ResultOutcome>> {
-        Box::pin(async move {
+        Box::pin(crate::metrics::result(async move {
             #[cfg(feature = "redis")]
             if let Some(r) = self.inner.redis.as_ref() {
                 return r.result(self, ctx, result).await;
@@ -672,7 +672,7 @@ impl Handler for Orchestrator {
             };
             inner.events.notify_waiters();
             Ok(outcome)
-        })
+        }))
     }
 
     fn heartbeat(
@@ -680,7 +680,7 @@ impl Handler for Orchestrator {
         ctx: RequestContext,
         heartbeat: Option<Heartbeat>,
     ) -> BoxFuture<'_, HandlerResult<HeartbeatReply>> {
-        Box::pin(async move {
+        Box::pin(crate::metrics::call("heartbeat", async move {
             #[cfg(feature = "redis")]
             if let Some(r) = self.inner.redis.as_ref() {
                 return r.heartbeat(self, ctx, heartbeat).await;
@@ -724,7 +724,7 @@ impl Handler for Orchestrator {
                 },
             };
             Ok(reply)
-        })
+        }))
     }
 
     fn progress(
@@ -732,7 +732,7 @@ impl Handler for Orchestrator {
         ctx: RequestContext,
         progress: ProgressUpdatePayload,
     ) -> BoxFuture<'_, HandlerResult<()>> {
-        Box::pin(async move {
+        Box::pin(crate::metrics::call("progress", async move {
             #[cfg(feature = "redis")]
             if let Some(r) = self.inner.redis.as_ref() {
                 return r.progress(self, ctx, progress).await;
@@ -761,7 +761,7 @@ impl Handler for Orchestrator {
             // No subscriber is not an error.
             let _ = inner.progress_tx.send(progress);
             Ok(())
-        })
+        }))
     }
 
     /// Takes an event from the worker holding the task it targets (403 otherwise):
@@ -772,7 +772,7 @@ impl Handler for Orchestrator {
         ctx: RequestContext,
         event: WorkerEventPayload,
     ) -> BoxFuture<'_, HandlerResult<()>> {
-        Box::pin(async move {
+        Box::pin(crate::metrics::call("event", async move {
             #[cfg(feature = "redis")]
             if let Some(r) = self.inner.redis.as_ref() {
                 return r.event(self, ctx, event).await;
@@ -800,7 +800,7 @@ impl Handler for Orchestrator {
                 None => drop(inner.event_tx.send(event)),
             }
             Ok(())
-        })
+        }))
     }
 
     /// The worker's static secret, as avtomatika keys envelopes: the token configured
@@ -809,7 +809,7 @@ impl Handler for Orchestrator {
     /// `None` (signatures unchecked, clock and replays still) only when no static
     /// credential is configured at all.
     fn envelope_key(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<Option<String>>> {
-        Box::pin(async move {
+        Box::pin(crate::metrics::call("envelope_key", async move {
             #[cfg(feature = "redis")]
             if let Some(r) = self.inner.redis.as_ref() {
                 return r.envelope_key(self, ctx).await;
@@ -825,7 +825,7 @@ impl Handler for Orchestrator {
                 .as_deref()
                 .and_then(|t| auth::root_of(&inner.config, &st, t, Instant::now()));
             Ok(root.or_else(|| inner.config.tokens.first().cloned()))
-        })
+        }))
     }
 
     fn task_signing_key(&self) -> Option<String> {
@@ -836,7 +836,7 @@ impl Handler for Orchestrator {
     /// included: the session may trade it for a token) and, when the upgrade names a
     /// worker, that may act as that worker.
     fn authenticate(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<()>> {
-        Box::pin(async move {
+        Box::pin(crate::metrics::call("authenticate", async move {
             #[cfg(feature = "redis")]
             if let Some(r) = self.inner.redis.as_ref() {
                 return r.authenticate(self, ctx).await;
@@ -856,11 +856,11 @@ impl Handler for Orchestrator {
                 inner.act_as(&st, &cred, &ctx, worker_id)?;
             }
             Ok(())
-        })
+        }))
     }
 
     fn token(&self, ctx: RequestContext) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
-        Box::pin(async move {
+        Box::pin(crate::metrics::call("token", async move {
             #[cfg(feature = "redis")]
             if let Some(r) = self.inner.redis.as_ref() {
                 return r.token(self, ctx).await;
@@ -897,7 +897,7 @@ impl Handler for Orchestrator {
                 refresh,
                 now,
             ))
-        })
+        }))
     }
 
     /// A new access token for the worker a live refresh token was issued to (no
@@ -907,7 +907,7 @@ impl Handler for Orchestrator {
         ctx: RequestContext,
         refresh_token: String,
     ) -> BoxFuture<'_, HandlerResult<TokenResponse>> {
-        Box::pin(async move {
+        Box::pin(crate::metrics::call("refresh", async move {
             #[cfg(feature = "redis")]
             if let Some(r) = self.inner.redis.as_ref() {
                 return r.refresh(self, ctx, refresh_token).await;
@@ -928,14 +928,14 @@ impl Handler for Orchestrator {
                 auth::Refresh::Keep(refresh_token),
                 now,
             ))
-        })
+        }))
     }
 
     fn commands(
         &self,
         ctx: RequestContext,
     ) -> BoxFuture<'_, HandlerResult<Box<dyn CommandReceiver>>> {
-        Box::pin(async move {
+        Box::pin(crate::metrics::call("commands", async move {
             #[cfg(feature = "redis")]
             if let Some(r) = self.inner.redis.as_ref() {
                 return r.commands(self, ctx).await;
@@ -978,6 +978,6 @@ impl Handler for Orchestrator {
             drop(st);
             inner.events.notify_waiters();
             Ok(Box::new(ChannelReceiver::new(rx, self, worker_id)) as Box<dyn CommandReceiver>)
-        })
+        }))
     }
 }

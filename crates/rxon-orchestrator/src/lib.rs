@@ -83,6 +83,7 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
+//! | `metrics` | | [`metrics`]: tasks enqueued, claimed and requeued, waiting polls, results by outcome, auth failures, dispatch time, through the `metrics` facade |
 //! | `redis` |  | the Redis storage (`Storage::redis`, `storage = "redis://…"`): several listener processes share one state |
 //!
 //! # Minimum supported Rust version
@@ -97,6 +98,7 @@ mod auth;
 mod builder;
 mod handler;
 mod local;
+pub mod metrics;
 #[cfg(feature = "redis")]
 mod redis;
 mod state;
@@ -589,6 +591,18 @@ impl Orchestrator {
     }
 
     async fn enqueue_inner(
+        &self,
+        task: TaskPayload,
+        deadline: Option<Duration>,
+        requirements: ResourceRequirements,
+    ) -> Result<()> {
+        self.enqueue_stored(task, deadline, requirements).await?;
+        metrics::enqueued();
+        Ok(())
+    }
+
+    /// Queues `task` in whichever storage the orchestrator has.
+    async fn enqueue_stored(
         &self,
         task: TaskPayload,
         deadline: Option<Duration>,

@@ -163,12 +163,11 @@ impl fmt::Debug for Storage {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "redis"))]
 mod tests {
     use super::*;
 
     #[test]
-    #[cfg(feature = "redis")]
     fn urls_are_checked_and_passwords_never_shown() {
         let s: Storage = "redis://alice:pw@10.0.0.5:6380/2".parse().unwrap();
         assert_eq!(s.to_string(), "redis://alice:***@10.0.0.5:6380/2");

@@ -381,6 +381,7 @@ impl Store {
                 self.leases.insert((until, task_id.clone()));
             }
             let payload = rec.payload.clone();
+            crate::metrics::dispatched(rec.enqueued);
             if let Some(w) = self.workers.get_mut(worker_id) {
                 w.current.push(task_id);
             }
@@ -407,6 +408,7 @@ impl Store {
         };
         rec.phase = Phase::Queued;
         rec.lease = None;
+        crate::metrics::requeued();
         let seq = rec.seq;
         let q = self
             .queues

@@ -12,6 +12,7 @@
 //! curl -s 'localhost:8080/admin/tasks/task-1?wait=10'   # answers once it has a result (≤ 10 s)
 //! curl -s -XPOST localhost:8080/admin/tasks/task-1/cancel
 //! curl -s localhost:8080/admin/workers
+//! curl -s localhost:8080/metrics            # Prometheus text: tasks, polls, results, auth failures
 //! ```
 //!
 //! As an onion service (no open port, no public address), with a tor daemon whose
@@ -50,6 +51,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use clap::Parser;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use rxon::http::HttpService;
 use rxon::orchestrator::{Orchestrator, TaskState, WorkerStatus};
 use rxon::{Map, TaskPayload};
@@ -197,8 +199,15 @@ async fn run(args: Args) -> rxon::Result<()> {
     let worker_api = HttpService::new(handler)
         .with_mounts(vec![ws_mount], true)
         .with_shutdown(stopping.clone());
+    let metrics = metrics_recorder()?;
     let app = Router::new()
         .nest("/admin", admin_api(orchestrator, args.admin_token))
+        // The Prometheus text format. Counts only (no task data, no credentials), so it
+        // is served without the admin token, as scrapers expect.
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        )
         .fallback_service(worker_api);
     let tcp = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -302,6 +311,23 @@ async fn publish_onion(
         "workers: --url http://{host} --proxy socks5h://127.0.0.1:9050 (a tor SOCKS port) or --proxy arti"
     );
     Ok(keep)
+}
+
+/// Records the orchestrator's and the listeners' metrics (the `metrics` facade) for
+/// Prometheus; histograms are compacted every few seconds.
+fn metrics_recorder() -> rxon::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new().install_recorder().map_err(|e| {
+        rxon::RxonError::config(format!("cannot install the metrics recorder: {e}"))
+    })?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }
 
 // The admin API: an axum router with typed extractors and JSON errors throughout.

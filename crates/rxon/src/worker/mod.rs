@@ -37,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod metrics;
 mod task;
 
 pub use task::{TaskContext, TaskFailure};
@@ -424,7 +425,7 @@ impl Worker {
                 Ok(None) => backoff.reset(),
                 Err(e) if e.kind() == ErrorKind::Closed => break,
                 Err(e) => {
-                    let pause = backoff.pause_after(&e);
+                    let pause = metrics::retrying("poll", backoff.pause_after(&e));
                     tracing::warn!(error = %e, retry_in = ?pause, "poll failed");
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
@@ -497,7 +498,7 @@ impl Inner {
                     return Ok(true);
                 }
                 Err(e) if e.is_retryable() => {
-                    let pause = backoff.pause_after(&e);
+                    let pause = metrics::retrying("register", backoff.pause_after(&e));
                     tracing::warn!(error = %e, retry_in = ?pause, "registration failed");
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
@@ -607,7 +608,7 @@ impl Inner {
                     return;
                 }
                 Err(e) => {
-                    let pause = backoff.next();
+                    let pause = metrics::retrying("commands", backoff.next());
                     tracing::warn!(error = %e, retry_in = ?pause, "command channel error");
                     tokio::time::sleep(pause).await;
                 }
@@ -755,13 +756,18 @@ impl Inner {
                             "result ignored by the orchestrator"
                         );
                     }
-                    let counter = match (&outcome, &result.status) {
-                        (rxon_core::ResultOutcome::Ignored { .. }, _) => &self.stats.ignored,
-                        (_, rxon_core::TaskStatus::Success) => &self.stats.succeeded,
-                        (_, rxon_core::TaskStatus::Cancelled) => &self.stats.cancelled,
-                        _ => &self.stats.failed,
+                    let (counter, name) = match (&outcome, &result.status) {
+                        (rxon_core::ResultOutcome::Ignored { .. }, _) => {
+                            (&self.stats.ignored, "ignored")
+                        }
+                        (_, rxon_core::TaskStatus::Success) => (&self.stats.succeeded, "success"),
+                        (_, rxon_core::TaskStatus::Cancelled) => {
+                            (&self.stats.cancelled, "cancelled")
+                        }
+                        _ => (&self.stats.failed, "failure"),
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
+                    metrics::delivered(name);
                     return;
                 }
                 Err(e) if e.is_retryable() => {
@@ -774,7 +780,7 @@ impl Inner {
                             return;
                         }
                     }
-                    let pause = backoff.pause_after(&e);
+                    let pause = metrics::retrying("result", backoff.pause_after(&e));
                     tracing::warn!(error = %e, retry_in = ?pause, "result not delivered yet; keeping it");
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}

@@ -317,6 +317,97 @@ async fn a_task_query_with_wait_answers_once_the_result_is_in() {
     orch.stop();
 }
 
+/// `GET /metrics`: the Prometheus text.
+async fn scrape(addr: SocketAddr) -> String {
+    let (status, body) = admin(addr, "GET", "/metrics", "").await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The value of `series` (a name with its labels, as rendered) in `text`; 0 when the
+/// series has not been recorded yet.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+/// The sum of every series of `name` whose labels contain `label`.
+fn sum(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
+        .filter_map(|l| l.split_once("} "))
+        .filter(|(labels, _)| labels.contains(label))
+        .map(|(_, v)| v.trim().parse::<f64>().unwrap())
+        .sum()
+}
+
+/// Scrapes until `series` reaches at least `at_least` (bounded: 300 looks, 30 s).
+async fn until_metric(addr: SocketAddr, series: &str, at_least: f64) -> String {
+    for _ in 0..300 {
+        let text = scrape(addr).await;
+        if value(&text, series) >= at_least {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{series} never reached {at_least}: {}", scrape(addr).await);
+}
+
+/// `/metrics` counts what happens: a refused credential, a parked poll, a task enqueued,
+/// claimed, answered and dispatched.
+#[tokio::test]
+async fn metrics_move_with_what_the_orchestrator_does() {
+    let orch = Running::start(&["--token", "w-secret", "--admin-token", "adm-1"]);
+    let before = scrape(orch.addr).await;
+    // Refusals are counted by the handler call that refused: a listener authenticates
+    // before it reads a body.
+    let refused = |text: &str| {
+        sum(
+            text,
+            "rxon_orchestrator_auth_failures_total",
+            r#"kind="unauthorized""#,
+        )
+    };
+    assert_eq!(refused(&before), 0.0, "{before}");
+    // One poll with a wrong worker token: one refusal (a transport would also try
+    // to refresh its token, and count again).
+    let poll = "/_worker/workers/w-x/tasks/next?timeout=0";
+    assert_eq!(
+        status_of(orch.addr, poll, "X-Worker-Token: wrong\r\n").await,
+        401
+    );
+    assert_eq!(refused(&scrape(orch.addr).await), 1.0);
+
+    let _worker = Worker::start(&format!("http://{}", orch.addr), "m-w1");
+    let parked = until_metric(orch.addr, "rxon_orchestrator_polls_waiting", 1.0).await;
+    assert_eq!(
+        value(&parked, "rxon_orchestrator_tasks_claimed_total"),
+        0.0,
+        "{parked}"
+    );
+    let id = create_task(orch.addr, r#"{"type":"echo","params":{"n":1}}"#).await;
+    let waiting = send_admin(orch.addr, "GET", &format!("/admin/tasks/{id}?wait=30"), "").await;
+    let (status, body) = answer(waiting, Duration::from_secs(40)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""state":"success""#), "{body}");
+    let after = scrape(orch.addr).await;
+    for (series, expected) in [
+        ("rxon_orchestrator_tasks_enqueued_total", 1.0),
+        ("rxon_orchestrator_tasks_claimed_total", 1.0),
+        (
+            r#"rxon_orchestrator_results_total{outcome="accepted",reason=""}"#,
+            1.0,
+        ),
+        ("rxon_orchestrator_dispatch_seconds_count", 1.0),
+    ] {
+        assert_eq!(value(&after, series), expected, "{series} in:\n{after}");
+    }
+    assert_eq!(refused(&after), 1.0, "{after}");
+    orch.stop();
+}
+
 /// A started `worker` example, killed when dropped.
 struct Worker(Child);
 
@@ -400,6 +491,8 @@ async fn the_axum_router_serves_both_transports_json_errors_and_stops_cleanly() 
     registered("http-w1").await;
     let _ws2 = Worker::start(&format!("ws://{}", orch.addr), "ws-w2");
     registered("ws-w2").await;
+    // Every worker's poll is parked (each keeps one in flight).
+    until_metric(orch.addr, "rxon_orchestrator_polls_waiting", 3.0).await;
 
     // One byte over the 1 MiB limit: the whole body is read before the refusal.
     let too_large = format!(
