@@ -46,6 +46,7 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `tor` |  | dial through the embedded Tor client (arti, `rxon-net`'s `tor`) for `proxy = "arti"` and for `.onion` URLs with no proxy |
+//! | `metrics` | | `GrpcListener`'s open connections and refusals over `max_connections`, through the `metrics` facade (`rxon_net::metrics`) |
 //!
 //! # Minimum supported Rust version
 //!

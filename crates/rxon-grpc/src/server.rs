@@ -216,6 +216,7 @@ async fn accept_loop(
                     let counted = Counted {
                         io,
                         _permit: permit,
+                        _open: rxon_net::metrics::Open::new("grpc"),
                         handshake,
                     };
                     if out.send(Ok(counted)).await.is_err() {
@@ -223,6 +224,7 @@ async fn accept_loop(
                     }
                 }
                 Err(_) => {
+                    rxon_net::metrics::refused("grpc");
                     tracing::debug!(%remote, limit = max, "connection refused: too many");
                     drop(io);
                 }
@@ -240,6 +242,7 @@ async fn accept_loop(
 struct Counted {
     io: tokio::net::TcpStream,
     _permit: OwnedSemaphorePermit,
+    _open: rxon_net::metrics::Open,
     /// Until the first request arrives: when it must have.
     handshake: Option<Handshake>,
 }

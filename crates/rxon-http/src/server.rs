@@ -285,6 +285,7 @@ async fn accept_loop(
             if acceptor.is_none() && refusals.len() < MAX_REFUSALS_IN_FLIGHT {
                 refusals.spawn(refuse(stream, config.max_connections));
             }
+            rxon_net::metrics::refused("http");
             tracing::debug!(%remote, limit = config.max_connections, "connection refused: too many");
             continue;
         };

@@ -105,7 +105,8 @@ impl ConnectionInfo {
     /// Counts the connection against a listener's limit until every holder of the
     /// slot is gone.
     pub(crate) fn with_slot(mut self, permit: OwnedSemaphorePermit) -> Self {
-        self.slot = ConnectionSlot(Some(Arc::new(permit)));
+        let open = rxon_net::metrics::Open::new("http");
+        self.slot = ConnectionSlot(Some(Arc::new((permit, open))));
         self
     }
 
@@ -121,7 +122,7 @@ impl ConnectionInfo {
 /// `max_connections` while it (or a clone) lives; see [`ConnectionInfo::slot`]. Empty
 /// for requests that did not come through a listener with a limit.
 #[derive(Debug, Clone, Default)]
-pub struct ConnectionSlot(Option<Arc<OwnedSemaphorePermit>>);
+pub struct ConnectionSlot(Option<Arc<(OwnedSemaphorePermit, rxon_net::metrics::Open)>>);
 
 impl ConnectionSlot {
     /// Whether this slot counts against a listener's limit.

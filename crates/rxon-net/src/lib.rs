@@ -34,6 +34,7 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `tor` |  | the embedded Tor client (arti): `proxy = "arti"`, and `.onion` hosts with no proxy configured, are dialed through it |
+//! | `metrics` | | [`metrics`]: the listeners' connection gauge and refusal counter, through the `metrics` facade |
 //!
 //! # Minimum supported Rust version
 //!
@@ -46,6 +47,7 @@
 pub mod dial;
 pub mod io;
 pub mod keepalive;
+pub mod metrics;
 mod socks;
 pub mod status;
 pub mod tls;

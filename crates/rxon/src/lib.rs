@@ -92,7 +92,7 @@
 //! | `redis` | | the orchestrator's Redis storage (`Storage::redis`): several listener processes share one state; implies `orchestrator` |
 //! | `schema` | yes (with `worker`) | [`schema`] module: skill contracts (JSON Schema for params, outputs and events) |
 //! | `tor-control` | | [`tor`] module: onion services through a tor daemon's control port |
-//! | `metrics` | | metrics through the `metrics` facade, for Prometheus or any recorder: the worker runtime's ([`worker::metrics`]) and the orchestrator's (`rxon::orchestrator::metrics`) |
+//! | `metrics` | | metrics through the `metrics` facade, for Prometheus or any recorder: the worker runtime's ([`worker::metrics`]), the orchestrator's (`rxon::orchestrator::metrics`) and the listeners' connections (`rxon_net::metrics`) |
 //! | `tor` | | the embedded Tor client (arti) in every enabled transport: `proxy = "arti"` and `.onion` URLs with no daemon; `rxon::tor::arti`; implies `tor-control` |
 //! | `full` | | all of the above |
 //!

@@ -1,14 +1,22 @@
-//! The worker runtime's metrics (feature `metrics`), read through the Prometheus
-//! exporter: tasks by outcome, retries and backoff by operation. A test binary of its
-//! own: the recorder it installs is global to the process.
-#![cfg(all(feature = "metrics", feature = "testing", feature = "worker"))]
+//! Metrics (feature `metrics`) read through the Prometheus exporter: the worker
+//! runtime's tasks by outcome, retries and backoff by operation; a listener's open and
+//! refused connections. A test binary of its own: the recorder is global to the
+//! process, and each test reads only its own series.
+#![cfg(all(
+    feature = "metrics",
+    feature = "testing",
+    feature = "worker",
+    feature = "http"
+))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use rxon::testing::{MockHandle, Operation};
 use rxon::worker::Worker;
 use rxon::{ErrorKind, Map, TaskPayload, Transport};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tokio::io::AsyncReadExt;
 
 const BOUND: Duration = Duration::from_secs(15);
 
@@ -22,6 +30,12 @@ fn task(id: &str, task_type: &str) -> TaskPayload {
     }
 }
 
+/// The process's recorder, installed by the first test that asks.
+fn recorder() -> &'static PrometheusHandle {
+    static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
+    RECORDER.get_or_init(|| PrometheusBuilder::new().install_recorder().unwrap())
+}
+
 /// The value of `series` in the exporter's text; 0 when it was never recorded.
 fn value(text: &str, series: &str) -> f64 {
     text.lines()
@@ -32,9 +46,7 @@ fn value(text: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn tasks_retries_and_backoff_are_counted() {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .unwrap();
+    let recorder = recorder();
     let mock = MockHandle::new();
     let transport: Arc<dyn Transport> = Arc::new(mock.transport("w-1", "t").unwrap());
     let worker = Worker::builder(transport)
@@ -87,4 +99,53 @@ async fn tasks_retries_and_backoff_are_counted() {
         r#"rxon_worker_backoff_seconds_sum{operation="result"}"#,
     );
     assert!((0.45..=180.0).contains(&pauses), "{pauses} in:\n{text}");
+}
+
+/// Scrapes until `series` is `expected` (bounded: 200 looks, 10 s).
+async fn until(series: &str, expected: f64) {
+    for _ in 0..200 {
+        if value(&recorder().render(), series) == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{series} never became {expected}:\n{}", recorder().render());
+}
+
+#[tokio::test]
+async fn a_listener_counts_its_open_and_refused_connections() {
+    use rxon::Listener;
+    let open = r#"rxon_listener_connections{listener="http"}"#;
+    let refused = r#"rxon_listener_connections_refused_total{listener="http"}"#;
+    let mut config = rxon::http::HttpListenerConfig::default();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.max_connections = 1;
+    let listener = rxon::http::HttpListener::with_config(config);
+    listener
+        .start(Arc::new(
+            rxon::orchestrator::Orchestrator::builder().build(),
+        ))
+        .await
+        .unwrap();
+    let addr = listener
+        .endpoint()
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_owned();
+    assert_eq!(value(&recorder().render(), open), 0.0);
+    let first = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    until(open, 1.0).await;
+    // Over the limit: answered 503 and closed, counted as refused.
+    let mut second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(BOUND, second.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert_eq!(value(&recorder().render(), refused), 1.0);
+    assert_eq!(value(&recorder().render(), open), 1.0);
+    drop(first);
+    until(open, 0.0).await;
+    listener.stop(Duration::from_secs(1)).await.unwrap();
 }
