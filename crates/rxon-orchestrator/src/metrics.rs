@@ -11,11 +11,11 @@
 //! | `rxon_orchestrator_tasks_requeued_total` | counter | | tasks put back in their queue: a claim never confirmed, a worker gone (in-memory storage) |
 //! | `rxon_orchestrator_polls_waiting` | gauge | | polls being answered: parked until a task comes or their wait ends |
 //! | `rxon_orchestrator_results_total` | counter | `outcome` (`accepted`, `ignored`), `reason` (the reason a result was ignored, empty when accepted) | results answered |
-//! | `rxon_orchestrator_auth_failures_total` | counter | `operation` (`register`, `poll`, `result`, …), `kind` (`unauthorized`: no or a wrong credential; `forbidden`: a credential acting beyond its rights) | refused requests |
+//! | `rxon_orchestrator_auth_failures_total` | counter | `operation` (the handler call that refused: `authenticate`, which listeners call before they read a body, `register`, `poll`, `result`, …), `kind` (`unauthorized`: no or a wrong credential; `forbidden`: a credential acting beyond its rights) | refused requests |
 //! | `rxon_orchestrator_dispatch_seconds` | histogram | | from a task's enqueue to its claim by a worker (in-memory storage) |
 //!
-//! The Redis storage counts all but the two marked in-memory: its claims and requeues
-//! happen inside its scripts.
+//! The Redis storage counts all but the two marked in-memory: its requeues, and the
+//! claims that would time a dispatch, happen inside its scripts.
 //!
 //! ```
 //! // The names are constants, for dashboards and tests.
