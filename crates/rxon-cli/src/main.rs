@@ -1,0 +1,49 @@
+//! `rxon`: the RXON command line.
+//!
+//! ```text
+//! rxon worker --url http://127.0.0.1:8080 --worker-id w1 --token secret \
+//!     --skill 'resize=convert - -resize "$(jq -r .width <<<"$RXON_PARAMS")" -' \
+//!     --skill 'echo=cat'
+//! ```
+//!
+//! See `rxon worker --help` for how a program becomes a skill.
+
+mod command;
+mod worker;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// The RXON command line.
+#[derive(Parser, Debug)]
+#[command(name = "rxon", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve skills with programs: each task of a skill runs its command.
+    #[command(long_about = worker::LONG_ABOUT)]
+    Worker(worker::Args),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let outcome = match Cli::parse().command {
+        Command::Worker(args) => worker::run(args).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rxon: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
