@@ -32,7 +32,7 @@ struct Figures {
     server_ms_per_1000: f64,
 }
 
-/// Builds the release `rxon-bench` and the `orchestrator` and `worker` examples in one
+/// Builds the release `rxon-bench`, `rxon` (its orchestrator) and the `worker` example in one
 /// cargo run (so their shared crates are built once, with one set of features).
 fn build_release() -> Result<(), String> {
     crate::cargo(&[
@@ -42,10 +42,12 @@ fn build_release() -> Result<(), String> {
         "rxon-bench",
         "-p",
         "rxon",
+        "-p",
+        "rxon-cli",
         "--bin",
         "rxon-bench",
-        "--example",
-        "orchestrator",
+        "--bin",
+        "rxon",
         "--example",
         "worker",
     ])

@@ -73,10 +73,10 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let saw = |needle: &str| lines.iter().any(|l| l.starts_with(needle));
 
     println!(
-        "interop 4/10: Python grpcio client (stubs from proto/) -> the `orchestrator` example's gRPC listener"
+        "interop 4/10: Python grpcio client (stubs from proto/) -> `rxon orchestrator`'s gRPC listener"
     );
-    crate::cargo(&["build", "-p", "rxon", "--example", "orchestrator"])?;
-    let mut orch = Command::new(examples.join("orchestrator"));
+    crate::cargo(&["build", "-p", "rxon-cli"])?;
+    let mut orch = crate::rxon_orchestrator(&examples);
     orch.args([
         "--listen",
         "127.0.0.1:0",
@@ -91,7 +91,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .iter()
         .find_map(|l| l.strip_prefix("gRPC on grpc://"))
         .map(str::to_owned)
-        .ok_or("the orchestrator example did not print its gRPC address")?;
+        .ok_or("`rxon orchestrator` did not print its gRPC address")?;
     let grpc_client = Command::new(&python)
         .arg(scripts.join("py_grpc_client.py"))
         .arg(&grpc_target)
@@ -142,7 +142,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let avt_jobs = avt_ok && avt_lines.iter().any(|l| l == "DONE ok=3 failed=0");
 
     println!(
-        "interop 6/10: the reference SDK (avtomatika-worker 1.0b20) and a rxon 1.0b3 worker at once -> the `orchestrator` example"
+        "interop 6/10: the reference SDK (avtomatika-worker 1.0b20) and a rxon 1.0b3 worker at once -> the `rxon orchestrator`"
     );
     let both = signing_orchestrator(&examples)?;
     let log = std::fs::File::create(root.join("target/interop-sdk-worker.log"))
@@ -201,7 +201,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the signer check: {e}"))?;
 
     println!(
-        "interop 8/10: rxon 1.0b17's HttpTransport, messages and signer -> the `orchestrator` example"
+        "interop 8/10: rxon 1.0b17's HttpTransport, messages and signer -> the `rxon orchestrator`"
     );
     let orch17 = signing_orchestrator(&examples)?;
     let py17_worker = Command::new(&current)
@@ -281,7 +281,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             grpc_client.success(),
         ),
         (
-            "`orchestrator` example shut down cleanly on SIGINT",
+            "`rxon orchestrator` shut down cleanly on SIGINT",
             orchestrator_ok,
         ),
         (
@@ -293,11 +293,11 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             avt_worker_ok,
         ),
         (
-            "avtomatika-worker 1.0b20 and a 1.0b3 worker completed their tasks on one `orchestrator` example",
+            "avtomatika-worker 1.0b20 and a 1.0b3 worker completed their tasks on one `rxon orchestrator`",
             sdk_tasks.success(),
         ),
         (
-            "`orchestrator` example serving both generations shut down cleanly",
+            "`rxon orchestrator` serving both generations shut down cleanly",
             both_ok,
         ),
         (
@@ -313,11 +313,11 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             matching_vectors.success(),
         ),
         (
-            "rxon 1.0b17 worker vs the `orchestrator` example (envelopes, signed tasks, events, refresh)",
+            "rxon 1.0b17 worker vs the `rxon orchestrator` (envelopes, signed tasks, events, refresh)",
             py17_worker.success(),
         ),
         (
-            "`orchestrator` example shut down cleanly after the 1.0b17 worker",
+            "`rxon orchestrator` shut down cleanly after the 1.0b17 worker",
             orch17_ok,
         ),
         (
@@ -494,9 +494,9 @@ impl Peer {
     }
 }
 
-/// The `orchestrator` example with the interop worker token, signing 1.0b17 tasks.
+/// The `rxon orchestrator` with the interop worker token, signing 1.0b17 tasks.
 fn signing_orchestrator(examples: &Path) -> Result<Peer, String> {
-    let mut orch = Command::new(examples.join("orchestrator"));
+    let mut orch = crate::rxon_orchestrator(examples);
     orch.args([
         "--listen",
         "127.0.0.1:0",

@@ -4,7 +4,7 @@
 //! (`rxon-bench jobs`) that creates jobs on the orchestrator's client API and learns of
 //! each result with one request (rxon: a waiting query; avtomatika: its webhook):
 //!
-//! - rxon's `orchestrator` example with rxon's `worker` example, over HTTP, WebSocket
+//! - rxon's `rxon orchestrator` with rxon's `worker` example, over HTTP, WebSocket
 //!   and gRPC;
 //! - avtomatika 1.0b30 with avtomatika-worker 1.0b20 (the stack of the reference);
 //! - avtomatika 1.0b30 with rxon's `worker` example.
@@ -45,7 +45,7 @@ pub(crate) fn run(root: &Path, bench: &Path, examples: &Path, python: &Path) -> 
     std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let mut rows = Vec::new();
     for (transport, scheme) in [("HTTP", "http"), ("WebSocket", "ws"), ("gRPC", "grpc")] {
-        let mut orch = Command::new(examples.join("orchestrator"));
+        let mut orch = crate::rxon_orchestrator(examples);
         orch.args([
             "--listen",
             "127.0.0.1:0",
@@ -66,12 +66,12 @@ pub(crate) fn run(root: &Path, bench: &Path, examples: &Path, python: &Path) -> 
                 .iter()
                 .find_map(|l| l.strip_prefix("gRPC on "))
                 .map(str::to_owned)
-                .ok_or("the orchestrator example printed no gRPC address")?,
+                .ok_or("`rxon orchestrator` printed no gRPC address")?,
             _ => orch.url.replacen("http", scheme, 1),
         };
         let worker = rxon_worker(examples, &url)?;
         let row = measure(format!("rxon {transport}"), bench, "rxon", &orch, &worker);
-        finish(worker, orch, "the orchestrator example")?;
+        finish(worker, orch, "`rxon orchestrator`")?;
         rows.push(row?);
     }
     for (name, sdk) in [

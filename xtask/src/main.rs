@@ -363,3 +363,12 @@ fn workspace_root() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."))
 }
+
+/// `rxon orchestrator`, from the `rxon` binary built beside `examples` (a
+/// `target/<profile>/examples` directory).
+pub(crate) fn rxon_orchestrator(examples: &std::path::Path) -> Command {
+    let bin = examples.parent().unwrap_or(examples).join("rxon");
+    let mut command = Command::new(bin);
+    command.arg("orchestrator");
+    command
+}

@@ -1,6 +1,6 @@
 //! Jobs end to end through a whole stack: a client creates a job on an orchestrator's
 //! client API, a worker process runs it, and the client learns its result the way that
-//! stack offers. The same driver measures rxon's `orchestrator` example and avtomatika,
+//! stack offers. The same driver measures `rxon orchestrator` and avtomatika,
 //! with whichever worker the caller started:
 //!
 //! - rxon: `POST /admin/tasks`, then one `GET /admin/tasks/{id}?wait=30`, which
@@ -47,7 +47,7 @@ const MAX_HOOK: usize = 1 << 20;
 
 /// Whose client API the driver speaks.
 enum Api {
-    /// rxon's `orchestrator` example: `POST /admin/tasks`, `GET /admin/tasks/{id}?wait=`.
+    /// `rxon orchestrator`: `POST /admin/tasks`, `GET /admin/tasks/{id}?wait=`.
     Rxon,
     /// avtomatika 1.0b30 with the `echo` blueprint of `avt_orchestrator.py`; its
     /// webhooks come to `hook_url`.

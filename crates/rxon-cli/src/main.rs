@@ -1,14 +1,18 @@
 //! `rxon`: the RXON command line.
 //!
 //! ```text
+//! rxon orchestrator --listen 127.0.0.1:8080 --token secret
 //! rxon worker --url http://127.0.0.1:8080 --worker-id w1 --token secret \
 //!     --skill 'resize=convert - -resize "$(jq -r .width <<<"$RXON_PARAMS")" -' \
 //!     --skill 'echo=cat'
 //! ```
 //!
-//! See `rxon worker --help` for how a program becomes a skill.
+//! See `rxon orchestrator --help` for the admin API and `rxon worker --help` for how
+//! a program becomes a skill.
 
+mod admin;
 mod command;
+mod orchestrator;
 mod worker;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +28,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run an orchestrator: workers connect to it, an admin API feeds it tasks.
+    #[command(long_about = orchestrator::LONG_ABOUT)]
+    Orchestrator(orchestrator::Args),
     /// Serve skills with programs: each task of a skill runs its command.
     #[command(long_about = worker::LONG_ABOUT)]
     Worker(worker::Args),
@@ -37,6 +44,7 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let outcome = match Cli::parse().command {
+        Command::Orchestrator(args) => orchestrator::run(args).await,
         Command::Worker(args) => worker::run(args).await,
     };
     match outcome {

@@ -16,7 +16,7 @@
 //!   state survives their restarts (and Redis's own, with its append-only file on).
 //!   The host API is async for that reason: each call may be a round trip.
 //! - It has no workflow engine, persistence, scheduling or admin API of its own; the
-//!   `orchestrator` example of the `rxon` crate shows an admin API beside it.
+//!   `rxon orchestrator` command (the `rxon-cli` crate) serves an admin API beside it.
 //! - Stability: this crate follows semver like the rest of the workspace (0.x: a minor
 //!   release may break). Public enums are `#[non_exhaustive]`; new builder options and
 //!   new [`TaskState`]s are not breaking.

@@ -50,8 +50,9 @@
 //! [`http::HttpService`] is a tower `Service`: mount it as the fallback of an axum
 //! `Router`, beside your own routes. HTTP workers, their command channels and WebSocket
 //! workers ([`ws::WsMount`]: `ws://host:port`, the upgrade passing through axum) all
-//! use your port. The `orchestrator` example does this beside a whole admin API (typed
-//! extractors, JSON errors, a graceful stop), and its tests drive it over loopback.
+//! use your port. `rxon orchestrator` (the `rxon-cli` crate) does this beside a whole
+//! admin API (typed extractors, JSON errors, a graceful stop), and its tests drive it
+//! over loopback.
 //!
 //! ```no_run
 //! # #[cfg(all(feature = "http", feature = "ws", feature = "orchestrator"))]

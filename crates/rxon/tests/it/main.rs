@@ -3,7 +3,6 @@
 
 mod config_switch;
 mod faults;
-mod orchestrator_example;
 mod secrets;
 mod tor_arti;
 mod worker;

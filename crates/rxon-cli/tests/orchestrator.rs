@@ -1,45 +1,39 @@
-//! The `orchestrator` example as a user runs it, on 127.0.0.1: it says loudly when it
-//! runs with open auth, an STS credential alone closes it (a random worker token is
+//! `rxon orchestrator` as a user runs it, on 127.0.0.1, with `rxon worker`s: it says
+//! loudly when it runs with open auth, an STS credential alone closes it (a random worker token is
 //! refused), its admin API accepts only the exact admin token and answers every error
 //! in JSON, a task query can wait for the task's result, WebSocket workers reach it
 //! through the axum router on the HTTP port, and Ctrl-C closes every connection.
-#![cfg(all(
-    feature = "http",
-    feature = "ws",
-    feature = "grpc",
-    feature = "testing"
-))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rxon::Transport;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The example's binary, which `cargo test` builds with the tests.
-fn example() -> PathBuf {
-    example_named("orchestrator")
+/// `rxon orchestrator …`: the built binary, which cargo builds for these tests.
+fn rxon_orchestrator() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rxon"));
+    command.arg("orchestrator");
+    command
 }
 
-fn example_named(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let debug = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = debug
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: run the whole test suite (`cargo test --workspace --all-features`) or \
-         `cargo build -p rxon --all-features --example orchestrator` first",
-        path.display()
-    );
-    path
+/// The `echo` skill of these tests: its params back as `{"echo": params}`.
+const ECHO: &str = r#"echo=printf '{"echo":%s}' "$RXON_PARAMS""#;
+
+/// `rxon worker` with the `echo` skill, at `url` as `worker_id`.
+fn rxon_worker(url: &str, worker_id: &str, token: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rxon"));
+    command
+        .args(["worker", "--url", url, "--worker-id", worker_id])
+        .args(["--token", token, "--skill", ECHO])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
 }
 
-/// A running example: its address, and its stderr collected until it exits.
+/// A running orchestrator: its address, and its stderr collected until it exits.
 struct Running {
     child: Child,
     addr: SocketAddr,
@@ -52,7 +46,7 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(example())
+        let mut child = rxon_orchestrator()
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::piped())
@@ -65,7 +59,7 @@ impl Running {
             let _ = stderr.read_to_string(&mut text);
             text
         });
-        // Stdout is read to its end, so the example never writes into a closed pipe.
+        // Stdout is read to its end, so the orchestrator never writes into a closed pipe.
         let stdout = BufReader::new(child.stdout.take().unwrap());
         let (found, address) = std::sync::mpsc::channel();
         let (more, lines) = std::sync::mpsc::channel();
@@ -86,7 +80,7 @@ impl Running {
         });
         let addr: SocketAddr = address
             .recv_timeout(Duration::from_secs(30))
-            .expect("the example prints its address");
+            .expect("the orchestrator prints its address");
         Running {
             child,
             addr,
@@ -95,14 +89,14 @@ impl Running {
         }
     }
 
-    /// Stops the example; returns what it wrote to stderr.
+    /// Stops the orchestrator; returns what it wrote to stderr.
     fn stop(mut self) -> String {
         self.kill();
         let stderr = self.stderr.take().expect("stopped once");
         stderr.join().unwrap()
     }
 
-    /// Sends SIGINT (Ctrl-C) and waits, at most `limit`, for the example to exit; its
+    /// Sends SIGINT (Ctrl-C) and waits, at most `limit`, for the orchestrator to exit; its
     /// exit status and what it wrote to stderr.
     fn interrupt(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
         let interrupted = Command::new("kill")
@@ -117,7 +111,7 @@ impl Running {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "the example did not exit within {limit:?} of SIGINT"
+                "the orchestrator did not exit within {limit:?} of SIGINT"
             );
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -131,7 +125,7 @@ impl Running {
     }
 }
 
-/// A failing assertion does not leave the example running.
+/// A failing assertion does not leave the orchestrator running.
 impl Drop for Running {
     fn drop(&mut self) {
         self.kill();
@@ -147,7 +141,7 @@ async fn status_of(addr: SocketAddr, path: &str, headers: &str) -> u16 {
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
         .await
-        .expect("the example answers in time")
+        .expect("the orchestrator answers in time")
         .unwrap();
     let head = String::from_utf8_lossy(&answer);
     head.split(' ')
@@ -157,7 +151,7 @@ async fn status_of(addr: SocketAddr, path: &str, headers: &str) -> u16 {
 }
 
 #[tokio::test]
-async fn the_example_warns_when_open_and_an_sts_credential_alone_closes_it() {
+async fn it_warns_when_open_and_an_sts_credential_alone_closes_it() {
     let open = Running::start(&[]);
     let stderr = open.stop();
     assert!(
@@ -186,7 +180,7 @@ async fn the_example_warns_when_open_and_an_sts_credential_alone_closes_it() {
 
 #[test]
 fn an_empty_admin_token_is_refused_and_an_open_admin_api_is_warned_about() {
-    let out = Command::new(example())
+    let out = rxon_orchestrator()
         .args(["--listen", "127.0.0.1:0", "--admin-token", ""])
         .output()
         .unwrap();
@@ -247,7 +241,7 @@ async fn answer(mut s: tokio::net::TcpStream, limit: Duration) -> (u16, String) 
     let mut answer = Vec::new();
     tokio::time::timeout(limit, s.read_to_end(&mut answer))
         .await
-        .expect("the example answers in time")
+        .expect("the orchestrator answers in time")
         .unwrap();
     let text = String::from_utf8_lossy(&answer).into_owned();
     let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
@@ -278,7 +272,7 @@ async fn create_task(addr: SocketAddr, task: &str) -> String {
 }
 
 /// `GET /admin/tasks/{id}?wait=S` answers once the task has its result (run by the
-/// `worker` example, started after the request was sent), or with its state when `S`
+/// `rxon worker`, started after the request was sent), or with its state when `S`
 /// passes first; a wait out of range is refused.
 #[tokio::test]
 async fn a_task_query_with_wait_answers_once_the_result_is_in() {
@@ -300,11 +294,7 @@ async fn a_task_query_with_wait_answers_once_the_result_is_in() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""state":"queued""#), "{body}");
     let waiting = send_admin(orch.addr, "GET", &format!("/admin/tasks/{id}?wait=30"), "").await;
-    let mut worker = Command::new(example_named("worker"))
-        .args(["--url", &format!("http://{}", orch.addr)])
-        .args(["--worker-id", "wait-w1", "--token", "w-secret"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let mut worker = rxon_worker(&format!("http://{}", orch.addr), "wait-w1", "w-secret")
         .spawn()
         .unwrap();
     let (status, body) = answer(waiting, Duration::from_secs(40)).await;
@@ -408,25 +398,12 @@ async fn metrics_move_with_what_the_orchestrator_does() {
     orch.stop();
 }
 
-/// A started `worker` example, killed when dropped.
+/// A started `rxon worker`, killed when dropped.
 struct Worker(Child);
 
 impl Worker {
     fn start(url: &str, worker_id: &str) -> Worker {
-        let child = Command::new(example_named("worker"))
-            .args([
-                "--url",
-                url,
-                "--worker-id",
-                worker_id,
-                "--token",
-                "w-secret",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Worker(child)
+        Worker(rxon_worker(url, worker_id, "w-secret").spawn().unwrap())
     }
 }
 
@@ -437,7 +414,7 @@ impl Drop for Worker {
     }
 }
 
-/// The example's worker API is the fallback of its axum router: a WebSocket worker
+/// The orchestrator's worker API is the fallback of its axum router: a WebSocket worker
 /// (`ws://` on the HTTP port, the upgrade passing through axum) runs tasks beside the
 /// admin API; admin errors are JSON; and on Ctrl-C the open connections (that
 /// session, an HTTP worker's parked poll and command channel) close at once instead
@@ -539,16 +516,16 @@ async fn the_axum_router_serves_both_transports_json_errors_and_stops_cleanly() 
     );
 }
 
-/// The two examples over a real onion service of the private Tor network: the
+/// `rxon orchestrator` and `rxon worker` over a real onion service of the private Tor network: the
 /// orchestrator publishes itself through the service tor's control socket (`--tor`),
-/// the worker example reaches it through the client tor's SOCKS port (`--proxy`).
+/// the worker reaches it through the client tor's SOCKS port (`--proxy`).
 #[cfg(feature = "tor")]
 mod tor {
     use super::*;
 
     #[tokio::test]
     #[ignore = "needs a private Tor network (RXON_TOR_NET): cargo xtask tor-test"]
-    async fn the_examples_meet_over_an_onion_service() {
+    async fn orchestrator_and_worker_meet_over_an_onion_service() {
         let net = rxon::testing::tor::TorNet::from_env().unwrap();
         let (socks, control) = (net.socks.to_string(), net.control.display().to_string());
         let orch = Running::start(&[
@@ -563,22 +540,14 @@ mod tor {
             let line = orch
                 .lines
                 .recv_timeout(Duration::from_secs(180))
-                .expect("the example prints its onion address");
+                .expect("the orchestrator prints its onion address");
             if let Some(rest) = line.strip_prefix("onion service: http://") {
                 break rest.split_whitespace().next().unwrap().to_owned();
             }
         };
         assert!(onion.ends_with(".onion") && onion.len() == 62, "{onion}");
-        let mut worker = Command::new(example_named("worker"))
-            .args(["--url", &format!("http://{onion}"), "--worker-id", "tor-w1"])
-            .args([
-                "--token",
-                "tor-secret",
-                "--proxy",
-                &format!("socks5h://{socks}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        let mut worker = rxon_worker(&format!("http://{onion}"), "tor-w1", "tor-secret")
+            .args(["--proxy", &format!("socks5h://{socks}")])
             .spawn()
             .unwrap();
         let id = create_task(orch.addr, r#"{"type":"echo","params":{"via":"tor"}}"#).await;
