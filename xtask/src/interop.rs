@@ -35,7 +35,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let examples = root.join("target/debug/examples");
     let scripts = root.join("xtask/interop");
 
-    println!("interop 1/10: Python HttpTransport -> Rust HttpListener");
+    println!("interop 1/11: Python HttpTransport -> Rust HttpListener");
     let listener = Peer::start(Command::new(examples.join("interop_listener")))?;
     let worker = Command::new(&python)
         .arg(scripts.join("py_worker.py"))
@@ -44,7 +44,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the Python worker: {e}"))?;
     let (listener_ok, _) = listener.finish()?;
 
-    println!("interop 2/10: Rust HttpTransport -> Python HttpListener");
+    println!("interop 2/11: Rust HttpTransport -> Python HttpListener");
     let mut py = Command::new(&python);
     py.arg(scripts.join("py_listener.py"));
     let py_listener = Peer::start(py)?;
@@ -54,7 +54,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the Rust worker: {e}"))?;
     let (py_listener_ok, _) = py_listener.finish()?;
 
-    println!("interop 3/10: the `worker` example -> Python HttpListener");
+    println!("interop 3/11: the `worker` example -> Python HttpListener");
     crate::cargo(&["build", "-p", "rxon", "--example", "worker"])?;
     let mut py = Command::new(&python);
     py.arg(scripts.join("py_listener.py")).arg("echo");
@@ -73,7 +73,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let saw = |needle: &str| lines.iter().any(|l| l.starts_with(needle));
 
     println!(
-        "interop 4/10: Python grpcio client (stubs from proto/) -> `rxon orchestrator`'s gRPC listener"
+        "interop 4/11: Python grpcio client (stubs from proto/) -> `rxon orchestrator`'s gRPC listener"
     );
     crate::cargo(&["build", "-p", "rxon-cli"])?;
     let mut orch = crate::rxon_orchestrator(&examples);
@@ -106,7 +106,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let (orchestrator_ok, _) = orchestrator.finish_when_done()?;
     let current = venv_current(root)?;
     println!(
-        "interop 5/10: stock avtomatika 1.0b30 running jobs on the `worker` example (protocol auto)"
+        "interop 5/11: stock avtomatika 1.0b30 running jobs on the `worker` example (protocol auto)"
     );
     let mut avt = Command::new(&current);
     avt.arg(scripts.join("avt_orchestrator.py")).args([
@@ -128,6 +128,8 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         "interop-client",
     ]);
     let avt = Peer::start(avt)?;
+    // Before any worker: the probe touches no job.
+    let avt_probe = probe(&examples, &avt.url, WORKER_TOKEN, "1.0b17")?;
     let avt_worker = worker_example(
         &examples,
         &[
@@ -142,7 +144,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let avt_jobs = avt_ok && avt_lines.iter().any(|l| l == "DONE ok=3 failed=0");
 
     println!(
-        "interop 6/10: the reference SDK (avtomatika-worker 1.0b20) and a rxon 1.0b3 worker at once -> the `rxon orchestrator`"
+        "interop 6/11: the reference SDK (avtomatika-worker 1.0b20) and a rxon 1.0b3 worker at once -> the `rxon orchestrator`"
     );
     let both = signing_orchestrator(&examples)?;
     let log = std::fs::File::create(root.join("target/interop-sdk-worker.log"))
@@ -190,7 +192,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     }
 
     println!(
-        "interop 7/10: the canonical JSON and HMAC of rxon-wire against the reference signer (rxon 1.0b17) on random values"
+        "interop 7/11: the canonical JSON and HMAC of rxon-wire against the reference signer (rxon 1.0b17) on random values"
     );
     crate::cargo(&["build", "-p", "rxon-wire", "--example", "signer"])?;
     let signer = Command::new(&current)
@@ -201,7 +203,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the signer check: {e}"))?;
 
     println!(
-        "interop 8/10: rxon 1.0b17's HttpTransport, messages and signer -> the `rxon orchestrator`"
+        "interop 8/11: rxon 1.0b17's HttpTransport, messages and signer -> the `rxon orchestrator`"
     );
     let orch17 = signing_orchestrator(&examples)?;
     let py17_worker = Command::new(&current)
@@ -218,7 +220,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let (orch17_ok, _) = orch17.finish_when_done()?;
 
     println!(
-        "interop 9/10: Rust HttpTransport (auto) -> rxon 1.0b17's HttpListener, every message checked by the reference"
+        "interop 9/11: Rust HttpTransport (auto) -> rxon 1.0b17's HttpListener, every message checked by the reference"
     );
     let mut py = Command::new(&current);
     py.arg(scripts.join("py17_listener.py"))
@@ -234,7 +236,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let (py17_listener_ok, _) = py17_listener.finish()?;
 
     println!(
-        "interop 10/10: rxon-schema's and rxon_core::matching's verdicts are the reference's (rxon 1.0b17: fastjsonschema, *.matches)"
+        "interop 10/11: rxon-schema's and rxon_core::matching's verdicts are the reference's (rxon 1.0b17: fastjsonschema, *.matches)"
     );
     let schema_vectors = Command::new(&current)
         .arg(scripts.join("py_schema_check.py"))
@@ -246,6 +248,15 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .arg(root.join("crates/rxon-core/tests/it/matching_vectors.json"))
         .status()
         .map_err(|e| format!("cannot run the matching check: {e}"))?;
+
+    println!("interop 11/11: `rxon probe` -> the Python reference's HttpListener (1.0b3)");
+    let mut target = Command::new(&python);
+    target
+        .arg(scripts.join("py_probe_target.py"))
+        .arg("probe-token");
+    let target = Peer::start(target)?;
+    let b3_probe = probe(&examples, &target.url, "probe-token", "1.0b3")?;
+    let (target_ok, _) = target.finish()?;
 
     let example_results = echo_ok
         && saw("RESULT e-ok success")
@@ -327,6 +338,14 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         (
             "rxon 1.0b17 listener verified every message and exited cleanly",
             py17_listener_ok,
+        ),
+        (
+            "`rxon probe`: stock avtomatika 1.0b30 speaks 1.0b17 and passes every check",
+            avt_probe,
+        ),
+        (
+            "`rxon probe`: the 1.0b3 reference listener speaks 1.0b3 and passes every check",
+            b3_probe && target_ok,
         ),
     ];
     for (name, ok) in all {
@@ -506,6 +525,23 @@ fn signing_orchestrator(examples: &Path) -> Result<Peer, String> {
         ORCHESTRATOR_SECRET,
     ]);
     Peer::start_matching(orch, "orchestrator listening on ")
+}
+
+/// Runs `rxon probe url --token token` (the `rxon` binary beside `examples`), echoing
+/// its report; whether it exited 0 and reported `generation`.
+fn probe(examples: &Path, url: &str, token: &str, generation: &str) -> Result<bool, String> {
+    let bin = examples.parent().unwrap_or(examples).join("rxon");
+    let out = Command::new(bin)
+        .args(["probe", url, "--token", token])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run rxon probe: {e}"))?;
+    let report = String::from_utf8_lossy(&out.stdout);
+    for line in report.lines() {
+        println!("  | {line}");
+    }
+    let found = format!("\ngeneration {generation}: ");
+    Ok(out.status.success() && report.contains(&found))
 }
 
 /// Starts the `worker` example with `env`, its output discarded.

@@ -13,6 +13,7 @@
 mod admin;
 mod command;
 mod orchestrator;
+mod probe;
 mod worker;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,9 @@ enum Command {
     /// Run an orchestrator: workers connect to it, an admin API feeds it tasks.
     #[command(long_about = orchestrator::LONG_ABOUT)]
     Orchestrator(orchestrator::Args),
+    /// Check a live orchestrator against the protocol and print a report.
+    #[command(long_about = probe::LONG_ABOUT)]
+    Probe(probe::Args),
     /// Serve skills with programs: each task of a skill runs its command.
     #[command(long_about = worker::LONG_ABOUT)]
     Worker(worker::Args),
@@ -38,20 +42,31 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The probe's report is its output; its transports' routine logs are not.
+    let level = match cli.command {
+        Command::Probe(_) => tracing::Level::WARN,
+        _ => tracing::Level::INFO,
+    };
     tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
+        .with_max_level(level)
         .with_target(false)
         .with_writer(std::io::stderr)
         .init();
-    let outcome = match Cli::parse().command {
-        Command::Orchestrator(args) => orchestrator::run(args).await,
-        Command::Worker(args) => worker::run(args).await,
+    let outcome = match cli.command {
+        Command::Orchestrator(args) => orchestrator::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Worker(args) => worker::run(args).await.map(|()| ExitCode::SUCCESS),
+        // 1: a check failed; 2 (below): the probe could not run.
+        Command::Probe(args) => probe::run(args).await.map(|passed| {
+            if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
     };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rxon: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    outcome.unwrap_or_else(|e| {
+        eprintln!("rxon: {e}");
+        ExitCode::from(2)
+    })
 }

@@ -67,7 +67,7 @@ pub(crate) struct Args {
 }
 
 /// Seconds given on the command line as a duration: finite, 0 to a day.
-fn seconds(value: f64, what: &str) -> rxon::Result<Duration> {
+pub(crate) fn seconds(value: f64, what: &str) -> rxon::Result<Duration> {
     if value.is_finite() && (0.0..=86_400.0).contains(&value) {
         Ok(Duration::from_secs_f64(value))
     } else {
