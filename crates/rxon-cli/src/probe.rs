@@ -143,7 +143,7 @@ impl Report {
             let outcome = format!("{:?}", c.outcome).to_uppercase();
             let _ = writeln!(
                 out,
-                "  {outcome:<7} {:<8} {:<26} {status:>3}  {}",
+                "  {outcome:<7} {:<10} {:<22} {status:>3}  {}",
                 c.group, c.name, c.detail
             );
         }
