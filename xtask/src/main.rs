@@ -56,6 +56,7 @@ const FEATURES: &[&str] = &[
     "tor-control",
     "tor",
     "metrics",
+    "otel",
 ];
 
 fn main() -> ExitCode {

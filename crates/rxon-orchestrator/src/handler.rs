@@ -772,35 +772,39 @@ impl Handler for Orchestrator {
         ctx: RequestContext,
         event: WorkerEventPayload,
     ) -> BoxFuture<'_, HandlerResult<()>> {
-        Box::pin(crate::metrics::call("event", async move {
-            #[cfg(feature = "redis")]
-            if let Some(r) = self.inner.redis.as_ref() {
-                return r.event(self, ctx, event).await;
-            }
-            let inner = &*self.inner;
-            let progress = checked_event(&event)?;
-            {
-                let mut st = inner.lock();
-                let cred =
-                    inner.admit(&mut st, &ctx, false, |_, _| Some(event.worker_id.clone()))?;
-                inner.act_as(&st, &cred, &ctx, &event.worker_id)?;
-                let task_id = event_target(&st, &event)?;
-                check_event_payload(contract_of(&st, &event.worker_id, &task_id), &event)?;
-                let max = inner.config.progress_history;
-                inner.record_report(&mut st, &task_id, Some(&event.worker_id), |rec| {
-                    match &progress {
-                        Some(p) => push_bounded(&mut rec.progress, p.clone(), max),
-                        None => push_bounded(&mut rec.events, event.clone(), max),
-                    }
-                })?;
-            }
-            // No subscriber is not an error.
-            match progress {
-                Some(p) => drop(inner.progress_tx.send(p)),
-                None => drop(inner.event_tx.send(event)),
-            }
-            Ok(())
-        }))
+        let span = crate::otel::event_span(&event);
+        Box::pin(crate::otel::traced(
+            span,
+            crate::metrics::call("event", async move {
+                #[cfg(feature = "redis")]
+                if let Some(r) = self.inner.redis.as_ref() {
+                    return r.event(self, ctx, event).await;
+                }
+                let inner = &*self.inner;
+                let progress = checked_event(&event)?;
+                {
+                    let mut st = inner.lock();
+                    let cred =
+                        inner.admit(&mut st, &ctx, false, |_, _| Some(event.worker_id.clone()))?;
+                    inner.act_as(&st, &cred, &ctx, &event.worker_id)?;
+                    let task_id = event_target(&st, &event)?;
+                    check_event_payload(contract_of(&st, &event.worker_id, &task_id), &event)?;
+                    let max = inner.config.progress_history;
+                    inner.record_report(&mut st, &task_id, Some(&event.worker_id), |rec| {
+                        match &progress {
+                            Some(p) => push_bounded(&mut rec.progress, p.clone(), max),
+                            None => push_bounded(&mut rec.events, event.clone(), max),
+                        }
+                    })?;
+                }
+                // No subscriber is not an error.
+                match progress {
+                    Some(p) => drop(inner.progress_tx.send(p)),
+                    None => drop(inner.event_tx.send(event)),
+                }
+                Ok(())
+            }),
+        ))
     }
 
     /// The worker's static secret, as avtomatika keys envelopes: the token configured

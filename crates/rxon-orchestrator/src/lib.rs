@@ -84,6 +84,7 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `metrics` | | [`metrics`]: tasks enqueued, claimed and requeued, waiting polls, results by outcome, auth failures, dispatch time, through the `metrics` facade |
+//! | `otel` | | W3C trace propagation: each task carries the span that enqueued it (`rxon.enqueue`) to its worker in `tracing_context`; each 1.0b17 event is handled in an `rxon.event` span, the child of the worker's span it names (`rxon-otel`) |
 //! | `redis` |  | the Redis storage (`Storage::redis`, `storage = "redis://…"`): several listener processes share one state |
 //!
 //! # Minimum supported Rust version
@@ -99,6 +100,7 @@ mod builder;
 mod handler;
 mod local;
 pub mod metrics;
+mod otel;
 #[cfg(feature = "redis")]
 mod redis;
 mod state;
@@ -596,7 +598,10 @@ impl Orchestrator {
         deadline: Option<Duration>,
         requirements: ResourceRequirements,
     ) -> Result<()> {
-        self.enqueue_stored(task, deadline, requirements).await?;
+        otel::enqueue(task, |task| {
+            self.enqueue_stored(task, deadline, requirements)
+        })
+        .await?;
         metrics::enqueued();
         Ok(())
     }

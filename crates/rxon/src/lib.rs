@@ -94,6 +94,7 @@
 //! | `schema` | yes (with `worker`) | [`schema`] module: skill contracts (JSON Schema for params, outputs and events) |
 //! | `tor-control` | | [`tor`] module: onion services through a tor daemon's control port |
 //! | `metrics` | | metrics through the `metrics` facade, for Prometheus or any recorder: the worker runtime's ([`worker::metrics`]), the orchestrator's (`rxon::orchestrator::metrics`) and the listeners' connections (`rxon_net::metrics`) |
+//! | `otel` | | OpenTelemetry trace propagation (`rxon::otel`, W3C Trace Context): tasks carry the orchestrator's span to the worker, whose task span continues it; events carry the task's span back |
 //! | `tor` | | the embedded Tor client (arti) in every enabled transport: `proxy = "arti"` and `.onion` URLs with no daemon; `rxon::tor::arti`; implies `tor-control` |
 //! | `full` | | all of the above |
 //!
@@ -160,6 +161,11 @@ pub use rxon_orchestrator as orchestrator;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub use rxon_testing as testing;
+
+/// OpenTelemetry trace propagation: W3C Trace Context in tasks and events (`rxon-otel`).
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub use rxon_otel as otel;
 
 /// Onion services through the tor daemon's control port (`rxon-tor`).
 #[cfg(feature = "tor-control")]

@@ -630,6 +630,9 @@ impl Inner {
             task_type = %task.task_type,
             traceparent = task.tracing_context.get("traceparent").map(String::as_str).unwrap_or(""),
         );
+        // The orchestrator's span that enqueued the task is this one's parent.
+        #[cfg(feature = "otel")]
+        rxon_otel::continue_trace(&span, &task.tracing_context);
         async move {
             let (cancel, cancelled) = watch::channel(false);
             self.lock_running()
@@ -680,9 +683,14 @@ impl Inner {
             contract: contract.clone(),
             transport: self.transport.clone(),
             cancelled: cancelled.clone(),
+            trace_context: task::current_trace(),
         };
-        // The handler runs in its own task so that a panic is caught as a JoinError.
-        let mut work = tokio::spawn(handler(task.clone(), ctx));
+        // The handler runs in its own task so that a panic is caught as a JoinError,
+        // in the task's span (its own spans are the task's children).
+        let mut work = tokio::spawn(tracing::Instrument::in_current_span(handler(
+            task.clone(),
+            ctx,
+        )));
         let mut cancel_watch = cancelled.clone();
         let deadline = async {
             match self.task_timeout {

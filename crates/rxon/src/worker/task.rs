@@ -103,6 +103,17 @@ pub struct TaskContext {
     pub(crate) contract: Option<Arc<rxon_schema::Contract>>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) cancelled: watch::Receiver<bool>,
+    /// The task span's W3C context, which events carry (feature `otel`; empty without).
+    pub(crate) trace_context: std::collections::BTreeMap<String, String>,
+}
+
+/// The W3C context of the current span (the task's), for its events: feature `otel`.
+pub(crate) fn current_trace() -> std::collections::BTreeMap<String, String> {
+    #[allow(unused_mut)]
+    let mut carrier = std::collections::BTreeMap::new();
+    #[cfg(feature = "otel")]
+    rxon_otel::inject_span(&tracing::Span::current(), &mut carrier);
+    carrier
 }
 
 impl fmt::Debug for TaskContext {
@@ -154,8 +165,12 @@ impl TaskContext {
                 "the payload of the {event_type:?} event violates the skill's events_schema: {v}"
             )));
         }
-        let event = WorkerEventPayload::new(&self.worker_id, event_type, payload)
+        let mut event = WorkerEventPayload::new(&self.worker_id, event_type, payload)
             .for_task(&self.task_id, &self.job_id);
+        // The orchestrator handles the event as a child of this task's span.
+        if !self.trace_context.is_empty() {
+            event.trace_context = Some(self.trace_context.clone());
+        }
         self.transport.emit_event(&event).await
     }
 
