@@ -3,7 +3,7 @@
 //!
 //! | Route | Answers |
 //! |---|---|
-//! | `POST /admin/tasks` `{"type", "params", "job_id"}` | `201 {"task_id"}` |
+//! | `POST /admin/tasks` `{"type", "params", "job_id"}` (a `traceparent` header goes on with the task) | `201 {"task_id"}` |
 //! | `GET /admin/tasks/{id}[?wait=SECONDS]` | the task's state, progress and result |
 //! | `POST /admin/tasks/{id}/cancel` | `{"task_id", "outcome"}` |
 //! | `GET /admin/workers` | every worker with its skills and status |
@@ -142,17 +142,26 @@ struct NewTask {
     job_id: Option<String>,
 }
 
+/// A `traceparent` header (W3C Trace Context, and its `tracestate`) goes on with the
+/// task: its worker continues the caller's trace.
 async fn create_task(
     State(admin): State<Admin>,
+    headers: axum::http::HeaderMap,
     JsonBody(new): JsonBody<NewTask>,
 ) -> Result<(StatusCode, axum::Json<Json>), ApiError> {
     let n = admin.next_id.fetch_add(1, Ordering::Relaxed);
     let task_id = format!("task-{n}");
+    let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+    let tracing_context = crate::trace::context(header)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
     let task = TaskPayload {
         job_id: new.job_id.unwrap_or_else(|| format!("job-{n}")),
         task_id: task_id.clone(),
         task_type: new.task_type,
         params: new.params,
+        tracing_context,
         ..Default::default()
     };
     admin

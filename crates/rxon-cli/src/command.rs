@@ -94,6 +94,10 @@ pub(crate) async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // The task's trace, for a program that continues it (OpenTelemetry SDKs read these).
+    for (key, value) in crate::trace::context(|k| task.tracing_context.get(k).map(String::as_str)) {
+        command.env(key.to_ascii_uppercase(), value);
+    }
     if params.len() <= MAX_PARAMS_ENV {
         command.env("RXON_PARAMS", String::from_utf8_lossy(&params).as_ref());
     }

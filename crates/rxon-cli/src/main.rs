@@ -14,6 +14,7 @@ mod admin;
 mod command;
 mod orchestrator;
 mod probe;
+mod trace;
 mod worker;
 
 use clap::{Parser, Subcommand};

@@ -13,7 +13,8 @@ Serve skills with programs. `--skill NAME=COMMAND` (repeatable) runs COMMAND wit
 
   stdin     the task's params, as a JSON object, then closed
   env       RXON_TASK_ID, RXON_JOB_ID, RXON_TASK_TYPE, and RXON_PARAMS (the same JSON,
-            when it is at most 64 KiB)
+            when it is at most 64 KiB); TRACEPARENT and TRACESTATE (W3C Trace
+            Context) when the task carries a trace, for a program that continues it
   stdout    the result: a JSON object is the result's data; anything else becomes
             {\"stdout\": TEXT}. At most 16 MiB.
   stderr    a line `rxon-progress FRACTION [MESSAGE]` (FRACTION from 0 to 1) reports

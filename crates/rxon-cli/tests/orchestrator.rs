@@ -226,9 +226,20 @@ async fn send_admin(
     path: &str,
     body: &str,
 ) -> tokio::net::TcpStream {
+    send_admin_with(addr, method, path, "", body).await
+}
+
+/// [`send_admin`] with more `headers` (each line ending in CRLF).
+async fn send_admin_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> tokio::net::TcpStream {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Client-Token: adm-1\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Client-Token: adm-1\r\n{headers}\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
@@ -269,6 +280,50 @@ async fn create_task(addr: SocketAddr, task: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// A `traceparent` (and `tracestate`) header of `POST /admin/tasks` travels with the
+/// task to `rxon worker`, whose command finds them in `TRACEPARENT` and `TRACESTATE`;
+/// a malformed one is dropped.
+#[tokio::test]
+async fn a_callers_trace_reaches_the_workers_command() {
+    let orch = Running::start(&["--token", "w-secret", "--admin-token", "adm-1"]);
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut ids = Vec::new();
+    for (parent, state) in [(parent, "rxon=7"), ("00-not-a-trace-01", "rxon=8")] {
+        let headers = format!("traceparent: {parent}\r\ntracestate: {state}\r\n");
+        let body = r#"{"type":"trace"}"#;
+        let (status, body) = answer(
+            send_admin_with(orch.addr, "POST", "/admin/tasks", &headers, body).await,
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        ids.push(v["task_id"].as_str().unwrap().to_owned());
+    }
+    let skill = r#"trace=printf '{"tp":"%s","ts":"%s"}' "$TRACEPARENT" "$TRACESTATE""#;
+    let _worker = Worker(
+        rxon_worker(&format!("http://{}", orch.addr), "trace-w1", "w-secret")
+            .args(["--skill", skill])
+            .spawn()
+            .unwrap(),
+    );
+    let mut seen = Vec::new();
+    for id in &ids {
+        let waiting = send_admin(orch.addr, "GET", &format!("/admin/tasks/{id}?wait=30"), "").await;
+        let (status, body) = answer(waiting, Duration::from_secs(40)).await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["state"], "success", "{body}");
+        seen.push((
+            v["result"]["data"]["tp"].clone(),
+            v["result"]["data"]["ts"].clone(),
+        ));
+    }
+    assert_eq!(seen[0], (parent.into(), "rxon=7".into()));
+    assert_eq!(seen[1], ("".into(), "".into()));
+    orch.stop();
 }
 
 /// `GET /admin/tasks/{id}?wait=S` answers once the task has its result (run by the
