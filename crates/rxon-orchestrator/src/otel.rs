@@ -53,7 +53,13 @@ pub(crate) fn event_span(event: &WorkerEventPayload) -> tracing::Span {
 
 /// Without the feature: no span.
 #[cfg(not(feature = "otel"))]
-pub(crate) fn event_span(_event: &WorkerEventPayload) {}
+pub(crate) struct Untraced;
+
+/// Without the feature: no span.
+#[cfg(not(feature = "otel"))]
+pub(crate) fn event_span(_event: &WorkerEventPayload) -> Untraced {
+    Untraced
+}
 
 /// Runs `handle` in `span`.
 #[cfg(feature = "otel")]
@@ -67,7 +73,7 @@ pub(crate) fn traced<T>(
 /// Without the feature: `handle` itself.
 #[cfg(not(feature = "otel"))]
 pub(crate) fn traced<T>(
-    _span: (),
+    _span: Untraced,
     handle: impl Future<Output = HandlerResult<T>>,
 ) -> impl Future<Output = HandlerResult<T>> {
     handle
