@@ -19,6 +19,9 @@ const CURRENT: &[&str] = &[
     "aiofiles~=25.1.0",
 ];
 const CURRENT_SDK: &str = "avtomatika-worker==1.0b20";
+/// OpenTelemetry as avtomatika's `telemetry` extra and the SDK's `metrics` extra pin it
+/// (the API and the SDK; no exporter package: both fall back to the console).
+const OTEL: &[&str] = &["opentelemetry-api~=1.44.0", "opentelemetry-sdk~=1.44.0"];
 /// The worker token and the orchestrator's task-signing secret of steps 5 and 6.
 const WORKER_TOKEN: &str = "interop-worker-token";
 const ORCHESTRATOR_SECRET: &str = "interop-orchestrator-secret";
@@ -35,7 +38,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let examples = root.join("target/debug/examples");
     let scripts = root.join("xtask/interop");
 
-    println!("interop 1/11: Python HttpTransport -> Rust HttpListener");
+    println!("interop 1/12: Python HttpTransport -> Rust HttpListener");
     let listener = Peer::start(Command::new(examples.join("interop_listener")))?;
     let worker = Command::new(&python)
         .arg(scripts.join("py_worker.py"))
@@ -44,7 +47,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the Python worker: {e}"))?;
     let (listener_ok, _) = listener.finish()?;
 
-    println!("interop 2/11: Rust HttpTransport -> Python HttpListener");
+    println!("interop 2/12: Rust HttpTransport -> Python HttpListener");
     let mut py = Command::new(&python);
     py.arg(scripts.join("py_listener.py"));
     let py_listener = Peer::start(py)?;
@@ -54,7 +57,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the Rust worker: {e}"))?;
     let (py_listener_ok, _) = py_listener.finish()?;
 
-    println!("interop 3/11: the `worker` example -> Python HttpListener");
+    println!("interop 3/12: the `worker` example -> Python HttpListener");
     crate::cargo(&["build", "-p", "rxon", "--example", "worker"])?;
     let mut py = Command::new(&python);
     py.arg(scripts.join("py_listener.py")).arg("echo");
@@ -73,7 +76,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let saw = |needle: &str| lines.iter().any(|l| l.starts_with(needle));
 
     println!(
-        "interop 4/11: Python grpcio client (stubs from proto/) -> `rxon orchestrator`'s gRPC listener"
+        "interop 4/12: Python grpcio client (stubs from proto/) -> `rxon orchestrator`'s gRPC listener"
     );
     crate::cargo(&["build", "-p", "rxon-cli"])?;
     let mut orch = crate::rxon_orchestrator(&examples);
@@ -106,7 +109,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let (orchestrator_ok, _) = orchestrator.finish_when_done()?;
     let current = venv_current(root)?;
     println!(
-        "interop 5/11: stock avtomatika 1.0b30 running jobs on the `worker` example (protocol auto)"
+        "interop 5/12: stock avtomatika 1.0b30 running jobs on the `worker` example (protocol auto)"
     );
     let mut avt = Command::new(&current);
     avt.arg(scripts.join("avt_orchestrator.py")).args([
@@ -144,7 +147,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let avt_jobs = avt_ok && avt_lines.iter().any(|l| l == "DONE ok=3 failed=0");
 
     println!(
-        "interop 6/11: the reference SDK (avtomatika-worker 1.0b20) and a rxon 1.0b3 worker at once -> the `rxon orchestrator`"
+        "interop 6/12: the reference SDK (avtomatika-worker 1.0b20) and a rxon 1.0b3 worker at once -> the `rxon orchestrator`"
     );
     let both = signing_orchestrator(&examples)?;
     let log = std::fs::File::create(root.join("target/interop-sdk-worker.log"))
@@ -192,7 +195,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     }
 
     println!(
-        "interop 7/11: the canonical JSON and HMAC of rxon-wire against the reference signer (rxon 1.0b17) on random values"
+        "interop 7/12: the canonical JSON and HMAC of rxon-wire against the reference signer (rxon 1.0b17) on random values"
     );
     crate::cargo(&["build", "-p", "rxon-wire", "--example", "signer"])?;
     let signer = Command::new(&current)
@@ -203,7 +206,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot run the signer check: {e}"))?;
 
     println!(
-        "interop 8/11: rxon 1.0b17's HttpTransport, messages and signer -> the `rxon orchestrator`"
+        "interop 8/12: rxon 1.0b17's HttpTransport, messages and signer -> the `rxon orchestrator`"
     );
     let orch17 = signing_orchestrator(&examples)?;
     let py17_worker = Command::new(&current)
@@ -220,7 +223,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let (orch17_ok, _) = orch17.finish_when_done()?;
 
     println!(
-        "interop 9/11: Rust HttpTransport (auto) -> rxon 1.0b17's HttpListener, every message checked by the reference"
+        "interop 9/12: Rust HttpTransport (auto) -> rxon 1.0b17's HttpListener, every message checked by the reference"
     );
     let mut py = Command::new(&current);
     py.arg(scripts.join("py17_listener.py"))
@@ -236,7 +239,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let (py17_listener_ok, _) = py17_listener.finish()?;
 
     println!(
-        "interop 10/11: rxon-schema's and rxon_core::matching's verdicts are the reference's (rxon 1.0b17: fastjsonschema, *.matches)"
+        "interop 10/12: rxon-schema's and rxon_core::matching's verdicts are the reference's (rxon 1.0b17: fastjsonschema, *.matches)"
     );
     let schema_vectors = Command::new(&current)
         .arg(scripts.join("py_schema_check.py"))
@@ -249,7 +252,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .status()
         .map_err(|e| format!("cannot run the matching check: {e}"))?;
 
-    println!("interop 11/11: `rxon probe` -> the Python reference's HttpListener (1.0b3)");
+    println!("interop 11/12: `rxon probe` -> the Python reference's HttpListener (1.0b3)");
     let mut target = Command::new(&python);
     target
         .arg(scripts.join("py_probe_target.py"))
@@ -257,6 +260,13 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let target = Peer::start(target)?;
     let b3_probe = probe(&examples, &target.url, "probe-token", "1.0b3")?;
     let (target_ok, _) = target.finish()?;
+
+    println!(
+        "interop 12/12: traces: `rxon orchestrator` -> the reference SDK with OpenTelemetry; avtomatika 1.0b30 with OpenTelemetry -> `rxon worker`"
+    );
+    let otel = venv_otel(root)?;
+    let sdk_trace = sdk_trace(root, &examples, &otel)?;
+    let avt_trace = avt_trace(root, &examples, &otel)?;
 
     let example_results = echo_ok
         && saw("RESULT e-ok success")
@@ -347,9 +357,22 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             "`rxon probe`: the 1.0b3 reference listener speaks 1.0b3, no check fails",
             b3_probe && target_ok,
         ),
+        (
+            "traces: the reference SDK's task span continues the trace a caller started at `rxon orchestrator`",
+            sdk_trace,
+        ),
+        (
+            "traces: `rxon worker` ran an avtomatika 1.0b30 job with OpenTelemetry on, and its command got the task's trace context",
+            avt_trace.ran,
+        ),
     ];
     for (name, ok) in all {
         println!("interop: {} {name}", if ok { "PASS" } else { "FAIL" });
+    }
+    if let Some(why) = &avt_trace.skipped {
+        println!(
+            "interop: SKIPPED a trace started by avtomatika 1.0b30 continuing in `rxon worker`: {why}"
+        );
     }
     let failed = all.iter().filter(|(_, ok)| !ok).count();
     println!("interop: {} passed, {failed} failed", all.len() - failed);
@@ -525,6 +548,146 @@ fn signing_orchestrator(examples: &Path) -> Result<Peer, String> {
         ORCHESTRATOR_SECRET,
     ]);
     Peer::start_matching(orch, "orchestrator listening on ")
+}
+
+/// A venv like [`venv_current`]'s with OpenTelemetry (avtomatika's `telemetry` and the
+/// SDK's `metrics` extras: the API and the SDK), so both trace.
+fn venv_otel(root: &Path) -> Result<PathBuf, String> {
+    let mut packages = CURRENT.to_vec();
+    packages.extend_from_slice(OTEL);
+    python_env(
+        root,
+        "interop-venv-otel",
+        "import importlib.metadata as m; \
+         assert m.version('avtomatika') == '1.0b30'; \
+         assert m.version('avtomatika-worker') == '1.0b20'; \
+         import avtomatika.telemetry as t, avtomatika_worker.observability as o; \
+         assert t.TELEMETRY_ENABLED and o._HAS_OTEL",
+        &[&packages, &["--no-deps", CURRENT_SDK]],
+    )
+}
+
+/// `rxon orchestrator` with a caller's `traceparent` on `POST /admin/tasks`, and the
+/// reference SDK (OpenTelemetry on) running the task: its span must continue the trace.
+fn sdk_trace(root: &Path, examples: &Path, otel: &Path) -> Result<bool, String> {
+    let scripts = root.join("xtask/interop");
+    let orch = signing_orchestrator(examples)?;
+    let log_path = root.join("target/interop-sdk-trace-worker.log");
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let out = log
+        .try_clone()
+        .map_err(|e| format!("cannot share {}: {e}", log_path.display()))?;
+    let mut sdk = Command::new(otel)
+        .arg(scripts.join("sdk_trace_worker.py"))
+        .env("ORCHESTRATOR_URL", &orch.url)
+        .env("WORKER_ID", "sdk-trace")
+        .env("WORKER_TOKEN", WORKER_TOKEN)
+        .env("ORCHESTRATOR_SECRET_KEY", ORCHESTRATOR_SECRET)
+        .env("WORKER_ENABLE_METRICS", "true")
+        .stdout(out)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start the SDK trace worker: {e}"))?;
+    let check = Command::new(otel)
+        .arg(scripts.join("sdk_trace_check.py"))
+        .arg(&orch.url)
+        .arg("sdk-trace")
+        .status()
+        .map_err(|e| format!("cannot run the trace check: {e}"))?;
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(sdk.id().to_string())
+        .status();
+    let _ = wait_bounded(&mut sdk)?;
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(orch.child.id().to_string())
+        .status();
+    let (orch_ok, _) = orch.finish_when_done()?;
+    if !check.success() {
+        println!("  (the SDK worker's log: {})", log_path.display());
+    }
+    Ok(check.success() && orch_ok)
+}
+
+/// What became of avtomatika's trace in `rxon worker`.
+struct AvtTrace {
+    /// The job ran on `rxon worker` and, when the task carried a trace, the command
+    /// got it in `TRACEPARENT` (and it was avtomatika's).
+    ran: bool,
+    /// Why continuing avtomatika's trace could not be checked.
+    skipped: Option<String>,
+}
+
+/// avtomatika 1.0b30 (OpenTelemetry on) running an echo job on `rxon worker`, whose
+/// command records the `TRACEPARENT` it gets.
+fn avt_trace(root: &Path, examples: &Path, otel: &Path) -> Result<AvtTrace, String> {
+    let scripts = root.join("xtask/interop");
+    let mut avt = Command::new(otel);
+    avt.arg(scripts.join("avt_orchestrator.py")).args([
+        "--echo",
+        "1",
+        "--fail",
+        "0",
+        "--wait-workers",
+        "30",
+        "--timeout",
+        "25",
+        "--secret-key",
+        ORCHESTRATOR_SECRET,
+        "--worker-token",
+        WORKER_TOKEN,
+        "--client-token",
+        "interop-client",
+    ]);
+    let avt = Peer::start(avt)?;
+    let seen = root.join("target/interop-avt-traceparent.txt");
+    let _ = std::fs::remove_file(&seen);
+    let skill = format!(
+        "echo=printf '%s' \"$TRACEPARENT\" > '{}'; cat",
+        seen.display()
+    );
+    let bin = examples.parent().unwrap_or(examples).join("rxon");
+    let mut worker = Command::new(bin)
+        .args([
+            "worker",
+            "--url",
+            &avt.url,
+            "--worker-id",
+            "rxon-cli-worker",
+        ])
+        .args(["--token", WORKER_TOKEN, "--task-key", ORCHESTRATOR_SECRET])
+        .args(["--skill", &skill])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start rxon worker: {e}"))?;
+    let (avt_ok, lines) = avt.finish_when_done()?;
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(worker.id().to_string())
+        .status();
+    let _ = wait_bounded(&mut worker);
+    let job = avt_ok && lines.iter().any(|l| l == "DONE ok=1 failed=0");
+    let traceparent = std::fs::read_to_string(&seen).unwrap_or_default();
+    println!("  | the command's TRACEPARENT: {traceparent:?}");
+    if traceparent.is_empty() {
+        // Observed: avtomatika's dispatcher injects with `context=` the job's carrier
+        // (a dict), not an OpenTelemetry Context, so nothing is injected.
+        return Ok(AvtTrace {
+            ran: job,
+            skipped: Some(
+                "avtomatika 1.0b30 sent the task with an empty tracing_context (its dispatcher \
+                 passes the job's carrier dict to propagate.inject as the context)"
+                    .into(),
+            ),
+        });
+    }
+    Ok(AvtTrace {
+        ran: job && traceparent.starts_with("00-") && traceparent.len() == 55,
+        skipped: None,
+    })
 }
 
 /// Runs `rxon probe url --token token` (the `rxon` binary beside `examples`), echoing
