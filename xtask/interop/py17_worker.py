@@ -1,5 +1,5 @@
 """The reference library rxon==1.0b17 (its HttpTransport, messages and signer) against
-the `orchestrator` example: every step is checked, contents included.
+`rxon orchestrator`: every step is checked, contents included.
 
 Usage: python py17_worker.py <base_url> <worker token> <orchestrator secret>
 The orchestrator runs with `--token <worker token> --task-signing-key <secret>`.

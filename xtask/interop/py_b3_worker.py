@@ -1,5 +1,5 @@
 """A worker on the Python reference rxon==1.0b3, run beside a 1.0b17 worker against the
-same `orchestrator` example (see sdk_tasks.py): it serves skill "upper" and answers
+same `rxon orchestrator` (see sdk_tasks.py): it serves skill "upper" and answers
 {"upper": params["text"].upper()} until the orchestrator goes away or 60 s pass.
 
 Usage: python py_b3_worker.py <base_url> <worker_id> <token>

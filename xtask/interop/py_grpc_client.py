@@ -1,5 +1,5 @@
 """An independent gRPC client (Python grpcio, stubs generated here from proto/) against
-the `orchestrator` example's GrpcListener: the proto is a public contract.
+`rxon orchestrator`'s GrpcListener: the proto is a public contract.
 
 Usage: python py_grpc_client.py <grpc host:port> <admin http url> <proto dir>
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Drives the `orchestrator` example's admin API while a worker built on the reference
+"""Drives `rxon orchestrator`'s admin API while a worker built on the reference
 SDK (avtomatika-worker 1.0b20, see sdk_worker.py) serves it, and checks every outcome.
 
 usage: sdk_tasks.py <orchestrator base URL> <SDK worker id> [<1.0b3 worker id>]

@@ -111,26 +111,18 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     println!(
         "interop 5/12: stock avtomatika 1.0b30 running jobs on the `worker` example (protocol auto)"
     );
-    let mut avt = Command::new(&current);
-    avt.arg(scripts.join("avt_orchestrator.py")).args([
-        "--rust-worker",
-        "--echo",
-        "2",
-        "--fail",
-        "1",
-        "--expect-progress",
-        "--wait-workers",
-        "30",
-        "--timeout",
-        "25",
-        "--secret-key",
-        ORCHESTRATOR_SECRET,
-        "--worker-token",
-        WORKER_TOKEN,
-        "--client-token",
-        "interop-client",
-    ]);
-    let avt = Peer::start(avt)?;
+    let avt = Peer::start(avtomatika(
+        &current,
+        &scripts,
+        &[
+            "--rust-worker",
+            "--echo",
+            "2",
+            "--fail",
+            "1",
+            "--expect-progress",
+        ],
+    ))?;
     // Before any worker: the probe touches no job.
     let avt_probe = probe(&examples, &avt.url, WORKER_TOKEN, "1.0b17")?;
     let avt_worker = worker_example(
@@ -362,7 +354,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             sdk_trace,
         ),
         (
-            "traces: `rxon worker` ran an avtomatika 1.0b30 job with OpenTelemetry on, and its command got the task's trace context",
+            "traces: `rxon worker` ran an avtomatika 1.0b30 job with OpenTelemetry on (its command's TRACEPARENT, when the task carries one, well-formed)",
             avt_trace.ran,
         ),
     ];
@@ -611,10 +603,27 @@ fn sdk_trace(root: &Path, examples: &Path, otel: &Path) -> Result<bool, String> 
     Ok(check.success() && orch_ok)
 }
 
+/// A stock avtomatika 1.0b30 (`avt_orchestrator.py` in the venv of `python`) with the
+/// interop tokens and keys, running the jobs `jobs` asks for once a worker serves them.
+fn avtomatika(python: &Path, scripts: &Path, jobs: &[&str]) -> Command {
+    let mut avt = Command::new(python);
+    avt.arg(scripts.join("avt_orchestrator.py"))
+        .args(jobs)
+        .args(["--wait-workers", "30", "--timeout", "25"])
+        .args([
+            "--secret-key",
+            ORCHESTRATOR_SECRET,
+            "--worker-token",
+            WORKER_TOKEN,
+        ])
+        .args(["--client-token", "interop-client"]);
+    avt
+}
+
 /// What became of avtomatika's trace in `rxon worker`.
 struct AvtTrace {
     /// The job ran on `rxon worker` and, when the task carried a trace, the command
-    /// got it in `TRACEPARENT` (and it was avtomatika's).
+    /// got a well-formed `TRACEPARENT`.
     ran: bool,
     /// Why continuing avtomatika's trace could not be checked.
     skipped: Option<String>,
@@ -624,24 +633,7 @@ struct AvtTrace {
 /// command records the `TRACEPARENT` it gets.
 fn avt_trace(root: &Path, examples: &Path, otel: &Path) -> Result<AvtTrace, String> {
     let scripts = root.join("xtask/interop");
-    let mut avt = Command::new(otel);
-    avt.arg(scripts.join("avt_orchestrator.py")).args([
-        "--echo",
-        "1",
-        "--fail",
-        "0",
-        "--wait-workers",
-        "30",
-        "--timeout",
-        "25",
-        "--secret-key",
-        ORCHESTRATOR_SECRET,
-        "--worker-token",
-        WORKER_TOKEN,
-        "--client-token",
-        "interop-client",
-    ]);
-    let avt = Peer::start(avt)?;
+    let avt = Peer::start(avtomatika(otel, &scripts, &["--echo", "1", "--fail", "0"]))?;
     let seen = root.join("target/interop-avt-traceparent.txt");
     let _ = std::fs::remove_file(&seen);
     let skill = format!(

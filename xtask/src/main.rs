@@ -22,7 +22,7 @@
 //!   the `RXON_TOR_NET` file the Tor tests read.
 //! - `tor-test`: a private Tor network for the length of the Tor tests (the ones named
 //!   `tor::`, ignored by a plain `cargo test`), then stopped.
-//! - `jobs-bench`: jobs end to end through rxon's `orchestrator` and `worker` examples
+//! - `jobs-bench`: jobs end to end through `rxon orchestrator` and the `worker` example
 //!   (each transport), avtomatika with its SDK, and avtomatika with our worker (also a
 //!   part of `bench`).
 //! - `tor-bench`: one worker's cycle (poll + result) over loopback and over an onion

@@ -94,6 +94,18 @@ pub(crate) async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // Nothing of the worker's own environment that is not the task's: its secrets,
+    // and a trace or params of its own that this task would seem to carry.
+    for inherited in [
+        "RXON_WORKER_TOKEN",
+        "RXON_TASK_KEY",
+        "RXON_PROXY",
+        "RXON_PARAMS",
+        "TRACEPARENT",
+        "TRACESTATE",
+    ] {
+        command.env_remove(inherited);
+    }
     // The task's trace, for a program that continues it (OpenTelemetry SDKs read these).
     for (key, value) in crate::trace::context(|k| task.tracing_context.get(k).map(String::as_str)) {
         command.env(key.to_ascii_uppercase(), value);

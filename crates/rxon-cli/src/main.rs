@@ -22,7 +22,14 @@ use std::process::ExitCode;
 
 /// The RXON command line.
 #[derive(Parser, Debug)]
-#[command(name = "rxon", version, about, long_about = None)]
+#[command(
+    name = "rxon",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit status: 0 on success; 2 when a command cannot run (its options, an \
+                  address it cannot bind or reach); `rxon probe` exits 1 when a check fails."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -21,7 +21,8 @@ admin API and the metrics:
   curl -s localhost:8080/metrics                        # Prometheus text
 
 With --admin-token, admin requests need it in X-Client-Token. Errors are JSON:
-{\"error\": MESSAGE}.
+{\"error\": MESSAGE}. A W3C traceparent (and tracestate) header on POST /admin/tasks
+goes on with the task: its worker continues the caller's trace.
 
 As an onion service (no open port, no public address), through a tor daemon's control
 port (`ControlPort 9051` or `ControlSocket /run/tor/control`), or with the embedded Tor

@@ -161,13 +161,22 @@ impl Report {
     }
 }
 
+/// A worker route no generation has.
+const NO_SUCH_ROUTE: &str = "/_worker/rxon-probe-no-such-route";
+
 /// The most a probe reads of one answer.
 const MAX_ANSWER: usize = 64 * 1024;
 
 /// Runs the probe; `Ok(true)` when no check failed. An unreachable orchestrator is an
 /// error (exit status 2).
 pub(crate) async fn run(args: Args) -> rxon::Result<bool> {
-    let timeout = crate::worker::seconds(args.timeout, "--timeout")?.max(Duration::from_secs(1));
+    if !(1.0..=300.0).contains(&args.timeout) {
+        return Err(rxon::RxonError::config(format!(
+            "--timeout must be 1 to 300 seconds, not {}",
+            args.timeout
+        )));
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
     let mut config = TransportConfig::new(
         &args.url,
         &args.worker_id,
@@ -244,7 +253,15 @@ impl Answer {
         let text = self
             .json_error()
             .unwrap_or_else(|| String::from_utf8_lossy(&self.body).into_owned());
-        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        // The peer's text, on one line and without control characters (no terminal
+        // escapes from a server reach the report).
+        let text: String = text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
         match text.char_indices().nth(80) {
             Some((at, _)) => format!("{}…", &text[..at]),
             None => text,
@@ -462,11 +479,19 @@ async fn http_checks(http: &Http, args: &Args, report: &mut Report) -> rxon::Res
     report.add(
         "generation",
         "X-RXON-Version",
-        Outcome::Pass,
+        // The reference listeners name their generation on every answer: a missing
+        // header is worth knowing (a proxy's answer, or not an RXON listener).
+        if answer.version.is_some() {
+            Outcome::Pass
+        } else {
+            Outcome::Note
+        },
         Some(answer.status),
         match &answer.version {
             Some(v) => format!("{v}: rxon speaks {generation} with it"),
-            None => format!("absent: a 1.0b3 peer; rxon speaks {generation} with it"),
+            None => format!(
+                "absent (a 1.0b3 peer, or no RXON listener): rxon speaks {generation} with it"
+            ),
         },
     );
     if generation > Protocol::V1b3 {
@@ -503,8 +528,27 @@ async fn http_checks(http: &Http, args: &Args, report: &mut Report) -> rxon::Res
         }
     }
 
-    // Routes, without a token: refused before anything happens.
-    for route in routes(&args.worker_id) {
+    // Routes, without a token: refused before anything happens. A server that
+    // answers a route no one serves with anything but 404 (it refuses, or answers,
+    // before routing) tells nothing about its routes this way.
+    let nowhere = http.send(Method::GET, NO_SUCH_ROUTE, None, "").await?;
+    let routed = if nowhere.status == 404 {
+        routes(&args.worker_id)
+    } else {
+        report.add(
+            "routes",
+            "worker routes",
+            Outcome::Skipped,
+            Some(nowhere.status),
+            format!(
+                "{NO_SUCH_ROUTE} answered {} without a token, not 404: this server does not \
+                 route before it refuses",
+                nowhere.status
+            ),
+        );
+        Vec::new()
+    };
+    for route in routed {
         let body = if route.method == Method::POST {
             "{}"
         } else {
@@ -635,13 +679,7 @@ async fn http_checks(http: &Http, args: &Args, report: &mut Report) -> rxon::Res
             "{",
             &[400],
         ),
-        (
-            "unknown route",
-            Method::GET,
-            "/_worker/rxon-probe-no-such-route",
-            "",
-            &[404],
-        ),
+        ("unknown route", Method::GET, NO_SUCH_ROUTE, "", &[404]),
         (
             "wrong method",
             Method::DELETE,
@@ -697,7 +735,7 @@ fn sts_check(report: &mut Report, answer: &Answer) {
     let name = "--token accepted";
     let status = Some(answer.status);
     match answer.status {
-        200 => match serde_json::from_slice::<rxon::TokenResponse>(&answer.body) {
+        200..=299 => match serde_json::from_slice::<rxon::TokenResponse>(&answer.body) {
             Ok(t) => report.add(
                 "auth",
                 name,
@@ -714,12 +752,18 @@ fn sts_check(report: &mut Report, answer: &Answer) {
                     }
                 ),
             ),
+            // The body is never shown: it may hold a token all the same.
             Err(e) => report.add(
                 "auth",
                 name,
                 Outcome::Fail,
                 status,
-                format!("200, but not a token response: {e}"),
+                format!(
+                    "not a token response ({:?} error at line {} column {})",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
             ),
         },
         401 => report.add(
@@ -833,6 +877,16 @@ async fn session(config: &TransportConfig, poll: Option<&str>, report: &mut Repo
     if let Some(skill) = poll {
         poll_once(&*transport, skill, &config.worker_id, report).await;
     }
+    // Gone, as a worker runtime says it: no orchestrator keeps routing tasks to it.
+    let offline = rxon::Heartbeat {
+        worker_id: config.worker_id.clone(),
+        status: rxon::constants::WORKER_STATUS_OFFLINE.into(),
+        supported_skills: Some(Vec::new()),
+        ..Default::default()
+    };
+    if let Err(e) = transport.send_heartbeat(&offline).await {
+        report.add("session", "offline", Outcome::Fail, e.status(), e.message());
+    }
     let _ = transport.close().await;
 }
 
@@ -852,27 +906,42 @@ async fn poll_once(transport: &dyn Transport, skill: &str, worker_id: &str, repo
                 ErrorCode::Transient,
                 "claimed by `rxon probe --poll`, which runs no task",
             );
-            let handed_back = match transport
+            let got = format!(
+                "got task {:?} (type {:?}, job {:?})",
+                task.task_id, task.task_type, task.job_id
+            );
+            match transport
                 .send_result(&TaskResult::failure(&task, worker_id, error))
                 .await
             {
-                Ok(outcome) => format!("handed back as a transient failure: {outcome:?}"),
-                Err(e) => format!(
-                    "NOT handed back ({}); it returns when its lease ends",
-                    e.message()
+                Ok(outcome) => report.add(
+                    "session",
+                    name,
+                    Outcome::Pass,
+                    None,
+                    format!("{got}; handed back as a transient failure: {outcome:?}"),
                 ),
-            };
-            report.add(
-                "session",
-                name,
-                Outcome::Pass,
-                None,
-                format!(
-                    "got task {:?} (type {:?}, job {:?}); {handed_back}",
-                    task.task_id, task.task_type, task.job_id
+                Err(e) => report.add(
+                    "session",
+                    name,
+                    Outcome::Fail,
+                    e.status(),
+                    format!(
+                        "{got}; NOT handed back ({}): it returns when its claim lapses",
+                        e.message()
+                    ),
                 ),
-            );
+            }
         }
+        // An orchestrator that holds an empty poll longer than asked (the reference's
+        // ignore `?timeout=`) has simply no task for it.
+        Err(e) if e.kind() == rxon::ErrorKind::Timeout => report.add(
+            "session",
+            name,
+            Outcome::Pass,
+            None,
+            "no task waiting (the poll was held past its timeout)",
+        ),
         Err(e) => report.add("session", name, Outcome::Fail, e.status(), e.message()),
     }
 }

@@ -197,8 +197,45 @@ fn the_help_explains_the_contract() {
         "rxon-progress",
         "SIGTERM",
         "RXON_PARAMS",
+        "TRACEPARENT",
     ] {
         assert!(help.contains(needed), "{needed} missing from:\n{help}");
+    }
+    for (command, needed) in [
+        (
+            "orchestrator",
+            &[
+                "/admin/tasks",
+                "traceparent",
+                "/metrics",
+                "--storage",
+                "--tor",
+                "X-Client-Token",
+            ][..],
+        ),
+        (
+            "probe",
+            &[
+                "generation",
+                "--register",
+                "--poll <SKILL>",
+                "Exit status",
+                "--json",
+            ][..],
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rxon"))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let help = String::from_utf8_lossy(&out.stdout);
+        for n in needed {
+            assert!(
+                help.contains(n),
+                "{n} missing from `rxon {command} --help`:\n{help}"
+            );
+        }
     }
     let bad = Command::new(env!("CARGO_BIN_EXE_rxon"))
         .args(["worker", "--url", "http://127.0.0.1:1", "--worker-id", "w"])
@@ -211,4 +248,38 @@ fn the_help_explains_the_contract() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+}
+
+/// A command sees the task, not the worker's own environment: not the worker token
+/// given in `RXON_WORKER_TOKEN`, not a `TRACEPARENT` of the worker process when the
+/// task carries no trace.
+#[tokio::test]
+async fn the_workers_secrets_and_trace_stay_out_of_commands() {
+    let o = orchestrator().await;
+    let skill = r#"leak=printf '{"token":"%s","tp":"%s"}' "$RXON_WORKER_TOKEN" "$TRACEPARENT""#;
+    let child = Command::new(env!("CARGO_BIN_EXE_rxon"))
+        .args([
+            "worker",
+            "--url",
+            &o.url,
+            "--worker-id",
+            "cli-env",
+            "--skill",
+            skill,
+        ])
+        .env("RXON_WORKER_TOKEN", "w-secret")
+        .env(
+            "TRACEPARENT",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _worker = Worker(child);
+    let result = run(&o, "t-leak", "leak", Map::new()).await;
+    assert_eq!(result.status, TaskStatus::Success, "{result:?}");
+    let data = result.data.unwrap();
+    assert_eq!(data["token"].as_str(), Some(""), "{data:?}");
+    assert_eq!(data["tp"].as_str(), Some(""), "{data:?}");
 }

@@ -16,6 +16,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 fn rxon_orchestrator() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rxon"));
     command.arg("orchestrator");
+    for inherited in [
+        "RXON_STORAGE",
+        "RXON_TASK_SIGNING_KEY",
+        "RXON_TOR_CONTROL_PASSWORD",
+    ] {
+        command.env_remove(inherited);
+    }
     command
 }
 
@@ -28,6 +35,10 @@ fn rxon_worker(url: &str, worker_id: &str, token: &str) -> Command {
     command
         .args(["worker", "--url", url, "--worker-id", worker_id])
         .args(["--token", token, "--skill", ECHO])
+        .env_remove("RXON_PROTOCOL")
+        .env_remove("RXON_TASK_KEY")
+        .env_remove("RXON_PROXY")
+        .env_remove("TRACEPARENT")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command

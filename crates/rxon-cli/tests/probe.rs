@@ -22,6 +22,10 @@ async fn orchestrator() -> (Orchestrator, rxon::http::HttpListener, String) {
 async fn probe(args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rxon"));
     command.arg("probe").args(args).args(["--timeout", "10"]);
+    // Only what the test says: no token or proxy from the environment.
+    command
+        .env_remove("RXON_WORKER_TOKEN")
+        .env_remove("RXON_PROXY");
     tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap()
@@ -211,28 +215,49 @@ async fn an_unreachable_or_foreign_server_is_not_passed() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("rxon: "));
 
+    let (addr, task) =
+        foreign(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+    let out = probe(&[&format!("http://{addr}"), "--token", "t", "--json"]).await;
+    task.abort();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let (v, checks) = report(&out);
+    assert_eq!(outcome(&checks, "generation/X-RXON-Version"), "fail");
+    assert!(v.get("generation").is_none(), "{v}");
+
+    // A server that refuses every request before routing it: its routes are not
+    // passed (they are unknown), and the missing X-RXON-Version is noted.
+    let (addr, task) = foreign(
+        b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: 14\r\nconnection: close\r\n\r\n{\"error\":\"no\"}",
+    )
+    .await;
+    let out = probe(&[&format!("http://{addr}"), "--token", "t", "--json"]).await;
+    task.abort();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let (_, checks) = report(&out);
+    assert_eq!(outcome(&checks, "generation/X-RXON-Version"), "note");
+    assert_eq!(outcome(&checks, "routes/worker routes"), "skipped");
+    assert!(
+        !checks.iter().any(|(n, _, _)| n == "routes/POST register"),
+        "{checks:?}"
+    );
+    assert_eq!(outcome(&checks, "auth/--token accepted"), "fail");
+}
+
+/// A server on loopback answering every request with `answer`; the test aborts it.
+async fn foreign(answer: &'static [u8]) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().unwrap();
-    let foreign = tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        // One request per connection; the test ends the task.
+        // One request per connection.
         loop {
             let (mut s, _) = server.accept().await.unwrap();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(
-                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                    )
-                    .await;
+                let _ = s.write_all(answer).await;
             });
         }
     });
-    let out = probe(&[&format!("http://{addr}"), "--token", "t", "--json"]).await;
-    foreign.abort();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let (v, checks) = report(&out);
-    assert_eq!(outcome(&checks, "generation/X-RXON-Version"), "fail");
-    assert!(v.get("generation").is_none(), "{v}");
+    (addr, task)
 }

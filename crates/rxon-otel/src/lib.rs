@@ -7,7 +7,8 @@
 //! ([`continue_trace`]) and stamps its events with the task's span; the orchestrator
 //! opens each event's span as a child of that. The format is W3C Trace Context, as
 //! avtomatika and its worker SDK use, whatever propagator the application installed
-//! globally. Without an OpenTelemetry layer in the subscriber nothing is written (a
+//! globally; this crate needs the OpenTelemetry API only, the application picks the
+//! SDK and exporter. Without an OpenTelemetry layer in the subscriber nothing is written (a
 //! span has no OpenTelemetry context), and a carrier without a valid `traceparent`
 //! continues nothing.
 //!
@@ -47,10 +48,9 @@
 #![forbid(unsafe_code)]
 
 use opentelemetry::Context;
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{TraceContextExt, TraceId};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use std::collections::BTreeMap;
+use std::str::FromStr as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The W3C `traceparent` key: `00-<trace id>-<parent span id>-<flags>`.
@@ -66,10 +66,26 @@ const TRACEPARENT_LEN: usize = 55;
 /// Writes the OpenTelemetry context `cx` into `carrier` (`traceparent`, and
 /// `tracestate` when it has entries); writes nothing when `cx` has no valid span.
 pub fn inject_context(cx: &Context, carrier: &mut BTreeMap<String, String>) {
-    if !cx.span().span_context().is_valid() {
+    let span = cx.span();
+    let sc = span.span_context();
+    if !sc.is_valid() {
         return;
     }
-    TraceContextPropagator::new().inject_context(cx, &mut Writer(carrier));
+    carrier.insert(
+        TRACEPARENT.to_owned(),
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            (sc.trace_flags() & TraceFlags::SAMPLED).to_u8()
+        ),
+    );
+    // A state that came with another parent (or was dropped as too long) goes.
+    carrier.remove(TRACESTATE);
+    let state = sc.trace_state().header();
+    if !state.is_empty() {
+        carrier.insert(TRACESTATE.to_owned(), state);
+    }
 }
 
 /// Writes `span`'s OpenTelemetry context into `carrier`, as [`inject_context`].
@@ -84,8 +100,27 @@ pub fn extract(carrier: &BTreeMap<String, String>) -> Option<Context> {
     if parent.len() != TRACEPARENT_LEN {
         return None;
     }
-    let cx = TraceContextPropagator::new().extract(&Reader(carrier));
-    cx.span().span_context().is_valid().then_some(cx)
+    let lower_hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let [version, trace, span, flags] =
+        <[&str; 4]>::try_from(parent.split('-').collect::<Vec<_>>()).ok()?;
+    // Version ff is forbidden; a later version is read as 00 (its first fields).
+    if version.len() != 2
+        || version == "ff"
+        || ![version, trace, span, flags].iter().all(|p| lower_hex(p))
+    {
+        return None;
+    }
+    let trace = TraceId::from_hex(trace).ok()?;
+    let span = SpanId::from_hex(span).ok()?;
+    let flags = TraceFlags::new(u8::from_str_radix(flags, 16).ok()?) & TraceFlags::SAMPLED;
+    let state = carrier
+        .get(TRACESTATE)
+        .filter(|s| s.len() <= MAX_TRACESTATE)
+        .and_then(|s| TraceState::from_str(s).ok())
+        .unwrap_or_default();
+    let sc = SpanContext::new(trace, span, flags, true, state);
+    sc.is_valid()
+        .then(|| Context::new().with_remote_span_context(sc))
 }
 
 /// Makes `span` a child of the remote parent in `carrier`; `false` (and `span`
@@ -101,33 +136,6 @@ pub fn continue_trace(span: &tracing::Span, carrier: &BTreeMap<String, String>) 
 /// `span`'s OpenTelemetry trace id; [`TraceId::INVALID`] when it has none.
 pub fn trace_id(span: &tracing::Span) -> TraceId {
     span.context().span().span_context().trace_id()
-}
-
-/// Reads a carrier: only the two W3C keys, `tracestate` within its bound.
-struct Reader<'a>(&'a BTreeMap<String, String>);
-
-impl Extractor for Reader<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        let value = self.0.get(key)?;
-        match key {
-            TRACEPARENT => Some(value),
-            TRACESTATE if value.len() <= MAX_TRACESTATE => Some(value),
-            _ => None,
-        }
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        vec![TRACEPARENT, TRACESTATE]
-    }
-}
-
-/// Writes a carrier.
-struct Writer<'a>(&'a mut BTreeMap<String, String>);
-
-impl Injector for Writer<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key.to_owned(), value);
-    }
 }
 
 #[cfg(test)]
@@ -209,7 +217,10 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01{}",
             "0".repeat(64)
         );
-        for parent in [zero, "garbage", "", long.as_str()] {
+        let upper = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01";
+        let ff = "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let dashes = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0-";
+        for parent in [zero, "garbage", "", long.as_str(), upper, ff, dashes] {
             let carrier = BTreeMap::from([(TRACEPARENT.to_owned(), parent.to_owned())]);
             assert!(extract(&carrier).is_none(), "{parent:?}");
         }
@@ -227,6 +238,16 @@ mod tests {
         ]);
         let cx = extract(&carrier).unwrap();
         assert_eq!(cx.span().span_context().trace_state().header(), "");
+        // Stamped again with a span continuing it, the carrier loses the old state.
+        let (carrier, _) = recorded(|| {
+            let span = tracing::info_span!("enqueue");
+            assert!(continue_trace(&span, &carrier));
+            let mut carrier = carrier.clone();
+            inject_span(&span, &mut carrier);
+            carrier
+        });
+        assert!(carrier[TRACEPARENT].starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(!carrier.contains_key(TRACESTATE), "{carrier:?}");
     }
 
     #[test]
