@@ -131,7 +131,7 @@ fn gateway() -> &'static Gateway {
         let net = TorNet::from_env().unwrap_or_else(|e| panic!("{e}"));
         let slots = Arc::new(Mutex::new(vec![None; SLOTS]));
         let (tx, rx) = std::sync::mpsc::channel();
-        let (control, shared) = (net.control.clone(), slots.clone());
+        let (control, shared, socks) = (net.control.clone(), slots.clone(), net.socks);
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -141,7 +141,8 @@ fn gateway() -> &'static Gateway {
             rt.block_on(async move {
                 match publish(&control, &shared).await {
                     Ok((hostname, _tor)) => {
-                        let _ = tx.send(Ok(hostname));
+                        let reachable = reachable(socks, &hostname).await.map(|()| hostname);
+                        let _ = tx.send(reachable);
                         // Holding the control connection keeps the service up.
                         std::future::pending::<()>().await;
                     }
@@ -152,7 +153,7 @@ fn gateway() -> &'static Gateway {
             });
         });
         let hostname = rx
-            .recv_timeout(PUBLISH_TIMEOUT + Duration::from_secs(10))
+            .recv_timeout(2 * PUBLISH_TIMEOUT + Duration::from_secs(10))
             .unwrap_or_else(|_| Err("the onion service thread did not answer".into()))
             .unwrap_or_else(|e| panic!("publishing the test onion service: {e}"));
         Gateway {
@@ -161,6 +162,53 @@ fn gateway() -> &'static Gateway {
             slots,
         }
     })
+}
+
+/// Waits until the client tor reaches `hostname` (its first port) through its SOCKS
+/// port. A descriptor just uploaded is not always found by the first fetch ("host
+/// unreachable"): the cases start once a connection has gone through. Bounded by
+/// [`PUBLISH_TIMEOUT`], one try a second.
+async fn reachable(socks: SocketAddr, hostname: &str) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + PUBLISH_TIMEOUT;
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(30), socks_connect(socks, hostname, 1)).await
+        {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = "no SOCKS reply within 30 s".into(),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(format!(
+        "{hostname} was published but not reachable through {socks} within {PUBLISH_TIMEOUT:?}: {last}"
+    ))
+}
+
+/// One SOCKS5 CONNECT (no authentication) to `host:port`; `Ok` once the proxy says
+/// the connection is made.
+async fn socks_connect(socks: SocketAddr, host: &str, port: u16) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = |e: std::io::Error| e.to_string();
+    let mut s = tokio::net::TcpStream::connect(socks).await.map_err(io)?;
+    s.write_all(&[5, 1, 0]).await.map_err(io)?;
+    let mut choice = [0u8; 2];
+    s.read_exact(&mut choice).await.map_err(io)?;
+    if choice != [5, 0] {
+        return Err(format!("the SOCKS port chose method {choice:?}"));
+    }
+    let name = u8::try_from(host.len()).map_err(|_| "host name too long".to_owned())?;
+    let mut request = vec![5, 1, 0, 3, name];
+    request.extend_from_slice(host.as_bytes());
+    request.extend_from_slice(&port.to_be_bytes());
+    s.write_all(&request).await.map_err(io)?;
+    let mut reply = [0u8; 2];
+    s.read_exact(&mut reply).await.map_err(io)?;
+    match reply {
+        [5, 0] => Ok(()),
+        [5, code] => Err(format!("SOCKS reply {code} (4: host unreachable)")),
+        other => Err(format!("not a SOCKS5 reply: {other:?}")),
+    }
 }
 
 /// Binds the relays, publishes the service, starts forwarding.
