@@ -228,7 +228,7 @@ pub(crate) async fn run(args: Args) -> rxon::Result<bool> {
 /// An HTTP client through rxon's dialer (proxies, Tor and TLS as the transports have
 /// them), for requests the transports never send.
 struct Http {
-    client: Client<hyper_rustls::HttpsConnector<rxon_net::dial::Connector>, Full<Bytes>>,
+    client: Client<rxon::http::Connector, Full<Bytes>>,
     base: String,
     worker_id: String,
     timeout: Duration,
@@ -271,16 +271,7 @@ impl Answer {
 
 impl Http {
     fn new(config: &TransportConfig, timeout: Duration) -> rxon::Result<Self> {
-        let tls = if config.url.starts_with("https") {
-            rxon_net::tls::client_config(&config.options.tls)?
-        } else {
-            rxon_net::tls::plain_client_config()?
-        };
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(rxon_net::dial::Connector::new(&config.options));
+        let connector = rxon::http::connector(config)?;
         Ok(Http {
             client: Client::builder(TokioExecutor::new()).build(connector),
             base: config.url.trim_end_matches('/').to_owned(),

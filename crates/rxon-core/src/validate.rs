@@ -1,4 +1,5 @@
-//! The identifier rule of RXON: worker ids, job ids, task ids and task types.
+//! The identifier rule of RXON (worker ids, job ids, task ids and task types), the
+//! shape of W3C trace context values, and the constant-time comparison of secrets.
 //!
 //! An identifier is non-empty and made of ASCII letters, digits, `_` and `-`
 //! (`^[a-zA-Z0-9_-]+$`, as in the reference). Identifiers end up in URL paths and
@@ -68,9 +69,82 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
+/// The longest W3C `tracestate` passed on: what W3C Trace Context asks every
+/// implementation to propagate.
+pub const MAX_TRACESTATE_LEN: usize = 512;
+
+/// `true` for a W3C `traceparent` (a task's `tracing_context`, an event's
+/// `trace_context`): `<version>-<trace id>-<span id>-<flags>` in lowercase hex, 2, 32,
+/// 16 and 2 digits, version not `ff`, neither id all zeros.
+///
+/// ```
+/// use rxon_core::validate::is_traceparent;
+/// assert!(is_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+/// assert!(!is_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
+/// ```
+pub fn is_traceparent(value: &str) -> bool {
+    let hex = |s: &str, len: usize| {
+        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    let mut parts = value.split('-');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some(version), Some(trace), Some(span), Some(flags), None) => {
+            hex(version, 2)
+                && version != "ff"
+                && hex(trace, 32)
+                && hex(span, 16)
+                && hex(flags, 2)
+                && nonzero(trace)
+                && nonzero(span)
+        }
+        _ => false,
+    }
+}
+
+/// `true` for a W3C `tracestate` worth passing on: printable ASCII, at most
+/// [`MAX_TRACESTATE_LEN`] bytes.
+pub fn is_tracestate(value: &str) -> bool {
+    value.len() <= MAX_TRACESTATE_LEN && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_well_formed_trace_context_passes() {
+        assert!(is_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        let long = format!(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01{}",
+            "0".repeat(64)
+        );
+        for bad in [
+            "",
+            "garbage",
+            long.as_str(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0-",
+        ] {
+            assert!(!is_traceparent(bad), "{bad:?}");
+        }
+        assert!(is_tracestate("rxon=1,vendor=a b"));
+        assert!(!is_tracestate("a=\n"));
+        assert!(!is_tracestate(&"a".repeat(MAX_TRACESTATE_LEN + 1)));
+    }
 
     #[test]
     fn accepts_the_reference_alphabet() {

@@ -8,7 +8,6 @@ use crate::routes::{
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rxon_core::constants::{
@@ -24,7 +23,6 @@ use rxon_core::{
     TransportFactory, TransportOptions, WorkerCommand, WorkerEventPayload, WorkerRegistration,
 };
 use rxon_net::dial::ClientStream;
-use rxon_net::dial::Connector;
 use rxon_net::status::error_for_status;
 use rxon_wire::Wire;
 use rxon_wire::envelope::{self, EVENT_UNSIGNED};
@@ -94,7 +92,7 @@ pub(crate) struct Inner {
     worker_id: String,
     /// Lifecycle, credential, options: the contract's rules.
     policy: Policy,
-    client: Client<HttpsConnector<Connector>, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     version_warned: AtomicBool,
     /// `protocol` from the configuration.
     choice: ProtocolChoice,
@@ -125,6 +123,45 @@ impl std::fmt::Debug for HttpTransport {
     }
 }
 
+/// The connector every HTTP request of rxon goes through: rxon's dialer (directly,
+/// through the configured proxy, or the embedded Tor client) under rustls, with the
+/// configuration's TLS options (CA, client certificate, `server_name`).
+pub type Connector = hyper_rustls::HttpsConnector<rxon_net::dial::Connector>;
+
+/// The [`Connector`] for `config`, for requests of your own that should reach the
+/// orchestrator exactly as the transport does (`rxon probe` sends its checks so).
+pub fn connector(config: &TransportConfig) -> Result<Connector> {
+    connector_with(client_tls(config, &config.scheme()?)?, config)
+}
+
+/// TLS for `scheme`: the configuration's for `https`, the platform's roots otherwise
+/// (a plain URL needs none, but the connector is the same type).
+fn client_tls(config: &TransportConfig, scheme: &str) -> Result<rustls::ClientConfig> {
+    if scheme == "https" {
+        rxon_net::tls::client_config(&config.options.tls)
+    } else {
+        rxon_net::tls::plain_client_config()
+    }
+}
+
+fn connector_with(tls: rustls::ClientConfig, config: &TransportConfig) -> Result<Connector> {
+    // Every connection through the one dialer: directly or through the proxy.
+    let http = rxon_net::dial::Connector::new(&config.options);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    let connector = match &config.options.tls.server_name {
+        Some(name) => {
+            let name = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| {
+                RxonError::config(format!("TLS: invalid tls.server_name {name:?}: {e}"))
+            })?;
+            connector.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => connector,
+    };
+    Ok(connector.enable_http1().wrap_connector(http))
+}
+
 impl HttpTransport {
     /// A transport with default options for `base_url` (e.g. `http://host:8080`).
     pub fn new(base_url: &str, worker_id: &str, token: &str) -> Result<Self> {
@@ -147,28 +184,9 @@ impl HttpTransport {
         HeaderValue::from_str(&config.token).map_err(|_| {
             RxonError::config("the token contains characters not allowed in a header")
         })?;
-        let tls = if scheme == "https" {
-            rxon_net::tls::client_config(&config.options.tls)?
-        } else {
-            rxon_net::tls::plain_client_config()?
-        };
+        let tls = client_tls(config, &scheme)?;
         let channel_tls = (scheme == "https").then(|| Arc::new(tls.clone()));
-        // Every connection through the one dialer: directly or through the proxy.
-        let http = rxon_net::dial::Connector::new(&config.options);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http();
-        let connector = match &config.options.tls.server_name {
-            Some(name) => {
-                let name = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| {
-                    RxonError::config(format!("TLS: invalid tls.server_name {name:?}: {e}"))
-                })?;
-                connector
-                    .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-            }
-            None => connector,
-        };
-        let connector = connector.enable_http1().wrap_connector(http);
+        let connector = connector_with(tls, config)?;
         let client = Client::builder(TokioExecutor::new())
             // Below the listener's 30 s header timeout, which cuts idle keep-alive
             // connections (with a 408 hyper's client reports as an unexpected message).

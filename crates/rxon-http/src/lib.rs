@@ -76,7 +76,7 @@ pub mod routes;
 mod server;
 mod service;
 
-pub use client::{HttpTransport, HttpTransportFactory, SCHEMES};
+pub use client::{Connector, HttpTransport, HttpTransportFactory, SCHEMES, connector};
 pub use rxon_net::status::{error_for_status, status_for};
 pub use server::{HttpListener, HttpListenerConfig};
 pub use service::Mount;

@@ -59,9 +59,7 @@ pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
 /// The longest `tracestate` read from a peer: 512 bytes, what W3C Trace Context asks
 /// every implementation to propagate.
-pub const MAX_TRACESTATE: usize = 512;
-/// A `traceparent` is exactly this long (version `00`); longer ones are refused.
-const TRACEPARENT_LEN: usize = 55;
+pub const MAX_TRACESTATE: usize = rxon_core::validate::MAX_TRACESTATE_LEN;
 
 /// Writes the OpenTelemetry context `cx` into `carrier` (`traceparent`, and
 /// `tracestate` when it has entries); writes nothing when `cx` has no valid span.
@@ -96,26 +94,17 @@ pub fn inject_span(span: &tracing::Span, carrier: &mut BTreeMap<String, String>)
 /// The remote parent `carrier` names, when its `traceparent` is valid (a
 /// `tracestate` over [`MAX_TRACESTATE`] bytes is dropped, the parent kept).
 pub fn extract(carrier: &BTreeMap<String, String>) -> Option<Context> {
-    let parent = carrier.get(TRACEPARENT)?;
-    if parent.len() != TRACEPARENT_LEN {
-        return None;
-    }
-    let lower_hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    let [version, trace, span, flags] =
-        <[&str; 4]>::try_from(parent.split('-').collect::<Vec<_>>()).ok()?;
-    // Version ff is forbidden; a later version is read as 00 (its first fields).
-    if version.len() != 2
-        || version == "ff"
-        || ![version, trace, span, flags].iter().all(|p| lower_hex(p))
-    {
-        return None;
-    }
+    let parent = carrier
+        .get(TRACEPARENT)
+        .filter(|p| rxon_core::validate::is_traceparent(p))?;
+    let mut parts = parent.split('-').skip(1);
+    let (trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?);
     let trace = TraceId::from_hex(trace).ok()?;
     let span = SpanId::from_hex(span).ok()?;
     let flags = TraceFlags::new(u8::from_str_radix(flags, 16).ok()?) & TraceFlags::SAMPLED;
     let state = carrier
         .get(TRACESTATE)
-        .filter(|s| s.len() <= MAX_TRACESTATE)
+        .filter(|s| rxon_core::validate::is_tracestate(s))
         .and_then(|s| TraceState::from_str(s).ok())
         .unwrap_or_default();
     let sc = SpanContext::new(trace, span, flags, true, state);
